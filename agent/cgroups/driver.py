@@ -1,0 +1,138 @@
+"""The cgroup driver interface shared by the v2 and hybrid implementations.
+
+A container's cgroup is described by `CgroupPaths`: its unified (v2) directory, whose inode
+number is the id `bpf_get_current_cgroup_id()` returns, and the directory holding each
+controller's files (the same directory on pure v2, one per v1 hierarchy on hybrid hosts).
+Everything above this module speaks only these types.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one container; None means unlimited."""
+
+    memory_bytes: int | None = None
+    cpu_quota_us: int | None = None
+    cpu_period_us: int = 100_000
+    pids_max: int | None = None
+
+    @classmethod
+    def from_cpus(cls, memory_bytes: int | None, cpus: float | None, pids_max: int | None,
+                  period_us: int = 100_000) -> "Limits":
+        quota = int(cpus * period_us) if cpus else None
+        return cls(memory_bytes=memory_bytes, cpu_quota_us=quota, cpu_period_us=period_us,
+                   pids_max=pids_max)
+
+
+@dataclass(frozen=True)
+class CgroupPaths:
+    """Where one container's cgroup lives."""
+
+    unified: str                                  # v2 directory: id, freeze, kill, PSI, BPF
+    controllers: dict[str, str] = field(default_factory=dict)  # "memory"/"cpu"/"cpuacct"/"pids"/"freezer" -> dir
+
+    def to_dict(self) -> dict:
+        return {"unified": self.unified, "controllers": dict(self.controllers)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CgroupPaths":
+        return cls(unified=data["unified"], controllers=dict(data.get("controllers", {})))
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """PSI totals of one resource, in seconds (from `some`/`full` total= microseconds)."""
+
+    some_seconds: float
+    full_seconds: float
+
+
+@dataclass(frozen=True)
+class CgroupStats:
+    """One reading of a container's cgroup files; None where the host does not expose a figure."""
+
+    cpu_usage_seconds: float | None = None
+    cpu_user_seconds: float | None = None
+    cpu_system_seconds: float | None = None
+    cpu_periods: int | None = None
+    cpu_throttled_periods: int | None = None
+    cpu_throttled_seconds: float | None = None
+    cpu_quota_us: int | None = None          # None: unlimited
+    cpu_period_us: int | None = None
+    memory_usage_bytes: int | None = None
+    memory_max_usage_bytes: int | None = None
+    memory_working_set_bytes: int | None = None
+    memory_rss_bytes: int | None = None
+    memory_cache_bytes: int | None = None
+    memory_failcnt: int | None = None
+    memory_limit_bytes: int | None = None    # None: unlimited
+    oom_kills: int | None = None
+    oom_events: int | None = None
+    pids_current: int | None = None
+    pids_limit: int | None = None            # None: unlimited
+    frozen: bool | None = None
+    pressure: dict[str, Pressure] = field(default_factory=dict)  # "cpu", "memory", "io"
+
+
+class CgroupDriver(ABC):
+    """Creates, limits, reads, freezes, kills and removes the cgroups of containers.
+
+    Only cgroups this driver created are ever written to or removed: every path it touches is
+    below its own parent directory (`corral` by default).
+    """
+
+    mode: str  # "v2" or "hybrid"
+
+    @abstractmethod
+    def create(self, name: str, limits: Limits) -> CgroupPaths:
+        """Make the cgroup of container `name` with its limits; on failure nothing is left."""
+
+    @abstractmethod
+    def procs_files(self, paths: CgroupPaths) -> list[str]:
+        """The cgroup.procs files a pid is written to so it joins every hierarchy of the container."""
+
+    @abstractmethod
+    def add_process(self, paths: CgroupPaths, pid: int) -> None:
+        """Move `pid` into the container's cgroup (every hierarchy)."""
+
+    @abstractmethod
+    def set_limits(self, paths: CgroupPaths, limits: Limits) -> None:
+        """Apply new limits to a live cgroup."""
+
+    @abstractmethod
+    def read_limits(self, paths: CgroupPaths) -> Limits:
+        """The limits in force now, as the kernel reports them."""
+
+    @abstractmethod
+    def stats(self, paths: CgroupPaths) -> CgroupStats:
+        """Read every figure the host exposes; a missing file leaves its fields None."""
+
+    @abstractmethod
+    def pids(self, paths: CgroupPaths) -> list[int]:
+        """Pids of every process in the cgroup."""
+
+    @abstractmethod
+    def freeze(self, paths: CgroupPaths) -> None: ...
+
+    @abstractmethod
+    def thaw(self, paths: CgroupPaths) -> None: ...
+
+    @abstractmethod
+    def kill(self, paths: CgroupPaths) -> None:
+        """SIGKILL every process in the cgroup (cgroup.kill where the kernel has it)."""
+
+    @abstractmethod
+    def remove(self, paths: CgroupPaths) -> None:
+        """Kill what is left and remove every directory; missing directories are not an error."""
+
+    @abstractmethod
+    def exists(self, paths: CgroupPaths) -> bool: ...
+
+    def cgroup_id(self, paths: CgroupPaths) -> int:
+        """The v2 cgroup id: the inode number of the unified directory."""
+        import os
+        return os.stat(paths.unified).st_ino

@@ -1,0 +1,79 @@
+"""The one error hierarchy of Corral.
+
+Every error a user can see is a CorralError: its message names the value at fault and,
+where one exists, says what to do. `exit_code` is what the CLI exits with and `http_status`
+what the API answers with, so both ends map errors the same way.
+"""
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Base of every error Corral reports to a user."""
+
+    exit_code = 125
+    http_status = 500
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def to_dict(self) -> dict:
+        return {"error": type(self).__name__, "message": self.message, "hint": self.hint}
+
+
+class InvalidArgument(CorralError):
+    """A value given by the user is malformed: a size like "64x", a bad name, a bad path."""
+
+    http_status = 400
+
+
+class NotFound(CorralError):
+    """A named object (container, image, network, policy) does not exist."""
+
+    http_status = 404
+
+
+class Conflict(CorralError):
+    """The request clashes with the current state: name in use, image in use, container stopped."""
+
+    http_status = 409
+
+
+class KernelError(CorralError):
+    """A kernel interface (cgroup file, mount, BPF, netlink) refused; wraps the OSError."""
+
+    http_status = 500
+
+
+class LaunchError(CorralError):
+    """The launcher could not start the container process (missing command, bad rootfs)."""
+
+    http_status = 400
+
+
+class DaemonUnavailable(CorralError):
+    """The CLI could not reach the daemon's socket."""
+
+    http_status = 503
+
+
+class PolicyError(CorralError):
+    """A policy file is invalid; the message is `file:line:col: path: message`."""
+
+    http_status = 400
+
+
+ERRORS_BY_NAME = {cls.__name__: cls for cls in (
+    CorralError, InvalidArgument, NotFound, Conflict, KernelError, LaunchError,
+    DaemonUnavailable, PolicyError,
+)}
+
+
+def from_dict(data: dict) -> CorralError:
+    """Rebuild an error the API sent, so the CLI raises the same class the daemon did."""
+    cls = ERRORS_BY_NAME.get(data.get("error", ""), CorralError)
+    return cls(data.get("message", "unknown error"), hint=data.get("hint"))

@@ -1,0 +1,395 @@
+"""The runtime: creates, starts, stops, kills, removes containers and runs commands in them.
+
+Creation makes the cgroup (limits applied) and the overlay root; start spawns the C launcher,
+places the container's init in the cgroup, lets the watchers (the probes) register its cgroup
+id and only then lets it exec, so the first syscall of the container is already counted. Any
+failure on the way undoes every step taken, so bad input leaves nothing behind.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal as signals
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
+from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
+from agent.events import Event, EventLog
+from agent.images.rootfs import RootfsManager
+from agent.images.store import ImageStore
+from agent.runtime import inspect as inspection
+from agent.runtime.exits import ExitWatcher
+from agent.runtime.launch import LaunchRequest, launch
+from agent.runtime.execs import start_exec
+from agent.runtime.logs import follow_log
+from agent.runtime.model import CREATED, EXITED, RUNNING, Container, ContainerSpec
+from agent.runtime.names import new_id, new_name
+from agent.runtime.service import ExecProcess
+from agent.runtime.state import ContainerStore
+
+log = logging.getLogger(__name__)
+
+# The exit code recorded when a shim vanished without writing one (killed, or a crash).
+LOST_EXIT_CODE = 255
+
+
+class ContainerWatcher(Protocol):
+    """Something that follows containers by cgroup: the probes, later the network programs."""
+
+    def watch(self, cgroup_id: int, unified_dir: str) -> None: ...
+
+    def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None: ...
+
+
+class Runtime:
+    """Implements agent.runtime.service.RuntimeService."""
+
+    def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
+                 cgroups: CgroupDriver, events: EventLog, launcher: Path,
+                 watchers: list[ContainerWatcher] | None = None) -> None:
+        self.root = Path(root)
+        self.store = ContainerStore(self.root)
+        self.images = images
+        self.rootfs = rootfs
+        self.cgroups = cgroups
+        self.events = events
+        self.launcher = launcher
+        self.watchers = list(watchers or [])
+        self._changed = threading.Condition()
+        self._exits = ExitWatcher(self._on_exit)
+
+    # ---- life cycle of the runtime itself -------------------------------------------------
+
+    def start(self) -> None:
+        """Reconcile the state on disk with what really runs, then follow every live shim."""
+        self._exits.start()
+        for container in self.store.all():
+            if container.state == RUNNING:
+                if container.shim_pid and _is_our_shim(container.shim_pid, container.id) \
+                        and self._exits.watch(container.id, container.shim_pid):
+                    self._watch_cgroup(container)
+                    continue
+                self._record_exit(container)
+
+    def close(self) -> None:
+        """Stop following containers; they keep running and are adopted at the next start."""
+        self._exits.stop()
+
+    # ---- verbs ----------------------------------------------------------------------------
+
+    def run(self, spec: ContainerSpec) -> Container:
+        container = self.create(spec)
+        try:
+            return self.start_container(container.id)
+        except BaseException:
+            self._destroy(self.store.get(container.id))
+            raise
+
+    def create(self, spec: ContainerSpec) -> Container:
+        if spec.network not in ("none", "host"):
+            raise InvalidArgument(f"network {spec.network!r}: this runtime supports none and host")
+        image = self.images.get(spec.image)
+        command = (spec.entrypoint if spec.entrypoint is not None else list(image.config.entrypoint)) \
+            + (list(spec.command) or ([] if spec.entrypoint else list(image.config.cmd)))
+        if not command:
+            raise InvalidArgument(f"no command given and image {spec.image!r} has none",
+                                  hint="add a command after the image name")
+        for mount in spec.mounts:
+            if not os.path.exists(mount.source):
+                raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
+                                      hint="create it first or fix the path given to -v")
+        container_id = new_id()
+        name = spec.name or new_name(self.store.names())
+        container = Container(id=container_id, name=name, spec=spec, image_id=image.id,
+                              created_at=time.time())
+        undo = []
+        try:
+            self.store.add(container)
+            undo.append(lambda: self.store.delete(container_id))
+            paths = self.cgroups.create(container_id, _limits(spec))
+            undo.append(lambda: self.cgroups.remove(paths))
+            rootfs = self.rootfs.prepare(container_id, image)
+            undo.append(lambda: self.rootfs.release(container_id))
+            container.cgroup = paths.to_dict()
+            container.cgroup_id = self.cgroups.cgroup_id(paths)
+            container.rootfs = str(rootfs)
+            container.command = command
+            self.store.save(container)
+        except BaseException:
+            for step in reversed(undo):
+                _quietly(step)
+            raise
+        self.events.emit(Event("container", "create", container.id, container.name,
+                               attributes={"image": spec.image}))
+        return container
+
+    def start(self, ref: str) -> Container:  # type: ignore[override]
+        return self.start_container(self.store.get(ref).id)
+
+    def start_container(self, container_id: str) -> Container:
+        container = self.store.get(container_id)
+        if container.state == RUNNING:
+            raise Conflict(f"container {container.name} is already running")
+        if container.state == EXITED:
+            raise Conflict(f"container {container.name} has exited; restarting is not supported",
+                           hint=f"`corral rm {container.name}` and run it again")
+        image = self.images.get(container.image_id)
+        directory = self.store.directory(container.id)
+        paths = CgroupPaths.from_dict(container.cgroup)
+        request = LaunchRequest(
+            rootfs=Path(container.rootfs),
+            command=list(container.command),
+            hostname=container.spec.hostname or container.id[:12],
+            network=container.spec.network,
+            env=_merge_env(image.config.env, container.spec.env, container.spec.hostname or container.id[:12]),
+            workdir=container.spec.workdir or image.config.workdir or "/",
+            binds=[f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts],
+            log=directory / "container.log",
+            exit_file=directory / "exit",
+        )
+
+        def place(pid: int) -> None:
+            self.cgroups.add_process(paths, pid)
+            self._watch_cgroup(container)
+
+        try:
+            launched = launch(self.launcher, request, directory / "shim.log", place)
+        except BaseException:
+            self._unwatch_cgroup(container)
+            raise
+        container.pid = launched.pid
+        container.shim_pid = launched.shim_pid
+        container.state = RUNNING
+        container.started_at = time.time()
+        self.store.save(container)
+        self.events.emit(Event("container", "start", container.id, container.name,
+                               attributes={"image": container.spec.image, "pid": launched.pid}))
+        if not self._exits.watch(container.id, launched.shim_pid):
+            self._on_exit(container.id)
+        return container
+
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        container = self.store.get(ref)
+        if container.state != RUNNING:
+            return container
+        self._signal(container, signals.SIGTERM)
+        finished = self.wait(container.id, timeout=timeout)
+        if finished.state == RUNNING:
+            self.cgroups.kill(CgroupPaths.from_dict(container.cgroup))
+            finished = self.wait(container.id, timeout=10)
+        self.events.emit(Event("container", "stop", container.id, container.name))
+        return finished
+
+    def kill(self, ref: str, signal: int = signals.SIGKILL) -> Container:
+        container = self.store.get(ref)
+        if container.state != RUNNING:
+            raise Conflict(f"container {container.name} is not running")
+        self._signal(container, signal)
+        self.events.emit(Event("container", "kill", container.id, container.name,
+                               attributes={"signal": int(signal)}))
+        return container
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        container = self.store.get(ref)
+        if container.state == RUNNING:
+            if not force:
+                raise Conflict(f"container {container.name} is running",
+                               hint=f"stop it first or use `corral rm -f {container.name}`")
+            self.cgroups.kill(CgroupPaths.from_dict(container.cgroup))
+            container = self.wait(container.id, timeout=10)
+            if container.state == RUNNING:
+                raise KernelError(f"container {container.name} did not die after SIGKILL")
+        self._destroy(container)
+
+    def wait(self, ref: str, timeout: float | None = None) -> Container:
+        container_id = self.store.get(ref).id
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                try:
+                    container = self.store.get(container_id)
+                except NotFound:
+                    raise NotFound(f"container {ref} was removed while waiting for it") from None
+                if container.state != RUNNING and container.state != CREATED:
+                    return container
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return container
+                self._changed.wait(remaining)
+
+    def get(self, ref: str) -> Container:
+        return self.store.get(ref)
+
+    def list(self, all: bool = False) -> list[Container]:
+        containers = self.store.all()
+        return containers if all else [c for c in containers if c.state == RUNNING]
+
+    def inspect(self, ref: str) -> dict:
+        container = self.store.get(ref)
+        limits = None
+        if container.cgroup and self.cgroups.exists(CgroupPaths.from_dict(container.cgroup)):
+            limits = self.cgroups.read_limits(CgroupPaths.from_dict(container.cgroup))
+        layers = []
+        try:
+            layers = [str(p) for p in self.images.layer_paths(self.images.get(container.image_id))]
+        except CorralError:
+            pass
+        return inspection.describe(container, limits, self.cgroups.mode, layers,
+                                   self.store.directory(container.id))
+
+    def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
+        container = self.store.get(ref)
+        path = self.store.directory(container.id) / "container.log"
+
+        def running() -> bool:
+            try:
+                return self.store.get(container.id).state in (RUNNING, CREATED)
+            except NotFound:
+                return False
+
+        def wait_change(seconds: float) -> None:
+            with self._changed:
+                self._changed.wait(seconds)
+
+        return follow_log(path, follow=follow, running=running, wait=wait_change)
+
+    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+             workdir: str | None = None) -> ExecProcess:
+        container = self.store.get(ref)
+        if container.state != RUNNING or not container.pid:
+            raise Conflict(f"container {container.name} is not running",
+                           hint=f"start a new one with `corral run`; `corral ps -a` shows its state")
+        if not command:
+            raise InvalidArgument("exec: a command is required")
+        image = self.images.get(container.image_id)
+        hostname = container.spec.hostname or container.id[:12]
+        environment = _merge_env(_merge_env(image.config.env, container.spec.env, hostname), env or [], hostname)
+        paths = CgroupPaths.from_dict(container.cgroup)
+        process = start_exec(self.launcher, container.pid, command, environment,
+                             workdir or container.spec.workdir or image.config.workdir or "/",
+                             self.cgroups.procs_files(paths))
+        self.events.emit(Event("container", "exec_start", container.id, container.name,
+                               attributes={"command": command}))
+        return process
+
+    # ---- images, through the runtime because it knows which containers use them ---------
+
+    def list_images(self) -> list:
+        return self.images.list()
+
+    def import_image(self, path: str, reference: str):
+        source = Path(path)
+        if not source.exists():
+            raise InvalidArgument(f"image source {path!r} does not exist on the daemon's host")
+        image = self.images.import_oci_layout(source, reference) if source.is_dir() \
+            else self.images.import_tarball(source, reference)
+        self.events.emit(Event("image", "import", image.id, f"{image.name}:{image.tag}"))
+        return image
+
+    def remove_image(self, ref: str) -> None:
+        image = self.images.get(ref)
+        users = [c.name for c in self.store.all() if c.image_id == image.id]
+        self.images.remove(ref, in_use_by=users)
+        self.events.emit(Event("image", "delete", image.id, ref))
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _signal(self, container: Container, signal: int) -> None:
+        try:
+            os.kill(container.pid, signal)
+        except ProcessLookupError:
+            pass  # exited meanwhile: the exit watcher records it
+        except OSError as exc:
+            raise KernelError(f"cannot signal container {container.name} (pid {container.pid}): "
+                              f"{exc.strerror}") from exc
+
+    def _on_exit(self, container_id: str) -> None:
+        try:
+            container = self.store.get(container_id)
+        except NotFound:
+            return
+        self._record_exit(container)
+        if container.spec.auto_remove:
+            _quietly(lambda: self._destroy(self.store.get(container_id)))
+
+    def _record_exit(self, container: Container) -> None:
+        exit_file = self.store.directory(container.id) / "exit"
+        try:
+            code = int(exit_file.read_text().split()[0])
+            finished = exit_file.stat().st_mtime
+        except (OSError, ValueError, IndexError):
+            code, finished = LOST_EXIT_CODE, time.time()
+            container.error = "the launcher exited without recording an exit code"
+        oom = False
+        if container.cgroup:
+            paths = CgroupPaths.from_dict(container.cgroup)
+            if self.cgroups.exists(paths):
+                oom = bool(self.cgroups.stats(paths).oom_kills)
+        container.state = EXITED
+        container.exit_code = code
+        container.oom_killed = oom
+        container.finished_at = finished
+        container.pid = None
+        container.shim_pid = None
+        self.store.save(container)
+        with self._changed:
+            self._changed.notify_all()
+        if oom:
+            self.events.emit(Event("container", "oom", container.id, container.name))
+        self.events.emit(Event("container", "die", container.id, container.name,
+                               attributes={"exitCode": code, "oomKilled": oom}))
+
+    def _watch_cgroup(self, container: Container) -> None:
+        for watcher in self.watchers:
+            watcher.watch(container.cgroup_id, CgroupPaths.from_dict(container.cgroup).unified)
+
+    def _unwatch_cgroup(self, container: Container) -> None:
+        unified = CgroupPaths.from_dict(container.cgroup).unified if container.cgroup else None
+        for watcher in self.watchers:
+            _quietly(lambda w=watcher: w.unwatch(container.cgroup_id, unified))
+
+    def _destroy(self, container: Container) -> None:
+        """Remove everything a container owns: probes' entries, rootfs, cgroup, state."""
+        self._unwatch_cgroup(container)
+        self.rootfs.release(container.id)
+        if container.cgroup:
+            self.cgroups.remove(CgroupPaths.from_dict(container.cgroup))
+        self.store.delete(container.id)
+        with self._changed:
+            self._changed.notify_all()
+        self.events.emit(Event("container", "destroy", container.id, container.name))
+
+
+def _limits(spec: ContainerSpec) -> Limits:
+    return Limits.from_cpus(spec.memory, spec.cpus, spec.pids_limit)
+
+
+def _merge_env(base: list[str], extra: list[str], hostname: str) -> list[str]:
+    """Image env, then the user's, later keys winning; HOSTNAME and a PATH always present."""
+    merged: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                              "HOSTNAME": hostname}
+    for item in [*base, *extra]:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _is_our_shim(pid: int, container_id: str) -> bool:
+    """True when `pid` is still the launcher of this container (pids are reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"corral-launch") and \
+        any(container_id.encode() in arg for arg in argv)
+
+
+def _quietly(step) -> None:
+    try:
+        step()
+    except Exception:  # undoing must go on past one failed step; the log keeps it
+        log.exception("clean-up step failed")

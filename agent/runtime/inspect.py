@@ -1,0 +1,70 @@
+"""`corral inspect`: a container described the way `docker inspect` does, plus Corral's own
+sections (cgroup paths and v2 id, limits read back from the kernel, overlay layers)."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from pathlib import Path
+
+from agent.cgroups.driver import Limits
+from agent.runtime.model import PAUSED, RUNNING, Container
+
+
+def rfc3339(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def describe(container: Container, limits: Limits | None, cgroup_driver: str,
+             layers: list[str], state_dir: Path) -> dict:
+    spec = container.spec
+    return {
+        "Id": container.id,
+        "Name": container.name,
+        "Created": rfc3339(container.created_at),
+        "Path": container.command[0] if container.command else None,
+        "Args": container.command[1:],
+        "State": {
+            "Status": container.state,
+            "Running": container.state == RUNNING,
+            "Paused": container.state == PAUSED,
+            "OOMKilled": container.oom_killed,
+            "Pid": container.pid or 0,
+            "ExitCode": container.exit_code if container.exit_code is not None else 0,
+            "Error": container.error or "",
+            "StartedAt": rfc3339(container.started_at),
+            "FinishedAt": rfc3339(container.finished_at),
+        },
+        "Image": spec.image,
+        "ImageId": container.image_id,
+        "Config": {
+            "Hostname": spec.hostname or container.id[:12],
+            "Env": list(spec.env),
+            "Cmd": list(spec.command),
+            "Entrypoint": spec.entrypoint,
+            "WorkingDir": spec.workdir or "",
+            "Labels": dict(spec.labels),
+        },
+        "HostConfig": {
+            "Memory": spec.memory or 0,
+            "NanoCpus": int((spec.cpus or 0) * 1e9),
+            "PidsLimit": spec.pids_limit or 0,
+            "NetworkMode": spec.network,
+            "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts],
+            "AutoRemove": spec.auto_remove,
+        },
+        "Labels": dict(spec.labels),
+        "Cgroup": {
+            "Driver": cgroup_driver,
+            "Paths": container.cgroup,
+            "Id": container.cgroup_id,
+        },
+        "Limits": dataclasses.asdict(limits) if limits else None,
+        "Rootfs": {
+            "Path": container.rootfs,
+            "UpperDir": str(state_dir / "upper"),
+            "LowerDirs": layers,
+        },
+        "LogPath": str(state_dir / "container.log"),
+    }

@@ -1,0 +1,67 @@
+"""The runtime facade the API server calls: one method per container verb.
+
+Every method takes a container reference (full id, unique id prefix, or name) and raises
+NotFound / Conflict / InvalidArgument / LaunchError with a message that names the value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Iterator, Protocol
+
+from agent.runtime.model import Container, ContainerSpec
+
+
+@dataclass
+class ExecProcess:
+    """A running `exec`: the launcher process with its output pipes."""
+
+    pid: int
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+
+    def wait(self) -> int:  # replaced by the runtime with the real waiter
+        raise NotImplementedError
+
+
+class RuntimeService(Protocol):
+    def run(self, spec: ContainerSpec) -> Container:
+        """Create and start; on any failure nothing is left behind and the error is raised."""
+
+    def create(self, spec: ContainerSpec) -> Container: ...
+
+    def start(self, ref: str) -> Container: ...
+
+    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+        """SIGTERM, then SIGKILL after `timeout` seconds; returns the exited container."""
+
+    def kill(self, ref: str, signal: int = 9) -> Container: ...
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        """Refused (Conflict) for a running container unless force, which kills it first."""
+
+    def wait(self, ref: str, timeout: float | None = None) -> Container:
+        """Block until the container has exited (or timeout); returns it with exit_code set."""
+
+    def get(self, ref: str) -> Container: ...
+
+    def list(self, all: bool = False) -> list[Container]: ...
+
+    def inspect(self, ref: str) -> dict:
+        """JSON-ready: state, pid, exit code, OOMKilled, times, cgroup paths and id, limits,
+        rootfs, labels, image."""
+
+    def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
+        """Raw Docker-framed log bytes; with follow, keeps yielding until the container exits."""
+
+    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+             workdir: str | None = None) -> ExecProcess:
+        """Start a command in the running container; Conflict when it is not running."""
+
+    # Images go through the runtime because only it knows which containers use an image.
+    def list_images(self) -> list: ...          # list[agent.images.model.Image]
+
+    def import_image(self, path: str, reference: str) -> object:
+        """Import a rootfs tarball (or an OCI layout directory) found at `path` on the host."""
+
+    def remove_image(self, ref: str) -> None:
+        """Conflict naming the containers that still use it."""

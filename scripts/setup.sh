@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Corral set-up: idempotent; a second run only checks and takes seconds.
+# Installs the Debian packages, links the nearest kernel headers where the running kernel has
+# none, mounts tracefs and bpffs, makes the venv, builds the launcher and the embedded image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+VENV=${VENV:-$REPO/.venv}
+CORRAL_ROOT=${CORRAL_ROOT:-/var/lib/corral}
+say() { printf 'setup: %s\n' "$*"; }
+warn() { printf '\033[1;33msetup: WARNING: %s\033[0m\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: must run as root (installs packages, mounts tracefs/bpffs, builds under $CORRAL_ROOT)" >&2
+  exit 1
+fi
+
+ARCH=$(dpkg --print-architecture)
+PACKAGES=(
+  python3 python3-venv python3-pip python3-setuptools python3-pytest
+  python3-bpfcc bpftool "linux-headers-$ARCH"
+  python3-prometheus-client python3-pyroute2 python3-psutil python3-yaml
+  python3-seccomp python3-nftables nftables iproute2
+  busybox-static gcc libc6-dev make
+  prometheus prometheus-alertmanager
+)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian enables and starts these services on install; Corral's tests start their own.
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
+fi
+
+# Kernel headers: BCC compiles against /lib/modules/$(uname -r)/build.
+KVER=$(uname -r)
+MODDIR=/lib/modules/$KVER
+if [ ! -e "$MODDIR/build/include" ]; then
+  if apt-get install -y -qq --no-install-recommends "linux-headers-$KVER" >/dev/null 2>&1; then
+    say "installed linux-headers-$KVER"
+  else
+    NEAREST=$(ls -d /usr/src/linux-headers-*-"$ARCH" 2>/dev/null | sort -V | tail -n 1)
+    COMMON=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$NEAREST" ]; then
+      echo "setup: no linux-headers package found under /usr/src; install linux-headers-$ARCH" >&2
+      exit 1
+    fi
+    mkdir -p "$MODDIR"
+    ln -sfn "$NEAREST" "$MODDIR/build"
+    [ -n "$COMMON" ] && ln -sfn "$COMMON" "$MODDIR/source"
+  fi
+fi
+if [ -L "$MODDIR/build" ] && [[ "$(readlink "$MODDIR/build")" != *"$KVER"* ]]; then
+  warn "no headers exist for kernel $KVER; BCC uses the nearest, $(basename "$(readlink "$MODDIR/build")")."
+  warn "Tracepoint arguments stay right (read from the running kernel); kernel struct layouts would not, so Corral's probes use none."
+fi
+
+# tracefs and bpffs: the probes need the first, pinning the second.
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+# The venv sees Debian's bcc, seccomp and nftables bindings (not on PyPI under those names).
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+STAMP=$VENV/.corral-installed
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+  say "installing the corral package into $VENV"
+  "$VENV/bin/pip" install -q --no-build-isolation -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -c "import agent" && touch "$STAMP"
+fi
+
+# The launcher: a small C program, so launching never forks the big daemon.
+LAUNCHER=$VENV/bin/corral-launch
+if [ ! -x "$LAUNCHER" ] || [ launcher/corral-launch.c -nt "$LAUNCHER" ]; then
+  say "building $LAUNCHER"
+  gcc -O2 -Wall -Wextra -Werror -o "$LAUNCHER" launcher/corral-launch.c
+fi
+
+# The embedded default image, from the host's busybox-static.
+"$VENV/bin/python" -m agent.images build-busybox --root "$CORRAL_ROOT" >/dev/null
+say "ready (venv $VENV, root $CORRAL_ROOT, kernel $KVER)"

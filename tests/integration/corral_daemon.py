@@ -1,0 +1,90 @@
+"""A real Corral daemon for integration tests: its own root, socket and metrics port.
+
+Containers are driven through the real CLI, as a user would. Everything the daemon created is
+checked for and removed at the end, even when a test fails.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+CORRAL = str(VENV_BIN / "corral")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CorralDaemon:
+    def __init__(self, root: Path, *extra: str) -> None:
+        self.root = root
+        self.socket = root / "corral.sock"
+        self.metrics_port = free_port()
+        self.extra = list(extra)
+        self.process: subprocess.Popen | None = None
+        self.log = root / "daemon.log"
+
+    @property
+    def env(self) -> dict:
+        return {**os.environ, "CORRAL_HOST": f"unix://{self.socket}"}
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        args = [CORRAL, "daemon", "--root", str(self.root), "--socket", str(self.socket),
+                "--metrics-addr", f"127.0.0.1:{self.metrics_port}", *self.extra]
+        self.process = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.process.returncode}:\n{self.log.read_text()}")
+            if self.socket.exists() and self.cli("version", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"daemon did not come up in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None
+            ) -> subprocess.CompletedProcess:
+        result = subprocess.run([CORRAL, *args], env=self.env, capture_output=True, timeout=timeout,
+                                input=input)
+        if check and result.returncode != 0:
+            raise AssertionError(f"corral {' '.join(args)} exited {result.returncode}:\n"
+                                 f"stdout: {result.stdout.decode(errors='replace')}\n"
+                                 f"stderr: {result.stderr.decode(errors='replace')}")
+        return result
+
+    def out(self, *args: str) -> str:
+        return self.cli(*args).stdout.decode().strip()
+
+    def remove_all(self) -> None:
+        ids = self.cli("ps", "-a", "-q", check=False).stdout.decode().split()
+        if ids:
+            self.cli("rm", "-f", *ids, check=False)
+
+
+def leftovers(container_id: str) -> list[str]:
+    """Everything a container may leave on the host: cgroup dirs, mounts, state dirs."""
+    found = [path for path in glob.glob(f"/sys/fs/cgroup/*/corral/{container_id}")]
+    with open("/proc/self/mountinfo") as handle:
+        found += [line.split()[4] for line in handle if container_id in line]
+    return found
