@@ -1,0 +1,4 @@
+"""`python -m agent.doctor`."""
+from agent.doctor.main import main
+
+raise SystemExit(main())
