@@ -1,0 +1,248 @@
+"""The pure cgroup v2 driver: one directory per container at <root>/<parent>/<name>.
+
+Limits, stats, freeze, kill, PSI and the cgroup id all live in that one directory. The
+memory, cpu and pids controllers are enabled in the parent's cgroup.subtree_control when
+the host offers them; a limit whose controller the host lacks is refused by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from agent.cgroups import files
+from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
+from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
+
+CONTROLLERS = ("memory", "cpu", "pids")
+PRESSURE = ("cpu", "memory", "io")
+
+
+class V2Driver(CgroupDriver):
+    """Cgroups of containers on a host whose /sys/fs/cgroup is one cgroup2 tree."""
+
+    mode = "v2"
+
+    def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
+                 remove_timeout: float = 5.0, freeze_timeout: float = 2.0) -> None:
+        self.root = root
+        self.parent = files.check_name(parent, "cgroup parent")
+        self.parent_dir = os.path.join(root, parent)
+        self.remove_timeout = remove_timeout
+        self.freeze_timeout = freeze_timeout
+
+    # --- naming -------------------------------------------------------------------------------
+
+    def paths_for(self, name: str) -> CgroupPaths:
+        """Where container `name`'s cgroup is (whether or not it exists)."""
+        path = os.path.join(self.parent_dir, files.check_name(name))
+        return CgroupPaths(unified=path, controllers={c: path for c in CONTROLLERS})
+
+    def list_names(self) -> list[str]:
+        """Names of the cgroups below the parent (for reconciling after a restart)."""
+        try:
+            return sorted(e.name for e in os.scandir(self.parent_dir) if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+
+    def parent_dirs(self) -> list[str]:
+        return [self.parent_dir]
+
+    def remove_parent(self) -> None:
+        """Remove the (empty) parent directory; for tests and uninstall."""
+        files.remove_tree(self.parent_dir, timeout=self.remove_timeout)
+
+    def _owned(self, paths: CgroupPaths) -> str:
+        """The container's directory, after checking it is one of ours."""
+        path = os.path.normpath(paths.unified)
+        if os.path.dirname(path) != os.path.normpath(self.parent_dir):
+            raise InvalidArgument(f"cgroup {paths.unified}: not below {self.parent_dir}; "
+                                  "Corral only touches cgroups it created")
+        return path
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _ensure_parent(self) -> set[str]:
+        """Make the parent and enable the controllers it can pass down; answers those enabled."""
+        files.make_dir(self.parent_dir, exist_ok=True)
+        available = set((files.optional(str.split, os.path.join(self.parent_dir, "cgroup.controllers"))
+                         or []))
+        enabled = set((files.optional(str.split, os.path.join(self.parent_dir, "cgroup.subtree_control"))
+                       or []))
+        wanted = [c for c in CONTROLLERS if c in available and c not in enabled]
+        if wanted:
+            files.write_value(os.path.join(self.parent_dir, "cgroup.subtree_control"),
+                              " ".join("+" + c for c in wanted))
+        return enabled | set(wanted)
+
+    def create(self, name: str, limits: Limits) -> CgroupPaths:
+        paths = self.paths_for(name)
+        enabled = self._ensure_parent()
+        _check_controllers(limits, enabled, self.parent_dir)
+        try:
+            files.make_dir(paths.unified, exist_ok=False)
+        except FileExistsError:
+            raise Conflict(f"cgroup {paths.unified} already exists",
+                           hint="a container of that name was not cleaned up; remove it first") from None
+        try:
+            self.set_limits(paths, limits)
+        except BaseException:
+            files.remove_tree(paths.unified, timeout=self.remove_timeout)
+            raise
+        return paths
+
+    def procs_files(self, paths: CgroupPaths) -> list[str]:
+        return [os.path.join(paths.unified, "cgroup.procs")]
+
+    def add_process(self, paths: CgroupPaths, pid: int) -> None:
+        self._owned(paths)
+        for procs in self.procs_files(paths):
+            files.write_value(procs, pid, hint=f"is process {pid} still alive?")
+
+    def set_limits(self, paths: CgroupPaths, limits: Limits) -> None:
+        path = self._owned(paths)
+        _write_limit(path, "memory.max", limits.memory_bytes)
+        if limits.cpu_quota_us is not None or os.path.exists(os.path.join(path, "cpu.max")):
+            quota = "max" if limits.cpu_quota_us is None else limits.cpu_quota_us
+            files.write_value(os.path.join(path, "cpu.max"), f"{quota} {limits.cpu_period_us}")
+        _write_limit(path, "pids.max", limits.pids_max)
+
+    def read_limits(self, paths: CgroupPaths) -> Limits:
+        path = paths.unified
+        if not os.path.isdir(path):
+            raise NotFound(f"cgroup {path} does not exist")
+        quota, period = files.optional(files.parse_cpu_max, os.path.join(path, "cpu.max")) or (None, 100_000)
+        return Limits(memory_bytes=files.optional(files.parse_max, os.path.join(path, "memory.max")),
+                      cpu_quota_us=quota, cpu_period_us=period,
+                      pids_max=files.optional(files.parse_max, os.path.join(path, "pids.max")))
+
+    def stats(self, paths: CgroupPaths) -> CgroupStats:
+        return read_v2_stats(paths.unified)
+
+    def pids(self, paths: CgroupPaths) -> list[int]:
+        return files.optional(files.parse_pids, os.path.join(paths.unified, "cgroup.procs")) or []
+
+    def freeze(self, paths: CgroupPaths) -> None:
+        freeze_unified(self._owned(paths), True, self.freeze_timeout)
+
+    def thaw(self, paths: CgroupPaths) -> None:
+        freeze_unified(self._owned(paths), False, self.freeze_timeout)
+
+    def kill(self, paths: CgroupPaths) -> None:
+        kill_unified(self._owned(paths), self.pids(paths))
+
+    def remove(self, paths: CgroupPaths) -> None:
+        path = self._owned(paths)
+        if not os.path.isdir(path):
+            return
+        if self.pids(paths):
+            self.kill(paths)
+        files.remove_tree(path, timeout=self.remove_timeout)
+
+    def exists(self, paths: CgroupPaths) -> bool:
+        return os.path.isdir(paths.unified)
+
+
+# --- pieces the hybrid driver shares (its unified directory is a v2 cgroup) --------------------
+
+def _check_controllers(limits: Limits, enabled: set[str], parent_dir: str) -> None:
+    needed = {"memory": limits.memory_bytes, "cpu": limits.cpu_quota_us, "pids": limits.pids_max}
+    for controller, value in needed.items():
+        if value is not None and controller not in enabled:
+            raise KernelError(
+                f"cannot limit {controller} to {value}: the {controller} controller is not "
+                f"available in {parent_dir}",
+                hint=f"enable it in the root's cgroup.subtree_control (echo +{controller} > "
+                     f"{os.path.dirname(parent_dir)}/cgroup.subtree_control)")
+
+
+def _write_limit(path: str, filename: str, value: int | None) -> None:
+    """Write a v2 limit ("max" for None); skip an absent file when there is nothing to limit."""
+    target = os.path.join(path, filename)
+    if value is None and not os.path.exists(target):
+        return
+    files.write_value(target, "max" if value is None else value)
+
+
+def read_pressure(path: str) -> dict:
+    result = {}
+    for resource in PRESSURE:
+        pressure = files.optional(files.parse_pressure, os.path.join(path, f"{resource}.pressure"))
+        if pressure is not None:
+            result[resource] = pressure
+    return result
+
+
+def read_frozen(path: str) -> bool | None:
+    events = files.optional_keyed(os.path.join(path, "cgroup.events"))
+    return None if "frozen" not in events else events["frozen"] == 1
+
+
+def freeze_unified(path: str, frozen: bool, timeout: float) -> None:
+    """Write cgroup.freeze and wait (briefly) until cgroup.events reports the new state.
+
+    Freezing is asynchronous: a task in an uninterruptible sleep freezes when it leaves it.
+    Not reaching the state within `timeout` is not an error; `stats().frozen` tells the truth.
+    """
+    files.write_value(os.path.join(path, "cgroup.freeze"), "1" if frozen else "0")
+    files.wait_for(lambda: read_frozen(path) in (frozen, None), timeout)
+
+
+def kill_unified(path: str, pids: list[int]) -> None:
+    """cgroup.kill (5.14+); on older kernels SIGKILL each pid listed in cgroup.procs."""
+    kill_file = os.path.join(path, "cgroup.kill")
+    if os.path.exists(kill_file):
+        files.write_value(kill_file, "1")
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+def read_v2_stats(path: str) -> CgroupStats:
+    """Every figure of a v2 cgroup directory; absent files leave their fields None."""
+    def p(name: str) -> str:
+        return os.path.join(path, name)
+
+    cpu = files.optional_keyed(p("cpu.stat"))
+    memory = files.optional_keyed(p("memory.stat"))
+    events = files.optional_keyed(p("memory.events"))
+    quota, period = files.optional(files.parse_cpu_max, p("cpu.max")) or (None, None)
+    usage = files.optional_int(p("memory.current"))
+    return CgroupStats(
+        cpu_usage_seconds=_scaled(cpu.get("usage_usec"), 1e6),
+        cpu_user_seconds=_scaled(cpu.get("user_usec"), 1e6),
+        cpu_system_seconds=_scaled(cpu.get("system_usec"), 1e6),
+        cpu_periods=cpu.get("nr_periods"),
+        cpu_throttled_periods=cpu.get("nr_throttled"),
+        cpu_throttled_seconds=_scaled(cpu.get("throttled_usec"), 1e6),
+        cpu_quota_us=quota,
+        cpu_period_us=period,
+        memory_usage_bytes=usage,
+        memory_max_usage_bytes=files.optional_int(p("memory.peak")),
+        memory_working_set_bytes=working_set(usage, memory.get("inactive_file")),
+        memory_rss_bytes=memory.get("anon"),
+        memory_cache_bytes=memory.get("file"),
+        memory_failcnt=events.get("max"),
+        memory_limit_bytes=files.optional(files.parse_max, p("memory.max")),
+        oom_kills=events.get("oom_kill"),
+        oom_events=events.get("oom"),
+        pids_current=files.optional_int(p("pids.current")),
+        pids_limit=files.optional(files.parse_max, p("pids.max")),
+        frozen=read_frozen(path),
+        pressure=read_pressure(path),
+    )
+
+
+def working_set(usage: int | None, inactive_file: int | None) -> int | None:
+    """usage - inactive_file, floored at 0, as cAdvisor computes container_memory_working_set_bytes."""
+    if usage is None:
+        return None
+    if inactive_file is None:
+        return usage
+    return max(0, usage - inactive_file)
+
+
+def _scaled(value: int | None, per_second: float) -> float | None:
+    return None if value is None else value / per_second

@@ -1,0 +1,135 @@
+"""Parsers, readers and writers of cgroup files, on fixture files in a temp dir."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from agent.cgroups import files
+from agent.cgroups.driver import Pressure
+from agent.errors import InvalidArgument, KernelError
+
+
+def test_limits_read_unlimited_as_none():
+    assert files.parse_max("max\n") is None
+    assert files.parse_max("67108864\n") == 64 << 20
+    assert files.parse_v1_limit("9223372036854771712\n") is None   # v1 "no limit", 4 KiB pages
+    assert files.parse_v1_limit("-1\n") is None                     # cpu.cfs_quota_us
+    assert files.parse_v1_limit("max\n") is None                    # v1 pids.max
+    assert files.parse_v1_limit("1048576\n") == 1 << 20
+
+
+def test_keyed_files_skip_lines_that_are_not_key_and_integer():
+    text = "anon 4096\nfile 8192\nweird line here\nnot_a_number x\n\ninactive_file 10\n"
+    assert files.parse_keyed(text) == {"anon": 4096, "file": 8192, "inactive_file": 10}
+
+
+def test_cpu_max():
+    assert files.parse_cpu_max("max 100000\n") == (None, 100_000)
+    assert files.parse_cpu_max("50000 100000\n") == (50_000, 100_000)
+    with pytest.raises(ValueError):
+        files.parse_cpu_max("50000\n")
+
+
+def test_pressure_totals_are_microseconds():
+    text = ("some avg10=1.98 avg60=0.74 avg300=0.77 total=5234163\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=1500000\n")
+    assert files.parse_pressure(text) == Pressure(some_seconds=5.234163, full_seconds=1.5)
+    # cpu.pressure before 5.13 has no "full" line.
+    assert files.parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=2000000\n") == Pressure(2.0, 0.0)
+    with pytest.raises(ValueError):
+        files.parse_pressure("nonsense\n")
+
+
+def test_pids():
+    assert files.parse_pids("12\n345\n") == [12, 345]
+    assert files.parse_pids("") == []
+
+
+def test_optional_readers_answer_none_for_missing_or_malformed_files(tmp_path):
+    (tmp_path / "good").write_text("42\n")
+    (tmp_path / "bad").write_text("forty-two\n")
+    assert files.optional_int(str(tmp_path / "good")) == 42
+    assert files.optional_int(str(tmp_path / "bad")) is None
+    assert files.optional_int(str(tmp_path / "missing")) is None
+    assert files.optional_int("") is None
+    assert files.optional_keyed(str(tmp_path / "missing")) == {}
+
+
+def test_write_value_replaces_the_content(tmp_path):
+    target = tmp_path / "memory.max"
+    target.write_text("max\n")
+    files.write_value(str(target), 1 << 20)
+    assert target.read_text() == "1048576"
+
+
+def test_write_value_names_file_and_value_and_never_creates(tmp_path):
+    target = tmp_path / "pids.max"
+    with pytest.raises(KernelError) as caught:
+        files.write_value(str(target), 10)
+    assert str(target) in str(caught.value) and "'10'" in str(caught.value)
+    assert caught.value.hint   # ENOENT says where to look
+    assert not target.exists()
+
+
+def test_check_name_refuses_anything_but_one_path_component():
+    assert files.check_name("web-1") == "web-1"
+    for bad in ("", ".", "..", "../etc", "a/b", "x\0y"):
+        with pytest.raises(InvalidArgument):
+            files.check_name(bad)
+
+
+def test_make_dir(tmp_path):
+    path = str(tmp_path / "c")
+    assert files.make_dir(path, exist_ok=False) is True
+    assert files.make_dir(path, exist_ok=True) is False
+    with pytest.raises(FileExistsError):
+        files.make_dir(path, exist_ok=False)
+    with pytest.raises(KernelError, match="cannot create cgroup"):
+        files.make_dir(str(tmp_path / "no" / "such"), exist_ok=True)
+
+
+def test_remove_tree_removes_children_first_and_ignores_missing(tmp_path):
+    (tmp_path / "c" / "sub" / "deeper").mkdir(parents=True)
+    files.remove_tree(str(tmp_path / "c"), timeout=0)
+    assert not (tmp_path / "c").exists()
+    files.remove_tree(str(tmp_path / "c"), timeout=0)
+
+
+class BusyRmdir:
+    """rmdir that answers EBUSY a number of times, as the kernel does while tasks exit."""
+
+    def __init__(self, busy_times: int) -> None:
+        self.busy_times = busy_times
+        self.calls = 0
+        self.real_rmdir = os.rmdir   # monkeypatch replaces os.rmdir itself
+
+    def __call__(self, path):
+        self.calls += 1
+        if self.calls <= self.busy_times:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+        self.real_rmdir(path)
+
+
+def test_remove_tree_retries_while_busy(tmp_path, monkeypatch):
+    (tmp_path / "c").mkdir()
+    rmdir = BusyRmdir(busy_times=3)
+    monkeypatch.setattr(files.os, "rmdir", rmdir)
+    files.remove_tree(str(tmp_path / "c"), timeout=10)
+    assert not (tmp_path / "c").exists()
+    assert rmdir.calls == 4
+
+
+def test_remove_tree_gives_up_after_the_timeout(tmp_path, monkeypatch):
+    (tmp_path / "c").mkdir()
+    monkeypatch.setattr(files.os, "rmdir", BusyRmdir(busy_times=10**9))
+    with pytest.raises(KernelError, match="cannot remove cgroup"):
+        files.remove_tree(str(tmp_path / "c"), timeout=0)
+    assert (tmp_path / "c").exists()
+
+
+def test_wait_for():
+    answers = iter([False, False, True])
+    assert files.wait_for(lambda: next(answers), timeout=10, interval=0)
+    assert files.wait_for(lambda: False, timeout=0) is False
