@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     except CorralError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(f"{image.name}:{image.tag} {image.id[:12]}")
+    print(f"{image.name}:{image.tag} {image.short_id}")
     return 0
 
 

@@ -1,0 +1,180 @@
+"""API objects of the image store: `ImageConfig`, `Image`, and image references.
+
+A reference is written the way docker writes it, `[REGISTRY[:PORT]/]PATH[:TAG]`, with the tag
+defaulting to `latest`. An image's id is the sha256 of the canonical JSON of its layer digests
+and its config, so the same content imported twice gets the same id.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import InvalidArgument
+
+DEFAULT_TAG = "latest"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What `corral images` shows for an image that lost its name when the name was given to
+# newer content (docker calls these dangling images).
+UNTAGGED = "<none>"
+
+# The grammar of github.com/distribution/reference, without digests.
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOMAIN = re.compile(
+    r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+_MAX_NAME = 255
+
+
+def _bad(reference: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"image reference {reference!r}: {why}",
+                           hint="write it like busybox, busybox:latest or registry:5000/team/app:1.0")
+
+
+def parse_reference(reference: str) -> tuple[str, str]:
+    """(name, tag) from "busybox", "busybox:1.36" or "localhost:5000/team/app:v1"."""
+    if not isinstance(reference, str) or not reference:
+        raise _bad(str(reference), "an image name is required")
+    if "@" in reference:
+        raise _bad(reference, "digest references (@sha256:...) are not supported; use NAME:TAG")
+    name, tag = reference, DEFAULT_TAG
+    # The tag separator is the last ':' after the last '/'; an earlier ':' is a registry port.
+    colon = reference.rfind(":")
+    if colon > reference.rfind("/"):
+        name, tag = reference[:colon], reference[colon + 1:]
+        if not _TAG.match(tag):
+            raise _bad(reference, f"tag {tag!r} must be letters, digits, '_', '.' or '-' "
+                                  "(at most 128, not starting with '.' or '-')")
+    if len(name) > _MAX_NAME:
+        raise _bad(reference, f"the name is longer than {_MAX_NAME} characters")
+    components = name.split("/")
+    first = components[0]
+    if len(components) > 1 and ("." in first or ":" in first or first == "localhost"):
+        if not _DOMAIN.match(first):
+            raise _bad(reference, f"registry {first!r} is not a valid host[:port]")
+        components = components[1:]
+    for component in components:
+        if not _PATH_COMPONENT.match(component):
+            if component.lower() != component and _PATH_COMPONENT.match(component.lower()):
+                raise _bad(reference, "repository names must be lowercase")
+            raise _bad(reference, f"{component or '(empty)'!r} is not a valid name component: "
+                                  "use lowercase letters and digits separated by '.', '_', '__' or '-'")
+    return name, tag
+
+
+def format_reference(name: str, tag: str) -> str:
+    return f"{name}:{tag}"
+
+
+def _check_keys(data: Any, cls: type, where: str) -> None:
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{where}: expected a list of strings, got {value!r}")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How a container of the image starts when `corral run` gives no command of its own."""
+
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])   # "K=V"
+    workdir: str = "/"
+
+    def __post_init__(self) -> None:
+        for item in self.env:
+            if "=" not in item or item.startswith("="):
+                raise InvalidArgument(f"image config env {item!r}: expected KEY=VALUE")
+        if not self.workdir.startswith("/"):
+            raise InvalidArgument(f"image config workdir {self.workdir!r}: must be an absolute path")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entrypoint": list(self.entrypoint), "cmd": list(self.cmd),
+                "env": list(self.env), "workdir": self.workdir}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "image config") -> "ImageConfig":
+        _check_keys(data, cls, where)
+        workdir = data.get("workdir", "/")
+        if not isinstance(workdir, str):
+            raise InvalidArgument(f"{where}.workdir: expected a string, got {workdir!r}")
+        return cls(entrypoint=_string_list(data.get("entrypoint"), f"{where}.entrypoint"),
+                   cmd=_string_list(data.get("cmd"), f"{where}.cmd"),
+                   env=_string_list(data.get("env", [DEFAULT_PATH]), f"{where}.env"),
+                   workdir=workdir or "/")
+
+
+def image_id(layers: list[str], config: ImageConfig) -> str:
+    """sha256 of the canonical JSON of (layers, config): equal content, equal id."""
+    canonical = json.dumps({"layers": list(layers), "config": config.to_dict()},
+                           sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Image:
+    """One named image: its layers (digests of uncompressed tars, lowest first) and config."""
+
+    id: str                 # "sha256:<64 hex>"
+    name: str               # "busybox", or UNTAGGED
+    tag: str                # "latest", or UNTAGGED
+    layers: list[str]       # "sha256:<64 hex>", lowest first
+    config: ImageConfig
+    created: float          # seconds since the epoch, when this name was given to the content
+    size: int               # bytes of the extracted layers
+
+    def __post_init__(self) -> None:
+        for digest in (self.id, *self.layers):
+            if not _ID.match(digest):
+                raise InvalidArgument(f"image {self.name}:{self.tag}: {digest!r} is not a sha256 digest")
+
+    @property
+    def reference(self) -> str:
+        return format_reference(self.name, self.tag)
+
+    @property
+    def short_id(self) -> str:
+        """The 12 hex digits `corral images` shows."""
+        return self.id.split(":", 1)[1][:12]
+
+    @property
+    def tagged(self) -> bool:
+        return self.name != UNTAGGED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "tag": self.tag, "layers": list(self.layers),
+                "config": self.config.to_dict(), "created": self.created, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "image") -> "Image":
+        _check_keys(data, cls, where)
+        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
+        if missing:
+            raise InvalidArgument(f"{where}: missing field {missing[0]!r}")
+        for key in ("id", "name", "tag"):
+            if not isinstance(data[key], str):
+                raise InvalidArgument(f"{where}.{key}: expected a string, got {data[key]!r}")
+        if not isinstance(data["created"], (int, float)) or isinstance(data["created"], bool):
+            raise InvalidArgument(f"{where}.created: expected seconds since the epoch, got {data['created']!r}")
+        if not isinstance(data["size"], int) or isinstance(data["size"], bool) or data["size"] < 0:
+            raise InvalidArgument(f"{where}.size: expected a number of bytes, got {data['size']!r}")
+        return cls(id=data["id"], name=data["name"], tag=data["tag"],
+                   layers=_string_list(data["layers"], f"{where}.layers"),
+                   config=ImageConfig.from_dict(data["config"], f"{where}.config"),
+                   created=float(data["created"]), size=data["size"])

@@ -1,0 +1,106 @@
+"""The root filesystem of each container: an overlay of its image's layers.
+
+`<root>/containers/<id>/` holds `upper/` (everything the container writes), `work/` (overlayfs'
+scratch space, on the same filesystem as upper) and `rootfs/`, where the overlay is mounted
+and which the launcher pivot_roots into. The container directory may also hold the runtime's
+own state; this module only creates and removes those three and leaves the rest alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from pathlib import Path
+
+from agent.errors import InvalidArgument, KernelError
+from agent.images.model import Image
+from agent.images.overlay import is_mounted, mount_overlay, unmount
+from agent.images.store import ImageStore, remove_tree
+
+_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+class RootfsManager:
+    """Prepares and releases the overlay root filesystems of containers under `<root>/containers/`."""
+
+    def __init__(self, root: Path, images: ImageStore | None = None) -> None:
+        self.dir = Path(root) / "containers"
+        self.images = images if images is not None else ImageStore(root)
+
+    def container_dir(self, container_id: str) -> Path:
+        if not isinstance(container_id, str) or not _CONTAINER_ID.match(container_id):
+            raise InvalidArgument(f"container id {container_id!r}: use letters, digits, '_', '.' and '-'")
+        return self.dir / container_id
+
+    def rootfs(self, container_id: str) -> Path:
+        return self.container_dir(container_id) / "rootfs"
+
+    def prepare(self, container_id: str, image: Image) -> Path:
+        """Mount the container's root (if it is not already) and return its path.
+
+        A container that was prepared before keeps its upper directory: what it wrote
+        survives a stop and start. On failure, whatever this call created is removed.
+        """
+        base = self.container_dir(container_id)
+        lowers = self.images.layer_paths(image)
+        upper, work, rootfs = base / "upper", base / "work", base / "rootfs"
+        if is_mounted(rootfs):
+            return rootfs
+        created: list[Path] = []
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for path, mode in ((base, 0o700), (upper, 0o755), (work, 0o700), (rootfs, 0o755)):
+                with contextlib.suppress(FileExistsError):
+                    path.mkdir(mode=mode)
+                    created.append(path)
+            if upper in created:
+                # The overlay's "/" takes its owner and mode from upper, so copy the image's.
+                top = os.stat(lowers[-1])
+                os.chown(upper, top.st_uid, top.st_gid)
+                os.chmod(upper, stat.S_IMODE(top.st_mode))
+            mount_overlay(lowers, upper, work, rootfs)
+        except BaseException as exc:
+            for path in reversed(created):
+                remove_tree(path)
+            if isinstance(exc, OSError):
+                raise KernelError(f"preparing the root filesystem of container {container_id} in "
+                                  f"{str(base)!r}: {exc.strerror}: {exc.filename}") from None
+            raise
+        return rootfs
+
+    def unmount(self, container_id: str) -> None:
+        """Unmount the root but keep what the container wrote (for a stop; prepare remounts)."""
+        rootfs = self.rootfs(container_id)
+        if is_mounted(rootfs):
+            unmount(rootfs, lazy_if_busy=True)
+
+    def release(self, container_id: str) -> None:
+        """Unmount the root (detaching it lazily if busy) and remove upper, work and rootfs.
+
+        Nothing is removed while the overlay is still mounted. Missing pieces are fine, so a
+        release after a half-finished prepare or a second release succeeds.
+        """
+        base = self.container_dir(container_id)
+        rootfs = base / "rootfs"
+        # Several overlays stacked on one path (a crash between mounts) each need an unmount.
+        for _ in range(8):
+            if not is_mounted(rootfs):
+                break
+            unmount(rootfs, lazy_if_busy=True)
+        else:
+            raise KernelError(f"{str(rootfs)!r} is still mounted after 8 unmounts", hint="check `findmnt -R PATH`")
+        remove_tree(base / "upper")
+        remove_tree(base / "work")
+        try:
+            rootfs.rmdir()      # rmdir, not rm -r: never delete through something mounted
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise KernelError(f"removing {str(rootfs)!r} of container {container_id}: {exc.strerror}") from None
+        left = [path.name for path in (base / "upper", base / "work") if os.path.lexists(path)]
+        if left:
+            raise KernelError(f"could not remove {', '.join(left)} of container {container_id} in {str(base)!r}",
+                              hint="check for immutable files (`lsattr -R`) and remove the directory by hand")
+        with contextlib.suppress(OSError):
+            base.rmdir()        # only when empty: the runtime may keep its state here
