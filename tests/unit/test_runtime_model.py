@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.runtime.containers import _merge_env
+from agent.runtime.model import Container, ContainerSpec, Mount
+from agent.runtime.state import ContainerStore
+
+
+def test_mount_parsing():
+    assert Mount.parse("/a:/b") == Mount("/a", "/b", False)
+    assert Mount.parse("/a:/b:ro") == Mount("/a", "/b", True)
+    for bad in ["/a", "a:/b", "/a:/b:rx", ":/b"]:
+        with pytest.raises(InvalidArgument, match="volume"):
+            Mount.parse(bad)
+
+
+@pytest.mark.parametrize("fields, word", [
+    ({"image": ""}, "image"),
+    ({"image": "busybox", "name": "bad name!"}, "bad name!"),
+    ({"image": "busybox", "env": ["NOEQUALS"]}, "NOEQUALS"),
+    ({"image": "busybox", "workdir": "relative"}, "relative"),
+    ({"image": "busybox", "memory": 1000}, "memory"),
+    ({"image": "busybox", "pids_limit": 0}, "pids-limit"),
+])
+def test_spec_rejects_bad_values_naming_them(fields, word):
+    with pytest.raises(InvalidArgument) as error:
+        ContainerSpec(**fields)
+    assert word in str(error.value)
+
+
+def test_spec_round_trip_and_unknown_keys():
+    spec = ContainerSpec(image="busybox", command=["true"], mounts=[Mount("/a", "/b", True)],
+                         labels={"tier": "web"}, memory=64 << 20)
+    assert ContainerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(InvalidArgument, match="colour"):
+        ContainerSpec.from_dict({"image": "busybox", "colour": "red"})
+    assert ContainerSpec.from_dict({"image": "busybox", "mounts": ["/x:/y:ro"]}).mounts == [Mount("/x", "/y", True)]
+
+
+def container(cid, name):
+    return Container(id=cid, name=name, spec=ContainerSpec(image="busybox"), image_id="i", created_at=1.0)
+
+
+def test_store_resolves_ids_prefixes_and_names(tmp_path):
+    store = ContainerStore(tmp_path)
+    store.add(container("abc123", "one"))
+    store.add(container("abd456", "two"))
+    assert store.get("one").id == "abc123"
+    assert store.get("abd").name == "two"
+    assert store.get("abc123").name == "one"
+    with pytest.raises(Conflict, match="ab"):
+        store.get("ab")
+    with pytest.raises(NotFound, match="zzz"):
+        store.get("zzz")
+    with pytest.raises(Conflict, match="one"):
+        store.add(container("fff", "one"))
+    # a second store reads the same state back: what makes restarts work
+    assert [c.name for c in ContainerStore(tmp_path).all()] == ["one", "two"]
+    store.delete("abc123")
+    assert not (tmp_path / "containers" / "abc123").exists()
+
+
+def test_store_keeps_unreadable_state_for_a_person(tmp_path):
+    bad = tmp_path / "containers" / "broken"
+    bad.mkdir(parents=True)
+    (bad / "state.json").write_text("{not json")
+    store = ContainerStore(tmp_path)
+    assert store.all() == [] and "broken" in store.load_errors[0]
+    assert (bad / "state.json").exists()
+
+
+def test_env_merge_later_wins():
+    env = _merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"], "host")
+    assert env == ["PATH=/bin", "HOSTNAME=host", "A=2", "B=3"]
