@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.errors import CorralError, InvalidArgument
+from agent.metrics.model import MetricsOptions
 
 log = logging.getLogger("corral.daemon")
 
@@ -38,18 +39,14 @@ class DaemonConfig:
     policies: Path | None = None
     probes: bool = True
     probes_dir: Path = REPO_PROBES
-    syscall_metrics: str = "all"
     syscall_latency: bool = False
-    drop_metrics: tuple[str, ...] = field(default_factory=tuple)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
     dump_bpf: bool = False
     log_level: str = "info"
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
             raise InvalidArgument(f"--metrics-addr {self.metrics_addr!r}: expected HOST:PORT like 127.0.0.1:9750")
-        if self.syscall_metrics not in ("all", "none") and not (
-                self.syscall_metrics.startswith("top:") and self.syscall_metrics[4:].isdigit()):
-            raise InvalidArgument(f"--syscall-metrics {self.syscall_metrics!r}: expected all, none or top:N")
         if self.policies is not None and not self.policies.is_dir():
             raise InvalidArgument(f"--policies {str(self.policies)!r}: not a directory")
 
@@ -69,11 +66,15 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
                         help="per-container syscall latency histograms (costs several times more than counting)")
     parser.add_argument("--drop-metric", action="append", default=[], dest="drop_metrics",
                         help="glob of metric names not to export (repeatable)")
+    parser.add_argument("--drop-label", action="append", default=[], dest="drop_labels",
+                        help="glob of container labels (id, image, container_label_*) not to export (repeatable)")
     parser.add_argument("--dump-bpf", action="store_true", help="print the final BPF program and exit")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     values = vars(args)
-    values["drop_metrics"] = tuple(values["drop_metrics"])
+    values["metrics"] = MetricsOptions(syscall_metrics=values.pop("syscall_metrics"),
+                                       drop_metrics=tuple(values.pop("drop_metrics")),
+                                       drop_labels=tuple(values.pop("drop_labels")))
     return DaemonConfig(**values)
 
 
@@ -113,7 +114,7 @@ class Daemon:
         self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
                                watchers=watchers)
-        self.runtime.start()
+        self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
         if config.metrics_addr:
             self._start_metrics()
@@ -138,14 +139,20 @@ class Daemon:
 
     def _start_metrics(self) -> None:
         from agent.metrics.collector import ContainerCollector
-        from agent.metrics.model import MetricsOptions
         from agent.metrics.server import serve_metrics
         collector = ContainerCollector(self.watched_containers, self.cgroups, self.probes,
-                                       MetricsOptions(syscall_metrics=self.config.syscall_metrics,
-                                                      drop=self.config.drop_metrics))
-        self.metrics = serve_metrics(self.config.metrics_addr, [collector])
+                                       self.config.metrics, syscall_name=self._syscall_name())
+        self.metrics = serve_metrics(self.config.metrics_addr, collector)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
+
+    @staticmethod
+    def _syscall_name():
+        try:
+            from agent.probes.syscall_names import syscall_name
+        except ImportError:
+            return None
+        return syscall_name
 
     def watched_containers(self) -> list:
         from agent.cgroups.driver import CgroupPaths

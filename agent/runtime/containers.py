@@ -63,7 +63,7 @@ class Runtime:
 
     # ---- life cycle of the runtime itself -------------------------------------------------
 
-    def start(self) -> None:
+    def reconcile(self) -> None:
         """Reconcile the state on disk with what really runs, then follow every live shim."""
         self._exits.start()
         for container in self.store.all():
@@ -126,7 +126,7 @@ class Runtime:
                                attributes={"image": spec.image}))
         return container
 
-    def start(self, ref: str) -> Container:  # type: ignore[override]
+    def start(self, ref: str) -> Container:
         return self.start_container(self.store.get(ref).id)
 
     def start_container(self, container_id: str) -> Container:
