@@ -103,8 +103,11 @@ class Runtime:
                                       hint="create it first or fix the path given to -v")
         container_id = new_id()
         name = spec.name or new_name(self.store.names())
+        hostname = spec.hostname or container_id[:12]
         container = Container(id=container_id, name=name, spec=spec, image_id=image.id,
-                              created_at=time.time())
+                              created_at=time.time(), command=command, hostname=hostname,
+                              env=_merge_env(image.config.env, spec.env, hostname),
+                              workdir=spec.workdir or image.config.workdir or "/")
         undo = []
         try:
             self.store.add(container)
@@ -116,7 +119,6 @@ class Runtime:
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
-            container.command = command
             self.store.save(container)
         except BaseException:
             for step in reversed(undo):
@@ -136,16 +138,15 @@ class Runtime:
         if container.state == EXITED:
             raise Conflict(f"container {container.name} has exited; restarting is not supported",
                            hint=f"`corral rm {container.name}` and run it again")
-        image = self.images.get(container.image_id)
         directory = self.store.directory(container.id)
         paths = CgroupPaths.from_dict(container.cgroup)
         request = LaunchRequest(
             rootfs=Path(container.rootfs),
             command=list(container.command),
-            hostname=container.spec.hostname or container.id[:12],
+            hostname=container.hostname,
             network=container.spec.network,
-            env=_merge_env(image.config.env, container.spec.env, container.spec.hostname or container.id[:12]),
-            workdir=container.spec.workdir or image.config.workdir or "/",
+            env=list(container.env),
+            workdir=container.workdir,
             binds=[f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts],
             log=directory / "container.log",
             exit_file=directory / "exit",
@@ -264,13 +265,10 @@ class Runtime:
                            hint=f"start a new one with `corral run`; `corral ps -a` shows its state")
         if not command:
             raise InvalidArgument("exec: a command is required")
-        image = self.images.get(container.image_id)
-        hostname = container.spec.hostname or container.id[:12]
-        environment = _merge_env(_merge_env(image.config.env, container.spec.env, hostname), env or [], hostname)
+        environment = _merge_env(container.env, env or [], container.hostname)
         paths = CgroupPaths.from_dict(container.cgroup)
         process = start_exec(self.launcher, container.pid, command, environment,
-                             workdir or container.spec.workdir or image.config.workdir or "/",
-                             self.cgroups.procs_files(paths))
+                             workdir or container.workdir, self.cgroups.procs_files(paths))
         self.events.emit(Event("container", "exec_start", container.id, container.name,
                                attributes={"command": command}))
         return process

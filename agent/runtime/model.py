@@ -117,7 +117,11 @@ class Container:
     spec: ContainerSpec
     image_id: str
     created_at: float
-    command: list[str] = field(default_factory=list)   # resolved: entrypoint + cmd
+    # Resolved at create from the spec and the image, so start and exec need not read the image.
+    command: list[str] = field(default_factory=list)   # entrypoint + cmd
+    env: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    hostname: str = ""
     state: str = CREATED
     pid: int | None = None                  # host pid of the container's init
     shim_pid: int | None = None             # host pid of the launcher that waits for it

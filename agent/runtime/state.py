@@ -48,7 +48,7 @@ class ContainerStore:
             directory = self.directory(container.id)
             directory.mkdir(parents=True, exist_ok=True)
             temporary = directory / "state.json.tmp"
-            temporary.write_text(json.dumps(container.to_dict(), indent=1, sort_keys=True))
+            temporary.write_text(json.dumps(container.to_dict(), separators=(",", ":")))
             os.replace(temporary, directory / "state.json")
             self._containers[container.id] = container
 

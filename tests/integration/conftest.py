@@ -17,7 +17,8 @@ def daemon():
     if os.geteuid() != 0:
         pytest.skip("needs root: runs a real daemon")
     root = Path(tempfile.mkdtemp(prefix="corral-it-", dir="/var/tmp"))
-    instance = CorralDaemon(root)
+    # CORRAL_TEST_DAEMON_ARGS adds daemon flags, e.g. "--syscall-latency" or "--no-probes".
+    instance = CorralDaemon(root, *os.environ.get("CORRAL_TEST_DAEMON_ARGS", "").split())
     instance.start()
     try:
         yield instance
