@@ -1,0 +1,395 @@
+"""The Prometheus collector: every container's cgroup figures and BPF counters, read at scrape time.
+
+`ContainerCollector` implements prometheus_client's custom collector protocol (`collect()` and
+`describe()`). Nothing is polled in the background: each scrape lists the watched containers,
+reads every BPF map once (not once per container), then each container's cgroup files and the
+/proc status of its processes. A read that fails for one container, or one map, is counted in
+`corral_scrape_errors_total{source}` and the rest of the scrape goes on.
+
+Names and labels of the `container_*` families follow cAdvisor so its dashboards keep working;
+the catalogue is `agent.metrics.model.FAMILIES` and the reference docs/metrics.md.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+from agent.cgroups.driver import CgroupDriver, CgroupStats
+from agent.metrics.model import (FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions,
+                                 WatchedContainer, container_label_name)
+
+log = logging.getLogger(__name__)
+
+# Sample(...) goes through a generated __new__ that checks arguments; a scrape builds tens of
+# thousands of them, and building the tuple directly costs a third less.
+_tuple_new = tuple.__new__
+
+
+def _sample(name: str, labels: dict, value) -> Sample:
+    return _tuple_new(Sample, (name, labels, value, None, None))
+
+# cgroup figures exported as they are: (family, CgroupStats attribute).
+_PLAIN_STATS = (
+    ("container_cpu_user_seconds_total", "cpu_user_seconds"),
+    ("container_cpu_system_seconds_total", "cpu_system_seconds"),
+    ("container_memory_usage_bytes", "memory_usage_bytes"),
+    ("container_memory_working_set_bytes", "memory_working_set_bytes"),
+    ("container_memory_rss", "memory_rss_bytes"),
+    ("container_memory_cache", "memory_cache_bytes"),
+    ("container_memory_max_usage_bytes", "memory_max_usage_bytes"),
+    ("container_memory_failcnt", "memory_failcnt"),
+    ("container_spec_cpu_period", "cpu_period_us"),
+)
+# Exported only for containers with a CPU quota, as cAdvisor does: without one the kernel
+# counts no periods and a throttling ratio would be 0/0.
+_CFS_STATS = (
+    ("container_cpu_cfs_periods_total", "cpu_periods"),
+    ("container_cpu_cfs_throttled_periods_total", "cpu_throttled_periods"),
+    ("container_cpu_cfs_throttled_seconds_total", "cpu_throttled_seconds"),
+)
+_PRESSURE = tuple(
+    (resource, f"container_pressure_{resource}_waiting_seconds_total",
+     f"container_pressure_{resource}_stalled_seconds_total")
+    for resource in ("cpu", "memory", "io"))
+# (container_* family, corral_* family, NetCounters field)
+_NETWORK = (
+    ("container_network_receive_bytes_total", "corral_network_receive_bytes_total", "rx_bytes"),
+    ("container_network_receive_packets_total", "corral_network_receive_packets_total", "rx_packets"),
+    ("container_network_transmit_bytes_total", "corral_network_transmit_bytes_total", "tx_bytes"),
+    ("container_network_transmit_packets_total", "corral_network_transmit_packets_total", "tx_packets"),
+)
+# The cgroup_skb counters see every socket of the cgroup on every interface (loopback too),
+# so there is no per-interface figure to give; "all" says so without posing as a device name.
+NETWORK_INTERFACE = "all"
+_SYSCALL_FAMILIES = ("corral_syscalls_total", "corral_syscall_errors_total",
+                     "corral_syscall_duration_seconds")
+
+
+@dataclass
+class _ProbeReading:
+    """Every BPF map, read once for the whole scrape; a map that could not be read is empty."""
+
+    syscalls: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    tcp: dict = field(default_factory=dict)
+    processes: dict = field(default_factory=dict)
+    oom_kills: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+
+
+class ContainerCollector:
+    """A prometheus_client custom collector for the containers the agent watches.
+
+    containers: returns the running containers at scrape time.
+    cgroups: the host's cgroup driver (`stats()` and `pids()` are used).
+    probes: the loaded BPF probes (agent.probes.loader.ProbeSet) or None without BPF.
+    syscall_name: syscall number -> name (agent.probes.syscall_names); numbers as text without.
+    proc_root: where /proc is, so tests can point at a fixture tree.
+    clock: unix time, for container_last_seen.
+    """
+
+    def __init__(self, containers: Callable[[], Iterable[WatchedContainer]], cgroups: CgroupDriver,
+                 probes: Any | None, options: MetricsOptions | None = None, *,
+                 syscall_name: Callable[[int], str] | None = None, proc_root: str = "/proc",
+                 clock: Callable[[], float] = time.time) -> None:
+        self._containers = containers
+        self._cgroups = cgroups
+        self._probes = probes
+        self._options = options or MetricsOptions()
+        self._syscall_name = syscall_name or str
+        self._proc_root = proc_root.rstrip("/") or "/"
+        self._clock = clock
+        self._families = tuple(f for f in FAMILIES if self._options.keeps_metric(f.name))
+        self._lock = threading.Lock()      # scrapes may run in parallel server threads
+        self._scrape_errors = dict.fromkeys(SCRAPE_ERROR_SOURCES, 0)
+        self._syscall_names: dict[int, str] = {}
+        self._bucket_bounds: dict[int, tuple[list[str], list[float]]] = {}
+
+    # -- the collector protocol ------------------------------------------------------------
+
+    def describe(self) -> Iterator[Metric]:
+        """Every family this collector can export with its options, without samples."""
+        for family in self._families:
+            yield Metric(family.base_name, family.help, family.type)
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = {f.name: Metric(f.base_name, f.help, f.type) for f in self._families}
+        samples = {name: metric.samples for name, metric in metrics.items()}
+        errors = dict.fromkeys(SCRAPE_ERROR_SOURCES, 0)
+        try:
+            containers = list(self._containers())
+        except Exception:  # the runtime's failure must not take the whole endpoint down
+            log.warning("metrics: could not list containers", exc_info=True)
+            errors["containers"] += 1
+            containers = []
+        reading = self._read_probes(errors, samples) if self._probes is not None else None
+        now = float(int(self._clock()))
+        for container in containers:
+            self._collect_container(container, samples, reading, now, errors)
+        if "corral_containers" in samples:
+            samples["corral_containers"].append(_sample("corral_containers", {}, len(containers)))
+        if reading is not None:
+            self._add_probe_health(reading, samples)
+        with self._lock:
+            for source, count in errors.items():
+                self._scrape_errors[source] += count
+            totals = dict(self._scrape_errors)
+        if "corral_scrape_errors_total" in samples:
+            samples["corral_scrape_errors_total"].extend(
+                _sample("corral_scrape_errors_total", {"source": source}, count)
+                for source, count in totals.items())
+        yield from metrics.values()
+
+    @property
+    def scrape_errors(self) -> dict[str, int]:
+        """Failed reads so far, by source (what corral_scrape_errors_total shows)."""
+        with self._lock:
+            return dict(self._scrape_errors)
+
+    # -- one container ---------------------------------------------------------------------
+
+    def _collect_container(self, container: WatchedContainer, samples: dict, reading,
+                           now: float, errors: dict) -> None:
+        # One label dict per container, shared by every series that carries only these labels:
+        # the exposition code only reads it, and a scrape of 200 containers saves thousands.
+        identity = self._identity(container)
+        by_name = {"name": container.name}
+        add = _adder(samples)
+
+        add("container_start_time_seconds", identity, container.started_at)
+        add("container_last_seen", identity, now)
+
+        stats = None
+        try:
+            stats = self._cgroups.stats(container.cgroup)
+        except Exception:  # a cgroup removed mid-scrape, an unreadable file: skip, count, go on
+            log.debug("metrics: cgroup stats of %s failed", container.name, exc_info=True)
+            errors["cgroup"] += 1
+        if stats is not None:
+            self._add_cgroup_stats(stats, identity, add)
+
+        oom_kills = stats.oom_kills if stats is not None else None
+        if oom_kills is None and reading is not None:
+            oom_kills = reading.oom_kills.get(container.cgroup_id)
+        add("container_oom_events_total", identity, oom_kills)
+
+        self._add_processes(container, identity, add, errors)
+
+        if reading is not None:
+            try:
+                self._add_probe_counters(container, identity, by_name, reading, samples, add)
+            except Exception:  # a map entry of an unexpected shape: a decode error, counted
+                log.debug("metrics: probe values of %s could not be decoded", container.name,
+                          exc_info=True)
+                errors["probes"] += 1
+
+    def _identity(self, container: WatchedContainer) -> dict[str, str]:
+        options = self._options
+        labels = {"name": container.name}
+        if options.keeps_label("id"):
+            labels["id"] = container.id_label
+        if options.keeps_label("image"):
+            labels["image"] = container.image
+        for key in sorted(container.labels):
+            label = container_label_name(key)
+            if label not in labels and options.keeps_label(label):
+                labels[label] = str(container.labels[key])
+        return labels
+
+    @staticmethod
+    def _add_cgroup_stats(stats: CgroupStats, identity: dict, add) -> None:
+        if stats.cpu_usage_seconds is not None:
+            add("container_cpu_usage_seconds_total", {**identity, "cpu": "total"},
+                stats.cpu_usage_seconds)
+        for family, attribute in _PLAIN_STATS:
+            add(family, identity, getattr(stats, attribute))
+        if stats.cpu_quota_us is not None:
+            add("container_spec_cpu_quota", identity, stats.cpu_quota_us)
+            for family, attribute in _CFS_STATS:
+                add(family, identity, getattr(stats, attribute))
+        # cAdvisor shows "unlimited" as 0 for both limits.
+        add("container_spec_memory_limit_bytes", identity, stats.memory_limit_bytes or 0)
+        add("container_threads_max", identity, stats.pids_limit or 0)
+        for resource, waiting, stalled in _PRESSURE:
+            pressure = stats.pressure.get(resource)
+            if pressure is not None:
+                add(waiting, identity, pressure.some_seconds)
+                add(stalled, identity, pressure.full_seconds)
+
+    def _add_processes(self, container: WatchedContainer, identity: dict, add, errors: dict) -> None:
+        try:
+            pids = self._cgroups.pids(container.cgroup)
+        except Exception:
+            log.debug("metrics: pids of %s failed", container.name, exc_info=True)
+            errors["processes"] += 1
+            return
+        processes = threads = 0
+        for pid in pids:
+            try:
+                status = _read_small(f"{self._proc_root}/{pid}/status")
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited since the cgroup was listed: no longer one of its processes
+            except OSError:
+                log.debug("metrics: /proc/%s/status of %s failed", pid, container.name, exc_info=True)
+                errors["processes"] += 1
+                return
+            processes += 1
+            threads += _threads(status)
+        add("container_processes", identity, processes)
+        add("container_threads", identity, threads)
+
+    # -- BPF maps --------------------------------------------------------------------------
+
+    def _read_probes(self, errors: dict, samples: dict) -> _ProbeReading:
+        """Read each map once; a failing map is counted and read as empty."""
+        reading = _ProbeReading()
+        wanted = [("status", True), ("errors", True), ("oom_kills", True),
+                  ("syscalls", "corral_syscalls_total" in samples
+                   or "corral_syscall_errors_total" in samples),
+                  ("latency", "corral_syscall_duration_seconds" in samples),
+                  ("network", True), ("tcp", True), ("processes", True)]
+        readers = {"syscalls": "syscall_counts", "latency": "syscall_latency"}
+        for attribute, needed in wanted:
+            if not needed:
+                continue
+            method = readers.get(attribute, attribute)
+            try:
+                setattr(reading, attribute, getattr(self._probes, method)() or {})
+            except Exception:  # a map read or decode error never fails the scrape
+                log.debug("metrics: reading probe map %s failed", method, exc_info=True)
+                errors["probes"] += 1
+        return reading
+
+    def _add_probe_counters(self, container: WatchedContainer, identity: dict, by_name: dict,
+                            reading: _ProbeReading, samples: dict, add) -> None:
+        key = container.cgroup_id
+        network = reading.network.get(key)
+        if network is not None:
+            with_interface = {**identity, "interface": NETWORK_INTERFACE}
+            for cadvisor_family, corral_family, counter in _NETWORK:
+                value = getattr(network, counter)
+                add(cadvisor_family, with_interface, value)
+                add(corral_family, by_name, value)
+        tcp = reading.tcp.get(key)
+        if tcp is not None:
+            add("corral_tcp_connects_total", by_name, tcp.connects)
+            add("corral_tcp_retransmits_total", by_name, tcp.retransmits)
+        processes = reading.processes.get(key)
+        if processes is not None:
+            add("corral_process_execs_total", by_name, processes.execs)
+            add("corral_process_forks_total", by_name, processes.forks)
+            add("corral_process_exits_total", by_name, processes.exits)
+        counts = reading.syscalls.get(key)
+        latency = reading.latency.get(key)
+        if counts or latency:
+            self._add_syscalls(container.name, counts or {}, latency or {}, samples)
+
+    def _add_syscalls(self, name: str, counts: dict, latency: dict, samples: dict) -> None:
+        top = self._options.syscall_top
+        if top is None:
+            chosen = list(counts.items())
+        else:
+            chosen = heapq.nlargest(top, counts.items(), key=lambda item: item[1][0])
+        calls_out = samples.get("corral_syscalls_total")
+        errors_out = samples.get("corral_syscall_errors_total")
+        labels_of: dict[int, dict] = {}
+        for nr, (calls, failed) in chosen:
+            labels = labels_of[nr] = {"name": name, "syscall": self._name_of(nr)}
+            if calls_out is not None:
+                calls_out.append(_tuple_new(Sample, ("corral_syscalls_total", labels, calls, None, None)))
+            if errors_out is not None:
+                errors_out.append(_tuple_new(Sample, ("corral_syscall_errors_total", labels, failed, None, None)))
+        histogram_out = samples.get("corral_syscall_duration_seconds")
+        if histogram_out is None or not latency:
+            return
+        for nr, buckets in latency.items():
+            labels = labels_of.get(nr)
+            if labels is None:
+                if top is not None:
+                    continue  # top:N keeps the same syscalls in every family
+                labels = {"name": name, "syscall": self._name_of(nr)}
+            self._add_histogram(histogram_out, labels, buckets)
+
+    def _add_histogram(self, out: list, labels: dict, buckets: list[int]) -> None:
+        """log2 buckets (bucket i: [2^i, 2^(i+1)) ns) as a cumulative Prometheus histogram."""
+        bounds, midpoints = self._bounds(len(buckets))
+        cumulative = 0
+        estimate = 0.0
+        for index, count in enumerate(buckets):
+            cumulative += count
+            estimate += count * midpoints[index]
+            out.append(_sample("corral_syscall_duration_seconds_bucket",
+                               {**labels, "le": bounds[index]}, cumulative))
+        out.append(_sample("corral_syscall_duration_seconds_bucket", {**labels, "le": "+Inf"}, cumulative))
+        out.append(_sample("corral_syscall_duration_seconds_count", labels, cumulative))
+        out.append(_sample("corral_syscall_duration_seconds_sum", labels, estimate))
+
+    def _bounds(self, length: int) -> tuple[list[str], list[float]]:
+        cached = self._bucket_bounds.get(length)
+        if cached is None:
+            bounds = [repr(2.0 ** (i + 1) / 1e9) for i in range(length)]
+            # The probe only knows the bucket, not the time: count each call at its midpoint.
+            midpoints = [1.5 * 2.0 ** i / 1e9 for i in range(length)]
+            cached = self._bucket_bounds[length] = (bounds, midpoints)
+        return cached
+
+    def _name_of(self, nr: int) -> str:
+        name = self._syscall_names.get(nr)
+        if name is None:
+            # A number the table does not know (a newer kernel) still gets a usable label.
+            name = self._syscall_names[nr] = self._syscall_name(nr) or str(nr)
+        return name
+
+    @staticmethod
+    def _add_probe_health(reading: _ProbeReading, samples: dict) -> None:
+        attached = samples.get("corral_probe_attached")
+        if attached is not None:
+            attached.extend(_sample("corral_probe_attached", {"probe": probe}, 1 if up else 0)
+                            for probe, up in sorted(reading.status.items()))
+        errors = samples.get("corral_probe_errors_total")
+        if errors is not None:
+            errors.extend(_sample("corral_probe_errors_total", {"probe": probe}, count)
+                          for probe, count in sorted(reading.errors.items()))
+
+
+def _adder(samples: dict) -> Callable[[str, dict, float | None], None]:
+    """add(family, labels, value): one sample, unless the family is dropped or the value unknown."""
+    get = samples.get
+
+    def add(family: str, labels: dict, value) -> None:
+        out = get(family)
+        if out is not None and value is not None:
+            out.append(_tuple_new(Sample, (family, labels, value, None, None)))
+    return add
+
+
+def _read_small(path: str) -> bytes:
+    """A /proc file in one read: os.open/os.read skip the buffered file object, which is most
+    of the cost of reading a 1 KiB file and adds up over every process of every container."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def _threads(status: bytes) -> int:
+    """The Threads: field of a /proc/<pid>/status file (1 if the kernel left it out)."""
+    start = status.find(b"\nThreads:")
+    if start < 0:
+        return 1
+    end = status.find(b"\n", start + 9)
+    try:
+        return int(status[start + 9:end if end > 0 else None])
+    except ValueError:
+        return 1
