@@ -1,0 +1,152 @@
+"""Loading policy files and checking them: every problem of every file, located.
+
+`load_file` turns one file into its policies and its problems; `check_paths` does that for
+files and folders and adds the problems only visible across files (a policy name used twice).
+`corral policy check` prints the problems; the daemon uses `load_file` for (re)loading, so the
+two can never disagree about what is valid.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from agent.policy.model import FieldError, Policy, format_path, parse_policy
+from agent.policy.yaml_source import Mark, SourceDocument, load_documents
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong, printed the way compilers do so editors and CI can jump to it."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "col": self.col, "path": self.path,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """What one file holds: its valid policies and its problems (a file with any problem is
+    invalid as a whole, so a half-edited file never half-applies)."""
+
+    file: str
+    policies: tuple[Policy, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    name_marks: dict[str, Mark] = field(default_factory=dict)   # policy name -> metadata.name position
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def policy_files(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
+    """Files named on the command line as they are, and the *.yaml/*.yml files of folders
+    (not recursing: a policy folder is flat, so a `drafts/` folder can sit beside it)."""
+    files: list[str] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.endswith(POLICY_SUFFIXES) and not n.startswith(".")
+                           and os.path.isfile(os.path.join(path, n)))
+            files.extend(found)
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            problems.append(Problem(path, 1, 1, "(file)", "no such file or folder"))
+    return files, problems
+
+
+def load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None = None) -> LoadedFile:
+    """Parse and check the documents of one file's text."""
+    documents, syntax = load_documents(text, file)
+    problems: list[Problem] = []
+    policies: list[Policy] = []
+    marks: dict[str, Mark] = {}
+    for doc in documents:
+        if doc.data is None:
+            continue   # an empty document (a trailing `---`) is not an error
+        for path, mark in doc.duplicates:
+            problems.append(Problem(file, mark.line, mark.col, format_path(path),
+                                    "field given twice in one mapping; YAML would keep only the last"))
+        policy, errors = parse_policy(doc.data, source=file, syscall_known=syscall_known)
+        problems.extend(_locate(doc, error) for error in errors)
+        if policy is None:
+            continue
+        mark = doc.where(("metadata", "name"))
+        if policy.name in marks:
+            first = marks[policy.name]
+            problems.append(Problem(file, mark.line, mark.col, "metadata.name",
+                                    f"policy name {policy.name!r} is already used at "
+                                    f"{file}:{first.line}:{first.col}"))
+            continue
+        marks[policy.name] = mark
+        policies.append(policy)
+    if syntax is not None:
+        problems.append(Problem(file, syntax.mark.line, syntax.mark.col, "(yaml)", syntax.message))
+    problems.sort()
+    if problems:
+        return LoadedFile(file, (), tuple(problems), {})
+    return LoadedFile(file, tuple(policies), (), marks)
+
+
+def load_file(path: str, syscall_known: Callable[[str], bool] | None = None) -> LoadedFile:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return LoadedFile(path, (), (Problem(path, 1, 1, "(file)", f"cannot read: {reason}"),))
+    return load_text(text, path, syscall_known)
+
+
+def duplicate_names(files: Iterable[LoadedFile]) -> list[Problem]:
+    """A policy name used in two files: reported at the later file (files in path order)."""
+    seen: dict[str, tuple[str, Mark]] = {}
+    problems = []
+    for loaded in files:
+        for name, mark in loaded.name_marks.items():
+            if name in seen:
+                other, first = seen[name]
+                problems.append(Problem(loaded.file, mark.line, mark.col, "metadata.name",
+                                        f"policy name {name!r} is already used at "
+                                        f"{other}:{first.line}:{first.col}"))
+            else:
+                seen[name] = (loaded.file, mark)
+    return problems
+
+
+def check_paths(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None) -> list[Problem]:
+    """Every problem in the files and folders given, sorted by file and position."""
+    if syscall_known is None:
+        from agent.policy.syscall_table import known_syscall, load_syscall_table
+        syscall_known = known_syscall(load_syscall_table())
+    files, problems = policy_files(paths)
+    loaded = [load_file(f, syscall_known) for f in files]
+    for item in loaded:
+        problems.extend(item.problems)
+    problems.extend(duplicate_names(loaded))
+    return sorted(problems)
+
+
+def count_policies(paths: Iterable[str]) -> tuple[int, int]:
+    """(policies, files) in the paths; for the summary line of a clean check."""
+    files, _ = policy_files(paths)
+    loaded = [load_file(f) for f in files]
+    return sum(len(item.policies) for item in loaded), len(files)
+
+
+def _locate(doc: SourceDocument, error: FieldError) -> Problem:
+    mark = doc.where(error.path, key=error.at_key)
+    return Problem(doc.file, mark.line, mark.col, error.dotted, error.message)
