@@ -40,6 +40,8 @@ class DaemonConfig:
     probes: bool = True
     probes_dir: Path = REPO_PROBES
     syscall_latency: bool = False
+    network: bool = True
+    default_subnet: str = "10.213.0.0/16"
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
     dump_bpf: bool = False
     log_level: str = "info"
@@ -61,6 +63,10 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     parser.add_argument("--policies", type=Path, default=None, help="folder of policy YAML files")
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")
     parser.add_argument("--probes-dir", type=Path, default=REPO_PROBES, help=argparse.SUPPRESS)
+    parser.add_argument("--no-network", dest="network", action="store_false",
+                        help="no bridge networking (containers may use --net none or host)")
+    parser.add_argument("--default-subnet", default="10.213.0.0/16", metavar="CIDR",
+                        help="subnet of the default network corral0 (default %(default)s)")
     parser.add_argument("--syscall-metrics", default="all", help="all | top:N | none (default %(default)s)")
     parser.add_argument("--syscall-latency", action="store_true",
                         help="per-container syscall latency histograms (costs several times more than counting)")
@@ -111,17 +117,35 @@ class Daemon:
             if self.probes is not None:
                 watchers.append(self.probes)
                 self._stack.append(("probes", self.probes.close))
+        self.networks = self._start_networks()
         self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               watchers=watchers)
+                               watchers=watchers, networks=self.networks)
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
         if config.metrics_addr:
             self._start_metrics()
+        from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.server import ApiServer
-        self.api = ApiServer(config.socket, self.runtime, self.events, self.info)
+        # Network routes are always served (None: they say networking is off), so the route
+        # table and openapi.yaml agree whatever the daemon was started with.
+        self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
+                             extra_routes=[NetworkEndpoints(self.networks).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
+
+    def _start_networks(self):
+        """Bridge networking; nothing to stop at shutdown: containers keep their network."""
+        if not self.config.network:
+            return None
+        from agent.network.manager import NetworkManager
+        try:
+            networks = NetworkManager(self.config.root, default_subnet=self.config.default_subnet)
+            networks.ensure_default()
+        except CorralError as exc:
+            log.error("bridge networking is off: %s; containers can use --net none or --net host", exc)
+            return None
+        return networks
 
     def _load_probes(self):
         from agent.probes.loader import ProbeOptions, ProbeSet, ensure_mounts

@@ -61,6 +61,12 @@ class DaemonUnavailable(CorralError):
     http_status = 503
 
 
+class MethodNotAllowed(CorralError):
+    """The API path exists but not with this HTTP method."""
+
+    http_status = 405
+
+
 class PolicyError(CorralError):
     """A policy file is invalid; the message is `file:line:col: path: message`."""
 
@@ -69,7 +75,7 @@ class PolicyError(CorralError):
 
 ERRORS_BY_NAME = {cls.__name__: cls for cls in (
     CorralError, InvalidArgument, NotFound, Conflict, KernelError, LaunchError,
-    DaemonUnavailable, PolicyError,
+    DaemonUnavailable, MethodNotAllowed, PolicyError,
 )}
 
 

@@ -13,27 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import InvalidArgument
+from agent.fields import check_keys
 
 NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Names `--net` gives a meaning of its own; no user network may take them.
 RESERVED_NAMES = ("none", "host", "bridge", "default")
 PROTOCOLS = ("tcp", "udp")
 DRIVERS = ("bridge",)
-
-
-def check_keys_of(data: Any, cls: type, where: str) -> None:
-    """Reject a non-object, unknown keys and missing required keys, naming them and `where`."""
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise InvalidArgument(f"{where}: field {missing[0]!r} is required")
 
 
 def _ip(value: Any, where: str) -> str:
@@ -123,7 +109,7 @@ class PortMapping:
     def from_dict(cls, data: Any, where: str = "port") -> "PortMapping":
         if isinstance(data, str):
             return cls.parse(data)
-        check_keys_of(data, cls, where)
+        check_keys(data, cls, where)
         return cls(host_port=_port(data["host_port"], f"{where}.host_port"),
                    container_port=_port(data["container_port"], f"{where}.container_port"),
                    protocol=data.get("protocol", "tcp"),
@@ -161,7 +147,7 @@ class Network:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "network") -> "Network":
-        check_keys_of(data, cls, where)
+        check_keys(data, cls, where)
         try:
             return cls(**data)
         except TypeError as exc:
@@ -190,7 +176,7 @@ class Attachment:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "attachment") -> "Attachment":
-        check_keys_of(data, cls, where)
+        check_keys(data, cls, where)
         data = dict(data)
         ports = data.pop("ports", []) or []
         if not isinstance(ports, list):

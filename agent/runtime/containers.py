@@ -20,6 +20,7 @@ from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, No
 from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
+from agent.network.model import Attachment
 from agent.runtime import inspect as inspection
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import LaunchRequest, launch
@@ -49,7 +50,7 @@ class Runtime:
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
                  cgroups: CgroupDriver, events: EventLog, launcher: Path,
-                 watchers: list[ContainerWatcher] | None = None) -> None:
+                 watchers: list[ContainerWatcher] | None = None, networks=None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
         self.images = images
@@ -58,6 +59,7 @@ class Runtime:
         self.events = events
         self.launcher = launcher
         self.watchers = list(watchers or [])
+        self.networks = networks            # agent.network.manager.NetworkManager, or None
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
 
@@ -73,6 +75,10 @@ class Runtime:
                     self._watch_cgroup(container)
                     continue
                 self._record_exit(container)
+        if self.networks is not None:
+            live = {c.id: Attachment.from_dict(c.network) for c in self.store.all()
+                    if c.state == RUNNING and c.network}
+            self.networks.reconcile(live)
 
     def close(self) -> None:
         """Stop following containers; they keep running and are adopted at the next start."""
@@ -90,7 +96,13 @@ class Runtime:
 
     def create(self, spec: ContainerSpec) -> Container:
         if spec.network not in ("none", "host"):
-            raise InvalidArgument(f"network {spec.network!r}: this runtime supports none and host")
+            if self.networks is None:
+                raise InvalidArgument(f"network {spec.network!r}: networking is not enabled in this daemon",
+                                      hint="use --net none or --net host")
+            if spec.network == "bridge":
+                self.networks.ensure_default()
+            else:
+                self.networks.get(spec.network)       # NotFound now, not at start
         image = self.images.get(spec.image)
         command = (spec.entrypoint if spec.entrypoint is not None else list(image.config.entrypoint)) \
             + (list(spec.command) or ([] if spec.entrypoint else list(image.config.cmd)))
@@ -140,14 +152,22 @@ class Runtime:
                            hint=f"`corral rm {container.name}` and run it again")
         directory = self.store.directory(container.id)
         paths = CgroupPaths.from_dict(container.cgroup)
+        networked = container.spec.network not in ("none", "host")
+        binds = [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts]
+        if networked:
+            # Bind-mounted files, so the hosts file can be rewritten as others join the network.
+            (directory / "hostname").write_text(self.networks.hostname_file(container.hostname))
+            (directory / "resolv.conf").write_text(self.networks.resolv_conf())
+            (directory / "hosts").write_text("")              # attach writes it in place()
+            binds += [f"{directory / name}:/etc/{name}" for name in ("hostname", "hosts", "resolv.conf")]
         request = LaunchRequest(
             rootfs=Path(container.rootfs),
             command=list(container.command),
             hostname=container.hostname,
-            network=container.spec.network,
+            network="new" if networked else container.spec.network,
             env=list(container.env),
             workdir=container.workdir,
-            binds=[f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts],
+            binds=binds,
             log=directory / "container.log",
             exit_file=directory / "exit",
         )
@@ -155,11 +175,19 @@ class Runtime:
         def place(pid: int) -> None:
             self.cgroups.add_process(paths, pid)
             self._watch_cgroup(container)
+            if networked:
+                attachment = self.networks.attach(container.id, container.name, pid, container.spec.network,
+                                                  container.spec.ports, hostname=container.hostname,
+                                                  hosts_path=directory / "hosts")
+                container.network = attachment.to_dict()
 
         try:
             launched = launch(self.launcher, request, directory / "shim.log", place)
         except BaseException:
             self._unwatch_cgroup(container)
+            if networked:
+                _quietly(lambda: self.networks.detach(container.id))
+            container.network = None
             raise
         container.pid = launched.pid
         container.shim_pid = launched.shim_pid
@@ -326,6 +354,10 @@ class Runtime:
             paths = CgroupPaths.from_dict(container.cgroup)
             if self.cgroups.exists(paths):
                 oom = bool(self.cgroups.stats(paths).oom_kills)
+        if container.network and self.networks is not None:
+            # The namespace and its veth are gone; free the address and the host ports, as docker does.
+            _quietly(lambda: self.networks.detach(container.id))
+            container.network = None
         container.state = EXITED
         container.exit_code = code
         container.oom_killed = oom
@@ -350,7 +382,9 @@ class Runtime:
             _quietly(lambda w=watcher: w.unwatch(container.cgroup_id, unified))
 
     def _destroy(self, container: Container) -> None:
-        """Remove everything a container owns: probes' entries, rootfs, cgroup, state."""
+        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state."""
+        if self.networks is not None and container.spec.network not in ("none", "host"):
+            _quietly(lambda: self.networks.detach(container.id))
         self._unwatch_cgroup(container)
         self.rootfs.release(container.id)
         if container.cgroup:

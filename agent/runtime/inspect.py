@@ -67,4 +67,29 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "LowerDirs": layers,
         },
         "LogPath": str(state_dir / "container.log"),
+        "NetworkSettings": network_settings(container),
+    }
+
+
+def network_settings(container: Container) -> dict:
+    """docker's NetworkSettings: address, MAC and gateway; ports as {"80/tcp": [{HostIp, HostPort}]}."""
+    attachment = container.network or {}
+    ports: dict[str, list[dict]] = {}
+    for port in attachment.get("ports", []):
+        ports.setdefault(f"{port['container_port']}/{port['protocol']}", []).append(
+            {"HostIp": port["host_ip"], "HostPort": str(port["host_port"])})
+    networks = {}
+    if attachment:
+        networks[attachment["network"]] = {
+            "IPAddress": attachment["address"], "IPPrefixLen": attachment["prefix"],
+            "Gateway": attachment["gateway"], "MacAddress": attachment["mac"],
+            "Interface": attachment["interface"], "HostVeth": attachment["host_veth"]}
+    return {
+        "NetworkMode": container.spec.network,
+        "IPAddress": attachment.get("address", ""),
+        "IPPrefixLen": attachment.get("prefix", 0),
+        "MacAddress": attachment.get("mac", ""),
+        "Gateway": attachment.get("gateway", ""),
+        "Ports": ports,
+        "Networks": networks,
     }

@@ -11,19 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import InvalidArgument
+from agent.fields import check_keys
+from agent.network.model import NETWORK_NAME, PortMapping
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 NET_MODES = ("none", "host", "bridge")
-
-
-def check_keys(data: dict, cls: type, where: str) -> None:
-    """Reject keys a dataclass does not have, naming them and the object."""
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,8 @@ class ContainerSpec:
     memory: int | None = None                             # bytes
     cpus: float | None = None
     pids_limit: int | None = None
-    network: str = "none"
+    network: str = "bridge"                               # none | host | bridge | a network name
+    ports: list[PortMapping] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     auto_remove: bool = False
     entrypoint: list[str] | None = None
@@ -82,6 +75,12 @@ class ContainerSpec:
             raise InvalidArgument(f"pids-limit {self.pids_limit}: must be at least 1")
         if self.cpus is not None and not 0.01 <= self.cpus <= 1024:
             raise InvalidArgument(f"cpus {self.cpus}: must be between 0.01 and 1024")
+        if self.network not in NET_MODES and not NETWORK_NAME.match(self.network):
+            raise InvalidArgument(f"network {self.network!r}: use none, host, bridge or a network name",
+                                  hint="`corral network ls` lists networks")
+        if self.ports and self.network in ("none", "host"):
+            raise InvalidArgument(f"publish {self.ports[0]}: ports cannot be published with --net {self.network}",
+                                  hint="use --net bridge or a network name")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,8 +97,12 @@ class ContainerSpec:
             else:
                 check_keys(item, Mount, f"mounts[{index}]")
                 parsed.append(Mount(**item))
+        ports = data.pop("ports", []) or []
+        if not isinstance(ports, list):
+            raise InvalidArgument("container spec.ports: expected a list")
+        parsed_ports = [PortMapping.from_dict(item, f"ports[{index}]") for index, item in enumerate(ports)]
         try:
-            return cls(mounts=parsed, **data)
+            return cls(mounts=parsed, ports=parsed_ports, **data)
         except TypeError as exc:
             raise InvalidArgument(f"container spec: {exc}") from None
 
@@ -132,6 +135,7 @@ class Container:
     cgroup: dict | None = None              # CgroupPaths.to_dict()
     cgroup_id: int | None = None
     rootfs: str | None = None
+    network: dict | None = None             # agent.network.model.Attachment.to_dict() while attached
     error: str | None = None
     observed: bool = False                  # True for containers Corral did not start
 

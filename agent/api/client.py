@@ -1,0 +1,245 @@
+"""`ApiClient`: the daemon's API from the caller's side, with only the standard library.
+
+One method per route. JSON routes return the decoded JSON; streaming routes are generators
+(`logs`, `exec` yield `(stream, bytes)` frames; `events` yields event dicts). An error the
+daemon answers with is raised again as the same CorralError class, so `corral` exits and
+prints exactly what the daemon said.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Any, Iterator
+from urllib.parse import quote, urlencode
+
+from agent.api import frames
+from agent.errors import CorralError, DaemonUnavailable, InvalidArgument, from_dict
+
+DEFAULT_HOST = "unix:///run/corral/corral.sock"
+_READ_SIZE = 65536
+
+
+def socket_path_of(host: str) -> str:
+    """The socket path of `unix:///run/corral/corral.sock` (a bare absolute path works too)."""
+    if host.startswith("unix://"):
+        path = host[len("unix://"):]
+    elif host.startswith("/"):
+        path = host
+    else:
+        raise InvalidArgument(f"host {host!r}: only UNIX sockets are supported",
+                              hint="write it like unix:///run/corral/corral.sock")
+    if not path.startswith("/"):
+        raise InvalidArgument(f"host {host!r}: the socket path must be absolute, like unix:///run/corral/corral.sock")
+    return path
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _ref(ref: str) -> str:
+    return quote(ref, safe="")
+
+
+class ApiClient:
+    """A client of the daemon at `host`. Holds no connection: each call opens its own."""
+
+    def __init__(self, host: str = DEFAULT_HOST, *, timeout: float | None = None) -> None:
+        self.host = host
+        self._path = socket_path_of(host)
+        self._timeout = timeout   # None: `wait` and `stop` may take as long as the container does
+
+    # The daemon
+
+    def version(self) -> dict:
+        return self._json("GET", "/v1/version")
+
+    def info(self) -> dict:
+        return self._json("GET", "/v1/info")
+
+    # Containers
+
+    def list_containers(self, all: bool = False) -> list[dict]:
+        return self._json("GET", "/v1/containers", query={"all": all})
+
+    def create_container(self, spec: dict, *, start: bool = False) -> dict:
+        return self._json("POST", "/v1/containers", body=spec, query={"start": start})
+
+    def inspect_container(self, ref: str) -> dict:
+        return self._json("GET", f"/v1/containers/{_ref(ref)}")
+
+    def start_container(self, ref: str) -> dict:
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/start")
+
+    def stop_container(self, ref: str, timeout: float = 10.0) -> dict:
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/stop", query={"timeout": timeout})
+
+    def kill_container(self, ref: str, signal: str | int = "KILL") -> dict:
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/kill", query={"signal": signal})
+
+    def wait_container(self, ref: str) -> dict:
+        """{"exit_code": int, "oom_killed": bool} once the container has exited."""
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/wait")
+
+    def remove_container(self, ref: str, force: bool = False) -> None:
+        self._json("DELETE", f"/v1/containers/{_ref(ref)}", query={"force": force})
+
+    def logs(self, ref: str, follow: bool = False) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) frames of the container's log; 1 is stdout, 2 is stderr."""
+        response = self._open("GET", f"/v1/containers/{_ref(ref)}/logs", query={"follow": follow})
+        yield from self._frames(response)
+
+    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+             workdir: str | None = None) -> Iterator[tuple[int, bytes]]:
+        """(stream, data) frames of the command's output, then (3, b"<exit code>")."""
+        body: dict[str, Any] = {"command": list(command), "env": list(env or [])}
+        if workdir is not None:
+            body["workdir"] = workdir
+        response = self._open("POST", f"/v1/containers/{_ref(ref)}/exec", body=body)
+        yield from self._frames(response)
+
+    # Images
+
+    def list_images(self) -> list[dict]:
+        return self._json("GET", "/v1/images")
+
+    def import_image(self, path: str, reference: str) -> dict:
+        return self._json("POST", "/v1/images/import", body={"path": path, "reference": reference})
+
+    def remove_image(self, ref: str) -> None:
+        self._json("DELETE", f"/v1/images/{_ref(ref)}")
+
+    # Events
+
+    def events(self, since: float | None = None, follow: bool = False) -> Iterator[dict]:
+        query: dict[str, Any] = {"follow": follow}
+        if since is not None:
+            query["since"] = since
+        response = self._open("GET", "/v1/events", query=query)
+        pending = b""
+        try:
+            while chunk := self._read(response):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            response.close()
+
+    # Networks
+
+    def list_networks(self) -> list[dict]:
+        return self._json("GET", "/v1/networks")
+
+    def create_network(self, name: str, subnet: str | None = None, internal: bool = False) -> dict:
+        body: dict[str, Any] = {"name": name, "internal": internal}
+        if subnet is not None:
+            body["subnet"] = subnet
+        return self._json("POST", "/v1/networks", body=body)
+
+    def inspect_network(self, name: str) -> dict:
+        return self._json("GET", f"/v1/networks/{_ref(name)}")
+
+    def remove_network(self, name: str) -> None:
+        self._json("DELETE", f"/v1/networks/{_ref(name)}")
+
+    # Transport
+
+    def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:
+        response = self._open(method, path, body=body, query=query)
+        try:
+            data = response.read()
+        except (http.client.HTTPException, OSError) as exc:
+            raise CorralError(f"{method} {path}: the daemon's answer was cut off: {exc}") from None
+        finally:
+            response.close()
+        if response.status == 204 or not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise CorralError(f"{method} {path}: the daemon answered with invalid JSON: {data[:200]!r}") from None
+
+    def _open(self, method: str, path: str, *, body: Any = None,
+              query: dict | None = None) -> http.client.HTTPResponse:
+        target = path
+        if query:
+            target += "?" + urlencode({k: _query_value(v) for k, v in query.items()})
+        headers = {"Host": "corral", "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        connection = _UnixConnection(self._path, self._timeout)
+        try:
+            connection.request(method, target, body=payload, headers=headers)
+            response = connection.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError):
+            connection.close()
+            raise DaemonUnavailable(
+                f"cannot reach the Corral daemon at unix://{self._path}",
+                hint="start it with `sudo corral daemon` or `make run`, or set CORRAL_HOST / --host") from None
+        except PermissionError:
+            connection.close()
+            raise DaemonUnavailable(
+                f"permission denied on the Corral daemon's socket unix://{self._path}",
+                hint="run as root, or as a member of the socket's group") from None
+        except (http.client.HTTPException, OSError) as exc:
+            connection.close()
+            raise DaemonUnavailable(f"lost the connection to the Corral daemon at unix://{self._path}: {exc}",
+                                    hint="check the daemon's log") from None
+        if response.status >= 400:
+            try:
+                raise _error_of(response)
+            finally:
+                response.close()
+        return response
+
+    def _frames(self, response: http.client.HTTPResponse) -> Iterator[tuple[int, bytes]]:
+        decoder = frames.FrameDecoder()
+        try:
+            while chunk := self._read(response):
+                yield from decoder.feed(chunk)
+            decoder.close()
+        finally:
+            response.close()
+
+    @staticmethod
+    def _read(response: http.client.HTTPResponse) -> bytes:
+        try:
+            return response.read1(_READ_SIZE)
+        except (http.client.HTTPException, OSError) as exc:
+            raise CorralError(f"the daemon ended the stream early: {exc}",
+                              hint="the daemon may have stopped; check its log") from None
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error_of(response: http.client.HTTPResponse) -> CorralError:
+    data = response.read()
+    try:
+        payload = json.loads(data)
+        if isinstance(payload, dict) and "message" in payload:
+            return from_dict(payload)
+    except ValueError:
+        pass
+    text = data.decode(errors="replace").strip() or response.reason
+    return CorralError(f"the daemon answered {response.status}: {text}")

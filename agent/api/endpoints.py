@@ -1,0 +1,163 @@
+"""The v1 endpoints for the daemon itself, containers, images and events.
+
+Each handler turns one HTTP request into one RuntimeService (or EventLog) call and its result
+into JSON or a stream. Errors are not caught here: the server maps every CorralError to its
+HTTP status. Streams validate their container before the first byte is sent, so a bad
+reference is a clean 404 and not a broken stream.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import selectors
+import threading
+from typing import Callable, Iterator
+
+from agent import __version__
+from agent.api import frames
+from agent.api.bodies import ExecRequest, ImportRequest
+from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
+from agent.events import EventLog
+from agent.runtime.model import ContainerSpec
+from agent.runtime.service import ExecProcess, RuntimeService
+from agent.units import parse_signal
+
+API_VERSION = "v1"
+_READ_SIZE = 65536
+
+
+class CoreEndpoints:
+    """Handlers of the routes every daemon serves; `register` puts them on a Router."""
+
+    def __init__(self, runtime: RuntimeService, events: EventLog, info: Callable[[], dict],
+                 stopping: threading.Event) -> None:
+        self._runtime = runtime
+        self._events = events
+        self._info = info
+        self._stopping = stopping   # set when the server stops, so followers end
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        add("GET", "/v1/version", self.version)
+        add("GET", "/v1/info", self.info)
+        add("GET", "/v1/containers", self.list_containers, query=("all",))
+        add("POST", "/v1/containers", self.create_container, query=("start",))
+        add("GET", "/v1/containers/{ref}", self.inspect_container)
+        add("DELETE", "/v1/containers/{ref}", self.remove_container, query=("force",))
+        add("POST", "/v1/containers/{ref}/start", self.start_container)
+        add("POST", "/v1/containers/{ref}/stop", self.stop_container, query=("timeout",))
+        add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=("signal",))
+        add("POST", "/v1/containers/{ref}/wait", self.wait_container)
+        add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=("follow",))
+        add("POST", "/v1/containers/{ref}/exec", self.exec_in_container)
+        add("GET", "/v1/images", self.list_images)
+        add("POST", "/v1/images/import", self.import_image)
+        add("DELETE", "/v1/images/{ref}", self.remove_image)
+        add("GET", "/v1/events", self.list_events, query=("since", "follow"))
+
+    # The daemon
+
+    def version(self, request: Request) -> Response:
+        return Response.json({"version": __version__, "api_version": API_VERSION,
+                              "python": platform.python_version(), "os": platform.system().lower(),
+                              "arch": platform.machine(), "kernel": platform.release()})
+
+    def info(self, request: Request) -> Response:
+        return Response.json(self._info())
+
+    # Containers
+
+    def list_containers(self, request: Request) -> Response:
+        containers = self._runtime.list(all=request.flag("all"))
+        return Response.json([container.to_dict() for container in containers])
+
+    def create_container(self, request: Request) -> Response:
+        spec = ContainerSpec.from_dict(request.json())
+        container = self._runtime.run(spec) if request.flag("start") else self._runtime.create(spec)
+        return Response.json(container.to_dict(), status=201)
+
+    def inspect_container(self, request: Request) -> Response:
+        return Response.json(self._runtime.inspect(request.params["ref"]))
+
+    def remove_container(self, request: Request) -> Response:
+        self._runtime.remove(request.params["ref"], force=request.flag("force"))
+        return Response.empty()
+
+    def start_container(self, request: Request) -> Response:
+        return Response.json(self._runtime.start(request.params["ref"]).to_dict())
+
+    def stop_container(self, request: Request) -> Response:
+        timeout = request.number("timeout", 10.0)
+        container = self._runtime.stop(request.params["ref"], timeout=timeout)
+        return Response.json(container.to_dict())
+
+    def kill_container(self, request: Request) -> Response:
+        number = parse_signal(request.query.get("signal", "KILL"), field="query parameter signal")
+        return Response.json(self._runtime.kill(request.params["ref"], signal=number).to_dict())
+
+    def wait_container(self, request: Request) -> Response:
+        container = self._runtime.wait(request.params["ref"])
+        return Response.json({"exit_code": container.exit_code, "oom_killed": container.oom_killed})
+
+    def container_logs(self, request: Request) -> Response:
+        ref = request.params["ref"]
+        self._runtime.get(ref)  # a NotFound now, while an error response can still be sent
+        return Response.chunks(self._runtime.logs(ref, follow=request.flag("follow")), frames.MEDIA_TYPE)
+
+    def exec_in_container(self, request: Request) -> Response:
+        body = ExecRequest.from_dict(request.json())
+        process = self._runtime.exec(request.params["ref"], body.command, env=body.env,
+                                     workdir=body.workdir)
+        return Response.chunks(exec_frames(process), frames.MEDIA_TYPE)
+
+    # Images
+
+    def list_images(self, request: Request) -> Response:
+        return Response.json([image.to_dict() for image in self._runtime.list_images()])
+
+    def import_image(self, request: Request) -> Response:
+        body = ImportRequest.from_dict(request.json())
+        image = self._runtime.import_image(body.path, body.reference)
+        return Response.json(image.to_dict(), status=201)
+
+    def remove_image(self, request: Request) -> Response:
+        self._runtime.remove_image(request.params["ref"])
+        return Response.empty()
+
+    # Events
+
+    def list_events(self, request: Request) -> Response:
+        since = request.number("since")
+        if request.flag("follow"):
+            events = self._events.follow(since, stop=self._stopping)
+        else:
+            events = iter(self._events.since(since or 0.0))
+        lines = (json.dumps(event.to_dict()).encode() + b"\n" for event in events)
+        return Response.chunks(lines, JSON_LINES_TYPE)
+
+
+def exec_frames(process: ExecProcess) -> Iterator[bytes]:
+    """The process's stdout and stderr as frames while they come, then its exit code.
+
+    The pipes are closed when the client goes away, so a command still writing gets EPIPE
+    instead of blocking on a full pipe forever.
+    """
+    selector = selectors.DefaultSelector()
+    try:
+        for stream, pipe in ((frames.STDOUT, process.stdout), (frames.STDERR, process.stderr)):
+            if pipe is not None:
+                selector.register(pipe, selectors.EVENT_READ, stream)
+        while selector.get_map():
+            for key, _ in selector.select():
+                data = os.read(key.fd, _READ_SIZE)
+                if data:
+                    yield frames.encode(key.data, data)
+                else:
+                    selector.unregister(key.fileobj)
+        yield frames.encode_exit(process.wait())
+    finally:
+        selector.close()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()

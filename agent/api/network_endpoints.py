@@ -1,0 +1,70 @@
+"""The v1 endpoints of networks: list, create, inspect, remove.
+
+`NetworkEndpoints(networks).register(router)` puts them on the server's Router, like
+CoreEndpoints does. `networks` is the daemon's NetworkManager (anything with its methods); with
+None (a daemon built without networking) every route answers with a CorralError saying so.
+Only light modules are imported here: the CLI and the API server never load pyroute2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent.api.routes import Request, Response, Router
+from agent.errors import CorralError, InvalidArgument
+from agent.fields import check_keys
+from agent.network.model import check_network_name
+
+
+@dataclass(frozen=True)
+class NetworkCreateRequest:
+    """`POST /v1/networks`: a network's name, and optionally its subnet and internal flag."""
+
+    name: str
+    subnet: str | None = None
+    internal: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "NetworkCreateRequest":
+        check_keys(data, cls, "network create request")
+        subnet = data.get("subnet")
+        if subnet is not None and not isinstance(subnet, str):
+            raise InvalidArgument(f"network create request.subnet: expected a CIDR string, got {subnet!r}")
+        internal = data.get("internal", False)
+        if not isinstance(internal, bool):
+            raise InvalidArgument(f"network create request.internal: expected true or false, got {internal!r}")
+        return cls(name=check_network_name(data["name"]), subnet=subnet, internal=internal)
+
+
+class NetworkEndpoints:
+    """Handlers of /v1/networks; `register` puts them on a Router."""
+
+    def __init__(self, networks) -> None:
+        self._networks = networks
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/v1/networks", self.list_networks)
+        router.add("POST", "/v1/networks", self.create_network)
+        router.add("GET", "/v1/networks/{name}", self.inspect_network)
+        router.add("DELETE", "/v1/networks/{name}", self.remove_network)
+
+    def _manager(self):
+        if self._networks is None:
+            raise CorralError("networking is not enabled in this daemon",
+                              hint="the daemon's log says why the network manager did not start")
+        return self._networks
+
+    def list_networks(self, request: Request) -> Response:
+        return Response.json([network.to_dict() for network in self._manager().list_networks()])
+
+    def create_network(self, request: Request) -> Response:
+        body = NetworkCreateRequest.from_dict(request.json())
+        network = self._manager().create_network(body.name, body.subnet, internal=body.internal)
+        return Response.json(network.to_dict(), status=201)
+
+    def inspect_network(self, request: Request) -> Response:
+        return Response.json(self._manager().inspect(request.params["name"]))
+
+    def remove_network(self, request: Request) -> Response:
+        self._manager().remove_network(request.params["name"])
+        return Response.empty()

@@ -1,0 +1,159 @@
+"""Routing for the API: a table of (method, path pattern) -> handler, and the request and
+response objects handlers see.
+
+A pattern is a path whose `{name}` segments capture one path segment, so
+`/v1/containers/{ref}/start` gives the handler `request.params["ref"]`. Each route declares the
+query parameters it reads; any other is refused, the same way unknown body keys are.
+
+Route groups beyond the core (stats, policies, networks) live in `agent/api/<thing>_endpoints.py`
+as a class `<Thing>Endpoints(backend...)` with `register(router)`; the daemon passes
+`extra_routes=[ThingEndpoints(backend).register]` to ApiServer. tests/unit/test_openapi.py finds
+every such class and checks its routes against openapi.yaml, so a new group needs only its module
+and its paths in the spec.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from agent.errors import CorralError, InvalidArgument, MethodNotAllowed, NotFound
+
+JSON_TYPE = "application/json"
+JSON_LINES_TYPE = "application/x-ndjson"
+MAX_BODY = 8 * 1024 * 1024
+_TRUE, _FALSE = ("", "1", "true", "yes"), ("0", "false", "no")
+
+
+@dataclass
+class Request:
+    """What a handler is given: path parameters, the declared query parameters and the body."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> Any:
+        if not self.body:
+            raise InvalidArgument(f"{self.method} {self.path}: a JSON request body is required")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidArgument(f"{self.method} {self.path}: request body is not valid JSON: {exc}") from None
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean query parameter: `?all`, `?all=1` and `?all=true` are true."""
+        if name not in self.query:
+            return default
+        value = self.query[name].lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise InvalidArgument(f"query parameter {name}: expected true or false, got {self.query[name]!r}")
+
+    def number(self, name: str, default: float | None = None) -> float | None:
+        if name not in self.query:
+            return default
+        try:
+            return float(self.query[name])
+        except ValueError:
+            raise InvalidArgument(f"query parameter {name}: expected a number, got {self.query[name]!r}") from None
+
+
+@dataclass
+class Response:
+    """A JSON body, no body (204), or a stream of chunks sent with chunked transfer-encoding."""
+
+    status: int = 200
+    body: bytes | None = None
+    content_type: str = JSON_TYPE
+    stream: Iterator[bytes] | None = None
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> "Response":
+        return cls(status=status, body=json.dumps(data).encode() + b"\n")
+
+    @classmethod
+    def empty(cls, status: int = 204) -> "Response":
+        return cls(status=status)
+
+    @classmethod
+    def chunks(cls, stream: Iterable[bytes], content_type: str) -> "Response":
+        return cls(status=200, content_type=content_type, stream=iter(stream))
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    query: tuple[str, ...] = ()
+
+    def match(self, path: str) -> dict[str, str] | None:
+        pattern_parts = self.pattern.strip("/").split("/")
+        path_parts = path.strip("/").split("/")
+        if len(pattern_parts) != len(path_parts):
+            return None
+        params = {}
+        for want, got in zip(pattern_parts, path_parts):
+            if want.startswith("{") and want.endswith("}"):
+                if not got:
+                    return None
+                params[want[1:-1]] = unquote(got)
+            elif want != got:
+                return None
+        return params
+
+
+_PATTERN = re.compile(r"^(/[a-z0-9_.-]+|/\{[a-z_]+\})+$")
+
+
+class Router:
+    """The route table. `add` a route; `resolve` a method and raw target to handler + Request."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler, *, query: Iterable[str] = ()) -> None:
+        method = method.upper()
+        if not _PATTERN.match(pattern):
+            raise ValueError(f"route pattern {pattern!r}: expected /segments with {{name}} parameters")
+        if any(r.method == method and r.pattern == pattern for r in self._routes):
+            raise ValueError(f"route {method} {pattern} is already registered")
+        self._routes.append(Route(method, pattern, handler, tuple(query)))
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes)
+
+    def resolve(self, method: str, target: str, body: bytes = b"") -> tuple[Route, Request]:
+        split = urlsplit(target)
+        path = split.path or "/"
+        candidates = [(route, params) for route in self._routes
+                      if (params := route.match(path)) is not None]
+        if not candidates:
+            raise NotFound(f"no API route {path}", hint="see agent/api/openapi.yaml for the routes")
+        for route, params in candidates:
+            if route.method == method:
+                return route, Request(method, path, params, self._query(route, split.query), body)
+        allowed = ", ".join(sorted({route.method for route, _ in candidates}))
+        raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {allowed})")
+
+    @staticmethod
+    def _query(route: Route, text: str) -> dict[str, str]:
+        query = {}
+        for name, values in parse_qs(text, keep_blank_values=True).items():
+            if name not in route.query:
+                known = ", ".join(route.query) or "none"
+                raise InvalidArgument(
+                    f"query parameter {name!r} is not known for {route.method} {route.pattern} (known: {known})")
+            query[name] = values[-1]
+        return query

@@ -1,0 +1,124 @@
+"""`corral`: the command line, a thin client of the daemon's API (as docker is to dockerd).
+
+`main()` alone turns errors into exit codes and messages: a CorralError prints
+`corral: <message>` (and its hint) on stderr and exits with its code (125); tracebacks only with
+--debug. Every verb lives in its own module with a `register(verbs)` that adds its parsers;
+a new verb group is one more entry in VERB_MODULES. `daemon` and `doctor` are not clients:
+their modules are imported only when asked for, so `corral ps` never loads BCC.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from agent import __version__
+from agent.api.client import DEFAULT_HOST, ApiClient
+from agent.cli.format import error_text
+from agent.errors import CorralError, InvalidArgument
+
+VERB_MODULES = (
+    "agent.cli.run",          # run, create
+    "agent.cli.containers",   # start, ps, stop, kill, rm, wait, inspect
+    "agent.cli.logs",
+    "agent.cli.exec",
+    "agent.cli.images",       # images, image ls|import|rm
+    "agent.cli.events",
+    "agent.cli.system",       # version, info
+    "agent.cli.network",      # network create|ls|inspect|rm, port
+    "agent.cli.policy",       # policy check (local), ls, explain, replay
+)
+# Verbs handed whole to another program's main(argv): (module, help).
+DELEGATED = {
+    "daemon": ("agent.daemon", "run the Corral daemon (needs root); `corral daemon --help` for its options"),
+    "doctor": ("agent.doctor", "check that this host can run Corral (needs no daemon)"),
+}
+_GLOBAL_WITH_VALUE = ("--host", "-H")
+_GLOBAL_FLAGS = ("--debug", "-D")
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are CorralErrors too, so they print and exit like every other (125)."""
+
+    def error(self, message: str):
+        raise InvalidArgument(message, hint=f"see `{self.prog} --help`")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="corral", description="Run and watch containers through the Corral daemon.")
+    parser.add_argument("-H", "--host", default=None,
+                        help=f"daemon socket (default: $CORRAL_HOST or {DEFAULT_HOST})")
+    parser.add_argument("-D", "--debug", action="store_true", help="print tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"corral version {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(verbs)
+    for verb, (_module, help_text) in DELEGATED.items():
+        verbs.add_parser(verb, help=help_text, add_help=False)
+    return parser
+
+
+def split_verb(argv: list[str]) -> int:
+    """Index of the verb: the first word that is not a global option or its value."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in _GLOBAL_WITH_VALUE:
+            index += 2
+        elif word in _GLOBAL_FLAGS or word.startswith("--host="):
+            index += 1
+        else:
+            break
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb_at = split_verb(argv)
+    debug = any(word in _GLOBAL_FLAGS for word in argv[:verb_at])
+    try:
+        if verb_at < len(argv) and argv[verb_at] in DELEGATED:
+            # Everything after the verb belongs to that program, --help included.
+            module = importlib.import_module(DELEGATED[argv[verb_at]][0])
+            return int(module.main(argv[verb_at + 1:]) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.verb is None:
+            parser.print_help()
+            return 0
+        client = ApiClient(args.host or os.environ.get("CORRAL_HOST") or DEFAULT_HOST)
+        return int(args.func(args, client))
+    except SystemExit as exc:   # --help and --version, and a delegated main that exits
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed early (`corral ps | head -1`): not an error worth a message.
+        _silence_stdout()
+        return 0
+    except CorralError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(error_text(exc))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line unless asked for more
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(error_text(CorralError(f"internal error: {type(exc).__name__}: {exc}",
+                                                hint="run with --debug for the traceback")))
+        return CorralError.exit_code
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Network verbs: `corral network create|ls|inspect|rm` and `corral port CONTAINER`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agent.api.client import ApiClient
+from agent.cli.containers import for_each
+from agent.cli.format import short_id, table
+from agent.errors import InvalidArgument, NotFound
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    network = verbs.add_parser("network", help="manage networks (create, ls, inspect, rm)")
+    actions = network.add_subparsers(dest="network_action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="create a bridge network",
+                                description="Create a bridge network; containers join it with --net NAME "
+                                            "and reach each other by name.")
+    create.add_argument("--subnet", metavar="CIDR", help="IPv4 subnet, like 10.214.5.0/24 (default: the next free /24 "
+                                                         "of 10.214.0.0/16)")
+    create.add_argument("--internal", action="store_true", help="no access to the outside (no masquerade)")
+    create.add_argument("name", metavar="NAME", help="network name")
+    create.set_defaults(func=create_network)
+
+    ls = actions.add_parser("ls", help="list networks")
+    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    ls.set_defaults(func=list_networks)
+
+    inspect = actions.add_parser("inspect", help="show networks' details as a JSON array")
+    inspect.add_argument("networks", metavar="NETWORK", nargs="+", help="network name")
+    inspect.set_defaults(func=inspect_networks)
+
+    rm = actions.add_parser("rm", help="remove networks (refused while containers use them)")
+    rm.add_argument("networks", metavar="NETWORK", nargs="+", help="network name")
+    rm.set_defaults(func=remove_networks)
+
+    port = verbs.add_parser("port", help="list a container's published ports",
+                            description="List the published ports of a container, like `80/tcp -> 0.0.0.0:8080`.")
+    port.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    port.add_argument("private", metavar="PORT[/PROTO]", nargs="?", help="only this container port")
+    port.set_defaults(func=show_ports)
+
+
+def create_network(args: argparse.Namespace, client: ApiClient) -> int:
+    network = client.create_network(args.name, subnet=args.subnet, internal=args.internal)
+    print(network["name"])
+    return 0
+
+
+def list_networks(args: argparse.Namespace, client: ApiClient) -> int:
+    networks = client.list_networks()
+    if args.format == "json":
+        print(json.dumps(networks, indent=2))
+        return 0
+    rows = [(n["name"], n["driver"], n["subnet"], n["gateway"], n["bridge"], "yes" if n.get("internal") else "no")
+            for n in sorted(networks, key=lambda n: n["name"])]
+    sys.stdout.write(table(("NAME", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL"), rows))
+    return 0
+
+
+def inspect_networks(args: argparse.Namespace, client: ApiClient) -> int:
+    found: list[dict] = []
+    code = for_each(args.networks, lambda name: found.append(client.inspect_network(name)))
+    print(json.dumps(found, indent=4))
+    return code
+
+
+def remove_networks(args: argparse.Namespace, client: ApiClient) -> int:
+    return for_each(args.networks, lambda name: (client.remove_network(name), print(name)))
+
+
+def port_lines(container: dict, private: str | None = None) -> list[str]:
+    """`80/tcp -> 0.0.0.0:8080` lines from a container's inspect document, as `docker port`
+    prints them (docker's `NetworkSettings.Ports` shape: {"80/tcp": [{"HostIp", "HostPort"}]})."""
+    ports = ((container.get("NetworkSettings") or {}).get("Ports")) or {}
+    wanted = None
+    if private is not None:
+        number, _, protocol = private.partition("/")
+        if not number.isdigit() or protocol not in ("", "tcp", "udp"):
+            raise InvalidArgument(f"port {private!r}: expected PORT or PORT/tcp or PORT/udp, like 80/tcp")
+        wanted = f"{int(number)}/{protocol or 'tcp'}"
+    lines = []
+    for key in sorted(ports, key=lambda k: (int(k.split("/")[0]), k)):
+        if wanted is not None and key != wanted:
+            continue
+        for binding in ports[key] or []:
+            lines.append(f"{key} -> {binding['HostIp']}:{binding['HostPort']}")
+    return lines
+
+
+def show_ports(args: argparse.Namespace, client: ApiClient) -> int:
+    container = client.inspect_container(args.container)
+    lines = port_lines(container, args.private)
+    if args.private is not None and not lines:
+        raise NotFound(f"no public port {args.private!r} published for container "
+                       f"{container.get('Name') or short_id(container.get('Id', args.container))}")
+    for line in lines:
+        print(line)
+    return 0

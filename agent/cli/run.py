@@ -1,0 +1,163 @@
+"""`corral run` and `corral create`: a ContainerSpec from docker's flags, and the foreground
+run that streams the output, proxies Ctrl-C to the container and exits with its code."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from agent.api.client import ApiClient
+from agent.cli.logs import copy_frames
+from agent.errors import CorralError, InvalidArgument, NotFound
+from agent.network.model import PortMapping
+from agent.runtime.model import ContainerSpec, Mount
+from agent.units import parse_cpus, parse_size
+
+# Ctrl-C is passed on to the container; this many in a row give up waiting for it.
+_INTERRUPTS_TO_DETACH = 3
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    run = verbs.add_parser("run", help="create and start a container",
+                           description="Create and start a container. In the foreground its output is "
+                                       "streamed and corral exits with its exit code.")
+    run.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    add_spec_arguments(run, rm_help="remove the container when it exits")
+    run.set_defaults(func=run_container)
+
+    create = verbs.add_parser("create", help="create a container without starting it",
+                              description="Create a container and print its id; `corral start` starts it.")
+    add_spec_arguments(create, rm_help="have the daemon remove the container when it exits")
+    create.set_defaults(func=create_container)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None:
+    parser.add_argument("--rm", action="store_true", help=rm_help)
+    parser.add_argument("--name", help="container name (default: a generated adjective_animal)")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
+                        help="set an environment variable; a bare K takes the value from this shell")
+    parser.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]",
+                        help="bind mount a host directory (repeat for more)")
+    parser.add_argument("--hostname", metavar="H", help="hostname inside the container (default: short id)")
+    parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, like 64m or 1g")
+    parser.add_argument("--cpus", metavar="N", help="CPU limit, like 0.5")
+    parser.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of processes")
+    parser.add_argument("--net", "--network", dest="net", metavar="NET",
+                        help="none (only lo), host, bridge (the default network) or a network's name")
+    parser.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/udp]",
+                        help="publish a container port on the host, like 8080:80 (repeat for more)")
+    parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V",
+                        help="set a label (repeat for more)")
+    parser.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint ('' clears it)")
+    parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
+    parser.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER,
+                        help="command and arguments (default: the image's)")
+
+
+def env_items(items: list[str]) -> list[str]:
+    """`-e K=V` as given; `-e K` takes K from this shell's environment and is dropped if unset."""
+    result = []
+    for item in items:
+        if "=" in item:
+            result.append(item)
+        elif item in os.environ:
+            result.append(f"{item}={os.environ[item]}")
+    return result
+
+
+def labels_of(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerSpec:
+    """The ContainerSpec the flags describe; bad values fail here, naming the flag."""
+    entrypoint = None
+    if args.entrypoint is not None:
+        entrypoint = [args.entrypoint] if args.entrypoint else []
+    optional = {} if args.net is None else {"network": args.net}   # else the spec's default
+    return ContainerSpec(
+        image=args.image,
+        command=list(args.command),
+        name=args.name,
+        env=env_items(args.env),
+        workdir=args.workdir,
+        mounts=[Mount.parse(item) for item in args.volume],
+        hostname=args.hostname,
+        memory=None if args.memory is None else parse_size(args.memory, field="--memory"),
+        cpus=None if args.cpus is None else parse_cpus(args.cpus, field="--cpus"),
+        pids_limit=args.pids_limit,
+        ports=[PortMapping.parse(item) for item in args.publish],
+        labels=labels_of(args.label),
+        auto_remove=auto_remove,
+        entrypoint=entrypoint,
+        **optional,
+    )
+
+
+def create_container(args: argparse.Namespace, client: ApiClient) -> int:
+    container = client.create_container(spec_from_args(args, auto_remove=args.rm).to_dict())
+    print(container["id"])
+    return 0
+
+
+def run_container(args: argparse.Namespace, client: ApiClient) -> int:
+    # In the foreground the CLI removes the container itself after `wait`, so the exit code
+    # is read before the container is gone; detached, only the daemon is there to do it.
+    spec = spec_from_args(args, auto_remove=args.detach and args.rm)
+    container = client.create_container(spec.to_dict(), start=True)
+    container_id = container["id"]
+    if args.detach:
+        print(container_id)
+        return 0
+    with SignalProxy(client, container_id):
+        copy_frames(client.logs(container_id, follow=True))
+        result = client.wait_container(container_id)
+    if args.rm:
+        try:
+            client.remove_container(container_id)
+        except NotFound:
+            pass   # already removed by someone else: what --rm asked for
+    code = result.get("exit_code")
+    return 125 if code is None else code
+
+
+class SignalProxy:
+    """While the CLI waits in the foreground, SIGINT and SIGTERM go to the container
+    (docker's --sig-proxy). The third Ctrl-C in a row stops waiting and leaves it running."""
+
+    def __init__(self, client: ApiClient, container_id: str) -> None:
+        self._client = client
+        self._container_id = container_id
+        self._previous: dict[int, object] = {}
+        self._count = 0
+
+    def __enter__(self) -> "SignalProxy":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._forward)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _forward(self, number: int, _frame) -> None:
+        self._count += 1
+        if self._count >= _INTERRUPTS_TO_DETACH:
+            print(f"corral: not waiting any more; container {self._container_id[:12]} may still be running",
+                  file=sys.stderr)
+            raise KeyboardInterrupt
+        try:
+            self._client.kill_container(self._container_id, signal=signal.Signals(number).name)
+        except CorralError:
+            pass   # it exited meanwhile: the wait that follows reports how
