@@ -368,8 +368,10 @@ class NetworkManager:
         raise Conflict(f"no free /{POOL_PREFIX} left in the pool {self.subnet_pool}",
                        hint="give the network a --subnet")
 
-    def _host_route_over(self, subnet: ipaddress.IPv4Network) -> str | None:
-        bridges = {n.bridge for n in self.list_networks()}
+    def _host_route_over(self, subnet: ipaddress.IPv4Network, own_bridge: str | None = None) -> str | None:
+        # A route on a bridge of ours (one this state knows, or the bridge this network is
+        # about to use, left by an earlier daemon) is not a clash.
+        bridges = {n.bridge for n in self.list_networks()} | {own_bridge}
         for destination, interface in self.links.routes():
             if interface not in bridges and ipaddress.IPv4Network(destination, strict=False).overlaps(subnet):
                 return f"{destination} on {interface}"
@@ -381,7 +383,7 @@ class NetworkManager:
             if other.name != network.name and ipaddress.IPv4Network(other.subnet).overlaps(subnet):
                 raise Conflict(f"subnet {network.subnet} overlaps {other.subnet} of network {other.name}",
                                hint="choose another --subnet")
-        route = self._host_route_over(subnet)
+        route = self._host_route_over(subnet, network.bridge)
         if route is not None:
             raise Conflict(f"subnet {network.subnet} of network {network.name} overlaps the host's route {route}",
                            hint="choose another subnet (for the default network: the daemon's --default-subnet)")
