@@ -127,10 +127,12 @@ class Daemon:
             self._start_metrics()
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.server import ApiServer
+        from agent.api.stats_endpoints import StatsEndpoints
         # Network routes are always served (None: they say networking is off), so the route
         # table and openapi.yaml agree whatever the daemon was started with.
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
-                             extra_routes=[NetworkEndpoints(self.networks).register])
+                             extra_routes=[NetworkEndpoints(self.networks).register,
+                                           StatsEndpoints(self.snapshots).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
 
@@ -185,6 +187,13 @@ class Daemon:
                                  cgroup=CgroupPaths.from_dict(c.cgroup), cgroup_id=c.cgroup_id,
                                  started_at=c.started_at or c.created_at, labels=dict(c.spec.labels))
                 for c in self.runtime.list(all=True) if c.cgroup and c.cgroup_id]
+
+    def snapshots(self, with_syscalls: bool = False) -> list:
+        """Cumulative figures of the running containers, for `corral stats` and `top`."""
+        from agent.metrics.snapshot import take_snapshots
+        running = {c.id for c in self.runtime.list()}
+        return take_snapshots([w for w in self.watched_containers() if w.id in running], self.cgroups,
+                              self.probes, self._syscall_name() or str, with_syscalls=with_syscalls)
 
     def info(self) -> dict:
         return {

@@ -243,3 +243,7 @@ def _error_of(response: http.client.HTTPResponse) -> CorralError:
         pass
     text = data.decode(errors="replace").strip() or response.reason
     return CorralError(f"the daemon answered {response.status}: {text}")
+
+    def stats(self, syscalls: bool = False) -> dict:
+        """Cumulative figures of running containers (`GET /v1/stats`)."""
+        return self._json("GET", "/v1/stats" + ("?syscalls=true" if syscalls else ""))

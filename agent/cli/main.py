@@ -26,6 +26,8 @@ VERB_MODULES = (
     "agent.cli.exec",
     "agent.cli.images",       # images, image ls|import|rm
     "agent.cli.events",
+    "agent.cli.stats",
+    "agent.cli.top",
     "agent.cli.system",       # version, info
     "agent.cli.network",      # network create|ls|inspect|rm, port
     "agent.cli.policy",       # policy check (local), ls, explain, replay
