@@ -1,0 +1,100 @@
+"""ctypes mirrors of the structs in probes/common.h, and the probe names of its error enum.
+
+Each class names the C struct it mirrors; tests/unit/test_probe_structs.py compiles
+probes/common.h with gcc and checks every size and field offset here against it.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+
+# Defaults of the -D parameters in probes/common.h that shape these structs.
+LATENCY_BUCKETS = 32
+EXEC_FILENAME_LEN = 256
+
+# enum probe_error in probes/common.h, in order: index -> probe name.
+PROBE_ERRORS = (
+    "syscalls",
+    "syscall_latency",
+    "oom",
+    "network",
+    "tcp_connect",
+    "tcp_retransmit",
+    "process_exec",
+    "process_fork",
+    "process_exit",
+)
+
+# enum event_type in probes/common.h.
+EVENT_OOM = 1
+EVENT_EXEC = 2
+
+
+class WatchEntry(ct.Structure):
+    """struct watch_entry (probes/common.h)."""
+
+    _fields_ = [("cgroup_id", ct.c_uint64), ("slot", ct.c_uint32), ("pad", ct.c_uint32)]
+
+
+class SyscallCount(ct.Structure):
+    """struct syscall_count (probes/common.h)."""
+
+    _fields_ = [("calls", ct.c_uint64), ("errors", ct.c_uint64)]
+
+
+class LatencyKey(ct.Structure):
+    """struct latency_key (probes/common.h)."""
+
+    _fields_ = [("cgroup_id", ct.c_uint64), ("nr", ct.c_uint32), ("pad", ct.c_uint32)]
+
+
+class LatencyHist(ct.Structure):
+    """struct latency_hist (probes/common.h)."""
+
+    _fields_ = [("buckets", ct.c_uint64 * LATENCY_BUCKETS)]
+
+
+class NetCountersC(ct.Structure):
+    """struct net_counters (probes/common.h)."""
+
+    _fields_ = [("rx_bytes", ct.c_uint64), ("rx_packets", ct.c_uint64),
+                ("tx_bytes", ct.c_uint64), ("tx_packets", ct.c_uint64)]
+
+
+class TcpCountersC(ct.Structure):
+    """struct tcp_counters (probes/common.h)."""
+
+    _fields_ = [("connects", ct.c_uint64), ("retransmits", ct.c_uint64)]
+
+
+class ProcessCountersC(ct.Structure):
+    """struct process_counters (probes/common.h)."""
+
+    _fields_ = [("execs", ct.c_uint64), ("forks", ct.c_uint64), ("exits", ct.c_uint64)]
+
+
+class OomEventC(ct.Structure):
+    """struct oom_event (probes/common.h)."""
+
+    _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
+                ("time_ns", ct.c_uint64), ("comm", ct.c_char * 16)]
+
+
+class ExecEventC(ct.Structure):
+    """struct exec_event (probes/common.h)."""
+
+    _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
+                ("time_ns", ct.c_uint64), ("filename", ct.c_char * EXEC_FILENAME_LEN)]
+
+
+# Every mirror with its C name, for the size test.
+MIRRORS = {
+    "watch_entry": WatchEntry,
+    "syscall_count": SyscallCount,
+    "latency_key": LatencyKey,
+    "latency_hist": LatencyHist,
+    "net_counters": NetCountersC,
+    "tcp_counters": TcpCountersC,
+    "process_counters": ProcessCountersC,
+    "oom_event": OomEventC,
+    "exec_event": ExecEventC,
+}

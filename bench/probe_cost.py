@@ -1,0 +1,216 @@
+"""What the syscall probe costs: ns added per getppid() in a watched container.
+
+Configurations, interleaved in a shuffled order each round, each in a fresh worker process (BCC
+never gives back the ~60 MiB a compile takes):
+  none              no program attached
+  empty_exit        an empty raw tracepoint program on sys_exit      (anchor of `probes`)
+  probes            the probes, the loop's cgroup watched
+  probes_unwatched  the probes, the loop's cgroup not watched        (what host processes pay)
+  empty_enter_exit  empty programs on sys_enter and sys_exit         (anchor of `latency`)
+  latency           the probes with syscall latency histograms, watched
+
+The loop is a tiny C program (built here with gcc) pinned to one CPU, run inside a cgroup v2
+directory /sys/fs/cgroup/unified/corral-bench-<rand>; each run reports its fastest of several
+repetitions (VM noise only ever adds time), and the table shows the median and spread over
+rounds. Ratios compare added ns against the anchor measured in the same run. "in prog" is the
+kernel's own run-time statistic of the sys_exit program (a second, short run with statistics
+on): less noisy than wall time on a shared VM, it shows what the program body costs.
+
+Usage: probe_cost.py [--rounds 5] [--calls 500000] [--reps 5] [--out bench/results/probe_cost.json]
+Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "empty_enter_exit", "latency")
+ANCHORS = {"probes": "empty_exit", "probes_unwatched": "empty_exit", "latency": "empty_enter_exit"}
+
+LOOP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    int reps = atoi(argv[2]);
+    for (int r = 0; r < reps; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (long i = 0; i < n; i++) syscall(SYS_getppid);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%.3f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+    }
+    return 0;
+}
+"""
+
+
+def run_loop(cgroup: Path, loop: Path, calls: int, reps: int) -> float:
+    """Fastest ns per getppid of `reps` repetitions, run inside `cgroup`."""
+    pin = ["taskset", "-c", str(os.cpu_count() - 1)] if shutil.which("taskset") else []
+    out = subprocess.run([*pin, "sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh",
+                          str(loop), str(calls), str(reps)], check=True, capture_output=True,
+                         text=True).stdout
+    return min(float(line) for line in out.split())
+
+
+def program_ns(prog_fd: int, cgroup: Path, loop: Path, calls: int) -> float:
+    """Mean ns inside the sys_exit program per run, from the kernel's own run-time statistics.
+
+    BPF_ENABLE_STATS turns the statistics on only while its fd is open (the sysctl is left
+    alone); timing each run adds ~2 clock reads, so compare these figures with each other.
+    """
+    import ctypes as ct
+    from agent.probes.cgroup_programs import _bpf
+    attr = (ct.c_uint8 * 16)()                 # enable_stats.type = BPF_STATS_RUN_TIME (0)
+    stats_fd = _bpf(32, attr)                  # BPF_ENABLE_STATS
+    try:
+        run_loop(cgroup, loop, calls, 1)
+        info = dict(line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{prog_fd}").read_text().splitlines())
+        return int(info["run_time_ns"]) / max(int(info["run_cnt"]), 1)
+    finally:
+        os.close(stats_fd)
+
+
+def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tuple[float, float | None]:
+    """Set up one configuration, measure (wall ns per call, ns in the program), tear it down."""
+    if config == "none":
+        return run_loop(cgroup, loop, calls, reps), None
+    if config.startswith("empty"):
+        from bcc import BPF
+        bpf = BPF(text=(REPO / "probes" / "anchor.c").read_bytes())
+        try:
+            bpf.attach_raw_tracepoint(tp=b"sys_exit", fn_name=b"anchor_sys_exit")
+            if config == "empty_enter_exit":
+                bpf.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"anchor_sys_enter")
+            wall = run_loop(cgroup, loop, calls, reps)
+            return wall, program_ns(bpf.funcs[b"anchor_sys_exit"].fd, cgroup, loop, calls)
+        finally:
+            bpf.cleanup()
+    from agent.probes.loader import ProbeOptions, ProbeSet
+    probes = ProbeSet(REPO / "probes", ProbeOptions(syscall_latency=config == "latency"))
+    probes.load()
+    try:
+        cgroup_id = cgroup.stat().st_ino
+        if config != "probes_unwatched":
+            probes.watch(cgroup_id, str(cgroup))
+        result = run_loop(cgroup, loop, calls, reps)
+        inside = program_ns(probes._bpf.funcs[b"corral_sys_exit"].fd, cgroup, loop, calls)
+        if config != "probes_unwatched":
+            counted = probes.syscall_counts()[cgroup_id].get(_getppid(), (0, 0))[0]
+            if counted < calls * reps:
+                raise SystemExit(f"probe counted {counted} getppid calls, expected {calls * reps}")
+        return result, inside
+    finally:
+        probes.close()
+
+
+def _getppid() -> int:
+    from agent.probes.syscall_names import load_syscall_table
+    return load_syscall_table().number("getppid")
+
+
+def summarize(samples: dict[str, list[float]]) -> dict[str, dict]:
+    base = statistics.median(samples["none"])
+    rows = {}
+    for config in CONFIGS:
+        values = samples[config]
+        median = statistics.median(values)
+        row = {"median_ns": round(median, 1), "min_ns": round(min(values), 1),
+               "max_ns": round(max(values), 1), "added_ns": round(median - base, 1),
+               "samples": [round(v, 1) for v in values]}
+        anchor = ANCHORS.get(config)
+        if anchor:
+            anchor_added = statistics.median(samples[anchor]) - base
+            row["anchor"] = anchor
+            row["ratio_to_anchor"] = round((median - base) / anchor_added, 2) if anchor_added > 0 else None
+        rows[config] = row
+    return rows
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    print(f"{'config':18} {'median ns':>10} {'spread':>15} {'added ns':>9} {'in prog':>8} {'x anchor':>9}")
+    for config, row in rows.items():
+        ratio = row.get("ratio_to_anchor")
+        ratio_text = f"{ratio:.2f} ({row['anchor']})" if ratio is not None else ""
+        spread = f"{row['min_ns']:.0f}-{row['max_ns']:.0f}"
+        in_program = row.get("sys_exit_program_ns")
+        in_text = f"{in_program:8.1f}" if in_program is not None else " " * 8
+        print(f"{config:18} {row['median_ns']:10.1f} {spread:>15} {row['added_ns']:9.1f} {in_text} {ratio_text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=500_000)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "probe_cost.json")
+    parser.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--cgroup", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.cgroup, args.loop, args.calls, args.reps)))
+        return 0
+    if os.geteuid() != 0:
+        print("probe_cost: needs root (BPF and cgroups)", file=sys.stderr)
+        return 2
+
+    cgroup = Path("/sys/fs/cgroup/unified") / f"corral-bench-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as build:
+        loop = Path(build) / "getppid-loop"
+        (Path(build) / "loop.c").write_text(LOOP)
+        subprocess.run(["gcc", "-O2", "-o", str(loop), f"{build}/loop.c"], check=True)
+        cgroup.mkdir()
+        samples: dict[str, list[float]] = {config: [] for config in CONFIGS}
+        inside: dict[str, list[float]] = {config: [] for config in CONFIGS}
+        started = time.time()
+        try:
+            for round_number in range(args.rounds):
+                order = list(CONFIGS)
+                random.shuffle(order)
+                for config in order:
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--worker", config, "--cgroup", str(cgroup),
+                         "--loop", str(loop), "--calls", str(args.calls), "--reps", str(args.reps)],
+                        check=True, capture_output=True, text=True).stdout
+                    wall, in_program = json.loads(out.splitlines()[-1])
+                    samples[config].append(wall)
+                    if in_program is not None:
+                        inside[config].append(in_program)
+                print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            cgroup.rmdir()
+    rows = summarize(samples)
+    for config, values in inside.items():
+        if values:
+            rows[config]["sys_exit_program_ns"] = round(statistics.median(values), 1)
+    print_table(rows)
+    result = {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
+              "rounds": args.rounds, "calls": args.calls, "reps": args.reps,
+              "seconds": round(time.time() - started, 1), "configs": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+/* Shared definitions of Corral's probes: the watched-cgroup filter, the error counters and
+ * the event ring buffer.
+ *
+ * Every program first asks watched_slot(cgroup id): processes outside the containers Corral
+ * watches stop there, after one helper call and one inlined ARRAY lookup. A watched container
+ * owns a slot number (0..MAX_CONTAINERS-1) that indexes the per-CPU counter arrays, so counting
+ * needs no hash lookup and no atomic instruction.
+ *
+ * Only tracepoint arguments, helpers and UAPI context structs are read: kernel struct layouts
+ * from the installed headers do not match the running kernel.
+ *
+ * The struct definitions are also compiled by plain gcc (with -DCORRAL_STRUCTS_ONLY) in
+ * tests/unit/test_probe_structs.py, which checks agent/probes/structs.py against them.
+ */
+#ifndef CORRAL_COMMON_H
+#define CORRAL_COMMON_H
+
+/* Parameters, overridden by the loader with -D flags. */
+#ifndef MAX_CONTAINERS
+#define MAX_CONTAINERS 128          /* slots: containers counted at once */
+#endif
+#ifndef WATCH_INDEX_SIZE
+#define WATCH_INDEX_SIZE 1024       /* power of two: cgroup id & (size-1) indexes watch_index */
+#endif
+#ifndef NR_SYSCALLS
+#define NR_SYSCALLS 512             /* syscall numbers 0..NR_SYSCALLS-2; the last one is "other" */
+#endif
+#ifndef LATENCY_BUCKETS
+#define LATENCY_BUCKETS 32          /* log2(ns) buckets: 2^31 ns ~ 2 s and beyond in the last */
+#endif
+#ifndef MAX_THREADS
+#define MAX_THREADS 16384           /* threads of watched containers inside a syscall at once */
+#endif
+#ifndef MAX_TCP_SOCKETS
+#define MAX_TCP_SOCKETS 16384       /* TCP sockets of watched containers open at once */
+#endif
+#ifndef EXEC_FILENAME_LEN
+#define EXEC_FILENAME_LEN 256
+#endif
+#ifndef EVENT_RING_PAGES
+#define EVENT_RING_PAGES 16         /* ring buffer size in pages (power of two) */
+#endif
+
+#define SYSCALL_OTHER (NR_SYSCALLS - 1)   /* compat (32-bit) and out-of-range numbers */
+
+/* Index of each probe's error counter in probe_errors; agent/probes/structs.py PROBE_ERRORS
+ * lists the same names in the same order (a unit test checks). */
+enum probe_error {
+    ERR_SYSCALLS = 0,
+    ERR_SYSCALL_LATENCY = 1,
+    ERR_OOM = 2,
+    ERR_NETWORK = 3,
+    ERR_TCP_CONNECT = 4,
+    ERR_TCP_RETRANSMIT = 5,
+    ERR_PROCESS_EXEC = 6,
+    ERR_PROCESS_FORK = 7,
+    ERR_PROCESS_EXIT = 8,
+    N_PROBE_ERRORS = 9,
+};
+
+enum event_type {
+    EVENT_OOM = 1,
+    EVENT_EXEC = 2,
+};
+
+/* Value of watch_index: the full cgroup id stored at (id & mask), and its slot. */
+struct watch_entry {
+    __u64 cgroup_id;                /* 0: free */
+    __u32 slot;
+    __u32 pad;
+};
+
+struct syscall_count {
+    __u64 calls;
+    __u64 errors;                   /* return value in -4095..-1 */
+};
+
+struct latency_key {
+    __u64 cgroup_id;
+    __u32 nr;
+    __u32 pad;
+};
+
+struct latency_hist {
+    __u64 buckets[LATENCY_BUCKETS]; /* bucket b: latency in [2^b, 2^(b+1)) ns; 0 also in 0 */
+};
+
+struct net_counters {
+    __u64 rx_bytes;
+    __u64 rx_packets;
+    __u64 tx_bytes;
+    __u64 tx_packets;
+};
+
+struct tcp_counters {
+    __u64 connects;
+    __u64 retransmits;
+};
+
+struct process_counters {
+    __u64 execs;
+    __u64 forks;
+    __u64 exits;
+};
+
+/* Events share a header so user space can tell them apart by the first field. */
+struct oom_event {
+    __u32 type;                     /* EVENT_OOM */
+    __u32 pid;
+    __u64 cgroup_id;
+    __u64 time_ns;                  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    char comm[16];
+};
+
+struct exec_event {
+    __u32 type;                     /* EVENT_EXEC */
+    __u32 pid;
+    __u64 cgroup_id;
+    __u64 time_ns;
+    char filename[EXEC_FILENAME_LEN];
+};
+
+#ifndef CORRAL_STRUCTS_ONLY
+
+BPF_ARRAY(watch_index, struct watch_entry, WATCH_INDEX_SIZE);
+/* Ids whose watch_index cell is taken by another id. The loader keeps this invariant: an id is
+ * here only if its cell holds a different id, so an empty cell means "not watched" at once. */
+BPF_HASH(watch_overflow, __u64, __u32, MAX_CONTAINERS);
+BPF_PERCPU_ARRAY(probe_errors, __u64, N_PROBE_ERRORS);
+BPF_RINGBUF_OUTPUT(events, EVENT_RING_PAGES);
+
+/* The slot of a watched cgroup, or -1. */
+static __always_inline int watched_slot(__u64 cgroup_id)
+{
+    __u32 index = cgroup_id & (WATCH_INDEX_SIZE - 1);
+    struct watch_entry *entry = watch_index.lookup(&index);
+    if (!entry || entry->cgroup_id == 0)
+        return -1;
+    if (entry->cgroup_id == cgroup_id)
+        return entry->slot < MAX_CONTAINERS ? (int)entry->slot : -1;
+    __u32 *slot = watch_overflow.lookup(&cgroup_id);
+    if (!slot || *slot >= MAX_CONTAINERS)
+        return -1;
+    return *slot;
+}
+
+static __always_inline void count_error(__u32 probe)
+{
+    __u64 *count = probe_errors.lookup(&probe);
+    if (count)
+        *count += 1;
+}
+
+/* The NUL-terminated string of a __data_loc field: low 16 bits are its offset in the record. */
+static __always_inline void read_data_loc_str(char *dst, __u32 size, void *record, __u32 loc)
+{
+    bpf_probe_read_kernel_str(dst, size, (char *)record + (loc & 0xFFFF));
+}
+
+#endif /* CORRAL_STRUCTS_ONLY */
+#endif /* CORRAL_COMMON_H */

@@ -1,0 +1,123 @@
+"""The Python mirrors of probes/common.h match the C layout; events decode; dump is complete.
+
+The C side is compiled by gcc from the real header (with -DCORRAL_STRUCTS_ONLY, which leaves
+out the BCC maps), so a field added on one side only fails here.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.errors import KernelError
+from agent.probes import structs
+from agent.probes.events import DecodeError, EventDecoder, ExecEvent, OomEvent
+from agent.probes.loader import PROBE_FILES, ProbeOptions, ProbeSet
+
+PROBES = Path(__file__).resolve().parents[2] / "probes"
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+
+
+def compile_and_run(tmp_path: Path, body: str, includes: str = "") -> str:
+    source = tmp_path / "layout.c"
+    source.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n" + includes +
+        f'#define CORRAL_STRUCTS_ONLY\n#include "common.h"\nint main(void) {{\n{body}\nreturn 0;\n}}\n')
+    binary = tmp_path / "layout"
+    subprocess.run(["gcc", "-I", str(PROBES), "-o", str(binary), str(source)], check=True,
+                   capture_output=True)
+    return subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout
+
+
+@needs_gcc
+def test_every_mirror_has_the_c_size_and_offsets(tmp_path):
+    lines = []
+    for cname, mirror in structs.MIRRORS.items():
+        lines.append(f'printf("{cname} size %zu\\n", sizeof(struct {cname}));')
+        for field, _ in mirror._fields_:
+            lines.append(f'printf("{cname} {field} %zu\\n", offsetof(struct {cname}, {field}));')
+    measured = {}
+    for line in compile_and_run(tmp_path, "\n".join(lines)).splitlines():
+        cname, what, value = line.split()
+        measured[(cname, what)] = int(value)
+    for cname, mirror in structs.MIRRORS.items():
+        assert ct.sizeof(mirror) == measured[(cname, "size")], cname
+        for field, _ in mirror._fields_:
+            assert getattr(mirror, field).offset == measured[(cname, field)], f"{cname}.{field}"
+
+
+def c_enum(name: str) -> dict[str, int]:
+    text = (PROBES / "common.h").read_text()
+    body = re.search(r"enum %s \{(.*?)\};" % name, text, re.S).group(1)
+    return {k: int(v) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", body)}
+
+
+def test_error_names_follow_the_c_enum():
+    enum = c_enum("probe_error")
+    assert enum.pop("N_PROBE_ERRORS") == len(structs.PROBE_ERRORS)
+    assert {f"ERR_{name.upper()}": index for index, name in enumerate(structs.PROBE_ERRORS)} == enum
+
+
+def test_event_types_follow_the_c_enum():
+    assert c_enum("event_type") == {"EVENT_OOM": structs.EVENT_OOM, "EVENT_EXEC": structs.EVENT_EXEC}
+
+
+def test_array_lengths_follow_the_c_defaults():
+    text = (PROBES / "common.h").read_text()
+    assert f"#define LATENCY_BUCKETS {structs.LATENCY_BUCKETS}" in text
+    assert f"#define EXEC_FILENAME_LEN {structs.EXEC_FILENAME_LEN}" in text
+
+
+@needs_gcc
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the pt_regs offset is x86_64's")
+def test_orig_ax_offset_is_the_uapi_pt_regs_layout(tmp_path):
+    uapi = int(compile_and_run(tmp_path, 'printf("%zu", offsetof(struct pt_regs, orig_rax));',
+                               includes="#include <asm/ptrace.h>\n"))
+    declared = re.search(r"#define PT_REGS_ORIG_AX_OFFSET (\d+)",
+                         (PROBES / "syscalls.c").read_text()).group(1)
+    assert uapi == int(declared)
+
+
+def test_oom_event_decodes_with_wall_clock_time():
+    raw = structs.OomEventC(structs.EVENT_OOM, 4242, 777, 5_000_000_000, b"corral-oom")
+    event = EventDecoder(boot_offset=1000.0).decode(bytes(raw))
+    assert event == OomEvent(cgroup_id=777, pid=4242, comm="corral-oom", time=1005.0)
+
+
+def test_exec_event_decodes_the_filename():
+    raw = structs.ExecEventC(structs.EVENT_EXEC, 7, 9, 0, b"/bin/true")
+    event = EventDecoder(boot_offset=0.0).decode(bytes(raw))
+    assert event == ExecEvent(cgroup_id=9, pid=7, filename="/bin/true", time=0.0)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01\x00", (99).to_bytes(4, "little") + bytes(60),
+                                  structs.EVENT_EXEC.to_bytes(4, "little") + bytes(20)])
+def test_unknown_or_short_records_are_decode_errors(data):
+    with pytest.raises(DecodeError):
+        EventDecoder(boot_offset=0.0).decode(data)
+
+
+def test_dump_is_every_probe_file_with_its_flags():
+    text = ProbeSet(PROBES, ProbeOptions(syscall_latency=True, max_containers=64)).dump()
+    assert text.startswith("/* cflags: ")
+    assert "-DSYSCALL_LATENCY" in text.splitlines()[0]
+    assert "-DMAX_CONTAINERS=64" in text.splitlines()[0]
+    assert '#include "common.h"' not in text
+    for name in PROBE_FILES:
+        assert f"---- {name} ----" in text
+    assert text.count("#define CORRAL_COMMON_H") == 1
+
+
+def test_dump_without_latency_has_no_latency_flag():
+    assert "-DSYSCALL_LATENCY" not in ProbeSet(PROBES, ProbeOptions()).dump().splitlines()[0]
+
+
+def test_missing_probe_directory_names_the_file(tmp_path):
+    with pytest.raises(KernelError) as caught:
+        ProbeSet(tmp_path / "nowhere", ProbeOptions())
+    assert "nowhere" in str(caught.value)
