@@ -68,9 +68,12 @@ def test_syscall_counts_match_ground_truth(daemon, tools):
 
 def test_network_bytes_within_one_percent(daemon):
     size = 4 * 1024 * 1024
-    daemon.cli("run", "--name", "mover", "busybox", "sh", "-c",
-               f"nc -l -p 5000 > /dev/null & sleep 0.3; head -c {size} /dev/zero | nc -w 2 127.0.0.1 5000; wait")
+    # The listener's stdin must stay open: busybox nc ends a connection when its stdin ends.
+    received = daemon.out("run", "--name", "mover", "busybox", "sh", "-c",
+                          f"sleep 30 | nc -l -p 5000 > /tmp/in & sleep 0.3; "
+                          f"head -c {size} /dev/zero | nc 127.0.0.1 5000; sleep 0.2; wc -c < /tmp/in")
     try:
+        assert int(received) == size
         tx = value(daemon, "container_network_transmit_bytes_total", name="mover")
         rx = value(daemon, "container_network_receive_bytes_total", name="mover")
         assert size <= tx <= size * 1.01
