@@ -1,20 +1,23 @@
 """What one /metrics scrape costs for 10, 50 and 200 containers.
 
-Builds a fixture tree of hybrid-host cgroup files (v1 memory/cpu/cpuacct/pids/freezer plus the
-unified directory with PSI) and a /proc tree with two processes per container, a driver that
-reads those files the way the real hybrid driver does, and fake probes with ~40 syscalls per
-container. It then times, on a private registry, collect() alone, collect() + generate_latest()
+The containers' cgroups are either real (`--cgroups real`, the default when run as root on a
+hybrid host: N cgroups made with the hybrid driver under a `corral-bench-<random>` parent, one
+sleeping process with a few threads in each, all removed afterwards even on failure) or a
+fixture tree (`--cgroups fixture`: the same layout in a temp dir, with file contents in the
+formats this kernel writes, copied from a real corral cgroup). Either way the real
+HybridDriver reads them, as the daemon would, and fake probes give ~40 syscalls per container.
+It then times, on a private registry, collect() alone, collect() + generate_latest()
 (prometheus_client's encoder) and collect() + render() + gzip level 1 (what the /metrics
-endpoint does), in the default mode (every syscall), with `top:10`, with `none`, and with the
-latency histogram enabled.
+endpoint does, with the label texts it keeps between scrapes), in the default mode (every
+syscall), with `top:10`, with `none`, and with the latency histogram enabled.
 
 The anchor, measured in the same run, is the cost of the file reads alone (the driver's stats()
-and pids() plus the /proc status reads for every container): the "x io" column is the whole
-served scrape divided by that, so the figure means the same on a fast or a slow machine.
-Times are the best of the runs: the machine is shared and the best run is the one least
-disturbed; the medians are in the JSON.
+and the process listing for every container, plus /proc status reads where the collector
+still makes them): the "x io" column is the whole served scrape divided by that, so the figure
+means the same on a fast or a slow machine. Times are the best of the runs: the machine is
+shared and the best run is the one least disturbed; the medians are in the JSON.
 
-    .venv/bin/python bench/scrape_cost.py [--repeat 15] [--sizes 10,50,200]
+    .venv/bin/python bench/scrape_cost.py [--repeat 15] [--sizes 10,50,200] [--cgroups real|fixture]
 
 Prints a table and writes bench/results/scrape_cost.json.
 """
@@ -22,25 +25,30 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import inspect
 import json
 import os
 import platform
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import namedtuple
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from agent.cgroups.driver import CgroupPaths, CgroupStats, Pressure  # noqa: E402
+from agent.cgroups.driver import CgroupPaths, Limits  # noqa: E402
+from agent.cgroups.hybrid import HybridDriver  # noqa: E402
+from agent.metrics import server  # noqa: E402
 from agent.metrics.collector import ContainerCollector  # noqa: E402
 from agent.metrics.model import MetricsOptions, WatchedContainer  # noqa: E402
-from agent.metrics.server import render  # noqa: E402
 
 NetCounters = namedtuple("NetCounters", "rx_bytes rx_packets tx_bytes tx_packets")
 TcpCounters = namedtuple("TcpCounters", "connects retransmits")
@@ -49,126 +57,144 @@ CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 # The syscalls a small service makes, roughly.
 COMMON_SYSCALLS = [0, 1, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 20, 21, 23, 28, 35, 39,
                    41, 42, 43, 44, 45, 46, 47, 49, 50, 56, 59, 60, 61, 62, 72, 202, 228, 231, 257]
+# memory.stat as kernel 6.18 writes it for a v1 memory cgroup (keys in its order).
 MEMORY_STAT_KEYS = (
-    "cache rss rss_huge shmem mapped_file dirty writeback pgpgin pgpgout pgfault pgmajfault "
-    "inactive_anon active_anon inactive_file active_file unevictable hierarchical_memory_limit "
-    "total_cache total_rss total_rss_huge total_shmem total_mapped_file total_dirty "
-    "total_writeback total_pgpgin total_pgpgout total_pgfault total_pgmajfault "
-    "total_inactive_anon total_active_anon total_inactive_file total_active_file "
-    "total_unevictable").split()
+    "cache rss rss_huge shmem mapped_file dirty writeback workingset_refault_anon "
+    "workingset_refault_file swap swapcached pgpgin pgpgout pgfault pgmajfault inactive_anon "
+    "active_anon inactive_file active_file unevictable hierarchical_memory_limit "
+    "hierarchical_memsw_limit total_cache total_rss total_rss_huge total_shmem "
+    "total_mapped_file total_dirty total_writeback total_workingset_refault_anon "
+    "total_workingset_refault_file total_swap total_swapcached total_pgpgin total_pgpgout "
+    "total_pgfault total_pgmajfault total_inactive_anon total_active_anon total_inactive_file "
+    "total_active_file total_unevictable").split()
+PROCESSES_PER_CONTAINER = 2
+THREADS_PER_PROCESS = 4
+# Two sleeping processes: what each real cgroup holds. The shell waits for a line on stdin so
+# that it forks only once it is in the cgroup.
+SLEEPER = ["sh", "-c", "read go; sleep 3600 & exec sleep 3600"]
+
+
+def _psi(some: int, full: int) -> str:
+    return (f"some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\n"
+            f"full avg10=0.00 avg60=0.00 avg300=0.00 total={full}\n")
+
+
+def _watched(index: int, cid: str, paths: CgroupPaths, cgroup_id: int) -> WatchedContainer:
+    return WatchedContainer(id=cid, name=f"svc-{index}", image="registry.example/app:1.2",
+                            cgroup=paths, cgroup_id=cgroup_id, started_at=1.7e9,
+                            cgroup_path=f"/corral/{cid}",
+                            labels={"com.example.team": f"team-{index % 5}"})
+
+
+def _container_id(index: int) -> str:
+    return f"{index:04d}" + "c0ffee" * 10
 
 
 def build_tree(root: Path, count: int, rng: random.Random) -> list[WatchedContainer]:
-    """cgroup and /proc fixture files for `count` containers, as a hybrid host lays them out."""
+    """cgroup and /proc fixture files for `count` containers, as a hybrid host lays them out:
+    <root>/cgroup/<controller>/corral/<id> and <root>/cgroup/unified/corral/<id>."""
+    cgroup = root / "cgroup"
+    for hierarchy in (*CONTROLLERS, "unified"):
+        (cgroup / hierarchy).mkdir(parents=True)
+        (cgroup / hierarchy / "cgroup.procs").write_text("1\n")
     containers = []
     for index in range(count):
-        cid = f"{index:04d}" + "c0ffee" * 10
-        unified = root / "cgroup" / "unified" / "corral" / cid
-        controllers = {c: str(root / "cgroup" / c / "corral" / cid) for c in CONTROLLERS}
-        pids = [10_000 + index * 2, 10_001 + index * 2]
+        cid = _container_id(index)
+        unified = cgroup / "unified" / "corral" / cid
+        controllers = {c: str(cgroup / c / "corral" / cid) for c in CONTROLLERS}
+        pids = [10_000 + index * PROCESSES_PER_CONTAINER + i for i in range(PROCESSES_PER_CONTAINER)]
+        procs = "".join(f"{p}\n" for p in pids)
+        memory = Path(controllers["memory"])
+        cpu, acct = Path(controllers["cpu"]), Path(controllers["cpuacct"])
+        usage = rng.randrange(1 << 28)
         files = {
-            unified / "cpu.stat": "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\n",
+            unified / "cpu.stat": "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnice_usec 0\n",
             unified / "cgroup.events": "populated 1\nfrozen 0\n",
             unified / "cgroup.freeze": "0\n",
-            unified / "cgroup.procs": "".join(f"{p}\n" for p in pids),
-            Path(controllers["memory"]) / "memory.stat":
-                "".join(f"{k} {rng.randrange(1 << 30)}\n" for k in MEMORY_STAT_KEYS),
-            Path(controllers["memory"]) / "memory.usage_in_bytes": f"{rng.randrange(1 << 28)}\n",
-            Path(controllers["memory"]) / "memory.max_usage_in_bytes": f"{rng.randrange(1 << 29)}\n",
-            Path(controllers["memory"]) / "memory.limit_in_bytes": "268435456\n",
-            Path(controllers["memory"]) / "memory.failcnt": "0\n",
-            Path(controllers["memory"]) / "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-            Path(controllers["cpu"]) / "cpu.stat": "nr_periods 1200\nnr_throttled 35\nthrottled_time 912345678\n",
-            Path(controllers["cpu"]) / "cpu.cfs_quota_us": "50000\n",
-            Path(controllers["cpu"]) / "cpu.cfs_period_us": "100000\n",
-            Path(controllers["cpuacct"]) / "cpuacct.usage": f"{rng.randrange(1 << 40)}\n",
-            Path(controllers["cpuacct"]) / "cpuacct.stat": "user 1234\nsystem 567\n",
-            Path(controllers["pids"]) / "pids.current": "2\n",
+            unified / "cgroup.procs": procs,
+            unified / "cpu.pressure": _psi(rng.randrange(10**7), rng.randrange(10**7)),
+            unified / "memory.pressure": _psi(0, 0),
+            unified / "io.pressure": _psi(rng.randrange(10**5), rng.randrange(10**5)),
+            memory / "memory.stat": "".join(
+                f"{k} {9223372036854771712 if k == 'hierarchical_memsw_limit' else 268435456 if k == 'hierarchical_memory_limit' else rng.randrange(1 << 28)}\n"
+                for k in MEMORY_STAT_KEYS),
+            memory / "memory.usage_in_bytes": f"{usage}\n",
+            memory / "memory.max_usage_in_bytes": f"{usage + rng.randrange(1 << 20)}\n",
+            memory / "memory.limit_in_bytes": "268435456\n",
+            memory / "memory.failcnt": "0\n",
+            memory / "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            cpu / "cpu.stat": "nr_periods 1200\nnr_throttled 35\nthrottled_time 912345678\nnr_bursts 0\nburst_time 0\n",
+            cpu / "cpu.cfs_quota_us": "50000\n",
+            cpu / "cpu.cfs_period_us": "100000\n",
+            acct / "cpuacct.usage": f"{rng.randrange(1 << 40)}\n",
+            acct / "cpuacct.stat": "user 1234\nsystem 567\n",
+            Path(controllers["pids"]) / "pids.current": f"{PROCESSES_PER_CONTAINER * THREADS_PER_PROCESS}\n",
             Path(controllers["pids"]) / "pids.max": "max\n",
             Path(controllers["freezer"]) / "freezer.state": "THAWED\n",
         }
-        for resource in ("cpu", "memory", "io"):
-            files[unified / f"{resource}.pressure"] = (
-                "some avg10=0.00 avg60=0.00 avg300=0.00 total=123456\n"
-                "full avg10=0.00 avg60=0.00 avg300=0.00 total=23456\n")
         for name in CONTROLLERS:
-            files[Path(controllers[name]) / "cgroup.procs"] = "".join(f"{p}\n" for p in pids)
+            files[Path(controllers[name]) / "cgroup.procs"] = procs
         for pid in pids:
             files[root / "proc" / str(pid) / "status"] = (
                 f"Name:\tapp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{pid}\nNgid:\t0\n"
                 f"Pid:\t{pid}\nPPid:\t1\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n"
                 "FDSize:\t64\nGroups:\t\nVmPeak:\t 12345 kB\nVmSize:\t 12345 kB\nVmRSS:\t 4567 kB\n"
-                "Threads:\t4\nSigQ:\t0/7823\nSigPnd:\t0000000000000000\nCapEff:\t00000000a80425fb\n"
-                "voluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t3\n")
+                f"Threads:\t{THREADS_PER_PROCESS}\nSigQ:\t0/7823\nSigPnd:\t0000000000000000\n"
+                "CapEff:\t00000000a80425fb\nvoluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t3\n")
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-        containers.append(WatchedContainer(
-            id=cid, name=f"svc-{index}", image="registry.example/app:1.2",
-            cgroup=CgroupPaths(unified=str(unified), controllers=controllers),
-            cgroup_id=100_000 + index, started_at=1.7e9, cgroup_path=f"/corral/{cid}",
-            labels={"com.example.team": f"team-{index % 5}"}))
+        paths = CgroupPaths(unified=str(unified), controllers=controllers)
+        containers.append(_watched(index, cid, paths, 100_000 + index))
     return containers
 
 
-class FixtureDriver:
-    """stats() and pids() over the fixture tree: the real hybrid reader when it is importable
-    (agent.cgroups.hybrid), else a reader of the same files written here."""
-
-    def __init__(self) -> None:
-        try:
-            from agent.cgroups.hybrid import read_hybrid_stats
-            self.reader = "agent.cgroups.hybrid.read_hybrid_stats"
-            self._stats = lambda paths: read_hybrid_stats(paths, 100)
-        except ImportError:
-            self.reader = "bench reader"
-            self._stats = _read_stats
-
-    def stats(self, paths: CgroupPaths) -> CgroupStats:
-        return self._stats(paths)
-
-    def pids(self, paths: CgroupPaths) -> list[int]:
-        found: set[int] = set()
-        for directory in {*paths.controllers.values()}:
-            with open(os.path.join(directory, "cgroup.procs")) as handle:
-                found.update(int(line) for line in handle if line.strip())
-        return sorted(found)
+def make_driver(root: str, parent: str, *, keep_files_open: bool | None) -> HybridDriver:
+    """The hybrid driver; on a fixture tree it keeps files open as it would on cgroupfs (the
+    bench never replaces a fixture file). Older drivers without that option are built without."""
+    kwargs = {"user_hz": 100}
+    if "keep_files_open" in inspect.signature(HybridDriver).parameters:
+        kwargs["keep_files_open"] = keep_files_open
+    return HybridDriver(root, parent, **kwargs)
 
 
-def _keyed(path: str) -> dict[str, int]:
-    with open(path) as handle:
-        return {k: int(v) for k, v in (line.split() for line in handle if line.strip())}
+@contextmanager
+def real_cgroups(count: int):
+    """`count` real hybrid cgroups under corral-bench-<random>, two sleeping processes in each;
+    all removed on the way out, even on failure."""
+    parent = f"corral-bench-{random.randrange(1 << 32):08x}"
+    driver = make_driver("/sys/fs/cgroup", parent, keep_files_open=None)
+    made: list[CgroupPaths] = []
+    sleepers: list[subprocess.Popen] = []
+    try:
+        containers = []
+        for index in range(count):
+            cid = _container_id(index)
+            paths = driver.create(cid, Limits(memory_bytes=256 << 20, cpu_quota_us=50_000))
+            made.append(paths)
+            sleeper = subprocess.Popen(SLEEPER, stdin=subprocess.PIPE, start_new_session=True)
+            sleepers.append(sleeper)
+            driver.add_process(paths, sleeper.pid)
+            sleeper.stdin.write(b"go\n")
+            sleeper.stdin.close()
+            containers.append(_watched(index, cid, paths, driver.cgroup_id(paths)))
+        time.sleep(0.2)   # let each shell start its second sleep inside the cgroup
+        yield driver, containers
+    finally:
+        for sleeper in sleepers:
+            try:
+                os.killpg(sleeper.pid, signal.SIGKILL)   # the shell's background sleep too
+            except ProcessLookupError:
+                pass
+            sleeper.wait()
+        for paths in made:
+            driver.remove(paths)
+        driver.remove_parent()
 
 
-def _int(path: str) -> int:
-    with open(path) as handle:
-        return int(handle.read())
-
-
-def _read_stats(paths: CgroupPaths) -> CgroupStats:
-    c = paths.controllers
-    memory = _keyed(f"{c['memory']}/memory.stat")
-    cpu = _keyed(f"{c['cpu']}/cpu.stat")
-    acct = _keyed(f"{c['cpuacct']}/cpuacct.stat")
-    usage = _int(f"{c['memory']}/memory.usage_in_bytes")
-    pressure = {}
-    for resource in ("cpu", "memory", "io"):
-        with open(f"{paths.unified}/{resource}.pressure") as handle:
-            totals = [int(line.rsplit("total=", 1)[1]) / 1e6 for line in handle]
-        pressure[resource] = Pressure(totals[0], totals[1])
-    return CgroupStats(
-        cpu_usage_seconds=_int(f"{c['cpuacct']}/cpuacct.usage") / 1e9,
-        cpu_user_seconds=acct["user"] / 100, cpu_system_seconds=acct["system"] / 100,
-        cpu_periods=cpu["nr_periods"], cpu_throttled_periods=cpu["nr_throttled"],
-        cpu_throttled_seconds=cpu["throttled_time"] / 1e9,
-        cpu_quota_us=_int(f"{c['cpu']}/cpu.cfs_quota_us"), cpu_period_us=_int(f"{c['cpu']}/cpu.cfs_period_us"),
-        memory_usage_bytes=usage, memory_max_usage_bytes=_int(f"{c['memory']}/memory.max_usage_in_bytes"),
-        memory_working_set_bytes=max(0, usage - memory["total_inactive_file"]),
-        memory_rss_bytes=memory["total_rss"], memory_cache_bytes=memory["total_cache"],
-        memory_failcnt=_int(f"{c['memory']}/memory.failcnt"),
-        memory_limit_bytes=_int(f"{c['memory']}/memory.limit_in_bytes"),
-        oom_kills=_keyed(f"{c['memory']}/memory.oom_control")["oom_kill"],
-        pids_limit=None, pressure=pressure)
+def can_use_real_cgroups() -> bool:
+    from agent.cgroups.detect import cgroup_mode
+    return os.geteuid() == 0 and cgroup_mode() == "hybrid"
 
 
 class FakeProbes:
@@ -194,14 +220,24 @@ class FakeProbes:
     def errors(self): return {"syscalls": 0, "network": 0, "tcp": 0, "processes": 0, "oom": 0}
 
 
-def io_anchor(driver: FixtureDriver, containers: list[WatchedContainer], proc: str) -> float:
-    """Seconds to do only the file reads a scrape needs."""
+def io_anchor(driver, collector: ContainerCollector, containers: list[WatchedContainer],
+              proc: str) -> float:
+    """Seconds to do only the file reads a scrape makes: stats(), the process listing the
+    collector uses and, where the collector still reads them, /proc/<pid>/status."""
+    # Collectors before the one-file process listing also read /proc/<pid>/status.
+    list_pids = getattr(collector, "_list_pids", None)
+    reads_proc = list_pids is None
+    list_pids = list_pids or driver.pids
     start = time.perf_counter()
     for c in containers:
         driver.stats(c.cgroup)
-        for pid in driver.pids(c.cgroup):
-            with open(f"{proc}/{pid}/status", "rb") as handle:
-                handle.read()
+        for pid in list_pids(c.cgroup):
+            if reads_proc:
+                try:
+                    with open(f"{proc}/{pid}/status", "rb") as handle:
+                        handle.read()
+                except FileNotFoundError:
+                    pass
     return time.perf_counter() - start
 
 
@@ -215,11 +251,15 @@ def measure(containers, driver, proc, options, latency, repeat, rng) -> dict:
                                    syscall_name=lambda nr: f"sys{nr}", proc_root=proc)
     registry = CollectorRegistry()
     registry.register(collector)
+    # What the endpoint keeps between scrapes (older servers have none).
+    texts = server.LabelTexts() if hasattr(server, "LabelTexts") else None
+    render = ((lambda: server.render(registry, texts)) if texts is not None
+              else (lambda: server.render(registry)))
     times: dict[str, list[float]] = {"io": [], "collect": [], "generate_latest": [], "served": []}
     body = b""
     samples = 0
     for _ in range(repeat):
-        times["io"].append(io_anchor(driver, containers, proc))
+        times["io"].append(io_anchor(driver, collector, containers, proc))
         start = time.perf_counter()
         families = list(collector.collect())
         times["collect"].append(time.perf_counter() - start)
@@ -227,7 +267,7 @@ def measure(containers, driver, proc, options, latency, repeat, rng) -> dict:
         body = generate_latest(registry)          # collects again, then formats
         times["generate_latest"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        served = gzip.compress(render(registry), compresslevel=1)   # what /metrics does
+        served = gzip.compress(render(), compresslevel=1)   # what /metrics does
         times["served"].append(time.perf_counter() - start)
         samples = sum(len(f.samples) for f in families)
     best = {key: _best(value) for key, value in times.items()}
@@ -246,22 +286,31 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--sizes", default="10,50,200")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scrape_cost.json"))
+    parser.add_argument("--cgroups", choices=("real", "fixture"),
+                        default="real" if can_use_real_cgroups() else "fixture",
+                        help="real cgroups (root on a hybrid host) or a fixture tree in a temp dir")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = random.Random(42)
-    driver = FixtureDriver()
     rows = []
+    modes = [("all", False), ("top:10", False), ("none", False), ("all", True)]
     with tempfile.TemporaryDirectory(prefix="corral-scrape-bench-") as tmp:
-        everything = build_tree(Path(tmp), max(sizes), rng)
-        proc = str(Path(tmp) / "proc")
-        modes = [("all", False), ("top:10", False), ("none", False), ("all", True)]
-        for size in sizes:
-            for mode, latency in modes:
-                if latency and size > 50:
-                    continue  # the histogram is opt-in; 200 containers x 40 syscalls x 34 buckets is not a default
-                rows.append(measure(everything[:size], driver, proc, MetricsOptions(syscall_metrics=mode),
-                                    latency, args.repeat, rng))
-    print(f"stats reader: {driver.reader}; best of {args.repeat} runs (medians in the JSON)")
+        if args.cgroups == "real":
+            tree = real_cgroups(max(sizes))
+            proc = "/proc"
+        else:
+            everything = build_tree(Path(tmp), max(sizes), rng)
+            tree = _fixture(make_driver(str(Path(tmp) / "cgroup"), "corral", keep_files_open=True),
+                            everything)
+            proc = str(Path(tmp) / "proc")
+        with tree as (driver, everything):
+            for size in sizes:
+                for mode, latency in modes:
+                    if latency and size > 50:
+                        continue  # the histogram is opt-in; 200 containers x 40 syscalls x 34 buckets is not a default
+                    rows.append(measure(everything[:size], driver, proc,
+                                        MetricsOptions(syscall_metrics=mode), latency, args.repeat, rng))
+    print(f"cgroups: {args.cgroups}; best of {args.repeat} runs (medians in the JSON)")
     print("io: the file reads alone (anchor); collect: collect(); generate_latest: collect + "
           "prometheus_client's text encoder; served: collect + render() + gzip -1, what /metrics costs")
     print(f"{'containers':>10} {'syscalls':>8} {'latency':>7} {'samples':>8} {'KiB':>6} {'gz KiB':>6} "
@@ -274,10 +323,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
-                               "cpus": os.cpu_count(), "stats_reader": driver.reader,
+                               "cpus": os.cpu_count(), "cgroups": args.cgroups,
                                "repeat": args.repeat, "statistic": "best of repeat, ms", "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
+
+
+@contextmanager
+def _fixture(driver, containers):
+    yield driver, containers
 
 
 if __name__ == "__main__":

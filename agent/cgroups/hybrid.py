@@ -14,8 +14,7 @@ import signal
 
 from agent.cgroups import files
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
-from agent.cgroups.v2 import (freeze_unified, kill_unified, read_frozen, read_pressure,
-                              working_set)
+from agent.cgroups.v2 import PRESSURE, freeze_unified, kill_unified, working_set
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
@@ -44,7 +43,8 @@ class HybridDriver(CgroupDriver):
 
     def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
                  unified_root: str | None = None, remove_timeout: float = 5.0,
-                 freeze_timeout: float = 2.0, user_hz: int | None = None) -> None:
+                 freeze_timeout: float = 2.0, user_hz: int | None = None,
+                 keep_files_open: bool | None = None) -> None:
         self.root = root
         self.parent = files.check_name(parent, "cgroup parent")
         self.unified_root = unified_root or os.path.join(root, "unified")
@@ -63,6 +63,13 @@ class HybridDriver(CgroupDriver):
                 mount = mounts.setdefault(os.path.realpath(mount), mount)
                 self.hierarchies[controller] = os.path.join(mount, self.parent)
         self.unified_parent = os.path.join(self.unified_root, self.parent)
+        # Stats re-read the same files every scrape: keep them open where that is safe
+        # (cgroupfs; see files.OpenFiles). None: decide from the mounts.
+        if keep_files_open is None:
+            keep_files_open = all(files.on_cgroupfs(os.path.dirname(d))
+                                  for d in [*self.hierarchies.values(), self.unified_parent])
+        self._open_files = files.OpenFiles() if keep_files_open else None
+        self._read = self._open_files.read if self._open_files is not None else files.read_bytes
 
     # --- naming -------------------------------------------------------------------------------
 
@@ -179,13 +186,26 @@ class HybridDriver(CgroupDriver):
             pids_max=files.optional(files.parse_v1_limit, pids) if pids else None)
 
     def stats(self, paths: CgroupPaths) -> CgroupStats:
-        return read_hybrid_stats(paths, self.user_hz)
+        return read_hybrid_stats(paths, self.user_hz, self._read)
 
     def pids(self, paths: CgroupPaths) -> list[int]:
         found: set[int] = set()
         for procs in self.procs_files(paths):
-            found.update(files.optional(files.parse_pids, procs) or [])
+            # Opened afresh each time: a v1 cgroup.procs kept open goes on answering the pid
+            # list the kernel cached at its first read (cgroup1_pidlist_start reuses it).
+            found.update(files.pids_of(files.optional_bytes(files.read_bytes, procs)) or [])
         return sorted(found)
+
+    def procs(self, paths: CgroupPaths) -> list[int]:
+        """Pids listed in the unified cgroup.procs, in one read: for observers (metrics).
+
+        Every process of a container is in its unified directory too (add_process writes it
+        last, and children inherit every hierarchy), so this is the container's processes;
+        `pids()` also reads the v1 lists, to find a process that joined only some of them.
+        The unified cgroup.procs is a v2 file, which kernfs lists afresh on every read from
+        offset 0, so it may be kept open.
+        """
+        return files.pids_of(files.optional_bytes(self._read, os.path.join(paths.unified, "cgroup.procs"))) or []
 
     def freeze(self, paths: CgroupPaths) -> None:
         self._freeze(paths, True)
@@ -230,66 +250,99 @@ class HybridDriver(CgroupDriver):
         if self.pids(paths):
             self.kill(paths)
         for path in dirs:
+            if self._open_files is not None:
+                self._open_files.forget(path)
             files.remove_tree(path, timeout=self.remove_timeout)
+
+    def close(self) -> None:
+        """Close the cgroup files kept open for stats (the driver stays usable)."""
+        if self._open_files is not None:
+            self._open_files.close()
 
     def exists(self, paths: CgroupPaths) -> bool:
         return any(os.path.isdir(p) for p in [paths.unified, *paths.controllers.values()])
 
 
-def read_hybrid_stats(paths: CgroupPaths, user_hz: int) -> CgroupStats:
-    """Every figure of a hybrid container; absent files leave their fields None."""
+def read_hybrid_stats(paths: CgroupPaths, user_hz: int, read=files.read_bytes) -> CgroupStats:
+    """Every figure of a hybrid container; absent files leave their fields None.
+
+    `read(path) -> bytes` raises OSError for a file it cannot read (files.read_bytes, or a
+    driver's OpenFiles.read). Each file is read once and only the figures wanted are parsed;
+    files only a fallback needs (the unified cpu.stat, freezer.state) are read only then.
+    """
     ctl = paths.controllers
+    # An absent hierarchy reads as "" (no file), so its fields stay None.
+    memory_dir = ctl.get("memory")
+    cpu_dir = ctl.get("cpu")
+    acct_dir = ctl.get("cpuacct")
+    pids_dir = ctl.get("pids")
+    unified = paths.unified
 
-    def p(controller: str, name: str) -> str:
-        # An absent hierarchy reads as a path that does not exist, so its fields stay None.
-        return os.path.join(ctl[controller], name) if controller in ctl else ""
+    def get(directory: str | None, name: str) -> bytes | None:
+        if directory is None:
+            return None
+        try:
+            return read(f"{directory}/{name}")
+        except OSError:
+            return None
 
-    cpu = files.optional_keyed(p("cpu", "cpu.stat"))
-    acct = files.optional_keyed(p("cpuacct", "cpuacct.stat"))
-    memory = files.optional_keyed(p("memory", "memory.stat"))
-    oom = files.optional_keyed(p("memory", "memory.oom_control"))
-    unified_cpu = files.optional_keyed(os.path.join(paths.unified, "cpu.stat"))
-    usage_ns = files.optional_int(p("cpuacct", "cpuacct.usage"))
-    usage = files.optional_int(p("memory", "memory.usage_in_bytes"))
-    frozen = read_frozen(paths.unified)
+    as_int, keyed, v1_limit = files.as_int, files.keyed_value, files.as_v1_limit
+    memory = get(memory_dir, "memory.stat")
+    cpu = get(cpu_dir, "cpu.stat")
+    acct = get(acct_dir, "cpuacct.stat")
+    usage_ns = as_int(get(acct_dir, "cpuacct.usage"))
+    usage = as_int(get(memory_dir, "memory.usage_in_bytes"))
+    user_ticks = keyed(acct, b"user")
+    system_ticks = keyed(acct, b"system")
+    # cpuacct first; the unified cpu.stat (core accounting, no controller needed) when the
+    # host has no cpuacct hierarchy.
+    unified_cpu = (get(unified, "cpu.stat")
+                   if usage_ns is None or user_ticks is None or system_ticks is None else None)
+    events = get(unified, "cgroup.events")
+    frozen_flag = keyed(events, b"frozen")
+    frozen = None if frozen_flag is None else frozen_flag == 1
     if frozen is None and "freezer" in ctl:
-        state = files.optional(str.strip, p("freezer", "freezer.state"))
-        frozen = None if state is None else state == "FROZEN"
+        state = get(ctl["freezer"], "freezer.state")
+        frozen = None if state is None else state.strip() == b"FROZEN"
+    pressure = {}
+    for resource in PRESSURE:
+        reading = files.pressure_of(get(unified, f"{resource}.pressure"))
+        if reading is not None:
+            pressure[resource] = reading
     return CgroupStats(
-        # cpuacct first; the unified cpu.stat (core accounting, no controller needed) when
-        # the host has no cpuacct hierarchy.
         cpu_usage_seconds=(usage_ns / 1e9 if usage_ns is not None
-                           else _div(unified_cpu.get("usage_usec"), 1e6)),
-        cpu_user_seconds=(_div(acct.get("user"), user_hz) if "user" in acct
-                          else _div(unified_cpu.get("user_usec"), 1e6)),
-        cpu_system_seconds=(_div(acct.get("system"), user_hz) if "system" in acct
-                            else _div(unified_cpu.get("system_usec"), 1e6)),
-        cpu_periods=cpu.get("nr_periods"),
-        cpu_throttled_periods=cpu.get("nr_throttled"),
-        cpu_throttled_seconds=_div(cpu.get("throttled_time"), 1e9),
-        cpu_quota_us=files.optional(files.parse_v1_limit, p("cpu", "cpu.cfs_quota_us")),
-        cpu_period_us=files.optional_int(p("cpu", "cpu.cfs_period_us")),
+                           else _div(keyed(unified_cpu, b"usage_usec"), 1e6)),
+        cpu_user_seconds=(user_ticks / user_hz if user_ticks is not None
+                          else _div(keyed(unified_cpu, b"user_usec"), 1e6)),
+        cpu_system_seconds=(system_ticks / user_hz if system_ticks is not None
+                            else _div(keyed(unified_cpu, b"system_usec"), 1e6)),
+        cpu_periods=keyed(cpu, b"nr_periods"),
+        cpu_throttled_periods=keyed(cpu, b"nr_throttled"),
+        cpu_throttled_seconds=_div(keyed(cpu, b"throttled_time"), 1e9),
+        cpu_quota_us=v1_limit(get(cpu_dir, "cpu.cfs_quota_us")),
+        cpu_period_us=as_int(get(cpu_dir, "cpu.cfs_period_us")),
         memory_usage_bytes=usage,
-        memory_max_usage_bytes=files.optional_int(p("memory", "memory.max_usage_in_bytes")),
-        memory_working_set_bytes=working_set(usage, _first(memory, "total_inactive_file", "inactive_file")),
-        memory_rss_bytes=_first(memory, "total_rss", "rss"),
-        memory_cache_bytes=_first(memory, "total_cache", "cache"),
-        memory_failcnt=files.optional_int(p("memory", "memory.failcnt")),
-        memory_limit_bytes=files.optional(files.parse_v1_limit, p("memory", "memory.limit_in_bytes")),
-        oom_kills=oom.get("oom_kill"),
+        memory_max_usage_bytes=as_int(get(memory_dir, "memory.max_usage_in_bytes")),
+        memory_working_set_bytes=working_set(usage, _first(memory, b"total_inactive_file", b"inactive_file")),
+        memory_rss_bytes=_first(memory, b"total_rss", b"rss"),
+        memory_cache_bytes=_first(memory, b"total_cache", b"cache"),
+        memory_failcnt=as_int(get(memory_dir, "memory.failcnt")),
+        memory_limit_bytes=v1_limit(get(memory_dir, "memory.limit_in_bytes")),
+        oom_kills=keyed(get(memory_dir, "memory.oom_control"), b"oom_kill"),
         oom_events=None,   # v1 counts kills (oom_control), not OOM events
-        pids_current=files.optional_int(p("pids", "pids.current")),
-        pids_limit=files.optional(files.parse_v1_limit, p("pids", "pids.max")),
+        pids_current=as_int(get(pids_dir, "pids.current")),
+        pids_limit=v1_limit(get(pids_dir, "pids.max")),
         frozen=frozen,
-        pressure=read_pressure(paths.unified),
+        pressure=pressure,
     )
 
 
-def _first(values: dict[str, int], *keys: str) -> int | None:
+def _first(data: bytes | None, *keys: bytes) -> int | None:
     """The hierarchical figure (total_*) where v1 has it, else the cgroup's own."""
     for key in keys:
-        if key in values:
-            return values[key]
+        value = files.keyed_value(data, key)
+        if value is not None:
+            return value
     return None
 
 

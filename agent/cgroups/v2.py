@@ -23,12 +23,19 @@ class V2Driver(CgroupDriver):
     mode = "v2"
 
     def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
-                 remove_timeout: float = 5.0, freeze_timeout: float = 2.0) -> None:
+                 remove_timeout: float = 5.0, freeze_timeout: float = 2.0,
+                 keep_files_open: bool | None = None) -> None:
         self.root = root
         self.parent = files.check_name(parent, "cgroup parent")
         self.parent_dir = os.path.join(root, parent)
         self.remove_timeout = remove_timeout
         self.freeze_timeout = freeze_timeout
+        # Stats re-read the same files every scrape: keep them open where that is safe
+        # (cgroupfs; see files.OpenFiles). None: decide from the mount.
+        if keep_files_open is None:
+            keep_files_open = files.on_cgroupfs(root)
+        self._open_files = files.OpenFiles() if keep_files_open else None
+        self._read = self._open_files.read if self._open_files is not None else files.read_bytes
 
     # --- naming -------------------------------------------------------------------------------
 
@@ -116,10 +123,14 @@ class V2Driver(CgroupDriver):
                       pids_max=files.optional(files.parse_max, os.path.join(path, "pids.max")))
 
     def stats(self, paths: CgroupPaths) -> CgroupStats:
-        return read_v2_stats(paths.unified)
+        return read_v2_stats(paths.unified, self._read)
 
     def pids(self, paths: CgroupPaths) -> list[int]:
-        return files.optional(files.parse_pids, os.path.join(paths.unified, "cgroup.procs")) or []
+        return files.pids_of(files.optional_bytes(self._read, os.path.join(paths.unified, "cgroup.procs"))) or []
+
+    def procs(self, paths: CgroupPaths) -> list[int]:
+        """Pids of the container's processes, for observers; on v2 the same as pids()."""
+        return self.pids(paths)
 
     def freeze(self, paths: CgroupPaths) -> None:
         freeze_unified(self._owned(paths), True, self.freeze_timeout)
@@ -136,7 +147,14 @@ class V2Driver(CgroupDriver):
             return
         if self.pids(paths):
             self.kill(paths)
+        if self._open_files is not None:
+            self._open_files.forget(path)
         files.remove_tree(path, timeout=self.remove_timeout)
+
+    def close(self) -> None:
+        """Close the cgroup files kept open for stats (the driver stays usable)."""
+        if self._open_files is not None:
+            self._open_files.close()
 
     def exists(self, paths: CgroupPaths) -> bool:
         return os.path.isdir(paths.unified)
@@ -200,38 +218,56 @@ def kill_unified(path: str, pids: list[int]) -> None:
             continue
 
 
-def read_v2_stats(path: str) -> CgroupStats:
-    """Every figure of a v2 cgroup directory; absent files leave their fields None."""
-    def p(name: str) -> str:
-        return os.path.join(path, name)
+def read_v2_stats(path: str, read=files.read_bytes) -> CgroupStats:
+    """Every figure of a v2 cgroup directory; absent files leave their fields None.
 
-    cpu = files.optional_keyed(p("cpu.stat"))
-    memory = files.optional_keyed(p("memory.stat"))
-    events = files.optional_keyed(p("memory.events"))
-    quota, period = files.optional(files.parse_cpu_max, p("cpu.max")) or (None, None)
-    usage = files.optional_int(p("memory.current"))
+    `read(path) -> bytes` raises OSError for a file it cannot read (files.read_bytes, or a
+    driver's OpenFiles.read); each file is read once and only the figures wanted are parsed.
+    """
+    def get(name: str) -> bytes | None:
+        try:
+            return read(f"{path}/{name}")
+        except OSError:
+            return None
+
+    keyed, as_int, as_max = files.keyed_value, files.as_int, files.as_max
+    cpu = get("cpu.stat")
+    memory = get("memory.stat")
+    events = get("memory.events")
+    try:
+        cpu_max = get("cpu.max")
+        quota, period = files.parse_cpu_max(cpu_max.decode("ascii")) if cpu_max is not None else (None, None)
+    except (ValueError, UnicodeDecodeError):
+        quota, period = None, None
+    usage = as_int(get("memory.current"))
+    frozen = keyed(get("cgroup.events"), b"frozen")
+    pressure = {}
+    for resource in PRESSURE:
+        reading = files.pressure_of(get(f"{resource}.pressure"))
+        if reading is not None:
+            pressure[resource] = reading
     return CgroupStats(
-        cpu_usage_seconds=_scaled(cpu.get("usage_usec"), 1e6),
-        cpu_user_seconds=_scaled(cpu.get("user_usec"), 1e6),
-        cpu_system_seconds=_scaled(cpu.get("system_usec"), 1e6),
-        cpu_periods=cpu.get("nr_periods"),
-        cpu_throttled_periods=cpu.get("nr_throttled"),
-        cpu_throttled_seconds=_scaled(cpu.get("throttled_usec"), 1e6),
+        cpu_usage_seconds=_scaled(keyed(cpu, b"usage_usec"), 1e6),
+        cpu_user_seconds=_scaled(keyed(cpu, b"user_usec"), 1e6),
+        cpu_system_seconds=_scaled(keyed(cpu, b"system_usec"), 1e6),
+        cpu_periods=keyed(cpu, b"nr_periods"),
+        cpu_throttled_periods=keyed(cpu, b"nr_throttled"),
+        cpu_throttled_seconds=_scaled(keyed(cpu, b"throttled_usec"), 1e6),
         cpu_quota_us=quota,
         cpu_period_us=period,
         memory_usage_bytes=usage,
-        memory_max_usage_bytes=files.optional_int(p("memory.peak")),
-        memory_working_set_bytes=working_set(usage, memory.get("inactive_file")),
-        memory_rss_bytes=memory.get("anon"),
-        memory_cache_bytes=memory.get("file"),
-        memory_failcnt=events.get("max"),
-        memory_limit_bytes=files.optional(files.parse_max, p("memory.max")),
-        oom_kills=events.get("oom_kill"),
-        oom_events=events.get("oom"),
-        pids_current=files.optional_int(p("pids.current")),
-        pids_limit=files.optional(files.parse_max, p("pids.max")),
-        frozen=read_frozen(path),
-        pressure=read_pressure(path),
+        memory_max_usage_bytes=as_int(get("memory.peak")),
+        memory_working_set_bytes=working_set(usage, keyed(memory, b"inactive_file")),
+        memory_rss_bytes=keyed(memory, b"anon"),
+        memory_cache_bytes=keyed(memory, b"file"),
+        memory_failcnt=keyed(events, b"max"),
+        memory_limit_bytes=as_max(get("memory.max")),
+        oom_kills=keyed(events, b"oom_kill"),
+        oom_events=keyed(events, b"oom"),
+        pids_current=as_int(get("pids.current")),
+        pids_limit=as_max(get("pids.max")),
+        frozen=None if frozen is None else frozen == 1,
+        pressure=pressure,
     )
 
 

@@ -2,9 +2,15 @@
 
 `ContainerCollector` implements prometheus_client's custom collector protocol (`collect()` and
 `describe()`). Nothing is polled in the background: each scrape lists the watched containers,
-reads every BPF map once (not once per container), then each container's cgroup files and the
-/proc status of its processes. A read that fails for one container, or one map, is counted in
-`corral_scrape_errors_total{source}` and the rest of the scrape goes on.
+reads every BPF map once (not once per container), then each container's cgroup files. Process
+and thread counts come from the cgroup too (the unified cgroup.procs and pids.current), so a
+scrape reads no /proc file unless the host has no pids controller. A read that fails for one
+container, or one map, is counted in `corral_scrape_errors_total{source}` and the rest of the
+scrape goes on.
+
+The label dicts of each container (its identity, and one per syscall) are kept from one scrape
+to the next while the container stays the same: building them is a visible share of a scrape
+of 200 containers, and the /metrics renderer formats each dict it has seen before only once.
 
 Names and labels of the `container_*` families follow cAdvisor so its dashboards keep working;
 the catalogue is `agent.metrics.model.FAMILIES` and the reference docs/metrics.md.
@@ -74,6 +80,21 @@ _SYSCALL_FAMILIES = ("corral_syscalls_total", "corral_syscall_errors_total",
 
 
 @dataclass
+class _ContainerLabels:
+    """The label dicts of one container, reused across scrapes while `container` is unchanged.
+
+    Nothing mutates them once made: the renderer caches their text by identity.
+    """
+
+    container: WatchedContainer
+    identity: dict
+    cpu_total: dict                 # identity + cpu="total"
+    interface: dict                 # identity + interface="all"
+    by_name: dict                   # {"name": ...}, Corral's own per-container series
+    syscalls: dict = field(default_factory=dict)   # syscall nr -> {"name", "syscall"}
+
+
+@dataclass
 class _ProbeReading:
     """Every BPF map, read once for the whole scrape; a map that could not be read is empty."""
 
@@ -114,6 +135,11 @@ class ContainerCollector:
         self._scrape_errors = dict.fromkeys(SCRAPE_ERROR_SOURCES, 0)
         self._syscall_names: dict[int, str] = {}
         self._bucket_bounds: dict[int, tuple[list[str], list[float]]] = {}
+        # container id -> its label dicts, as of the last scrape (replaced whole, so parallel
+        # scrapes never see a half-built map).
+        self._labels: dict[str, _ContainerLabels] = {}
+        # The cheaper listing where the driver has one (one cgroup.procs on hybrid hosts).
+        self._list_pids = getattr(cgroups, "procs", None) or cgroups.pids
 
     # -- the collector protocol ------------------------------------------------------------
 
@@ -134,8 +160,15 @@ class ContainerCollector:
             containers = []
         reading = self._read_probes(errors, samples) if self._probes is not None else None
         now = float(int(self._clock()))
+        known = self._labels
+        labels_now: dict[str, _ContainerLabels] = {}
         for container in containers:
-            self._collect_container(container, samples, reading, now, errors)
+            labels = known.get(container.id)
+            if labels is None or labels.container != container:
+                labels = self._container_labels(container)
+            labels_now[container.id] = labels
+            self._collect_container(container, labels, samples, reading, now, errors)
+        self._labels = labels_now   # containers gone since the last scrape are dropped
         if "corral_containers" in samples:
             samples["corral_containers"].append(_sample("corral_containers", {}, len(containers)))
         if reading is not None:
@@ -158,12 +191,18 @@ class ContainerCollector:
 
     # -- one container ---------------------------------------------------------------------
 
-    def _collect_container(self, container: WatchedContainer, samples: dict, reading,
-                           now: float, errors: dict) -> None:
+    def _container_labels(self, container: WatchedContainer) -> _ContainerLabels:
+        identity = self._identity(container)
+        return _ContainerLabels(container=container, identity=identity,
+                                cpu_total={**identity, "cpu": "total"},
+                                interface={**identity, "interface": NETWORK_INTERFACE},
+                                by_name={"name": container.name})
+
+    def _collect_container(self, container: WatchedContainer, labels: _ContainerLabels,
+                           samples: dict, reading, now: float, errors: dict) -> None:
         # One label dict per container, shared by every series that carries only these labels:
         # the exposition code only reads it, and a scrape of 200 containers saves thousands.
-        identity = self._identity(container)
-        by_name = {"name": container.name}
+        identity = labels.identity
         add = _adder(samples)
 
         add("container_start_time_seconds", identity, container.started_at)
@@ -176,18 +215,18 @@ class ContainerCollector:
             log.debug("metrics: cgroup stats of %s failed", container.name, exc_info=True)
             errors["cgroup"] += 1
         if stats is not None:
-            self._add_cgroup_stats(stats, identity, add)
+            self._add_cgroup_stats(stats, labels, add)
 
         oom_kills = stats.oom_kills if stats is not None else None
         if oom_kills is None and reading is not None:
             oom_kills = reading.oom_kills.get(container.cgroup_id)
         add("container_oom_events_total", identity, oom_kills)
 
-        self._add_processes(container, identity, add, errors)
+        self._add_processes(container, identity, stats, add, errors)
 
         if reading is not None:
             try:
-                self._add_probe_counters(container, identity, by_name, reading, samples, add)
+                self._add_probe_counters(container, labels, reading, samples, add)
             except Exception:  # a map entry of an unexpected shape: a decode error, counted
                 log.debug("metrics: probe values of %s could not be decoded", container.name,
                           exc_info=True)
@@ -207,10 +246,10 @@ class ContainerCollector:
         return labels
 
     @staticmethod
-    def _add_cgroup_stats(stats: CgroupStats, identity: dict, add) -> None:
+    def _add_cgroup_stats(stats: CgroupStats, labels: _ContainerLabels, add) -> None:
+        identity = labels.identity
         if stats.cpu_usage_seconds is not None:
-            add("container_cpu_usage_seconds_total", {**identity, "cpu": "total"},
-                stats.cpu_usage_seconds)
+            add("container_cpu_usage_seconds_total", labels.cpu_total, stats.cpu_usage_seconds)
         for family, attribute in _PLAIN_STATS:
             add(family, identity, getattr(stats, attribute))
         if stats.cpu_quota_us is not None:
@@ -226,13 +265,23 @@ class ContainerCollector:
                 add(waiting, identity, pressure.some_seconds)
                 add(stalled, identity, pressure.full_seconds)
 
-    def _add_processes(self, container: WatchedContainer, identity: dict, add, errors: dict) -> None:
+    def _add_processes(self, container: WatchedContainer, identity: dict,
+                       stats: CgroupStats | None, add, errors: dict) -> None:
         try:
-            pids = self._cgroups.pids(container.cgroup)
+            pids = self._list_pids(container.cgroup)
         except Exception:
             log.debug("metrics: pids of %s failed", container.name, exc_info=True)
             errors["processes"] += 1
             return
+        tasks = stats.pids_current if stats is not None else None
+        if tasks is not None:
+            # The pids controller counts tasks, i.e. threads, of the whole cgroup: no /proc
+            # read per process. A process forked between the two reads must not show more
+            # processes than threads.
+            add("container_processes", identity, len(pids))
+            add("container_threads", identity, max(tasks, len(pids)))
+            return
+        # No pids controller: the Threads: line of each process.
         processes = threads = 0
         for pid in pids:
             try:
@@ -270,12 +319,13 @@ class ContainerCollector:
                 errors["probes"] += 1
         return reading
 
-    def _add_probe_counters(self, container: WatchedContainer, identity: dict, by_name: dict,
+    def _add_probe_counters(self, container: WatchedContainer, labels: _ContainerLabels,
                             reading: _ProbeReading, samples: dict, add) -> None:
         key = container.cgroup_id
+        by_name = labels.by_name
         network = reading.network.get(key)
         if network is not None:
-            with_interface = {**identity, "interface": NETWORK_INTERFACE}
+            with_interface = labels.interface
             for cadvisor_family, corral_family, counter in _NETWORK:
                 value = getattr(network, counter)
                 add(cadvisor_family, with_interface, value)
@@ -292,9 +342,12 @@ class ContainerCollector:
         counts = reading.syscalls.get(key)
         latency = reading.latency.get(key)
         if counts or latency:
-            self._add_syscalls(container.name, counts or {}, latency or {}, samples)
+            self._add_syscalls(labels, counts or {}, latency or {}, samples)
 
-    def _add_syscalls(self, name: str, counts: dict, latency: dict, samples: dict) -> None:
+    def _add_syscalls(self, container_labels: _ContainerLabels, counts: dict, latency: dict,
+                      samples: dict) -> None:
+        name = container_labels.by_name["name"]
+        known = container_labels.syscalls
         top = self._options.syscall_top
         if top is None:
             chosen = list(counts.items())
@@ -302,9 +355,10 @@ class ContainerCollector:
             chosen = heapq.nlargest(top, counts.items(), key=lambda item: item[1][0])
         calls_out = samples.get("corral_syscalls_total")
         errors_out = samples.get("corral_syscall_errors_total")
-        labels_of: dict[int, dict] = {}
         for nr, (calls, failed) in chosen:
-            labels = labels_of[nr] = {"name": name, "syscall": self._name_of(nr)}
+            labels = known.get(nr)
+            if labels is None:
+                labels = known[nr] = {"name": name, "syscall": self._name_of(nr)}
             if calls_out is not None:
                 calls_out.append(_tuple_new(Sample, ("corral_syscalls_total", labels, calls, None, None)))
             if errors_out is not None:
@@ -312,12 +366,13 @@ class ContainerCollector:
         histogram_out = samples.get("corral_syscall_duration_seconds")
         if histogram_out is None or not latency:
             return
+        kept = None if top is None else {nr for nr, _ in chosen}
         for nr, buckets in latency.items():
-            labels = labels_of.get(nr)
+            if kept is not None and nr not in kept:
+                continue  # top:N keeps the same syscalls in every family
+            labels = known.get(nr)
             if labels is None:
-                if top is not None:
-                    continue  # top:N keeps the same syscalls in every family
-                labels = {"name": name, "syscall": self._name_of(nr)}
+                labels = known[nr] = {"name": name, "syscall": self._name_of(nr)}
             self._add_histogram(histogram_out, labels, buckets)
 
     def _add_histogram(self, out: list, labels: dict, buckets: list[int]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.cgroups.driver import CgroupPaths
 from agent.errors import InvalidArgument
-from agent.runtime.model import check_keys
+from agent.fields import check_keys
 
 # Where cgroup trees are mounted; cAdvisor's `id` label is the path below the mount.
 CGROUP_MOUNTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")

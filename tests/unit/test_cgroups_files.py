@@ -133,3 +133,119 @@ def test_wait_for():
     answers = iter([False, False, True])
     assert files.wait_for(lambda: next(answers), timeout=10, interval=0)
     assert files.wait_for(lambda: False, timeout=0) is False
+
+
+# --- the stats path: bytes readers and parsers, kept-open files ---------------------------------
+
+MEMORY_STAT = (b"cache 753664\nrss 28053504\nrss_huge 0\ninactive_file 12\ntotal_cache 753664\n"
+               b"total_rss 28053504\ntotal_rss_huge 0\ntotal_inactive_file 4096\nweird x\n")
+
+
+def test_keyed_value_finds_whole_keys_only():
+    assert files.keyed_value(MEMORY_STAT, b"cache") == 753664           # first line
+    assert files.keyed_value(MEMORY_STAT, b"rss") == 28053504           # not rss_huge, not total_rss
+    assert files.keyed_value(MEMORY_STAT, b"total_inactive_file") == 4096
+    assert files.keyed_value(MEMORY_STAT, b"inactive_file") == 12
+    assert files.keyed_value(b"frozen 1", b"frozen") == 1                # no final newline
+    assert files.keyed_value(MEMORY_STAT, b"weird") is None             # not an integer
+    assert files.keyed_value(MEMORY_STAT, b"swap") is None
+    assert files.keyed_value(None, b"rss") is None
+    assert files.keyed_value(b"\0\0garbage", b"nr_periods") is None
+
+
+def test_byte_parsers_answer_none_for_unread_or_malformed_files():
+    assert files.as_int(b"42\n") == 42 and files.as_int(b"x\n") is None and files.as_int(None) is None
+    assert files.as_max(b"max\n") is None and files.as_max(b"100\n") == 100
+    assert files.as_v1_limit(b"9223372036854771712\n") is None and files.as_v1_limit(b"-1\n") is None
+    assert files.as_v1_limit(b"max\n") is None and files.as_v1_limit(b"1048576\n") == 1 << 20
+    assert files.pids_of(b"12\n345\n") == [12, 345] and files.pids_of(b"") == []
+    assert files.pids_of(b"1\nx\n") is None and files.pids_of(None) is None
+
+
+def test_pressure_of_reads_the_same_totals_as_parse_pressure():
+    text = ("some avg10=1.98 avg60=0.74 avg300=0.77 total=5234163\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=1500000\n")
+    assert files.pressure_of(text.encode()) == files.parse_pressure(text) == Pressure(5.234163, 1.5)
+    assert files.pressure_of(b"some avg10=0.00 avg60=0.00 avg300=0.00 total=2000000\n") == Pressure(2.0, 0.0)
+    assert files.pressure_of(b"nonsense\n") is None and files.pressure_of(None) is None
+
+
+def test_read_bytes_reads_files_larger_than_one_chunk(tmp_path):
+    big = tmp_path / "cgroup.procs"
+    content = "".join(f"{pid}\n" for pid in range(100_000)).encode()   # ~590 KB
+    big.write_bytes(content)
+    assert files.read_bytes(str(big)) == content
+    assert files.OpenFiles(max_open=4).read(str(big)) == content
+
+
+def test_open_files_read_the_content_of_now(tmp_path):
+    target = tmp_path / "memory.usage_in_bytes"
+    target.write_text("100\n")
+    kept = files.OpenFiles(max_open=8)
+    assert kept.read(str(target)) == b"100\n"
+    files.write_value(str(target), 200)      # in place, as the kernel changes a cgroup file
+    assert kept.read(str(target)) == b"200"
+    assert len(kept) == 1
+    kept.close()
+    assert len(kept) == 0
+
+
+def test_open_files_keep_at_most_max_open_and_still_read_the_rest(tmp_path):
+    paths = []
+    for index in range(5):
+        (tmp_path / f"f{index}").write_text(f"{index}\n")
+        paths.append(str(tmp_path / f"f{index}"))
+    kept = files.OpenFiles(max_open=2)
+    assert [kept.read(p) for p in paths] == [f"{i}\n".encode() for i in range(5)]
+    assert len(kept) == 2
+    with pytest.raises(FileNotFoundError):
+        kept.read(str(tmp_path / "missing"))
+    kept.close()
+
+
+def test_forget_closes_the_files_of_one_directory(tmp_path):
+    for name in ("a", "ab"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "pids.current").write_text("1\n")
+    kept = files.OpenFiles(max_open=8)
+    kept.read(str(tmp_path / "a" / "pids.current"))
+    kept.read(str(tmp_path / "ab" / "pids.current"))
+    kept.forget(str(tmp_path / "a"))
+    assert len(kept) == 1                    # "ab" is not below "a"
+    kept.close()
+
+
+def test_a_kept_file_that_fails_is_opened_again(tmp_path, monkeypatch):
+    """A removed cgroup's files answer ENODEV; the path may name a cgroup made anew since."""
+    target = tmp_path / "cpu.stat"
+    target.write_text("usage_usec 1\n")
+    kept = files.OpenFiles(max_open=8)
+    kept.read(str(target))
+    failures = []
+    real_pread = os.pread
+
+    def pread(fd, size, offset):
+        if not failures:   # the kept file fails once, as a removed cgroup's file does
+            failures.append(fd)
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+        return real_pread(fd, size, offset)
+    monkeypatch.setattr(files.os, "pread", pread)
+    target.write_text("usage_usec 2\n")
+    assert kept.read(str(target)) == b"usage_usec 2\n"
+    assert len(failures) == 1 and len(kept) == 1
+    kept.close()
+
+
+def test_on_cgroupfs_goes_by_the_mount_holding_the_path(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        "30 22 0:26 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro,mode=755\n"
+        "35 30 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory\n"
+        "31 30 0:27 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw\n")
+    assert files.on_cgroupfs("/sys/fs/cgroup/memory/corral", str(mountinfo))
+    assert files.on_cgroupfs("/sys/fs/cgroup/unified", str(mountinfo))
+    assert not files.on_cgroupfs("/sys/fs/cgroup", str(mountinfo))          # the tmpfs
+    assert not files.on_cgroupfs("/sys/fs/cgroup/memoryx", str(mountinfo))
+    assert not files.on_cgroupfs(str(tmp_path), str(mountinfo))
+    assert not files.on_cgroupfs("/", str(tmp_path / "missing"))

@@ -196,6 +196,30 @@ def test_add_process_writes_every_procs_file(driver):
     driver.add_process(paths, 4242)
     assert [text(p) for p in procs] == ["4242"] * 6
     assert driver.pids(paths) == [4242]
+    assert driver.procs(paths) == [4242]
+
+
+def test_procs_lists_the_unified_cgroup_and_pids_every_hierarchy(driver):
+    paths = driver.create("web", Limits())
+    write(paths.controllers["memory"] + "/cgroup.procs", "7\n")    # joined only the memory hierarchy
+    write(paths.unified + "/cgroup.procs", "8\n9\n")
+    assert driver.procs(paths) == [8, 9]
+    assert driver.pids(paths) == [7, 8, 9]
+
+
+def test_stats_with_files_kept_open_follow_the_files(root):
+    driver = HybridDriver(str(root), "corral", user_hz=100, keep_files_open=True, remove_timeout=0.5)
+    paths = driver.create("web", Limits(memory_bytes=64 * MiB))
+    assert driver.stats(paths).memory_usage_bytes == 0
+    write(paths.controllers["memory"] + "/memory.usage_in_bytes", f"{10 * MiB}\n")
+    assert driver.stats(paths).memory_usage_bytes == 10 * MiB
+    driver.remove(paths)
+    assert driver.stats(paths).memory_usage_bytes is None
+    driver.close()
+
+
+def test_files_are_kept_open_only_on_cgroupfs(driver):
+    assert driver._open_files is None     # a fixture tree in a temp dir
 
 
 def test_stats_read_v1_figures_and_v2_pressure(driver):

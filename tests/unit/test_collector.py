@@ -197,15 +197,62 @@ def test_figures_the_host_does_not_expose_are_left_out(proc):
     assert value("container_cpu_usage_seconds_total", {**WEB_ID, "cpu": "total"}) is None
 
 
-def test_processes_and_threads_come_from_cgroup_pids_and_proc_status(proc):
+def test_processes_come_from_cgroup_procs_and_threads_from_pids_current(proc):
+    # No /proc files at all: the cgroup alone answers.
+    stats = {WEB.cgroup.unified: full_stats(pids_current=9), DB.cgroup.unified: full_stats(pids_current=0)}
+    pids = {WEB.cgroup.unified: [4001, 4002, 4003]}
+    value = scrape(make(proc, stats=stats, pids=pids)[0]).get_sample_value
+    assert value("container_processes", WEB_ID) == 3
+    assert value("container_threads", WEB_ID) == 9
+    assert value("container_processes", DB_ID) == 0
+    assert value("container_threads", DB_ID) == 0
+    assert value("corral_scrape_errors_total", {"source": "processes"}) == 0
+
+
+def test_threads_never_fall_below_processes(proc):
+    # A process forked between the read of pids.current and that of cgroup.procs.
+    stats = {WEB.cgroup.unified: full_stats(pids_current=1)}
+    pids = {WEB.cgroup.unified: [4001, 4002]}
+    value = scrape(make(proc, containers=(WEB,), stats=stats, pids=pids)[0]).get_sample_value
+    assert value("container_processes", WEB_ID) == 2
+    assert value("container_threads", WEB_ID) == 2
+
+
+def test_without_a_pids_controller_threads_come_from_proc_status(proc):
     write_proc(proc, 4001, threads=1)
     write_proc(proc, 4002, threads=7)
+    stats = {c.cgroup.unified: full_stats(pids_current=None) for c in (WEB, DB)}
     pids = {WEB.cgroup.unified: [4001, 4002, 4003]}   # 4003 exited since the cgroup was listed
-    value = scrape(make(proc, pids=pids)[0]).get_sample_value
+    value = scrape(make(proc, stats=stats, pids=pids)[0]).get_sample_value
     assert value("container_processes", WEB_ID) == 2
     assert value("container_threads", WEB_ID) == 8
     assert value("container_processes", DB_ID) == 0
     assert value("corral_scrape_errors_total", {"source": "processes"}) == 0
+
+
+def test_the_drivers_one_file_process_list_is_preferred(proc):
+    class ProcsDriver(FakeDriver):
+        def procs(self, paths):
+            return [1, 2, 3, 4]
+    driver = ProcsDriver({WEB.cgroup.unified: full_stats(pids_current=5)}, {WEB.cgroup.unified: [1]})
+    collector = ContainerCollector(lambda: [WEB], driver, None, proc_root=str(proc))
+    assert scrape(collector).get_sample_value("container_processes", WEB_ID) == 4
+
+
+def test_a_container_that_changes_or_goes_shows_its_new_labels_only(proc):
+    watched = [WEB, DB]
+    stats = {c.cgroup.unified: full_stats() for c in (WEB, DB)}
+    collector = ContainerCollector(lambda: list(watched), FakeDriver(stats), probes_for_web(),
+                                   proc_root=str(proc), syscall_name=SYSCALLS.get)
+    registry = scrape(collector)
+    assert registry.get_sample_value("container_memory_usage_bytes", WEB_ID) == 64 << 20
+    renamed = container("aaa111", "web-2", 1001, labels={"team": "b"})
+    watched[:] = [renamed]
+    found = {(s.name, tuple(sorted(s.labels.items()))) for m in registry.collect() for s in m.samples}
+    new_id = {"id": "/corral/aaa111", "name": "web-2", "image": "busybox:latest", "container_label_team": "b"}
+    assert ("container_memory_usage_bytes", tuple(sorted(new_id.items()))) in found
+    assert ("corral_syscalls_total", (("name", "web-2"), ("syscall", "read"))) in found
+    assert not any(dict(labels).get("name") in ("web", "db") for _, labels in found)
 
 
 def test_oom_events_fall_back_to_the_probe_when_the_cgroup_has_no_count(proc):

@@ -146,7 +146,8 @@ def test_render_writes_what_generate_latest_writes():
             family = GaugeMetricFamily("odd_values", 'help with \\ and\nnewline', labels=["v"])
             for index, value in enumerate([0, 1, 999_999, 1_000_000, 123456789, -5, 2**53 + 1, 0.1,
                                            1e-9, 1.5e300, float("inf"), float("-inf"), float("nan"),
-                                           True, 7.0]):
+                                           True, 7.0, 999_999.9999, 1e6, 268435456, 1234567.5,
+                                           9.999e15, 1e16, 2**62, 5e-324, 1.7e9, -1e7]):
                 family.add_metric([f'{index} "q" \\ \n'], value)
             yield family
 
@@ -165,3 +166,16 @@ def test_render_matches_generate_latest_on_a_full_scrape(tmp_path):
     from agent.metrics.server import render
     registry = full_registry(tmp_path)
     assert render(registry) == generate_latest(registry)
+
+
+def test_label_texts_kept_between_renders_never_change_the_output(tmp_path):
+    """The endpoint reuses label texts from the last scrape; every scrape must still be exact,
+    also once the containers or their labels change."""
+    from agent.metrics.server import LabelTexts, render
+    registry = full_registry(tmp_path)
+    texts = LabelTexts()
+    first = render(registry, texts)
+    assert texts.last   # the collector's label dicts were remembered
+    assert render(registry, texts) == first == generate_latest(registry)
+    other = full_registry(tmp_path / "other", MetricsOptions(drop_labels=("id",)))
+    assert render(other, texts) == generate_latest(other)
