@@ -45,6 +45,7 @@ class DaemonConfig:
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
     dump_bpf: bool = False
     log_level: str = "info"
+    policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     parser.add_argument("--metrics-addr", default=DEFAULT_METRICS,
                         help="HOST:PORT of the Prometheus endpoint; empty to disable (default %(default)s)")
     parser.add_argument("--policies", type=Path, default=None, help="folder of policy YAML files")
+    parser.add_argument("--policy-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")
     parser.add_argument("--probes-dir", type=Path, default=REPO_PROBES, help=argparse.SUPPRESS)
     parser.add_argument("--no-network", dest="network", action="store_false",
@@ -93,6 +95,8 @@ class Daemon:
         self._stack: list[tuple[str, object]] = []   # (what, stop callable), stopped in reverse
         self.probes = None
         self.runtime = None
+        self.policy = None            # agent.policy.service.PolicyService with --policies
+        self.registry = None          # the /metrics registry, shared by the collectors
         self.started_at = time.time()
 
     def build(self) -> None:
@@ -108,6 +112,7 @@ class Daemon:
         launcher = find_launcher()
         self.events = EventLog(config.root / "events.jsonl")
         self.cgroups = detect_driver()
+        self._stack.append(("cgroup files", self.cgroups.close))
         self.images = ImageStore(config.root)
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
@@ -117,22 +122,31 @@ class Daemon:
             if self.probes is not None:
                 watchers.append(self.probes)
                 self._stack.append(("probes", self.probes.close))
+                from agent.probes.pump import ProbeEventPump
+                pump = ProbeEventPump(self.probes, self.events, self._owner_of_cgroup)
+                pump.start()
+                self._stack.append(("probe events", pump.stop))
         self.networks = self._start_networks()
         self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               watchers=watchers, networks=self.networks)
+                               watchers=watchers, networks=self.networks,
+                               policy_for=self._policy_for if config.policies else None)
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
         if config.metrics_addr:
             self._start_metrics()
+        if config.policies:
+            self._start_policies()
         from agent.api.network_endpoints import NetworkEndpoints
+        from agent.api.policy_endpoints import PolicyEndpoints
         from agent.api.server import ApiServer
         from agent.api.stats_endpoints import StatsEndpoints
         # Network routes are always served (None: they say networking is off), so the route
         # table and openapi.yaml agree whatever the daemon was started with.
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
                              extra_routes=[NetworkEndpoints(self.networks).register,
-                                           StatsEndpoints(self.snapshots).register])
+                                           StatsEndpoints(self.snapshots).register,
+                                           PolicyEndpoints(self.policy).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
 
@@ -165,12 +179,30 @@ class Daemon:
 
     def _start_metrics(self) -> None:
         from agent.metrics.collector import ContainerCollector
-        from agent.metrics.server import serve_metrics
+        from agent.metrics.server import build_registry, serve_metrics
         collector = ContainerCollector(self.watched_containers, self.cgroups, self.probes,
                                        self.config.metrics, syscall_name=self._syscall_name())
-        self.metrics = serve_metrics(self.config.metrics_addr, collector)
+        self.registry = build_registry(collector)     # the policy metrics join it
+        self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
+
+    def _start_policies(self) -> None:
+        """Load the policy folder now (before the API lets any container start), then follow it."""
+        from agent.policy.library import PolicyLibrary
+        from agent.policy.service import PolicyService
+        self.policy = PolicyService(PolicyLibrary(str(self.config.policies)), runtime=self.runtime,
+                                    cgroups=self.cgroups, events=self.events, probes=self.probes,
+                                    registry=self.registry, interval=self.config.policy_interval,
+                                    syscall_name=self._syscall_name())
+        self.policy.start()
+        self._stack.append(("policies", self.policy.stop))
+        log.info("policies from %s: %s", self.config.policies,
+                 ", ".join(p.name for p in self.policy.library.policies()) or "none")
+
+    def _policy_for(self, name: str, image: str, labels: dict):
+        """What the runtime asks at create and start; None until the policies are loaded."""
+        return self.policy.policy_for(name, image, labels) if self.policy is not None else None
 
     @staticmethod
     def _syscall_name():
@@ -187,6 +219,12 @@ class Daemon:
                                  cgroup=CgroupPaths.from_dict(c.cgroup), cgroup_id=c.cgroup_id,
                                  started_at=c.started_at or c.created_at, labels=dict(c.spec.labels))
                 for c in self.runtime.list(all=True) if c.cgroup and c.cgroup_id]
+
+    def _owner_of_cgroup(self, cgroup_id: int) -> tuple[str, str] | None:
+        for container in self.runtime.list(all=True) if self.runtime else []:
+            if container.cgroup_id == cgroup_id:
+                return container.id, container.name
+        return None
 
     def snapshots(self, with_syscalls: bool = False) -> list:
         """Cumulative figures of the running containers, for `corral stats` and `top`."""
@@ -231,8 +269,19 @@ class Daemon:
         log.info("stopped")
 
 
+def raise_open_files_limit() -> None:
+    """The cgroup drivers keep each container's files open (a re-read is 5x cheaper than an
+    open), up to a quarter of the soft limit: lift the soft limit to the hard one. Raising the
+    hard limit needs CAP_SYS_RESOURCE, which not every host grants, so it is left alone."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    raise_open_files_limit()
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.dump_bpf:

@@ -218,6 +218,7 @@ class FakeProbes:
     def oom_kills(self): return {}
     def status(self): return {"syscalls": True, "network": True, "tcp": True, "processes": True, "oom": True}
     def errors(self): return {"syscalls": 0, "network": 0, "tcp": 0, "processes": 0, "oom": 0}
+    def map_entries(self): return {"slots": len(self._counts), "watch_index": len(self._counts)}
 
 
 def io_anchor(driver, collector: ContainerCollector, containers: list[WatchedContainer],

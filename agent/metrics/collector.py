@@ -106,6 +106,7 @@ class _ProbeReading:
     oom_kills: dict = field(default_factory=dict)
     status: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
+    map_entries: dict = field(default_factory=dict)
 
 
 class ContainerCollector:
@@ -303,6 +304,7 @@ class ContainerCollector:
         """Read each map once; a failing map is counted and read as empty."""
         reading = _ProbeReading()
         wanted = [("status", True), ("errors", True), ("oom_kills", True),
+                  ("map_entries", "corral_probe_map_entries" in samples),
                   ("syscalls", "corral_syscalls_total" in samples
                    or "corral_syscall_errors_total" in samples),
                   ("latency", "corral_syscall_duration_seconds" in samples),
@@ -415,6 +417,10 @@ class ContainerCollector:
         if errors is not None:
             errors.extend(_sample("corral_probe_errors_total", {"probe": probe}, count)
                           for probe, count in sorted(reading.errors.items()))
+        entries = samples.get("corral_probe_map_entries")
+        if entries is not None:
+            entries.extend(_sample("corral_probe_map_entries", {"map": name}, count)
+                           for name, count in sorted(reading.map_entries.items()))
 
 
 def _adder(samples: dict) -> Callable[[str, dict, float | None], None]:

@@ -424,6 +424,21 @@ class ProbeSet:
         return self._per_slot("oom_kills", ct.c_uint64, lambda cpus: sum(
             c if isinstance(c, int) else c.value for c in cpus))
 
+    @_locked
+    def map_entries(self) -> dict[str, int]:
+        """Entries held for watched cgroups in each keyed map: all 0 once every container is
+        gone, which is what leak checks look at."""
+        self._require_loaded()
+        result = {
+            "slots": len(self._slots),
+            "watch_index": sum(1 for cell in self._table("watch_index").values() if cell.cgroup_id),
+            "watch_overflow": len(self._table("watch_overflow")),
+            "tcp_owner": len(self._table("tcp_owner")),
+        }
+        if self.options.syscall_latency:
+            result["syscall_latency"] = len(self._table("syscall_latency"))
+        return result
+
     # -- events --------------------------------------------------------------------------------
 
     def _on_event(self, _ctx: Any, data: Any, size: int) -> None:

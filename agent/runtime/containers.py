@@ -33,6 +33,8 @@ from agent.runtime.state import ContainerStore
 
 log = logging.getLogger(__name__)
 
+# The policies' seccomp filter, in the container's state directory.
+SECCOMP_FILE = "seccomp.bpf"
 # The exit code recorded when a shim vanished without writing one (killed, or a crash).
 LOST_EXIT_CODE = 255
 
@@ -50,7 +52,8 @@ class Runtime:
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
                  cgroups: CgroupDriver, events: EventLog, launcher: Path,
-                 watchers: list[ContainerWatcher] | None = None, networks=None) -> None:
+                 watchers: list[ContainerWatcher] | None = None, networks=None,
+                 policy_for=None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
         self.images = images
@@ -60,6 +63,8 @@ class Runtime:
         self.launcher = launcher
         self.watchers = list(watchers or [])
         self.networks = networks            # agent.network.manager.NetworkManager, or None
+        # (name, image, labels) -> the EffectivePolicy of a container (agent.policy.merge), or None
+        self.policy_for = policy_for
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
 
@@ -124,7 +129,7 @@ class Runtime:
         try:
             self.store.add(container)
             undo.append(lambda: self.store.delete(container_id))
-            paths = self.cgroups.create(container_id, _limits(spec))
+            paths = self.cgroups.create(container_id, self._policy_limits(name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
             rootfs = self.rootfs.prepare(container_id, image)
             undo.append(lambda: self.rootfs.release(container_id))
@@ -170,6 +175,7 @@ class Runtime:
             binds=binds,
             log=directory / "container.log",
             exit_file=directory / "exit",
+            seccomp=self._seccomp_filter(container, directory),
         )
 
         def place(pid: int) -> None:
@@ -295,8 +301,10 @@ class Runtime:
             raise InvalidArgument("exec: a command is required")
         environment = _merge_env(container.env, env or [], container.hostname)
         paths = CgroupPaths.from_dict(container.cgroup)
+        seccomp = self.store.directory(container.id) / SECCOMP_FILE   # the container's own filter
         process = start_exec(self.launcher, container.pid, command, environment,
-                             workdir or container.workdir, self.cgroups.procs_files(paths))
+                             workdir or container.workdir, self.cgroups.procs_files(paths),
+                             seccomp=seccomp if seccomp.exists() else None)
         self.events.emit(Event("container", "exec_start", container.id, container.name,
                                attributes={"command": command}))
         return process
@@ -322,6 +330,24 @@ class Runtime:
         self.events.emit(Event("image", "delete", image.id, ref))
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _policy_limits(self, name: str, spec: ContainerSpec) -> Limits:
+        """The spec's limits tightened by the policies selecting the container."""
+        effective = self.policy_for(name, spec.image, dict(spec.labels)) if self.policy_for else None
+        return effective.cgroup_limits(_limits(spec)) if effective is not None else _limits(spec)
+
+    def _seccomp_filter(self, container: Container, directory: Path) -> Path | None:
+        """The policies' deny rules as the filter corral-launch installs before exec (kept in
+        the state directory, so exec uses it too and it goes with the container)."""
+        path = directory / SECCOMP_FILE
+        effective = self.policy_for(container.name, container.spec.image, dict(container.spec.labels)) \
+            if self.policy_for else None
+        denied = effective.seccomp_denied() if effective is not None else []
+        if not denied:
+            path.unlink(missing_ok=True)
+            return None
+        from agent.policy.seccomp import export_filter
+        return Path(export_filter(denied, str(path)))
 
     def _signal(self, container: Container, signal: int) -> None:
         try:
@@ -367,8 +393,7 @@ class Runtime:
         self.store.save(container)
         with self._changed:
             self._changed.notify_all()
-        if oom:
-            self.events.emit(Event("container", "oom", container.id, container.name))
+        # The OOM event itself, with the victim's pid and command, comes from the probes.
         self.events.emit(Event("container", "die", container.id, container.name,
                                attributes={"exitCode": code, "oomKilled": oom}))
 

@@ -53,7 +53,8 @@ class FakeProbes:
 
     def __init__(self, **maps) -> None:
         self.maps = {"syscall_counts": {}, "syscall_latency": {}, "network": {}, "tcp": {},
-                     "processes": {}, "oom_kills": {}, "status": {}, "errors": {}}
+                     "processes": {}, "oom_kills": {}, "status": {}, "errors": {},
+                     "map_entries": {"slots": 0, "watch_index": 0}}
         self.maps.update(maps)
         self.fail: set[str] = set()
         self.reads: dict[str, int] = {}
@@ -72,6 +73,7 @@ class FakeProbes:
     def oom_kills(self): return self._read("oom_kills")
     def status(self): return self._read("status")
     def errors(self): return self._read("errors")
+    def map_entries(self): return self._read("map_entries")
 
 
 def container(cid: str, name: str, cgroup_id: int, **extra) -> WatchedContainer:

@@ -64,6 +64,9 @@ class Probes:
     def errors(self):
         return {"syscalls": 0, "network": 0}
 
+    def map_entries(self):
+        return {"slots": 1, "watch_index": 1}
+
 
 def full_registry(tmp_path, options: MetricsOptions | None = None) -> CollectorRegistry:
     """A private registry whose one collector fills every family."""
