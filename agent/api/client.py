@@ -157,6 +157,27 @@ class ApiClient:
     def remove_network(self, name: str) -> None:
         self._json("DELETE", f"/v1/networks/{_ref(name)}")
 
+    # Policies
+
+    def policies(self) -> dict:
+        """{"directory", "policies": [{name, mode, file, commit, containers...}], "problems"}."""
+        return self._json("GET", "/v1/policies")
+
+    def policy_explain(self, ref: str) -> dict:
+        return self._json("GET", f"/v1/policies/explain/{_ref(ref)}")
+
+    def policy_replay(self, text: str, file: str, since: float | None = None) -> list[dict]:
+        """One ReplayReport dict per policy in the file's text."""
+        query = {} if since is None else {"since": since}
+        return self._json("POST", "/v1/policies/replay", body={"text": text, "file": file}, query=query)
+
+    def unfreeze_container(self, ref: str) -> dict:
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/unfreeze")
+
+    def stats(self, syscalls: bool = False) -> dict:
+        """Cumulative figures of running containers (`GET /v1/stats`)."""
+        return self._json("GET", "/v1/stats" + ("?syscalls=true" if syscalls else ""))
+
     # Transport
 
     def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:
@@ -243,7 +264,3 @@ def _error_of(response: http.client.HTTPResponse) -> CorralError:
         pass
     text = data.decode(errors="replace").strip() or response.reason
     return CorralError(f"the daemon answered {response.status}: {text}")
-
-    def stats(self, syscalls: bool = False) -> dict:
-        """Cumulative figures of running containers (`GET /v1/stats`)."""
-        return self._json("GET", "/v1/stats" + ("?syscalls=true" if syscalls else ""))

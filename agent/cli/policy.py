@@ -2,15 +2,21 @@
 
 Prints every problem as `file:line:col: path: message` and exits 1, or prints a summary and
 exits 0, so it works as a git pre-commit hook and as a CI step (docs/policies.md). The
-daemon-backed verbs (`ls`, `explain`, `replay`) register below, in `register`.
+daemon-backed verbs `policy ls`, `policy explain CONTAINER`, `policy replay FILE --since 1h`
+and `unfreeze CONTAINER` ask the daemon's API.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from datetime import datetime
 
 from agent.api.client import ApiClient
+from agent.cli.format import event_line, table
+from agent.errors import InvalidArgument
 
 EXIT_PROBLEMS = 1
 
@@ -31,10 +37,37 @@ def register(verbs: argparse._SubParsersAction) -> None:
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
     check.set_defaults(func=check_policies)
 
-    # Daemon-backed verbs go here (the lead wires them to the API):
-    #   ls                       -> client.policies()          (name, mode, file, containers selected)
-    #   explain CONTAINER        -> client.policy_explain(id)   (EffectivePolicy.to_dict + rule states)
-    #   replay FILE [--since 1h] -> client.policy_replay(text, since) (ReplayReport.to_dict)
+    ls = sub.add_parser("ls", help="list the policies in force (needs the daemon)",
+                        description="List the daemon's policies: mode, running containers selected, "
+                                    "file and its git commit; files that failed to load are listed "
+                                    "after (their previous version stays in force).")
+    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    ls.set_defaults(func=list_policies)
+
+    explain = sub.add_parser("explain", help="which policies and rules apply to a container, and why",
+                             description="Show the effective policy of a container: where each limit "
+                                         "and rule comes from, each threshold's state and current "
+                                         "value, and the policy events of the container.")
+    explain.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    explain.set_defaults(func=explain_policies)
+
+    replay = sub.add_parser("replay", help="what a proposed policy would have done (needs the daemon)",
+                            description="Evaluate the policies of FILE against the signal history "
+                                        "the daemon keeps and print what they would have done and "
+                                        "when, without acting.")
+    replay.add_argument("file", metavar="FILE", help="a policy file")
+    replay.add_argument("--since", default="1h", metavar="WHEN",
+                        help="a duration back from now (10m, 1h), a UNIX timestamp or ISO date (default 1h)")
+    replay.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    replay.set_defaults(func=replay_policy)
+
+    unfreeze = verbs.add_parser("unfreeze", help="thaw a container a policy froze",
+                                description="Thaw a container frozen by a policy's freeze action; the "
+                                            "rules that froze it resolve (and freeze again after their "
+                                            "`for:` if their condition still holds).")
+    unfreeze.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    unfreeze.set_defaults(func=unfreeze_container)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -60,4 +93,124 @@ def check_policies(args: argparse.Namespace, client: ApiClient | None = None) ->
     if not args.quiet:
         policies, files = count_policies(args.paths)
         print(f"ok: {policies} polic{'ies' if policies != 1 else 'y'} in {files} file{'s' if files != 1 else ''}")
+    return 0
+
+
+def list_policies(args: argparse.Namespace, client: ApiClient) -> int:
+    answer = client.policies()
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+        return 0
+    rows = []
+    for policy in answer["policies"]:
+        commit = policy.get("commit") or "-"
+        if policy.get("modified"):
+            commit += " (modified)"
+        rows.append((policy["name"], policy["mode"], ",".join(policy["containers"]) or "-",
+                     os.path.basename(policy["file"]), commit))
+    sys.stdout.write(table(("NAME", "MODE", "CONTAINERS", "FILE", "COMMIT"), rows))
+    for file, problems in sorted(answer.get("problems", {}).items()):
+        sys.stderr.write(f"broken, previous version kept: {file}\n")
+        for problem in problems:
+            sys.stderr.write(f"  {problem}\n")
+    return 0
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%H:%M:%S")
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
+    answer = client.policy_explain(args.container)
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+        return 0
+    effective = answer["effective"]
+    out = [f"Container: {answer['name']} ({answer['id'][:12]}, {answer['image']}, {answer['state']})"]
+    policies = effective["policies"]
+    out.append("Policies: " + (", ".join(p["name"] + (" (audit)" if p["mode"] == "audit" else "")
+                                         for p in policies) or "none select it"))
+    out.append("Limits:")
+    in_force = answer.get("limits_in_force") or {}
+    for resource, value in effective["limits"].items():
+        if value is not None:
+            out.append(f"  {resource}: {value['value']:g}  from {value['from']}")
+    for item in effective["audit_limits"]:
+        out.append(f"  {item['resource']}: {item['value']:g}  from {item['from']} (not applied)")
+    if in_force:
+        out.append("  in force: " + ", ".join(f"{k}={'unlimited' if v is None else v}" for k, v in in_force.items()))
+    if effective["syscalls"]:
+        out.append("Syscalls:")
+        for rule in effective["syscalls"]:
+            out.append(f"  {rule['action']:<6} {rule['syscall']:<20} from {rule['from']}")
+        out.append(f"  seccomp filter in force: {answer['seccomp']['filter_in_force']}")
+    if effective["egress"]:
+        out.append("Egress (needs the egress BPF programs; not enforced yet):")
+        for part in effective["egress"]:
+            out.append(f"  default {part['default']} from {part['from']}")
+            for rule in part["rules"]:
+                out.append(f"    {rule['action']} {rule['cidr']} ports={rule['ports'] or 'all'} "
+                           f"protocol={rule['protocol'] or 'any'} ({rule['rule']})")
+    states = {f"{s['policy']}/{s['rule']}": s for s in answer["states"]}
+    values = (answer.get("signals") or {}).get("values", {})
+    syscalls = (answer.get("signals") or {}).get("syscalls", {})
+    if effective["thresholds"]:
+        out.append("Thresholds:")
+        for rule in effective["thresholds"]:
+            key = rule["rule"].split(" ")[0]
+            if rule["syscall"]:
+                current = (syscalls.get(rule["syscall"]) or [0, 0])[0 if rule["signal"] == "syscalls_per_second" else 1]
+            else:
+                current = values.get(rule["signal"])
+            state = states.get(key)
+            phase = "ok" if state is None else state["phase"]
+            if state and state["phase"] == "firing":
+                phase += f" since {_when(state['fired_at'])} ({', '.join(state['taken'])})"
+            elif state:
+                phase += f" since {_when(state['since'])}"
+            signal = rule["signal"] + (f"({rule['syscall']})" if rule["syscall"] else "")
+            out.append(f"  {rule['rule']}: {signal} > {rule['above']:g} for {rule['for']:g}s "
+                       f"-> {', '.join(rule['actions'])}; now {_number(current)}: {phase}")
+    if answer["events"]:
+        out.append("Recent policy events:")
+        out.extend("  " + event_line(event) for event in answer["events"])
+    print("\n".join(out))
+    return 0
+
+
+def replay_policy(args: argparse.Namespace, client: ApiClient) -> int:
+    from agent.cli.events import parse_since
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"policy file {args.file!r}: cannot read it: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    reports = client.policy_replay(text, args.file, since=parse_since(args.since, time.time()))
+    if args.format == "json":
+        print(json.dumps(reports, indent=2))
+        return 0
+    for report in reports:
+        print(f"policy {report['policy']} ({report['mode']}): {report['samples']} samples of "
+              f"{len(report['containers'])} container{'s' if len(report['containers']) != 1 else ''} "
+              f"({', '.join(report['containers']) or 'none selected'})")
+        rows = [(_when(e["time"]), e["container_name"], e["rule"], e["kind"], _number(e["value"]),
+                 ",".join(e["actions"]) or "-", e["detail"]) for e in report["events"]]
+        if rows:
+            sys.stdout.write(table(("TIME", "CONTAINER", "RULE", "WHAT", "VALUE", "ACTIONS", "DETAIL"), rows))
+        else:
+            print("  it would have done nothing")
+        print(f"note: {report['note']}")
+    return 0
+
+
+def unfreeze_container(args: argparse.Namespace, client: ApiClient) -> int:
+    answer = client.unfreeze_container(args.container)
+    print(answer["name"])
     return 0

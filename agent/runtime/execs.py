@@ -16,12 +16,14 @@ class LauncherExec(ExecProcess):
 
 
 def start_exec(launcher: Path, pid: int, command: list[str], env: list[str], workdir: str,
-               procs_files: list[str]) -> LauncherExec:
+               procs_files: list[str], seccomp: Path | None = None) -> LauncherExec:
     argv = [str(launcher), "exec", "--pid", str(pid), "--workdir", workdir]
     for item in env:
         argv += ["--env", item]
     for item in procs_files:
         argv += ["--cgroup-procs", item]
+    if seccomp is not None:
+        argv += ["--seccomp", str(seccomp)]
     argv += ["--", *command]
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()

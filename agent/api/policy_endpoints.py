@@ -1,0 +1,68 @@
+"""The v1 endpoints of policies: list, explain, replay, and unfreezing a container.
+
+`PolicyEndpoints(service).register(router)` puts them on the server's Router. `service` is the
+daemon's agent.policy.service.PolicyService; with None (a daemon started without --policies)
+every route answers with a CorralError saying so. Only light modules are imported here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent.api.routes import Request, Response, Router
+from agent.errors import CorralError, InvalidArgument
+from agent.fields import check_keys
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """`POST /v1/policies/replay`: a policy file's text and the name to report problems under."""
+
+    text: str
+    file: str = "<replay>"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ReplayRequest":
+        check_keys(data, cls, "replay request")
+        if not isinstance(data.get("text"), str):
+            raise InvalidArgument("replay request.text: expected the policy file's text as a string")
+        file = data.get("file", "<replay>")
+        if not isinstance(file, str) or not file:
+            raise InvalidArgument(f"replay request.file: expected a file name, got {file!r}")
+        return cls(text=data["text"], file=file)
+
+
+class PolicyEndpoints:
+    """Handlers of /v1/policies and /v1/containers/{ref}/unfreeze; `register` adds them."""
+
+    def __init__(self, service) -> None:
+        self._service = service
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/v1/policies", self.list_policies)
+        router.add("GET", "/v1/policies/explain/{ref}", self.explain)
+        router.add("POST", "/v1/policies/replay", self.replay, query=("since",))
+        router.add("POST", "/v1/containers/{ref}/unfreeze", self.unfreeze)
+
+    def _policies(self):
+        if self._service is None:
+            raise CorralError("policies are not enabled in this daemon",
+                              hint="start it with `corral daemon --policies DIR`")
+        return self._service
+
+    def list_policies(self, request: Request) -> Response:
+        return Response.json(self._policies().list_policies())
+
+    def explain(self, request: Request) -> Response:
+        return Response.json(self._policies().explain(request.params["ref"]))
+
+    def replay(self, request: Request) -> Response:
+        body = ReplayRequest.from_dict(request.json())
+        since = request.number("since")
+        if since is None:
+            since = time.time() - 3600.0
+        return Response.json(self._policies().replay(body.text, body.file, since))
+
+    def unfreeze(self, request: Request) -> Response:
+        return Response.json(self._policies().unfreeze(request.params["ref"]))

@@ -1,0 +1,151 @@
+"""PolicyService driven by hand: a policy folder in a tmp dir, an in-memory cgroup driver, a
+fake runtime and clock, a private Prometheus registry. No root, no threads."""
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
+from agent.errors import NotFound, PolicyError
+from agent.events import EventLog
+from agent.policy.library import PolicyLibrary
+from agent.policy.service import PolicyService
+from agent.runtime.model import Container, ContainerSpec
+
+MiB = 1024 * 1024
+
+
+class MemoryDriver(CgroupDriver):
+    mode = "fake"
+
+    def __init__(self) -> None:
+        self.limits: dict[str, Limits] = {}
+        self.memory: dict[str, int] = {}
+        self.frozen: set[str] = set()
+
+    def create(self, name, limits): raise NotImplementedError
+    def procs_files(self, paths): return []
+    def add_process(self, paths, pid): raise NotImplementedError
+    def set_limits(self, paths, limits): self.limits[paths.unified] = limits
+    def read_limits(self, paths): return self.limits.get(paths.unified, Limits())
+    def stats(self, paths): return CgroupStats(memory_usage_bytes=self.memory.get(paths.unified, 0),
+                                               cpu_usage_seconds=0.0, pids_current=1)
+    def pids(self, paths): return []
+    def freeze(self, paths): self.frozen.add(paths.unified)
+    def thaw(self, paths): self.frozen.discard(paths.unified)
+    def kill(self, paths): raise NotImplementedError
+    def remove(self, paths): raise NotImplementedError
+    def exists(self, paths): return True
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.containers: dict[str, Container] = {}
+
+    def add(self, name: str, **spec) -> Container:
+        container = Container(id=name * 4, name=name, spec=ContainerSpec(image="busybox", **spec),
+                              image_id="i", created_at=0.0, state="running", started_at=0.0,
+                              cgroup=CgroupPaths(f"/cg/{name}").to_dict(), cgroup_id=len(self.containers) + 10)
+        self.containers[container.id] = container
+        return container
+
+    def list(self, all: bool = False):
+        return list(self.containers.values())
+
+    def get(self, ref: str):
+        for container in self.containers.values():
+            if ref in (container.id, container.name):
+                return container
+        raise NotFound(f"no container {ref}")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+POLICY = """apiVersion: corral/v1
+kind: Policy
+metadata: {name: web}
+spec:
+  selector: {names: ["web-*"]}
+  limits: {memory: MEMORY}
+  thresholds:
+    - {name: big, signal: memory_bytes, above: 10Mi, for: 2s, actions: [alert, freeze]}
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "64Mi"))
+    driver, runtime, clock, registry = MemoryDriver(), FakeRuntime(), Clock(), CollectorRegistry()
+    events = EventLog(tmp_path / "events.jsonl")
+    service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True), runtime=runtime,
+                            cgroups=driver, events=events, registry=registry, clock=clock)
+    service.reload()
+    return service, folder, driver, runtime, clock, registry, events
+
+
+def value(registry, metric_name, **labels):
+    return registry.get_sample_value(metric_name, labels) or 0.0
+
+
+def test_a_broken_edit_keeps_the_previous_policy_and_is_reported(world):
+    service, folder, driver, runtime, clock, registry, events = world
+    web = runtime.add("web-1", memory=128 * MiB)
+    assert value(registry, "corral_policy_loaded", policy="web", mode="enforce") == 1
+    (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "32Mi"))
+    service.reload()
+    assert driver.limits[web.cgroup["unified"]].memory_bytes == 32 * MiB     # live, strictest wins
+    (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "lots"))
+    service.reload()
+    assert value(registry, "corral_policy_load_errors_total") == 1
+    assert [p.name for p in service.library.policies()] == ["web"]
+    assert service.policy_for("web-2", "busybox").memory.value == 32 * MiB
+    error = [e for e in events.since() if e.action == "load_error"][0]
+    assert "spec.limits.memory" in error.attributes["problems"][0]
+    assert error.attributes["kept"] == "previous version"
+    assert list(service.list_policies()["problems"]) == [str(folder / "web.yaml")]
+
+
+def test_a_threshold_fires_after_its_hold_freezes_and_unfreeze_resolves_it(world):
+    service, folder, driver, runtime, clock, registry, events = world
+    web = runtime.add("web-1")
+    paths = web.cgroup["unified"]
+    driver.memory[paths] = 20 * MiB
+    for _ in range(3):                  # t = 1000, 1001: pending; 1002: held 2 s, fires
+        fired = [v for e in service.evaluate() for v in e.violations]
+        clock.now += 1
+    assert len(fired) == 1 and fired[0].time - fired[0].since == 2.0
+    assert paths in driver.frozen
+    assert value(registry, "corral_policy_violations_total", policy="web", rule="big", action="freeze",
+                 name="web-1") == 1
+    assert service.explain("web-1")["states"][0]["phase"] == "firing"
+    answer = service.unfreeze("web-1")
+    assert answer["resolved"] == ["web/big"] and paths not in driver.frozen
+    assert [e.attributes["reason"] for e in events.since() if e.action == "resolved"] == ["unfrozen"]
+
+
+def test_a_removed_container_resolves_its_firing_rules(world):
+    service, folder, driver, runtime, clock, registry, events = world
+    web = runtime.add("web-1")
+    driver.memory[web.cgroup["unified"]] = 20 * MiB
+    for _ in range(3):
+        service.evaluate()
+        clock.now += 1
+    del runtime.containers[web.id]
+    gone = service.evaluate()
+    assert [r.reason for e in gone for r in e.resolutions] == ["container gone"]
+    assert service.engine.states(web.id) == []
+
+
+def test_replay_of_a_broken_file_is_a_policy_error(world):
+    service = world[0]
+    with pytest.raises(PolicyError, match="proposed.yaml:"):
+        service.replay("apiVersion: corral/v1\nkind: Policy\nmetadata: {name: p}\nspec: {mode: never}\n",
+                       "proposed.yaml", 0.0)
