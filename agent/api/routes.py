@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from agent.errors import CorralError, InvalidArgument, MethodNotAllowed, NotFound
+from agent.errors import InvalidArgument, MethodNotAllowed, NotFound
 
 JSON_TYPE = "application/json"
 JSON_LINES_TYPE = "application/x-ndjson"

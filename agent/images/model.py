@@ -6,7 +6,6 @@ and its config, so the same content imported twice gets the same id.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import InvalidArgument
+from agent.fields import check_keys
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -71,15 +71,6 @@ def format_reference(name: str, tag: str) -> str:
     return f"{name}:{tag}"
 
 
-def _check_keys(data: Any, cls: type, where: str) -> None:
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{where}: expected an object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InvalidArgument(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
-
-
 def _string_list(value: Any, where: str) -> list[str]:
     if value is None:
         return []
@@ -110,7 +101,7 @@ class ImageConfig:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "image config") -> "ImageConfig":
-        _check_keys(data, cls, where)
+        check_keys(data, cls, where)
         workdir = data.get("workdir", "/")
         if not isinstance(workdir, str):
             raise InvalidArgument(f"{where}.workdir: expected a string, got {workdir!r}")
@@ -163,10 +154,7 @@ class Image:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "image") -> "Image":
-        _check_keys(data, cls, where)
-        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
-        if missing:
-            raise InvalidArgument(f"{where}: missing field {missing[0]!r}")
+        check_keys(data, cls, where)
         for key in ("id", "name", "tag"):
             if not isinstance(data[key], str):
                 raise InvalidArgument(f"{where}.{key}: expected a string, got {data[key]!r}")

@@ -296,7 +296,7 @@ class Runtime:
         container = self.store.get(ref)
         if container.state != RUNNING or not container.pid:
             raise Conflict(f"container {container.name} is not running",
-                           hint=f"start a new one with `corral run`; `corral ps -a` shows its state")
+                           hint="start a new one with `corral run`; `corral ps -a` shows its state")
         if not command:
             raise InvalidArgument("exec: a command is required")
         environment = _merge_env(container.env, env or [], container.hostname)

@@ -8,7 +8,6 @@ with EINVAL.
 """
 from __future__ import annotations
 
-import errno
 import os
 
 import pytest
@@ -18,6 +17,7 @@ from agent.cgroups.detect import cgroup_mode, detect_driver
 from agent.cgroups.driver import CgroupPaths, Limits, Pressure
 from agent.cgroups.hybrid import HybridDriver
 from agent.errors import Conflict, InvalidArgument, KernelError
+from tests.unit.cgroup_fakes import FakeCgroupfs
 
 MiB = 1024 * 1024
 UNLIMITED = "9223372036854771712\n"
@@ -40,35 +40,17 @@ V1_FILES = {
 }
 
 
-class FakeCgroupfs:
+class HybridCgroupfs(FakeCgroupfs):
     def __init__(self, root: str, real_os) -> None:
+        super().__init__(real_os)
         self.root = root
-        self.os = real_os
-        self.refuse: set[str] = set()
 
-    def __getattr__(self, name):
-        return getattr(self.os, name)
-
-    def mkdir(self, path, mode=0o777):
-        self.os.mkdir(path, mode)
+    def kernel_files(self, path: str) -> dict[str, str]:
         mount = os.path.relpath(path, self.root).split(os.sep)[0]
         content = {"cgroup.procs": ""}
         for controller in mount.split(","):
             content.update(V1_FILES.get(controller, {}))
-        for name, text in content.items():
-            with open(os.path.join(path, name), "w") as handle:
-                handle.write(text)
-
-    def rmdir(self, path):
-        for entry in self.os.scandir(path):
-            if entry.is_file():
-                self.os.unlink(entry.path)
-        self.os.rmdir(path)
-
-    def open(self, path, flags, mode=0o777):
-        if os.path.basename(path) in self.refuse:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
-        return self.os.open(path, flags, mode)
+        return content
 
 
 def make_host(root, mounts=("memory", "cpu", "cpuacct", "pids", "freezer"), unified=True):
@@ -85,7 +67,7 @@ def make_host(root, mounts=("memory", "cpu", "cpuacct", "pids", "freezer"), unif
 
 @pytest.fixture
 def kernel(tmp_path, monkeypatch):
-    fake = FakeCgroupfs(str(tmp_path), os)
+    fake = HybridCgroupfs(str(tmp_path), os)
     monkeypatch.setattr(files, "os", fake)
     return fake
 

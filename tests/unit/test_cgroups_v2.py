@@ -7,7 +7,6 @@ as the kernel does for values it rejects.
 """
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 
@@ -18,21 +17,14 @@ from agent.cgroups.detect import cgroup_mode, detect_driver
 from agent.cgroups.driver import CgroupPaths, Limits, Pressure
 from agent.cgroups.v2 import V2Driver
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
+from tests.unit.cgroup_fakes import FakeCgroupfs
 
 MiB = 1024 * 1024
 PSI = "some avg10=0.00 avg60=0.00 avg300=0.00 total={}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total={}\n"
 
 
-class FakeCgroupfs:
-    def __init__(self, real_os) -> None:
-        self.os = real_os
-        self.refuse: set[str] = set()
-
-    def __getattr__(self, name):
-        return getattr(self.os, name)
-
-    def mkdir(self, path, mode=0o777):
-        self.os.mkdir(path, mode)
+class V2Cgroupfs(FakeCgroupfs):
+    def kernel_files(self, path: str) -> dict[str, str]:
         parent = os.path.dirname(path)
         enabled = _read(os.path.join(parent, "cgroup.subtree_control")).replace("+", "").split()
         content = {"cgroup.procs": "", "cgroup.controllers": " ".join(enabled) + "\n",
@@ -49,20 +41,7 @@ class FakeCgroupfs:
             content["cpu.max"] = "max 100000\n"
         if "pids" in enabled:
             content.update({"pids.max": "max\n", "pids.current": "0\n"})
-        for name, text in content.items():
-            with open(os.path.join(path, name), "w") as handle:
-                handle.write(text)
-
-    def rmdir(self, path):
-        for entry in self.os.scandir(path):
-            if entry.is_file():
-                self.os.unlink(entry.path)
-        self.os.rmdir(path)
-
-    def open(self, path, flags, mode=0o777):
-        if os.path.basename(path) in self.refuse:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
-        return self.os.open(path, flags, mode)
+        return content
 
 
 def _read(path: str) -> str:
@@ -75,7 +54,7 @@ def _read(path: str) -> str:
 
 @pytest.fixture
 def kernel(monkeypatch):
-    fake = FakeCgroupfs(os)
+    fake = V2Cgroupfs(os)
     monkeypatch.setattr(files, "os", fake)
     return fake
 

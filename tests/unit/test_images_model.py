@@ -79,7 +79,7 @@ def test_image_from_dict_rejects_unknown_and_missing_keys():
     with pytest.raises(InvalidArgument, match="unknown field 'repo'"):
         Image.from_dict({**data, "repo": "x"})
     del data["size"]
-    with pytest.raises(InvalidArgument, match="missing field 'size'"):
+    with pytest.raises(InvalidArgument, match="field 'size' is required"):
         Image.from_dict(data)
     with pytest.raises(InvalidArgument, match="not a sha256 digest"):
         _image(layers=["md5:abc"])
