@@ -4,7 +4,9 @@ PY := $(VENV)/bin/python
 POLICIES ?= $(CURDIR)/policies
 METRICS_ADDR ?= 127.0.0.1:9750
 
-.PHONY: setup run test unit integration bench clean
+PREFIX ?= /opt/corral
+
+.PHONY: setup run test unit integration bench install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,7 +24,24 @@ integration: setup
 	$(PY) -m pytest -q -ra tests/integration
 
 bench: setup
+	bash bench/setup.sh
 	$(PY) -m bench
+
+# A host install for systemd (docs/deployment.md): the package in its own venv under $(PREFIX),
+# the launcher, the probes, the unit, tmpfiles and a default /etc/corral/corral.yaml.
+install: setup
+	install -d $(PREFIX) $(PREFIX)/share /etc/corral /usr/lib/tmpfiles.d
+	test -x $(PREFIX)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(PREFIX)
+	$(PREFIX)/bin/pip install -q --no-build-isolation .
+	gcc -O2 -Wall -Wextra -Werror -o $(PREFIX)/bin/corral-launch launcher/corral-launch.c
+	rm -rf $(PREFIX)/share/probes && cp -r probes $(PREFIX)/share/probes
+	ln -sfn $(PREFIX)/bin/corral /usr/local/bin/corral
+	install -m 0644 deploy/systemd/corral.service /etc/systemd/system/corral.service
+	install -m 0644 deploy/systemd/corral.conf /usr/lib/tmpfiles.d/corral.conf
+	test -e /etc/corral/corral.yaml || install -m 0644 deploy/corral.yaml /etc/corral/corral.yaml
+	systemd-tmpfiles --create /usr/lib/tmpfiles.d/corral.conf || true
+	systemctl daemon-reload 2>/dev/null || true
+	@echo "installed; start it with: systemctl enable --now corral"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

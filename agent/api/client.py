@@ -178,6 +178,10 @@ class ApiClient:
         """Cumulative figures of running containers (`GET /v1/stats`)."""
         return self._json("GET", "/v1/stats" + ("?syscalls=true" if syscalls else ""))
 
+    def list_observed(self) -> list[dict]:
+        """Containers Corral watches but did not start (`GET /v1/observed`)."""
+        return self._json("GET", "/v1/observed")
+
     # Transport
 
     def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:

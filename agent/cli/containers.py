@@ -12,7 +12,8 @@ import time
 from typing import Callable
 
 from agent.api.client import ApiClient
-from agent.cli.format import containers_table, error_text, short_id
+from agent.cli.format import (ago, container_command, container_status, containers_table, error_text,
+                              short_id, table)
 from agent.errors import CorralError, DaemonUnavailable
 from agent.units import parse_signal
 
@@ -26,6 +27,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ps.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
     ps.add_argument("-q", "--quiet", action="store_true", help="print only the short ids")
     ps.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    ps.add_argument("--all-cgroups", action="store_true",
+                    help="also list containers Corral did not start (docker, containerd/Kubernetes, "
+                         "podman, systemd services), marked as observed")
     ps.set_defaults(func=list_containers)
 
     stop = verbs.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
@@ -73,6 +77,8 @@ def start_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 def list_containers(args: argparse.Namespace, client: ApiClient) -> int:
     containers = client.list_containers(all=args.all)
+    if getattr(args, "all_cgroups", False):
+        return _list_with_observed(args, containers, client)
     if args.quiet:
         for container in sorted(containers, key=lambda c: c.get("created_at") or 0, reverse=True):
             print(short_id(container["id"]))
@@ -80,6 +86,30 @@ def list_containers(args: argparse.Namespace, client: ApiClient) -> int:
         print(json.dumps(containers, indent=2))
     else:
         sys.stdout.write(containers_table(containers, time.time()))
+    return 0
+
+
+def _list_with_observed(args: argparse.Namespace, containers: list[dict], client: ApiClient) -> int:
+    """`ps --all-cgroups`: Corral's containers, then the observed ones (a RUNTIME column says which)."""
+    # GET /v1/observed (agent/api/observed_endpoints.py); ApiClient has no method for it yet.
+    observed = client.list_observed()
+    ordered = sorted(containers, key=lambda c: c.get("created_at") or 0, reverse=True)
+    if args.quiet:
+        for container in ordered + observed:
+            print(short_id(container["id"]) if not container.get("observed") else container["id"])
+        return 0
+    if args.format == "json":
+        print(json.dumps(ordered + observed, indent=2))
+        return 0
+    now = time.time()
+    rows = [(short_id(c["id"]), (c.get("spec") or {}).get("image", ""), container_command(c),
+             ago(c.get("created_at"), now), container_status(c, now), "corral", c.get("name", ""))
+            for c in ordered]
+    rows += [(short_id(o["id"]) if o["runtime"] != "systemd" else o["id"], o.get("image") or "-",
+              o["cgroup"], ago(o.get("started_at"), now), container_status(o, now),
+              f"{o['runtime']} (observed)", o["name"]) for o in observed]
+    sys.stdout.write(table(("CONTAINER ID", "IMAGE", "CGROUP/COMMAND", "CREATED", "STATUS", "RUNTIME", "NAMES"),
+                           rows))
     return 0
 
 

@@ -39,7 +39,8 @@ class CorralDaemon:
 
     def start(self, timeout: float = 60.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        args = [CORRAL, "daemon", "--root", str(self.root), "--socket", str(self.socket),
+        # --config none: a host's /etc/corral/corral.yaml must not change what tests run.
+        args = [CORRAL, "daemon", "--config", "none", "--root", str(self.root), "--socket", str(self.socket),
                 "--metrics-addr", f"127.0.0.1:{self.metrics_port}", *self.extra]
         self.process = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
