@@ -1,0 +1,72 @@
+"""Archive streams: tell tar, tar.gz, tar.xz and tar.bz2 apart by their magic bytes, and hash
+what passes through, so a layer's digests come from the same single read that extracts it."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+from typing import IO, Any
+
+from agent.errors import InvalidArgument
+
+CHUNK = 1 << 20
+
+
+class HashingReader:
+    """A read-only stream that hashes and counts every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def decompressor(raw: IO[bytes], source: str) -> IO[bytes]:
+    """The uncompressed stream of a tar, tar.gz, tar.xz or tar.bz2, told apart by magic bytes."""
+    head = raw.read(6)
+    rest = io.BufferedReader(_Prefixed(head, raw))
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=rest, mode="rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(rest)
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(rest)
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise InvalidArgument(f"{source}: zstd-compressed layers are not supported",
+                              hint="decompress it first (`zstd -d`) or re-export it as .tar or .tar.gz")
+    return rest
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream (to sniff its format) followed by the rest of it."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self.head = head
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        data = self.raw.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
