@@ -9,6 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.corral_daemon import free_port
+
 pytestmark = pytest.mark.privileged
 
 CALLS = 20000
@@ -65,21 +67,24 @@ def test_syscall_counts_match_ground_truth(daemon, tools):
         daemon.cli("rm", "-f", "counter")
 
 
-def test_network_bytes_within_one_percent(daemon):
+@pytest.mark.parametrize("mode", ["bridge", "none", "host"])
+def test_network_bytes_within_one_percent_on_every_network_mode(daemon, mode):
     size = 4 * 1024 * 1024
+    port = free_port()      # with --net host the listener is on the host's own loopback
+    name = f"mover-{mode}"
     # The listener's stdin must stay open: busybox nc ends a connection when its stdin ends.
-    received = daemon.out("run", "--name", "mover", "busybox", "sh", "-c",
-                          f"sleep 30 | nc -l -p 5000 > /tmp/in & sleep 0.3; "
-                          f"head -c {size} /dev/zero | nc 127.0.0.1 5000; sleep 0.2; wc -c < /tmp/in")
+    received = daemon.out("run", "--name", name, "--net", mode, "busybox", "sh", "-c",
+                          f"sleep 30 | nc -l -p {port} > /tmp/in & sleep 0.3; "
+                          f"head -c {size} /dev/zero | nc 127.0.0.1 {port}; sleep 0.2; wc -c < /tmp/in")
     try:
         assert int(received) == size
-        tx = value(daemon, "container_network_transmit_bytes_total", name="mover")
-        rx = value(daemon, "container_network_receive_bytes_total", name="mover")
+        tx = value(daemon, "container_network_transmit_bytes_total", name=name)
+        rx = value(daemon, "container_network_receive_bytes_total", name=name)
         assert size <= tx <= size * 1.01
         assert size <= rx <= size * 1.01
-        assert value(daemon, "corral_tcp_connects_total", name="mover") >= 1
+        assert value(daemon, "corral_tcp_connects_total", name=name) >= 1
     finally:
-        daemon.cli("rm", "-f", "mover")
+        daemon.cli("rm", "-f", name)
 
 
 def test_exactly_one_oom_event(daemon):
