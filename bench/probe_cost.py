@@ -6,6 +6,8 @@ never gives back the ~60 MiB a compile takes):
   empty_exit        an empty raw tracepoint program on sys_exit      (anchor of `probes`)
   probes            the probes, the loop's cgroup watched
   probes_unwatched  the probes, the loop's cgroup not watched        (what host processes pay)
+  probes_kill_rule  the probes, watched, with a syscall kill rule (on sync, which the loop never
+                    calls): what a container with kill rules pays over `probes`
   empty_enter_exit  empty programs on sys_enter and sys_exit         (anchor of `latency`)
   latency           the probes with syscall latency histograms, watched
 
@@ -38,8 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "empty_enter_exit", "latency")
-ANCHORS = {"probes": "empty_exit", "probes_unwatched": "empty_exit", "latency": "empty_enter_exit"}
+CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "probes_kill_rule", "empty_enter_exit", "latency")
+ANCHORS = {"probes": "empty_exit", "probes_unwatched": "empty_exit", "probes_kill_rule": "empty_exit",
+           "latency": "empty_enter_exit"}
 
 LOOP = r"""
 #include <stdio.h>
@@ -111,6 +114,9 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
         cgroup_id = cgroup.stat().st_ino
         if config != "probes_unwatched":
             probes.watch(cgroup_id, str(cgroup))
+        if config == "probes_kill_rule":
+            from agent.probes.syscall_names import load_syscall_table
+            probes.set_syscall_actions(cgroup_id, {load_syscall_table().number("sync")})
         result = run_loop(cgroup, loop, calls, reps)
         inside = program_ns(probes._bpf.funcs[b"corral_sys_exit"].fd, cgroup, loop, calls)
         if config != "probes_unwatched":
@@ -156,6 +162,79 @@ def print_table(rows: dict[str, dict]) -> None:
         print(f"{config:18} {row['median_ns']:10.1f} {spread:>15} {row['added_ns']:9.1f} {in_text} {ratio_text}")
 
 
+def measure(rounds: int = 5, calls: int = 500_000, reps: int = 5) -> dict:
+    """The whole measurement (needs root): every configuration in each of `rounds` shuffled
+    rounds; returns what the JSON file holds, with the per-round samples of each config."""
+    cgroup = Path("/sys/fs/cgroup/unified") / f"corral-bench-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as build:
+        loop = Path(build) / "getppid-loop"
+        (Path(build) / "loop.c").write_text(LOOP)
+        subprocess.run(["gcc", "-O2", "-o", str(loop), f"{build}/loop.c"], check=True)
+        cgroup.mkdir()
+        samples: dict[str, list[float]] = {config: [] for config in CONFIGS}
+        inside: dict[str, list[float]] = {config: [] for config in CONFIGS}
+        started = time.time()
+        try:
+            for round_number in range(rounds):
+                order = list(CONFIGS)
+                random.shuffle(order)
+                for config in order:
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--worker", config, "--cgroup", str(cgroup),
+                         "--loop", str(loop), "--calls", str(calls), "--reps", str(reps)],
+                        check=True, capture_output=True, text=True).stdout
+                    wall, in_program = json.loads(out.splitlines()[-1])
+                    samples[config].append(wall)
+                    if in_program is not None:
+                        inside[config].append(in_program)
+                print(f"round {round_number + 1}/{rounds} done", file=sys.stderr)
+        finally:
+            cgroup.rmdir()
+    rows = summarize(samples)
+    for config, values in inside.items():
+        if values:
+            rows[config]["sys_exit_program_ns"] = round(statistics.median(values), 1)
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "rounds": rounds, "calls": calls, "reps": reps,
+            "seconds": round(time.time() - started, 1), "configs": rows}
+
+
+def run(rounds: int = 5, calls: int = 500_000, reps: int = 5) -> dict:
+    """`python -m bench`'s entry point: measure() plus result rows (bench.common.Row dicts).
+    The ratio is the script's own (added ns over the anchor's added ns, from medians); the
+    spread is that of the same ratio computed round by round."""
+    from bench.common import Row, summary
+    result = measure(rounds, calls, reps)
+    configs = result["configs"]
+    none = configs["none"]["samples"]
+    rows = []
+    labels = {"probes": "probes, container watched", "probes_unwatched": "probes, host process (unwatched)",
+              "probes_kill_rule": "probes, container watched with a syscall kill rule",
+              "latency": "probes + latency histograms, watched", "empty_exit": "anchor: empty sys_exit program",
+              "empty_enter_exit": "anchor: empty sys_enter+sys_exit"}
+    for config, label in labels.items():
+        row = configs[config]
+        added = [v - n for v, n in zip(row["samples"], none)]
+        s = summary(added)
+        item = Row("probes", f"{label}: ns added per getppid", "ns", row["added_ns"], s["p25"], s["p75"],
+                   note=f"in program {row.get('sys_exit_program_ns')} ns" if row.get("sys_exit_program_ns") else "")
+        anchor = ANCHORS.get(config)
+        if anchor:
+            anchor_added = [v - n for v, n in zip(configs[anchor]["samples"], none)]
+            per_round = summary([a / b for a, b in zip(added, anchor_added) if b > 0] or [float("nan")])
+            item.anchor, item.ratio = anchor, row.get("ratio_to_anchor")
+            item.ratio_p25, item.ratio_p75 = per_round["p25"], per_round["p75"]
+            inside, anchor_inside = row.get("sys_exit_program_ns"), configs[anchor].get("sys_exit_program_ns")
+            if inside and anchor_inside:
+                # The kernel's own run time of the programs: steadier than wall time under load.
+                item.note += f" = {inside / anchor_inside:.2f}x the anchor's {anchor_inside} ns"
+            if config == "probes":
+                item.target = "<= 1.2x empty"
+                item.met = item.ratio is not None and item.ratio <= 1.2
+        rows.append(item.to_dict())
+    return {**result, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -173,39 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         print("probe_cost: needs root (BPF and cgroups)", file=sys.stderr)
         return 2
 
-    cgroup = Path("/sys/fs/cgroup/unified") / f"corral-bench-{secrets.token_hex(4)}"
-    with tempfile.TemporaryDirectory(prefix="corral-bench-") as build:
-        loop = Path(build) / "getppid-loop"
-        (Path(build) / "loop.c").write_text(LOOP)
-        subprocess.run(["gcc", "-O2", "-o", str(loop), f"{build}/loop.c"], check=True)
-        cgroup.mkdir()
-        samples: dict[str, list[float]] = {config: [] for config in CONFIGS}
-        inside: dict[str, list[float]] = {config: [] for config in CONFIGS}
-        started = time.time()
-        try:
-            for round_number in range(args.rounds):
-                order = list(CONFIGS)
-                random.shuffle(order)
-                for config in order:
-                    out = subprocess.run(
-                        [sys.executable, __file__, "--worker", config, "--cgroup", str(cgroup),
-                         "--loop", str(loop), "--calls", str(args.calls), "--reps", str(args.reps)],
-                        check=True, capture_output=True, text=True).stdout
-                    wall, in_program = json.loads(out.splitlines()[-1])
-                    samples[config].append(wall)
-                    if in_program is not None:
-                        inside[config].append(in_program)
-                print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
-        finally:
-            cgroup.rmdir()
-    rows = summarize(samples)
-    for config, values in inside.items():
-        if values:
-            rows[config]["sys_exit_program_ns"] = round(statistics.median(values), 1)
-    print_table(rows)
-    result = {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
-              "rounds": args.rounds, "calls": args.calls, "reps": args.reps,
-              "seconds": round(time.time() - started, 1), "configs": rows}
+    result = measure(args.rounds, args.calls, args.reps)
+    print_table(result["configs"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {args.out}")

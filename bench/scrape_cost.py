@@ -282,21 +282,14 @@ def measure(containers, driver, proc, options, latency, repeat, rng) -> dict:
             "median_ms": {key: round(statistics.median(value) * 1e3, 2) for key, value in times.items()}}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--sizes", default="10,50,200")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scrape_cost.json"))
-    parser.add_argument("--cgroups", choices=("real", "fixture"),
-                        default="real" if can_use_real_cgroups() else "fixture",
-                        help="real cgroups (root on a hybrid host) or a fixture tree in a temp dir")
-    args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+def measure_sizes(sizes: list[int], repeat: int, cgroups: str) -> list[dict]:
+    """Every size in every syscall-metrics mode (and with the latency histogram up to 50
+    containers) on `cgroups` ("real" or "fixture"): one measure() dict each."""
     rng = random.Random(42)
     rows = []
     modes = [("all", False), ("top:10", False), ("none", False), ("all", True)]
     with tempfile.TemporaryDirectory(prefix="corral-scrape-bench-") as tmp:
-        if args.cgroups == "real":
+        if cgroups == "real":
             tree = real_cgroups(max(sizes))
             proc = "/proc"
         else:
@@ -310,7 +303,44 @@ def main(argv=None) -> int:
                     if latency and size > 50:
                         continue  # the histogram is opt-in; 200 containers x 40 syscalls x 34 buckets is not a default
                     rows.append(measure(everything[:size], driver, proc,
-                                        MetricsOptions(syscall_metrics=mode), latency, args.repeat, rng))
+                                        MetricsOptions(syscall_metrics=mode), latency, repeat, rng))
+    return rows
+
+
+def run(sizes: tuple[int, ...] = (10, 50, 200), repeat: int = 15, cgroups: str | None = None) -> dict:
+    """`python -m bench`'s entry point: measure_sizes() as result rows (bench.common.Row dicts),
+    one per size and mode: the served scrape, best and median of `repeat`, and its ratio to
+    the file reads alone (the io anchor), measured in the same runs."""
+    from bench.common import Row
+    cgroups = cgroups or ("real" if can_use_real_cgroups() else "fixture")
+    measured = measure_sizes(list(sizes), repeat, cgroups)
+    rows = []
+    for r in measured:
+        mode = r["syscall_metrics"] + (" + latency" if r["latency_histogram"] else "")
+        median = r["median_ms"]["served"]
+        row = Row("scrape", f"served /metrics, {r['containers']} ctrs, syscalls {mode}", "ms", median,
+                  note=f"best {r['served_ms']} ms; {r['samples']} samples, {r['bytes'] // 1024} KiB, "
+                       f"{r['gzip_bytes'] // 1024} KiB gzip; {cgroups} cgroups")
+        row.anchor = "io"
+        row.ratio = round(median / r["median_ms"]["io"], 2) if r["median_ms"]["io"] else None
+        if r["containers"] == 200 and mode == "all":
+            row.target, row.met = "<= 50 ms", median <= 50
+        rows.append(row.to_dict())
+    return {"cgroups": cgroups, "repeat": repeat, "statistic": "median of repeat, ms (best in note)",
+            "measured": measured, "rows": rows}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--sizes", default="10,50,200")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "scrape_cost.json"))
+    parser.add_argument("--cgroups", choices=("real", "fixture"),
+                        default="real" if can_use_real_cgroups() else "fixture",
+                        help="real cgroups (root on a hybrid host) or a fixture tree in a temp dir")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = measure_sizes(sizes, args.repeat, args.cgroups)
     print(f"cgroups: {args.cgroups}; best of {args.repeat} runs (medians in the JSON)")
     print("io: the file reads alone (anchor); collect: collect(); generate_latest: collect + "
           "prometheus_client's text encoder; served: collect + render() + gzip -1, what /metrics costs")
