@@ -1,4 +1,4 @@
-"""Noticing cgroups that appear and vanish, within a fraction of a second.
+"""Noticing cgroups that appear and vanish, within a fraction of a second, for little CPU.
 
 `CgroupTrees` says where the host's cgroup trees are: one cgroup2 tree on v2 hosts; on hybrid
 hosts the cgroup2 tree at <root>/unified (ids, BPF, freeze, PSI) and one v1 hierarchy per
@@ -7,11 +7,17 @@ hierarchy and, under systemd, one in the unified tree too; `scan()` joins them b
 below the mount into one `CgroupPaths` per container. A container found only in v1 hierarchies
 gets an empty `unified`: it is observed without BPF probes.
 
-`CgroupWatcher` runs `scan()` when inotify reports a directory created or removed in any
-directory it walked (IN_CREATE|IN_DELETE|IN_ONLYDIR, added as directories appear), and every
-`rescan_interval` seconds in any case: inotify can overflow, and a watch cannot be added to a
-directory made between a scan and its watch. Each scan hands the whole set found to
-`on_scan`; the registry works out what changed.
+Corral's own parent (`/corral`, as the cgroup driver names it) is never walked nor watched:
+its containers are Corral's, and every `corral run` makes and removes directories there.
+
+`CgroupWatcher` walks every tree once at start, watching each directory it lists with inotify
+(IN_CREATE|IN_DELETE|IN_ONLYDIR) before listing it, so a child made meanwhile is either listed
+or reported. An event re-examines only the directory it names: the containers recorded below
+it are dropped and, if it still exists, it alone is walked again. A full walk still runs every
+`rescan_interval` seconds (stretched so that walks cost at most `cpu_budget` of a core), and at
+once when inotify overflows: it settles whatever inotify could not report (the watch limit, a
+directory gone and remade between reads). Each change hands the whole set found to `on_scan`;
+the registry works out what changed.
 """
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ import os
 import select
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator
 
 from agent.cgroups.driver import CgroupPaths
 from agent.discovery.classify import classify
@@ -35,12 +42,15 @@ log = logging.getLogger(__name__)
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 MAX_DEPTH = 8          # kubepods.slice/<qos>.slice/<pod>.slice/<scope> is 4; leave room for roots
+OWN_PARENT = "corral"  # the cgroup drivers' parent (agent/cgroups/detect.py); the daemon passes its own
+DEGRADED_INTERVAL = 2.0  # full walks this often when inotify cannot watch the whole tree
 
 IN_CREATE = 0x00000100
 IN_DELETE = 0x00000200
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
+IN_ISDIR = 0x40000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")      # struct inotify_event: wd, mask, cookie, len (then the name)
@@ -106,46 +116,81 @@ def check_observe_root(root: str) -> str:
     return "/" + "/".join(p for p in root.split("/") if p)
 
 
-def walk(mount: str, root: str) -> Iterator[tuple[str, bool]]:
-    """(cgroup path below the mount, is a container) for every directory below `root`.
+def _below(rel: str, top: str) -> bool:
+    return rel == top or rel.startswith(top + "/") or top == "/"
+
+
+def _directory(mount: str, rel: str) -> str:
+    return mount if rel == "/" else os.path.join(mount, rel.strip("/"))
+
+
+def walk(mount: str, root: str, *, start: str | None = None, skip: tuple[str, ...] = (),
+         before_listing: Callable[[str, str], None] | None = None) -> Iterator[tuple[str, bool]]:
+    """(cgroup path below the mount, is a container) for every directory below `root`, or only
+    for `start` (a cgroup path below `root`) and below it; the subtrees at `skip` are left out.
 
     A container's own children (nested cgroups inside it) are not walked: they are its.
+    `before_listing(directory, rel)` is called for every directory just before it is listed
+    (the watcher adds its inotify watch there, so a child made meanwhile is listed or reported).
     """
-    start = os.path.join(mount, root.strip("/"))
-    stack = [(start, 0)]
+    first = start or root
+    if not _below(first, root) or any(_below(first, s) for s in skip):
+        return
+    base_depth = len([p for p in root.split("/") if p])
+    if len([p for p in first.split("/") if p]) - base_depth > MAX_DEPTH:
+        return
+    stack = [first]
     while stack:
-        directory, depth = stack.pop()
-        relative = os.path.relpath(directory, mount)
-        rel = "/" if relative == "." else "/" + relative
+        rel = stack.pop()
+        depth = len([p for p in rel.split("/") if p]) - base_depth
         below_root = rel[len(root):] if root != "/" else rel
         matched = depth > 0 and classify(below_root) is not None
         yield rel, matched
         if matched or depth >= MAX_DEPTH:
             continue
+        directory = _directory(mount, rel)
+        if before_listing is not None:
+            before_listing(directory, rel)
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, depth + 1))
+                        child = rel.rstrip("/") + "/" + entry.name
+                        if not any(_below(child, s) for s in skip):
+                            stack.append(child)
         except OSError:
-            continue        # removed while walking: the next scan settles it
+            continue        # removed while walking: its IN_DELETE or the next rescan settles it
 
 
-def scan(trees: CgroupTrees, root: str = "/") -> tuple[dict[str, CgroupPaths], list[str]]:
-    """Every foreign container below `root` in any tree, and every directory walked (to watch)."""
+def _skipped(own_parent: str | None) -> tuple[str, ...]:
+    return ("/" + own_parent.strip("/"),) if own_parent else ()
+
+
+def scan(trees: CgroupTrees, root: str = "/", *,
+         own_parent: str | None = OWN_PARENT) -> tuple[dict[str, CgroupPaths], list[str]]:
+    """Every foreign container below `root` in any tree, and every directory listed (to watch).
+    Corral's own parent (`/<own_parent>` in every tree) is left out."""
     found: set[str] = set()
     walked: list[str] = []
     for mount in trees.mounts():
-        for rel, matched in walk(mount, root):
+        for rel, matched in walk(mount, root, skip=_skipped(own_parent),
+                                 before_listing=lambda directory, _rel: walked.append(directory)):
             if matched:
                 found.add(rel)
-            else:
-                walked.append(os.path.join(mount, rel.strip("/")))
     return {rel: trees.paths(rel) for rel in sorted(found)}, walked
 
 
+@dataclass(frozen=True)
+class DirEvent:
+    """A directory made or removed (`name`) in a watched directory (`where`, its watch's tag)."""
+
+    where: Hashable
+    name: str
+
+
 class Inotify:
-    """inotify through ctypes (the standard library has none): directories only."""
+    """inotify through ctypes (the standard library has none): directories only. Each watch
+    carries a tag the events are reported with."""
 
     MASK = IN_CREATE | IN_DELETE | IN_ONLYDIR
 
@@ -156,47 +201,60 @@ class Inotify:
             err = ctypes.get_errno()
             raise KernelError(f"inotify_init1: {os.strerror(err)}",
                               hint="raise fs.inotify.max_user_instances; the rescan still finds cgroups")
-        self._watched: dict[int, str] = {}      # wd -> directory
-        self._by_path: dict[str, int] = {}
+        self._tags: dict[int, Hashable] = {}    # wd -> tag
+        self._wds: dict[str, int] = {}          # directory -> wd
+        self._paths: dict[int, str] = {}        # wd -> directory
+        self.limit_reached = False              # a watch was refused (ENOSPC) since last cleared
 
-    def add(self, directory: str) -> bool:
-        """Watch `directory`; False when it vanished or the watch limit is reached."""
-        if directory in self._by_path:
-            return True
+    def add(self, directory: str, tag: Hashable) -> bool:
+        """Watch `directory`; False when it vanished or the watch limit is reached.
+
+        Asks the kernel every time (one syscall): a directory removed and remade under the same
+        path gets a new watch even when the old one's IN_IGNORED has not been read yet."""
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK)
         if wd < 0:
-            err = ctypes.get_errno()
-            if err == errno.ENOSPC:
-                log.warning("observe: inotify watch limit reached at %s; relying on the rescan "
-                            "(raise fs.inotify.max_user_watches)", directory)
+            if ctypes.get_errno() == errno.ENOSPC:
+                if not self.limit_reached:
+                    log.warning("observe: inotify watch limit reached at %s; relying on rescans every "
+                                "%.0fs (raise fs.inotify.max_user_watches)", directory, DEGRADED_INTERVAL)
+                self.limit_reached = True
             return False
-        self._watched[wd] = directory
-        self._by_path[directory] = wd
+        self._tags[wd] = tag
+        self._paths[wd] = directory
+        self._wds[directory] = wd
         return True
 
     def __len__(self) -> int:
-        return len(self._watched)
+        return len(self._tags)
 
-    def read(self) -> bool:
-        """Drain pending events; True when any says the tree changed (or events were lost)."""
-        changed = False
+    def read(self) -> tuple[list[DirEvent], bool]:
+        """Drain pending events: the directories made or removed, and whether events were lost."""
+        events: list[DirEvent] = []
+        overflow = False
         while True:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
-                return changed
+                return events, overflow
             if not data:
-                return changed
+                return events, overflow
             offset = 0
             while offset + _EVENT.size <= len(data):
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
                 offset += _EVENT.size + length
+                if mask & IN_Q_OVERFLOW:
+                    overflow = True
                 if mask & IN_IGNORED:
-                    directory = self._watched.pop(wd, None)
-                    if directory is not None:
-                        self._by_path.pop(directory, None)
-                if mask & (IN_CREATE | IN_DELETE | IN_Q_OVERFLOW):
-                    changed = True
+                    self._forget(wd)
+                elif mask & (IN_CREATE | IN_DELETE) and mask & IN_ISDIR and wd in self._tags:
+                    events.append(DirEvent(self._tags[wd], os.fsdecode(name)))
+
+    def _forget(self, wd: int) -> None:
+        self._tags.pop(wd, None)
+        directory = self._paths.pop(wd, None)
+        if directory is not None and self._wds.get(directory) == wd:
+            del self._wds[directory]
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -206,16 +264,27 @@ class Inotify:
 
 class CgroupWatcher:
     """Calls `on_scan(found)` at start, within ~`settle` seconds of any cgroup created or removed
-    below `root`, and every `rescan_interval` seconds."""
+    below `root`, and after every full rescan (every `rescan_interval` seconds or more).
+
+    `walked` counts the directories examined since start: what the watcher's CPU goes into."""
 
     def __init__(self, trees: CgroupTrees, on_scan: Callable[[dict[str, CgroupPaths]], None], *,
-                 root: str = "/", rescan_interval: float = 5.0, settle: float = 0.05) -> None:
+                 root: str = "/", rescan_interval: float = 10.0, settle: float = 0.05,
+                 own_parent: str | None = OWN_PARENT, cpu_budget: float = 0.002) -> None:
         self.trees = trees
         self.root = check_observe_root(root)
         self._on_scan = on_scan
         self.rescan_interval = rescan_interval
         self.settle = settle
+        self.cpu_budget = cpu_budget    # share of one core full rescans may use when idle
+        self._skip = _skipped(own_parent)
+        self._mounts = trees.mounts()
         self._inotify: Inotify | None = None
+        self._lock = threading.Lock()   # the state below; on_scan is called under it, so in order
+        self._containers: dict[str, set[str]] = {m: set() for m in self._mounts}   # mount -> paths
+        self._found: dict[str, CgroupPaths] = {}
+        self._interval = rescan_interval    # until the next full rescan, set after each one
+        self.walked = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1
@@ -225,40 +294,101 @@ class CgroupWatcher:
         try:
             self._inotify = Inotify()
         except KernelError as exc:
-            log.warning("observe: %s; discovering by rescans every %.0fs", exc, self.rescan_interval)
+            log.warning("observe: %s; discovering by rescans every %.0fs", exc, DEGRADED_INTERVAL)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.rescan()
         self._thread = threading.Thread(target=self._run, name="observe", daemon=True)
         self._thread.start()
 
     def rescan(self) -> dict[str, CgroupPaths]:
-        found, walked = scan(self.trees, self.root)
-        if self._inotify is not None:
-            for directory in walked:
-                self._inotify.add(directory)
-        self._on_scan(found)
+        """Walk every tree (below the observe root, outside Corral's parent) and report all found."""
+        started = time.thread_time()
+        with self._lock:
+            if self._inotify is not None:
+                self._inotify.limit_reached = False
+            self._containers = {mount: set(self._walk(mount)) for mount in self._mounts}
+            self._found = {rel: self.trees.paths(rel) for rel in sorted(set().union(*self._containers.values()))}
+            found = dict(self._found)
+            self._on_scan(found)
+            degraded = self._inotify is None or self._inotify.limit_reached
+        # A full walk costs about the same each time: space walks so they use at most
+        # `cpu_budget` of a core (10 ms every 10 s is 0.1%), however big the host's trees are.
+        cost = time.thread_time() - started
+        floor = min(self.rescan_interval, DEGRADED_INTERVAL) if degraded else self.rescan_interval
+        self._interval = max(floor, cost / self.cpu_budget if self.cpu_budget > 0 else 0.0)
         return found
+
+    def apply(self, events: list[DirEvent]) -> bool:
+        """Re-examine the directories the events name; True (and `on_scan` called) when any
+        container appeared, vanished or changed."""
+        touched: set[str] = set()
+        with self._lock:
+            for mount, rel in dict.fromkeys(self._event_paths(events)):
+                mine = self._containers.setdefault(mount, set())
+                gone = {c for c in mine if _below(c, rel)}
+                mine -= gone
+                # Whatever the events said, the directory as it is now decides.
+                new = set(self._walk(mount, rel)) if os.path.isdir(_directory(mount, rel)) else set()
+                mine |= new
+                touched |= gone | new
+            if not touched:
+                return False
+            for rel in touched:
+                if any(rel in paths for paths in self._containers.values()):
+                    self._found[rel] = self.trees.paths(rel)
+                else:
+                    self._found.pop(rel, None)
+            self._on_scan(dict(sorted(self._found.items())))
+        return True
+
+    def _event_paths(self, events: list[DirEvent]) -> Iterator[tuple[str, str]]:
+        for event in events:
+            mount, parent = event.where
+            rel = parent.rstrip("/") + "/" + event.name
+            if any(_below(rel, s) for s in self._skip):
+                continue    # Corral's own parent appearing at the top of a tree
+            yield mount, rel
+
+    def _walk(self, mount: str, start: str | None = None) -> Iterator[str]:
+        """The containers below `start` (default: the observe root) in one tree, watching every
+        directory listed."""
+        def watch(directory: str, rel: str) -> None:
+            if self._inotify is not None:
+                self._inotify.add(directory, (mount, rel))
+
+        for rel, matched in walk(mount, self.root, start=start, skip=self._skip, before_listing=watch):
+            self.walked += 1
+            if matched:
+                yield rel
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         if self._inotify is not None:
             poller.register(self._inotify.fd, select.POLLIN)
+        next_rescan = time.monotonic() + self._interval
         while not self._stop.is_set():
-            ready = poller.poll(self.rescan_interval * 1000)
+            ready = poller.poll(max(0.0, next_rescan - time.monotonic()) * 1000)
             if self._stop.is_set():
                 return
-            if ready and self._inotify is not None and not self._inotify.read():
-                continue
-            # A mkdir of a container usually comes with several more (one per hierarchy, then
-            # its parents' children): let them land, then scan once.
-            self._stop.wait(self.settle)
-            if self._inotify is not None:
-                self._inotify.read()
             try:
-                self.rescan()
+                if ready and self._inotify is not None:
+                    # A container's mkdirs come several at once (one per hierarchy): let them
+                    # land, then look at them together.
+                    self._stop.wait(self.settle)
+                    events, overflow = self._inotify.read()
+                    if overflow:
+                        next_rescan = time.monotonic()
+                    elif events:
+                        self.apply(events)
+                    if self._inotify.limit_reached:    # new directories went unwatched
+                        next_rescan = min(next_rescan, time.monotonic() + DEGRADED_INTERVAL)
+                if time.monotonic() >= next_rescan:
+                    self.rescan()
+                    next_rescan = time.monotonic() + self._interval
             except Exception:   # one failed scan must not end discovery
                 log.exception("observe: scanning cgroups failed")
+                next_rescan = time.monotonic() + self._interval
 
     def stop(self) -> None:
         self._stop.set()
