@@ -45,17 +45,37 @@ class DaemonConfig:
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
     dump_bpf: bool = False
     log_level: str = "info"
+    observe: bool = True               # follow containers Corral did not start (agent/discovery)
+    observe_root: str = "/"            # the cgroup path below which to look for them
+    observe_state_root: Path = Path("/")   # prefix of the runtimes' state dirs (/host in a pod)
     policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
+    alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
+    alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
             raise InvalidArgument(f"--metrics-addr {self.metrics_addr!r}: expected HOST:PORT like 127.0.0.1:9750")
         if self.policies is not None and not self.policies.is_dir():
             raise InvalidArgument(f"--policies {str(self.policies)!r}: not a directory")
+        from agent.alerting.webhook import check_url
+        object.__setattr__(self, "alertmanagers", tuple(check_url(u, "--alertmanager") for u in self.alertmanagers))
+        object.__setattr__(self, "alert_webhooks", tuple(check_url(u, "--alert-webhook") for u in self.alert_webhooks))
 
 
-def parse_args(argv: list[str] | None) -> DaemonConfig:
+def build_parser() -> argparse.ArgumentParser:
+    """The daemon's flags; agent/config.py maps /etc/corral/corral.yaml keys onto their dests."""
     parser = argparse.ArgumentParser(prog="corral daemon", description="Run the Corral daemon.")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="configuration file; flags override it (default /etc/corral/corral.yaml "
+                             "when it exists; `none` for no file)")
+    parser.add_argument("--observe", action=argparse.BooleanOptionalAction, default=True,
+                        help="observe containers Corral did not start: docker, containerd/Kubernetes, "
+                             "podman, systemd services (default on)")
+    parser.add_argument("--observe-root", default="/", metavar="CGROUP",
+                        help="cgroup path below which observed containers are looked for (default %(default)s)")
+    parser.add_argument("--observe-state-root", type=Path, default=Path("/"), metavar="DIR",
+                        help="where the host's /run/containerd, /var/lib/docker and containers/storage "
+                             "are seen from here, for names and Kubernetes labels (default %(default)s)")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="state, images and containers (default %(default)s)")
     parser.add_argument("--socket", type=Path, default=Path(os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)),
                         help="UNIX socket of the REST API (default %(default)s)")
@@ -78,8 +98,20 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
                         help="glob of container labels (id, image, container_label_*) not to export (repeatable)")
     parser.add_argument("--dump-bpf", action="store_true", help="print the final BPF program and exit")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--alertmanager", action="append", default=[], dest="alertmanagers", metavar="URL",
+                        help="Alertmanager to post alerts to, e.g. http://127.0.0.1:9093 (repeatable)")
+    parser.add_argument("--alert-webhook", action="append", default=[], dest="alert_webhooks", metavar="URL",
+                        help="URL to POST the same alert JSON to (repeatable)")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> DaemonConfig:
+    from agent.config import apply_config_file
+    parser = build_parser()
+    apply_config_file(parser, argv)
     args = parser.parse_args(argv)
     values = vars(args)
+    values.pop("config", None)
     values["metrics"] = MetricsOptions(syscall_metrics=values.pop("syscall_metrics"),
                                        drop_metrics=tuple(values.pop("drop_metrics")),
                                        drop_labels=tuple(values.pop("drop_labels")))
@@ -97,6 +129,9 @@ class Daemon:
         self.runtime = None
         self.policy = None            # agent.policy.service.PolicyService with --policies
         self.registry = None          # the /metrics registry, shared by the collectors
+        self.alert_sink = None        # agent.alerting.fanout.AlertFanOut with --alertmanager/--alert-webhook
+        self.observed = None          # agent.discovery.observed.ObservedContainers with --observe
+        self.host_cgroups = None      # Corral's cgroup driver, plus observed containers' cgroups
         self.started_at = time.time()
 
     def build(self) -> None:
@@ -117,27 +152,35 @@ class Daemon:
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
         watchers = []
+        enforcement = []    # the policies' BPF rules: one more runtime watcher, after the probes
         if config.probes:
             self.probes = self._load_probes()
             if self.probes is not None:
                 watchers.append(self.probes)
                 self._stack.append(("probes", self.probes.close))
                 from agent.probes.pump import ProbeEventPump
-                pump = ProbeEventPump(self.probes, self.events, self._owner_of_cgroup)
+                if config.policies:
+                    from agent.policy.service import EnforcementHook
+                    enforcement.append(EnforcementHook(lambda: self.policy))
+                pump = ProbeEventPump(self.probes, self.events, self._owner_of_cgroup,
+                                      on_enforcement=enforcement[0].on_probe_event if enforcement else None)
                 pump.start()
                 self._stack.append(("probe events", pump.stop))
         self.networks = self._start_networks()
         self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               watchers=watchers, networks=self.networks,
+                               watchers=watchers + enforcement, networks=self.networks,
                                policy_for=self._policy_for if config.policies else None)
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
+        self._start_observer(watchers)
+        self._start_alerting()
         if config.metrics_addr:
             self._start_metrics()
         if config.policies:
             self._start_policies()
         from agent.api.network_endpoints import NetworkEndpoints
+        from agent.api.observed_endpoints import ObservedEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
         from agent.api.server import ApiServer
         from agent.api.stats_endpoints import StatsEndpoints
@@ -146,7 +189,8 @@ class Daemon:
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
                              extra_routes=[NetworkEndpoints(self.networks).register,
                                            StatsEndpoints(self.snapshots).register,
-                                           PolicyEndpoints(self.policy).register])
+                                           PolicyEndpoints(self.policy).register,
+                                           ObservedEndpoints(self.observed).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
 
@@ -162,6 +206,36 @@ class Daemon:
             log.error("bridge networking is off: %s; containers can use --net none or --net host", exc)
             return None
         return networks
+
+    def _start_observer(self, watchers: list) -> None:
+        """Observe mode: follow the containers docker, containerd, podman and systemd started."""
+        from agent.discovery.foreign_cgroups import ForeignCgroups, HostCgroups
+        from agent.discovery.observed import ObservedContainers
+        from agent.discovery.watcher import CgroupTrees, CgroupWatcher
+        if not self.config.observe:
+            self.host_cgroups = self.cgroups
+            return
+        from agent.events import Event
+
+        def on_event(action: str, container) -> None:
+            self.events.emit(Event("container", action, container.id, container.name,
+                                   attributes={"observed": True, "runtime": container.container.runtime,
+                                               "cgroup": container.container.cgroup,
+                                               "probes": container.probes, "note": container.note}))
+
+        from agent.discovery.classify import HostState
+        self.observed = ObservedContainers(watchers=watchers, on_event=on_event,
+                                           state=HostState(root=str(self.config.observe_state_root)))
+        foreign = ForeignCgroups(self.cgroups.mode, self.observed.owns, parent=self.cgroups.parent)
+        self.host_cgroups = HostCgroups(self.cgroups, foreign, self.observed.owns)
+        watcher = CgroupWatcher(CgroupTrees.detect(), self.observed.update, root=self.config.observe_root,
+                                own_parent=self.cgroups.parent)
+        self._stack.append(("observed cgroup files", self.host_cgroups.close))
+        self._stack.append(("observed containers", self.observed.close))
+        watcher.start()
+        self._stack.append(("cgroup watcher", watcher.stop))
+        log.info("observing containers below cgroup %s: %d found", self.config.observe_root,
+                 len(self.observed.list()))
 
     def _load_probes(self):
         from agent.probes.loader import ProbeOptions, ProbeSet, ensure_mounts
@@ -180,9 +254,12 @@ class Daemon:
     def _start_metrics(self) -> None:
         from agent.metrics.collector import ContainerCollector
         from agent.metrics.server import build_registry, serve_metrics
-        collector = ContainerCollector(self.watched_containers, self.cgroups, self.probes,
+        collector = ContainerCollector(self.watched_containers, self.host_cgroups or self.cgroups, self.probes,
                                        self.config.metrics, syscall_name=self._syscall_name())
         self.registry = build_registry(collector)     # the policy metrics join it
+        if self.alert_sink is not None:
+            from agent.alerting.metrics import AlertCollector
+            self.registry.register(AlertCollector(self.alert_sink.stats))
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
@@ -194,11 +271,25 @@ class Daemon:
         self.policy = PolicyService(PolicyLibrary(str(self.config.policies)), runtime=self.runtime,
                                     cgroups=self.cgroups, events=self.events, probes=self.probes,
                                     registry=self.registry, interval=self.config.policy_interval,
+                                    alert_sink=self.alert_sink,
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
         log.info("policies from %s: %s", self.config.policies,
                  ", ".join(p.name for p in self.policy.library.policies()) or "none")
+
+    def _start_alerting(self) -> None:
+        """Senders for --alertmanager/--alert-webhook; enforcement and OOM events alert too."""
+        from agent.alerting.event_alerts import EventAlerts
+        from agent.alerting.fanout import build_alerting
+        self.alert_sink = build_alerting(self.config.alertmanagers, self.config.alert_webhooks,
+                                         image_of=lambda cid: self.runtime.get(cid).spec.image)
+        if self.alert_sink is None:
+            return
+        self.alert_sink.start()
+        self._stack.append(("alerting", self.alert_sink.stop))
+        self._stack.append(("alerting events", self.events.subscribe(EventAlerts(self.alert_sink))))
+        log.info("alerts to %s", ", ".join(stats.target for stats in self.alert_sink.stats()))
 
     def _policy_for(self, name: str, image: str, labels: dict):
         """What the runtime asks at create and start; None until the policies are loaded."""
@@ -218,7 +309,18 @@ class Daemon:
         return [WatchedContainer(id=c.id, name=c.name, image=c.spec.image,
                                  cgroup=CgroupPaths.from_dict(c.cgroup), cgroup_id=c.cgroup_id,
                                  started_at=c.started_at or c.created_at, labels=dict(c.spec.labels))
-                for c in self.runtime.list(all=True) if c.cgroup and c.cgroup_id]
+                for c in self.runtime.list(all=True) if c.cgroup and c.cgroup_id] + self._observed_watched()
+
+    def _observed_watched(self) -> list:
+        """Observed containers as the collector sees them; Kubernetes pod, namespace and container
+        arrive as the io.kubernetes.* labels (container_label_io_kubernetes_pod_name, ...)."""
+        from agent.metrics.model import WatchedContainer
+        if self.observed is None:
+            return []
+        return [WatchedContainer(id=o.id, name=o.name, image=o.image, cgroup=o.cgroup,
+                                 cgroup_id=o.cgroup_id, started_at=o.started_at,
+                                 labels=dict(o.container.labels), cgroup_path=o.container.cgroup)
+                for o in self.observed.list()]
 
     def _owner_of_cgroup(self, cgroup_id: int) -> tuple[str, str] | None:
         for container in self.runtime.list(all=True) if self.runtime else []:

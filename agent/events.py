@@ -7,14 +7,16 @@ keeps the recent ones in memory so a query does not read the whole file.
 from __future__ import annotations
 
 import json
-
+import logging
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+log = logging.getLogger("corral.events")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._recent: deque[Event] = deque(maxlen=memory)
         self._subscribers: list[queue.Queue] = []
+        self._listeners: list[Callable[[Event], None]] = []
         self._load_tail(memory)
 
     def _load_tail(self, count: int) -> None:
@@ -67,11 +70,29 @@ class EventLog:
                 handle.write(line)
             self._recent.append(event)
             subscribers = list(self._subscribers)
+            listeners = list(self._listeners)
         for subscriber in subscribers:
             try:
                 subscriber.put_nowait(event)
             except queue.Full:
                 pass  # a slow follower loses events rather than slowing the daemon
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken listener must not fail the emitter
+                log.exception("event listener %r failed on %s/%s", listener, event.type, event.action)
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `listener(event)` for every event from now on, in the emitting thread (so it
+        must be quick and must not emit); returns the function that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
 
     def since(self, timestamp: float = 0.0) -> list[Event]:
         with self._lock:
@@ -98,5 +119,6 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._subscribers.clear()
+            self._listeners.clear()
 
 

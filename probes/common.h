@@ -40,6 +40,15 @@
 #ifndef EVENT_RING_PAGES
 #define EVENT_RING_PAGES 16         /* ring buffer size in pages (power of two) */
 #endif
+#ifndef EGRESS_MAX_RULES
+#define EGRESS_MAX_RULES 64         /* egress rule entries per container (a rule with N ports is N) */
+#endif
+#ifndef EGRESS_MAX_POLICIES
+#define EGRESS_MAX_POLICIES 16      /* policies with egress rules selecting one container */
+#endif
+#ifndef EGRESS_MAX_DEPTH
+#define EGRESS_MAX_DEPTH 16         /* cgroup levels searched for the container of a sub-cgroup */
+#endif
 
 #define SYSCALL_OTHER (NR_SYSCALLS - 1)   /* compat (32-bit) and out-of-range numbers */
 
@@ -55,12 +64,16 @@ enum probe_error {
     ERR_PROCESS_EXEC = 6,
     ERR_PROCESS_FORK = 7,
     ERR_PROCESS_EXIT = 8,
-    N_PROBE_ERRORS = 9,
+    ERR_SYSCALL_KILL = 9,
+    ERR_EGRESS = 10,
+    N_PROBE_ERRORS = 11,
 };
 
 enum event_type {
     EVENT_OOM = 1,
     EVENT_EXEC = 2,
+    EVENT_KILL = 3,
+    EVENT_EGRESS = 4,
 };
 
 /* Value of watch_index: the full cgroup id stored at (id & mask), and its slot. */
@@ -119,6 +132,71 @@ struct exec_event {
     __u64 time_ns;
     char filename[EXEC_FILENAME_LEN];
 };
+
+/* Syscall kill rules of one container (enforce.c): kill_tables ARRAY[slot]. `armed` is 0 for a
+ * container without kill rules, so its syscalls pay one array lookup and one load. */
+struct kill_table {
+    __u32 armed;                    /* 1: some signal[] is set */
+    __u32 pad;
+    __u8 signal[NR_SYSCALLS];       /* signal to send the caller of syscall nr; 0: none */
+};
+
+struct kill_event {
+    __u32 type;                     /* EVENT_KILL */
+    __u32 pid;                      /* tgid: the process the signal went to */
+    __u64 cgroup_id;
+    __u64 time_ns;
+    __u32 nr;                       /* the syscall */
+    __u32 signal;
+    __s32 result;                   /* bpf_send_signal(): 0 sent, else -errno */
+    __u32 pad;
+    char comm[16];
+};
+
+/* One egress rule entry. A policy's rule with several ports is several consecutive entries
+ * with the same action: first-match semantics stay the same. */
+struct egress_rule {
+    __u32 addr[4];                  /* network byte order; IPv4 in addr[0] */
+    __u32 mask[4];                  /* network byte order */
+    __u16 port;                     /* destination port, host byte order; 0: every port */
+    __u8 protocol;                  /* IPPROTO_TCP 6, IPPROTO_UDP 17; 0: both */
+    __u8 family;                    /* 4 or 6: an IPv4 rule never matches an IPv6 address */
+    __u8 action;                    /* EGRESS_ALLOW 0, EGRESS_DENY 1 */
+    __u8 policy;                    /* index of the policy the rule belongs to */
+    __u16 rule;                     /* index of the rule in its policy (for the report) */
+};
+
+/* The egress rules of one container: egress_tables ARRAY[slot]. Each policy decides alone (its
+ * first matching entry, else its default); a connection is refused when an enforcing policy
+ * denies it. Audit policies are evaluated too, and only reported. */
+struct egress_table {
+    __u32 count;                    /* entries in use; the programs scan all (family 0: unused) */
+    __u32 deny_default;             /* bit p: policy p's default is deny */
+    __u32 audit;                    /* bit p: policy p is in audit mode: reports, never refuses */
+    __u32 generation;               /* changes with every update; events carry it */
+    struct egress_rule rules[EGRESS_MAX_RULES];
+};
+
+struct egress_event {
+    __u32 type;                     /* EVENT_EGRESS */
+    __u32 pid;
+    __u64 cgroup_id;                /* the watched container (an ancestor of a sub-cgroup) */
+    __u64 time_ns;
+    __u32 addr[4];                  /* destination, network byte order; IPv4 in addr[0] */
+    __u16 port;                     /* host byte order */
+    __u8 protocol;
+    __u8 family;
+    __u8 blocked;                   /* 1: refused (EPERM); 0: an audit policy would have */
+    __u8 policy;
+    __u16 rule;                     /* index in the policy, EGRESS_DEFAULT_RULE: its default */
+    __u32 generation;
+    __u32 pad;
+    char comm[16];
+};
+
+#define EGRESS_ALLOW 0
+#define EGRESS_DENY 1
+#define EGRESS_DEFAULT_RULE 0xFFFF
 
 #ifndef CORRAL_STRUCTS_ONLY
 

@@ -6,6 +6,9 @@
  * exit alone avoids a second program at sys_enter. Unwatched tasks return after the cgroup
  * filter, before the register read.
  *
+ * The syscall kill rules of enforce.c (compiled before this file) run here too, after counting:
+ * a second program on sys_exit would cost every process of the host its own invocation.
+ *
  * Exports: syscall_counts  PERCPU_ARRAY[slot * NR_SYSCALLS + nr] = {calls, errors}
  *          syscall_latency HASH{cgroup_id, nr} = log2(ns) histogram   (-DSYSCALL_LATENCY only)
  */
@@ -98,5 +101,7 @@ int corral_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 #ifdef SYSCALL_LATENCY
     record_latency(cgroup_id, nr);
 #endif
+    /* Syscall kill rules (enforce.c): one array lookup for a container without any. */
+    enforce_kill(slot, cgroup_id, nr);
     return 0;
 }

@@ -74,7 +74,7 @@ fi
 STAMP=$VENV/.corral-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   say "installing the corral package into $VENV"
-  "$VENV/bin/pip" install -q --no-build-isolation -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/pip" install -q --no-build-isolation --config-settings editable_mode=compat -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -c "import agent" && touch "$STAMP"
 fi
 
@@ -83,6 +83,23 @@ LAUNCHER=$VENV/bin/corral-launch
 if [ ! -x "$LAUNCHER" ] || [ launcher/corral-launch.c -nt "$LAUNCHER" ]; then
   say "building $LAUNCHER"
   gcc -O2 -Wall -Wextra -Werror -o "$LAUNCHER" launcher/corral-launch.c
+fi
+
+# Grafana dashboard schema check (tests/unit/test_dashboards.py): @grafana/schema + TypeScript,
+# pinned by the lock file; reinstalled only when the lock file changes. Node may come from
+# another repository (nodesource's nodejs ships npm itself): install Debian's only when absent.
+if ! command -v npm >/dev/null; then
+  say "installing nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null; then
+  mkdir -p build/grafana-schema
+  if ! cmp -s deploy/grafana/schema-check/package-lock.json build/grafana-schema/package-lock.json \
+     || [ ! -d build/grafana-schema/node_modules/@grafana/schema ]; then
+    say "installing @grafana/schema and typescript into build/grafana-schema"
+    cp deploy/grafana/schema-check/package.json deploy/grafana/schema-check/package-lock.json build/grafana-schema/
+    npm ci --prefix build/grafana-schema --no-audit --no-fund >/dev/null
+  fi
 fi
 
 # The embedded default image, from the host's busybox-static.

@@ -7,17 +7,21 @@ prints exactly what the daemon said.
 """
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-from typing import Any, Iterator
-from urllib.parse import quote, urlencode
+from collections.abc import Iterator
 
 from agent.api import frames
+from agent.api.http_unix import ProtocolError, Response, request
 from agent.errors import CorralError, DaemonUnavailable, InvalidArgument, from_dict
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_HOST = "unix:///run/corral/corral.sock"
 _READ_SIZE = 65536
+# RFC 3986's unreserved characters: everything else in a path segment or query is %-encoded.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def socket_path_of(host: str) -> str:
@@ -34,24 +38,13 @@ def socket_path_of(host: str) -> str:
     return path
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+def _percent(text: str) -> str:
+    """`urllib.parse.quote(text, safe="")` without importing urllib (start-up time)."""
+    return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in text.encode())
 
 
 def _ref(ref: str) -> str:
-    return quote(ref, safe="")
+    return _percent(ref)
 
 
 class ApiClient:
@@ -188,7 +181,7 @@ class ApiClient:
         response = self._open(method, path, body=body, query=query)
         try:
             data = response.read()
-        except (http.client.HTTPException, OSError) as exc:
+        except (ProtocolError, OSError) as exc:
             raise CorralError(f"{method} {path}: the daemon's answer was cut off: {exc}") from None
         finally:
             response.close()
@@ -199,32 +192,26 @@ class ApiClient:
         except ValueError:
             raise CorralError(f"{method} {path}: the daemon answered with invalid JSON: {data[:200]!r}") from None
 
-    def _open(self, method: str, path: str, *, body: Any = None,
-              query: dict | None = None) -> http.client.HTTPResponse:
+    def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Response:
         target = path
         if query:
-            target += "?" + urlencode({k: _query_value(v) for k, v in query.items()})
+            target += "?" + "&".join(f"{_percent(str(k))}={_percent(_query_value(v))}" for k, v in query.items())
         headers = {"Host": "corral", "Accept": "application/json"}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        connection = _UnixConnection(self._path, self._timeout)
         try:
-            connection.request(method, target, body=payload, headers=headers)
-            response = connection.getresponse()
+            response = request(self._path, method, target, body=payload, headers=headers, timeout=self._timeout)
         except (FileNotFoundError, ConnectionRefusedError):
-            connection.close()
             raise DaemonUnavailable(
                 f"cannot reach the Corral daemon at unix://{self._path}",
                 hint="start it with `sudo corral daemon` or `make run`, or set CORRAL_HOST / --host") from None
         except PermissionError:
-            connection.close()
             raise DaemonUnavailable(
                 f"permission denied on the Corral daemon's socket unix://{self._path}",
                 hint="run as root, or as a member of the socket's group") from None
-        except (http.client.HTTPException, OSError) as exc:
-            connection.close()
+        except (ProtocolError, OSError) as exc:
             raise DaemonUnavailable(f"lost the connection to the Corral daemon at unix://{self._path}: {exc}",
                                     hint="check the daemon's log") from None
         if response.status >= 400:
@@ -234,7 +221,7 @@ class ApiClient:
                 response.close()
         return response
 
-    def _frames(self, response: http.client.HTTPResponse) -> Iterator[tuple[int, bytes]]:
+    def _frames(self, response: Response) -> Iterator[tuple[int, bytes]]:
         decoder = frames.FrameDecoder()
         try:
             while chunk := self._read(response):
@@ -244,10 +231,10 @@ class ApiClient:
             response.close()
 
     @staticmethod
-    def _read(response: http.client.HTTPResponse) -> bytes:
+    def _read(response: Response) -> bytes:
         try:
             return response.read1(_READ_SIZE)
-        except (http.client.HTTPException, OSError) as exc:
+        except (ProtocolError, OSError) as exc:
             raise CorralError(f"the daemon ended the stream early: {exc}",
                               hint="the daemon may have stopped; check its log") from None
 
@@ -258,8 +245,11 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-def _error_of(response: http.client.HTTPResponse) -> CorralError:
-    data = response.read()
+def _error_of(response: Response) -> CorralError:
+    try:
+        data = response.read()
+    except (ProtocolError, OSError):
+        data = b""
     try:
         payload = json.loads(data)
         if isinstance(payload, dict) and "message" in payload:

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent.api.client import ApiClient
 from agent.cli.format import (ago, container_command, container_status, containers_table, error_text,

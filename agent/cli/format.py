@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
 
 _COLUMN_GAP = "   "
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns padded to their widest cell and three spaces apart, like docker's tabwriter."""
     cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -126,11 +126,11 @@ def event_line(event: dict) -> str:
     return f"{line} ({detail})" if detail else line
 
 
-def _plain(value: Any) -> str:
+def _plain(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def key_values(data: Any, indent: int = 0) -> str:
+def key_values(data: object, indent: int = 0) -> str:
     """Nested dicts as `Key: value` lines, indented per level, like `docker info`."""
     pad = " " * indent
     if isinstance(data, dict):
@@ -154,7 +154,7 @@ def key_values(data: Any, indent: int = 0) -> str:
     return f"{pad}{_scalar(data)}\n"
 
 
-def _scalar(value: Any) -> str:
+def _scalar(value: object) -> str:
     if value is None or value == [] or value == {}:
         return "-"
     if isinstance(value, bool):

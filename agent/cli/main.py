@@ -12,7 +12,6 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 
 from agent import __version__
 from agent.api.client import DEFAULT_HOST, ApiClient
@@ -103,15 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CorralError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         sys.stderr.write(error_text(exc))
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug: say so in one line unless asked for more
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         sys.stderr.write(error_text(CorralError(f"internal error: {type(exc).__name__}: {exc}",
                                                 hint="run with --debug for the traceback")))
         return CorralError.exit_code
+
+
+def _print_traceback() -> None:
+    import traceback   # only with --debug: it costs every start a few milliseconds
+    traceback.print_exc()
 
 
 def _silence_stdout() -> None:

@@ -138,6 +138,7 @@ def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
                                          for p in policies) or "none select it"))
     out.append("Limits:")
     in_force = answer.get("limits_in_force") or {}
+    enforcement = answer.get("enforcement") or {}
     for resource, value in effective["limits"].items():
         if value is not None:
             out.append(f"  {resource}: {value['value']:g}  from {value['from']}")
@@ -150,8 +151,11 @@ def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
         for rule in effective["syscalls"]:
             out.append(f"  {rule['action']:<6} {rule['syscall']:<20} from {rule['from']}")
         out.append(f"  seccomp filter in force: {answer['seccomp']['filter_in_force']}")
+        kill = enforcement.get("syscall_kill")
+        if kill:
+            out.append(f"  kill rules: {kill.get('state', 'unknown')}")
     if effective["egress"]:
-        out.append("Egress (needs the egress BPF programs; not enforced yet):")
+        out.append(f"Egress ({enforcement.get('egress', {}).get('state', 'unknown')}):")
         for part in effective["egress"]:
             out.append(f"  default {part['default']} from {part['from']}")
             for rule in part["rules"]:

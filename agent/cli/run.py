@@ -6,14 +6,15 @@ import argparse
 import os
 import signal
 import sys
-import threading
 
 from agent.api.client import ApiClient
 from agent.cli.logs import copy_frames
 from agent.errors import CorralError, InvalidArgument, NotFound
-from agent.network.model import PortMapping
-from agent.runtime.model import ContainerSpec, Mount
 from agent.units import parse_cpus, parse_size
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from agent.runtime.model import ContainerSpec
 
 # Ctrl-C is passed on to the container; this many in a row give up waiting for it.
 _INTERRUPTS_TO_DETACH = 3
@@ -80,6 +81,10 @@ def labels_of(items: list[str]) -> dict[str, str]:
 
 def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerSpec:
     """The ContainerSpec the flags describe; bad values fail here, naming the flag."""
+    # Imported here, not at the top: the models' dataclasses cost every other verb start-up time.
+    from agent.network.model import PortMapping
+    from agent.runtime.model import ContainerSpec, Mount
+
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
@@ -141,6 +146,8 @@ class SignalProxy:
         self._count = 0
 
     def __enter__(self) -> "SignalProxy":
+        import threading   # only the foreground run needs it
+
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 self._previous[number] = signal.signal(number, self._forward)

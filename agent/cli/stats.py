@@ -1,7 +1,8 @@
 """`corral stats [--no-stream] [--format json] [CONTAINER...]`: live figures like `docker stats`.
 
 The daemon sends cumulative snapshots (GET /v1/stats); rates come from the difference of two,
-so the first figures appear after one interval, as in docker.
+so the first figures appear after one interval, as in docker. The rows and their arithmetic are
+in stats_rows, imported when the verb runs, so registering the verb stays cheap.
 """
 from __future__ import annotations
 
@@ -9,83 +10,10 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 
 from agent.api.client import ApiClient
-from agent.cli.format import human_size, short_id, table
 
 INTERVAL = 1.0
-
-
-@dataclass(frozen=True)
-class StatsRow:
-    id: str
-    name: str
-    cpu_percent: float | None           # of one CPU, as docker shows it
-    memory_bytes: int | None
-    memory_limit_bytes: int | None
-    memory_percent: float | None
-    net_rx_bytes: int
-    net_tx_bytes: int
-    pids: int | None
-    syscalls_per_second: float
-    syscall_errors_per_second: float
-    frozen: bool | None = None
-    top_syscalls: list[tuple[str, float, float]] = field(default_factory=list)  # name, calls/s, errors/s
-
-
-def rates(previous: dict, current: dict) -> list[StatsRow]:
-    """Rows for every container in `current` (a /v1/stats answer), using `previous` for rates."""
-    before = {c["id"]: c for c in (previous or {}).get("containers", [])}
-    rows = []
-    for now in current.get("containers", []):
-        then = before.get(now["id"])
-        elapsed = (now["time"] - then["time"]) if then else 0.0
-
-        def per_second(key: str) -> float:
-            if not then or elapsed <= 0:
-                return 0.0
-            return max(0.0, (now[key] - then[key]) / elapsed)
-
-        cpu = None
-        if then and elapsed > 0 and now.get("cpu_seconds") is not None and then.get("cpu_seconds") is not None:
-            cpu = max(0.0, (now["cpu_seconds"] - then["cpu_seconds"]) / elapsed * 100.0)
-        memory, limit = now.get("memory_bytes"), now.get("memory_limit_bytes")
-        top = []
-        if then and elapsed > 0:
-            old = then.get("by_syscall", {})
-            for name, (calls, errors) in now.get("by_syscall", {}).items():
-                calls_before, errors_before = old.get(name, (0, 0))
-                top.append((name, (calls - calls_before) / elapsed, (errors - errors_before) / elapsed))
-            top.sort(key=lambda item: item[1], reverse=True)
-        rows.append(StatsRow(
-            id=now["id"], name=now["name"], cpu_percent=cpu, memory_bytes=memory,
-            memory_limit_bytes=limit,
-            memory_percent=(memory / limit * 100.0) if memory is not None and limit else None,
-            net_rx_bytes=now.get("net_rx_bytes", 0), net_tx_bytes=now.get("net_tx_bytes", 0),
-            pids=now.get("pids"), syscalls_per_second=per_second("syscalls"),
-            syscall_errors_per_second=per_second("syscall_errors"), frozen=now.get("frozen"),
-            top_syscalls=top))
-    return rows
-
-
-def percent(value: float | None) -> str:
-    return "--" if value is None else f"{value:.2f}%"
-
-
-def stats_table(rows: list[StatsRow]) -> str:
-    return table(
-        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "PIDS", "SYSCALLS/S"],
-        [[short_id(r.id), r.name, percent(r.cpu_percent),
-          f"{human_size(r.memory_bytes)} / {human_size(r.memory_limit_bytes) if r.memory_limit_bytes else 'unlimited'}",
-          percent(r.memory_percent), f"{human_size(r.net_rx_bytes)} / {human_size(r.net_tx_bytes)}",
-          "--" if r.pids is None else r.pids, f"{r.syscalls_per_second:.0f}"] for r in rows])
-
-
-def select(rows: list[StatsRow], refs: list[str]) -> list[StatsRow]:
-    if not refs:
-        return rows
-    return [r for r in rows if any(r.name == ref or r.id.startswith(ref) for ref in refs)]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -98,6 +26,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def show_stats(args: argparse.Namespace, client: ApiClient) -> int:
+    from dataclasses import asdict
+
+    from agent.cli.stats_rows import rates, select, stats_table
+
     previous = client.stats()
     while True:
         time.sleep(INTERVAL)

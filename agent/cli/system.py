@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 
 from agent import __version__
@@ -25,6 +24,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def show_version(args: argparse.Namespace, client: ApiClient) -> int:
+    import platform   # only this verb needs it
+
     local = {"version": __version__, "api_version": API_VERSION, "python": platform.python_version()}
     try:
         server = client.version()

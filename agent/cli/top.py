@@ -8,7 +8,10 @@ import time
 
 from agent.api.client import ApiClient
 from agent.cli.format import human_size
-from agent.cli.stats import StatsRow, percent, rates
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from agent.cli.stats_rows import StatsRow
 
 SORTS = {
     "c": ("CPU", lambda r: -(r.cpu_percent or 0.0)),
@@ -32,6 +35,8 @@ def run_top(args: argparse.Namespace, client: ApiClient) -> int:
 
 def render(rows: list[StatsRow], selected: int, sort_key: str, width: int, height: int) -> list[str]:
     """The screen's lines; pure, so tests can check it without a terminal."""
+    from agent.cli.stats_rows import percent
+
     lines = [f"corral top - {time.strftime('%H:%M:%S')} - {len(rows)} containers - sorted by "
              f"{SORTS[sort_key][0]} (c/m/s/n sort, arrows select, q quit)", ""]
     header = f"{'NAME':<24} {'CPU %':>8} {'MEM':>10} {'LIMIT':>10} {'NET RX':>9} {'NET TX':>9} {'PIDS':>5} {'SYSC/S':>9}"
@@ -52,6 +57,9 @@ def render(rows: list[StatsRow], selected: int, sort_key: str, width: int, heigh
 
 def _screen(screen, client: ApiClient, interval: float) -> None:
     import curses
+
+    from agent.cli.stats_rows import rates
+
     curses.curs_set(0)
     screen.timeout(100)
     sort_key, selected = "c", 0

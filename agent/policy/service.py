@@ -9,9 +9,16 @@ actions. `evaluate()` and `reload()` are public so tests can drive a tick by han
 
 Syscall `alert` rules (and the deny/kill rules of audit policies, which only alert) are
 evaluated here from the probes' per-cgroup syscall counters: one violation per rule and
-syscall in each interval where the count went up, with the number of calls. Syscall `kill`
-rules and network egress rules need BPF programs of their own (docs/policies.md, "Running
-policies"); `deny` rules are seccomp filters the runtime installs at start (`policy_for`).
+syscall in each interval where the count went up, with the number of calls. `deny` rules are
+seccomp filters the runtime installs at start (`policy_for`).
+
+Syscall `kill` rules and network egress rules are enforced in BPF (probes/enforce.c): the
+service pushes each container's rules to the probes (`ProbeSet.set_syscall_actions`,
+`set_egress`) before the container's first instruction (`EnforcementHook.watch`, which the
+runtime calls while placing the init, before it execs) and again whenever a tick finds that
+they changed (reloads). The probes report each kill and each refused (or, in audit mode,
+would-be refused) connection; the daemon's probe event pump hands them to
+`record_enforcement`, which records the violation like any other.
 """
 from __future__ import annotations
 
@@ -33,13 +40,15 @@ from agent.policy.actions import ActionExecutor, ActionResult
 from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
 from agent.policy.history import SignalHistory
 from agent.policy.library import PolicyLibrary, ReloadReport
-from agent.policy.merge import EffectivePolicy, merge, selecting
+from agent.policy.merge import EffectivePolicy, Source, merge, selecting
 from agent.policy.signals import compute_signals
+from agent.probes.egress import EgressPolicy, EgressRuleSpec
 
 log = logging.getLogger("corral.policy")
 
 GIT_TIMEOUT = 2.0
 RECENT_EVENTS = 20          # policy events of a container shown by `explain`
+REPORT_INTERVAL = 1.0       # seconds: at most one event per container and BPF-enforced rule
 SECCOMP_FILE = "seccomp.bpf"   # in the container's state directory, written by the runtime
 
 
@@ -71,6 +80,44 @@ class PolicyMetrics:
         self.loaded.clear()
         for policy in policies:
             self.loaded.labels(policy.name, policy.mode).set(1)
+
+
+@dataclass(frozen=True)
+class _Enforced:
+    """The BPF rules last pushed to the probes for one container (compared each tick)."""
+
+    container_id: str
+    kill: tuple[tuple[int, int], ...]           # (syscall number, signal), sorted
+    egress: tuple[EgressPolicy, ...]
+    kill_sources: tuple[tuple[int, Source], ...] = ()   # syscall number -> the rule it comes from
+    egress_sources: tuple[Source, ...] = ()     # one per EgressPolicy, same order
+
+    def rules(self) -> tuple:
+        return (self.kill, self.egress)
+
+
+class EnforcementHook:
+    """Given to the runtime as one more container watcher (after the probes), and to the
+    probe event pump as its callback: forwards to the policy service once it exists. The
+    daemon builds the runtime and the pump before the service, hence `service_of`."""
+
+    def __init__(self, service_of: Callable[[], "PolicyService | None"]) -> None:
+        self._service_of = service_of
+
+    def watch(self, cgroup_id: int, unified_dir: str) -> None:
+        service = self._service_of()
+        if service is not None:
+            service.enforce_at_start(cgroup_id, unified_dir)
+
+    def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
+        service = self._service_of()
+        if service is not None:
+            service.forget_enforcement(cgroup_id)
+
+    def on_probe_event(self, container_id: str, name: str, event: Any) -> None:
+        service = self._service_of()
+        if service is not None:
+            service.record_enforcement(container_id, name, event)
 
 
 @dataclass(frozen=True)
@@ -117,6 +164,12 @@ class PolicyService:
         self._known: Callable[[str], bool] | None = None   # syscall table, for replayed files
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # BPF enforcement: the API thread (container start), the tick and the event pump share it.
+        self._enforce_lock = threading.RLock()
+        self._enforced: dict[int, _Enforced] = {}        # cgroup id -> rules pushed
+        self._enforce_errors: dict[int, str] = {}        # cgroup id -> last push failure
+        self._reported: dict[tuple, tuple[float, int]] = {}   # (id, policy, rule) -> (last event, held back)
+        self._numbers: Callable[[str], int | None] | None = None
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -214,6 +267,7 @@ class PolicyService:
         snapshots = take_snapshots(watched, self.cgroups, self.probes, self._syscall_name,
                                    with_syscalls=with_syscalls, clock=self._clock)
         by_id = {w.id: w for w in watched}
+        self._sync_enforcement(containers, effective)
         evaluations = []
         with self._lock:
             for snapshot in snapshots:
@@ -295,6 +349,185 @@ class PolicyService:
         self.executor.forget(tracked.ref.id)
         return evaluation
 
+    # --- BPF enforcement: syscall kill rules and egress rules -----------------------------------
+
+    def _syscall_number(self, name: str) -> int | None:
+        if self._numbers is None:
+            from agent.policy.syscall_table import load_syscall_table
+            self._numbers = load_syscall_table().number
+        return self._numbers(name)
+
+    def _wanted(self, container_id: str, effective: EffectivePolicy) -> _Enforced:
+        """The BPF rules of an effective policy: enforcing kill rules (audit ones only alert,
+        from the counters), and every egress part (audit ones are reported, never refuse)."""
+        kill: dict[int, int] = {}
+        sources: dict[int, Source] = {}
+        for entry in effective.syscalls:
+            if entry.action != "kill" or entry.source.mode != "enforce":
+                continue
+            nr = self._syscall_number(entry.syscall)
+            if nr is None:
+                log.warning("policy %s: syscall %s has no number on this host; not killed",
+                            entry.source, entry.syscall)
+                continue
+            kill.setdefault(nr, entry.signal)       # the first signal wins, as killed_syscalls()
+            sources.setdefault(nr, entry.source)
+        return _Enforced(container_id, tuple(sorted(kill.items())), egress_policies(effective),
+                         tuple(sorted(sources.items())),
+                         tuple(part.source for part in effective.egress))
+
+    def _push(self, container_id: str, name: str, cgroup_id: int, unified_dir: str,
+              wanted: _Enforced) -> None:
+        """Give the probes the container's rules when they differ from what they hold."""
+        with self._enforce_lock:
+            previous = self._enforced.get(cgroup_id)
+            if previous is not None and previous.rules() == wanted.rules():
+                return
+            self.probes.set_syscall_actions(cgroup_id, dict(wanted.kill))
+            self.probes.set_egress(cgroup_id, unified_dir, wanted.egress)
+            self._enforced[cgroup_id] = wanted
+            self._enforce_errors.pop(cgroup_id, None)
+        if previous is None and not wanted.kill and not wanted.egress:
+            return                  # nothing to enforce, and nothing was: not worth an event
+        self.metrics.actions.labels("enforce", "ok").inc()
+        self.events.emit(Event("policy", "enforce", container_id, name, attributes={
+            "kill": [self._syscall_name(nr) or str(nr) for nr, _ in wanted.kill],
+            "egress": [p.name + (" (audit)" if p.audit else "") for p in wanted.egress]}))
+
+    def enforce_at_start(self, cgroup_id: int, unified_dir: str) -> None:
+        """The runtime placed a container's init in its cgroup and the probes watch it: push
+        its rules before it execs. A container whose enforcing kill or egress rules cannot be
+        pushed does not start (a gap in a deny rule is worse than a failed start)."""
+        if self.probes is None:
+            return
+        container = next((c for c in self.runtime.list(all=True) if c.cgroup_id == cgroup_id), None)
+        if container is None:
+            return                  # not one of Corral's containers
+        effective = self.policy_for(container.name, container.spec.image, container.spec.labels)
+        wanted = self._wanted(container.id, effective)
+        try:
+            self._push(container.id, container.name, cgroup_id, unified_dir, wanted)
+        except CorralError as error:
+            self.metrics.actions.labels("enforce", "failed").inc()
+            if wanted.kill or any(not p.audit for p in wanted.egress):
+                raise PolicyError(f"container {container.name}: cannot enforce its policies' syscall kill "
+                                  f"or egress rules: {error}",
+                                  hint="`corral info` shows the probes; `corral policy explain` the rules") from None
+            log.warning("policy audit egress rules of container %s not set: %s", container.name, error)
+
+    def forget_enforcement(self, cgroup_id: int) -> None:
+        """The probes forgot the container (removed): so does the service."""
+        with self._enforce_lock:
+            gone = self._enforced.pop(cgroup_id, None)
+            self._enforce_errors.pop(cgroup_id, None)
+            if gone is not None:
+                for key in [k for k in self._reported if k[0] == gone.container_id]:
+                    self._reported.pop(key, None)
+
+    def _sync_enforcement(self, containers: list, effective: dict[str, EffectivePolicy]) -> None:
+        """Each tick: push the rules of running containers that changed (reloads), and the
+        rules of containers adopted after a daemon restart (nothing pushed yet)."""
+        if self.probes is None:
+            return
+        for container in containers:
+            wanted = self._wanted(container.id, effective[container.id])
+            unified = CgroupPaths.from_dict(container.cgroup).unified
+            try:
+                self._push(container.id, container.name, container.cgroup_id, unified, wanted)
+            except CorralError as error:
+                message = str(error)
+                with self._enforce_lock:
+                    known = self._enforce_errors.get(container.cgroup_id) == message
+                    self._enforce_errors[container.cgroup_id] = message
+                if not known:       # once per failure, not once per tick
+                    log.error("policy rules of container %s not enforced: %s", container.name, message)
+                    self.metrics.actions.labels("enforce", "failed").inc()
+                    self.events.emit(Event("policy", "enforce_error", container.id, container.name,
+                                           attributes={"error": message}))
+
+    def record_enforcement(self, container_id: str, name: str, event: Any) -> None:
+        """A probe report (agent.probes.events KillEvent or EgressEvent) as a violation."""
+        from agent.probes.events import EgressEvent, KillEvent
+        if isinstance(event, KillEvent):
+            self._record_kill(container_id, name, event)
+        elif isinstance(event, EgressEvent):
+            self._record_egress(container_id, name, event)
+
+    def _record_kill(self, container_id: str, name: str, event) -> None:
+        with self._enforce_lock:
+            enforced = self._enforced.get(event.cgroup_id)
+        source = dict(enforced.kill_sources).get(event.nr) if enforced else None
+        policy, rule = (source.policy, source.rule) if source else ("unknown", "unknown")
+        syscall = self._syscall_name(event.nr) or str(event.nr)
+        violation = Violation(container_id, name, policy, rule, "syscall", syscall, 1.0, 0.0, event.time,
+                              event.time, "enforce", ("kill",))
+        self.metrics.violations.labels(policy, rule, "kill", name).inc()
+        self.metrics.actions.labels("kill_process", "ok" if event.result == 0 else "failed").inc()
+        self._report(violation, {"pid": event.pid, "comm": event.comm, "signal": event.signal,
+                                 "result": "ok" if event.result == 0 else f"failed ({os.strerror(-event.result)})"})
+
+    def _record_egress(self, container_id: str, name: str, event) -> None:
+        policy = event.policy or "unknown"
+        rule = egress_rule_name(event.rule)
+        if event.blocked:
+            mode, actions, suppressed = "enforce", ("deny",), ()
+        else:
+            mode, actions, suppressed = "audit", ("alert",), ("deny",)
+        violation = Violation(container_id, name, policy, rule, "egress", None, 1.0, 0.0, event.time,
+                              event.time, mode, actions, suppressed)
+        self.metrics.violations.labels(policy, rule, actions[0], name).inc()
+        if event.blocked:
+            self.metrics.actions.labels("deny_connect", "ok").inc()
+        host = f"[{event.address}]" if ":" in event.address else event.address
+        reported = self._report(violation, {"destination": f"{host}:{event.port}", "protocol": event.protocol,
+                                            "pid": event.pid, "comm": event.comm})
+        if reported and not event.blocked:
+            with self._lock:
+                result = self.executor.execute(Action("alert", container_id, name, policy, rule, violation), None)
+            self.metrics.actions.labels("alert", result.result).inc()
+
+    def _report(self, violation: Violation, extra: dict) -> bool:
+        """The violation as an event, at most one per container and rule each REPORT_INTERVAL
+        (a connect loop must not flood the log); `value` counts the occurrences since the last
+        event. The metric counts every occurrence. False when held back."""
+        key = (violation.container_id, violation.policy, violation.rule)
+        with self._enforce_lock:
+            last, held = self._reported.get(key, (None, 0))
+            if last is not None and 0 <= violation.time - last < REPORT_INTERVAL:
+                self._reported[key] = (last, held + 1)
+                return False
+            self._reported[key] = (violation.time, 0)
+        attributes = dict(violation.to_dict(), value=float(held + 1), **extra)
+        self.events.emit(Event("policy", "violation", violation.container_id, violation.container_name,
+                               time=violation.time, attributes=attributes))
+        return True
+
+    def _bpf_view(self, container, effective: EffectivePolicy) -> dict:
+        """Whether the container's kill and egress rules are in force in the probes now."""
+        available = self.probes.enforcement() if self.probes is not None else {}
+        with self._enforce_lock:
+            pushed = self._enforced.get(container.cgroup_id)
+            error = self._enforce_errors.get(container.cgroup_id)
+        wanted = self._wanted(container.id, effective)
+
+        def state(kind: str, want, have) -> str:
+            if not want:
+                return "none"
+            if not available.get(kind):
+                return "not enforced: the probes cannot (see `corral info` and the daemon log)"
+            if container.state != "running":
+                return "enforced while the container runs"
+            if error:
+                return f"not enforced: {error}"
+            return "enforced" if have == want else "being applied (within one evaluation interval)"
+
+        return {
+            "syscall_kill": {"syscalls": sorted(effective.killed_syscalls()),
+                             "state": state("syscall_kill", wanted.kill, pushed.kill if pushed else None)},
+            "egress": {"policies": [p.name + (" (audit)" if p.audit else "") for p in wanted.egress],
+                       "state": state("egress", wanted.egress, pushed.egress if pushed else None)},
+        }
+
     # --- the API --------------------------------------------------------------------------------
 
     def list_policies(self) -> dict:
@@ -333,6 +566,7 @@ class PolicyService:
                 "labels": dict(container.spec.labels), "state": container.state,
                 "effective": effective.to_dict(), "limits_in_force": in_force,
                 "seccomp": self._seccomp_view(container, effective),
+                "enforcement": self._bpf_view(container, effective),
                 "states": states, "signals": latest.to_dict() if latest else None,
                 "events": events[-RECENT_EVENTS:]}
 
@@ -400,6 +634,21 @@ class PolicyService:
         commit = _git(directory, "log", "-1", "--format=%h", "--", os.path.abspath(file)) or None
         status = _git(directory, "status", "--porcelain", "--", os.path.abspath(file))
         return commit, bool(status)
+
+
+def egress_policies(effective: EffectivePolicy) -> tuple[EgressPolicy, ...]:
+    """The egress parts of an effective policy as the probes take them, in the same order."""
+    return tuple(
+        EgressPolicy(part.source.policy, part.default,
+                     tuple(EgressRuleSpec(r.action, r.cidr, tuple(r.ports), r.protocol, r.rule_id)
+                           for r in part.rules),
+                     audit=part.source.mode != "enforce")
+        for part in effective.egress)
+
+
+def egress_rule_name(rule: str) -> str:
+    """A probe-reported rule name as EffectivePolicy.egress_verdict names it ("" is the default)."""
+    return f"network.{rule}" if rule else "network.egress"
 
 
 def _git(directory: str, *args: str) -> str | None:

@@ -1,10 +1,11 @@
-"""cgroup_skb attachments: attach, detach, and ask the kernel what is attached to a directory.
+"""Cgroup BPF attachments (cgroup_skb counters, sock_addr egress rules): attach, detach, and
+ask the kernel what is attached to a directory.
 
 BCC attaches and detaches; this module adds what BCC lacks, through the bpf() syscall:
 BPF_PROG_QUERY (which programs sit on a cgroup), and a program's name by id, so a restarted
 daemon can find and detach the programs a crashed one left behind (cgroup attachments outlive
 the process that made them). Programs are attached with BPF_F_ALLOW_MULTI so Corral's counters
-coexist with other cgroup_skb programs (a network policy's) on the same directory.
+coexist with other programs of the same attach type on the same directory.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from agent.errors import KernelError
 
 CGROUP_INET_INGRESS = 0
 CGROUP_INET_EGRESS = 1
+CGROUP_INET4_CONNECT = 10
+CGROUP_INET6_CONNECT = 11
+CGROUP_UDP4_SENDMSG = 14
+CGROUP_UDP6_SENDMSG = 15
 BPF_F_ALLOW_MULTI = 1 << 1
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "loongarch64": 280}
@@ -107,11 +112,11 @@ def _attach_or_detach(command: int, directory: str, prog_fd: int, attach_type: i
 
 
 def attach(directory: str, prog_fd: int, attach_type: int) -> None:
-    """Attach a loaded cgroup_skb program to a v2 directory, beside any other program."""
+    """Attach a loaded cgroup program to a v2 directory, beside any other program."""
     try:
         _attach_or_detach(_BPF_PROG_ATTACH, directory, prog_fd, attach_type, BPF_F_ALLOW_MULTI)
     except OSError as error:
-        raise KernelError(f"attaching a cgroup_skb program to {directory}: {error.strerror}",
+        raise KernelError(f"attaching a cgroup BPF program (type {attach_type}) to {directory}: {error.strerror}",
                           hint="the directory must be in the cgroup v2 (unified) tree") from None
 
 
@@ -122,7 +127,7 @@ def detach(directory: str, prog_fd: int, attach_type: int) -> bool:
     except OSError as error:
         if error.errno in (errno.ENOENT, errno.EBADF):
             return False
-        raise KernelError(f"detaching a cgroup_skb program from {directory}: {error.strerror}") from None
+        raise KernelError(f"detaching a cgroup BPF program (type {attach_type}) from {directory}: {error.strerror}") from None
     except KernelError:
         return False                 # the directory was removed: its attachments went with it
     return True

@@ -1,4 +1,6 @@
-"""Events the probes send through their ring buffer, decoded: OOM kills and execs.
+"""Events the probes send through their ring buffer, decoded: OOM kills, execs, and the
+enforcement reports of probes/enforce.c (a process killed by a syscall rule, a connection an
+egress rule refused or, in audit mode, would have refused).
 
 The BPF side stamps events with bpf_ktime_get_ns() (CLOCK_MONOTONIC); `EventDecoder` turns
 that into wall-clock seconds so events line up with the daemon's event log.
@@ -6,10 +8,15 @@ that into wall-clock seconds so events line up with the daemon's event log.
 from __future__ import annotations
 
 import ctypes as ct
+import ipaddress
+import sys
 import time
 from dataclasses import dataclass
 
-from agent.probes.structs import EVENT_EXEC, EVENT_OOM, ExecEventC, OomEventC
+from agent.probes.structs import (EGRESS_DEFAULT_RULE, EVENT_EGRESS, EVENT_EXEC, EVENT_KILL, EVENT_OOM,
+                                  EgressEventC, ExecEventC, KillEventC, OomEventC)
+
+PROTOCOLS = {6: "tcp", 17: "udp"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,42 @@ class ExecEvent:
     time: float
 
 
+@dataclass(frozen=True)
+class KillEvent:
+    """A syscall kill rule signalled a process of a watched container (after the call ran)."""
+
+    cgroup_id: int
+    pid: int
+    comm: str
+    nr: int              # the syscall number
+    signal: int
+    result: int          # bpf_send_signal(): 0 sent, else -errno
+    time: float
+
+
+@dataclass(frozen=True)
+class EgressEvent:
+    """An egress rule refused a connect/sendmsg (`blocked`), or an audit policy would have.
+
+    `policy_index`/`rule_index` index the policies given to ProbeSet.set_egress in the update
+    `generation` (rule_index None: the policy's default); the loader fills `policy` and `rule`
+    with their names."""
+
+    cgroup_id: int
+    pid: int
+    comm: str
+    address: str
+    port: int
+    protocol: str        # tcp | udp (or the protocol number)
+    blocked: bool
+    policy_index: int
+    rule_index: int | None
+    generation: int
+    time: float
+    policy: str = ""
+    rule: str = ""
+
+
 class DecodeError(ValueError):
     """A ring buffer record that is not an event this version knows; counted, never raised up."""
 
@@ -44,7 +87,7 @@ class EventDecoder:
             boot_offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
         self.boot_offset = boot_offset
 
-    def decode(self, data: bytes) -> OomEvent | ExecEvent:
+    def decode(self, data: bytes) -> OomEvent | ExecEvent | KillEvent | EgressEvent:
         if len(data) < 4:
             raise DecodeError(f"event record of {len(data)} bytes is too short")
         kind = int.from_bytes(data[:4], "little")
@@ -54,6 +97,16 @@ class EventDecoder:
         if kind == EVENT_EXEC:
             raw = self._struct(ExecEventC, data)
             return ExecEvent(raw.cgroup_id, raw.pid, _text(raw.filename), self._time(raw.time_ns))
+        if kind == EVENT_KILL:
+            raw = self._struct(KillEventC, data)
+            return KillEvent(raw.cgroup_id, raw.pid, _text(raw.comm), raw.nr, raw.signal, raw.result,
+                             self._time(raw.time_ns))
+        if kind == EVENT_EGRESS:
+            raw = self._struct(EgressEventC, data)
+            return EgressEvent(raw.cgroup_id, raw.pid, _text(raw.comm), _address(raw.family, raw.addr),
+                               raw.port, PROTOCOLS.get(raw.protocol, str(raw.protocol)), bool(raw.blocked),
+                               raw.policy, None if raw.rule == EGRESS_DEFAULT_RULE else raw.rule,
+                               raw.generation, self._time(raw.time_ns))
         raise DecodeError(f"unknown event type {kind}")
 
     def _time(self, monotonic_ns: int) -> float:
@@ -64,6 +117,16 @@ class EventDecoder:
         if len(data) < ct.sizeof(cls):
             raise DecodeError(f"{cls.__name__} record of {len(data)} bytes, expected {ct.sizeof(cls)}")
         return cls.from_buffer_copy(data[:ct.sizeof(cls)])
+
+
+def _address(family: int, words) -> str:
+    """The destination as text from its network-byte-order words."""
+    packed = b"".join(int(w).to_bytes(4, sys.byteorder) for w in words)   # the bytes, in order
+    if family == 4:
+        return str(ipaddress.IPv4Address(packed[:4]))
+    if family == 6:
+        return str(ipaddress.IPv6Address(packed))
+    raise DecodeError(f"egress event with address family {family}")
 
 
 def _text(raw: bytes) -> str:

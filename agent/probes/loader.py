@@ -8,10 +8,16 @@ and the others still run.
 Containers are counted only once `watch()` registered their cgroup id: it gives the container
 a slot (the index of its per-CPU counters) and attaches the cgroup_skb counters to its v2
 directory. Maps are read when asked (at scrape time), never on a timer.
+
+Policy enforcement (probes/enforce.c) is set per watched container: `set_syscall_actions`
+(syscall kill rules, checked in the sys_exit program) and `set_egress` (egress rules, in
+cgroup sock_addr programs attached to the container's directory only while it has rules).
+`unwatch` clears both, `close` detaches everything.
 """
 from __future__ import annotations
 
 import ctypes as ct
+import dataclasses
 import errno
 import functools
 import logging
@@ -20,23 +26,30 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError
 from agent.probes import cgroup_programs
-from agent.probes.events import DecodeError, EventDecoder, ExecEvent, OomEvent
-from agent.probes.structs import (EVENT_EXEC, EVENT_OOM, PROBE_ERRORS, LatencyHist,
-                                  NetCountersC, ProcessCountersC, SyscallCount, TcpCountersC,
-                                  WatchEntry)
+from agent.probes.egress import EgressPolicy, encode, rule_of
+from agent.probes.events import DecodeError, EgressEvent, EventDecoder, ExecEvent, KillEvent, OomEvent
+from agent.probes.structs import (EVENT_EGRESS, EVENT_EXEC, EVENT_KILL, EVENT_OOM, PROBE_ERRORS,
+                                  EgressTable, KillTable, LatencyHist, NetCountersC, ProcessCountersC,
+                                  SyscallCount, TcpCountersC, WatchEntry)
 from agent.probes.syscall_names import OTHER
 
 log = logging.getLogger("corral.probes")
 
-PROBE_FILES = ("syscalls.c", "memory.c", "network.c", "process.c")
+# enforce.c first: syscalls.c calls its enforce_kill().
+PROBE_FILES = ("enforce.c", "syscalls.c", "memory.c", "network.c", "process.c")
 NR_SYSCALLS = 512
 WATCH_INDEX_SIZE = 1024
 _SKB_PROGRAMS = {"corral_skb_in": cgroup_programs.CGROUP_INET_INGRESS,
                  "corral_skb_out": cgroup_programs.CGROUP_INET_EGRESS}
+_EGRESS_PROGRAMS = {"corral_connect4": cgroup_programs.CGROUP_INET4_CONNECT,
+                    "corral_sendmsg4": cgroup_programs.CGROUP_UDP4_SENDMSG,
+                    "corral_connect6": cgroup_programs.CGROUP_INET6_CONNECT,
+                    "corral_sendmsg6": cgroup_programs.CGROUP_UDP6_SENDMSG}
+KEPT_GENERATIONS = 4            # egress updates whose rule names late events can still be given
 _INCLUDE = re.compile(r'^#include "common\.h"\n', re.MULTILINE)
 
 
@@ -171,7 +184,13 @@ class ProbeSet:
         self._slots: dict[int, int] = {}          # cgroup id -> slot
         self._dirs: dict[int, str] = {}           # cgroup id -> v2 directory with our programs
         self._py_errors: dict[str, int] = {}
-        self._pending: list[OomEvent | ExecEvent] = []
+        self._pending: list[OomEvent | ExecEvent | KillEvent | EgressEvent] = []
+        self._egress_fds: dict[str, int] = {}
+        self._egress_dirs: dict[int, str] = {}    # cgroup id -> v2 directory with egress programs
+        # cgroup id -> {generation: the policies of that update}, to name the rule of an event
+        self._egress_policies: dict[int, dict[int, tuple[EgressPolicy, ...]]] = {}
+        self._generation = 0
+        self._armed: set[int] = set()             # cgroup ids with syscall kill rules
         self._decoder = EventDecoder()
         self._ncpus = 0
         # The collector reads from its scrape thread while the daemon watches and unwatches.
@@ -217,6 +236,13 @@ class ProbeSet:
         except Exception as error:  # noqa: BLE001
             self._status["network"] = False
             log.warning("probe network: cannot load cgroup_skb programs: %s", error)
+        try:
+            for name, attach_type in _EGRESS_PROGRAMS.items():
+                self._egress_fds[name] = self._bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR,
+                                                             attach_type=attach_type).fd
+        except Exception as error:  # noqa: BLE001 - egress rules then fail loudly in set_egress
+            self._egress_fds.clear()
+            log.warning("egress enforcement: cannot load the cgroup sock_addr programs: %s", error)
         self._table("events").open_ring_buffer(self._on_event)
 
     def _attach(self, point: Tracepoint) -> None:
@@ -290,6 +316,8 @@ class ProbeSet:
         if directory and self._skb_fds:
             self._detach_skb(directory, cgroup_id)
         self._dirs.pop(cgroup_id, None)
+        self._detach_egress(cgroup_id, unified_dir)
+        self._armed.discard(cgroup_id)
         slot = self._slots.pop(cgroup_id, None)
         if slot is None:
             return
@@ -334,6 +362,116 @@ class ProbeSet:
         for name, ctype in (("net_counters", NetCountersC), ("tcp_counters", TcpCountersC),
                             ("process_counters", ProcessCountersC), ("oom_kills", ct.c_uint64)):
             self._update_percpu(name, ctype, slot, 1)
+        self._table("kill_tables")[ct.c_uint32(slot)] = KillTable()
+        self._table("egress_tables")[ct.c_uint32(slot)] = EgressTable()
+
+    # -- enforcement ---------------------------------------------------------------------------
+
+    def enforcement(self) -> dict[str, bool]:
+        """Which enforcement the loaded probes can do: syscall kill rules (the sys_exit
+        program is attached) and egress rules (the sock_addr programs loaded)."""
+        with self._lock:
+            return {"syscall_kill": bool(self._bpf is not None and self._status.get("syscalls")),
+                    "egress": bool(self._bpf is not None and self._egress_fds)}
+
+    def _slot_of(self, cgroup_id: int) -> int:
+        slot = self._slots.get(cgroup_id)
+        if slot is None:
+            raise InvalidArgument(f"cgroup {cgroup_id} is not watched by the probes",
+                                  hint="call ProbeSet.watch() first (the runtime does at start)")
+        return slot
+
+    @_locked
+    def set_syscall_actions(self, cgroup_id: int, kill: Iterable[int] | Mapping[int, int]) -> None:
+        """Replace the container's syscall kill rules: syscall numbers (SIGKILL), or a mapping
+        number -> signal. Empty clears them. The signal goes to the calling process when the
+        call returns."""
+        self._require_loaded()
+        slot = self._slot_of(cgroup_id)
+        signals = dict(kill) if isinstance(kill, Mapping) else {nr: 9 for nr in kill}
+        if signals and not self._status.get("syscalls"):
+            raise KernelError("syscall kill rules need the syscalls probe, which is not attached",
+                              hint="see the daemon log and `corral doctor`")
+        table = KillTable()
+        for nr, signal in signals.items():
+            if not 0 <= nr < NR_SYSCALLS - 1:
+                raise InvalidArgument(f"syscall number {nr}: the kill table holds 0..{NR_SYSCALLS - 2}")
+            if not 1 <= signal <= 64:
+                raise InvalidArgument(f"signal {signal} for syscall {nr}: expected 1-64")
+            table.signal[nr] = signal
+        table.armed = 1 if signals else 0
+        self._table("kill_tables")[ct.c_uint32(slot)] = table
+        if signals:
+            self._armed.add(cgroup_id)
+        else:
+            self._armed.discard(cgroup_id)
+
+    @_locked
+    def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
+        """Replace the container's egress rules (one EgressPolicy per selecting policy, enforcing
+        and audit ones) and return the update's generation. The sock_addr programs are attached
+        to `unified_dir` on first use and detached when `policies` is empty."""
+        self._require_loaded()
+        slot = self._slot_of(cgroup_id)
+        policies = tuple(policies)
+        if not policies:
+            self._table("egress_tables")[ct.c_uint32(slot)] = EgressTable()
+            self._detach_egress(cgroup_id, unified_dir)
+            return self._generation
+        if not self._egress_fds:
+            raise KernelError("egress rules need the cgroup sock_addr programs, which did not load",
+                              hint="see the daemon log (kernel without BPF_PROG_TYPE_CGROUP_SOCK_ADDR?)")
+        self._generation = (self._generation + 1) & 0xFFFFFFFF
+        table = encode(policies, self._generation)
+        # The table first, then the programs: attached programs never see a half-set slot.
+        self._table("egress_tables")[ct.c_uint32(slot)] = table
+        kept = self._egress_policies.setdefault(cgroup_id, {})
+        kept[self._generation] = policies
+        for old in sorted(kept)[:-KEPT_GENERATIONS]:
+            kept.pop(old)
+        if self._egress_dirs.get(cgroup_id) != unified_dir:
+            self._attach_egress(cgroup_id, unified_dir)
+        return self._generation
+
+    def _attach_egress(self, cgroup_id: int, unified_dir: str) -> None:
+        try:
+            for name, attach_type in _EGRESS_PROGRAMS.items():
+                fd = self._egress_fds[name]
+                own = cgroup_programs.program_id(fd)
+                cgroup_programs.detach_stale(unified_dir, attach_type, {name}, own)
+                if own not in cgroup_programs.attached_programs(unified_dir, attach_type):
+                    cgroup_programs.attach(unified_dir, fd, attach_type)
+        except (KernelError, OSError) as error:
+            self._count_py_error("egress")
+            self._egress_dirs[cgroup_id] = unified_dir
+            self._detach_egress(cgroup_id, unified_dir)
+            raise KernelError(f"attaching the egress programs to {unified_dir}: {error}",
+                              hint="the directory must be the container's cgroup v2 directory") from None
+        self._egress_dirs[cgroup_id] = unified_dir
+
+    def _detach_egress(self, cgroup_id: int, unified_dir: str | None) -> None:
+        """Detach our egress programs (and a crashed daemon's) from the container's directory."""
+        self._egress_policies.pop(cgroup_id, None)
+        directory = self._egress_dirs.pop(cgroup_id, None) or unified_dir
+        if not directory or not self._egress_fds:
+            return
+        try:
+            if os.stat(directory).st_ino != cgroup_id:
+                return                              # removed, and the name reused: not ours
+        except OSError:
+            return                                  # removed: the attachments went with it
+        for name, attach_type in _EGRESS_PROGRAMS.items():
+            try:
+                cgroup_programs.detach(directory, self._egress_fds[name], attach_type)
+                cgroup_programs.detach_stale(directory, attach_type, {name}, -1)
+            except KernelError as error:
+                self._count_py_error("egress")
+                log.warning("egress enforcement: cannot detach %s from %s: %s", name, directory, error)
+
+    @_locked
+    def egress_attached(self) -> dict[int, str]:
+        """cgroup id -> directory, for every container whose egress programs are attached."""
+        return dict(self._egress_dirs)
 
     # -- per-CPU arrays, read and written in batches (one syscall per range) -------------------
 
@@ -434,6 +572,9 @@ class ProbeSet:
             "watch_index": sum(1 for cell in self._table("watch_index").values() if cell.cgroup_id),
             "watch_overflow": len(self._table("watch_overflow")),
             "tcp_owner": len(self._table("tcp_owner")),
+            "kill_tables": sum(1 for cell in self._table("kill_tables").values() if cell.armed),
+            "egress_tables": sum(1 for cell in self._table("egress_tables").values()
+                                 if cell.count or cell.deny_default),
         }
         if self.options.syscall_latency:
             result["syscall_latency"] = len(self._table("syscall_latency"))
@@ -444,13 +585,21 @@ class ProbeSet:
     def _on_event(self, _ctx: Any, data: Any, size: int) -> None:
         raw = ct.string_at(data, size)
         try:
-            self._pending.append(self._decoder.decode(raw))
+            event = self._decoder.decode(raw)
         except DecodeError as error:
             kind = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
-            self._count_py_error({EVENT_OOM: "oom", EVENT_EXEC: "process_exec"}.get(kind, "events"))
+            self._count_py_error({EVENT_OOM: "oom", EVENT_EXEC: "process_exec", EVENT_KILL: "syscall_kill",
+                                  EVENT_EGRESS: "egress"}.get(kind, "events"))
             log.debug("undecodable probe event: %s", error)
+            return
+        if isinstance(event, EgressEvent):
+            with self._lock:
+                policies = self._egress_policies.get(event.cgroup_id, {}).get(event.generation, ())
+            policy, rule = rule_of(policies, event.policy_index, event.rule_index)
+            event = dataclasses.replace(event, policy=policy, rule=rule)
+        self._pending.append(event)
 
-    def poll_events(self, timeout_ms: int = 0) -> list[OomEvent | ExecEvent]:
+    def poll_events(self, timeout_ms: int = 0) -> list[OomEvent | ExecEvent | KillEvent | EgressEvent]:
         with self._events_lock:
             bpf = self._require_loaded()
             if timeout_ms > 0:
@@ -494,12 +643,16 @@ class ProbeSet:
             except CorralError as error:
                 log.warning("probe network: cannot detach from %s: %s", directory, error)
         self._dirs.clear()
+        for cgroup_id in list(self._egress_dirs):
+            self._detach_egress(cgroup_id, None)
+        self._armed.clear()
         self._slots.clear()
         try:
             self._bpf.cleanup()        # detaches every tracepoint and closes the programs
         finally:
             self._bpf = None
             self._skb_fds.clear()
+            self._egress_fds.clear()
             self._status = {name: False for name in self._status}
 
     def __enter__(self) -> "ProbeSet":

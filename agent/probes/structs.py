@@ -10,6 +10,12 @@ import ctypes as ct
 # Defaults of the -D parameters in probes/common.h that shape these structs.
 LATENCY_BUCKETS = 32
 EXEC_FILENAME_LEN = 256
+NR_SYSCALLS = 512
+EGRESS_MAX_RULES = 64
+EGRESS_MAX_POLICIES = 16
+EGRESS_ALLOW = 0
+EGRESS_DENY = 1
+EGRESS_DEFAULT_RULE = 0xFFFF
 
 # enum probe_error in probes/common.h, in order: index -> probe name.
 PROBE_ERRORS = (
@@ -22,11 +28,15 @@ PROBE_ERRORS = (
     "process_exec",
     "process_fork",
     "process_exit",
+    "syscall_kill",
+    "egress",
 )
 
 # enum event_type in probes/common.h.
 EVENT_OOM = 1
 EVENT_EXEC = 2
+EVENT_KILL = 3
+EVENT_EGRESS = 4
 
 
 class WatchEntry(ct.Structure):
@@ -86,6 +96,45 @@ class ExecEventC(ct.Structure):
                 ("time_ns", ct.c_uint64), ("filename", ct.c_char * EXEC_FILENAME_LEN)]
 
 
+class KillTable(ct.Structure):
+    """struct kill_table (probes/common.h)."""
+
+    _fields_ = [("armed", ct.c_uint32), ("pad", ct.c_uint32), ("signal", ct.c_uint8 * NR_SYSCALLS)]
+
+
+class KillEventC(ct.Structure):
+    """struct kill_event (probes/common.h)."""
+
+    _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
+                ("time_ns", ct.c_uint64), ("nr", ct.c_uint32), ("signal", ct.c_uint32),
+                ("result", ct.c_int32), ("pad", ct.c_uint32), ("comm", ct.c_char * 16)]
+
+
+class EgressRuleC(ct.Structure):
+    """struct egress_rule (probes/common.h)."""
+
+    _fields_ = [("addr", ct.c_uint32 * 4), ("mask", ct.c_uint32 * 4), ("port", ct.c_uint16),
+                ("protocol", ct.c_uint8), ("family", ct.c_uint8), ("action", ct.c_uint8),
+                ("policy", ct.c_uint8), ("rule", ct.c_uint16)]
+
+
+class EgressTable(ct.Structure):
+    """struct egress_table (probes/common.h)."""
+
+    _fields_ = [("count", ct.c_uint32), ("deny_default", ct.c_uint32), ("audit", ct.c_uint32),
+                ("generation", ct.c_uint32), ("rules", EgressRuleC * EGRESS_MAX_RULES)]
+
+
+class EgressEventC(ct.Structure):
+    """struct egress_event (probes/common.h)."""
+
+    _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
+                ("time_ns", ct.c_uint64), ("addr", ct.c_uint32 * 4), ("port", ct.c_uint16),
+                ("protocol", ct.c_uint8), ("family", ct.c_uint8), ("blocked", ct.c_uint8),
+                ("policy", ct.c_uint8), ("rule", ct.c_uint16), ("generation", ct.c_uint32),
+                ("pad", ct.c_uint32), ("comm", ct.c_char * 16)]
+
+
 # Every mirror with its C name, for the size test.
 MIRRORS = {
     "watch_entry": WatchEntry,
@@ -97,4 +146,9 @@ MIRRORS = {
     "process_counters": ProcessCountersC,
     "oom_event": OomEventC,
     "exec_event": ExecEventC,
+    "kill_table": KillTable,
+    "kill_event": KillEventC,
+    "egress_rule": EgressRuleC,
+    "egress_table": EgressTable,
+    "egress_event": EgressEventC,
 }

@@ -6,6 +6,9 @@ framing of real pipes. Lifecycle events go to the EventLog it is given, like the
 """
 from __future__ import annotations
 
+import http.client
+import socket
+
 import subprocess
 import threading
 import time
@@ -232,12 +235,29 @@ class FakeDaemon:
     def raw(self, method: str, target: str, body: bytes | str | None = None,
             headers: dict | None = None) -> tuple[int, dict, bytes]:
         """One request with nothing in between: status, headers and body as sent."""
-        from agent.api.client import _UnixConnection
-
-        connection = _UnixConnection(str(self.socket), 10)
+        connection = UnixConnection(str(self.socket), 10)
         try:
             connection.request(method, target, body=body, headers=headers or {})
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:
             connection.close()
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """http.client over the daemon's socket: a client independent of ours, to see what the
+    server sends byte for byte."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock

@@ -338,19 +338,40 @@ def test_status_sizes_commands_and_tables():
 
 FORBIDDEN = ("bcc", "prometheus_client", "pyroute2", "yaml", "psutil", "agent.daemon", "agent.doctor",
              "agent.cgroups", "agent.images", "agent.probes", "agent.metrics", "agent.api.server",
-             "agent.api.endpoints")
+             "agent.api.endpoints",
+             # http.client alone costs the CLI ~40 ms of start-up (email.*, ssl): the client has its own
+             "http.client", "email", "ssl")
+# Only `run` and `create` need the models, and `stats` and `top` their rows (dataclasses, typing).
+FORBIDDEN_UNLESS_RUN = ("agent.network.model", "agent.runtime.model", "dataclasses", "typing", "inspect")
 
 
-def test_the_cli_imports_nothing_heavy():
+def _modules_after(*argvs: list[str]) -> list[str]:
+    """The modules a fresh interpreter holds after `corral <argv>` for each argv (no daemon)."""
     script = (
         "import sys\n"
         "from agent.cli.main import main\n"
-        f"for argv in (['--help'], ['run', '--help'], ['ps'], ['run', 'busybox'], ['images'], ['events']):\n"
+        f"for argv in {list(argvs)!r}:\n"
         f"    main(['--host', '{NO_DAEMON}', *argv])\n"
+        "print('--- modules ---')\n"
         "print('\\n'.join(sorted(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    modules = result.stdout.split()
+    return result.stdout.split("--- modules ---\n", 1)[-1].split()   # after the verbs' own output
+
+
+def _loaded(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == bad or m.startswith(bad + ".") for bad in forbidden)]
+
+
+def test_verbs_other_than_run_load_no_models():
+    modules = _modules_after(["--help"], ["--version"], ["run", "--help"], ["ps"], ["images"], ["events"],
+                             ["version"], ["network", "ls"], ["policy", "ls"])
     assert "agent.cli.run" in modules and "agent.api.client" in modules
-    loaded = [m for m in modules if any(m == bad or m.startswith(bad + ".") for bad in FORBIDDEN)]
+    assert _loaded(modules, FORBIDDEN + FORBIDDEN_UNLESS_RUN) == []
+
+
+def test_the_cli_imports_nothing_heavy():
+    modules = _modules_after(["--help"], ["run", "--help"], ["ps"], ["run", "busybox"], ["images"], ["events"])
+    assert "agent.cli.run" in modules and "agent.api.client" in modules
+    loaded = _loaded(modules, FORBIDDEN)
     runtime_internals = [m for m in modules if m.startswith("agent.runtime.") and m != "agent.runtime.model"]
     assert loaded == [] and runtime_internals == []

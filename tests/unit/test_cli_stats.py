@@ -1,4 +1,4 @@
-from agent.cli.stats import rates, select, stats_table
+from agent.cli.stats_rows import rates, select, stats_table
 from agent.cli.top import render
 
 

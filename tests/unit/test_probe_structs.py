@@ -16,7 +16,8 @@ import pytest
 
 from agent.errors import KernelError
 from agent.probes import structs
-from agent.probes.events import DecodeError, EventDecoder, ExecEvent, OomEvent
+from agent.probes.egress import words
+from agent.probes.events import DecodeError, EgressEvent, EventDecoder, ExecEvent, KillEvent, OomEvent
 from agent.probes.loader import PROBE_FILES, ProbeOptions, ProbeSet
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"
@@ -64,13 +65,20 @@ def test_error_names_follow_the_c_enum():
 
 
 def test_event_types_follow_the_c_enum():
-    assert c_enum("event_type") == {"EVENT_OOM": structs.EVENT_OOM, "EVENT_EXEC": structs.EVENT_EXEC}
+    assert c_enum("event_type") == {"EVENT_OOM": structs.EVENT_OOM, "EVENT_EXEC": structs.EVENT_EXEC,
+                                     "EVENT_KILL": structs.EVENT_KILL, "EVENT_EGRESS": structs.EVENT_EGRESS}
 
 
 def test_array_lengths_follow_the_c_defaults():
     text = (PROBES / "common.h").read_text()
     assert f"#define LATENCY_BUCKETS {structs.LATENCY_BUCKETS}" in text
     assert f"#define EXEC_FILENAME_LEN {structs.EXEC_FILENAME_LEN}" in text
+    assert f"#define NR_SYSCALLS {structs.NR_SYSCALLS}" in text
+    assert f"#define EGRESS_MAX_RULES {structs.EGRESS_MAX_RULES}" in text
+    assert f"#define EGRESS_MAX_POLICIES {structs.EGRESS_MAX_POLICIES}" in text
+    assert f"#define EGRESS_ALLOW {structs.EGRESS_ALLOW}" in text
+    assert f"#define EGRESS_DENY {structs.EGRESS_DENY}" in text
+    assert f"#define EGRESS_DEFAULT_RULE {structs.EGRESS_DEFAULT_RULE:#X}".replace("0X", "0x") in text
 
 
 @needs_gcc
@@ -95,8 +103,29 @@ def test_exec_event_decodes_the_filename():
     assert event == ExecEvent(cgroup_id=9, pid=7, filename="/bin/true", time=0.0)
 
 
+def test_kill_event_decodes_the_syscall_and_the_result():
+    raw = structs.KillEventC(structs.EVENT_KILL, 31, 555, 2_000_000_000, 162, 9, 0, 0, b"busybox")
+    event = EventDecoder(boot_offset=10.0).decode(bytes(raw))
+    assert event == KillEvent(cgroup_id=555, pid=31, comm="busybox", nr=162, signal=9, result=0, time=12.0)
+
+
+@pytest.mark.parametrize(("family", "packed", "text"), [
+    (4, bytes([10, 213, 0, 7]), "10.213.0.7"),
+    (6, bytes.fromhex("20010db8000000000000000000000001"), "2001:db8::1")])
+def test_egress_event_decodes_the_destination(family, packed, text):
+    raw = structs.EgressEventC(type=structs.EVENT_EGRESS, pid=8, cgroup_id=99, time_ns=0, port=8080,
+                               protocol=6, family=family, blocked=1, policy=1,
+                               rule=structs.EGRESS_DEFAULT_RULE, generation=3, comm=b"nc")
+    raw.addr[:] = words(packed)
+    event = EventDecoder(boot_offset=0.0).decode(bytes(raw))
+    assert event == EgressEvent(cgroup_id=99, pid=8, comm="nc", address=text, port=8080, protocol="tcp",
+                                blocked=True, policy_index=1, rule_index=None, generation=3, time=0.0)
+
+
 @pytest.mark.parametrize("data", [b"", b"\x01\x00", (99).to_bytes(4, "little") + bytes(60),
-                                  structs.EVENT_EXEC.to_bytes(4, "little") + bytes(20)])
+                                  structs.EVENT_EXEC.to_bytes(4, "little") + bytes(20),
+                                  structs.EVENT_KILL.to_bytes(4, "little") + bytes(20),
+                                  structs.EVENT_EGRESS.to_bytes(4, "little") + bytes(60)])
 def test_unknown_or_short_records_are_decode_errors(data):
     with pytest.raises(DecodeError):
         EventDecoder(boot_offset=0.0).decode(data)
