@@ -268,8 +268,11 @@ class Daemon:
         """Load the policy folder now (before the API lets any container start), then follow it."""
         from agent.policy.library import PolicyLibrary
         from agent.policy.service import PolicyService
+        # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
         self.policy = PolicyService(PolicyLibrary(str(self.config.policies)), runtime=self.runtime,
-                                    cgroups=self.cgroups, events=self.events, probes=self.probes,
+                                    cgroups=self.host_cgroups or self.cgroups, events=self.events,
+                                    probes=self.probes,
+                                    observed=self.observed.list if self.observed else None,
                                     registry=self.registry, interval=self.config.policy_interval,
                                     alert_sink=self.alert_sink,
                                     syscall_name=self._syscall_name())

@@ -137,11 +137,16 @@ class PolicyService:
                  history: SignalHistory | None = None, executor: ActionExecutor | None = None,
                  alert_sink=None, registry=None, metrics: PolicyMetrics | None = None, interval: float = 1.0,
                  syscall_name: Callable[[int], str | None] | None = None,
+                 observed: Callable[[], list] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if interval <= 0:
             raise ValueError(f"policy interval {interval!r}: must be above 0 seconds")
         self.library = library
         self.runtime = runtime
+        # Containers Corral did not start (agent.discovery.observed): evaluated like its own,
+        # acted on through `cgroups` (the daemon passes a driver that reaches their cgroups).
+        self._observed = observed
+        self._not_applicable: set[tuple[str, str]] = set()   # (container id, policy) reported
         self.cgroups = cgroups
         self.events = events
         self.probes = probes
@@ -233,12 +238,17 @@ class PolicyService:
         """Limits of running containers follow the policies at once (the strictest wins)."""
         for container in self._running():
             effective = self.policy_for(container.name, container.spec.image, container.spec.labels)
-            base = Limits.from_cpus(container.spec.memory, container.spec.cpus, container.spec.pids_limit)
             paths = CgroupPaths.from_dict(container.cgroup)
             try:
                 before = self.cgroups.read_limits(paths)
             except (CorralError, OSError):
                 continue        # exited meanwhile
+            if container.observed:
+                if effective.memory is None and effective.cpus is None and effective.pids is None:
+                    continue    # a foreign container's own limits are never touched without cause
+                base = before   # never loosen what its own runtime set
+            else:
+                base = Limits.from_cpus(container.spec.memory, container.spec.cpus, container.spec.pids_limit)
             with self._lock:
                 result = self.executor.apply_limits(container.id, paths, effective.cgroup_limits(base))
             self.metrics.actions.labels("limits", result.result).inc()
@@ -286,8 +296,32 @@ class PolicyService:
         return evaluations
 
     def _running(self) -> list:
-        """Running containers Corral started: observed (foreign) containers are never acted on."""
-        return [c for c in self.runtime.list() if c.cgroup and c.cgroup_id and not getattr(c, "observed", False)]
+        """Running containers Corral started, and the observed ones (as _Observed views)."""
+        own = [c for c in self.runtime.list() if c.cgroup and c.cgroup_id]
+        if self._observed is None:
+            return own
+        foreign = [_Observed.of(o) for o in self._observed()]
+        self._report_not_applicable(foreign)
+        return own + foreign
+
+    def _report_not_applicable(self, foreign: list["_Observed"]) -> None:
+        """Seccomp is installed by the launcher before exec, so a deny rule cannot reach a
+        container Corral did not start: said once per container and policy, never skipped
+        silently."""
+        for container in foreign:
+            effective = self.policy_for(container.name, container.spec.image, container.spec.labels)
+            for entry in effective.syscalls:
+                if entry.action != "deny" or entry.source.mode != "enforce":
+                    continue
+                key = (container.id, entry.source.policy)
+                if key in self._not_applicable:
+                    continue
+                self._not_applicable.add(key)
+                self.events.emit(Event("policy", "not_applicable", container.id, container.name,
+                                       attributes={"policy": entry.source.policy, "rule": entry.source.rule,
+                                                   "action": "deny",
+                                                   "reason": "seccomp applies only to containers "
+                                                             "Corral starts"}))
 
     def _execute(self, evaluation: Evaluation, paths: CgroupPaths | None = None) -> list[ActionResult]:
         def paths_of(container_id: str) -> CgroupPaths | None:
@@ -430,6 +464,8 @@ class PolicyService:
         if self.probes is None:
             return
         for container in containers:
+            if not container.cgroup_id:
+                continue        # an observed container without a v2 directory: no BPF reaches it
             wanted = self._wanted(container.id, effective[container.id])
             unified = CgroupPaths.from_dict(container.cgroup).unified
             try:
@@ -634,6 +670,37 @@ class PolicyService:
         commit = _git(directory, "log", "-1", "--format=%h", "--", os.path.abspath(file)) or None
         status = _git(directory, "status", "--porcelain", "--", os.path.abspath(file))
         return commit, bool(status)
+
+
+@dataclass(frozen=True)
+class _ObservedSpec:
+    image: str
+    labels: dict
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """An observed container (agent.discovery.observed.ObservedContainer) seen through the
+    attributes the service reads of Corral's own containers."""
+
+    id: str
+    name: str
+    cgroup: dict
+    cgroup_id: int
+    spec: _ObservedSpec
+    started_at: float
+    created_at: float
+    observed: bool = True
+
+    @classmethod
+    def of(cls, container) -> "_Observed":
+        return cls(id=container.id, name=container.name, cgroup=container.cgroup.to_dict(),
+                   cgroup_id=container.cgroup_id,
+                   spec=_ObservedSpec(image=container.image, labels=dict(container.container.labels)),
+                   started_at=container.started_at, created_at=container.first_seen)
 
 
 def egress_policies(effective: EffectivePolicy) -> tuple[EgressPolicy, ...]:

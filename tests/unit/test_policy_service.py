@@ -149,3 +149,34 @@ def test_replay_of_a_broken_file_is_a_policy_error(world):
     with pytest.raises(PolicyError, match="proposed.yaml:"):
         service.replay("apiVersion: corral/v1\nkind: Policy\nmetadata: {name: p}\nspec: {mode: never}\n",
                        "proposed.yaml", 0.0)
+
+
+def test_observed_containers_are_evaluated_limited_and_told_what_does_not_apply(tmp_path):
+    from agent.discovery.classify import ForeignContainer
+    from agent.discovery.observed import ObservedContainer
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "64Mi") + "  syscalls:\n"
+                                     "    - {names: [ptrace], action: deny}\n")
+    driver, clock, registry = MemoryDriver(), Clock(), CollectorRegistry()
+    events = EventLog(tmp_path / "events.jsonl")
+    paths = CgroupPaths(unified="/sys/fs/cgroup/system.slice/docker-abc.scope")
+    foreign = ObservedContainer(
+        container=ForeignContainer(id="abc", name="web-docker", runtime="docker",
+                                   cgroup="/system.slice/docker-abc.scope", image="nginx:1"),
+        cgroup=paths, cgroup_id=4242, first_seen=clock.now, started_at=clock.now)
+    driver.limits[paths.unified] = Limits(memory_bytes=512 * MiB)
+    service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True),
+                            runtime=FakeRuntime(), cgroups=driver, events=events, registry=registry,
+                            clock=clock, observed=lambda: [foreign])
+    service.reload()
+    service.apply_live_limits()
+    assert driver.limits[paths.unified].memory_bytes == 64 * MiB      # tightened, never loosened
+    driver.memory[paths.unified] = 20 * MiB
+    for _ in range(3):
+        service.evaluate()
+        clock.now += 1
+    assert paths.unified in driver.frozen
+    not_applicable = [e for e in events.since() if e.action == "not_applicable"]
+    assert len(not_applicable) == 1 and not_applicable[0].name == "web-docker"
