@@ -3,5 +3,5 @@ threshold rules, and what happens when a rule is broken.
 
 The pure half (model, YAML source, check, merge, signals, engine, history, replay) never
 touches the kernel; `actions` and `seccomp` are the only modules that act, through the cgroup
-driver and libseccomp. The daemon composes them; see docs/policy-wiring.md.
+driver and libseccomp. The daemon composes them through agent/policy/service.py.
 """
