@@ -485,8 +485,9 @@ class ProbeSet:
             for key in range(start, start + count):     # kernels without batch ops
                 table[ct.c_uint32(key)] = table.Leaf()
 
-    def _read_percpu(self, name: str, ctype: type, start: int, count: int) -> list[list[Any]]:
-        """Per-CPU values of keys start..start+count-1: one list of ncpu values per key."""
+    def _lookup_percpu(self, name: str, ctype: type, start: int, count: int) -> Any | None:
+        """The raw per-CPU values of keys start..start+count-1 in one batch syscall (key-major,
+        ncpu values per key), or None where the kernel has no batch lookup."""
         from bcc import lib
         table = self._table(name)
         keys = (ct.c_uint32 * count)()
@@ -498,11 +499,14 @@ class ProbeSet:
                                       ct.byref(out_batch), keys, values, ct.byref(done))
         # ENOENT: the range ended at the end of the map; `done` keys were read (the rest are 0).
         code = -result if result < -1 else (ct.get_errno() if result else 0)
-        if code not in (0, errno.ENOENT):
-            rows = []
-            for key in range(start, start + count):     # kernels without batch ops
-                rows.append(list(table[ct.c_uint32(key)]))
-            return rows
+        return values if code in (0, errno.ENOENT) else None
+
+    def _read_percpu(self, name: str, ctype: type, start: int, count: int) -> list[list[Any]]:
+        """Per-CPU values of keys start..start+count-1: one list of ncpu values per key."""
+        values = self._lookup_percpu(name, ctype, start, count)
+        if values is None:
+            table = self._table(name)
+            return [list(table[ct.c_uint32(key)]) for key in range(start, start + count)]
         return [list(values[i * self._ncpus:(i + 1) * self._ncpus]) for i in range(count)]
 
     def _per_slot(self, name: str, ctype: type, build: Callable[[list[Any]], Any]) -> dict[int, Any]:
@@ -518,15 +522,21 @@ class ProbeSet:
     def syscall_counts(self) -> dict[int, dict[int, tuple[int, int]]]:
         self._require_loaded()
         result: dict[int, dict[int, tuple[int, int]]] = {}
+        step = 2 * self._ncpus      # u64 words per syscall: (calls, errors) for each CPU
         for cgroup_id, slot in self._slots.items():
-            rows = self._read_percpu("syscall_counts", SyscallCount, slot * NR_SYSCALLS, NR_SYSCALLS)
-            counts: dict[int, tuple[int, int]] = {}
-            for nr, cpus in enumerate(rows):
-                calls = sum(value.calls for value in cpus)
-                if calls:
-                    counts[OTHER if nr == NR_SYSCALLS - 1 else nr] = (
-                        calls, sum(value.errors for value in cpus))
-            result[cgroup_id] = counts
+            values = self._lookup_percpu("syscall_counts", SyscallCount, slot * NR_SYSCALLS, NR_SYSCALLS)
+            if values is None:
+                words = [w for row in self._read_percpu("syscall_counts", SyscallCount,
+                                                        slot * NR_SYSCALLS, NR_SYSCALLS)
+                         for value in row for w in (value.calls, value.errors)]
+            else:
+                words = memoryview(values).cast("B").cast("Q")
+            # Summing per-CPU columns with slices and zip keeps the loop in C: the policy tick
+            # and every scrape read 512 x ncpu counters per container.
+            calls = [sum(column) for column in zip(*(words[2 * c::step] for c in range(self._ncpus)))]
+            errors = [sum(column) for column in zip(*(words[2 * c + 1::step] for c in range(self._ncpus)))]
+            result[cgroup_id] = {OTHER if nr == NR_SYSCALLS - 1 else nr: (count, errors[nr])
+                                 for nr, count in enumerate(calls) if count}
         return result
 
     @_locked

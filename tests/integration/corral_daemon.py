@@ -5,12 +5,15 @@ checked for and removed at the end, even when a test fails.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,6 +84,27 @@ class CorralDaemon:
         ids = self.cli("ps", "-a", "-q", check=False).stdout.decode().split()
         if ids:
             self.cli("rm", "-f", *ids, check=False)
+
+
+@contextlib.contextmanager
+def running_daemon(*extra: str):
+    """A started daemon with its own root under /var/tmp; every container it made, the daemon
+    and the root are removed afterwards, even when the test fails. CORRAL_TEST_DAEMON_ARGS adds
+    daemon flags, e.g. "--syscall-latency" or "--no-probes"."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root: runs a real daemon")
+    root = Path(tempfile.mkdtemp(prefix="corral-it-", dir="/var/tmp"))
+    instance = CorralDaemon(root, *extra, *os.environ.get("CORRAL_TEST_DAEMON_ARGS", "").split())
+    instance.start()
+    try:
+        yield instance
+    finally:
+        try:
+            instance.remove_all()
+        finally:
+            instance.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def leftovers(container_id: str) -> list[str]:

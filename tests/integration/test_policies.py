@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.corral_daemon import CorralDaemon
+from tests.integration.corral_daemon import running_daemon
 
 pytestmark = pytest.mark.privileged
 
@@ -48,18 +48,8 @@ def policies_dir():
 @pytest.fixture(scope="module")
 def pdaemon(policies_dir):
     """A real daemon following `policies_dir`, shared by this module's tests."""
-    root = Path(tempfile.mkdtemp(prefix="corral-it-", dir="/var/tmp"))
-    instance = CorralDaemon(root, "--policies", str(policies_dir), "--policy-interval", str(INTERVAL),
-                            *os.environ.get("CORRAL_TEST_DAEMON_ARGS", "").split())
-    instance.start()
-    try:
+    with running_daemon("--policies", str(policies_dir), "--policy-interval", str(INTERVAL)) as instance:
         yield instance
-    finally:
-        try:
-            instance.remove_all()
-        finally:
-            instance.stop()
-            shutil.rmtree(root, ignore_errors=True)
 
 
 # --- helpers ---------------------------------------------------------------------------------
