@@ -62,6 +62,27 @@ def test_store_resolves_ids_prefixes_and_names(tmp_path):
     assert not (tmp_path / "containers" / "abc123").exists()
 
 
+def test_store_reads_the_newest_generation_that_parses(tmp_path):
+    store = ContainerStore(tmp_path)
+    one = container("abc123", "one")
+    store.add(one)
+    one.state = "running"
+    store.save(one)
+    one.state = "exited"
+    store.save(one)
+    directory = tmp_path / "containers" / "abc123"
+    assert sorted(p.name for p in directory.iterdir()) == ["state.2.json", "state.3.json"]
+    (directory / "state.3.json").write_text("")          # torn by a crash
+    assert ContainerStore(tmp_path).get("one").state == "running"
+    legacy = tmp_path / "containers" / "old"
+    legacy.mkdir()
+    (legacy / "state.json").write_text(json.dumps(container("old", "older").to_dict()))
+    again = ContainerStore(tmp_path)
+    assert again.get("older").id == "old"
+    again.save(again.get("older"))
+    assert sorted(p.name for p in legacy.iterdir()) == ["state.1.json"]
+
+
 def test_store_keeps_unreadable_state_for_a_person(tmp_path):
     bad = tmp_path / "containers" / "broken"
     bad.mkdir(parents=True)
