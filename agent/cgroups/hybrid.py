@@ -231,7 +231,8 @@ class HybridDriver(CgroupDriver):
 
     def kill(self, paths: CgroupPaths) -> None:
         self._dirs(paths)
-        if os.path.exists(os.path.join(paths.unified, "cgroup.kill")):
+        # (An observed v1-only container has no unified directory: only the v1 loop applies.)
+        if paths.unified and os.path.exists(os.path.join(paths.unified, "cgroup.kill")):
             kill_unified(paths.unified, [])
         # A process that joined only some hierarchies (add_process failed half-way) is not in
         # the unified cgroup.procs; it must not keep a v1 directory busy.

@@ -14,7 +14,6 @@ the policy actions, and keeps handing its own driver to the runtime.
 from __future__ import annotations
 
 import os
-import signal
 from typing import Callable
 
 from agent.cgroups import files
@@ -62,20 +61,6 @@ class _ForeignHybrid(HybridDriver):
                 raise FileNotFoundError(path)      # a file of the absent unified directory
             return read(path)
         return read_hybrid_stats(paths, self.user_hz, v1_only)
-
-    def kill(self, paths: CgroupPaths) -> None:
-        if paths.unified:
-            super().kill(paths)
-            return
-        self._dirs(paths)
-        for pid in self.pids(paths):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-        freezer = paths.controllers.get("freezer")
-        if freezer and files.optional(str.strip, os.path.join(freezer, "freezer.state")) not in (None, "THAWED"):
-            files.write_value(os.path.join(freezer, "freezer.state"), "THAWED")
 
     def _freeze(self, paths: CgroupPaths, frozen: bool) -> None:
         if paths.unified:
