@@ -13,16 +13,6 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-PACKAGES=(runc crun podman hyperfine uidmap)
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # --no-install-recommends: podman's recommends pull in a second runtime stack and services.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/../scripts/debian-packages.sh"
+ensure_debian_packages runc crun podman hyperfine uidmap
 say "anchors: $(runc --version | head -n 1); $(crun --version | head -n 1); $(podman --version); $(hyperfine --version)"

@@ -24,15 +24,9 @@ PACKAGES=(
   busybox-static gcc libc6-dev make
   prometheus prometheus-alertmanager
 )
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+source scripts/debian-packages.sh
+ensure_debian_packages "${PACKAGES[@]}"
+if [ "$INSTALLED_NOW" = 1 ]; then
   # Debian enables and starts these services on install; Corral's tests start their own.
   for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
