@@ -121,6 +121,13 @@ class Engine:
     def states(self, container_id: str) -> list[RuleState]:
         return [s for (cid, _, _), s in sorted(self._states.items()) if cid == container_id]
 
+    def next_due(self) -> float | None:
+        """When the earliest pending rule will have held for its `for:` (the clock of the
+        samples), so the service can evaluate then instead of at the next tick."""
+        dues = [state.since + state.entry.threshold.for_seconds for state in self._states.values()
+                if state.phase == "pending" and state.entry is not None]
+        return min(dues) if dues else None
+
     def holding(self, container_id: str, action: str) -> bool:
         """True while a rule of this engine holds the container throttled or frozen."""
         return bool(self._holders.get((container_id, action)))

@@ -192,12 +192,26 @@ class PolicyService:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        """Reload and evaluate every interval; in between, evaluate once more at the moment a
+        pending rule's `for:` runs out, so the action is not rounded up to the next tick."""
+        next_tick = time.monotonic() + self.interval
+        while True:
+            wait = next_tick - time.monotonic()
+            with self._lock:
+                due = self.engine.next_due()
+            if due is not None:
+                wait = min(wait, due - self._clock() + 0.001)
+            if self._stop.wait(max(0.0, wait)):
+                return
+            ticked = time.monotonic() >= next_tick
             try:
-                self.reload()
+                if ticked:
+                    self.reload()
                 self.evaluate()
             except Exception:  # one bad tick must not end enforcement
                 log.exception("policy evaluation failed")
+            if ticked:
+                next_tick = max(next_tick + self.interval, time.monotonic())
 
     # --- what the runtime asks at container start -----------------------------------------------
 

@@ -237,3 +237,13 @@ def test_the_web_guardrails_example_runs_through_the_engine():
                             {"openat": (55000, 0)}) for t in range(7)]
     fired = [a.kind for r in run(engine, effective, samples) for a in r.actions]
     assert fired == ["alert", "freeze"]
+
+
+def test_next_due_is_when_the_earliest_pending_rule_has_held_for_its_time():
+    effective = merge([policy("guard", {"thresholds": [memory_rule(), memory_rule(name="slow", **{"for": "30s"})]})])
+    engine = Engine()
+    assert engine.next_due() is None
+    run(engine, effective, series([95] * 3, start=100.0))
+    assert engine.next_due() == 110.0                  # pending since t=100, for: 10s
+    results = run(engine, effective, series([95], start=110.0))
+    assert results[0].violations and engine.next_due() == 130.0   # "mem" fired; "slow" still pending
