@@ -380,6 +380,14 @@ def make_dir(path: str, *, exist_ok: bool) -> bool:
                           hint=_hint_for(err)) from err
 
 
+def remove_cgroups(dirs: list[str], open_files: "OpenFiles | None", *, timeout: float) -> None:
+    """Forget the held-open files of each directory, then remove it (see remove_tree)."""
+    for path in dirs:
+        if open_files is not None:
+            open_files.forget(path)
+        remove_tree(path, timeout=timeout)
+
+
 def remove_tree(path: str, *, timeout: float) -> None:
     """rmdir a cgroup and any child cgroups, deepest first; a missing directory is fine.
 

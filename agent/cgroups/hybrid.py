@@ -250,10 +250,7 @@ class HybridDriver(CgroupDriver):
         dirs = self._dirs(paths)
         if self.pids(paths):
             self.kill(paths)
-        for path in dirs:
-            if self._open_files is not None:
-                self._open_files.forget(path)
-            files.remove_tree(path, timeout=self.remove_timeout)
+        files.remove_cgroups(dirs, self._open_files, timeout=self.remove_timeout)
 
     def close(self) -> None:
         """Close the cgroup files kept open for stats (the driver stays usable)."""

@@ -147,9 +147,7 @@ class V2Driver(CgroupDriver):
             return
         if self.pids(paths):
             self.kill(paths)
-        if self._open_files is not None:
-            self._open_files.forget(path)
-        files.remove_tree(path, timeout=self.remove_timeout)
+        files.remove_cgroups([path], self._open_files, timeout=self.remove_timeout)
 
     def close(self) -> None:
         """Close the cgroup files kept open for stats (the driver stays usable)."""

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from agent.probes import cgroup_programs
 from agent.probes.egress import EgressPolicy, EgressRuleSpec
 from agent.probes.loader import ProbeOptions, ProbeSet
-from tests.integration.corral_daemon import CorralDaemon
+from tests.integration.corral_daemon import running_daemon
 from tests.integration.test_policies import (INTERVAL, containers, container_id, metric, pdaemon,  # noqa: F401
                                              policies_dir, policy_events, policy_files, wait_until)
 
@@ -267,18 +265,13 @@ def test_unconnected_udp_ipv6_and_v4_mapped_destinations_are_covered(tmp_path):
 
 def test_stopping_the_daemon_detaches_everything_and_a_restart_enforces_again(tmp_path):
     """A daemon of its own: stopped while an enforced container runs, then started again."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: runs a real daemon")
-    folder = Path(tempfile.mkdtemp(prefix="corral-policies-", dir="/var/tmp"))
-    root = Path(tempfile.mkdtemp(prefix="corral-it-", dir="/var/tmp"))
+    folder = tmp_path / "policies"
+    folder.mkdir()
     (folder / "deny.yaml").write_text(
         "apiVersion: corral/v1\nkind: Policy\nmetadata: {name: deny-all}\nspec:\n"
         "  syscalls: [{names: [sync], action: kill}]\n"
         "  network: {egress: {default: deny}}\n")
-    daemon = CorralDaemon(root, "--policies", str(folder), "--policy-interval", str(INTERVAL),
-                          *os.environ.get("CORRAL_TEST_DAEMON_ARGS", "").split())
-    daemon.start()
-    try:
+    with running_daemon("--policies", str(folder), "--policy-interval", str(INTERVAL)) as daemon:
         if not probes_loaded(daemon):
             pytest.fail("the daemon's probes are not loaded")
         daemon.cli("run", "-d", "--name", "survivor", "busybox", "sleep", "600")
@@ -294,10 +287,3 @@ def test_stopping_the_daemon_detaches_everything_and_a_restart_enforces_again(tm
         assert result.stdout.decode().split() == ["status=137"]
         daemon.remove_all()
         assert not os.path.isdir(directory)
-    finally:
-        try:
-            daemon.remove_all()
-        finally:
-            daemon.stop()
-            shutil.rmtree(root, ignore_errors=True)
-            shutil.rmtree(folder, ignore_errors=True)
