@@ -358,8 +358,18 @@ def _modules_after(*argvs: list[str]) -> list[str]:
     return result.stdout.split("--- modules ---\n", 1)[-1].split()   # after the verbs' own output
 
 
+def _at_startup() -> set[str]:
+    """What this interpreter imports before any of Corral's code runs (site hooks a host may
+    add, e.g. a .pth that imports certifi and with it typing): not the CLI's cost."""
+    result = subprocess.run([sys.executable, "-c", "import sys; print('\\n'.join(sys.modules))"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return set(result.stdout.split())
+
+
 def _loaded(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
-    return [m for m in modules if any(m == bad or m.startswith(bad + ".") for bad in forbidden)]
+    startup = _at_startup()
+    return [m for m in modules if m not in startup
+            and any(m == bad or m.startswith(bad + ".") for bad in forbidden)]
 
 
 def test_verbs_other_than_run_load_no_models():
