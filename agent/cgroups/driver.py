@@ -132,6 +132,11 @@ class CgroupDriver(ABC):
     @abstractmethod
     def exists(self, paths: CgroupPaths) -> bool: ...
 
+    def paths_for(self, name: str) -> CgroupPaths:
+        """Where container `name`'s cgroup is, whether or not it exists (reconcile finds the
+        cgroup of a container whose record was lost by its name)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot locate cgroups by name")
+
     def cgroup_id(self, paths: CgroupPaths) -> int:
         """The v2 cgroup id: the inode number of the unified directory."""
         import os

@@ -23,17 +23,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
-from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
+from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.images import busybox, oci
 from agent.images.extract import Extracted, extract_layer, remove_tree
 from agent.images.model import UNTAGGED, Image, ImageConfig, image_id, parse_reference
 from agent.images.records import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 _LIST_HINT = "list images with `corral images`, or add one with `corral image import`"
 
@@ -75,11 +78,23 @@ class ImageStore:
 
     def _by_reference(self, name: str, tag: str) -> Image | None:
         path = self._repositories / name / f"{tag}.json"
-        return self._load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return self._load(path)
+        except CorralError as exc:   # as if absent: an import or pull writes it again
+            log.error("%s (%s)", exc, exc.hint)
+            return None
 
     def _records(self) -> list[Image]:
         paths = sorted(self._repositories.rglob("*.json")) + sorted(self._untagged.glob("*.json"))
-        return [self._load(path) for path in paths]
+        images = []
+        for path in paths:
+            try:
+                images.append(self._load(path))
+            except CorralError as exc:   # one torn record must not hide every other image
+                log.error("%s (%s)", exc, exc.hint)
+        return images
 
     def _save(self, image: Image) -> Image:
         """Give `image.reference` to this content; the content it named before stays, untagged."""

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from agent.atomic_file import write_atomically
 from agent.errors import Conflict, CorralError, KernelError
 
 
@@ -104,15 +105,7 @@ class AddressAllocator:
 
     def _write(self, addresses: dict[str, str]) -> None:
         text = json.dumps({"subnet": str(self.subnet), "addresses": dict(sorted(addresses.items()))}, indent=1)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            with open(temporary, "w") as handle:
-                handle.write(text + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            raise KernelError(f"cannot write the address file {self.path}: {exc.strerror}") from exc
+        write_atomically(self.path, text + "\n")
 
     def remove(self) -> None:
         """Delete the state and lock files (the network is being removed)."""

@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
 import re
 import shutil
 import socket
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from agent.atomic_file import write_atomically
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.network.ipam import AddressAllocator, gateway_of
 from agent.network.model import (RESERVED_NAMES, Attachment, Network, PortMapping, check_network_name,
@@ -129,7 +129,9 @@ class NetworkManager:
         with self._lock:
             try:
                 network = self._load(self.default_network)
-            except NotFound:
+            except CorralError as exc:
+                if not isinstance(exc, NotFound):   # torn: made again from the daemon's settings
+                    log.error("%s; the default network is written again", exc)
                 subnet = self.default_subnet
                 network = Network(name=self.default_network, subnet=subnet, gateway=gateway_of(subnet),
                                   bridge=self.default_network, created=self._clock())
@@ -162,7 +164,10 @@ class NetworkManager:
         if self.directory.is_dir():
             for entry in sorted(self.directory.iterdir()):
                 if (entry / "network.json").is_file():
-                    networks.append(self._load(entry.name))
+                    try:
+                        networks.append(self._load(entry.name))
+                    except CorralError as exc:   # one torn file must not hide the other networks
+                        log.error("%s; network %s is skipped until the file is fixed", exc, entry.name)
         return networks
 
     def get(self, name: str) -> Network:
@@ -283,6 +288,11 @@ class NetworkManager:
             stale: set[str] = set()
             for network in networks:
                 allocator = self._allocator(network)
+                try:
+                    allocator.addresses()
+                except CorralError as exc:   # rebuilt below from the running containers
+                    log.error("%s; rebuilding it from the running containers", exc)
+                    allocator.path.rename(allocator.path.with_name(allocator.path.name + ".torn"))
                 for container_id in allocator.addresses():
                     if container_id not in live:
                         stale.add(container_id)
@@ -310,7 +320,11 @@ class NetworkManager:
                                 container_id[:12], attachment.network)
                     continue
                 self._allocator(network).reserve(container_id, attachment.address)
-                found = self._find_record(container_id)
+                try:
+                    found = self._find_record(container_id)
+                except CorralError as exc:
+                    log.error("%s; written again from the container's state", exc)
+                    found = None
                 if found is None:
                     self._save_record(attachment, None, None)
                 if attachment.ports and container_tag(container_id) not in tags:
@@ -339,7 +353,7 @@ class NetworkManager:
         return Network.from_dict(data, where=str(path))
 
     def _save(self, network: Network) -> None:
-        _write_atomically(self._path(network.name), json.dumps(network.to_dict(), indent=1) + "\n")
+        write_atomically(self._path(network.name), json.dumps(network.to_dict(), indent=1) + "\n")
 
     def _allocator(self, network: Network) -> AddressAllocator:
         return AddressAllocator(self.directory / network.name / "addresses.json", network.subnet)
@@ -408,7 +422,7 @@ class NetworkManager:
     def _save_record(self, attachment: Attachment, hostname: str | None, hosts_path: Path | None) -> None:
         record = {"attachment": attachment.to_dict(), "hostname": hostname,
                   "hosts_path": str(hosts_path) if hosts_path else None}
-        _write_atomically(self._record_path(attachment.network, attachment.container_id),
+        write_atomically(self._record_path(attachment.network, attachment.container_id),
                           json.dumps(record, indent=1) + "\n")
 
     @staticmethod
@@ -473,19 +487,6 @@ def _check_host_port(port: PortMapping) -> None:
         raise KernelError(f"cannot check host port {port}: {exc.strerror}") from exc
     finally:
         probe.close()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise KernelError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _quietly(step: Callable[[], None]) -> None:

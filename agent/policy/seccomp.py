@@ -7,11 +7,11 @@ the denied syscalls, which fail with EPERM, as Docker's profile does for what it
 from __future__ import annotations
 
 import errno
-import os
 import tempfile
 from typing import Iterable
 
-from agent.errors import InvalidArgument, KernelError
+from agent.atomic_file import replacing
+from agent.errors import InvalidArgument
 
 
 def build_filter(denied: Iterable[str], *, error: int = errno.EPERM):
@@ -31,22 +31,9 @@ def build_filter(denied: Iterable[str], *, error: int = errno.EPERM):
 def export_filter(denied: Iterable[str], path: str, *, error: int = errno.EPERM) -> str:
     """Write the raw filter for the launcher to `path` atomically; returns `path`."""
     rules = build_filter(denied, error=error)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".seccomp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                rules.export_bpf(out)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-    except OSError as exc:
-        raise KernelError(f"cannot write the seccomp filter {path}: {exc.strerror}") from None
+    # Not durable: the filter is written again at every start, so a power loss cannot lose it.
+    with replacing(path, durable=False) as out:
+        rules.export_bpf(out)
     return path
 
 

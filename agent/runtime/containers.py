@@ -20,13 +20,12 @@ from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, No
 from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
-from agent.network.model import Attachment
 from agent.runtime import inspect as inspection
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import LaunchRequest, launch
 from agent.runtime.execs import start_exec
 from agent.runtime.logs import follow_log
-from agent.runtime.model import CREATED, EXITED, RUNNING, Container, ContainerSpec
+from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
@@ -70,20 +69,12 @@ class Runtime:
 
     # ---- life cycle of the runtime itself -------------------------------------------------
 
-    def reconcile(self) -> None:
-        """Reconcile the state on disk with what really runs, then follow every live shim."""
+    def reconcile(self) -> dict[str, list[str]]:
+        """Reconcile the state on disk with what really runs, then follow every live shim
+        (agent/runtime/reconcile.py says what each step handles)."""
+        from agent.runtime.reconcile import Reconciler
         self._exits.start()
-        for container in self.store.all():
-            if container.state == RUNNING:
-                if container.shim_pid and _is_our_shim(container.shim_pid, container.id) \
-                        and self._exits.watch(container.id, container.shim_pid):
-                    self._watch_cgroup(container)
-                    continue
-                self._record_exit(container)
-        if self.networks is not None:
-            live = {c.id: Attachment.from_dict(c.network) for c in self.store.all()
-                    if c.state == RUNNING and c.network}
-            self.networks.reconcile(live)
+        return Reconciler(self).run()
 
     def close(self) -> None:
         """Stop following containers; they keep running and are adopted at the next start."""
@@ -136,7 +127,7 @@ class Runtime:
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
-            self.store.save(container)
+            self.store.save(container, durable=True)     # the record that owns what is on disk
         except BaseException:
             for step in reversed(undo):
                 _quietly(step)
@@ -406,8 +397,19 @@ class Runtime:
         for watcher in self.watchers:
             _quietly(lambda w=watcher: w.unwatch(container.cgroup_id, unified))
 
+    def _follow(self, container: Container) -> None:
+        """Watch a live shim adopted after a restart, and give its cgroup to the watchers."""
+        if self._exits.watch(container.id, container.shim_pid):
+            self._watch_cgroup(container)
+        else:
+            self._on_exit(container.id)
+
     def _destroy(self, container: Container) -> None:
-        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state."""
+        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state.
+        Marked `removing` first, so a daemon killed half-way finishes the removal at restart."""
+        if container.state != REMOVING:
+            container.state = REMOVING
+            self.store.save(container)
         if self.networks is not None and container.spec.network not in ("none", "host"):
             _quietly(lambda: self.networks.detach(container.id))
         self._unwatch_cgroup(container)
@@ -432,17 +434,6 @@ def _merge_env(base: list[str], extra: list[str], hostname: str) -> list[str]:
         key, _, value = item.partition("=")
         merged[key] = value
     return [f"{k}={v}" for k, v in merged.items()]
-
-
-def _is_our_shim(pid: int, container_id: str) -> bool:
-    """True when `pid` is still the launcher of this container (pids are reused)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            argv = handle.read().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and argv[0].endswith(b"corral-launch") and \
-        any(container_id.encode() in arg for arg in argv)
 
 
 def _quietly(step) -> None:

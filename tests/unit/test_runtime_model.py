@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -95,3 +96,43 @@ def test_store_keeps_unreadable_state_for_a_person(tmp_path):
 def test_env_merge_later_wins():
     env = _merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"], "host")
     assert env == ["PATH=/bin", "HOSTNAME=host", "A=2", "B=3"]
+
+
+def test_store_keeps_the_durable_generation_under_later_ones(tmp_path):
+    store = ContainerStore(tmp_path)
+    one = container("abc123", "one")
+    store.add(one)
+    one.rootfs = "/r"
+    store.save(one, durable=True)              # the record completing the create
+    for state in ("running", "exited", "removing"):
+        one.state = state
+        store.save(one)
+    directory = tmp_path / "containers" / "abc123"
+    assert sorted(p.name for p in directory.iterdir()) == ["state.2.json", "state.4.json", "state.5.json"]
+    for name in ("state.4.json", "state.5.json"):    # every later generation torn (a power loss)
+        (directory / name).write_bytes(b"\0" * 10)
+    again = ContainerStore(tmp_path)
+    assert again.get("one").rootfs == "/r" and again.get("one").state == "created"
+    again.save(again.get("one"))
+    assert "state.6.json" in os.listdir(directory)
+
+
+def test_store_lists_directories_without_state_and_unreadable_ones(tmp_path):
+    (tmp_path / "containers" / "cut").mkdir(parents=True)
+    (tmp_path / "containers" / "cut" / "upper").mkdir()
+    torn = tmp_path / "containers" / "torn"
+    torn.mkdir()
+    (torn / "state.1.json").write_text('{"id": "torn", "na')
+    store = ContainerStore(tmp_path)
+    assert store.no_state == ["cut"]
+    assert list(store.unreadable) == ["torn"] and "state.1.json" in store.unreadable["torn"][0]
+    moved = store.quarantine("torn")
+    assert not torn.exists() and (moved / "state.1.json").exists()
+    assert moved.parent == tmp_path / "quarantine"
+
+
+def test_store_refuses_a_state_file_naming_another_container(tmp_path):
+    store = ContainerStore(tmp_path)
+    store.add(container("abc123", "one"))
+    os.rename(tmp_path / "containers" / "abc123", tmp_path / "containers" / "zzz")
+    assert list(ContainerStore(tmp_path).unreadable) == ["zzz"]
