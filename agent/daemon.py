@@ -49,6 +49,7 @@ class DaemonConfig:
     observe_root: str = "/"            # the cgroup path below which to look for them
     observe_state_root: Path = Path("/")   # prefix of the runtimes' state dirs (/host in a pod)
     policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
+    policy_max_size: int = 1024 * 1024  # bytes: a bigger policy file is refused (docs/policies.md)
     alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
     alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
 
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="HOST:PORT of the Prometheus endpoint; empty to disable (default %(default)s)")
     parser.add_argument("--policies", type=Path, default=None, help="folder of policy YAML files")
     parser.add_argument("--policy-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--policy-max-size", type=_size, default=1024 * 1024, metavar="SIZE",
+                        help="refuse policy files larger than this, like 1Mi (default 1Mi)")
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")
     parser.add_argument("--probes-dir", type=Path, default=REPO_PROBES, help=argparse.SUPPRESS)
     parser.add_argument("--no-network", dest="network", action="store_false",
@@ -103,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alert-webhook", action="append", default=[], dest="alert_webhooks", metavar="URL",
                         help="URL to POST the same alert JSON to (repeatable)")
     return parser
+
+
+def _size(text: str) -> int:
+    from agent.units import parse_size
+    try:
+        return parse_size(text, field="--policy-max-size")
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def parse_args(argv: list[str] | None) -> DaemonConfig:
@@ -268,8 +279,11 @@ class Daemon:
         """Load the policy folder now (before the API lets any container start), then follow it."""
         from agent.policy.library import PolicyLibrary
         from agent.policy.service import PolicyService
+        from agent.policy.yaml_source import YamlLimits
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
-        self.policy = PolicyService(PolicyLibrary(str(self.config.policies)), runtime=self.runtime,
+        self.policy = PolicyService(PolicyLibrary(str(self.config.policies),
+                                                  limits=YamlLimits(max_bytes=self.config.policy_max_size)),
+                                    runtime=self.runtime,
                                     cgroups=self.host_cgroups or self.cgroups, events=self.events,
                                     probes=self.probes,
                                     observed=self.observed.list if self.observed else None,

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from agent.api.client import ApiClient
 from agent.cli.format import event_line, table
-from agent.errors import InvalidArgument
+from agent.errors import InvalidArgument, PolicyError
 
 EXIT_PROBLEMS = 1
 
@@ -35,6 +35,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     check.add_argument("--format", choices=("text", "json"), default="text",
                        help="text: one line per problem; json: a list of problem objects")
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
+    check.add_argument("--max-size", default="1Mi", metavar="SIZE",
+                       help="refuse files larger than this, like the daemon's --policy-max-size "
+                            "(default %(default)s)")
     check.set_defaults(func=check_policies)
 
     ls = sub.add_parser("ls", help="list the policies in force (needs the daemon)",
@@ -77,9 +80,12 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def check_policies(args: argparse.Namespace, client: ApiClient | None = None) -> int:
     # Imported here: `corral ps` must not pay for YAML and the syscall table.
-    from agent.policy.check import check_paths, count_policies
+    from agent.policy.check import check_files
+    from agent.policy.yaml_source import YamlLimits
+    from agent.units import parse_size
 
-    problems = check_paths(args.paths)
+    loaded, problems = check_files(args.paths, limits=YamlLimits(max_bytes=parse_size(args.max_size,
+                                                                                      field="--max-size")))
     if args.format == "json":
         print(json.dumps([p.to_dict() for p in problems], indent=2))
         return EXIT_PROBLEMS if problems else 0
@@ -91,7 +97,7 @@ def check_policies(args: argparse.Namespace, client: ApiClient | None = None) ->
                          f"in {files} file{'s' if files != 1 else ''}\n")
         return EXIT_PROBLEMS
     if not args.quiet:
-        policies, files = count_policies(args.paths)
+        policies, files = sum(len(item.policies) for item in loaded), len(loaded)
         print(f"ok: {policies} polic{'ies' if policies != 1 else 'y'} in {files} file{'s' if files != 1 else ''}")
     return 0
 
@@ -190,12 +196,17 @@ def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
 
 def replay_policy(args: argparse.Namespace, client: ApiClient) -> int:
     from agent.cli.events import parse_since
+    from agent.policy.check import read_capped
+    from agent.policy.yaml_source import SyntaxProblem, YamlLimits, decode
+    limits = YamlLimits()
     try:
-        with open(args.file, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"policy file {args.file!r}: cannot read it: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        raw = read_capped(args.file, limits)
+    except OSError as exc:
+        raise InvalidArgument(f"policy file {args.file!r}: cannot read it: {exc.strerror or exc}") from None
+    text = decode(raw, args.file, limits)   # what is not text is not sent to the daemon
+    if isinstance(text, SyntaxProblem):
+        raise PolicyError(f"{text.file}:{text.mark.line}:{text.mark.col}: (file): {text.message}",
+                          hint=f"`corral policy check {args.file}` shows every problem")
     reports = client.policy_replay(text, args.file, since=parse_since(args.since, time.time()))
     if args.format == "json":
         print(json.dumps(reports, indent=2))

@@ -7,12 +7,15 @@ two can never disagree about what is valid.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from agent.policy.model import FieldError, Policy, format_path, parse_policy
-from agent.policy.yaml_source import Mark, SourceDocument, load_documents
+from agent.policy.yaml_source import Mark, SourceDocument, SyntaxProblem, YamlLimits, decode, load_documents
+
+log = logging.getLogger("corral.policy")
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -68,9 +71,35 @@ def policy_files(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
     return files, problems
 
 
-def load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None = None) -> LoadedFile:
+def load_bytes(raw: bytes, file: str, syscall_known: Callable[[str], bool] | None = None,
+               limits: YamlLimits = YamlLimits()) -> LoadedFile:
+    """Decode, parse and check one file's content. Never raises: whatever goes wrong is a
+    problem of this file, so one file can never stop the others from loading."""
+    text = decode(raw, file, limits)
+    if isinstance(text, SyntaxProblem):
+        return _refused(text)
+    return load_text(text, file, syscall_known, limits)
+
+
+def _refused(problem: SyntaxProblem) -> LoadedFile:
+    return LoadedFile(problem.file, (), (Problem(problem.file, problem.mark.line, problem.mark.col,
+                                                 "(file)", problem.message),))
+
+
+def load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None = None,
+              limits: YamlLimits = YamlLimits()) -> LoadedFile:
     """Parse and check the documents of one file's text."""
-    documents, syntax = load_documents(text, file)
+    try:
+        return _load_text(text, file, syscall_known, limits)
+    except Exception as exc:  # a bug here must cost one file, not the daemon's policy loop
+        log.exception("policy file %s could not be checked", file)
+        return LoadedFile(file, (), (Problem(file, 1, 1, "(file)",
+                                             f"could not be checked: {type(exc).__name__}: {exc}"),))
+
+
+def _load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None,
+               limits: YamlLimits) -> LoadedFile:
+    documents, syntax = load_documents(text, file, limits)
     problems: list[Problem] = []
     policies: list[Policy] = []
     marks: dict[str, Mark] = {}
@@ -95,20 +124,30 @@ def load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None 
         policies.append(policy)
     if syntax is not None:
         problems.append(Problem(file, syntax.mark.line, syntax.mark.col, "(yaml)", syntax.message))
+    elif not documents:
+        problems.append(Problem(file, 1, 1, "(file)", "no policy document in the file (only comments "
+                                "or `---`); the previous version stays in force (delete the file "
+                                "to remove its policies)"))
     problems.sort()
     if problems:
         return LoadedFile(file, (), tuple(problems), {})
     return LoadedFile(file, tuple(policies), (), marks)
 
 
-def load_file(path: str, syscall_known: Callable[[str], bool] | None = None) -> LoadedFile:
+def read_capped(path: str, limits: YamlLimits) -> bytes:
+    """The file's bytes, but never more than one past the size limit (a 5 GB file costs the
+    same as a 1 MiB one: it is refused for its size). OSError when it cannot be read."""
+    with open(path, "rb") as handle:
+        return handle.read(limits.max_bytes + 1)
+
+
+def load_file(path: str, syscall_known: Callable[[str], bool] | None = None,
+              limits: YamlLimits = YamlLimits()) -> LoadedFile:
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return LoadedFile(path, (), (Problem(path, 1, 1, "(file)", f"cannot read: {reason}"),))
-    return load_text(text, path, syscall_known)
+        raw = read_capped(path, limits)
+    except OSError as exc:
+        return LoadedFile(path, (), (Problem(path, 1, 1, "(file)", f"cannot read: {exc.strerror or exc}"),))
+    return load_bytes(raw, path, syscall_known, limits)
 
 
 def duplicate_names(files: Iterable[LoadedFile]) -> list[Problem]:
@@ -127,24 +166,24 @@ def duplicate_names(files: Iterable[LoadedFile]) -> list[Problem]:
     return problems
 
 
-def check_paths(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None) -> list[Problem]:
-    """Every problem in the files and folders given, sorted by file and position."""
+def check_files(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None,
+                limits: YamlLimits = YamlLimits()) -> tuple[list[LoadedFile], list[Problem]]:
+    """Each file of the paths loaded, and every problem (sorted by file and position)."""
     if syscall_known is None:
         from agent.policy.syscall_table import known_syscall, load_syscall_table
         syscall_known = known_syscall(load_syscall_table())
     files, problems = policy_files(paths)
-    loaded = [load_file(f, syscall_known) for f in files]
+    loaded = [load_file(f, syscall_known, limits) for f in files]
     for item in loaded:
         problems.extend(item.problems)
     problems.extend(duplicate_names(loaded))
-    return sorted(problems)
+    return loaded, sorted(problems)
 
 
-def count_policies(paths: Iterable[str]) -> tuple[int, int]:
-    """(policies, files) in the paths; for the summary line of a clean check."""
-    files, _ = policy_files(paths)
-    loaded = [load_file(f) for f in files]
-    return sum(len(item.policies) for item in loaded), len(files)
+def check_paths(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None,
+                limits: YamlLimits = YamlLimits()) -> list[Problem]:
+    """Every problem in the files and folders given, sorted by file and position."""
+    return check_files(paths, syscall_known, limits)[1]
 
 
 def _locate(doc: SourceDocument, error: FieldError) -> Problem:

@@ -327,6 +327,10 @@ def parse_policy(data: Any, *, source: str = "",
     spec = _mapping(top.get("spec", {}), ("spec",), errors,
                     ("selector", "mode", "limits", "syscalls", "network", "thresholds")) or {}
     path = ("spec",)
+    for key in ("selector", "limits", "syscalls", "network", "thresholds"):
+        if key in spec and spec[key] is None:
+            # `limits:` with nothing after it is what a truncated write leaves: never "no limits".
+            errors.add(path + (key,), "expected a value, got nothing (leave the field out instead)")
     mode = _choice(spec.get("mode", "enforce"), path + ("mode",), errors, MODES, "mode")
     selector = _selector(spec.get("selector"), path + ("selector",), errors)
     limits = _limits(spec.get("limits"), path + ("limits",), errors)

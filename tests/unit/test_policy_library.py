@@ -66,3 +66,67 @@ def test_a_broken_file_at_start_loads_nothing_from_it(tmp_path: Path):
     assert report.loaded == (str(tmp_path / "good.yaml"),)
     assert list(report.failed) == [str(tmp_path / "bad.yaml")]
     assert [p.name for p in library.policies()] == ["good"]
+
+
+def test_broken_files_never_stop_a_new_valid_file_from_loading(tmp_path: Path):
+    # Sorted before the valid ones: a crash or a stall in one used to end the whole reload.
+    (tmp_path / "a-recursive.yaml").write_text("a: &x [*x]\n")
+    (tmp_path / "b-deep.yaml").write_text("spec: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    (tmp_path / "c-laughs.yaml").write_text(
+        "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)))
+    (tmp_path / "m-old.yaml").write_text(text("old"))
+    library = PolicyLibrary(str(tmp_path), syscall_known=KNOWN)
+    report = library.reload()
+    assert sorted(report.failed) == [str(tmp_path / n) for n in ("a-recursive.yaml", "b-deep.yaml", "c-laughs.yaml")]
+    (tmp_path / "z-new.yaml").write_text(text("new"))
+    assert library.reload().loaded == (str(tmp_path / "z-new.yaml"),)
+    assert sorted(limits(library)) == ["new", "old"]
+
+
+def test_an_empty_or_truncated_file_keeps_the_previous_version(tmp_path: Path):
+    web = tmp_path / "web.yaml"
+    web.write_text(text("web"))
+    library = PolicyLibrary(str(tmp_path), syscall_known=KNOWN)
+    library.reload()
+    for content in ("", "\n", "# all gone\n", text("web")[:40], text("web").rsplit("{", 1)[0]):
+        web.write_text(content)
+        report = library.reload()
+        assert str(web) in report.failed, repr(content)
+        assert limits(library) == {"web": 256 << 20}, repr(content)
+    web.unlink()
+    assert library.reload().removed == (str(web),) and library.policies() == []
+
+
+def test_readers_never_wait_for_a_file_being_parsed(tmp_path: Path):
+    import threading
+    (tmp_path / "a.yaml").write_text(text("a"))
+    parsing, release = threading.Event(), threading.Event()
+
+    def slow_known(name: str) -> bool:       # called while a file with syscalls is checked
+        parsing.set()
+        release.wait(10)
+        return True
+
+    library = PolicyLibrary(str(tmp_path), syscall_known=slow_known)
+    library.reload()
+    (tmp_path / "b.yaml").write_text(text("b") + "  syscalls: [{names: [ptrace], action: deny}]\n")
+    reloading = threading.Thread(target=library.reload)
+    reloading.start()
+    try:
+        assert parsing.wait(10)
+        assert [p.name for p in library.policies()] == ["a"]     # the last good set, at once
+        assert library.problems() == {}
+    finally:
+        release.set()
+        reloading.join(10)
+    assert sorted(p.name for p in library.policies()) == ["a", "b"]
+
+
+def test_an_oversized_file_is_refused_and_only_its_head_is_read(tmp_path: Path):
+    from agent.policy.yaml_source import YamlLimits
+    big = tmp_path / "big.yaml"
+    big.write_text(text("big") + "# " + "x" * 5000 + "\n")
+    library = PolicyLibrary(str(tmp_path), syscall_known=KNOWN, limits=YamlLimits(max_bytes=4096))
+    [problem] = library.reload().failed[str(big)]
+    assert str(problem) == f"{big}:1:1: (file): file is larger than the limit of 4096 bytes (--policy-max-size)"
