@@ -118,7 +118,7 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
             from agent.probes.syscall_names import load_syscall_table
             probes.set_syscall_actions(cgroup_id, {load_syscall_table().number("sync")})
         result = run_loop(cgroup, loop, calls, reps)
-        inside = program_ns(probes._bpf.funcs[b"corral_sys_exit"].fd, cgroup, loop, calls)
+        inside = program_ns(probes.program_fds()["corral_sys_exit"], cgroup, loop, calls)
         if config != "probes_unwatched":
             counted = probes.syscall_counts()[cgroup_id].get(_getppid(), (0, 0))[0]
             if counted < calls * reps:

@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import namedtuple
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,10 +48,9 @@ from agent.cgroups.hybrid import HybridDriver  # noqa: E402
 from agent.metrics import server  # noqa: E402
 from agent.metrics.collector import ContainerCollector  # noqa: E402
 from agent.metrics.model import MetricsOptions, WatchedContainer  # noqa: E402
+from agent.probes.double import ProbeDouble  # noqa: E402
+from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters  # noqa: E402
 
-NetCounters = namedtuple("NetCounters", "rx_bytes rx_packets tx_bytes tx_packets")
-TcpCounters = namedtuple("TcpCounters", "connects retransmits")
-ProcessCounters = namedtuple("ProcessCounters", "execs forks exits")
 CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
 # The syscalls a small service makes, roughly.
 COMMON_SYSCALLS = [0, 1, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 20, 21, 23, 28, 35, 39,
@@ -197,28 +195,24 @@ def can_use_real_cgroups() -> bool:
     return os.geteuid() == 0 and cgroup_mode() == "hybrid"
 
 
-class FakeProbes:
-    """The ProbeSet interface over prebuilt dicts (the map reads themselves are not timed here)."""
+def fake_probes(containers: list[WatchedContainer], rng: random.Random, latency: bool) -> ProbeDouble:
+    """The maintained probe double over prebuilt readings (the map reads themselves are not timed here)."""
+    ids = [c.cgroup_id for c in containers]
+    probes = ProbeDouble(max_containers=max(len(ids), 1), latency=latency)
+    for i in ids:
+        probes.watch(i, c_dir(i))
+    probes.counts = {i: {nr: (rng.randrange(1, 10**6), rng.randrange(0, 100)) for nr in COMMON_SYSCALLS}
+                     for i in ids}
+    probes.latency = ({i: {nr: [rng.randrange(0, 1000) if 8 <= b < 20 else 0 for b in range(32)]
+                           for nr in COMMON_SYSCALLS} for i in ids} if latency else {})
+    probes.net = {i: NetCounters(*(rng.randrange(10**9) for _ in range(4))) for i in ids}
+    probes.tcp_counts = {i: TcpCounters(rng.randrange(1000), rng.randrange(10)) for i in ids}
+    probes.process_counts = {i: ProcessCounters(5, 6, 4) for i in ids}
+    return probes
 
-    def __init__(self, containers: list[WatchedContainer], rng: random.Random, latency: bool) -> None:
-        ids = [c.cgroup_id for c in containers]
-        self._counts = {i: {nr: (rng.randrange(1, 10**6), rng.randrange(0, 100)) for nr in COMMON_SYSCALLS}
-                        for i in ids}
-        self._latency = ({i: {nr: [rng.randrange(0, 1000) if 8 <= b < 20 else 0 for b in range(32)]
-                              for nr in COMMON_SYSCALLS} for i in ids} if latency else {})
-        self._network = {i: NetCounters(*(rng.randrange(10**9) for _ in range(4))) for i in ids}
-        self._tcp = {i: TcpCounters(rng.randrange(1000), rng.randrange(10)) for i in ids}
-        self._processes = {i: ProcessCounters(5, 6, 4) for i in ids}
 
-    def syscall_counts(self): return self._counts
-    def syscall_latency(self): return self._latency
-    def network(self): return self._network
-    def tcp(self): return self._tcp
-    def processes(self): return self._processes
-    def oom_kills(self): return {}
-    def status(self): return {"syscalls": True, "network": True, "tcp": True, "processes": True, "oom": True}
-    def errors(self): return {"syscalls": 0, "network": 0, "tcp": 0, "processes": 0, "oom": 0}
-    def map_entries(self): return {"slots": len(self._counts), "watch_index": len(self._counts)}
+def c_dir(cgroup_id: int) -> str:
+    return f"/sys/fs/cgroup/unified/bench/{cgroup_id}"
 
 
 def io_anchor(driver, collector: ContainerCollector, containers: list[WatchedContainer],
@@ -247,7 +241,7 @@ def _best(times: list[float]) -> float:
 
 
 def measure(containers, driver, proc, options, latency, repeat, rng) -> dict:
-    probes = FakeProbes(containers, rng, latency)
+    probes = fake_probes(containers, rng, latency)
     collector = ContainerCollector(lambda: containers, driver, probes, options,
                                    syscall_name=lambda nr: f"sys{nr}", proc_root=proc)
     registry = CollectorRegistry()

@@ -19,6 +19,7 @@ import time
 
 from agent.cgroups.driver import Pressure
 from agent.errors import InvalidArgument, KernelError
+from agent.mount_table import MOUNTINFO, mount_holding, read_mount_table
 
 # v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 with 4 KiB
 # pages); anything this large cannot be a limit somebody set.
@@ -287,25 +288,14 @@ class OpenFiles:
             self._fds.clear()
 
 
-def on_cgroupfs(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool:
+def on_cgroupfs(path: str, mountinfo: str = str(MOUNTINFO)) -> bool:
     """Whether `path` is on a cgroup or cgroup2 filesystem (the mount holding it, by the
     longest mount point that is a prefix of its real path)."""
-    target = os.path.realpath(path)
-    best, fstype = "", ""
     try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                try:
-                    dash = fields.index("-")
-                except ValueError:
-                    continue
-                point = fields[4].replace("\\040", " ")
-                if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                    best, fstype = point, fields[dash + 1]
+        holder = mount_holding(read_mount_table(mountinfo), path)
     except OSError:
         return False
-    return fstype in ("cgroup", "cgroup2")
+    return holder is not None and holder.fstype in ("cgroup", "cgroup2")
 
 
 def optional(parse, path: str):

@@ -11,7 +11,7 @@ import tempfile
 from typing import Callable
 
 from agent.doctor.kernel import describe_errno
-from agent.doctor.mountinfo import MountEntry, read_mounts
+from agent.mount_table import MountEntry, read_mounts
 from agent.doctor.result import CheckResult, HostPaths, passed, problem, read_text
 
 # Superblock options of a v1 mount that are not controller names.

@@ -8,7 +8,7 @@ import platform
 import re
 from typing import Callable
 
-from agent.doctor.mountinfo import mounted, read_mounts
+from agent.mount_table import mounted, read_mounts
 from agent.doctor.result import CheckResult, HostPaths, passed, problem, read_text
 
 MIN_KERNEL = (5, 8)          # BPF ring buffers (used by probes/) arrived in 5.8

@@ -12,6 +12,7 @@ from errno import EBUSY
 from pathlib import Path
 
 from agent.errors import InvalidArgument, KernelError
+from agent.mount_table import MOUNTINFO, mounted_at, read_mount_table
 
 MNT_DETACH = 2
 # The kernel copies at most one page of mount options (a 4 KiB page, less the final NUL).
@@ -79,28 +80,10 @@ def unmount(target: Path, *, lazy_if_busy: bool = False) -> None:
                           hint="see what holds it with `fuser -vm PATH`" if errno == EBUSY else None)
 
 
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as \\040-style octal escapes."""
-    out, index = [], 0
-    while index < len(field):
-        if field[index] == "\\" and index + 3 < len(field) and field[index + 1:index + 4].isdigit():
-            out.append(chr(int(field[index + 1:index + 4], 8)))
-            index += 4
-        else:
-            out.append(field[index])
-            index += 1
-    return "".join(out)
-
-
-def is_mounted(target: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+def is_mounted(target: Path, mountinfo: Path = MOUNTINFO) -> bool:
     """Whether something is mounted exactly at `target` in this mount namespace."""
-    wanted = os.path.realpath(target)
     try:
-        lines = mountinfo.read_text().splitlines()
+        mounts = read_mount_table(mountinfo)
     except OSError as exc:
         raise KernelError(f"reading {str(mountinfo)!r}: {exc.strerror}") from None
-    for line in lines:
-        fields = line.split(" ")
-        if len(fields) > 4 and _unescape(fields[4]) == wanted:
-            return True
-    return False
+    return mounted_at(mounts, os.path.realpath(target))

@@ -1,7 +1,9 @@
 """eBPF probes: load probes/*.c once with BCC, watch containers by cgroup id, read the counts.
 
-`loader.ProbeSet` (with `loader.ensure_mounts`) is the whole interface the metrics collector
-and the daemon use. events.py decodes the OOM and exec events, syscall_names.py is the host's
-syscall table, structs.py mirrors the C structs of probes/common.h, and cgroup_programs.py
-attaches, detaches and queries cgroup_skb programs through the bpf() syscall.
+interface.py is the seam the rest of Corral uses (`ProbeControl`, `ProbeReader`, `ProbeEvents`);
+loader.ProbeSet implements it over BCC, double.ProbeDouble in memory for unit tests. ProbeSet
+is a facade over source.py (C text and flags), compiled.py (BCC), slots.py, attachments.py,
+enforcement.py, readings.py/percpu.py and ring.py; events.py decodes the ring buffer's
+records, syscall_names.py is the host's syscall table, structs.py mirrors the C structs of
+probes/common.h, and cgroup_programs.py attaches and queries cgroup programs through bpf().
 """

@@ -44,7 +44,7 @@ def _bpf(command: int, attr: ct.Array) -> int:
     return result
 
 
-def _put(attr: ct.Array, offset: int, ctype: type, value: int) -> None:
+def _put(attr: ct.Array, offset: int, ctype: type[ct.c_uint32] | type[ct.c_uint64], value: int) -> None:
     ctype.from_buffer(attr, offset).value = value
 
 

@@ -311,15 +311,15 @@ def test_close_leaves_nothing_attached(probes):
     probe_set = ProbeSet(REPO / "probes", ProbeOptions())
     try:
         for name, kind in kinds.items():
-            cgroup_programs.attach(str(path), probes._skb_fds[name], kind)
+            cgroup_programs.attach(str(path), probes.program_fds()[name], kind)
         probe_set.load()
         assert "syscall_latency" not in probe_set.status()
         assert all(probe_set.status().values())
         probe_set.watch(path.stat().st_ino, str(path))
         for name, kind in kinds.items():
-            own = cgroup_programs.program_id(probe_set._skb_fds[name])
+            own = cgroup_programs.program_id(probe_set.program_fds()[name])
             assert cgroup_programs.attached_programs(str(path), kind) == [own]
-        program_ids = [cgroup_programs.program_id(fn.fd) for fn in probe_set._bpf.funcs.values()]
+        program_ids = [cgroup_programs.program_id(fd) for fd in probe_set.program_fds().values()]
         probe_set.close()
         for kind in kinds.values():
             assert cgroup_programs.attached_programs(str(path), kind) == []
@@ -337,5 +337,5 @@ def test_close_leaves_nothing_attached(probes):
         probe_set.close()
         for name, kind in kinds.items():
             if path.exists():
-                cgroup_programs.detach(str(path), probes._skb_fds[name], kind)
+                cgroup_programs.detach(str(path), probes.program_fds()[name], kind)
         _remove_cgroup(path)

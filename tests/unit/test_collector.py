@@ -9,7 +9,6 @@ import gzip
 import socket
 import urllib.error
 import urllib.request
-from collections import namedtuple
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -19,10 +18,9 @@ from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.metrics.collector import ContainerCollector
 from agent.metrics.model import FAMILIES, MetricsOptions, WatchedContainer, cadvisor_id
 from agent.metrics.server import parse_addr, serve_metrics
+from agent.probes.double import ProbeDouble
+from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters
 
-NetCounters = namedtuple("NetCounters", "rx_bytes rx_packets tx_bytes tx_packets")
-TcpCounters = namedtuple("TcpCounters", "connects retransmits")
-ProcessCounters = namedtuple("ProcessCounters", "execs forks exits")
 SYSCALLS = {0: "read", 1: "write", 2: "open", 3: "close", 59: "execve"}
 
 
@@ -48,32 +46,13 @@ class FakeDriver:
         return value
 
 
-class FakeProbes:
-    """The ProbeSet interface over dicts; `fail` names maps whose read raises."""
+READINGS = ("syscall_counts", "syscall_latency", "network", "tcp", "processes", "oom_kills", "status",
+            "errors", "map_entries")
 
-    def __init__(self, **maps) -> None:
-        self.maps = {"syscall_counts": {}, "syscall_latency": {}, "network": {}, "tcp": {},
-                     "processes": {}, "oom_kills": {}, "status": {}, "errors": {},
-                     "map_entries": {"slots": 0, "watch_index": 0}}
-        self.maps.update(maps)
-        self.fail: set[str] = set()
-        self.reads: dict[str, int] = {}
 
-    def _read(self, name):
-        self.reads[name] = self.reads.get(name, 0) + 1
-        if name in self.fail:
-            raise OSError(5, "Input/output error", name)
-        return self.maps[name]
-
-    def syscall_counts(self): return self._read("syscall_counts")
-    def syscall_latency(self): return self._read("syscall_latency")
-    def network(self): return self._read("network")
-    def tcp(self): return self._read("tcp")
-    def processes(self): return self._read("processes")
-    def oom_kills(self): return self._read("oom_kills")
-    def status(self): return self._read("status")
-    def errors(self): return self._read("errors")
-    def map_entries(self): return self._read("map_entries")
+def fake_probes(**maps) -> ProbeDouble:
+    """The maintained probe double, with the readings given by method name."""
+    return ProbeDouble.with_readings(**{"status": {}, **maps})
 
 
 def container(cid: str, name: str, cgroup_id: int, **extra) -> WatchedContainer:
@@ -259,7 +238,7 @@ def test_a_container_that_changes_or_goes_shows_its_new_labels_only(proc):
 
 def test_oom_events_fall_back_to_the_probe_when_the_cgroup_has_no_count(proc):
     stats = {WEB.cgroup.unified: full_stats(oom_kills=None)}
-    probes = FakeProbes(oom_kills={1001: 4})
+    probes = fake_probes(oom_kills={1001: 4})
     value = scrape(make(proc, containers=(WEB,), stats=stats, probes=probes)[0]).get_sample_value
     assert value("container_oom_events_total", WEB_ID) == 4
 
@@ -281,7 +260,7 @@ def test_id_label_is_the_cgroup_path_below_the_mount():
 
 # -- BPF counters ----------------------------------------------------------------------------
 
-def probes_for_web(**maps) -> FakeProbes:
+def probes_for_web(**maps) -> ProbeDouble:
     defaults = dict(
         syscall_counts={1001: {0: (500, 2), 1: (300, 0), 2: (40, 40), 3: (41, 1), 59: (1, 0)},
                         9999: {0: (5, 0)}},    # a cgroup the agent does not watch
@@ -291,7 +270,7 @@ def probes_for_web(**maps) -> FakeProbes:
         status={"syscalls": True, "tcp": False},
         errors={"syscalls": 0, "tcp": 9})
     defaults.update(maps)
-    return FakeProbes(**defaults)
+    return fake_probes(**defaults)
 
 
 WEB_NAME = {"name": "web"}
@@ -325,7 +304,7 @@ def test_each_map_is_read_once_per_scrape_whatever_the_number_of_containers(proc
     probes = probes_for_web()
     registry = scrape(make(proc, containers=many, probes=probes)[0])
     registry.get_sample_value("corral_containers")
-    assert probes.reads == {name: 1 for name in probes.maps}
+    assert probes.reads == {name: 1 for name in READINGS}
 
 
 def test_syscall_names_that_are_unknown_fall_back_to_the_number(proc):

@@ -13,6 +13,7 @@ from agent.discovery.foreign_cgroups import ForeignCgroups, HostCgroups
 from agent.discovery.observed import NO_UNIFIED, ObservedContainers
 from agent.discovery.watcher import CgroupTrees, CgroupWatcher, check_observe_root, scan
 from agent.errors import InvalidArgument, NotFound
+from agent.probes.double import ProbeDouble
 
 ID = "ab" * 32
 OTHER = "cd" * 32
@@ -118,19 +119,9 @@ def test_the_watcher_reports_created_and_removed_containers(tmp_path):
 
 # --- the registry ------------------------------------------------------------------------------
 
-class FakeProbes:
-    def __init__(self, fail: bool = False) -> None:
-        self.watched: dict[int, str] = {}
-        self.fail = fail
-
-    def watch(self, cgroup_id: int, unified_dir: str) -> None:
-        if self.fail:
-            from agent.errors import Conflict
-            raise Conflict("all 128 probe slots are in use")
-        self.watched[cgroup_id] = unified_dir
-
-    def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
-        self.watched.pop(cgroup_id, None)
+def probe_double(fail: bool = False) -> ProbeDouble:
+    """The maintained probe double; `fail`: no slot left, so watching is refused."""
+    return ProbeDouble(max_containers=0 if fail else 128)
 
 
 def registry(tmp_path, probes=None, events=None):
@@ -142,7 +133,7 @@ def registry(tmp_path, probes=None, events=None):
 def test_new_containers_get_the_probes_and_vanished_ones_lose_them(tmp_path):
     trees = hybrid_trees(tmp_path)
     make(trees, DOCKER)
-    probes, events = FakeProbes(), []
+    probes, events = probe_double(), []
     observed = registry(tmp_path, probes, events)
     observed.update(scan(trees)[0])
     [container] = observed.list()
@@ -161,7 +152,7 @@ def test_new_containers_get_the_probes_and_vanished_ones_lose_them(tmp_path):
 def test_a_container_without_a_unified_directory_is_observed_without_probes(tmp_path):
     trees = hybrid_trees(tmp_path)
     make(trees, "/system.slice/ssh.service", unified=False)
-    probes = FakeProbes()
+    probes = probe_double()
     observed = registry(tmp_path, probes)
     observed.update(scan(trees)[0])
     [container] = observed.list()
@@ -177,7 +168,7 @@ def test_a_container_without_a_unified_directory_is_observed_without_probes(tmp_
 def test_probes_refusing_a_container_leave_it_observed_with_the_reason(tmp_path):
     trees = hybrid_trees(tmp_path)
     make(trees, DOCKER)
-    observed = registry(tmp_path, FakeProbes(fail=True))
+    observed = registry(tmp_path, probe_double(fail=True))
     observed.update(scan(trees)[0])
     [container] = observed.list()
     assert not container.probes and "probe slots" in container.note

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.doctor import filesystems, headers, isolation, kernel, software
-from agent.doctor.mountinfo import parse_mountinfo
+from agent.mount_table import parse_mountinfo
 from agent.doctor.report import _guarded, render_json, render_text
 from agent.doctor.result import FAIL, OK, WARN, CheckResult, HostPaths, exit_code
 

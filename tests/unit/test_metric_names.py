@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agent.cgroups.driver import CgroupPaths, CgroupStats, Pressure
 from agent.metrics.collector import ContainerCollector
 from agent.metrics.model import FAMILIES, MetricsOptions, WatchedContainer
+from agent.probes.double import ProbeDouble
+from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
-NetCounters = namedtuple("NetCounters", "rx_bytes rx_packets tx_bytes tx_packets")
-TcpCounters = namedtuple("TcpCounters", "connects retransmits")
-ProcessCounters = namedtuple("ProcessCounters", "execs forks exits")
 
 
 class Driver:
@@ -39,33 +37,13 @@ class Driver:
         return [1]
 
 
-class Probes:
-    def syscall_counts(self):
-        return {7: {0: (10, 1), 1: (5, 0)}}
-
-    def syscall_latency(self):
-        return {7: {0: [0] * 8 + [3, 4, 2, 1] + [0] * 20, 1: [1] * 32}}
-
-    def network(self):
-        return {7: NetCounters(100, 2, 200, 3)}
-
-    def tcp(self):
-        return {7: TcpCounters(1, 0)}
-
-    def processes(self):
-        return {7: ProcessCounters(1, 2, 1)}
-
-    def oom_kills(self):
-        return {}
-
-    def status(self):
-        return {"syscalls": True, "network": True}
-
-    def errors(self):
-        return {"syscalls": 0, "network": 0}
-
-    def map_entries(self):
-        return {"slots": 1, "watch_index": 1}
+def probes() -> ProbeDouble:
+    return ProbeDouble.with_readings(
+        syscall_counts={7: {0: (10, 1), 1: (5, 0)}},
+        syscall_latency={7: {0: [0] * 8 + [3, 4, 2, 1] + [0] * 20, 1: [1] * 32}},
+        network={7: NetCounters(100, 2, 200, 3)}, tcp={7: TcpCounters(1, 0)},
+        processes={7: ProcessCounters(1, 2, 1)}, status={"syscalls": True, "network": True},
+        map_entries={"slots": 1, "watch_index": 1})
 
 
 def full_registry(tmp_path, options: MetricsOptions | None = None) -> CollectorRegistry:
@@ -77,7 +55,7 @@ def full_registry(tmp_path, options: MetricsOptions | None = None) -> CollectorR
         id="c0ffee", name="web-1", image="registry.example/app:1.2", cgroup_id=7,
         cgroup=CgroupPaths(unified="/sys/fs/cgroup/unified/corral/c0ffee"), started_at=1.7e9,
         labels={"com.example/role": 'front "edge"\nline', "tier": "web"})
-    collector = ContainerCollector(lambda: [watched], Driver(), Probes(), options,
+    collector = ContainerCollector(lambda: [watched], Driver(), probes(), options,
                                    syscall_name={0: "read", 1: "write"}.get,
                                    proc_root=str(tmp_path / "proc"), clock=lambda: 1.7e9 + 60)
     registry = CollectorRegistry()

@@ -1,0 +1,108 @@
+"""The probes as the rest of Corral sees them: typed seams, so the daemon, the runtime, the
+metrics, the policy service and the event pump never depend on BCC.
+
+`ProbeControl` follows containers and holds their enforcement tables, `ProbeReader` is what a
+scrape or a policy tick reads, `ProbeEvents` is the ring buffer's feed. `loader.ProbeSet` is
+the real implementation, `double.ProbeDouble` the in-memory one for unit tests;
+tests/unit/test_probe_interface.py checks both have every method with the same signature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+
+from agent.probes.egress import EgressPolicy
+from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
+
+ProbeEvent = Union[OomEvent, ExecEvent, KillEvent, EgressEvent]
+
+
+@dataclass(frozen=True)
+class NetCounters:
+    rx_bytes: int
+    rx_packets: int
+    tx_bytes: int
+    tx_packets: int
+
+
+@dataclass(frozen=True)
+class TcpCounters:
+    connects: int                   # active opens (connect())
+    retransmits: int                # on sockets the container connected
+
+
+@dataclass(frozen=True)
+class ProcessCounters:
+    execs: int
+    forks: int                      # tasks created, threads included
+    exits: int                      # tasks ended, threads included
+
+
+@runtime_checkable
+class ProbeControl(Protocol):
+    """Following containers (by cgroup v2 id and directory) and their BPF enforcement."""
+
+    def watch(self, cgroup_id: int, unified_dir: str) -> None:
+        """Count the container: a slot for its counters, the network counters on its directory."""
+
+    def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
+        """Forget it: its slot, its attachments, its enforcement tables."""
+
+    def set_syscall_actions(self, cgroup_id: int, kill: Iterable[int] | Mapping[int, int]) -> None:
+        """Replace its syscall kill rules (numbers -> signal; a plain iterable means SIGKILL)."""
+
+    def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
+        """Replace its egress rules; returns the update's generation."""
+
+    def enforcement(self) -> dict[str, bool]:
+        """Which enforcement is available: {"syscall_kill": ..., "egress": ...}."""
+
+    def egress_attached(self) -> dict[int, str]:
+        """cgroup id -> directory, for every container whose egress programs are attached."""
+
+    def close(self) -> None:
+        """Detach everything and unload."""
+
+
+@runtime_checkable
+class ProbeReader(Protocol):
+    """The counters, keyed by cgroup id of the watched containers, read when asked."""
+
+    def syscall_counts(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """cgroup id -> syscall number -> (calls, errors)."""
+
+    def syscall_latency(self) -> dict[int, dict[int, list[int]]]:
+        """cgroup id -> syscall number -> log2 latency buckets ({} when not compiled in)."""
+
+    def network(self) -> dict[int, NetCounters]:
+        """cgroup id -> bytes and packets in and out."""
+
+    def tcp(self) -> dict[int, TcpCounters]:
+        """cgroup id -> TCP connects and retransmits."""
+
+    def processes(self) -> dict[int, ProcessCounters]:
+        """cgroup id -> execs, forks, exits."""
+
+    def oom_kills(self) -> dict[int, int]:
+        """cgroup id -> OOM kills seen by the probe."""
+
+    def map_entries(self) -> dict[str, int]:
+        """Entries held in each keyed map (0 everywhere once no container is watched)."""
+
+    def status(self) -> dict[str, bool]:
+        """Probe name -> attached."""
+
+    def errors(self) -> dict[str, int]:
+        """Probe name -> errors counted (by the BPF programs and by the Python side)."""
+
+
+@runtime_checkable
+class ProbeEvents(Protocol):
+    """The probes' ring buffer: OOM kills, execs and enforcement reports."""
+
+    def poll_events(self, timeout_ms: int = 0) -> list[ProbeEvent]:
+        """Events since the last call, waiting up to `timeout_ms` for the first one."""
+
+
+class Probes(ProbeControl, ProbeReader, ProbeEvents, Protocol):
+    """All of it: what the daemon holds."""
