@@ -13,16 +13,19 @@ class CorralError(Exception):
     exit_code = 125
     http_status = 500
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # The path of the bad input (`mounts[0].target`), "" for the body as a whole, None
+        # when the error is not about one input.
+        self.field = field
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
     def to_dict(self) -> dict:
-        return {"error": type(self).__name__, "message": self.message, "hint": self.hint}
+        return {"error": type(self).__name__, "message": self.message, "hint": self.hint, "field": self.field}
 
 
 class InvalidArgument(CorralError):
@@ -62,9 +65,23 @@ class DaemonUnavailable(CorralError):
 
 
 class MethodNotAllowed(CorralError):
-    """The API path exists but not with this HTTP method."""
+    """The API path exists but not with this HTTP method; `allowed` goes in the Allow header."""
 
     http_status = 405
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.allowed = allowed
+
+
+class TooLarge(CorralError):
+    """A request body, target or header is larger than the API accepts (413, 414, 431)."""
+
+    http_status = 413
+
+    def __init__(self, message: str, *, status: int = 413, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.http_status = status
 
 
 class PolicyError(CorralError):
@@ -75,11 +92,13 @@ class PolicyError(CorralError):
 
 ERRORS_BY_NAME = {cls.__name__: cls for cls in (
     CorralError, InvalidArgument, NotFound, Conflict, KernelError, LaunchError,
-    DaemonUnavailable, MethodNotAllowed, PolicyError,
+    DaemonUnavailable, MethodNotAllowed, TooLarge, PolicyError,
 )}
 
 
 def from_dict(data: dict) -> CorralError:
     """Rebuild an error the API sent, so the CLI raises the same class the daemon did."""
     cls = ERRORS_BY_NAME.get(data.get("error", ""), CorralError)
-    return cls(data.get("message", "unknown error"), hint=data.get("hint"))
+    error = cls(data.get("message", "unknown error"), hint=data.get("hint"))
+    error.field = data.get("field")
+    return error

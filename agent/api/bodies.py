@@ -1,69 +1,53 @@
-"""Request bodies of the API that are not runtime objects: exec and image import.
+"""Request bodies of the API that are not runtime objects: exec, image import, network create,
+policy replay.
 
-Built through `from_dict`, which rejects unknown keys and names the field at fault, like
-ContainerSpec.from_dict does for `POST /v1/containers`.
+Each is a msgspec schema (agent/schema.py): `schema.decode(request.body, ExecRequest)` validates
+it strictly and names a bad field by its path; the OpenAPI generator reads the same classes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated
 
-from agent.errors import InvalidArgument
-from agent.fields import check_keys
+import msgspec
 
+from agent.network.model import NETWORK_NAME
+from agent.schema import AbsolutePath, Argument, Environment, Name, Object
 
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidArgument(f"{where}: expected a list of strings, got {value!r}")
-    return list(value)
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{where}: expected a non-empty string, got {value!r}")
-    return value
+NetworkName = Annotated[str, msgspec.Meta(
+    pattern=NETWORK_NAME.pattern, max_length=64,
+    description="up to 64 letters, digits, '_', '.' and '-', starting with a letter or digit")]
+Subnet = Annotated[str, msgspec.Meta(
+    max_length=18, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$",
+    description="an IPv4 CIDR, /8 to /29, like 10.214.0.0/24")]
+# A policy file's text; the whole body is at most agent.schema.MAX_BODY anyway.
+PolicyText = Annotated[str, msgspec.Meta(max_length=1024 * 1024, pattern=r"^[^\x00]*$")]
 
 
-@dataclass(frozen=True)
-class ExecRequest:
+class ExecRequest(Object, frozen=True):
     """`POST /v1/containers/{ref}/exec`: a command to run inside a running container."""
 
-    command: list[str]
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "ExecRequest":
-        check_keys(data, cls, "exec request")
-        if "command" not in data:
-            raise InvalidArgument("exec request: field 'command' is required, like [\"ls\", \"-l\"]")
-        command = _strings(data["command"], "exec request.command")
-        if not command:
-            raise InvalidArgument("exec request.command: must not be empty")
-        env = _strings(data.get("env") or [], "exec request.env")
-        for item in env:
-            if "=" not in item or item.startswith("="):
-                raise InvalidArgument(f"exec request.env {item!r}: expected KEY=VALUE")
-        workdir = data.get("workdir")
-        if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
-            raise InvalidArgument(f"exec request.workdir {workdir!r}: must be an absolute path")
-        return cls(command=command, env=env, workdir=workdir)
+    command: Annotated[list[Argument], msgspec.Meta(min_length=1, max_length=4096)]
+    env: Environment = []
+    workdir: AbsolutePath | None = None
 
 
-@dataclass(frozen=True)
-class ImportRequest:
+class ImportRequest(Object, frozen=True):
     """`POST /v1/images/import`: a tarball or OCI layout on the daemon's host, and its name."""
 
-    path: str
-    reference: str
+    path: AbsolutePath
+    reference: Name
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "ImportRequest":
-        check_keys(data, cls, "image import request")
-        for key in ("path", "reference"):
-            if key not in data:
-                raise InvalidArgument(f"image import request: field {key!r} is required")
-        path = _string(data["path"], "image import request.path")
-        if not path.startswith("/"):
-            raise InvalidArgument(f"image import request.path {path!r}: must be an absolute path on the daemon's host")
-        return cls(path=path, reference=_string(data["reference"], "image import request.reference"))
+
+class NetworkCreateRequest(Object, frozen=True):
+    """`POST /v1/networks`: a network's name, and optionally its subnet and internal flag."""
+
+    name: NetworkName
+    subnet: Subnet | None = None
+    internal: bool = False
+
+
+class ReplayRequest(Object, frozen=True):
+    """`POST /v1/policies/replay`: a policy file's text and the name to report problems under."""
+
+    text: PolicyText
+    file: Name = "<replay>"

@@ -73,7 +73,7 @@ class CoreEndpoints:
         return Response.json([container.to_dict() for container in containers])
 
     def create_container(self, request: Request) -> Response:
-        spec = ContainerSpec.from_dict(request.json())
+        spec = request.decode(ContainerSpec)
         container = self._runtime.run(spec) if request.flag("start") else self._runtime.create(spec)
         return Response.json(container.to_dict(), status=201)
 
@@ -106,7 +106,7 @@ class CoreEndpoints:
         return Response.chunks(self._runtime.logs(ref, follow=request.flag("follow")), frames.MEDIA_TYPE)
 
     def exec_in_container(self, request: Request) -> Response:
-        body = ExecRequest.from_dict(request.json())
+        body = request.decode(ExecRequest)
         process = self._runtime.exec(request.params["ref"], body.command, env=body.env,
                                      workdir=body.workdir)
         return Response.chunks(exec_frames(process), frames.MEDIA_TYPE)
@@ -117,7 +117,7 @@ class CoreEndpoints:
         return Response.json([image.to_dict() for image in self._runtime.list_images()])
 
     def import_image(self, request: Request) -> Response:
-        body = ImportRequest.from_dict(request.json())
+        body = request.decode(ImportRequest)
         image = self._runtime.import_image(body.path, body.reference)
         return Response.json(image.to_dict(), status=201)
 

@@ -7,33 +7,9 @@ Only light modules are imported here: the CLI and the API server never load pyro
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
+from agent.api.bodies import NetworkCreateRequest
 from agent.api.routes import Request, Response, Router
-from agent.errors import CorralError, InvalidArgument
-from agent.fields import check_keys
-from agent.network.model import check_network_name
-
-
-@dataclass(frozen=True)
-class NetworkCreateRequest:
-    """`POST /v1/networks`: a network's name, and optionally its subnet and internal flag."""
-
-    name: str
-    subnet: str | None = None
-    internal: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "NetworkCreateRequest":
-        check_keys(data, cls, "network create request")
-        subnet = data.get("subnet")
-        if subnet is not None and not isinstance(subnet, str):
-            raise InvalidArgument(f"network create request.subnet: expected a CIDR string, got {subnet!r}")
-        internal = data.get("internal", False)
-        if not isinstance(internal, bool):
-            raise InvalidArgument(f"network create request.internal: expected true or false, got {internal!r}")
-        return cls(name=check_network_name(data["name"]), subnet=subnet, internal=internal)
+from agent.errors import CorralError
 
 
 class NetworkEndpoints:
@@ -58,7 +34,7 @@ class NetworkEndpoints:
         return Response.json([network.to_dict() for network in self._manager().list_networks()])
 
     def create_network(self, request: Request) -> Response:
-        body = NetworkCreateRequest.from_dict(request.json())
+        body = request.decode(NetworkCreateRequest)
         network = self._manager().create_network(body.name, body.subnet, internal=body.internal)
         return Response.json(network.to_dict(), status=201)
 

@@ -7,30 +7,9 @@ every route answers with a CorralError saying so. Only light modules are importe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
-
+from agent.api.bodies import ReplayRequest
 from agent.api.routes import Request, Response, Router
-from agent.errors import CorralError, InvalidArgument
-from agent.fields import check_keys
-
-
-@dataclass(frozen=True)
-class ReplayRequest:
-    """`POST /v1/policies/replay`: a policy file's text and the name to report problems under."""
-
-    text: str
-    file: str = "<replay>"
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "ReplayRequest":
-        check_keys(data, cls, "replay request")
-        if not isinstance(data.get("text"), str):
-            raise InvalidArgument("replay request.text: expected the policy file's text as a string")
-        file = data.get("file", "<replay>")
-        if not isinstance(file, str) or not file:
-            raise InvalidArgument(f"replay request.file: expected a file name, got {file!r}")
-        return cls(text=data["text"], file=file)
+from agent.errors import CorralError
 
 
 class PolicyEndpoints:
@@ -58,7 +37,7 @@ class PolicyEndpoints:
         return Response.json(self._policies().explain(request.params["ref"]))
 
     def replay(self, request: Request) -> Response:
-        body = ReplayRequest.from_dict(request.json())
+        body = request.decode(ReplayRequest)
         since = request.number("since")
         if since is None:
             since = time.time() - 3600.0

@@ -14,17 +14,22 @@ and its paths in the spec.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from agent import schema
 from agent.errors import InvalidArgument, MethodNotAllowed, NotFound
 
 JSON_TYPE = "application/json"
 JSON_LINES_TYPE = "application/x-ndjson"
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = schema.MAX_BODY
+T = TypeVar("T")
 _TRUE, _FALSE = ("", "1", "true", "yes"), ("0", "false", "no")
+MAX_PARAMETER = 1024       # characters of one path or query parameter
+MAX_QUERY_NUMBER = 1e12    # seconds or timestamps: more is a mistake, and inf would hang a wait
 
 
 @dataclass
@@ -39,11 +44,19 @@ class Request:
 
     def json(self) -> Any:
         if not self.body:
-            raise InvalidArgument(f"{self.method} {self.path}: a JSON request body is required")
+            raise InvalidArgument(f"{self.method} {self.path}: a JSON request body is required", field="")
+        schema.check_json(self.body)
         try:
             return json.loads(self.body)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidArgument(f"{self.method} {self.path}: request body is not valid JSON: {exc}") from None
+            raise InvalidArgument(f"{self.method} {self.path}: request body is not valid JSON: {exc}",
+                                  field="") from None
+
+    def decode(self, kind: type[T]) -> T:
+        """The body as the schema `kind` (agent/schema.py), strictly; 400 naming the field if not."""
+        if not self.body:
+            raise InvalidArgument(f"{self.method} {self.path}: a JSON request body is required", field="")
+        return schema.decode(self.body, kind)
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean query parameter: `?all`, `?all=1` and `?all=true` are true."""
@@ -54,15 +67,20 @@ class Request:
             return True
         if value in _FALSE:
             return False
-        raise InvalidArgument(f"query parameter {name}: expected true or false, got {self.query[name]!r}")
+        raise InvalidArgument(f"query parameter {name}: expected true or false, got {self.query[name]!r}",
+                              field=name)
 
     def number(self, name: str, default: float | None = None) -> float | None:
         if name not in self.query:
             return default
         try:
-            return float(self.query[name])
+            number = float(self.query[name])
         except ValueError:
-            raise InvalidArgument(f"query parameter {name}: expected a number, got {self.query[name]!r}") from None
+            number = math.nan
+        if not math.isfinite(number) or abs(number) > MAX_QUERY_NUMBER:
+            raise InvalidArgument(f"query parameter {name}: expected a number, got {self.query[name]!r}",
+                                  field=name)
+        return number
 
 
 @dataclass
@@ -143,9 +161,21 @@ class Router:
             raise NotFound(f"no API route {path}", hint="see agent/api/openapi.yaml for the routes")
         for route, params in candidates:
             if route.method == method:
+                for name, value in params.items():
+                    _check_text(value, name)
                 return route, Request(method, path, params, self._query(route, split.query), body)
-        allowed = ", ".join(sorted({route.method for route, _ in candidates}))
-        raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {allowed})")
+        allowed = self.allowed(path)
+        raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})",
+                               allowed=allowed)
+
+    def allowed(self, path: str) -> tuple[str, ...]:
+        """The methods `path` answers to (with HEAD where GET is, and OPTIONS), or () if none."""
+        methods = {route.method for route in self._routes if route.match(path) is not None}
+        if not methods:
+            return ()
+        if "GET" in methods:
+            methods.add("HEAD")
+        return tuple(sorted(methods | {"OPTIONS"}))
 
     @staticmethod
     def _query(route: Route, text: str) -> dict[str, str]:
@@ -154,6 +184,16 @@ class Router:
             if name not in route.query:
                 known = ", ".join(route.query) or "none"
                 raise InvalidArgument(
-                    f"query parameter {name!r} is not known for {route.method} {route.pattern} (known: {known})")
-            query[name] = values[-1]
+                    f"query parameter {name!r} is not known for {route.method} {route.pattern} (known: {known})",
+                    field=name)
+            query[name] = _check_text(values[-1], name)
         return query
+
+
+def _check_text(value: str, name: str) -> str:
+    """A path or query parameter: bounded and without NUL, like every string of a body."""
+    if "\x00" in value or len(value) > MAX_PARAMETER:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidArgument(f"parameter {name}: expected at most {MAX_PARAMETER} characters "
+                              f"without NUL, got {shown!r}", field=name)
+    return value

@@ -2,8 +2,15 @@
 
 `ApiServer` owns the socket (mode 0660, so root and the socket's group may talk to the daemon),
 dispatches through a Router and maps errors: a CorralError becomes its `http_status` with the
-JSON body `{"error", "message", "hint"}`; anything else is a 500 whose message is logged with
-its traceback. Streams (logs, exec, events) use chunked transfer-encoding.
+JSON body `{"error", "message", "hint", "field"}`; anything else is a 500 whose message is logged
+with its traceback. Streams (logs, exec, events) use chunked transfer-encoding.
+
+Why the stdlib server and not a library one: handlers are plain blocking calls into the runtime
+(an ASGI server would need them all async or in thread pools), the Docker API (issue 16) must
+hijack the connection after a 101 (here `handler.connection` is the raw socket), and what load
+asks for is small and lives in agent/api/http_limits.py: a deep listen backlog, a cap on
+connections, a deadline for reading each request, size limits answered 413/414/431, HEAD and
+OPTIONS, 405 with Allow, and JSON error bodies even for errors the stdlib parser raises.
 """
 from __future__ import annotations
 
@@ -18,9 +25,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from agent import __version__
+from agent.api import http_limits
 from agent.api.endpoints import CoreEndpoints
+from agent.api.http_limits import LimitedHandler
 from agent.api.routes import MAX_BODY, Response, Router
-from agent.errors import Conflict, CorralError, InvalidArgument
+from agent.errors import Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, TooLarge
 from agent.events import EventLog
 from agent.runtime.service import RuntimeService
 
@@ -32,28 +41,21 @@ STREAM_GRACE_SECONDS = 2.0
 MAX_SOCKET_PATH = 107
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LimitedHandler):
     server_version = f"corral/{__version__}"
-    sys_version = ""
 
     def do_GET(self) -> None:
-        self.server.api_server._serve(self)
+        self.server.api_server._serve(self)   # type: ignore[attr-defined]
 
-    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
-
-    def address_string(self) -> str:
-        return "unix"   # AF_UNIX peers have no address; the base class would index into ''
-
-    def log_message(self, format: str, *args) -> None:
-        logging.getLogger(__name__).debug("api: " + format, *args)
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
 
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _UnixHTTPServer(http_limits.LimitedServerMixIn, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True   # a client following logs must not hold the daemon's exit
 
-    def __init__(self, path: Path, api_server: "ApiServer") -> None:
+    def __init__(self, path: Path, api_server: "ApiServer", request_timeout: float) -> None:
         self.api_server = api_server
+        self.request_timeout = request_timeout
         super().__init__(str(path), _Handler, bind_and_activate=False)
 
     def handle_error(self, request, client_address) -> None:
@@ -70,8 +72,10 @@ class ApiServer:
 
     def __init__(self, socket_path: Path, runtime: RuntimeService, events: EventLog,
                  info: Callable[[], dict], *,
-                 extra_routes: Iterable[Callable[[Router], None]] = ()) -> None:
+                 extra_routes: Iterable[Callable[[Router], None]] = (),
+                 request_timeout: float = http_limits.REQUEST_TIMEOUT) -> None:
         self._socket_path = Path(socket_path)
+        self._request_timeout = request_timeout
         self._stopping = threading.Event()
         self._log = logging.getLogger(__name__)
         self.router = Router()
@@ -102,7 +106,7 @@ class ApiServer:
         except OSError as exc:
             raise CorralError(f"cannot create the socket directory {path.parent}: {exc.strerror}") from None
         _clear_stale_socket(path)
-        server = _UnixHTTPServer(path, self)
+        server = _UnixHTTPServer(path, self, self._request_timeout)
         try:
             server.server_bind()
             os.chmod(path, SOCKET_MODE)   # before listen(), so nobody connects through wider modes
@@ -148,28 +152,62 @@ class ApiServer:
 
     # One request
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def _serve(self, handler: LimitedHandler) -> None:
+        head = handler.command == "HEAD"
+        headers: dict[str, str] = {}
         try:
+            http_limits.check_request(handler)
             body = _read_body(handler)
-            route, request = self.router.resolve(handler.command, handler.path, body)
-            response = route.handler(request)
+            handler.request_read()      # the rest of the connection's time is the handler's
+            if handler.command == "OPTIONS":
+                response, headers = self._options(handler.path)
+            else:
+                route, request = self.router.resolve("GET" if head else handler.command, handler.path, body)
+                response = route.handler(request)
         except CorralError as exc:
             response = Response.json(exc.to_dict(), status=exc.http_status)
+            if isinstance(exc, MethodNotAllowed):
+                headers["Allow"] = ", ".join(exc.allowed)
+            if exc.http_status in (413, 414, 431):
+                handler.close_connection = True   # the rest of what it sent is not read
         except Exception as exc:  # noqa: BLE001 - the API must answer, and the log keeps the traceback
             self._log.exception("API %s %s failed", handler.command, handler.path)
             response = Response.json({"error": "CorralError", "message": f"internal error: {exc}",
-                                      "hint": "the daemon's log has the traceback"}, status=500)
-        self._send(handler, response)
+                                      "hint": "the daemon's log has the traceback", "field": None},
+                                     status=500)
+        self._send(handler, response, headers, head=head)
 
-    def _send(self, handler: BaseHTTPRequestHandler, response: Response) -> None:
+    def _options(self, target: str) -> tuple[Response, dict[str, str]]:
+        path = target.split("?", 1)[0]
+        if path == "*":
+            allowed: tuple[str, ...] = ("DELETE", "GET", "HEAD", "OPTIONS", "POST")
+        else:
+            allowed = self.router.allowed(path)
+        if not allowed:
+            raise NotFound(f"no API route {path}")
+        return Response.empty(), {"Allow": ", ".join(allowed)}
+
+    def _send(self, handler: BaseHTTPRequestHandler, response: Response,
+              headers: dict[str, str] | None = None, *, head: bool = False) -> None:
         handler.send_response(response.status)
         handler.send_header("Content-Type", response.content_type)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        if handler.close_connection:
+            handler.send_header("Connection", "close")
+        if head and response.stream is not None:
+            # HEAD of a stream: the headers it would have, and the stream is never started.
+            handler.end_headers()
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()
+            return
         if response.stream is None:
             body = response.body or b""
             if response.status != 204:
                 handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
-            if body:
+            if body and not head:
                 try:
                     handler.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
@@ -203,15 +241,19 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
         handler.close_connection = True
         raise InvalidArgument("chunked request bodies are not supported; send Content-Length")
-    try:
-        length = int(handler.headers.get("Content-Length") or 0)
-    except ValueError:
+    text = handler.headers.get("Content-Length") or "0"
+    if not text.isdigit() or len(text) > 20:
         handler.close_connection = True
-        raise InvalidArgument(f"Content-Length {handler.headers['Content-Length']!r} is not a number") from None
+        raise InvalidArgument(f"Content-Length {text!r} is not a number", field="Content-Length")
+    length = int(text)
     if length > MAX_BODY:
         handler.close_connection = True
-        raise InvalidArgument(f"request body of {length} bytes is larger than {MAX_BODY}")
-    return handler.rfile.read(length) if length > 0 else b""
+        raise TooLarge(f"request body of {length} bytes is larger than the limit of {MAX_BODY} bytes")
+    body = handler.rfile.read(length) if length > 0 else b""
+    if len(body) < length:
+        handler.close_connection = True
+        raise InvalidArgument(f"request body ended after {len(body)} of its {length} bytes")
+    return body
 
 
 def _clear_stale_socket(path: Path) -> None:

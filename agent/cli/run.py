@@ -89,7 +89,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
     optional = {} if args.net is None else {"network": args.net}   # else the spec's default
-    return ContainerSpec(
+    return ContainerSpec.checked(
         image=args.image,
         command=list(args.command),
         name=args.name,

@@ -1,7 +1,7 @@
 """API objects of networking: a Network, a published port (PortMapping) and a container's
 place on a network (Attachment).
 
-All three are frozen dataclasses with one `from_dict` path that rejects unknown keys and names
+All three have one `from_dict` path that rejects unknown keys and names
 the field at fault, like the runtime's model; `to_dict` gives plain JSON.
 """
 from __future__ import annotations
@@ -10,10 +10,12 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from agent import schema
 from agent.errors import InvalidArgument
 from agent.fields import check_keys
+from agent.schema import IPv4, Port
 
 NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Names `--net` gives a meaning of its own; no user network may take them.
@@ -62,21 +64,16 @@ def parse_subnet(text: Any, *, where: str = "subnet") -> ipaddress.IPv4Network:
     return subnet
 
 
-@dataclass(frozen=True)
-class PortMapping:
-    """A published port: HOST_IP:HOST_PORT on the host reaches CONTAINER_PORT in the container."""
+class PortMapping(schema.Object, frozen=True):
+    """A published port: HOST_IP:HOST_PORT on the host reaches CONTAINER_PORT in the container.
 
-    host_port: int
-    container_port: int
-    protocol: str = "tcp"
-    host_ip: str = "0.0.0.0"
+    A msgspec schema (agent/schema.py), as it is part of ContainerSpec.
+    """
 
-    def __post_init__(self) -> None:
-        _port(self.host_port, "host port")
-        _port(self.container_port, "container port")
-        if self.protocol not in PROTOCOLS:
-            raise InvalidArgument(f"port protocol {self.protocol!r}: expected tcp or udp")
-        _ip(self.host_ip, "port host ip")
+    host_port: Port
+    container_port: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: IPv4 = "0.0.0.0"
 
     @classmethod
     def parse(cls, text: str) -> "PortMapping":
@@ -96,24 +93,20 @@ class PortMapping:
                                   f"like 8080:80 or 127.0.0.1:8080:80/tcp")
         return cls(host_port=_port(host_port, f"publish {text!r}: host port"),
                    container_port=_port(container_port, f"publish {text!r}: container port"),
-                   protocol=protocol or "tcp",
+                   protocol="udp" if protocol == "udp" else "tcp",
                    host_ip=_ip(host_ip or "0.0.0.0", f"publish {text!r}: host ip"))
 
     def __str__(self) -> str:
         return f"{self.host_ip}:{self.host_port}:{self.container_port}/{self.protocol}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return schema.to_builtins(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "port") -> "PortMapping":
         if isinstance(data, str):
             return cls.parse(data)
-        check_keys(data, cls, where)
-        return cls(host_port=_port(data["host_port"], f"{where}.host_port"),
-                   container_port=_port(data["container_port"], f"{where}.container_port"),
-                   protocol=data.get("protocol", "tcp"),
-                   host_ip=_ip(data.get("host_ip", "0.0.0.0"), f"{where}.host_ip"))
+        return schema.convert(data, cls, where)
 
 
 @dataclass(frozen=True)

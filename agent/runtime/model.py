@@ -1,29 +1,49 @@
 """API objects of the runtime: what a user asks for (ContainerSpec) and what is (Container).
 
-Both are dataclasses built by one `from_dict` path that rejects unknown keys and names the
-field at fault, so the API, the state files and the CLI share one definition.
+ContainerSpec and Mount are msgspec schemas (agent/schema.py): the one declaration validates
+`POST /v1/containers` bodies, state files and CLI-built specs, and generates the OpenAPI
+document. To add a field to a container, add it to ContainerSpec below with a bounded type
+(agent.schema: Text, AbsolutePath, Arguments, ... or an `Annotated[..., msgspec.Meta(...)]`)
+and a default; decoding, errors with field paths, to_dict and the OpenAPI schema follow.
+Container is the daemon's record of one container, saved as JSON in its state directory.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+
+from agent import schema
 from agent.errors import InvalidArgument
 from agent.fields import check_keys
-from agent.network.model import NETWORK_NAME, PortMapping
+from agent.network.model import PortMapping
+from agent.schema import AbsolutePath, Arguments, Environment, Labels, Name
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 NET_MODES = ("none", "host", "bridge")
 
+ContainerName = Annotated[str, msgspec.Meta(
+    pattern=NAME_PATTERN.pattern, max_length=128,
+    description="letters, digits, '_', '.' and '-', starting with a letter or digit")]
+Hostname = Annotated[str, msgspec.Meta(
+    pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62}[a-zA-Z0-9])?$", max_length=64,
+    description="an RFC 1123 host name")]
+NetworkMode = Annotated[str, msgspec.Meta(
+    pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", max_length=64,
+    description="none, host, bridge or the name of a network")]
+Memory = Annotated[int, msgspec.Meta(ge=4 * 1024 * 1024, le=1 << 50, description="bytes, at least 4 MiB")]
+Cpus = Annotated[float, msgspec.Meta(ge=0.01, le=1024)]
+PidsLimit = Annotated[int, msgspec.Meta(ge=1, le=4194304)]   # the kernel's PID_MAX_LIMIT
 
-@dataclass(frozen=True)
-class Mount:
+
+class Mount(schema.Object, frozen=True):
     """A bind mount of a host path into the container (`-v HOST:CTR[:ro]`)."""
 
-    source: str
-    target: str
+    source: AbsolutePath
+    target: AbsolutePath
     readonly: bool = False
 
     @classmethod
@@ -35,76 +55,50 @@ class Mount:
             raise InvalidArgument(f"volume {text!r}: mode must be ro or rw, got {parts[2]!r}")
         if not parts[0].startswith("/") or not parts[1].startswith("/"):
             raise InvalidArgument(f"volume {text!r}: both paths must be absolute")
-        return cls(source=parts[0], target=parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
+        return schema.convert({"source": parts[0], "target": parts[1],
+                               "readonly": len(parts) == 3 and parts[2] == "ro"}, cls, f"volume {text!r}")
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    """What `corral run` asks for."""
+class ContainerSpec(schema.Object, frozen=True):
+    """What `corral run` asks for: the body of `POST /v1/containers`.
 
-    image: str
-    command: list[str] = field(default_factory=list)     # empty: the image's entrypoint/cmd
-    name: str | None = None
-    env: list[str] = field(default_factory=list)          # "K=V"
-    workdir: str | None = None
-    mounts: list[Mount] = field(default_factory=list)
-    hostname: str | None = None
-    memory: int | None = None                             # bytes
-    cpus: float | None = None
-    pids_limit: int | None = None
-    network: str = "bridge"                               # none | host | bridge | a network name
-    ports: list[PortMapping] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
+    Fields go here, each with a bounded type and a default (see the module docstring).
+    """
+
+    image: Name
+    command: Arguments = []                  # empty: the image's entrypoint/cmd
+    name: ContainerName | None = None
+    env: Environment = []                    # "K=V"
+    workdir: AbsolutePath | None = None
+    mounts: Annotated[list[Mount], msgspec.Meta(max_length=256)] = []
+    hostname: Hostname | None = None
+    memory: Memory | None = None             # bytes
+    cpus: Cpus | None = None
+    pids_limit: PidsLimit | None = None
+    network: NetworkMode = "bridge"          # none | host | bridge | a network name
+    ports: Annotated[list[PortMapping], msgspec.Meta(max_length=256)] = []
+    labels: Labels = {}
     auto_remove: bool = False
-    entrypoint: list[str] | None = None
+    entrypoint: Arguments | None = None
 
     def __post_init__(self) -> None:
-        if not self.image:
-            raise InvalidArgument("image: an image name is required, like busybox:latest")
-        if self.name is not None and not NAME_PATTERN.match(self.name):
-            raise InvalidArgument(
-                f"name {self.name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit")
-        for item in self.env:
-            if "=" not in item or item.startswith("="):
-                raise InvalidArgument(f"env {item!r}: expected KEY=VALUE")
-        if self.workdir is not None and not self.workdir.startswith("/"):
-            raise InvalidArgument(f"workdir {self.workdir!r}: must be an absolute path")
-        if self.memory is not None and self.memory < 4 * 1024 * 1024:
-            raise InvalidArgument(f"memory {self.memory}: the minimum is 4MiB")
-        if self.pids_limit is not None and self.pids_limit < 1:
-            raise InvalidArgument(f"pids-limit {self.pids_limit}: must be at least 1")
-        if self.cpus is not None and not 0.01 <= self.cpus <= 1024:
-            raise InvalidArgument(f"cpus {self.cpus}: must be between 0.01 and 1024")
-        if self.network not in NET_MODES and not NETWORK_NAME.match(self.network):
-            raise InvalidArgument(f"network {self.network!r}: use none, host, bridge or a network name",
-                                  hint="`corral network ls` lists networks")
+        # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
         if self.ports and self.network in ("none", "host"):
-            raise InvalidArgument(f"publish {self.ports[0]}: ports cannot be published with --net {self.network}",
-                                  hint="use --net bridge or a network name")
+            raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
+                                  hint="use --net bridge or a network name", field="ports")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return schema.to_builtins(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ContainerSpec":
-        check_keys(data, cls, "container spec")
-        data = dict(data)
-        mounts = data.pop("mounts", []) or []
-        parsed = []
-        for index, item in enumerate(mounts):
-            if isinstance(item, str):
-                parsed.append(Mount.parse(item))
-            else:
-                check_keys(item, Mount, f"mounts[{index}]")
-                parsed.append(Mount(**item))
-        ports = data.pop("ports", []) or []
-        if not isinstance(ports, list):
-            raise InvalidArgument("container spec.ports: expected a list")
-        parsed_ports = [PortMapping.from_dict(item, f"ports[{index}]") for index, item in enumerate(ports)]
-        try:
-            return cls(mounts=parsed, ports=parsed_ports, **data)
-        except TypeError as exc:
-            raise InvalidArgument(f"container spec: {exc}") from None
+    def from_dict(cls, data: Any, where: str = "") -> "ContainerSpec":
+        """The spec in `data` (parsed JSON), validated; InvalidArgument names the bad field."""
+        return schema.convert(data, cls, where)
+
+    @classmethod
+    def checked(cls, **fields: Any) -> "ContainerSpec":
+        """A spec from keyword fields, validated as a request body is (the constructor is not)."""
+        return cls.from_dict({key: schema.to_builtins(value) for key, value in fields.items()})
 
 
 # Container states, as docker names them.
@@ -140,13 +134,13 @@ class Container:
     observed: bool = False                  # True for containers Corral did not start
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["spec"] = self.spec.to_dict()
-        return data
+        return schema.to_builtins(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Container":
         check_keys(data, cls, "container")
         data = dict(data)
-        data["spec"] = ContainerSpec.from_dict(data["spec"])
+        data["spec"] = ContainerSpec.from_dict(data["spec"], "container.spec")
         return cls(**data)

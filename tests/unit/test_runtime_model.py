@@ -17,18 +17,22 @@ def test_mount_parsing():
             Mount.parse(bad)
 
 
-@pytest.mark.parametrize("fields, word", [
-    ({"image": ""}, "image"),
-    ({"image": "busybox", "name": "bad name!"}, "bad name!"),
-    ({"image": "busybox", "env": ["NOEQUALS"]}, "NOEQUALS"),
-    ({"image": "busybox", "workdir": "relative"}, "relative"),
-    ({"image": "busybox", "memory": 1000}, "memory"),
-    ({"image": "busybox", "pids_limit": 0}, "pids-limit"),
+@pytest.mark.parametrize("fields, field, word", [
+    ({"image": ""}, "image", "length >= 1"),
+    ({"image": "busybox", "name": "bad name!"}, "name", "'bad name!'"),
+    ({"image": "busybox", "env": ["A=1", "NOEQUALS"]}, "env[1]", "'NOEQUALS'"),
+    ({"image": "busybox", "workdir": "relative"}, "workdir", "'relative'"),
+    ({"image": "busybox", "memory": 1000}, "memory", ">= 4194304, got 1000"),
+    ({"image": "busybox", "pids_limit": 0}, "pids_limit", ">= 1, got 0"),
+    ({"image": "busybox", "mounts": [{"source": "/a", "target": "b"}]}, "mounts[0].target", "'b'"),
+    ({"image": "busybox", "labels": {"ok": "1", "k": 1}}, 'labels["k"]', "got 1"),
+    ({"image": "busybox", "ports": [{"host_port": 1, "container_port": 2}], "network": "none"}, "ports", "none"),
 ])
-def test_spec_rejects_bad_values_naming_them(fields, word):
+def test_spec_rejects_bad_values_naming_the_field_and_value(fields, field, word):
     with pytest.raises(InvalidArgument) as error:
-        ContainerSpec(**fields)
-    assert word in str(error.value)
+        ContainerSpec.from_dict(fields)
+    assert error.value.field == field
+    assert str(error.value).startswith(f"{field}: ") and word in str(error.value)
 
 
 def test_spec_round_trip_and_unknown_keys():
@@ -37,7 +41,8 @@ def test_spec_round_trip_and_unknown_keys():
     assert ContainerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     with pytest.raises(InvalidArgument, match="colour"):
         ContainerSpec.from_dict({"image": "busybox", "colour": "red"})
-    assert ContainerSpec.from_dict({"image": "busybox", "mounts": ["/x:/y:ro"]}).mounts == [Mount("/x", "/y", True)]
+    assert ContainerSpec.from_dict({"image": "busybox", "mounts": [{"source": "/x", "target": "/y", "readonly": True}]}
+                                   ).mounts == [Mount("/x", "/y", True)]
 
 
 def container(cid, name):

@@ -1,0 +1,146 @@
+"""What keeps the API server standing under load and against slow or oversized clients.
+
+- a listen backlog deep enough that a burst of clients all connect (the default of 5 refused
+  some of 200), and a cap on open connections past which a client is told 503 at once;
+- a deadline for reading each request (line, headers and body): a client that sends half a
+  request and stalls is cut off when it passes, and it only ever holds its own thread;
+- a target over MAX_TARGET bytes is 414, headers over MAX_HEADER_BYTES are 431, and the errors
+  the stdlib parser itself raises (bad request line, 414, 431, 501) get the JSON error body;
+- once the request is read the deadline is lifted, so a long stream (logs --follow) or a
+  connection taken over by a handler (the Docker API's hijack) is the handler's to time.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from agent.errors import TooLarge
+
+REQUEST_TIMEOUT = 10.0       # seconds to send one whole request (and to idle between them)
+BACKLOG = 1024               # the kernel caps it at net.core.somaxconn (4096 here)
+MAX_CONNECTIONS = 512        # one thread each; more than this is 503 Service Unavailable
+MAX_TARGET = 8192            # bytes of path and query
+MAX_HEADER_BYTES = 32768     # all header names and values together
+
+_log = logging.getLogger(__name__)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reading side, bounded by a deadline while one is set."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            self._sock.settimeout(None)
+        else:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request was not received in time")
+            self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class LimitedHandler(BaseHTTPRequestHandler):
+    """BaseHTTPRequestHandler with a per-request read deadline and JSON error bodies."""
+
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader, 65536)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = time.monotonic() + self.server.request_timeout  # type: ignore[attr-defined]
+        super().handle_one_request()
+
+    def request_read(self) -> None:
+        """The request is in: lift the deadline for the handler and its response."""
+        self._reader.deadline = None
+        self.connection.settimeout(None)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib parser's own errors (400, 414, 431, 501, 505), with the API's JSON body."""
+        self.close_connection = True
+        text = message or self.responses.get(code, ("error",))[0]
+        body = json.dumps({"error": "TooLarge" if code in (413, 414, 431) else "InvalidArgument",
+                           "message": text, "hint": explain, "field": None}).encode() + b"\n"
+        self.log_error("code %d, message %s", code, text)
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "unix"   # AF_UNIX peers have no address; the base class would index into ''
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("api: " + format, *args)
+
+
+def check_request(handler: BaseHTTPRequestHandler) -> None:
+    """414 for a long target, 431 for large headers (the stdlib checks only each line)."""
+    if len(handler.path) > MAX_TARGET:
+        raise TooLarge(f"the request target is {len(handler.path)} bytes; the limit is {MAX_TARGET}",
+                       status=414)
+    size = sum(len(name) + len(value) for name, value in handler.headers.items())
+    if size > MAX_HEADER_BYTES:
+        raise TooLarge(f"the request headers are {size} bytes; the limit is {MAX_HEADER_BYTES}",
+                       status=431)
+
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n%s")
+
+
+class LimitedServerMixIn:
+    """For a socketserver with ThreadingMixIn: the backlog and the connection cap."""
+
+    request_queue_size = BACKLOG
+    max_connections = MAX_CONNECTIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open = 0
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            busy = self._open >= self.max_connections
+            if not busy:
+                self._open += 1
+        if busy:
+            body = json.dumps({"error": "CorralError", "field": None,
+                               "message": f"the daemon has {self.max_connections} connections open",
+                               "hint": "try again"}).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+            return
+        super().process_request(request, client_address)  # type: ignore[misc]
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            with self._open_lock:
+                self._open -= 1
