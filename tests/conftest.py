@@ -1,28 +1,74 @@
-"""Shared test set-up.
+"""Shared test set-up: markers, the skip policy, and what this host could not test.
 
-Tests marked `privileged` need root and the real kernel. Without root they skip with the
-reason; under CI=true any skip of a privileged test (for missing root or for any other reason
-a test gives) is turned into a failure, so CI can never go green while hiding a missing feature.
+- `privileged`: needs root and the real kernel; skips without root.
+- `topology("hybrid")` / `topology("v2")`: needs that cgroup layout; skips on another one.
+- `arch("x86_64")`: needs that CPU architecture.
+
+Under CI=true every skip is turned into a failure (set-up installs every tool, and CI runs as
+root), except topology and architecture skips (tests/host.py): those describe the host, not
+a missing piece, so a pure v2 host can pass the suite. Either way the last line of the run
+lists what this host could not test and why.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
+from tests.host import TopologySkip, arch_reason, need_topology, skip_topology
+
 IN_CI = os.environ.get("CI") == "true"
+_NOT_TESTED = pytest.StashKey[Counter]()
+
+
+def pytest_configure(config):
+    config.stash[_NOT_TESTED] = Counter()
+    for line in (
+            "topology(*modes): needs one of these cgroup layouts (hybrid, v2); a skip elsewhere, also under CI=true",
+            "arch(*machines): needs one of these CPU architectures; a skip elsewhere, also under CI=true"):
+        config.addinivalue_line("markers", line)
 
 
 def pytest_runtest_setup(item):
+    for mark in item.iter_markers("topology"):
+        need_topology(*mark.args)
+    for mark in item.iter_markers("arch"):
+        if (reason := arch_reason(mark.args)) is not None:
+            skip_topology(reason)
     if "privileged" in item.keywords and os.geteuid() != 0:
         pytest.skip("needs root: runs real containers, cgroups and BPF")
+
+
+def _reason(report) -> str:
+    return str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if IN_CI and report.skipped and "privileged" in item.keywords:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    topology = call.excinfo is not None and call.excinfo.errisinstance(TopologySkip)
+    reason = call.excinfo.value.msg if topology else _reason(report).removeprefix("Skipped: ")
+    if topology and isinstance(report.longrepr, tuple):
+        report.longrepr = (*report.longrepr[:2], f"Skipped (host topology): {reason}")
+    if IN_CI and not topology:
         report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"privileged test skipped under CI=true: {reason}"
+        report.longrepr = f"skipped under CI=true, where set-up provides everything but the host's shape: {reason}"
+        return
+    item.config.stash[_NOT_TESTED][reason] += 1
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    yield                  # after pytest's own summary (-ra's list), just before the counts
+    not_tested = config.stash[_NOT_TESTED]
+    if not_tested:
+        parts = "; ".join(f"{reason} ({count})" for reason, count in not_tested.most_common())
+        count = sum(not_tested.values())
+        line = f"not tested on this host: {count} test{'s' if count != 1 else ''}: {parts}"
+    else:
+        line = "not tested on this host: nothing (every collected test ran)"
+    terminalreporter.write_line(line)

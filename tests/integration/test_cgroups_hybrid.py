@@ -1,6 +1,7 @@
 """The cgroup drivers on this machine's real kernel: limits, stats, freeze, kill, OOM, remove.
 
-The hybrid driver is tested in full; the v2 driver on the controller-less unified tree. Every
+The hybrid driver is tested in full here; the v2 driver on the unified tree is in
+test_cgroups_v2.py. Every
 cgroup lives below a parent named corral-test-<random> and every process is started by
 the test; the fixtures kill them and remove every directory in every hierarchy, even
 when a test fails.
@@ -16,25 +17,14 @@ import uuid
 
 import pytest
 
-from agent.cgroups.detect import cgroup_mode
 from agent.cgroups.driver import Limits
 from agent.cgroups.hybrid import HybridDriver
-from agent.cgroups.v2 import V2Driver
 from agent.errors import Conflict, KernelError
+from tests.integration.cgroup_support import WAIT, cgroup_lines, cpu_ticks, wait_until
 
-pytestmark = pytest.mark.privileged
+pytestmark = [pytest.mark.privileged, pytest.mark.topology("hybrid")]
 
 MiB = 1024 * 1024
-WAIT = 20.0   # generous upper bound for the kernel to get somewhere; never asserted on
-
-
-def wait_until(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def all_dirs(driver: HybridDriver) -> list[str]:
@@ -49,8 +39,6 @@ def all_dirs(driver: HybridDriver) -> list[str]:
 
 @pytest.fixture
 def driver():
-    if cgroup_mode() != "hybrid":
-        pytest.skip(f"this host's cgroups are {cgroup_mode()}, not hybrid")
     drv = HybridDriver(parent=f"corral-test-{uuid.uuid4().hex[:8]}")
     yield drv
     # Teardown is the test of cleanliness too: nothing may be left in any hierarchy.
@@ -58,41 +46,6 @@ def driver():
         drv.remove(drv.paths_for(name))
     drv.remove_parent()
     assert all_dirs(drv) == []
-
-
-@pytest.fixture
-def spawn():
-    procs: list[subprocess.Popen] = []
-
-    def start(*argv: str, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(list(argv), **kwargs)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
-
-
-def cgroup_lines(pid: int) -> dict[str, str]:
-    """/proc/PID/cgroup as {controllers: path}; "" is the unified (0::) line."""
-    result = {}
-    with open(f"/proc/{pid}/cgroup") as handle:
-        for line in handle:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            result[controllers] = path
-    return result
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])   # utime + stime
 
 
 def test_create_makes_a_directory_in_every_hierarchy_with_its_limits(driver):
@@ -249,38 +202,3 @@ def test_a_cpu_quota_throttles_a_busy_process(driver, spawn):
     assert stats.cpu_periods >= stats.cpu_throttled_periods > 0
     assert stats.cpu_throttled_seconds > 0
     assert (stats.cpu_quota_us, stats.cpu_period_us) == (10_000, 100_000)
-
-
-@pytest.fixture
-def v2_on_unified():
-    """The pure v2 driver pointed at this host's controller-less cgroup2 tree."""
-    if cgroup_mode() != "hybrid":
-        pytest.skip(f"this host's cgroups are {cgroup_mode()}, not hybrid")
-    drv = V2Driver("/sys/fs/cgroup/unified", parent=f"corral-test-{uuid.uuid4().hex[:8]}")
-    yield drv
-    for name in drv.list_names():
-        drv.remove(drv.paths_for(name))
-    drv.remove_parent()
-    assert not os.path.exists(drv.parent_dir)
-
-
-def test_the_v2_driver_freezes_kills_and_removes_on_a_real_cgroup2_tree(v2_on_unified, spawn):
-    drv = v2_on_unified
-    # No memory controller in this tree: the limit is refused by name and nothing is left.
-    with pytest.raises(KernelError, match="memory controller"):
-        drv.create("c1", Limits(memory_bytes=64 * MiB))
-    assert drv.list_names() == []
-
-    paths = drv.create("c1", Limits())
-    busy = spawn("sh", "-c", "while :; do :; done")
-    drv.add_process(paths, busy.pid)
-    assert cgroup_lines(busy.pid)[""] == f"/{drv.parent}/c1"
-    assert drv.pids(paths) == [busy.pid]
-    assert wait_until(lambda: (drv.stats(paths).cpu_usage_seconds or 0) > 0)
-    assert set(drv.stats(paths).pressure) == {"cpu", "memory", "io"}
-
-    drv.freeze(paths)
-    assert drv.stats(paths).frozen is True
-    drv.remove(paths)
-    assert busy.wait(timeout=WAIT) == -signal.SIGKILL
-    assert not drv.exists(paths)

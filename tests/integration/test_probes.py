@@ -21,11 +21,12 @@ from agent.probes import cgroup_programs
 from agent.probes.events import ExecEvent, OomEvent
 from agent.probes.loader import ProbeOptions, ProbeSet
 from agent.probes.syscall_names import load_syscall_table
+from tests.host import UNIFIED_ROOT, skip_topology
 
 pytestmark = pytest.mark.privileged
 
 REPO = Path(__file__).resolve().parents[2]
-UNIFIED = Path("/sys/fs/cgroup/unified")
+UNIFIED = Path(UNIFIED_ROOT or "/sys/fs/cgroup/unified")     # the cgroup2 tree, hybrid or pure v2
 MEMORY_V1 = Path("/sys/fs/cgroup/memory")
 STARTUP_SYSCALLS = 200          # what sh's exec and the C runtime's start-up may add
 
@@ -220,7 +221,7 @@ def test_exec_fork_exit_counts_and_exec_events(probes, cgroup, binaries):
 def memory_cgroup(cgroup):
     """The v1 memory cgroup of the same test container, limited to 32 MiB."""
     if not MEMORY_V1.is_dir():
-        pytest.skip("no v1 memory controller on this host")
+        skip_topology("no v1 memory controller on this host (the OOM test limits memory through v1)")
     path = MEMORY_V1 / cgroup[0].name
     path.mkdir()
     try:

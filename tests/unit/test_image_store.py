@@ -22,8 +22,6 @@ from agent.images.model import UNTAGGED, ImageConfig
 from agent.images.overlay import is_mounted, overlay_options
 from agent.images.store import ImageStore
 
-ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT, reason="whiteouts are char devices and trusted.* xattrs: root only")
 
 
 def member(name: str, data: bytes | str = b"", *, kind: bytes = tarfile.REGTYPE, mode: int = 0o644,
@@ -286,7 +284,7 @@ def test_oci_layout_import_reads_config_and_names_from_the_index(store, tmp_path
     assert len(layer_dirs(store)) == 1
 
 
-@needs_root
+@pytest.mark.privileged     # whiteouts are char devices and trusted.* xattrs: only root makes them
 def test_oci_whiteouts_become_overlayfs_whiteouts_in_their_own_layer(store, tmp_path):
     layout = write_oci_layout(tmp_path / "layout", [OCI_LOWER, OCI_UPPER], OCI_CONFIG, ref_name=None)
     image = store.import_oci_layout(layout, "wh:test")

@@ -7,11 +7,9 @@ docs/metrics.md are checked against each other.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.cgroups.driver import CgroupPaths, CgroupStats, Pressure
@@ -19,6 +17,7 @@ from agent.metrics.collector import ContainerCollector
 from agent.metrics.model import FAMILIES, MetricsOptions, WatchedContainer
 from agent.probes.double import ProbeDouble
 from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters
+from tests.host import require_tool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -68,10 +67,7 @@ def exposition(tmp_path, options: MetricsOptions | None = None) -> str:
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+    return subprocess.run([require_tool("promtool", "prometheus"), "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -1,27 +1,19 @@
 """The shipped Prometheus and Alertmanager files pass their own tools' checks and rule tests."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.host import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"
 ALERTMANAGER = REPO / "deploy" / "alertmanager"
-IN_CI = os.environ.get("CI") == "true"
 
 
-def tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is missing under CI=true: scripts/setup.sh installs Debian's {package}")
-        pytest.skip(f"{name} is not installed (Debian package {package}; scripts/setup.sh installs it)")
-    return path
+tool = require_tool       # a skip without the tool, a failure under CI=true (tests/conftest.py)
 
 
 def run(*args: str, cwd: Path = REPO) -> None:

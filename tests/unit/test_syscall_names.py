@@ -95,7 +95,7 @@ def test_unknown_architecture_falls_back(tmp_path):
     assert len(load_syscall_table("pdp11", [tmp_path])) == 0
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="numbers below are x86_64's")
+@pytest.mark.arch("x86_64")     # the numbers below are x86_64's
 def test_host_table_when_linux_libc_dev_is_installed():
     table = load_syscall_table()
     if table.source is None:
