@@ -7,6 +7,7 @@ Everything above this module speaks only these types.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -85,7 +86,8 @@ class CgroupDriver(ABC):
     below its own parent directory (`corral` by default).
     """
 
-    mode: str  # "v2" or "hybrid"
+    mode: str    # "v2" or "hybrid"
+    parent: str  # the directory name below which every cgroup of Corral's lives ("corral")
 
     @abstractmethod
     def create(self, name: str, limits: Limits) -> CgroupPaths:
@@ -113,7 +115,11 @@ class CgroupDriver(ABC):
 
     @abstractmethod
     def pids(self, paths: CgroupPaths) -> list[int]:
-        """Pids of every process in the cgroup."""
+        """Pids of every process in the cgroup (on hybrid hosts, of every hierarchy's list)."""
+
+    @abstractmethod
+    def procs(self, paths: CgroupPaths) -> list[int]:
+        """Pids of the container's processes in one read, for observers (metrics, stats)."""
 
     @abstractmethod
     def freeze(self, paths: CgroupPaths) -> None: ...
@@ -132,12 +138,29 @@ class CgroupDriver(ABC):
     @abstractmethod
     def exists(self, paths: CgroupPaths) -> bool: ...
 
+    @abstractmethod
+    def close(self) -> None:
+        """Close the cgroup files kept open for stats (the driver stays usable)."""
+
+    # --- Corral's own cgroups, by container name (reconcile, tests, uninstall) ------------------
+
+    @abstractmethod
     def paths_for(self, name: str) -> CgroupPaths:
         """Where container `name`'s cgroup is, whether or not it exists (reconcile finds the
         cgroup of a container whose record was lost by its name)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot locate cgroups by name")
+
+    @abstractmethod
+    def list_names(self) -> list[str]:
+        """Names of the cgroups below the parent (for reconciling after a restart)."""
+
+    @abstractmethod
+    def parent_dirs(self) -> list[str]:
+        """The parent directory in every hierarchy (the unified one last)."""
+
+    @abstractmethod
+    def remove_parent(self) -> None:
+        """Remove the (empty) parent directories; for tests and uninstall."""
 
     def cgroup_id(self, paths: CgroupPaths) -> int:
         """The v2 cgroup id: the inode number of the unified directory."""
-        import os
         return os.stat(paths.unified).st_ino

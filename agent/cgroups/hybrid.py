@@ -350,5 +350,4 @@ def _div(value: int | None, per: float) -> float | None:
 
 def _unique(items: list[str]) -> list[str]:
     """Order-preserving de-duplication (controllers of a joint mount share a directory)."""
-    seen: set[str] = set()
-    return [i for i in items if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(items))

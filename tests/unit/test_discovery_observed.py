@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cgroups.double import CgroupDouble
 from agent.cgroups.driver import CgroupPaths, Limits
 from agent.discovery.classify import HostState
 from agent.discovery.foreign_cgroups import ForeignCgroups, HostCgroups
@@ -229,20 +230,13 @@ def test_foreign_cgroups_act_only_on_observed_containers_and_never_create_or_rem
 
 
 def test_host_cgroups_route_observed_paths_to_the_foreign_driver(tmp_path):
-    calls = []
-
-    class Recorder:
-        mode = "hybrid"
-
-        def __init__(self, name):
-            self.name = name
-
-        def set_limits(self, paths, limits):
-            calls.append((self.name, paths.unified))
-
+    own, foreign = CgroupDouble(mode="hybrid"), CgroupDouble(mode="hybrid")
     mine = CgroupPaths(unified="/cg/unified/corral/x")
     theirs = CgroupPaths(unified="/cg/unified/system.slice/a.service")
-    host = HostCgroups(Recorder("own"), Recorder("foreign"), lambda p: p is theirs)
-    host.set_limits(mine, Limits())
-    host.set_limits(theirs, Limits())
-    assert calls == [("own", mine.unified), ("foreign", theirs.unified)]
+    host = HostCgroups(own, foreign, lambda p: p is theirs)
+    host.set_limits(mine, Limits(pids_max=1))
+    host.set_limits(theirs, Limits(pids_max=2))
+    assert own.limits == {mine.unified: Limits(pids_max=1)}
+    assert foreign.limits == {theirs.unified: Limits(pids_max=2)}
+    host.close()
+    assert foreign.closed and not own.closed

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
+from agent.cgroups.double import CgroupDouble
+from agent.cgroups.driver import CgroupPaths, Limits
 from agent.errors import NotFound, PolicyError
 from agent.events import EventLog
 from agent.policy.library import PolicyLibrary
@@ -13,29 +14,6 @@ from agent.policy.service import PolicyService
 from agent.runtime.model import Container, ContainerSpec
 
 MiB = 1024 * 1024
-
-
-class MemoryDriver(CgroupDriver):
-    mode = "fake"
-
-    def __init__(self) -> None:
-        self.limits: dict[str, Limits] = {}
-        self.memory: dict[str, int] = {}
-        self.frozen: set[str] = set()
-
-    def create(self, name, limits): raise NotImplementedError
-    def procs_files(self, paths): return []
-    def add_process(self, paths, pid): raise NotImplementedError
-    def set_limits(self, paths, limits): self.limits[paths.unified] = limits
-    def read_limits(self, paths): return self.limits.get(paths.unified, Limits())
-    def stats(self, paths): return CgroupStats(memory_usage_bytes=self.memory.get(paths.unified, 0),
-                                               cpu_usage_seconds=0.0, pids_current=1)
-    def pids(self, paths): return []
-    def freeze(self, paths): self.frozen.add(paths.unified)
-    def thaw(self, paths): self.frozen.discard(paths.unified)
-    def kill(self, paths): raise NotImplementedError
-    def remove(self, paths): raise NotImplementedError
-    def exists(self, paths): return True
 
 
 class FakeRuntime:
@@ -83,7 +61,7 @@ def world(tmp_path):
     folder = tmp_path / "policies"
     folder.mkdir()
     (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "64Mi"))
-    driver, runtime, clock, registry = MemoryDriver(), FakeRuntime(), Clock(), CollectorRegistry()
+    driver, runtime, clock, registry = CgroupDouble(), FakeRuntime(), Clock(), CollectorRegistry()
     events = EventLog(tmp_path / "events.jsonl")
     service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True), runtime=runtime,
                             cgroups=driver, events=events, registry=registry, clock=clock)
@@ -159,7 +137,7 @@ def test_observed_containers_are_evaluated_limited_and_told_what_does_not_apply(
     folder.mkdir()
     (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "64Mi") + "  syscalls:\n"
                                      "    - {names: [ptrace], action: deny}\n")
-    driver, clock, registry = MemoryDriver(), Clock(), CollectorRegistry()
+    driver, clock, registry = CgroupDouble(), Clock(), CollectorRegistry()
     events = EventLog(tmp_path / "events.jsonl")
     paths = CgroupPaths(unified="/sys/fs/cgroup/system.slice/docker-abc.scope")
     foreign = ObservedContainer(
