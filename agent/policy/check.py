@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from agent.policy.model import FieldError, Policy, format_path, parse_policy
+from agent.policy.build import parse_policy
+from agent.policy.model import Policy
+from agent.policy.validate import FieldError, format_path
 from agent.policy.yaml_source import Mark, SourceDocument, SyntaxProblem, YamlLimits, decode, load_documents
 
 log = logging.getLogger("corral.policy")

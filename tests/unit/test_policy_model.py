@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from agent.errors import PolicyError
-from agent.policy.model import Policy, Selector, parse_policy
+from agent.policy.build import parse_policy
+from agent.policy.model import Policy, Selector
 
 ISSUE_EXAMPLE = """
 apiVersion: corral/v1
