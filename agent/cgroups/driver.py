@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Sequence
+
+from agent.cgroups.devices import DeviceRule
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class CgroupPaths:
     """Where one container's cgroup lives."""
 
     unified: str                                  # v2 directory: id, freeze, kill, PSI, BPF
-    controllers: dict[str, str] = field(default_factory=dict)  # "memory"/"cpu"/"cpuacct"/"pids"/"freezer" -> dir
+    controllers: dict[str, str] = field(default_factory=dict)  # "memory"/"cpu"/"cpuacct"/"pids"/"freezer"/"devices" -> dir
 
     def to_dict(self) -> dict:
         return {"unified": self.unified, "controllers": dict(self.controllers)}
@@ -104,6 +107,12 @@ class CgroupDriver(ABC):
     @abstractmethod
     def set_limits(self, paths: CgroupPaths, limits: Limits) -> None:
         """Apply new limits to a live cgroup."""
+
+    def set_devices(self, paths: CgroupPaths, rules: Sequence[DeviceRule]) -> None:
+        """Allow exactly `rules` (agent/cgroups/devices.py) to the container's processes: every
+        other mknod or open of a device node is refused by the kernel with EPERM."""
+        from agent.errors import KernelError
+        raise KernelError(f"the {self.mode} cgroup driver cannot control devices")
 
     @abstractmethod
     def read_limits(self, paths: CgroupPaths) -> Limits:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Sequence
 
 from agent.cgroups import files
+from agent.cgroups.devices import DeviceGuard, DeviceRule, v1_lines
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
 from agent.cgroups.v2 import PRESSURE, freeze_unified, kill_unified, working_set
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
-CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
 LIMIT_CONTROLLER = {"memory_bytes": "memory", "cpu_quota_us": "cpu", "pids_max": "pids"}
 
 
@@ -44,8 +46,10 @@ class HybridDriver(CgroupDriver):
     def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
                  unified_root: str | None = None, remove_timeout: float = 5.0,
                  freeze_timeout: float = 2.0, user_hz: int | None = None,
-                 keep_files_open: bool | None = None) -> None:
+                 keep_files_open: bool | None = None, devices: DeviceGuard | None = None) -> None:
         self.root = root
+        # Devices: the v1 controller where it is mounted, else the v2 BPF program (made on use).
+        self._devices = devices
         self.parent = files.check_name(parent, "cgroup parent")
         self.unified_root = unified_root or os.path.join(root, "unified")
         self.remove_timeout = remove_timeout
@@ -167,6 +171,20 @@ class HybridDriver(CgroupDriver):
         elif limits.pids_max is not None:
             raise KernelError(f"cannot limit pids to {limits.pids_max}: the cgroup has no pids hierarchy")
 
+    def set_devices(self, paths: CgroupPaths, rules: Sequence[DeviceRule]) -> None:
+        self._dirs(paths)
+        directory = paths.controllers.get("devices")
+        if directory is None:
+            if self._devices is None:
+                from agent.cgroups.device_program import DeviceProgram
+                self._devices = DeviceProgram()
+            self._devices.apply(paths.unified, rules)
+            return
+        # Deny everything first (this also empties the inherited allow list), then allow.
+        files.write_value(os.path.join(directory, "devices.deny"), "a")
+        for line in v1_lines(rules):
+            files.write_value(os.path.join(directory, "devices.allow"), line)
+
     def read_limits(self, paths: CgroupPaths) -> Limits:
         if not self.exists(paths):
             raise NotFound(f"cgroup {paths.unified} does not exist")
@@ -248,6 +266,8 @@ class HybridDriver(CgroupDriver):
 
     def remove(self, paths: CgroupPaths) -> None:
         dirs = self._dirs(paths)
+        if self._devices is not None and paths.unified:
+            self._devices.release(paths.unified)
         if self.pids(paths):
             self.kill(paths)
         files.remove_cgroups(dirs, self._open_files, timeout=self.remove_timeout)
@@ -256,6 +276,9 @@ class HybridDriver(CgroupDriver):
         """Close the cgroup files kept open for stats (the driver stays usable)."""
         if self._open_files is not None:
             self._open_files.close()
+        close = getattr(self._devices, "close", None)
+        if close is not None:
+            close()
 
     def exists(self, paths: CgroupPaths) -> bool:
         return any(os.path.isdir(p) for p in [paths.unified, *paths.controllers.values()])

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Sequence
 
 from agent.cgroups import files
+from agent.cgroups.devices import DeviceGuard, DeviceRule
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
@@ -24,9 +26,11 @@ class V2Driver(CgroupDriver):
 
     def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
                  remove_timeout: float = 5.0, freeze_timeout: float = 2.0,
-                 keep_files_open: bool | None = None) -> None:
+                 keep_files_open: bool | None = None, devices: DeviceGuard | None = None) -> None:
         self.root = root
         self.parent = files.check_name(parent, "cgroup parent")
+        # v2 has no devices controller: a BPF_CGROUP_DEVICE program (compiled on first use).
+        self._devices = devices
         self.parent_dir = os.path.join(root, parent)
         self.remove_timeout = remove_timeout
         self.freeze_timeout = freeze_timeout
@@ -113,6 +117,15 @@ class V2Driver(CgroupDriver):
             files.write_value(os.path.join(path, "cpu.max"), f"{quota} {limits.cpu_period_us}")
         _write_limit(path, "pids.max", limits.pids_max)
 
+    def set_devices(self, paths: CgroupPaths, rules: Sequence[DeviceRule]) -> None:
+        self._device_guard().apply(self._owned(paths), rules)
+
+    def _device_guard(self) -> DeviceGuard:
+        if self._devices is None:
+            from agent.cgroups.device_program import DeviceProgram
+            self._devices = DeviceProgram()
+        return self._devices
+
     def read_limits(self, paths: CgroupPaths) -> Limits:
         path = paths.unified
         if not os.path.isdir(path):
@@ -143,6 +156,8 @@ class V2Driver(CgroupDriver):
 
     def remove(self, paths: CgroupPaths) -> None:
         path = self._owned(paths)
+        if self._devices is not None:
+            self._devices.release(path)
         if not os.path.isdir(path):
             return
         if self.pids(paths):
@@ -153,6 +168,9 @@ class V2Driver(CgroupDriver):
         """Close the cgroup files kept open for stats (the driver stays usable)."""
         if self._open_files is not None:
             self._open_files.close()
+        close = getattr(self._devices, "close", None)
+        if close is not None:
+            close()
 
     def exists(self, paths: CgroupPaths) -> bool:
         return os.path.isdir(paths.unified)

@@ -42,6 +42,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
     parser.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]",
                         help="bind mount a host directory (repeat for more)")
+    parser.add_argument("--device", action="append", default=[], metavar="HOST[:CTR[:rwm]]",
+                        help="expose a host device node (repeat for more); others cannot be opened")
     parser.add_argument("--hostname", metavar="H", help="hostname inside the container (default: short id)")
     parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, like 64m or 1g")
     parser.add_argument("--cpus", metavar="N", help="CPU limit, like 0.5")
@@ -83,7 +85,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
     """The ContainerSpec the flags describe; bad values fail here, naming the flag."""
     # Imported here, not at the top: the models' dataclasses cost every other verb start-up time.
     from agent.network.model import PortMapping
-    from agent.runtime.model import ContainerSpec, Mount
+    from agent.runtime.model import ContainerSpec, DeviceMapping, Mount
 
     entrypoint = None
     if args.entrypoint is not None:
@@ -96,6 +98,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         env=env_items(args.env),
         workdir=args.workdir,
         mounts=[Mount.parse(item) for item in args.volume],
+        devices=[DeviceMapping.parse(item) for item in args.device],
         hostname=args.hostname,
         memory=None if args.memory is None else parse_size(args.memory, field="--memory"),
         cpus=None if args.cpus is None else parse_cpus(args.cpus, field="--cpus"),

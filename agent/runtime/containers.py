@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from agent.cgroups.devices import container_rules, rule_for
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.events import Event, EventLog
@@ -109,6 +110,9 @@ class Runtime:
             if not os.path.exists(mount.source):
                 raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
                                       hint="create it first or fix the path given to -v")
+        # Docker's default device list plus each --device node (checked now: a bad path fails
+        # before anything is made).
+        device_rules = container_rules(rule_for(device.host, device.access) for device in spec.devices)
         container_id = new_id()
         name = spec.name or new_name(self.store.names())
         hostname = spec.hostname or container_id[:12]
@@ -122,6 +126,7 @@ class Runtime:
             undo.append(lambda: self.store.delete(container_id))
             paths = self.cgroups.create(container_id, self._policy_limits(name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
+            self.cgroups.set_devices(paths, device_rules)
             rootfs = self.rootfs.prepare(container_id, image)
             undo.append(lambda: self.rootfs.release(container_id))
             container.cgroup = paths.to_dict()
@@ -150,6 +155,7 @@ class Runtime:
         paths = CgroupPaths.from_dict(container.cgroup)
         networked = container.spec.network not in ("none", "host")
         binds = [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts]
+        binds += [device.bind() for device in container.spec.devices]
         if networked:
             # Bind-mounted files, so the hosts file can be rewritten as others join the network.
             (directory / "hostname").write_text(self.networks.hostname_file(container.hostname))

@@ -59,6 +59,42 @@ class Mount(schema.Object, frozen=True):
                                "readonly": len(parts) == 3 and parts[2] == "ro"}, cls, f"volume {text!r}")
 
 
+DeviceAccess = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=3, pattern=r"^r?w?m?$", description="r (read), w (write), m (mknod), in that order")]
+
+
+class DeviceMapping(schema.Object, frozen=True):
+    """A host device node exposed to the container (`--device HOST[:CTR[:rwm]]`); every other
+    node can be created but not opened (agent/cgroups/devices.py)."""
+
+    host: AbsolutePath
+    container: AbsolutePath | None = None    # None: the host path
+    access: DeviceAccess = "rwm"
+
+    @classmethod
+    def parse(cls, text: str) -> "DeviceMapping":
+        parts = text.split(":")
+        if not 1 <= len(parts) <= 3 or not parts[0]:
+            raise InvalidArgument(f"device {text!r}: expected HOST[:CONTAINER[:rwm]]")
+        access = parts[2] if len(parts) == 3 else "rwm"
+        container = parts[1] if len(parts) > 1 and parts[1] else None
+        if len(parts) == 2 and container and not container.startswith("/"):
+            access, container = container, None             # HOST:rwm, as Docker allows
+        data = {"host": parts[0], "container": container,
+                "access": "".join(letter for letter in "rwm" if letter in access)}
+        if len(set(access)) != len(access) or not set(access) <= set("rwm"):
+            raise InvalidArgument(f"device {text!r}: access {access!r} must be letters of rwm, each once")
+        return schema.convert(data, cls, f"device {text!r}")
+
+    @property
+    def target(self) -> str:
+        return self.container or self.host
+
+    def bind(self) -> str:
+        """The launcher's --bind SRC:DST for the node (read-only when not writable)."""
+        return f"{self.host}:{self.target}" + ("" if "w" in self.access else ":ro")
+
+
 class ContainerSpec(schema.Object, frozen=True):
     """What `corral run` asks for: the body of `POST /v1/containers`.
 
@@ -80,6 +116,7 @@ class ContainerSpec(schema.Object, frozen=True):
     labels: Labels = {}
     auto_remove: bool = False
     entrypoint: Arguments | None = None
+    devices: Annotated[list[DeviceMapping], msgspec.Meta(max_length=32)] = []   # --device
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
