@@ -9,7 +9,7 @@ depends on another field) is checked on top, in agent.policy.semantics, named by
 
 Each field's `Meta(extra=...)` says how to word its problems:
 - `expected`: "expected <this>, got <value>" for a value of the wrong type or out of bounds;
-- `message`: a whole message instead, with `{value!r}` (e.g. "port {value!r} is not between ...");
+- `message`: a whole message instead, with `{value}` shown short (e.g. "port {value} is not between ...");
 - `what`: for a choice (a Literal), "unknown <what> 'x' (expected one of: ...)";
 - `empty`: the message for an empty list where at least one item is needed;
 - `check`: the name of the semantic check run once the value has the right type
@@ -65,10 +65,10 @@ DURATION = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"         # agent.units.parse_du
 
 Text = Annotated[str, Meta(max_length=4096, extra={"expected": "text"})]
 PolicyName = Annotated[str, Meta(pattern=POLICY_NAME, extra={
-    "message": "policy name {value!r}: use lowercase letters, digits, '-' and '.', starting and "
+    "message": "policy name {value}: use lowercase letters, digits, '-' and '.', starting and "
                "ending with a letter or digit"})]
 RuleName = Annotated[str, Meta(pattern=RULE_NAME, extra={
-    "message": "rule name {value!r}: use letters, digits, '_', '.' and '-'"})]
+    "message": "rule name {value}: use letters, digits, '_', '.' and '-'"})]
 Size = Annotated[Annotated[int, Meta(ge=1)] | Annotated[str, Meta(pattern=SIZE, max_length=32)],
                  Meta(description="bytes, or a size like 64Mi, 512m, 1Gi (k/m/g are binary, as in Docker)",
                       extra={"expected": "a size like 64Mi, 512m or 1Gi", "check": "size"})]
@@ -81,10 +81,10 @@ NameGlob = Annotated[str, Meta(min_length=1, max_length=253, extra={
     "expected": "a name glob (a non-empty string)", "check": "name_glob"})]
 ImageRef = Annotated[str, Meta(min_length=1, max_length=512, extra={
     "expected": "an image reference (a non-empty string)", "check": "image"})]
-LabelKey = Annotated[str, Meta(pattern=LABEL_KEY, extra={"message": "label key {value!r} is not a valid label name"})]
+LabelKey = Annotated[str, Meta(pattern=LABEL_KEY, extra={"message": "label key {value} is not a valid label name"})]
 LabelValue = Annotated[Annotated[str, Meta(max_length=1024)] | int | float | bool,
                        Meta(extra={"expected": "a label value (text)"})]
-Port = Annotated[int, Meta(ge=1, le=65535, extra={"message": "port {value!r} is not between 1 and 65535"})]
+Port = Annotated[int, Meta(ge=1, le=65535, extra={"message": "port {value} is not between 1 and 65535"})]
 Cidr = Annotated[str, Meta(max_length=64, description="an IPv4 or IPv6 network, host bits zero: 10.0.0.0/8, 2001:db8::/32",
                            extra={"expected": "a CIDR like 10.0.0.0/8 or 2001:db8::/32", "check": "cidr"})]
 KillSignal = Annotated[Annotated[int, Meta(ge=1, le=64)] | Annotated[str, Meta(max_length=16)],

@@ -121,8 +121,8 @@ def _walk(value: Any, tp: Any, path: Path, errors: Errors, checks: dict[str, Che
 
 
 def _expected(value: Any, extra: dict, fallback: str) -> str:
-    if "message" in extra:
-        return extra["message"].format(value=value)
+    if "message" in extra and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return extra["message"].format(value=describe(value))
     return f"expected {extra.get('expected', fallback)}, got {describe(value)}"
 
 
@@ -185,21 +185,28 @@ def _dict(value: Any, args: tuple, tp: Any, path: Path, errors: Errors, extra: d
 def _literal(value: Any, choices: tuple, path: Path, errors: Errors, extra: dict) -> bool:
     if value in choices and isinstance(value, str):
         return True
+    listed = ", ".join(choices)
     if len(choices) == 1:
         errors.add(path, f"expected {choices[0]!r}, got {describe(value)}")
+    elif isinstance(value, str):
+        errors.add(path, f"unknown {extra.get('what', 'value')} {describe(value)} (expected one of: {listed})")
     else:
-        errors.add(path, f"unknown {extra.get('what', 'value')} {describe(value)} "
-                         f"(expected one of: {', '.join(choices)})")
+        errors.add(path, f"expected one of {listed}, got {describe(value)}")
     return False
+
+
+_WORDS = {"`str`": "text", "`int`": "a whole number", "`float`": "a number", "`bool`": "true or false"}
 
 
 def _leaf(value: Any, tp: Any, path: Path, errors: Errors, extra: dict, *, at_key: bool = False) -> bool:
     try:
         msgspec.convert(value, _set(tp), strict=True)
     except msgspec.ValidationError as exc:
-        message = str(exc).split(" - at `", 1)[0]
-        errors.add(path, _expected(value, extra, message[0].lower() + message[1:]) if extra
-                   else f"{message}, got {describe(value)}", at_key=at_key)
+        # "Expected `int` >= 1, got `str` - at `$...`" -> "an integer >= 1"
+        wanted = str(exc).split(" - at `", 1)[0].split(", got `", 1)[0].removeprefix("Expected ")
+        for name, words in _WORDS.items():
+            wanted = wanted.replace(name, words)
+        errors.add(path, _expected(value, extra, wanted), at_key=at_key)
         return False
     return True
 

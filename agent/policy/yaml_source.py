@@ -119,9 +119,10 @@ def decode(raw: bytes, file: str, limits: YamlLimits = YamlLimits()) -> str | Sy
     return text
 
 
-def _offset_mark(raw: bytes, offset: int) -> Mark:
-    line = raw.count(b"\n", 0, offset) + 1
-    return Mark(line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1)
+def _offset_mark(data: bytes | str, offset: int) -> Mark:
+    """The line and column of an offset (in bytes of `data` or characters of text)."""
+    newline: Any = b"\n" if isinstance(data, bytes) else "\n"
+    return Mark(data.count(newline, 0, offset) + 1, offset - (data.rfind(newline, 0, offset) + 1) + 1)
 
 
 def _bytes(n: int) -> str:
@@ -153,10 +154,14 @@ def load_documents(text: str, file: str, limits: YamlLimits = YamlLimits(),
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = _mark(mark) if mark else Mark(1, 1)
-        message = " ".join(part for part in (exc.context, exc.problem) if part) or "not valid YAML"
+        message = " ".join(" ".join(part.split()) for part in (exc.context, exc.problem) if part) or "not valid YAML"
         return composer.documents, SyntaxProblem(file, where, f"not valid YAML: {message}")
+    except yaml.reader.ReaderError as exc:       # a character YAML refuses; `position` counts characters
+        return composer.documents, SyntaxProblem(file, _offset_mark(text, exc.position),
+                                                 f"not valid YAML: {exc.reason} (character 0x{exc.character:02x})"
+                                                 if isinstance(exc.character, int) else f"not valid YAML: {exc.reason}")
     except yaml.YAMLError as exc:
-        return composer.documents, SyntaxProblem(file, Mark(1, 1), f"not valid YAML: {exc}")
+        return composer.documents, SyntaxProblem(file, Mark(1, 1), "not valid YAML: " + " ".join(str(exc).split()))
     finally:
         loader.dispose()
     return composer.documents, None
