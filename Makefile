@@ -6,7 +6,7 @@ METRICS_ADDR ?= 127.0.0.1:9750
 
 PREFIX ?= /opt/corral
 
-.PHONY: setup run test unit integration bench install clean
+.PHONY: setup run test unit integration bench openapi install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,11 @@ integration: setup
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench
+
+# agent/api/openapi.yaml from the route table and the msgspec schemas (tests/unit/test_openapi.py
+# fails while the committed file differs from what this writes).
+openapi: setup
+	$(PY) -m agent.api.openapi_gen
 
 # A host install for systemd (docs/deployment.md): the package in its own venv under $(PREFIX),
 # the launcher, the probes, the unit, tmpfiles and a default /etc/corral/corral.yaml.

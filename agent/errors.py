@@ -74,6 +74,12 @@ class MethodNotAllowed(CorralError):
         self.allowed = allowed
 
 
+class RequestTimeout(CorralError):
+    """A client did not send its whole request in time (408)."""
+
+    http_status = 408
+
+
 class TooLarge(CorralError):
     """A request body, target or header is larger than the API accepts (413, 414, 431)."""
 
@@ -92,7 +98,7 @@ class PolicyError(CorralError):
 
 ERRORS_BY_NAME = {cls.__name__: cls for cls in (
     CorralError, InvalidArgument, NotFound, Conflict, KernelError, LaunchError,
-    DaemonUnavailable, MethodNotAllowed, TooLarge, PolicyError,
+    DaemonUnavailable, MethodNotAllowed, RequestTimeout, TooLarge, PolicyError,
 )}
 
 

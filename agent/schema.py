@@ -70,10 +70,12 @@ def decode(body: bytes, kind: type[T], where: str = "") -> T:
         raise InvalidArgument(f"{where or 'request body'} is not valid JSON: {exc}", field="") from None
 
 
-def convert(data: Any, kind: type[T], where: str = "") -> T:
-    """Already-parsed `data` (a state file, a YAML document) as a `kind`, as strictly as decode."""
+def convert(data: Any, kind: type[T], where: str = "", *, strict: bool = True) -> T:
+    """Already-parsed `data` (a state file, a YAML document) as a `kind`, as strictly as decode.
+
+    `strict=False` only for text that stands for numbers and booleans (query parameters)."""
     try:
-        return msgspec.convert(data, type=kind)
+        return msgspec.convert(data, type=kind, strict=strict)
     except msgspec.ValidationError as exc:
         raise _field_error(exc, data, kind, where) from None
 

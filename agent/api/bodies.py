@@ -51,3 +51,51 @@ class ReplayRequest(Object, frozen=True):
 
     text: PolicyText
     file: Name = "<replay>"
+
+
+# Query parameters: one schema per route that takes any, given to `Router.add(query=...)`. Values
+# arrive as text; the router reads booleans as flags (`?all`, `?all=1`, `?all=true`) and numbers
+# as decimals, then validates them against these bounds like a body.
+
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=86400, description="seconds")]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="a UNIX time in seconds")]
+SignalName = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=16, pattern=r"^[A-Za-z0-9+]+$",
+    description="a signal name (KILL, SIGTERM, RTMIN+1) or number")]
+
+
+class ListQuery(Object, frozen=True):
+    all: bool = False          # stopped containers too
+
+
+class CreateQuery(Object, frozen=True):
+    start: bool = False        # start the container after creating it
+
+
+class RemoveQuery(Object, frozen=True):
+    force: bool = False        # kill it first if it runs
+
+
+class StopQuery(Object, frozen=True):
+    timeout: Seconds = 10.0    # between SIGTERM and SIGKILL
+
+
+class KillQuery(Object, frozen=True):
+    signal: SignalName = "KILL"
+
+
+class FollowQuery(Object, frozen=True):
+    follow: bool = False       # keep the stream open for what comes
+
+
+class EventsQuery(Object, frozen=True):
+    since: Timestamp | None = None
+    follow: bool = False
+
+
+class ReplayQuery(Object, frozen=True):
+    since: Timestamp | None = None   # default: an hour ago
+
+
+class StatsQuery(Object, frozen=True):
+    syscalls: bool = False     # with per-syscall counts

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 
 from agent import __version__
 from agent.api import frames
-from agent.api.bodies import ExecRequest, ImportRequest
+from agent.api.bodies import (CreateQuery, EventsQuery, ExecRequest, FollowQuery, ImportRequest, KillQuery,
+                              ListQuery, RemoveQuery, StopQuery)
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
 from agent.events import EventLog
 from agent.runtime.model import ContainerSpec
@@ -41,20 +42,20 @@ class CoreEndpoints:
         add = router.add
         add("GET", "/v1/version", self.version)
         add("GET", "/v1/info", self.info)
-        add("GET", "/v1/containers", self.list_containers, query=("all",))
-        add("POST", "/v1/containers", self.create_container, query=("start",))
+        add("GET", "/v1/containers", self.list_containers, query=ListQuery)
+        add("POST", "/v1/containers", self.create_container, query=CreateQuery, body=ContainerSpec)
         add("GET", "/v1/containers/{ref}", self.inspect_container)
-        add("DELETE", "/v1/containers/{ref}", self.remove_container, query=("force",))
+        add("DELETE", "/v1/containers/{ref}", self.remove_container, query=RemoveQuery)
         add("POST", "/v1/containers/{ref}/start", self.start_container)
-        add("POST", "/v1/containers/{ref}/stop", self.stop_container, query=("timeout",))
-        add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=("signal",))
+        add("POST", "/v1/containers/{ref}/stop", self.stop_container, query=StopQuery)
+        add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=KillQuery)
         add("POST", "/v1/containers/{ref}/wait", self.wait_container)
-        add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=("follow",))
-        add("POST", "/v1/containers/{ref}/exec", self.exec_in_container)
+        add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
+        add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
         add("GET", "/v1/images", self.list_images)
-        add("POST", "/v1/images/import", self.import_image)
+        add("POST", "/v1/images/import", self.import_image, body=ImportRequest)
         add("DELETE", "/v1/images/{ref}", self.remove_image)
-        add("GET", "/v1/events", self.list_events, query=("since", "follow"))
+        add("GET", "/v1/events", self.list_events, query=EventsQuery)
 
     # The daemon
 
@@ -88,12 +89,11 @@ class CoreEndpoints:
         return Response.json(self._runtime.start(request.params["ref"]).to_dict())
 
     def stop_container(self, request: Request) -> Response:
-        timeout = request.number("timeout", 10.0)
-        container = self._runtime.stop(request.params["ref"], timeout=timeout)
+        container = self._runtime.stop(request.params["ref"], timeout=request.args.timeout)
         return Response.json(container.to_dict())
 
     def kill_container(self, request: Request) -> Response:
-        number = parse_signal(request.query.get("signal", "KILL"), field="query parameter signal")
+        number = parse_signal(request.args.signal, field="query parameter signal")
         return Response.json(self._runtime.kill(request.params["ref"], signal=number).to_dict())
 
     def wait_container(self, request: Request) -> Response:
@@ -128,8 +128,8 @@ class CoreEndpoints:
     # Events
 
     def list_events(self, request: Request) -> Response:
-        since = request.number("since")
-        if request.flag("follow"):
+        since = request.args.since
+        if request.args.follow:
             events = self._events.follow(since, stop=self._stopping)
         else:
             events = iter(self._events.since(since or 0.0))

@@ -4,7 +4,7 @@
   some of 200), and a cap on open connections past which a client is told 503 at once;
 - a deadline for reading each request (line, headers and body): a client that sends half a
   request and stalls is cut off when it passes, and it only ever holds its own thread;
-- a target over MAX_TARGET bytes is 414, headers over MAX_HEADER_BYTES are 431, and the errors
+- a body over the limit is 413 (then a lingering close), a target over MAX_TARGET bytes is 414, headers over MAX_HEADER_BYTES are 431, and the errors
   the stdlib parser itself raises (bad request line, 414, 431, 501) get the JSON error body;
 - once the request is read the deadline is lifted, so a long stream (logs --follow) or a
   connection taken over by a handler (the Docker API's hijack) is the handler's to time.
@@ -27,6 +27,11 @@ BACKLOG = 1024               # the kernel caps it at net.core.somaxconn (4096 he
 MAX_CONNECTIONS = 512        # one thread each; more than this is 503 Service Unavailable
 MAX_TARGET = 8192            # bytes of path and query
 MAX_HEADER_BYTES = 32768     # all header names and values together
+# After refusing a request whose body was not read (413), the rest is read and dropped for a
+# moment before closing: closing with unread data resets the connection, and the client would
+# see "connection reset" instead of the 413 (nginx calls this a lingering close).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +77,22 @@ class LimitedHandler(BaseHTTPRequestHandler):
         self._reader.deadline = None
         self.connection.settimeout(None)
 
+    def linger(self) -> None:
+        """Close after an early answer without resetting the client: see LINGER_SECONDS."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            dropped = 0
+            while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                dropped += len(data)
+        except OSError:
+            pass   # the client is gone or slow: the close below is all that is left to do
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib parser's own errors (400, 414, 431, 501, 505), with the API's JSON body."""
         self.close_connection = True
@@ -109,6 +130,9 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\
          b"Content-Length: %d\r\n\r\n%s")
 
 
+_LINGERERS = threading.BoundedSemaphore(16)
+
+
 class LimitedServerMixIn:
     """For a socketserver with ThreadingMixIn: the backlog and the connection cap."""
 
@@ -126,17 +150,34 @@ class LimitedServerMixIn:
             if not busy:
                 self._open += 1
         if busy:
-            body = json.dumps({"error": "CorralError", "field": None,
-                               "message": f"the daemon has {self.max_connections} connections open",
-                               "hint": "try again"}).encode()
-            try:
-                request.settimeout(1.0)
-                request.sendall(_BUSY % (len(body), body))
-            except OSError:
-                pass
-            self.shutdown_request(request)  # type: ignore[attr-defined]
+            self._refuse(request)
             return
         super().process_request(request, client_address)  # type: ignore[misc]
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 to a client past the cap. Its request is read and dropped for a moment so the close
+        does not reset the connection (LINGER_SECONDS), by at most _LINGERERS threads at once;
+        past that it is closed at once."""
+        body = json.dumps({"error": "CorralError", "field": None, "hint": "try again",
+                           "message": f"the daemon has {self.max_connections} connections open"}).encode()
+
+        def answer() -> None:
+            try:
+                request.settimeout(LINGER_SECONDS)
+                request.sendall(_BUSY % (len(body), body))
+                request.shutdown(socket.SHUT_WR)
+                while request.recv(65536):
+                    pass
+            except OSError:
+                pass
+            finally:
+                request.close()
+                _LINGERERS.release()
+
+        if _LINGERERS.acquire(blocking=False):
+            threading.Thread(target=answer, name="corral-api-busy", daemon=True).start()
+        else:
+            request.close()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

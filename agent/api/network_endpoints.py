@@ -2,14 +2,14 @@
 
 `NetworkEndpoints(networks).register(router)` puts them on the server's Router, like
 CoreEndpoints does. `networks` is the daemon's NetworkManager (anything with its methods); with
-None (a daemon built without networking) every route answers with a CorralError saying so.
+None (a daemon built without networking) every route answers with a Conflict (409) saying so.
 Only light modules are imported here: the CLI and the API server never load pyroute2.
 """
 from __future__ import annotations
 
 from agent.api.bodies import NetworkCreateRequest
 from agent.api.routes import Request, Response, Router
-from agent.errors import CorralError
+from agent.errors import Conflict
 
 
 class NetworkEndpoints:
@@ -20,13 +20,13 @@ class NetworkEndpoints:
 
     def register(self, router: Router) -> None:
         router.add("GET", "/v1/networks", self.list_networks)
-        router.add("POST", "/v1/networks", self.create_network)
+        router.add("POST", "/v1/networks", self.create_network, body=NetworkCreateRequest)
         router.add("GET", "/v1/networks/{name}", self.inspect_network)
         router.add("DELETE", "/v1/networks/{name}", self.remove_network)
 
     def _manager(self):
         if self._networks is None:
-            raise CorralError("networking is not enabled in this daemon",
+            raise Conflict("networking is not enabled in this daemon",
                               hint="the daemon's log says why the network manager did not start")
         return self._networks
 

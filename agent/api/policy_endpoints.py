@@ -2,14 +2,14 @@
 
 `PolicyEndpoints(service).register(router)` puts them on the server's Router. `service` is the
 daemon's agent.policy.service.PolicyService; with None (a daemon started without --policies)
-every route answers with a CorralError saying so. Only light modules are imported here.
+every route answers with a Conflict (409) saying so. Only light modules are imported here.
 """
 from __future__ import annotations
 
 import time
-from agent.api.bodies import ReplayRequest
+from agent.api.bodies import ReplayQuery, ReplayRequest
 from agent.api.routes import Request, Response, Router
-from agent.errors import CorralError
+from agent.errors import Conflict
 
 
 class PolicyEndpoints:
@@ -21,12 +21,12 @@ class PolicyEndpoints:
     def register(self, router: Router) -> None:
         router.add("GET", "/v1/policies", self.list_policies)
         router.add("GET", "/v1/policies/explain/{ref}", self.explain)
-        router.add("POST", "/v1/policies/replay", self.replay, query=("since",))
+        router.add("POST", "/v1/policies/replay", self.replay, query=ReplayQuery, body=ReplayRequest)
         router.add("POST", "/v1/containers/{ref}/unfreeze", self.unfreeze)
 
     def _policies(self):
         if self._service is None:
-            raise CorralError("policies are not enabled in this daemon",
+            raise Conflict("policies are not enabled in this daemon",
                               hint="start it with `corral daemon --policies DIR`")
         return self._service
 

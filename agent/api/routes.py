@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import msgspec
+import msgspec.inspect
+
 from agent import schema
 from agent.errors import InvalidArgument, MethodNotAllowed, NotFound
 
@@ -41,6 +44,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    args: Any = None       # the query as the route's query schema (agent/api/bodies.py), if it has one
 
     def json(self) -> Any:
         if not self.body:
@@ -110,10 +114,15 @@ Handler = Callable[[Request], Response]
 
 @dataclass(frozen=True)
 class Route:
+    """One route. `query_type` and `body_type` are schemas (agent/api/bodies.py) the router
+    validates against and the OpenAPI generator (agent/api/openapi_gen.py) describes."""
+
     method: str
     pattern: str
     handler: Handler
     query: tuple[str, ...] = ()
+    query_type: type | None = None
+    body_type: type | None = None
 
     def match(self, path: str) -> dict[str, str] | None:
         pattern_parts = self.pattern.strip("/").split("/")
@@ -140,13 +149,20 @@ class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, *, query: Iterable[str] = ()) -> None:
+    def add(self, method: str, pattern: str, handler: Handler, *, query: type | Iterable[str] = (),
+            body: type | None = None) -> None:
+        """A route. `query` is its query schema (or, untyped, the names it reads); `body` the
+        schema of its JSON body, which the handler decodes with `request.decode(body)`."""
         method = method.upper()
         if not _PATTERN.match(pattern):
             raise ValueError(f"route pattern {pattern!r}: expected /segments with {{name}} parameters")
         if any(r.method == method and r.pattern == pattern for r in self._routes):
             raise ValueError(f"route {method} {pattern} is already registered")
-        self._routes.append(Route(method, pattern, handler, tuple(query)))
+        if isinstance(query, type):
+            names = tuple(f.name for f in msgspec.structs.fields(query))
+            self._routes.append(Route(method, pattern, handler, names, query, body))
+        else:
+            self._routes.append(Route(method, pattern, handler, tuple(query), None, body))
 
     @property
     def routes(self) -> list[Route]:
@@ -163,7 +179,8 @@ class Router:
             if route.method == method:
                 for name, value in params.items():
                     _check_text(value, name)
-                return route, Request(method, path, params, self._query(route, split.query), body)
+                query = self._query(route, split.query)
+                return route, Request(method, path, params, query, body, _typed_query(route, query))
         allowed = self.allowed(path)
         raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})",
                                allowed=allowed)
@@ -188,6 +205,26 @@ class Router:
                     field=name)
             query[name] = _check_text(values[-1], name)
         return query
+
+
+def _typed_query(route: Route, query: dict[str, str]) -> Any:
+    """The query as the route's schema: flags read as booleans, numbers as decimals, then bounds."""
+    if route.query_type is None:
+        return None
+    values: dict[str, Any] = {}
+    for info in msgspec.inspect.type_info(route.query_type).fields:  # type: ignore[attr-defined]
+        if info.name not in query:
+            continue
+        text = query[info.name]
+        if isinstance(info.type, msgspec.inspect.BoolType):
+            lowered = text.lower()
+            if lowered not in _TRUE + _FALSE:
+                raise InvalidArgument(f"query parameter {info.name}: expected true or false, got {text!r}",
+                                      field=info.name)
+            values[info.name] = lowered in _TRUE
+        else:
+            values[info.name] = text
+    return schema.convert(values, route.query_type, strict=False)
 
 
 def _check_text(value: str, name: str) -> str:

@@ -29,7 +29,8 @@ from agent.api import http_limits
 from agent.api.endpoints import CoreEndpoints
 from agent.api.http_limits import LimitedHandler
 from agent.api.routes import MAX_BODY, Response, Router
-from agent.errors import Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, TooLarge
+from agent.errors import (Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, RequestTimeout,
+                          TooLarge)
 from agent.events import EventLog
 from agent.runtime.service import RuntimeService
 
@@ -176,6 +177,8 @@ class ApiServer:
                                       "hint": "the daemon's log has the traceback", "field": None},
                                      status=500)
         self._send(handler, response, headers, head=head)
+        if response.status == 413:
+            handler.linger()
 
     def _options(self, target: str) -> tuple[Response, dict[str, str]]:
         path = target.split("?", 1)[0]
@@ -249,7 +252,12 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if length > MAX_BODY:
         handler.close_connection = True
         raise TooLarge(f"request body of {length} bytes is larger than the limit of {MAX_BODY} bytes")
-    body = handler.rfile.read(length) if length > 0 else b""
+    try:
+        body = handler.rfile.read(length) if length > 0 else b""
+    except TimeoutError:
+        handler.close_connection = True
+        raise RequestTimeout(f"the request body did not arrive within {handler.server.request_timeout:g} s "  # type: ignore[attr-defined]
+                             f"of the request's start") from None
     if len(body) < length:
         handler.close_connection = True
         raise InvalidArgument(f"request body ended after {len(body)} of its {length} bytes")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from agent.api.bodies import StatsQuery
 from agent.api.routes import Request, Response, Router
 
 
@@ -18,7 +19,7 @@ class StatsEndpoints:
         self._snapshots = snapshots
 
     def register(self, router: Router) -> None:
-        router.add("GET", "/v1/stats", self.stats, query=("syscalls",))
+        router.add("GET", "/v1/stats", self.stats, query=StatsQuery)
 
     def stats(self, request: Request) -> Response:
         with_syscalls = request.flag("syscalls")

@@ -96,10 +96,9 @@ class DeviceMapping(schema.Object, frozen=True):
 
 
 class ContainerSpec(schema.Object, frozen=True):
-    """What `corral run` asks for: the body of `POST /v1/containers`.
+    """What `corral run` asks for: the body of `POST /v1/containers`."""
 
-    Fields go here, each with a bounded type and a default (see the module docstring).
-    """
+    # New fields go here, each with a bounded type and a default (see the module docstring).
 
     image: Name
     command: Arguments = []                  # empty: the image's entrypoint/cmd
