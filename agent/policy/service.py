@@ -648,7 +648,7 @@ class PolicyService:
         if self._known is None:
             from agent.policy.syscall_table import known_syscall, load_syscall_table
             self._known = known_syscall(load_syscall_table())
-        loaded = load_text(text, file, self._known)
+        loaded = load_text(text, file, self._known, self.library.limits)   # the folder's limits
         if loaded.problems:
             raise PolicyError("\n".join(str(p) for p in loaded.problems),
                               hint="`corral policy check FILE` shows the same problems without a daemon")
