@@ -27,24 +27,20 @@ pytestmark = pytest.mark.privileged
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "hostile-policies"
 MiB = 1024 * 1024
-GUARD = """apiVersion: corral/v1
-kind: Policy
-metadata:
-  name: guard
-spec:
-  selector: {names: ["guard-*"]}
+
+
+def policy(name: str, spec: str) -> str:
+    return f"apiVersion: corral/v1\nkind: Policy\nmetadata:\n  name: {name}\nspec:\n{spec}"
+
+
+GUARD = policy("guard", """  selector: {names: ["guard-*"]}
   limits: {memory: 48Mi}
   syscalls:
     - {name: no-mkdir, names: [mkdir, mkdirat], action: deny}
-"""
-NEW = """apiVersion: corral/v1
-kind: Policy
-metadata:
-  name: latecomer
-spec:
-  selector: {names: ["guard-*"]}
+""")
+NEW = policy("latecomer", """  selector: {names: ["guard-*"]}
   limits: {pids: 77}
-"""
+""")
 LOCATED = re.compile(r"^(?P<file>/[^:]+):\d+:\d+: \S+: .+$")
 
 
