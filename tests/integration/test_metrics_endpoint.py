@@ -106,7 +106,9 @@ def test_series_stay_until_rm_and_go_after(daemon):
     assert samples(text, "container_memory_usage_bytes", name="brief")
     assert samples(text, "container_processes", name="brief") == [1]
     daemon.cli("stop", "-t", "0", "brief")
-    assert samples(scrape(daemon), "container_memory_usage_bytes", name="brief") is not None
+    stopped = scrape(daemon)         # a stopped container keeps its cgroup, and so its series
+    assert samples(stopped, "container_spec_memory_limit_bytes", name="brief") == [32 * 1024 * 1024]
+    assert len(samples(stopped, "container_memory_usage_bytes", name="brief")) == 1
     daemon.cli("rm", "brief")
     assert 'name="brief"' not in scrape(daemon)
 

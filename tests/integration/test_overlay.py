@@ -43,13 +43,15 @@ def rootfs(tmp_path: Path):
     """A RootfsManager over a fresh store; cleans up whatever the test left mounted."""
     manager = RootfsManager(tmp_path / "state", ImageStore(tmp_path / "state"))
     yield manager
+    failed = {}
     for container_dir in sorted((tmp_path / "state" / "containers").glob("*")):
         try:
             manager.release(container_dir.name)
-        except Exception:
-            pass
+        except Exception as error:   # noqa: BLE001 - clean up the rest first, then fail with it
+            failed[container_dir.name] = str(error)
     for point in sorted(mounts_below(tmp_path), reverse=True):
         unmount(Path(point), lazy_if_busy=True)
+    assert failed == {}, "release (idempotent) failed in teardown"
 
 
 @pytest.fixture

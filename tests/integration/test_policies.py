@@ -318,7 +318,7 @@ limits: {memory: 64Mi}
     limit = cgroup_file(pdaemon, "reload-1", "memory.limit_in_bytes")
     assert read_int(limit) == 64 * MiB                        # the strictest of flag and policy
     path.write_text(path.read_text().replace("64Mi", "48Mi"))
-    wait_until(lambda: read_int(limit) == 48 * MiB, timeout=5, what="the new limit on the running container")
+    wait_until(lambda: read_int(limit) == 48 * MiB, what="the new limit on the running container")
 
     errors_before = metric(pdaemon, "corral_policy_load_errors_total")
     broken_at = time.time()

@@ -152,8 +152,7 @@ network:
     assert served(pdaemon, "bpf-peer", "127.0.0.1", 9090)
 
     path.write_text(path.read_text().replace("ports: [9090]", "ports: [7]"))   # the rule moves away
-    wait_until(lambda: served(pdaemon, "bpfnet-1", peer, 9090), timeout=10,
-               what="9090 to be reachable after the edit")
+    wait_until(lambda: served(pdaemon, "bpfnet-1", peer, 9090), what="9090 to be reachable after the edit")
     path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
                             if "rules:" not in line and "no-9090" not in line))   # no rule left
     wait_until(lambda: egress_programs(directory) == [], what="the egress programs to be detached")

@@ -124,9 +124,10 @@ def test_dashboard_structure(path):
 def test_container_dashboard_queries_follow_the_container_variable():
     board = json.loads((REPO / "dashboards" / "container.json").read_text())
     assert any(v["name"] == "container" for v in board["templating"]["list"])
-    for panel in board["panels"]:
-        for target in panel.get("targets", []):
-            assert 'name="$container"' in target["expr"], f"{panel['title']}: {target['expr']}"
+    queries = [(panel["title"], target["expr"]) for panel in board["panels"] for target in panel.get("targets", [])]
+    assert queries
+    for title, expr in queries:
+        assert 'name="$container"' in expr, f"{title}: {expr}"
 
 
 def test_provisioning_loads_the_data_source_the_dashboards_default_to():

@@ -106,6 +106,7 @@ def test_every_command_names_our_table():
     table = NatTable("corraltest", runner)
     table.add(port_rules("corraltest", attached("8080:80")))
     table.remove_tagged("nothing")
+    assert runner.batches and all(runner.batches)
     for batch in runner.batches:
         for command in batch:
             (verb, body), = command.items()

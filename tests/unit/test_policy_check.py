@@ -78,7 +78,9 @@ def test_every_problem_names_file_line_column_and_field(tmp_path):
 def test_the_line_points_at_the_text_it_names(tmp_path):
     path = write(tmp_path, "bad.yaml", BAD)
     source = BAD.splitlines()
-    for problem in check_paths([path], syscall_known=KNOWN):
+    problems = check_paths([path], syscall_known=KNOWN)
+    assert problems
+    for problem in problems:
         text = source[problem.line - 1][problem.col - 1:]
         leaf = problem.path.rsplit(".", 1)[-1].split("[")[0]
         assert text, problem
