@@ -62,7 +62,7 @@ def _rule(table: str, chain: str, comment: str, expr: list[dict]) -> dict:
 
 def table_commands(table: str) -> list[dict]:
     """Create the table and its chains; `add` leaves existing ones (and their rules) as they are."""
-    commands = [{"add": {"table": {"family": FAMILY, "name": table}}}]
+    commands: list[dict] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for name, hook, priority in CHAINS:
         commands.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, "type": "nat",
                                            "hook": hook, "prio": priority, "policy": "accept"}}})

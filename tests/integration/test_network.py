@@ -110,7 +110,7 @@ def leftovers(manager: NetworkManager, container_id: str) -> list[str]:
     if Links().exists(host_veth_of(container_id)):
         found.append(f"veth {host_veth_of(container_id)}")
     for network in manager.list_networks():
-        if container_id in manager._allocator(network).addresses():
+        if container_id in manager.store.allocator(network).addresses():
             found.append(f"address in {network.name}")
     if container_tag(container_id) in manager.nat.tags():
         found.append("nft rules")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import InvalidArgument
-from agent.network.manager import bridge_of, host_veth_of, hosts_file, resolv_conf
+from agent.network.manager import bridge_of, host_veth_of
+from agent.network.rendering import hosts_file, resolv_conf
 from agent.network.model import Attachment, Network, PortMapping, mac_of, parse_subnet
 
 CID = "0123456789abcdef" * 4

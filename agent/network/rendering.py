@@ -1,0 +1,64 @@
+"""The name-resolution files a container on a network gets: /etc/hosts (itself and the
+other containers of its network), /etc/hostname and /etc/resolv.conf."""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Sequence
+
+from agent.errors import KernelError
+from agent.network.model import Attachment
+
+LOCALHOST_LINES = ("127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                   "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
+                   "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters")
+
+
+def hosts_file(attachment: Attachment, peers: Sequence[Attachment] = (), hostname: str | None = None) -> str:
+    """/etc/hosts of a container: localhost, itself, then the other containers of its network."""
+    names = [n for n in dict.fromkeys([hostname, attachment.container_name, attachment.container_id[:12]]) if n]
+    lines = [*LOCALHOST_LINES, f"{attachment.address}\t{' '.join(names)}"]
+    others = sorted((p for p in peers if p.container_id != attachment.container_id), key=lambda p: p.container_name)
+    if others:
+        lines.append(f"# containers on network {attachment.network}")
+        lines += [f"{p.address}\t{p.container_name} {p.container_id[:12]}" for p in others]
+    return "\n".join(lines) + "\n"
+
+
+def hostname_file(hostname: str) -> str:
+    return hostname + "\n"
+
+
+def resolv_conf(host_file: Path = Path("/etc/resolv.conf"),
+                fallback: Path = Path("/run/systemd/resolve/resolv.conf")) -> str:
+    """The host's resolv.conf, unless its resolver listens on loopback (systemd-resolved's
+    127.0.0.53, dnsmasq's 127.0.0.1), which a container cannot reach: then systemd-resolved's
+    upstream list if there is one, else a file with no nameserver that says why."""
+    for path in (host_file, fallback):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        servers = [line.split()[1] for line in text.splitlines()
+                   if line.split()[:1] == ["nameserver"] and len(line.split()) > 1]
+        if servers and not any(_is_loopback(server) for server in servers):
+            return text if text.endswith("\n") else text + "\n"
+    return ("# corral: the host's resolver listens on loopback, which this container cannot reach;\n"
+            "# no nameserver is set. Run the container with --net host, or bind-mount a resolv.conf.\n")
+
+
+def _is_loopback(server: str) -> bool:
+    try:
+        return ipaddress.ip_address(server.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def write_hosts(path: Path, text: str) -> None:
+    """Rewrite a container's hosts file in place (truncate and write), not by rename: the file
+    is bind-mounted into the container, and a bind mount follows the inode."""
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise KernelError(f"cannot write the hosts file {path}: {exc.strerror}") from exc
