@@ -41,7 +41,12 @@ def _benches(quick: bool) -> dict:
         from bench import churn
         return churn.run(cycles=40 if quick else 200)
 
-    return {"launch": launch, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn}
+    def policies():
+        from bench import policy_load
+        return policy_load.run(rounds=5 if quick else 20)
+
+    return {"launch": launch, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
+            "policies": policies}
 
 
 def _number(value) -> str:
