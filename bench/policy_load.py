@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,10 +35,20 @@ def _many() -> str:
     return "".join(doc % i for i in range(100))
 
 
-def _timer(call) -> float:
+def _timer(call: Callable[[], object]) -> float:
     started = time.perf_counter()
     call()
     return time.perf_counter() - started
+
+
+def _subjects(text: str, known: Callable[[str], bool]) -> dict[str, Callable[[], float]]:
+    def corral() -> float:
+        return _timer(lambda: load_text(text, "f.yaml", known))
+
+    def libyaml() -> float:
+        return _timer(lambda: list(yaml.load_all(text, Loader=yaml.CSafeLoader)))
+
+    return {"corral": corral, "libyaml": libyaml}
 
 
 def run(rounds: int = 20) -> dict:
@@ -47,10 +58,7 @@ def run(rounds: int = 20) -> dict:
              "billion-laughs.yaml (refused)": LAUGHS.read_text()}
     rows, raw = [], {}
     for figure, text in texts.items():
-        samples = interleave({
-            "corral": lambda text=text: _timer(lambda: load_text(text, "f.yaml", known)),
-            "libyaml": lambda text=text: _timer(lambda: list(yaml.load_all(text, Loader=yaml.CSafeLoader))),
-        }, rounds)
+        samples = interleave(_subjects(text, known), rounds)
         raw[figure] = samples
         rows.append(row_from("policies", f"load+check {figure}", "ms", samples["corral"], scale=1e3,
                              anchor_name="libyaml", anchor_values=samples["libyaml"]))
