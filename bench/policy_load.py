@@ -14,16 +14,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
+import yaml
 
-from bench.common import REPO, interleave, row_from, timed_command  # noqa: E402
-from agent.policy.check import load_text  # noqa: E402
-from agent.policy.syscall_table import known_syscall, load_syscall_table  # noqa: E402
+from agent.policy.check import load_text
+from agent.policy.syscall_table import known_syscall, load_syscall_table
+from bench.common import REPO, interleave, row_from, timed_command
 
 CORRAL = str(Path(sys.executable).parent / "corral")
 LAUGHS = REPO / "tests" / "data" / "hostile-policies" / "billion-laughs.yaml"

@@ -7,13 +7,22 @@ model's dataclasses with its values read (bytes, seconds, signal numbers, normal
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
 from agent.policy import schema
-from agent.policy.model import EgressRule, Limits, NetworkPolicy, Policy, Selector, SyscallRule, Threshold
+from agent.policy.model import (
+    EgressRule,
+    Limits,
+    NetworkPolicy,
+    Policy,
+    Selector,
+    SyscallRule,
+    Threshold,
+)
 from agent.policy.semantics import above_value, checks, size_of
 from agent.policy.validate import FieldError, validate
 from agent.units import parse_duration, parse_signal

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from agent.policy.build import parse_policy
 from agent.policy.model import Policy
 from agent.policy.validate import FieldError, format_path
-from agent.policy.yaml_source import Mark, SourceDocument, SyntaxProblem, YamlLimits, decode, load_documents
+from agent.policy.yaml_source import (
+    DEFAULT_LIMITS,
+    Mark,
+    SourceDocument,
+    SyntaxProblem,
+    YamlLimits,
+    decode,
+    load_documents,
+)
 
 log = logging.getLogger("corral.policy")
 
@@ -74,7 +82,7 @@ def policy_files(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
 
 
 def load_bytes(raw: bytes, file: str, syscall_known: Callable[[str], bool] | None = None,
-               limits: YamlLimits = YamlLimits()) -> LoadedFile:
+               limits: YamlLimits = DEFAULT_LIMITS) -> LoadedFile:
     """Decode, parse and check one file's content. Never raises: whatever goes wrong is a
     problem of this file, so one file can never stop the others from loading."""
     text = decode(raw, file, limits)
@@ -89,7 +97,7 @@ def _refused(problem: SyntaxProblem) -> LoadedFile:
 
 
 def load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None = None,
-              limits: YamlLimits = YamlLimits()) -> LoadedFile:
+              limits: YamlLimits = DEFAULT_LIMITS) -> LoadedFile:
     """Parse and check the documents of one file's text."""
     try:
         return _load_text(text, file, syscall_known, limits)
@@ -144,7 +152,7 @@ def read_capped(path: str, limits: YamlLimits) -> bytes:
 
 
 def load_file(path: str, syscall_known: Callable[[str], bool] | None = None,
-              limits: YamlLimits = YamlLimits()) -> LoadedFile:
+              limits: YamlLimits = DEFAULT_LIMITS) -> LoadedFile:
     try:
         raw = read_capped(path, limits)
     except OSError as exc:
@@ -169,7 +177,7 @@ def duplicate_names(files: Iterable[LoadedFile]) -> list[Problem]:
 
 
 def check_files(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None,
-                limits: YamlLimits = YamlLimits()) -> tuple[list[LoadedFile], list[Problem]]:
+                limits: YamlLimits = DEFAULT_LIMITS) -> tuple[list[LoadedFile], list[Problem]]:
     """Each file of the paths loaded, and every problem (sorted by file and position)."""
     if syscall_known is None:
         from agent.policy.syscall_table import known_syscall, load_syscall_table
@@ -183,7 +191,7 @@ def check_files(paths: Iterable[str], syscall_known: Callable[[str], bool] | Non
 
 
 def check_paths(paths: Iterable[str], syscall_known: Callable[[str], bool] | None = None,
-                limits: YamlLimits = YamlLimits()) -> list[Problem]:
+                limits: YamlLimits = DEFAULT_LIMITS) -> list[Problem]:
     """Every problem in the files and folders given, sorted by file and position."""
     return check_files(paths, syscall_known, limits)[1]
 

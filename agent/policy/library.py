@@ -22,12 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from agent.policy.check import LoadedFile, Problem, load_bytes, policy_files, read_capped
+from agent.policy.check import (
+    LoadedFile,
+    Problem,
+    load_bytes,
+    policy_files,
+    read_capped,
+)
 from agent.policy.model import Policy
-from agent.policy.yaml_source import YamlLimits
+from agent.policy.yaml_source import DEFAULT_LIMITS, YamlLimits
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class PolicyLibrary:
     `problems` on any thread, without waiting for a reload."""
 
     def __init__(self, directory: str, syscall_known: Callable[[str], bool] | None = None,
-                 limits: YamlLimits = YamlLimits()) -> None:
+                 limits: YamlLimits = DEFAULT_LIMITS) -> None:
         self.directory = directory
         self.limits = limits
         if syscall_known is None:

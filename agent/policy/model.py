@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from agent.errors import PolicyError
 
@@ -169,9 +170,9 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "",
-                  syscall_known: Callable[[str], bool] | None = None) -> "Policy":
+                  syscall_known: Callable[[str], bool] | None = None) -> Policy:
         """The policy of one document, or PolicyError listing every problem."""
-        from agent.policy.build import parse_policy     # build imports this module
+        from agent.policy.build import parse_policy  # build imports this module
         policy, errors = parse_policy(data, source=source, syscall_known=syscall_known)
         if errors:
             where = f"{source}: " if source else ""

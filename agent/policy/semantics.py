@@ -12,10 +12,11 @@ import difflib
 import ipaddress
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from agent.errors import InvalidArgument
-from agent.policy.schema import MIN_MEMORY, PER_SYSCALL_SIGNALS, SIGNALS, MAX_HOLD
+from agent.policy.schema import MAX_HOLD, MIN_MEMORY, PER_SYSCALL_SIGNALS, SIGNALS
 from agent.policy.validate import Check, Errors, Path, describe
 from agent.units import parse_duration, parse_signal, parse_size
 

@@ -12,10 +12,12 @@ Only the schema's shape is followed, never the data's, so the walk is as deep as
 from __future__ import annotations
 
 import functools
+import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import msgspec
 from msgspec import Meta, UnsetType
@@ -75,7 +77,7 @@ def validate(data: Any, schema: Any, checks: dict[str, Check]) -> list[FieldErro
     return list(errors)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parts(tp: Any) -> tuple[Any, dict]:
     """(the type without Annotated and UNSET, the merged Meta extra: outer wins)."""
     extra: dict = {}
@@ -94,7 +96,7 @@ def _parts(tp: Any) -> tuple[Any, dict]:
         return tp, extra
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fields(struct: type) -> tuple[tuple[str, Any, bool], ...]:
     """(name in the document, annotated type, required) of a Struct's fields."""
     return tuple((f.encode_name, f.type, f.required) for f in msgspec.structs.fields(struct))
@@ -145,7 +147,7 @@ def _struct(value: Any, struct: type, path: Path, errors: Errors, extra: dict, c
     return len(errors) == before
 
 
-def _sized(value: Any, kind: type[list] | type[dict], tp: Any, path: Path, errors: Errors, extra: dict) -> bool:
+def _sized(value: Any, kind: type[list | dict], tp: Any, path: Path, errors: Errors, extra: dict) -> bool:
     """`value` is a `kind` (list or dict) within the length bounds of `tp`."""
     if not isinstance(value, kind):
         errors.add(path, _expected(value, extra, "a list" if kind is list else "a mapping"))
@@ -175,9 +177,7 @@ def _dict(value: Any, args: tuple, tp: Any, path: Path, errors: Errors, extra: d
     key_type, value_type = args
     ok = True
     for key, item in value.items():
-        if not _leaf(key, key_type, path + (key,), errors, _parts(key_type)[1], at_key=True):
-            ok = False
-        elif not _walk(item, value_type, path + (key,), errors, checks):
+        if not _leaf(key, key_type, path + (key,), errors, _parts(key_type)[1], at_key=True) or not _walk(item, value_type, path + (key,), errors, checks):
             ok = False
     return ok
 
@@ -211,16 +211,16 @@ def _leaf(value: Any, tp: Any, path: Path, errors: Errors, extra: dict, *, at_ke
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _set(tp: Any) -> Any:
     """`X | UnsetType` -> X, keeping X's Annotated bounds (UNSET only means "left out")."""
     if get_origin(tp) in (Union, types.UnionType) and UnsetType in get_args(tp):
         members = [m for m in get_args(tp) if m is not UnsetType]
-        return members[0] if len(members) == 1 else Union[tuple(members)]
+        return functools.reduce(operator.or_, members)
     return tp
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta(tp: Any) -> Meta:
     """The length bounds Annotated on a list or dict type (through an `| UnsetType`)."""
     tp = _set(tp)

@@ -23,8 +23,9 @@ Every problem carries a 1-based line and column, so it prints as `file:line:col:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -54,6 +55,9 @@ class YamlLimits:
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError(f"policy file size limit {self.max_bytes!r}: must be at least 1 byte")
+
+
+DEFAULT_LIMITS = YamlLimits()
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class SyntaxProblem:
     message: str
 
 
-def decode(raw: bytes, file: str, limits: YamlLimits = YamlLimits()) -> str | SyntaxProblem:
+def decode(raw: bytes, file: str, limits: YamlLimits = DEFAULT_LIMITS) -> str | SyntaxProblem:
     """The text of a policy file, or why it is not one. Empty counts as a problem: an editor
     that truncates before writing, or a full disk, must not silently remove a policy."""
     if len(raw) > limits.max_bytes:
@@ -139,7 +143,7 @@ class _Refused(Exception):
         self.mark, self.message = mark, message
 
 
-def load_documents(text: str, file: str, limits: YamlLimits = YamlLimits(),
+def load_documents(text: str, file: str, limits: YamlLimits = DEFAULT_LIMITS,
                    clock: Callable[[], float] = time.monotonic) -> tuple[list[SourceDocument], SyntaxProblem | None]:
     """Every non-empty document of `text`; stops at the first syntax error or limit crossed
     and reports it (documents before it are still returned, so their problems show too)."""

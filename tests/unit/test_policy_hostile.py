@@ -88,7 +88,7 @@ HEADER = "apiVersion: corral/v1\nkind: Policy\nmetadata:\n  name: hostile\n"
 
 def check(path: Path, *extra: str) -> tuple[list[str], str]:
     """`corral policy check PATH`: its problem lines and stderr; asserts exit 1 within 2 s."""
-    result = subprocess.run([CORRAL, "policy", "check", *extra, str(path)], capture_output=True,
+    result = subprocess.run([CORRAL, "policy", "check", *extra, str(path)], capture_output=True, check=False,
                             timeout=TIMEOUT)
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 1, f"exit {result.returncode}\n{out}\n{err}"
@@ -116,7 +116,8 @@ def test_each_hostile_file_is_refused_with_its_place_and_reason(name):
 
 def test_the_corpus_as_a_folder(tmp_path):
     """All of them at once (as in a policy folder): every file reported, none stops the others."""
-    result = subprocess.run([CORRAL, "policy", "check", str(CORPUS)], capture_output=True, timeout=10 * TIMEOUT)
+    result = subprocess.run([CORRAL, "policy", "check", str(CORPUS)], capture_output=True, check=False,
+                            timeout=10 * TIMEOUT)
     assert result.returncode == 1
     reported = {Path(LINE.match(line)["file"]).name for line in result.stdout.decode().splitlines()}
     assert reported == set(REASONS)
@@ -139,7 +140,7 @@ def test_one_byte_over_the_limit_and_the_limit_is_a_flag(tmp_path):
     path.write_text(text + "#" * (1024 * 1024 - len(text)) + "\n")      # 1 MiB + 1
     [line], _ = check(path)
     assert "larger than the limit of 1 MiB" in line
-    ok = subprocess.run([CORRAL, "policy", "check", "--max-size", "2Mi", str(path)], capture_output=True,
+    ok = subprocess.run([CORRAL, "policy", "check", "--max-size", "2Mi", str(path)], capture_output=True, check=False,
                         timeout=TIMEOUT)
     assert ok.returncode == 0 and ok.stdout.decode() == "ok: 1 policy in 1 file\n"
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.policy.yaml_source import Mark, SyntaxProblem, YamlLimits, decode, load_documents
+from agent.policy.yaml_source import (
+    Mark,
+    SyntaxProblem,
+    YamlLimits,
+    decode,
+    load_documents,
+)
 
 LIMITS = YamlLimits(max_depth=8, max_documents=3, max_aliases=4, max_nodes=200)
 
@@ -86,10 +92,10 @@ def test_duplicate_keys_are_recorded_at_the_second_key():
 
 
 def test_the_time_budget_is_checked_while_composing():
-    ticks = iter(range(0, 10_000))
+    ticks = iter(range(10_000))
     text = "a: [" + ", ".join(["1"] * 1000) + "]\n"
-    documents, problem = load_documents(text, "f.yaml", YamlLimits(max_nodes=10_000, time_budget=2.0),
-                                        clock=lambda: float(next(ticks)))
+    _, problem = load_documents(text, "f.yaml", YamlLimits(max_nodes=10_000, time_budget=2.0),
+                                clock=lambda: float(next(ticks)))
     assert problem is not None and "budget" in problem.message
 
 
