@@ -1,7 +1,9 @@
 """`corral daemon`: the composition root.
 
-Builds every part, starts them in order (mounts, events, cgroups, images, probes, runtime,
-metrics, API) and stops them in reverse. Nothing else in Corral constructs parts or holds
+Builds every part, starts them in order (mounts, events, catalogue and bus, cgroups, images,
+probes, runtime, discovery, metrics, policies, probe events, API) and stops them in reverse.
+The runtime and discovery publish container events on the ContainerBus; the catalogue, the
+probes, the event log and the policy enforcer subscribe here, in that order. Nothing else in Corral constructs parts or holds
 process-wide state. SIGTERM or SIGINT stops the daemon cleanly; a second one forces exit.
 Containers keep running while the daemon is down and are adopted when it starts again.
 """
@@ -16,10 +18,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from agent import __version__
 from agent.errors import CorralError, InvalidArgument
 from agent.metrics.model import MetricsOptions
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from agent.alerting.fanout import AlertFanOut
+    from agent.catalog.entry import CatalogEntry
+    from agent.cgroups.driver import CgroupDriver
+    from agent.discovery.observed import ObservedContainers
+    from agent.metrics.snapshot import ContainerSnapshot
+    from agent.network.manager import NetworkManager
+    from agent.policy.decider import LibraryDecider
+    from agent.policy.metrics import PolicyMetrics
+    from agent.policy.service import PolicyService
+    from agent.probes.loader import ProbeSet
+    from agent.runtime.containers import Runtime
 
 log = logging.getLogger("corral.daemon")
 
@@ -135,17 +153,20 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self._stop = threading.Event()
-        self._stack: list[tuple[str, object]] = []   # (what, stop callable), stopped in reverse
-        self.probes = None
-        self.runtime = None
-        self.policy = None            # agent.policy.service.PolicyService with --policies
-        self.registry = None          # the /metrics registry, shared by the collectors
-        self.alert_sink = None        # agent.alerting.fanout.AlertFanOut with --alertmanager/--alert-webhook
-        self.observed = None          # agent.discovery.observed.ObservedContainers with --observe
-        self.host_cgroups = None      # Corral's cgroup driver, plus observed containers' cgroups
+        self._stack: list[tuple[str, Callable[[], object]]] = []   # (what, stop), stopped in reverse
+        self.probes: ProbeSet | None = None
+        self.policy: PolicyService | None = None              # with --policies
+        self.registry: CollectorRegistry | None = None        # the /metrics registry, shared by the collectors
+        self.alert_sink: AlertFanOut | None = None            # with --alertmanager/--alert-webhook
+        self.observed: ObservedContainers | None = None       # with --observe
+        self.host_cgroups: CgroupDriver | None = None         # Corral's driver, plus observed containers' cgroups
+        self.policy_metrics: PolicyMetrics | None = None      # on the registry, with or without --policies
         self.started_at = time.time()
 
     def build(self) -> None:
+        from agent.catalog.bus import ContainerBus
+        from agent.catalog.catalog import ContainerCatalog
+        from agent.catalog.followers import log_observed, probes_follow
         from agent.cgroups.detect import detect_driver
         from agent.events import EventLog
         from agent.images.rootfs import RootfsManager
@@ -157,39 +178,44 @@ class Daemon:
         config.root.mkdir(parents=True, exist_ok=True)
         launcher = find_launcher()
         self.events = EventLog(config.root / "events.jsonl")
+        self.catalog = ContainerCatalog()
+        self.bus = ContainerBus()
+        self._stack.append(("catalogue", self.bus.subscribe("catalogue", self.catalog.apply)))
+        self._stack.append(("observed events", self.bus.subscribe("event log", log_observed(self.events))))
         self.cgroups = detect_driver()
         self._stack.append(("cgroup files", self.cgroups.close))
         self.images = ImageStore(config.root)
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
-        watchers = []
-        enforcement = []    # the policies' BPF rules: one more runtime watcher, after the probes
         if config.probes:
             self.probes = self._load_probes()
             if self.probes is not None:
-                watchers.append(self.probes)
                 self._stack.append(("probes", self.probes.close))
-                from agent.probes.pump import ProbeEventPump
-                if config.policies:
-                    from agent.policy.service import EnforcementHook
-                    enforcement.append(EnforcementHook(lambda: self.policy))
-                pump = ProbeEventPump(self.probes, self.events, self._owner_of_cgroup,
-                                      on_enforcement=enforcement[0].on_probe_event if enforcement else None)
-                pump.start()
-                self._stack.append(("probe events", pump.stop))
+                self._stack.append(("probes following", self.bus.subscribe("probes", probes_follow(self.probes))))
         self.networks = self._start_networks()
+        decider = None
+        if config.policies:
+            from agent.policy.decider import LibraryDecider
+            from agent.policy.library import PolicyLibrary
+            from agent.policy.yaml_source import YamlLimits
+            # Loaded by the policy service's start, before the API lets any container start.
+            decider = LibraryDecider(PolicyLibrary(str(config.policies),
+                                                   limits=YamlLimits(max_bytes=config.policy_max_size)))
         self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               watchers=watchers + enforcement, networks=self.networks,
-                               policy_for=self._policy_for if config.policies else None)
+                               bus=self.bus, networks=self.networks, decider=decider)
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
-        self._start_observer(watchers)
+        self._start_observer()
+        from agent.metrics.sampler import Sampler
+        # The one reader of cgroup figures and BPF counters: metrics, `corral stats` and policies.
+        self.sampler = Sampler(self.host_cgroups or self.cgroups, self.probes, self._syscall_name())
         self._start_alerting()
         if config.metrics_addr:
             self._start_metrics()
-        if config.policies:
-            self._start_policies()
+        if decider is not None:
+            self._start_policies(decider)
+        self._start_probe_events()
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
@@ -200,10 +226,20 @@ class Daemon:
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
                              extra_routes=[NetworkEndpoints(self.networks).register,
                                            StatsEndpoints(self.snapshots).register,
-                                           PolicyEndpoints(self.policy).register,
+                                           PolicyEndpoints(self.policy.queries if self.policy else None).register,
                                            ObservedEndpoints(self.observed).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
+
+    def _start_probe_events(self) -> None:
+        """OOM kills and execs to the event log, enforcement reports to the policies; each
+        attributed to its container (own or observed) through the catalogue."""
+        if self.probes is None:
+            return
+        from agent.probes.pump import ProbeEventPump
+        pump = ProbeEventPump(self.probes, self.events, self.catalog, reports=self.policy)
+        pump.start()
+        self._stack.append(("probe events", pump.stop))
 
     def _start_networks(self):
         """Bridge networking; nothing to stop at shutdown: containers keep their network."""
@@ -218,7 +254,7 @@ class Daemon:
             return None
         return networks
 
-    def _start_observer(self, watchers: list) -> None:
+    def _start_observer(self) -> None:
         """Observe mode: follow the containers docker, containerd, podman and systemd started."""
         from agent.discovery.foreign_cgroups import ForeignCgroups, HostCgroups
         from agent.discovery.observed import ObservedContainers
@@ -226,16 +262,8 @@ class Daemon:
         if not self.config.observe:
             self.host_cgroups = self.cgroups
             return
-        from agent.events import Event
-
-        def on_event(action: str, container) -> None:
-            self.events.emit(Event("container", action, container.id, container.name,
-                                   attributes={"observed": True, "runtime": container.container.runtime,
-                                               "cgroup": container.container.cgroup,
-                                               "probes": container.probes, "note": container.note}))
-
         from agent.discovery.classify import HostState
-        self.observed = ObservedContainers(watchers=watchers, on_event=on_event,
+        self.observed = ObservedContainers(bus=self.bus, probes=self.probes is not None,
                                            state=HostState(root=str(self.config.observe_state_root)))
         foreign = ForeignCgroups(self.cgroups.mode, self.observed.owns, parent=self.cgroups.parent)
         self.host_cgroups = HostCgroups(self.cgroups, foreign, self.observed.owns)
@@ -266,32 +294,29 @@ class Daemon:
         from agent.metrics.collector import ContainerCollector
         from agent.metrics.server import build_registry, serve_metrics
         collector = ContainerCollector(self.watched_containers, self.host_cgroups or self.cgroups, self.probes,
-                                       self.config.metrics, syscall_name=self._syscall_name())
-        self.registry = build_registry(collector)     # the policy metrics join it
-        if self.alert_sink is not None:
-            from agent.alerting.metrics import AlertCollector
-            self.registry.register(AlertCollector(self.alert_sink.stats))
+                                       self.config.metrics, syscall_name=self._syscall_name(),
+                                       sampler=self.sampler)
+        sink = self.alert_sink
+        self.registry, self.policy_metrics = metrics_registry(build_registry(collector),
+                                                              sink.stats if sink is not None else list)
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
 
-    def _start_policies(self) -> None:
+    def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
-        from agent.policy.library import PolicyLibrary
         from agent.policy.service import PolicyService
-        from agent.policy.yaml_source import YamlLimits
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
-        self.policy = PolicyService(PolicyLibrary(str(self.config.policies),
-                                                  limits=YamlLimits(max_bytes=self.config.policy_max_size)),
-                                    runtime=self.runtime,
+        self.policy = PolicyService(decider.library, catalog=self.catalog,
                                     cgroups=self.host_cgroups or self.cgroups, events=self.events,
-                                    probes=self.probes,
-                                    observed=self.observed.list if self.observed else None,
-                                    registry=self.registry, interval=self.config.policy_interval,
+                                    probes=self.probes, metrics=self.policy_metrics, sampler=self.sampler,
+                                    interval=self.config.policy_interval,
                                     alert_sink=self.alert_sink,
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
+        # After the probes' subscription: a container's rules go to probes that already watch it.
+        self._stack.append(("policy enforcer", self.bus.subscribe("policy enforcer", self.policy.enforcer.on_container)))
         log.info("policies from %s: %s", self.config.policies,
                  ", ".join(p.name for p in self.policy.library.policies()) or "none")
 
@@ -300,17 +325,13 @@ class Daemon:
         from agent.alerting.event_alerts import EventAlerts
         from agent.alerting.fanout import build_alerting
         self.alert_sink = build_alerting(self.config.alertmanagers, self.config.alert_webhooks,
-                                         image_of=lambda cid: self.runtime.get(cid).spec.image)
+                                         image_of=lambda cid: self.catalog.get(cid).image)
         if self.alert_sink is None:
             return
         self.alert_sink.start()
         self._stack.append(("alerting", self.alert_sink.stop))
         self._stack.append(("alerting events", self.events.subscribe(EventAlerts(self.alert_sink))))
         log.info("alerts to %s", ", ".join(stats.target for stats in self.alert_sink.stats()))
-
-    def _policy_for(self, name: str, image: str, labels: dict):
-        """What the runtime asks at create and start; None until the policies are loaded."""
-        return self.policy.policy_for(name, image, labels) if self.policy is not None else None
 
     @staticmethod
     def _syscall_name():
@@ -321,36 +342,15 @@ class Daemon:
         return syscall_name
 
     def watched_containers(self) -> list:
-        from agent.cgroups.driver import CgroupPaths
-        from agent.metrics.model import WatchedContainer
-        return [WatchedContainer(id=c.id, name=c.name, image=c.spec.image,
-                                 cgroup=CgroupPaths.from_dict(c.cgroup), cgroup_id=c.cgroup_id,
-                                 started_at=c.started_at or c.created_at, labels=dict(c.spec.labels))
-                for c in self.runtime.list(all=True) if c.cgroup and c.cgroup_id] + self._observed_watched()
-
-    def _observed_watched(self) -> list:
-        """Observed containers as the collector sees them; Kubernetes pod, namespace and container
-        arrive as the io.kubernetes.* labels (container_label_io_kubernetes_pod_name, ...)."""
-        from agent.metrics.model import WatchedContainer
-        if self.observed is None:
-            return []
-        return [WatchedContainer(id=o.id, name=o.name, image=o.image, cgroup=o.cgroup,
-                                 cgroup_id=o.cgroup_id, started_at=o.started_at,
-                                 labels=dict(o.container.labels), cgroup_path=o.container.cgroup)
-                for o in self.observed.list()]
-
-    def _owner_of_cgroup(self, cgroup_id: int) -> tuple[str, str] | None:
-        for container in self.runtime.list(all=True) if self.runtime else []:
-            if container.cgroup_id == cgroup_id:
-                return container.id, container.name
-        return None
+        """What a scrape reports on: every catalogued container with a cgroup (Corral's own,
+        exited ones until removed, and observed ones; Kubernetes pod, namespace and container
+        arrive as the io.kubernetes.* labels)."""
+        return [c for c in self.catalog.list() if c.cgroup_id or c.observed]
 
     def snapshots(self, with_syscalls: bool = False) -> list:
-        """Cumulative figures of the running containers, for `corral stats` and `top`."""
-        from agent.metrics.snapshot import take_snapshots
-        running = {c.id for c in self.runtime.list()}
-        return take_snapshots([w for w in self.watched_containers() if w.id in running], self.cgroups,
-                              self.probes, self._syscall_name() or str, with_syscalls=with_syscalls)
+        """Cumulative figures of the running containers, own and observed, for `corral stats` and `top`."""
+        running = [c for c in self.catalog.list(running=True) if c.cgroup_id or c.observed]
+        return self.sampler.snapshots(running, with_syscalls=with_syscalls)
 
     def info(self) -> dict:
         return {
@@ -388,6 +388,19 @@ class Daemon:
         log.info("stopped")
 
 
+def metrics_registry(registry: "CollectorRegistry", alert_stats: Callable[[], list]) -> \
+        tuple["CollectorRegistry", "PolicyMetrics"]:
+    """The /metrics registry (the container collector already on it) with the policy and
+    alerting families. They are registered whether or not policies and alert targets are
+    configured, so every family a dashboard or alert rule names is described (and at 0 where
+    it can be) from the first scrape, instead of "No data" until first used."""
+    from agent.alerting.metrics import AlertCollector
+    from agent.policy.metrics import PolicyMetrics
+    policy_metrics = PolicyMetrics(registry)
+    registry.register(AlertCollector(alert_stats))
+    return registry, policy_metrics
+
+
 def raise_open_files_limit() -> None:
     """The cgroup drivers keep each container's files open (a re-read is 5x cheaper than an
     open), up to a quarter of the soft limit: lift the soft limit to the hard one. Raising the
@@ -408,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ProbeSet(config.probes_dir, ProbeOptions(syscall_latency=config.syscall_latency)).dump())
         return 0
     daemon = Daemon(config)
-    signalled = []
+    signalled: list[int] = []
 
     def on_signal(number, _frame):
         if signalled:

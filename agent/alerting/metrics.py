@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agent.alerting.sender import SenderStats
 
@@ -24,7 +25,7 @@ ALERT_FAMILIES = (
 )
 
 
-class AlertCollector:
+class AlertCollector(Collector):
     """A custom collector over `stats()` of the alert senders (AlertFanOut.stats)."""
 
     def __init__(self, stats: Callable[[], list[SenderStats]]) -> None:
@@ -39,10 +40,10 @@ class AlertCollector:
                 built[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
         return built
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return list(self._families().values())
 
-    def collect(self):
+    def collect(self) -> list[Metric]:
         families = self._families()
         for stats in self._stats():
             families["corral_alerts_sent_total"].add_metric([stats.target, "ok"], stats.sent_ok)

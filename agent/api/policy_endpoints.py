@@ -1,7 +1,7 @@
 """The v1 endpoints of policies: list, explain, replay, and unfreezing a container.
 
-`PolicyEndpoints(service).register(router)` puts them on the server's Router. `service` is the
-daemon's agent.policy.service.PolicyService; with None (a daemon started without --policies)
+`PolicyEndpoints(queries).register(router)` puts them on the server's Router. `queries` is the
+daemon's agent.policy.queries.PolicyQueries; with None (a daemon started without --policies)
 every route answers with a Conflict (409) saying so. Only light modules are imported here.
 """
 from __future__ import annotations

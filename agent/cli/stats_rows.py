@@ -18,11 +18,11 @@ class StatsRow:
     memory_bytes: int | None
     memory_limit_bytes: int | None
     memory_percent: float | None
-    net_rx_bytes: int
-    net_tx_bytes: int
+    net_rx_bytes: int | None             # None: unknown (not counted, or its read failed)
+    net_tx_bytes: int | None
     pids: int | None
-    syscalls_per_second: float
-    syscall_errors_per_second: float
+    syscalls_per_second: float | None
+    syscall_errors_per_second: float | None
     frozen: bool | None = None
     top_syscalls: list[tuple[str, float, float]] = field(default_factory=list)  # name, calls/s, errors/s
 
@@ -35,7 +35,9 @@ def rates(previous: dict, current: dict) -> list[StatsRow]:
         then = before.get(now["id"])
         elapsed = (now["time"] - then["time"]) if then else 0.0
 
-        def per_second(key: str) -> float:
+        def per_second(key: str) -> float | None:
+            if now.get(key) is None or (then and then.get(key) is None):
+                return None
             if not then or elapsed <= 0:
                 return 0.0
             return max(0.0, (now[key] - then[key]) / elapsed)
@@ -55,11 +57,15 @@ def rates(previous: dict, current: dict) -> list[StatsRow]:
             id=now["id"], name=now["name"], cpu_percent=cpu, memory_bytes=memory,
             memory_limit_bytes=limit,
             memory_percent=(memory / limit * 100.0) if memory is not None and limit else None,
-            net_rx_bytes=now.get("net_rx_bytes", 0), net_tx_bytes=now.get("net_tx_bytes", 0),
+            net_rx_bytes=now.get("net_rx_bytes"), net_tx_bytes=now.get("net_tx_bytes"),
             pids=now.get("pids"), syscalls_per_second=per_second("syscalls"),
             syscall_errors_per_second=per_second("syscall_errors"), frozen=now.get("frozen"),
             top_syscalls=top))
     return rows
+
+
+def rate(value: float | None) -> str:
+    return "--" if value is None else f"{value:.0f}"
 
 
 def percent(value: float | None) -> str:
@@ -72,7 +78,7 @@ def stats_table(rows: list[StatsRow]) -> str:
         [[short_id(r.id), r.name, percent(r.cpu_percent),
           f"{human_size(r.memory_bytes)} / {human_size(r.memory_limit_bytes) if r.memory_limit_bytes else 'unlimited'}",
           percent(r.memory_percent), f"{human_size(r.net_rx_bytes)} / {human_size(r.net_tx_bytes)}",
-          "--" if r.pids is None else r.pids, f"{r.syscalls_per_second:.0f}"] for r in rows])
+          "--" if r.pids is None else r.pids, rate(r.syscalls_per_second)] for r in rows])
 
 
 def select(rows: list[StatsRow], refs: list[str]) -> list[StatsRow]:

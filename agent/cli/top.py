@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 SORTS = {
     "c": ("CPU", lambda r: -(r.cpu_percent or 0.0)),
     "m": ("MEM", lambda r: -(r.memory_bytes or 0)),
-    "s": ("SYSCALLS", lambda r: -r.syscalls_per_second),
+    "s": ("SYSCALLS", lambda r: -(r.syscalls_per_second or 0.0)),
     "n": ("NAME", lambda r: r.name),
 }
 
@@ -35,7 +35,7 @@ def run_top(args: argparse.Namespace, client: ApiClient) -> int:
 
 def render(rows: list[StatsRow], selected: int, sort_key: str, width: int, height: int) -> list[str]:
     """The screen's lines; pure, so tests can check it without a terminal."""
-    from agent.cli.stats_rows import percent
+    from agent.cli.stats_rows import percent, rate
 
     lines = [f"corral top - {time.strftime('%H:%M:%S')} - {len(rows)} containers - sorted by "
              f"{SORTS[sort_key][0]} (c/m/s/n sort, arrows select, q quit)", ""]
@@ -46,7 +46,7 @@ def render(rows: list[StatsRow], selected: int, sort_key: str, width: int, heigh
         lines.append(f"{marker}{row.name[:23]:<23} {percent(row.cpu_percent):>8} {human_size(row.memory_bytes):>10} "
                      f"{human_size(row.memory_limit_bytes) if row.memory_limit_bytes else 'unlimited':>10} "
                      f"{human_size(row.net_rx_bytes):>9} {human_size(row.net_tx_bytes):>9} "
-                     f"{'--' if row.pids is None else row.pids:>5} {row.syscalls_per_second:>9.0f}")
+                     f"{'--' if row.pids is None else row.pids:>5} {rate(row.syscalls_per_second):>9}")
     if rows:
         chosen = rows[min(selected, len(rows) - 1)]
         lines += ["", f"top syscalls of {chosen.name}:", f"  {'SYSCALL':<20} {'CALLS/S':>10} {'ERRORS/S':>10}"]

@@ -2,10 +2,12 @@
 
 The watcher hands it every scan's findings (`update`); it works out which containers appeared,
 changed (a unified directory made after the v1 ones) or vanished, names new ones from the
-runtimes' state (classify.describe), and tells the probes (`watch`/`unwatch`, the same
-ContainerWatcher protocol the runtime uses) so foreign containers are counted like Corral's
-own. A container with no unified (v2) directory cannot carry BPF probes: it is observed with
-`probes=False` and a note saying why, never silently left out.
+runtimes' state (classify.describe), and publishes them on the ContainerBus (`placed` and
+`started` when they appear, `removed` when they vanish; a change is removed+placed, `moved`),
+the same events the runtime publishes for Corral's own, so the catalogue, the probes and the
+policies follow foreign containers like Corral's own. A container with no unified (v2)
+directory cannot carry BPF probes: it is observed with `probes=False` and a note saying why,
+never silently left out.
 
 The registry is read from API, metrics and policy threads while the watcher thread updates
 it: every reading is a copy of an immutable snapshot, replaced whole under a lock.
@@ -17,8 +19,10 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable
+from typing import Callable
 
+from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted
+from agent.catalog.entry import OBSERVED, CatalogEntry
 from agent.cgroups.driver import CgroupPaths
 from agent.discovery.classify import ForeignContainer, HostState, classify, describe
 from agent.errors import CorralError, InvalidArgument, NotFound
@@ -63,6 +67,14 @@ class ObservedContainer:
                 # before exec, by the launcher).
                 "not_applicable": ["seccomp"]}
 
+    def entry(self) -> CatalogEntry:
+        """This container as the catalogue holds it."""
+        return CatalogEntry(id=self.id, name=self.name, image=self.image, cgroup=self.cgroup,
+                            cgroup_id=self.cgroup_id, origin=OBSERVED, runtime=self.container.runtime,
+                            labels=dict(self.container.labels), created_at=self.first_seen,
+                            started_at=self.started_at, cgroup_path=self.container.cgroup,
+                            probes=self.probes, note=self.note)
+
 
 def _cgroup_id(paths: CgroupPaths) -> int:
     if not paths.unified:
@@ -86,15 +98,14 @@ def _made_at(paths: CgroupPaths, default: float) -> float:
 
 
 class ObservedContainers:
-    """The registry. `watchers` follow containers by cgroup id (the probes); `on_event(action,
-    container)` is told "observe" and "vanish" (the daemon turns them into events)."""
+    """The registry. Publishes each container's comings and goings on `bus`; `probes` says
+    whether the host's probes are loaded (a container they cannot count says why in its note)."""
 
-    def __init__(self, *, watchers: Iterable = (), state: HostState | None = None,
-                 on_event: Callable[[str, ObservedContainer], None] | None = None,
+    def __init__(self, *, bus: ContainerBus | None = None, probes: bool = True, state: HostState | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self._watchers = list(watchers)
+        self._bus = bus or ContainerBus()
+        self._probes = probes
         self._state = state or HostState()
-        self._on_event = on_event
         self._clock = clock
         self._lock = threading.Lock()
         self._by_cgroup: dict[str, ObservedContainer] = {}   # cgroup path -> container
@@ -140,7 +151,7 @@ class ObservedContainers:
                 after[cgroup] = old
                 continue
             if old is not None:
-                self._unwatch(old)
+                self._unwatch(old, moved=True)
                 entry = replace(old, cgroup=paths, cgroup_id=cgroup_id)
             else:
                 match = classify(cgroup)
@@ -148,7 +159,7 @@ class ObservedContainers:
                 entry = ObservedContainer(container=self._describe(match, cgroup), cgroup=paths,
                                           cgroup_id=cgroup_id, first_seen=now,
                                           started_at=_made_at(paths, now))
-            after[cgroup] = self._watch(entry)
+            after[cgroup] = self._watch(entry, moved=old is not None)
         after = self._unique_names(after)
         gone = [c for key, c in before.items() if key not in after]
         with self._lock:
@@ -157,17 +168,17 @@ class ObservedContainers:
                                    for d in [c.cgroup.unified, *c.cgroup.controllers.values()] if d)
         for container in gone:
             self._unwatch(container)
-            self._tell("vanish", container)
         for key, container in after.items():
-            if key not in before:
-                self._tell("observe", container)
+            if before.get(key) is not container:     # new, moved or renamed
+                self._bus.publish(ContainerStarted(container.entry(), again=key in before))
 
     def close(self) -> None:
-        """Stop the probes following every observed container (at daemon shutdown)."""
+        """Stop the probes following every observed container (at daemon shutdown); said as
+        `moved` so the event log does not record them as vanished."""
         with self._lock:
             containers, self._by_cgroup, self._dirs = list(self._by_cgroup.values()), {}, frozenset()
         for container in containers:
-            self._unwatch(container)
+            self._unwatch(container, moved=True)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -180,27 +191,22 @@ class ObservedContainers:
             log.warning("observe: cannot read %s's state for %s", match.runtime, match.id, exc_info=True)
             return ForeignContainer(id=match.id, name=match.id[:12], runtime=match.runtime, cgroup=cgroup)
 
-    def _watch(self, entry: ObservedContainer) -> ObservedContainer:
+    def _watch(self, entry: ObservedContainer, *, moved: bool = False) -> ObservedContainer:
+        """Publish `placed`; a subscriber refusing it (the probes) leaves the container observed
+        without probes, with the reason. `started` follows once the registry holds it."""
         if not entry.cgroup_id:
-            return replace(entry, probes=False, note=NO_UNIFIED)
-        if not self._watchers:
-            return replace(entry, probes=False, note="")
+            entry = replace(entry, probes=False, note=NO_UNIFIED)
+        else:
+            entry = replace(entry, probes=self._probes, note="")
         try:
-            for watcher in self._watchers:
-                watcher.watch(entry.cgroup_id, entry.cgroup.unified)
+            self._bus.publish(ContainerPlaced(entry.entry(), moved=moved))
         except CorralError as exc:
             log.warning("observe: probes do not follow %s: %s", entry.name, exc)
             return replace(entry, probes=False, note=f"not counted by the probes: {exc}")
-        return replace(entry, probes=True, note="")
+        return entry
 
-    def _unwatch(self, entry: ObservedContainer) -> None:
-        if not entry.probes:
-            return
-        for watcher in self._watchers:
-            try:
-                watcher.unwatch(entry.cgroup_id, entry.cgroup.unified)
-            except Exception:  # a probe that cannot forget must not keep the rest from it
-                log.debug("observe: unwatch of %s failed", entry.name, exc_info=True)
+    def _unwatch(self, entry: ObservedContainer, *, moved: bool = False) -> None:
+        self._bus.publish(ContainerRemoved(entry.entry(), moved=moved))
 
     @staticmethod
     def _unique_names(entries: dict[str, ObservedContainer]) -> dict[str, ObservedContainer]:
@@ -217,10 +223,3 @@ class ObservedContainers:
             result[key] = entry
         return result
 
-    def _tell(self, action: str, container: ObservedContainer) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(action, container)
-        except Exception:
-            log.debug("observe: event %s of %s failed", action, container.name, exc_info=True)

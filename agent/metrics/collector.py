@@ -31,6 +31,7 @@ from prometheus_client.samples import Sample
 from agent.cgroups.driver import CgroupDriver, CgroupStats
 from agent.metrics.model import (FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions,
                                  WatchedContainer, container_label_name)
+from agent.metrics.sampler import ProbeReading, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +95,6 @@ class _ContainerLabels:
     syscalls: dict = field(default_factory=dict)   # syscall nr -> {"name", "syscall"}
 
 
-@dataclass
-class _ProbeReading:
-    """Every BPF map, read once for the whole scrape; a map that could not be read is empty."""
-
-    syscalls: dict = field(default_factory=dict)
-    latency: dict = field(default_factory=dict)
-    network: dict = field(default_factory=dict)
-    tcp: dict = field(default_factory=dict)
-    processes: dict = field(default_factory=dict)
-    oom_kills: dict = field(default_factory=dict)
-    status: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
-    map_entries: dict = field(default_factory=dict)
-
-
 class ContainerCollector:
     """A prometheus_client custom collector for the containers the agent watches.
 
@@ -123,10 +109,13 @@ class ContainerCollector:
     def __init__(self, containers: Callable[[], Iterable[WatchedContainer]], cgroups: CgroupDriver,
                  probes: Any | None, options: MetricsOptions | None = None, *,
                  syscall_name: Callable[[int], str] | None = None, proc_root: str = "/proc",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sampler: Sampler | None = None) -> None:
         self._containers = containers
         self._cgroups = cgroups
         self._probes = probes
+        # The one reader of cgroup files and BPF maps (its error policy: counted, never zeroed),
+        # shared with `corral stats` and the policies when the daemon passes its own.
+        self._sampler = sampler or Sampler(cgroups, probes, syscall_name)
         self._options = options or MetricsOptions()
         self._syscall_name = syscall_name or str
         self._proc_root = proc_root.rstrip("/") or "/"
@@ -165,7 +154,7 @@ class ContainerCollector:
         labels_now: dict[str, _ContainerLabels] = {}
         for container in containers:
             labels = known.get(container.id)
-            if labels is None or labels.container != container:
+            if labels is None or (labels.container is not container and labels.container != container):
                 labels = self._container_labels(container)
             labels_now[container.id] = labels
             self._collect_container(container, labels, samples, reading, now, errors)
@@ -209,12 +198,7 @@ class ContainerCollector:
         add("container_start_time_seconds", identity, container.started_at)
         add("container_last_seen", identity, now)
 
-        stats = None
-        try:
-            stats = self._cgroups.stats(container.cgroup)
-        except Exception:  # a cgroup removed mid-scrape, an unreadable file: skip, count, go on
-            log.debug("metrics: cgroup stats of %s failed", container.name, exc_info=True)
-            errors["cgroup"] += 1
+        stats = self._sampler.cgroup_stats(container, errors)
         if stats is not None:
             self._add_cgroup_stats(stats, labels, add)
 
@@ -300,29 +284,18 @@ class ContainerCollector:
 
     # -- BPF maps --------------------------------------------------------------------------
 
-    def _read_probes(self, errors: dict, samples: dict) -> _ProbeReading:
-        """Read each map once; a failing map is counted and read as empty."""
-        reading = _ProbeReading()
+    def _read_probes(self, errors: dict, samples: dict) -> ProbeReading:
+        """Read each map once; a failing map is counted and has no series this scrape."""
         wanted = [("status", True), ("errors", True), ("oom_kills", True),
                   ("map_entries", "corral_probe_map_entries" in samples),
                   ("syscalls", "corral_syscalls_total" in samples
                    or "corral_syscall_errors_total" in samples),
                   ("latency", "corral_syscall_duration_seconds" in samples),
                   ("network", True), ("tcp", True), ("processes", True)]
-        readers = {"syscalls": "syscall_counts", "latency": "syscall_latency"}
-        for attribute, needed in wanted:
-            if not needed:
-                continue
-            method = readers.get(attribute, attribute)
-            try:
-                setattr(reading, attribute, getattr(self._probes, method)() or {})
-            except Exception:  # a map read or decode error never fails the scrape
-                log.debug("metrics: reading probe map %s failed", method, exc_info=True)
-                errors["probes"] += 1
-        return reading
+        return self._sampler.read_probes((attribute for attribute, needed in wanted if needed), errors)
 
     def _add_probe_counters(self, container: WatchedContainer, labels: _ContainerLabels,
-                            reading: _ProbeReading, samples: dict, add) -> None:
+                            reading: ProbeReading, samples: dict, add) -> None:
         key = container.cgroup_id
         by_name = labels.by_name
         network = reading.network.get(key)
@@ -408,7 +381,7 @@ class ContainerCollector:
         return name
 
     @staticmethod
-    def _add_probe_health(reading: _ProbeReading, samples: dict) -> None:
+    def _add_probe_health(reading: ProbeReading, samples: dict) -> None:
         attached = samples.get("corral_probe_attached")
         if attached is not None:
             attached.extend(_sample("corral_probe_attached", {"probe": probe}, 1 if up else 0)

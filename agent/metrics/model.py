@@ -11,25 +11,12 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
-from agent.cgroups.driver import CgroupPaths
+from agent.catalog.entry import CGROUP_MOUNTS, CatalogEntry, cadvisor_id  # noqa: F401 - re-exported
 from agent.errors import InvalidArgument
 from agent.fields import check_keys
 
-# Where cgroup trees are mounted; cAdvisor's `id` label is the path below the mount.
-CGROUP_MOUNTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-
 _LABEL_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _TOP = re.compile(r"^top:([1-9][0-9]{0,3})$")
-
-
-def cadvisor_id(unified: str) -> str:
-    """The cgroup path as cAdvisor shows it in its `id` label, e.g. "/corral/<container id>"."""
-    for mount in CGROUP_MOUNTS:
-        if unified == mount:
-            return "/"
-        if unified.startswith(mount + "/"):
-            return unified[len(mount):]
-    return unified
 
 
 def container_label_name(key: str) -> str:
@@ -37,23 +24,8 @@ def container_label_name(key: str) -> str:
     return "container_label_" + _LABEL_NAME_INVALID.sub("_", key)
 
 
-@dataclass(frozen=True)
-class WatchedContainer:
-    """One running container the collector reports on."""
-
-    id: str
-    name: str
-    image: str
-    cgroup: CgroupPaths
-    cgroup_id: int                      # v2 id: the key of every BPF map
-    started_at: float                   # unix seconds
-    labels: dict = field(default_factory=dict)
-    # cAdvisor's `id` label; derived from cgroup.unified when empty (tests set it explicitly).
-    cgroup_path: str = ""
-
-    @property
-    def id_label(self) -> str:
-        return self.cgroup_path or cadvisor_id(self.cgroup.unified)
+# One container as the collector sees it: the catalogue's own record, so a scrape builds no copy.
+WatchedContainer = CatalogEntry
 
 
 @dataclass(frozen=True)

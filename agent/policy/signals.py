@@ -55,7 +55,7 @@ def compute_signals(previous: ContainerSnapshot | None, current: ContainerSnapsh
                                     if current.memory_bytes is not None and current.memory_limit_bytes
                                     else None),
         "pids": None if current.pids is None else float(current.pids),
-        "oom_kills": float(current.oom_kills),
+        "oom_kills": None if current.oom_kills is None else float(current.oom_kills),
     }
     rates = ("cpu_percent", "syscalls_per_second", "syscall_errors_per_second", "tcp_connects_per_second",
              "network_tx_bytes_per_second", "network_rx_bytes_per_second")

@@ -1,20 +1,26 @@
 """Moving probe events from the BPF ring buffer into the event log (OOM kills, execs) and to
 the policy service (syscall kills, refused connections: the service records the violation).
 
+Each event names its container by cgroup id; the ContainerCatalog answers in one lookup, for
+Corral's own containers and observed ones alike (an event of a cgroup no longer known is
+counted in `unattributed` and dropped).
+
 One thread blocks in the ring buffer's poll, so an OOM kill reaches `corral events` (and the
 alerting that follows the event log) within a poll interval. Exec events can come in storms
 (a shell loop); past `exec_per_second` they are counted, not logged, so the event log stays
-readable and the daemon's disk use bounded. Enforcement reports go to `on_enforcement`, the
-callback the daemon gives at construction (data flows one way: pump -> service), which
-counts every one and rate-limits its own events.
+readable and the daemon's disk use bounded. Enforcement reports go to `reports`, the
+EnforcementReports the daemon gives at construction (data flows one way: pump -> service),
+which counts every one and rate-limits its own events.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Protocol
 
+from agent.catalog.catalog import ContainerCatalog
+from agent.catalog.entry import CatalogEntry
 from agent.events import Event, EventLog
 from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
 
@@ -23,21 +29,31 @@ log = logging.getLogger(__name__)
 POLL_MS = 200
 
 
-class ProbeEventPump:
-    """`owner(cgroup_id)` names the container of a cgroup id: (id, name), or None.
-    `on_enforcement(container_id, name, event)` receives KillEvent and EgressEvent reports."""
+class ProbeEvents(Protocol):
+    def poll_events(self, timeout_ms: int = 0) -> list[OomEvent | ExecEvent | KillEvent | EgressEvent]: ...
 
-    def __init__(self, probes, events: EventLog, owner: Callable[[int], tuple[str, str] | None],
-                 *, exec_per_second: int = 50,
-                 on_enforcement: Callable[[str, str, KillEvent | EgressEvent], None] | None = None) -> None:
+
+class EnforcementReports(Protocol):
+    """Where KillEvent and EgressEvent reports go: the policy service."""
+
+    def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent) -> None: ...
+
+
+class ProbeEventPump:
+    """Attributes each probe event to its container through `catalog`, then logs it or hands
+    it to `reports`."""
+
+    def __init__(self, probes: ProbeEvents, events: EventLog, catalog: ContainerCatalog,
+                 *, exec_per_second: int = 50, reports: EnforcementReports | None = None) -> None:
         self._probes = probes
         self._events = events
-        self._owner = owner
-        self._on_enforcement = on_enforcement
+        self._catalog = catalog
+        self._reports = reports
         self._exec_budget = exec_per_second
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe-events", daemon=True)
         self.dropped_execs = 0
+        self.unattributed = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -67,20 +83,22 @@ class ProbeEventPump:
                 self.handle(event)
 
     def handle(self, event: OomEvent | ExecEvent | KillEvent | EgressEvent) -> None:
-        owner = self._owner(event.cgroup_id)
+        owner = self._catalog.by_cgroup_id(event.cgroup_id)
         if owner is None:
+            self.unattributed += 1
             return      # a cgroup unwatched since: nothing to attribute it to
-        container_id, name = owner
         if isinstance(event, (KillEvent, EgressEvent)):
-            if self._on_enforcement is not None:
+            if self._reports is not None:
                 try:
-                    self._on_enforcement(container_id, name, event)
+                    self._reports.record_enforcement(owner, event)
                 except Exception:  # one bad report must not end the thread that reports OOM kills
                     log.exception("recording a policy enforcement report failed")
             return
+        marks = {"observed": True, "runtime": owner.runtime} if owner.observed else {}
         if isinstance(event, OomEvent):
-            self._events.emit(Event("container", "oom", container_id, name, time=event.time,
-                                    attributes={"pid": event.pid, "comm": event.comm}))
+            log.warning("OOM kill in container %s: pid %d (%s)", owner.name, event.pid, event.comm)
+            self._events.emit(Event("container", "oom", owner.id, owner.name, time=event.time,
+                                    attributes={"pid": event.pid, "comm": event.comm, **marks}))
         else:
-            self._events.emit(Event("process", "exec", container_id, name, time=event.time,
-                                    attributes={"pid": event.pid, "filename": event.filename}))
+            self._events.emit(Event("process", "exec", owner.id, owner.name, time=event.time,
+                                    attributes={"pid": event.pid, "filename": event.filename, **marks}))

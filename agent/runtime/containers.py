@@ -1,9 +1,11 @@
 """The runtime: creates, starts, stops, kills, removes containers and runs commands in them.
 
-Creation makes the cgroup (limits applied) and the overlay root; start spawns the C launcher,
-places the container's init in the cgroup, lets the watchers (the probes) register its cgroup
-id and only then lets it exec, so the first syscall of the container is already counted. Any
-failure on the way undoes every step taken, so bad input leaves nothing behind.
+Creation makes the cgroup (limits applied, as the PolicyDecider tightens them) and the overlay
+root; start spawns the C launcher, places the container's init in the cgroup, publishes
+`placed` on the ContainerBus (the probes watch the cgroup, the policy enforcer pushes its BPF
+rules) and only then lets it exec, so the first syscall of the container is already counted.
+Any failure on the way undoes every step taken, so bad input leaves nothing behind. The
+runtime never calls a layer above it: it publishes events and asks the decider.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import signal as signals
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
+from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped
+from agent.catalog.entry import CatalogEntry
 from agent.cgroups.devices import container_rules, rule_for
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
@@ -26,6 +30,7 @@ from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import LaunchRequest, launch
 from agent.runtime.execs import start_exec
 from agent.runtime.logs import follow_log
+from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
 from agent.runtime.service import ExecProcess
@@ -39,21 +44,13 @@ SECCOMP_FILE = "seccomp.bpf"
 LOST_EXIT_CODE = 255
 
 
-class ContainerWatcher(Protocol):
-    """Something that follows containers by cgroup: the probes, later the network programs."""
-
-    def watch(self, cgroup_id: int, unified_dir: str) -> None: ...
-
-    def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None: ...
-
-
 class Runtime:
     """Implements agent.runtime.service.RuntimeService."""
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
                  cgroups: CgroupDriver, events: EventLog, launcher: Path,
-                 watchers: list[ContainerWatcher] | None = None, networks=None,
-                 policy_for=None) -> None:
+                 bus: ContainerBus | None = None, networks=None,
+                 decider: PolicyDecider | None = None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
         self.images = images
@@ -61,10 +58,9 @@ class Runtime:
         self.cgroups = cgroups
         self.events = events
         self.launcher = launcher
-        self.watchers = list(watchers or [])
+        self.bus = bus or ContainerBus()    # the catalogue, probes and enforcer follow it
         self.networks = networks            # agent.network.manager.NetworkManager, or None
-        # (name, image, labels) -> the EffectivePolicy of a container (agent.policy.merge), or None
-        self.policy_for = policy_for
+        self.decider: PolicyDecider = decider or NoPolicies()
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
 
@@ -75,7 +71,13 @@ class Runtime:
         (agent/runtime/reconcile.py says what each step handles)."""
         from agent.runtime.reconcile import Reconciler
         self._exits.start()
-        return Reconciler(self).run()
+        done = Reconciler(self).run()
+        # Every container left on disk is in the catalogue; the running ones were placed and
+        # started by _follow as they were adopted.
+        for container in self.store.all():
+            if container.state != RUNNING and container.cgroup and container.cgroup_id:
+                self.bus.publish(ContainerStopped(self.entry(container)))   # known, not running
+        return done
 
     def close(self) -> None:
         """Stop following containers; they keep running and are adopted at the next start."""
@@ -177,7 +179,7 @@ class Runtime:
 
         def place(pid: int) -> None:
             self.cgroups.add_process(paths, pid)
-            self._watch_cgroup(container)
+            self._place(container)
             if networked:
                 attachment = self.networks.attach(container.id, container.name, pid, container.spec.network,
                                                   container.spec.ports, hostname=container.hostname,
@@ -187,7 +189,7 @@ class Runtime:
         try:
             launched = launch(self.launcher, request, directory / "shim.log", place)
         except BaseException:
-            self._unwatch_cgroup(container)
+            _quietly(lambda: self.bus.publish(ContainerStopped(self.entry(container), aborted=True)))
             if networked:
                 _quietly(lambda: self.networks.detach(container.id))
             container.network = None
@@ -197,6 +199,7 @@ class Runtime:
         container.state = RUNNING
         container.started_at = time.time()
         self.store.save(container)
+        self.bus.publish(ContainerStarted(self.entry(container)))
         self.events.emit(Event("container", "start", container.id, container.name,
                                attributes={"image": container.spec.image, "pid": launched.pid}))
         if not self._exits.watch(container.id, launched.shim_pid):
@@ -330,16 +333,13 @@ class Runtime:
 
     def _policy_limits(self, name: str, spec: ContainerSpec) -> Limits:
         """The spec's limits tightened by the policies selecting the container."""
-        effective = self.policy_for(name, spec.image, dict(spec.labels)) if self.policy_for else None
-        return effective.cgroup_limits(_limits(spec)) if effective is not None else _limits(spec)
+        return self.decider.limits(name, spec.image, dict(spec.labels), _limits(spec))
 
     def _seccomp_filter(self, container: Container, directory: Path) -> Path | None:
         """The policies' deny rules as the filter corral-launch installs before exec (kept in
         the state directory, so exec uses it too and it goes with the container)."""
         path = directory / SECCOMP_FILE
-        effective = self.policy_for(container.name, container.spec.image, dict(container.spec.labels)) \
-            if self.policy_for else None
-        denied = effective.seccomp_denied() if effective is not None else []
+        denied = self.decider.seccomp_denied(container.name, container.spec.image, dict(container.spec.labels))
         if not denied:
             path.unlink(missing_ok=True)
             return None
@@ -390,23 +390,33 @@ class Runtime:
         self.store.save(container)
         with self._changed:
             self._changed.notify_all()
+        self.bus.publish(ContainerStopped(self.entry(container)))
         # The OOM event itself, with the victim's pid and command, comes from the probes.
         self.events.emit(Event("container", "die", container.id, container.name,
                                attributes={"exitCode": code, "oomKilled": oom}))
 
-    def _watch_cgroup(self, container: Container) -> None:
-        for watcher in self.watchers:
-            watcher.watch(container.cgroup_id, CgroupPaths.from_dict(container.cgroup).unified)
+    def entry(self, container: Container) -> CatalogEntry:
+        """The container as the catalogue and every bus subscriber see it."""
+        spec = container.spec
+        return CatalogEntry(id=container.id, name=container.name, image=spec.image,
+                            cgroup=CgroupPaths.from_dict(container.cgroup) if container.cgroup else CgroupPaths(""),
+                            cgroup_id=container.cgroup_id or 0, state=container.state,
+                            labels=dict(spec.labels), created_at=container.created_at,
+                            started_at=container.started_at or 0.0, requested=_limits(spec),
+                            seccomp_file=str(self.store.directory(container.id) / SECCOMP_FILE))
 
-    def _unwatch_cgroup(self, container: Container) -> None:
-        unified = CgroupPaths.from_dict(container.cgroup).unified if container.cgroup else None
-        for watcher in self.watchers:
-            _quietly(lambda w=watcher: w.unwatch(container.cgroup_id, unified))
+    def _place(self, container: Container) -> None:
+        """`placed`: its init is in the cgroup and has not exec'd. A subscriber's failure (the
+        probes cannot count it, the enforcer cannot push a kill rule) fails the start."""
+        if container.cgroup and container.cgroup_id:
+            self.bus.publish(ContainerPlaced(self.entry(container)))
 
     def _follow(self, container: Container) -> None:
-        """Watch a live shim adopted after a restart, and give its cgroup to the watchers."""
-        if self._exits.watch(container.id, container.shim_pid):
-            self._watch_cgroup(container)
+        """Watch a live shim adopted after a restart, and publish it placed and started (the
+        probes count its cgroup again, the catalogue lists it)."""
+        if container.shim_pid and self._exits.watch(container.id, container.shim_pid):
+            self._place(container)
+            self.bus.publish(ContainerStarted(self.entry(container)))
         else:
             self._on_exit(container.id)
 
@@ -418,7 +428,8 @@ class Runtime:
             self.store.save(container)
         if self.networks is not None and container.spec.network not in ("none", "host"):
             _quietly(lambda: self.networks.detach(container.id))
-        self._unwatch_cgroup(container)
+        if container.cgroup and container.cgroup_id:
+            self.bus.publish(ContainerRemoved(self.entry(container)))
         self.rootfs.release(container.id)
         if container.cgroup:
             self.cgroups.remove(CgroupPaths.from_dict(container.cgroup))

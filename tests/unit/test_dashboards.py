@@ -39,7 +39,7 @@ def exported_names() -> frozenset[str]:
         names.add(family.name)
         if family.type == "histogram":
             names.update(family.name + suffix for suffix in ("_bucket", "_count", "_sum"))
-    from agent.policy.service import PolicyMetrics
+    from agent.policy.metrics import PolicyMetrics
     registry = CollectorRegistry()
     PolicyMetrics(registry)
     registry.register(AlertCollector(lambda: []))

@@ -126,8 +126,18 @@ def probe_double(fail: bool = False) -> ProbeDouble:
 
 
 def registry(tmp_path, probes=None, events=None):
-    return ObservedContainers(watchers=[probes] if probes else [], state=HostState(root=str(tmp_path / "host")),
-                              on_event=(lambda action, c: events.append((action, c.name))) if events is not None else None,
+    """The registry on a bus with what the daemon subscribes: the probes and the event log."""
+    from agent.catalog.bus import ContainerBus
+    from agent.catalog.followers import log_observed, probes_follow
+    from agent.events import EventLog
+    bus = ContainerBus()
+    if probes is not None:
+        bus.subscribe("probes", probes_follow(probes))
+    if events is not None:
+        log = EventLog(tmp_path / "events.jsonl")
+        log.subscribe(lambda event: events.append((event.action, event.name)))
+        bus.subscribe("event log", log_observed(log))
+    return ObservedContainers(bus=bus, probes=probes is not None, state=HostState(root=str(tmp_path / "host")),
                               clock=lambda: 1000.0)
 
 

@@ -156,3 +156,26 @@ def test_label_texts_kept_between_renders_never_change_the_output(tmp_path):
     assert render(registry, texts) == first == generate_latest(registry)
     other = full_registry(tmp_path / "other", MetricsOptions(drop_labels=("id",)))
     assert render(other, texts) == generate_latest(other)
+
+
+def test_a_fresh_daemon_exports_every_family_a_dashboard_or_alert_rule_names(tmp_path):
+    """The daemon's registry, with no container, no policy folder and no alert target yet: every
+    metric the shipped dashboards and alert rules query is described, and the unlabelled or
+    pre-initialised counters read 0, so nothing shows "No data" on a fresh install."""
+    from agent.daemon import metrics_registry
+    from agent.metrics.server import build_registry
+    from tests.unit.test_dashboards import PROMETHEUS_OWN, dashboard_queries, metric_names, rule_queries
+
+    collector = ContainerCollector(lambda: [], Driver(), None, syscall_name=str,
+                                   proc_root=str(tmp_path), clock=lambda: 1.7e9)
+    registry, _ = metrics_registry(build_registry(collector), list)
+    text = generate_latest(registry).decode()
+    described = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+    queries = rule_queries() + [q for board in sorted(DOCS.parents[1].joinpath("dashboards").glob("*.json"))
+                                for q in dashboard_queries(board)]
+    named = {name for _, expr in queries for name in metric_names(expr)} - PROMETHEUS_OWN
+    missing = {name for name in named if re.sub(r"_(total|bucket|count|sum)$", "", name) not in described
+               and name not in described}
+    assert named and not missing, f"absent from a fresh daemon's first scrape: {sorted(missing)}"
+    assert registry.get_sample_value("corral_policy_load_errors_total") == 0
+    assert registry.get_sample_value("corral_policy_actions_total", {"action": "freeze", "result": "failed"}) == 0

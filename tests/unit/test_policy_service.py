@@ -1,5 +1,5 @@
 """PolicyService driven by hand: a policy folder in a tmp dir, an in-memory cgroup driver, a
-fake runtime and clock, a private Prometheus registry. No root, no threads."""
+catalogue and fake clock, a private Prometheus registry. No root, no threads."""
 from __future__ import annotations
 
 import pytest
@@ -7,34 +7,24 @@ from prometheus_client import CollectorRegistry
 
 from agent.cgroups.double import CgroupDouble
 from agent.cgroups.driver import CgroupPaths, Limits
-from agent.errors import NotFound, PolicyError
+from agent.catalog.catalog import ContainerCatalog
+from agent.catalog.entry import CatalogEntry
+from agent.errors import PolicyError
 from agent.events import EventLog
 from agent.policy.library import PolicyLibrary
 from agent.policy.service import PolicyService
-from agent.runtime.model import Container, ContainerSpec
 
 MiB = 1024 * 1024
 
 
-class FakeRuntime:
-    def __init__(self) -> None:
-        self.containers: dict[str, Container] = {}
+class Catalog(ContainerCatalog):
+    """The catalogue, with Corral's own containers added as the runtime would publish them."""
 
-    def add(self, name: str, **spec) -> Container:
-        container = Container(id=name * 4, name=name, spec=ContainerSpec(image="busybox", **spec),
-                              image_id="i", created_at=0.0, state="running", started_at=0.0,
-                              cgroup=CgroupPaths(f"/cg/{name}").to_dict(), cgroup_id=len(self.containers) + 10)
-        self.containers[container.id] = container
-        return container
-
-    def list(self, all: bool = False):
-        return list(self.containers.values())
-
-    def get(self, ref: str):
-        for container in self.containers.values():
-            if ref in (container.id, container.name):
-                return container
-        raise NotFound(f"no container {ref}")
+    def add(self, name: str, memory: int | None = None) -> CatalogEntry:
+        entry = CatalogEntry(id=name * 4, name=name, image="busybox", cgroup=CgroupPaths(f"/cg/{name}"),
+                             cgroup_id=len(self) + 10, requested=Limits(memory_bytes=memory))
+        self.put(entry)
+        return entry
 
 
 class Clock:
@@ -61,9 +51,9 @@ def world(tmp_path):
     folder = tmp_path / "policies"
     folder.mkdir()
     (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "64Mi"))
-    driver, runtime, clock, registry = CgroupDouble(), FakeRuntime(), Clock(), CollectorRegistry()
+    driver, runtime, clock, registry = CgroupDouble(), Catalog(), Clock(), CollectorRegistry()
     events = EventLog(tmp_path / "events.jsonl")
-    service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True), runtime=runtime,
+    service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True), catalog=runtime,
                             cgroups=driver, events=events, registry=registry, clock=clock)
     service.reload()
     return service, folder, driver, runtime, clock, registry, events
@@ -79,7 +69,7 @@ def test_a_broken_edit_keeps_the_previous_policy_and_is_reported(world):
     assert value(registry, "corral_policy_loaded", policy="web", mode="enforce") == 1
     (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "32Mi"))
     service.reload()
-    assert driver.limits[web.cgroup["unified"]].memory_bytes == 32 * MiB     # live, strictest wins
+    assert driver.limits[web.cgroup.unified].memory_bytes == 32 * MiB     # live, strictest wins
     (folder / "web.yaml").write_text(POLICY.replace("MEMORY", "lots"))
     service.reload()
     assert value(registry, "corral_policy_load_errors_total") == 1
@@ -88,13 +78,13 @@ def test_a_broken_edit_keeps_the_previous_policy_and_is_reported(world):
     error = [e for e in events.since() if e.action == "load_error"][0]
     assert "spec.limits.memory" in error.attributes["problems"][0]
     assert error.attributes["kept"] == "previous version"
-    assert list(service.list_policies()["problems"]) == [str(folder / "web.yaml")]
+    assert list(service.queries.list_policies()["problems"]) == [str(folder / "web.yaml")]
 
 
 def test_a_threshold_fires_after_its_hold_freezes_and_unfreeze_resolves_it(world):
     service, folder, driver, runtime, clock, registry, events = world
     web = runtime.add("web-1")
-    paths = web.cgroup["unified"]
+    paths = web.cgroup.unified
     driver.memory[paths] = 20 * MiB
     for _ in range(3):                  # t = 1000, 1001: pending; 1002: held 2 s, fires
         fired = [v for e in service.evaluate() for v in e.violations]
@@ -103,8 +93,8 @@ def test_a_threshold_fires_after_its_hold_freezes_and_unfreeze_resolves_it(world
     assert paths in driver.frozen
     assert value(registry, "corral_policy_violations_total", policy="web", rule="big", action="freeze",
                  name="web-1") == 1
-    assert service.explain("web-1")["states"][0]["phase"] == "firing"
-    answer = service.unfreeze("web-1")
+    assert service.queries.explain("web-1")["states"][0]["phase"] == "firing"
+    answer = service.queries.unfreeze("web-1")
     assert answer["resolved"] == ["web/big"] and paths not in driver.frozen
     assert [e.attributes["reason"] for e in events.since() if e.action == "resolved"] == ["unfrozen"]
 
@@ -112,11 +102,11 @@ def test_a_threshold_fires_after_its_hold_freezes_and_unfreeze_resolves_it(world
 def test_a_removed_container_resolves_its_firing_rules(world):
     service, folder, driver, runtime, clock, registry, events = world
     web = runtime.add("web-1")
-    driver.memory[web.cgroup["unified"]] = 20 * MiB
+    driver.memory[web.cgroup.unified] = 20 * MiB
     for _ in range(3):
         service.evaluate()
         clock.now += 1
-    del runtime.containers[web.id]
+    runtime.remove(web.id)
     gone = service.evaluate()
     assert [r.reason for e in gone for r in e.resolutions] == ["container gone"]
     assert service.engine.states(web.id) == []
@@ -125,7 +115,7 @@ def test_a_removed_container_resolves_its_firing_rules(world):
 def test_replay_of_a_broken_file_is_a_policy_error(world):
     service = world[0]
     with pytest.raises(PolicyError, match="proposed.yaml:"):
-        service.replay("apiVersion: corral/v1\nkind: Policy\nmetadata: {name: p}\nspec: {mode: never}\n",
+        service.queries.replay("apiVersion: corral/v1\nkind: Policy\nmetadata: {name: p}\nspec: {mode: never}\n",
                        "proposed.yaml", 0.0)
 
 
@@ -145,9 +135,10 @@ def test_observed_containers_are_evaluated_limited_and_told_what_does_not_apply(
                                    cgroup="/system.slice/docker-abc.scope", image="nginx:1"),
         cgroup=paths, cgroup_id=4242, first_seen=clock.now, started_at=clock.now)
     driver.limits[paths.unified] = Limits(memory_bytes=512 * MiB)
+    catalog = ContainerCatalog()
+    catalog.put(foreign.entry())
     service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True),
-                            runtime=FakeRuntime(), cgroups=driver, events=events, registry=registry,
-                            clock=clock, observed=lambda: [foreign])
+                            catalog=catalog, cgroups=driver, events=events, registry=registry, clock=clock)
     service.reload()
     service.apply_live_limits()
     assert driver.limits[paths.unified].memory_bytes == 64 * MiB      # tightened, never loosened

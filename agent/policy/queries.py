@@ -1,0 +1,139 @@
+"""The policy views of the API: `policy ls`, `explain`, `replay`, and `unfreeze`.
+
+`PolicyQueries` reads what the service and its Enforcer keep (engine states, signal history,
+BPF rules pushed) and the catalogue, so Corral's own and observed containers are explained
+alike. Only `unfreeze` acts: it thaws and resolves the rules that froze the container.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Mapping
+
+from agent.catalog.catalog import ContainerCatalog
+from agent.catalog.entry import CatalogEntry
+from agent.cgroups.driver import CgroupDriver
+from agent.errors import CorralError, PolicyError
+from agent.events import Event, EventLog
+from agent.policy.engine import ContainerRef, Engine
+from agent.policy.enforcer import Enforcer, limits_dict
+from agent.policy.history import SignalHistory
+from agent.policy.library import PolicyLibrary
+from agent.policy.merge import EffectivePolicy
+from agent.policy.provenance import Provenance
+
+RECENT_EVENTS = 20          # policy events of a container shown by `explain`
+
+
+class PolicyQueries:
+    def __init__(self, *, library: PolicyLibrary, catalog: ContainerCatalog, cgroups: CgroupDriver,
+                 events: EventLog, engine: Engine, engine_lock: threading.RLock, history: SignalHistory,
+                 enforcer: Enforcer, provenance: Provenance,
+                 effective: Callable[[str, str, Mapping[str, str]], EffectivePolicy],
+                 clock: Callable[[], float]) -> None:
+        self.library = library
+        self.catalog = catalog
+        self.cgroups = cgroups
+        self.events = events
+        self.engine = engine
+        self._lock = engine_lock            # the tick thread advances the engine under it
+        self.history = history
+        self.enforcer = enforcer
+        self.provenance = provenance
+        self._effective = effective
+        self._clock = clock
+        self._known: Callable[[str], bool] | None = None   # syscall table, for replayed files
+
+    def list_policies(self) -> dict:
+        """Every policy in force with its mode, file, commit and the containers it selects."""
+        running = self.catalog.list(running=True)
+        policies = []
+        for policy in sorted(self.library.policies(), key=lambda p: p.name):
+            commit, modified = self.provenance.of(policy.source)
+            policies.append({
+                "name": policy.name, "mode": policy.mode, "file": policy.source, "commit": commit,
+                "modified": modified, "description": policy.description,
+                "containers": sorted(c.name for c in running
+                                     if policy.selector.matches(c.name, c.image, c.labels)),
+            })
+        problems = {file: [str(p) for p in found] for file, found in self.library.problems().items()}
+        return {"directory": self.library.directory, "policies": policies, "problems": problems}
+
+    def explain(self, reference: str) -> dict:
+        """Which policies and rules apply to a container and why, where each rule stands, the
+        latest signals, the limits in force and the policy events of the container."""
+        container = self.catalog.get(reference)
+        effective = self._effective(container.name, container.image, container.labels)
+        with self._lock:
+            states = [{"policy": s.policy, "rule": s.rule, "phase": s.phase, "since": s.since,
+                       "value": s.value, "fired_at": s.fired_at, "taken": list(s.taken)}
+                      for s in self.engine.states(container.id)]
+        latest = self.history.latest(container.id)
+        in_force = None
+        if container.running:
+            try:
+                in_force = limits_dict(self.cgroups.read_limits(container.cgroup))
+            except (CorralError, OSError):
+                in_force = None
+        events = [e.to_dict() for e in self.events.since(0.0) if e.type == "policy" and e.id == container.id]
+        return {"id": container.id, "name": container.name, "image": container.image,
+                "labels": dict(container.labels), "state": container.state,
+                "observed": container.observed, "runtime": container.runtime,
+                "effective": effective.to_dict(), "limits_in_force": in_force,
+                "seccomp": self._seccomp_view(container, effective),
+                "enforcement": self.enforcer.bpf_view(container, effective),
+                "states": states, "signals": latest.to_dict() if latest else None,
+                "events": events[-RECENT_EVENTS:]}
+
+    def _seccomp_view(self, container: CatalogEntry, effective: EffectivePolicy) -> dict:
+        """The deny list of the policies now, and whether the container runs with that filter
+        (a running container keeps the filter it started with)."""
+        denied = effective.seccomp_denied()
+        if container.observed:
+            return {"denied": denied, "filter_in_force": "not applicable: seccomp applies only to "
+                                                         "containers Corral starts"}
+        try:
+            started_with: bytes | None = Path(container.seccomp_file).read_bytes() if container.seccomp_file else None
+        except OSError:
+            started_with = None
+        if started_with is None:
+            in_force = "none" if not denied else "none (started before these deny rules)"
+        else:
+            try:
+                from agent.policy.seccomp import filter_bytes
+                same = bool(denied) and filter_bytes(denied) == started_with
+            except CorralError:
+                same = False
+            in_force = "current" if same else "an older deny list (applies to containers started from now on)"
+        return {"denied": denied, "filter_in_force": in_force}
+
+    def replay(self, text: str, file: str, since: float) -> list[dict]:
+        """What the policies of `text` would have done over the kept history since `since`."""
+        from agent.policy.check import load_text
+        from agent.policy.replay import replay
+        if self._known is None:
+            from agent.policy.syscall_table import known_syscall, load_syscall_table
+            self._known = known_syscall(load_syscall_table())
+        loaded = load_text(text, file, self._known, self.library.limits)   # the folder's limits
+        if loaded.problems:
+            raise PolicyError("\n".join(str(p) for p in loaded.problems),
+                              hint="`corral policy check FILE` shows the same problems without a daemon")
+        return [replay(policy, self.history, since).to_dict() for policy in loaded.policies]
+
+    def unfreeze(self, reference: str) -> dict:
+        """Thaw a container; the rules that froze it resolve (and start over if still true)."""
+        container = self.catalog.get(reference)
+        if not container.cgroup.unified and not container.cgroup.controllers:
+            raise CorralError(f"container {container.name} has no cgroup to thaw")
+        paths = container.cgroup
+        self.cgroups.thaw(paths)
+        ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
+        with self._lock:
+            evaluation = self.engine.released(ref, self._clock())
+            self.enforcer.run_actions(evaluation, lambda _: paths)
+        resolved = [f"{r.policy}/{r.rule}" for r in evaluation.resolutions]
+        self.enforcer.metrics.actions.labels("thaw", "ok").inc()
+        self.events.emit(Event("policy", "unfreeze", container.id, container.name,
+                               attributes={"resolved": resolved}))
+        return {"id": container.id, "name": container.name, "resolved": resolved}
+
