@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupStats
 from agent.metrics.snapshot import ContainerSnapshot
+from agent.probes.interface import ProbeReader
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ProbeReading:
 class Sampler:
     """Reads for catalogue entries. `probes` is the loaded ProbeSet or None without BPF."""
 
-    def __init__(self, cgroups: CgroupDriver, probes: Any | None,
+    def __init__(self, cgroups: CgroupDriver, probes: ProbeReader | None,
                  syscall_name: Callable[[int], str | None] | None = None) -> None:
         self.cgroups = cgroups
         self.probes = probes

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping
 
 from agent.catalog.bus import BusEvent, ContainerPlaced, ContainerRemoved, ContainerStopped
 from agent.catalog.entry import CatalogEntry
@@ -30,20 +30,11 @@ from agent.policy.merge import EffectivePolicy, Source
 from agent.policy.metrics import PolicyMetrics
 from agent.probes.egress import EgressPolicy, EgressRuleSpec
 from agent.probes.events import EgressEvent, KillEvent
+from agent.probes.interface import ProbeControl
 
 log = logging.getLogger("corral.policy")
 
 REPORT_INTERVAL = 1.0       # seconds: at most one event per container and BPF-enforced rule
-
-
-class EnforcementProbes(Protocol):
-    """What the enforcer needs of the probes (agent.probes.loader.ProbeSet)."""
-
-    def enforcement(self) -> dict[str, bool]: ...
-
-    def set_syscall_actions(self, cgroup_id: int, kill: Mapping[int, int]) -> None: ...
-
-    def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ class Enforcer:
 
     def __init__(self, *, effective: Callable[[str, str, Mapping[str, str]], EffectivePolicy],
                  cgroups: CgroupDriver, events: EventLog, metrics: PolicyMetrics, executor: ActionExecutor,
-                 probes: EnforcementProbes | None = None,
+                 probes: ProbeControl | None = None,
                  syscall_name: Callable[[int], str | None] | None = None,
                  syscall_number: Callable[[str], int | None] | None = None) -> None:
         self._effective = effective

@@ -33,7 +33,7 @@ from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink
 from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
-from agent.policy.enforcer import EnforcementProbes, Enforcer
+from agent.policy.enforcer import Enforcer
 from agent.policy.history import SignalHistory
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
@@ -42,6 +42,7 @@ from agent.policy.provenance import Provenance
 from agent.policy.queries import PolicyQueries
 from agent.policy.signals import compute_signals
 from agent.probes.events import EgressEvent, KillEvent
+from agent.probes.interface import Probes
 
 log = logging.getLogger("corral.policy")
 
@@ -59,7 +60,7 @@ class PolicyService:
     """Policies in force in the daemon; `start()` runs the tick thread, `stop()` ends it."""
 
     def __init__(self, library: PolicyLibrary, *, catalog: ContainerCatalog, cgroups: CgroupDriver,
-                 events: EventLog, probes: EnforcementProbes | None = None,
+                 events: EventLog, probes: Probes | None = None,
                  engine: Engine | None = None, history: SignalHistory | None = None,
                  executor: ActionExecutor | None = None, alert_sink: AlertSink | None = None,
                  registry: CollectorRegistry | None = None, metrics: PolicyMetrics | None = None,

@@ -23,14 +23,11 @@ from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.events import Event, EventLog
 from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
+from agent.probes.interface import ProbeEvents
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
-
-
-class ProbeEvents(Protocol):
-    def poll_events(self, timeout_ms: int = 0) -> list[OomEvent | ExecEvent | KillEvent | EgressEvent]: ...
 
 
 class EnforcementReports(Protocol):

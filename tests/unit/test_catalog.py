@@ -11,9 +11,9 @@ from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import OBSERVED, CatalogEntry
 from agent.catalog.followers import log_observed, probes_follow
 from agent.cgroups.driver import CgroupPaths
-from agent.errors import Conflict, InvalidArgument, NotFound  # noqa: F401 - Conflict: the probes' refusal
+from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.events import EventLog
-from tests.unit.test_discovery_observed import FakeProbes as Probes
+from tests.unit.test_discovery_observed import probe_double
 
 
 def entry(cid: str, name: str, cgroup_id: int, **fields) -> CatalogEntry:
@@ -23,7 +23,7 @@ def entry(cid: str, name: str, cgroup_id: int, **fields) -> CatalogEntry:
 
 @pytest.fixture
 def wired():
-    bus, catalog, probes = ContainerBus(), ContainerCatalog(), Probes()
+    bus, catalog, probes = ContainerBus(), ContainerCatalog(), probe_double()
     bus.subscribe("catalogue", catalog.apply)
     bus.subscribe("probes", probes_follow(probes))
     return bus, catalog, probes
@@ -76,7 +76,7 @@ def test_an_aborted_start_is_forgotten_by_the_probes_but_stays_catalogued(wired)
 
 def test_a_failure_on_placed_reaches_the_publisher_and_later_subscribers_do_not_run():
     bus, seen = ContainerBus(), []
-    bus.subscribe("probes", probes_follow(Probes(fail=True)))
+    bus.subscribe("probes", probes_follow(probe_double(fail=True)))
     bus.subscribe("after", seen.append)
     with pytest.raises(Conflict, match="probe slots"):
         bus.publish(ContainerPlaced(entry("c1", "web", 21)))

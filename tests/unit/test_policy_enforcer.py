@@ -10,13 +10,15 @@ from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import OBSERVED, CatalogEntry
 from agent.cgroups.driver import CgroupPaths
-from agent.errors import KernelError, PolicyError
+from agent.errors import PolicyError
 from agent.events import EventLog
 from agent.policy.actions import ActionExecutor
 from agent.policy.decider import LibraryDecider
 from agent.policy.enforcer import Enforcer
 from agent.policy.library import PolicyLibrary
 from agent.policy.metrics import PolicyMetrics
+from agent.catalog.followers import probes_follow
+from agent.probes.double import ProbeDouble
 from agent.probes.events import KillEvent
 
 PTRACE = 101
@@ -28,27 +30,6 @@ spec:
   syscalls:
     - {names: [ptrace], action: kill}
 """
-
-
-class Probes:
-    """The enforcement part of agent.probes.loader.ProbeSet, in memory."""
-
-    def __init__(self) -> None:
-        self.kill: dict[int, dict[int, int]] = {}
-        self.egress: dict[int, tuple] = {}
-        self.fail = False
-
-    def enforcement(self) -> dict[str, bool]:
-        return {"syscall_kill": True, "egress": True}
-
-    def set_syscall_actions(self, cgroup_id, kill) -> None:
-        if self.fail:
-            raise KernelError("enforcement table is full")
-        self.kill[cgroup_id] = dict(kill)
-
-    def set_egress(self, cgroup_id, unified_dir, policies) -> int:
-        self.egress[cgroup_id] = tuple(policies)
-        return len(policies)
 
 
 class Driver:
@@ -69,7 +50,7 @@ def world(tmp_path):
     (folder / "p.yaml").write_text(POLICY)
     library = PolicyLibrary(str(folder), syscall_known=lambda name: True)
     library.reload()
-    events, registry, probes = EventLog(tmp_path / "events.jsonl"), CollectorRegistry(), Probes()
+    events, registry, probes = EventLog(tmp_path / "events.jsonl"), CollectorRegistry(), ProbeDouble()
     decider = LibraryDecider(library)
     enforcer = Enforcer(effective=decider.effective, cgroups=Driver(), events=events,
                         metrics=PolicyMetrics(registry), executor=ActionExecutor(Driver(), events=events),
@@ -77,6 +58,7 @@ def world(tmp_path):
                         syscall_number={"ptrace": PTRACE}.get)
     bus, catalog = ContainerBus(), ContainerCatalog()
     bus.subscribe("catalogue", catalog.apply)
+    bus.subscribe("probes", probes_follow(probes))          # as the daemon: probes watch, then rules
     bus.subscribe("policy enforcer", enforcer.on_container)
     return bus, enforcer, probes, events, registry, decider
 
@@ -91,7 +73,7 @@ def test_kill_rules_are_in_the_probes_when_the_container_is_placed(world):
 
 def test_a_container_whose_kill_rule_cannot_be_pushed_does_not_start(world):
     bus, enforcer, probes, events, registry, decider = world
-    probes.fail = True
+    probes.probe_status["syscalls"] = False      # the kill table cannot be written
     with pytest.raises(PolicyError, match="web-1: cannot enforce"):
         bus.publish(ContainerPlaced(entry("web-1", 21)))
     assert registry.get_sample_value("corral_policy_actions_total", {"action": "enforce", "result": "failed"}) == 1
@@ -99,10 +81,10 @@ def test_a_container_whose_kill_rule_cannot_be_pushed_does_not_start(world):
 
 def test_an_observed_container_already_runs_so_a_failed_push_is_retried_not_raised(world):
     bus, enforcer, probes, events, registry, decider = world
-    probes.fail = True
+    probes.probe_status["syscalls"] = False      # the kill table cannot be written
     observed = entry("web-docker", 31, origin=OBSERVED, runtime="docker", state="running")
     bus.publish(ContainerPlaced(observed))           # no exception
-    probes.fail = False
+    probes.probe_status["syscalls"] = True
     enforcer.sync([observed], {observed.id: decider.effective(observed.name, observed.image)})
     assert probes.kill == {31: {PTRACE: 9}}
 
