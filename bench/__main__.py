@@ -45,8 +45,12 @@ def _benches(quick: bool) -> dict:
         from bench import policy_load
         return policy_load.run(rounds=5 if quick else 20)
 
+    def api():
+        from bench import api_validation
+        return api_validation.run(rounds=5 if quick else 15)
+
     return {"launch": launch, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
-            "policies": policies}
+            "policies": policies, "api": api}
 
 
 def _number(value) -> str:
