@@ -28,9 +28,16 @@ unit: setup
 integration: setup
 	$(PY) -m pytest -q -ra tests/integration
 
+# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, state) only those.
+BENCHES := launch probes scrape reaction churn state
 bench: setup
 	bash bench/setup.sh
-	$(PY) -m bench
+	$(PY) -m bench $(filter $(BENCHES),$(MAKECMDGOALS))
+
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+$(BENCHES):
+	@:
+endif
 
 # agent/api/openapi.yaml from the route table and the msgspec schemas (tests/unit/test_openapi.py
 # fails while the committed file differs from what this writes).

@@ -39,7 +39,7 @@ def _benches(quick: bool) -> dict:
 
     def churn():
         from bench import churn
-        return churn.run(cycles=40 if quick else 200)
+        return churn.run(cycles=100 if quick else 1000)
 
     def policies():
         from bench import policy_load
@@ -49,8 +49,12 @@ def _benches(quick: bool) -> dict:
         from bench import api_validation
         return api_validation.run(rounds=5 if quick else 15)
 
+    def state():
+        from bench import state_save
+        return state_save.run(rounds=100 if quick else 300)
+
     return {"launch": launch, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
-            "policies": policies, "api": api}
+            "policies": policies, "api": api, "state": state}
 
 
 def _number(value) -> str:

@@ -172,18 +172,6 @@ def remove_cgroup_tree(name: str) -> list[str]:
     return left
 
 
-def corral_cgroups_of(ids: set[str]) -> list[str]:
-    """Cgroup dirs named after one of `ids` under corral/ in every hierarchy. Other engineers'
-    daemons share the corral/ parent, so only the bench's own containers count."""
-    found = []
-    for parent in CGROUP_ROOT.glob("*/corral"):
-        try:
-            found += [str(child) for child in parent.iterdir() if child.name in ids]
-        except OSError:
-            pass
-    return found
-
-
 # --- a real daemon ---------------------------------------------------------------------------
 
 def free_port() -> int:
