@@ -224,3 +224,52 @@ def test_torn_state_files_are_reported_and_never_stop_the_start(crashing):
         shutil.rmtree(root / "quarantine", ignore_errors=True)
         shutil.rmtree(junk.parent, ignore_errors=True)
         crashing.remove_all()
+
+
+def _rewrite_state(root, container_id: str, **changes) -> None:
+    """Write a newer state generation with `changes`, as the daemon would have saved it."""
+    directory = root / "containers" / container_id
+    generations = sorted(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
+    data = json.loads(generations[-1].read_text())
+    data.update(changes)
+    newest = int(generations[-1].name.split(".")[1])
+    (directory / f"state.{newest + 1}.json").write_text(json.dumps(data))
+
+
+def test_each_half_done_verb_is_finished_or_undone(crashing):
+    """Deterministic versions of the kills the random test may or may not hit: the state each
+    verb leaves when the daemon dies between two of its steps, written into the state files of
+    real containers while the daemon is down."""
+    client = client_of(crashing)
+    before = host_state.snapshot(crashing.root)
+    spec = {"image": "busybox", "command": SLEEPER, "network": "bridge",
+            "ports": [{"host_port": free_port(), "container_port": 80}]}
+    started = client.create_container(spec, start=True)["id"]          # start: `running` never saved
+    started_pid = client.inspect_container(started)["State"]["Pid"]
+    removing = client.create_container({**spec, "ports": []}, start=True)["id"]   # rm: killed half-way
+    removing_pid = client.inspect_container(removing)["State"]["Pid"]
+    half_created = client.create_container({**spec, "ports": []})["id"]     # create: record incomplete
+    no_state = client.create_container({**spec, "ports": []})["id"]         # create: before the 1st save
+    crashing.process.send_signal(signal.SIGKILL)
+    crashing.process.wait()
+    crashing.process = None
+    _rewrite_state(crashing.root, started, state="created", pid=None, shim_pid=None, started_at=None, network=None)
+    _rewrite_state(crashing.root, removing, state="removing")
+    _rewrite_state(crashing.root, half_created, cgroup=None, cgroup_id=None, rootfs=None)
+    for state in (crashing.root / "containers" / no_state).glob("state.*.json"):
+        state.unlink()
+    crashing.start()
+    client = client_of(crashing)
+    by_id = {c["id"]: c for c in client.list_containers(all=True)}
+    assert set(by_id) == {started}, f"only the started container remains: {by_id}"
+    adopted = by_id[started]
+    assert adopted["state"] == "running" and adopted["pid"] == started_pid
+    assert adopted["network"] and adopted["network"]["ports"], "its network attachment was recovered"
+    assert not os.path.exists(f"/proc/{removing_pid}"), "the half-removed container's process lives on"
+    assert host_state.leaks(before, host_state.snapshot(crashing.root), {started}) == []
+    entries = host_state.map_entries(host_state.metrics(crashing.metrics_port))
+    assert not entries or entries.get("slots") == 1
+    client.stop_container(started, timeout=5)           # under control: its exit is seen
+    assert client.inspect_container(started)["State"]["Status"] == "exited"
+    client.remove_container(started)
+    assert host_state.leaks(before, host_state.snapshot(crashing.root), set()) == []
