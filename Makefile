@@ -28,8 +28,8 @@ unit: setup
 integration: setup
 	$(PY) -m pytest -q -ra tests/integration
 
-# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, state) only those.
-BENCHES := launch probes scrape reaction churn policies state
+# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state) only those.
+BENCHES := launch probes scrape reaction churn policies api state
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench $(filter $(BENCHES),$(MAKECMDGOALS))
