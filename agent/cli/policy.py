@@ -115,8 +115,10 @@ def list_policies(args: argparse.Namespace, client: ApiClient) -> int:
         rows.append((policy["name"], policy["mode"], ",".join(policy["containers"]) or "-",
                      os.path.basename(policy["file"]), commit))
     sys.stdout.write(table(("NAME", "MODE", "CONTAINERS", "FILE", "COMMIT"), rows))
+    in_force = {policy["file"] for policy in answer["policies"]}
     for file, problems in sorted(answer.get("problems", {}).items()):
-        sys.stderr.write(f"broken, previous version kept: {file}\n")
+        kept = "previous version kept" if file in in_force else "never loaded"
+        sys.stderr.write(f"broken, {kept}: {file}\n")
         for problem in problems:
             sys.stderr.write(f"  {problem}\n")
     return 0

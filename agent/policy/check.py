@@ -7,8 +7,10 @@ two can never disagree about what is valid.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -146,8 +148,15 @@ def _load_text(text: str, file: str, syscall_known: Callable[[str], bool] | None
 
 def read_capped(path: str, limits: YamlLimits) -> bytes:
     """The file's bytes, but never more than one past the size limit (a 5 GB file costs the
-    same as a 1 MiB one: it is refused for its size). OSError when it cannot be read."""
-    with open(path, "rb") as handle:
+    same as a 1 MiB one: it is refused for its size). Only a regular file is opened, without
+    blocking: a FIFO or a device named `*.yaml` (or a symlink to one) would otherwise hang the
+    reader or have a side effect on open. OSError when it cannot be read."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):      # swapped since the stat above
+            raise OSError(errno.EINVAL, "not a regular file")
         return handle.read(limits.max_bytes + 1)
 
 

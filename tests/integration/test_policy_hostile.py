@@ -82,9 +82,9 @@ def assert_guard_enforced(daemon, because: str) -> None:
     assert denied.returncode != 0 and "Operation not permitted" in denied.stderr.decode(), because
 
 
-def drop(daemon, target: Path, content: bytes) -> list[str]:
+def drop(daemon, target: Path, content: bytes, kept: str) -> list[str]:
     """Write `content` to `target`, wait until the daemon counted it as a load error; the
-    problems `policy ls` shows for the file."""
+    problems `policy ls` shows for the file (and `kept`, what it says is in force)."""
     before = load_errors(daemon)
     target.write_bytes(content)
     wait_until(lambda: load_errors(daemon) >= before + 1, timeout=20, what=f"{target.name} to be refused")
@@ -93,6 +93,7 @@ def drop(daemon, target: Path, content: bytes) -> list[str]:
     for problem in problems:
         match = LOCATED.match(problem)
         assert match and match["file"] == str(target), problem
+    assert f"broken, {kept}: {target}" in daemon.cli("policy", "ls").stderr.decode()
     return problems
 
 
@@ -105,7 +106,7 @@ def corpus() -> list[tuple[str, bytes]]:
 def test_broken_files_beside_the_guard_leave_it_enforced_and_a_new_file_still_loads(daemon, folder):
     assert_guard_enforced(daemon, "at the start")
     for name, content in corpus():
-        drop(daemon, folder / f"beside-{name}", content)
+        drop(daemon, folder / f"beside-{name}", content, "never loaded")
         assert_guard_enforced(daemon, f"with {name} beside it")
     # every broken file present: a new valid file loads and applies to the running container
     (folder / "zz-latecomer.yaml").write_text(NEW)
@@ -131,7 +132,7 @@ def test_broken_content_written_over_the_guard_keeps_its_previous_version(daemon
     guard = folder / "guard.yaml"
     try:
         for name, content in corpus():
-            drop(daemon, guard, content)
+            drop(daemon, guard, content, "previous version kept")
             assert_guard_enforced(daemon, f"with {name} written over it")
     finally:
         guard.write_text(GUARD)

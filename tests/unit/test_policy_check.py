@@ -191,3 +191,22 @@ def test_cli_check_json(tmp_path, capsys):
     [problem] = json.loads(capsys.readouterr().out)
     assert problem == {"file": path, "line": 4, "col": 14, "path": "spec.mode",
                        "message": "unknown mode 'q' (expected one of: enforce, audit)"}
+
+
+def test_ls_says_whether_a_broken_file_has_a_version_in_force(capsys):
+    import argparse
+
+    from agent.cli.policy import list_policies
+
+    class Client:
+        def policies(self) -> dict:
+            return {"policies": [{"name": "web", "mode": "enforce", "containers": [], "file": "/p/web.yaml",
+                                  "commit": None, "modified": False}],
+                    "problems": {"/p/web.yaml": ["/p/web.yaml:5:20: spec.limits.memory: expected a size"],
+                                 "/p/new.yaml": ["/p/new.yaml:1:1: (file): empty file"]}}
+
+    assert list_policies(argparse.Namespace(format="table"), Client()) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["broken, never loaded: /p/new.yaml", "  /p/new.yaml:1:1: (file): empty file",
+                   "broken, previous version kept: /p/web.yaml",
+                   "  /p/web.yaml:5:20: spec.limits.memory: expected a size"]

@@ -159,3 +159,28 @@ def test_a_one_megabyte_line(tmp_path):
     path.write_text(HEADER + "  description: " + "x" * (1024 * 1024 - 100) + "\nspec: {}\n")
     lines, _ = check(path)
     assert any("metadata.description: expected text, got 'xxx" in line for line in lines)
+
+
+# --- files that are not files ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_a_device_named_yaml_is_refused_without_blocking(tmp_path, kind):
+    import os
+    path = tmp_path / "trap.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)                  # opening it for reading would wait for a writer
+    else:
+        path.symlink_to("/dev/zero")     # reading it would never end
+    [line], _ = check(path)
+    assert line == f"{path}:1:1: (file): cannot read: not a regular file"
+
+
+def test_a_fifo_in_a_policy_folder_does_not_stall_the_library(tmp_path):
+    import os
+
+    from agent.policy.library import PolicyLibrary
+    os.mkfifo(tmp_path / "a-trap.yaml")
+    (tmp_path / "b.yaml").write_text(HEADER + "spec: {}\n")
+    library = PolicyLibrary(str(tmp_path), syscall_known=lambda name: True)
+    assert library.reload().loaded == (str(tmp_path / "b.yaml"),)
+    assert [p.name for p in library.policies()] == ["hostile"]
