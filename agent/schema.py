@@ -31,7 +31,7 @@ MAX_DEPTH = 64
 NO_NUL = r"^[^\x00]*$"
 
 Text = Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
 AbsolutePath = Annotated[str, msgspec.Meta(
     min_length=1, max_length=4096, pattern=r"^/[^\x00]*$", description="an absolute path")]
 # One argv item or environment entry: the kernel's MAX_ARG_STRLEN.

@@ -29,8 +29,8 @@ ContainerName = Annotated[str, msgspec.Meta(
     pattern=NAME_PATTERN.pattern, max_length=128,
     description="letters, digits, '_', '.' and '-', starting with a letter or digit")]
 Hostname = Annotated[str, msgspec.Meta(
-    pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62}[a-zA-Z0-9])?$", max_length=64,
-    description="an RFC 1123 host name")]
+    pattern=r"^[a-zA-Z0-9_]([a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9_])?$", max_length=64,
+    description="a host name: letters, digits, '_', '.' and '-' (the kernel takes 64 bytes)")]
 NetworkMode = Annotated[str, msgspec.Meta(
     pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", max_length=64,
     description="none, host, bridge or the name of a network")]
