@@ -14,7 +14,8 @@ message names that path, what was expected and the value given.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
@@ -165,37 +166,54 @@ def _lookup(data: Any, path: str) -> tuple[bool, Any]:
 def _bad_key(data: Any, path: str, message: str, kind: type) -> str | None:
     """Which key of the dict at `path` (ending `[...]`) holds the bad value.
 
-    msgspec says only `labels[...]`; trying the entries one at a time (on the error path only,
-    and at most _KEY_TRIES of them) finds the one that fails the same way.
+    msgspec says only `labels[...]`; checking each value (on the error path only, and at most
+    _KEY_TRIES of them) against the dict's value type finds the one that fails the same way.
     """
     found, mapping = _lookup(data, path[:-len("[...]")])
-    if not found or not isinstance(mapping, dict):
+    value_type = _value_type(kind, path[1:-len("[...]")])
+    if not found or not isinstance(mapping, dict) or value_type is None:
         return None
     for key in list(mapping)[:_KEY_TRIES]:
         try:
-            msgspec.convert(_replace(data, path[1:-len("[...]")], {key: mapping[key]}), type=kind)
+            msgspec.convert(mapping[key], type=value_type)
         except msgspec.ValidationError as exc:
             if str(exc).startswith(message):
                 return key
     return None
 
 
-def _replace(data: Any, path: str, new: Any) -> Any:
-    """A copy of `data` with the value at `path` (no leading `$`) replaced by `new`."""
-    segments = _SEGMENT.findall(path)
-    if not segments:
-        return new
-    name, index, _, key = segments[0]
-    rest = path[len(_SEGMENT.match(path).group()):]  # type: ignore[union-attr]
-    if key:
-        name = msgspec.json.decode(key)
-    if name:
-        copy = dict(data)
-        copy[name] = _replace(data[name], rest, new)
-        return copy
-    items = list(data)
-    items[int(index)] = _replace(items[int(index)], rest, new)
-    return items
+def _value_type(kind: Any, path: str) -> Any:
+    """The value type of the dict at `path` in the schema `kind`, or None if it cannot be told."""
+    node = kind
+    for name, index, _, key in _SEGMENT.findall(path):
+        node = _bare(node)
+        if isinstance(node, type) and issubclass(node, msgspec.Struct):
+            fields = {f.name: f.type for f in msgspec.structs.fields(node)}
+            if not name or name not in fields:
+                return None
+            node = fields[name]
+        elif get_origin(node) is list and index:
+            node = get_args(node)[0]
+        elif get_origin(node) is dict and key:
+            node = get_args(node)[1]
+        else:
+            return None
+    node = _bare(node)
+    return get_args(node)[1] if get_origin(node) is dict else None
+
+
+def _bare(node: Any) -> Any:
+    """`node` without the Annotated bounds around it and without `| None`."""
+    while True:
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+        elif get_origin(node) in (Union, UnionType):
+            kinds = [k for k in get_args(node) if k is not type(None)]
+            if len(kinds) != 1:
+                return node
+            node = kinds[0]
+        else:
+            return node
 
 
 def _show(value: Any) -> str:
