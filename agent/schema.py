@@ -31,14 +31,15 @@ MAX_DEPTH = 64
 # The patterns are written with escapes, not the characters, so they read the same in JSON Schema.
 NO_NUL = r"^[^\x00]*$"
 
-Text = Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL, description="text without NUL")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00]+$",
+                                   description="a name without NUL")]
 AbsolutePath = Annotated[str, msgspec.Meta(
-    min_length=1, max_length=4096, pattern=r"^/[^\x00]*$", description="an absolute path")]
+    min_length=1, max_length=4096, pattern=r"^/[^\x00]*$", description="an absolute path without NUL")]
 # One argv item or environment entry: the kernel's MAX_ARG_STRLEN.
-Argument = Annotated[str, msgspec.Meta(max_length=131072, pattern=NO_NUL)]
+Argument = Annotated[str, msgspec.Meta(max_length=131072, pattern=NO_NUL, description="an argument without NUL")]
 EnvEntry = Annotated[str, msgspec.Meta(
-    max_length=131072, pattern=r"^[^=\x00]+=[^\x00]*$", description="KEY=VALUE")]
+    max_length=131072, pattern=r"^[^=\x00]+=[^\x00]*$", description="KEY=VALUE, without NUL")]
 Arguments = Annotated[list[Argument], msgspec.Meta(max_length=4096)]
 Environment = Annotated[list[EnvEntry], msgspec.Meta(max_length=4096)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -46,8 +47,9 @@ IPv4 = Annotated[str, msgspec.Meta(
     max_length=15, pattern=r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
                            r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$",
     description="an IPv4 address like 10.213.0.2")]
-LabelKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
-LabelValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL)]
+LabelKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]+$",
+                                       description="a label key without NUL")]
+LabelValue = Annotated[str, msgspec.Meta(max_length=4096, pattern=NO_NUL, description="text without NUL")]
 Labels = Annotated[dict[LabelKey, LabelValue], msgspec.Meta(max_length=256)]
 
 
@@ -134,8 +136,13 @@ def _field_error(exc: msgspec.ValidationError, data: Any, kind: type, where: str
         if key is not None:
             path = path[:-len("[...]")] + "[" + msgspec.json.encode(key).decode() + "]"
     if key_error:
-        message = f"a key: {message}"
+        described = _description(kind, path[1:], key=True) if "matching regex" in message else None
+        message = f"a key: expected {described}" if described else f"a key: {message}"
     elif not named and path.startswith("$."):
+        if message.startswith("expected str matching regex"):
+            described = _description(kind, path[1:])
+            if described:
+                message = f"expected {described}"
         found, value = _lookup(data, path)
         if found:
             message = f"{message.split(', got ')[0]}, got {_show(value)}"
@@ -184,6 +191,12 @@ def _bad_key(data: Any, path: str, message: str, kind: type) -> str | None:
 
 def _value_type(kind: Any, path: str) -> Any:
     """The value type of the dict at `path` in the schema `kind`, or None if it cannot be told."""
+    node = _bare(_type_at(kind, path))
+    return get_args(node)[1] if get_origin(node) is dict else None
+
+
+def _type_at(kind: Any, path: str) -> Any:
+    """The declared type (bounds included) at `path` (no leading `$`) in the schema `kind`, or None."""
     node = kind
     for name, index, _, key in _SEGMENT.findall(path):
         node = _bare(node)
@@ -198,8 +211,28 @@ def _value_type(kind: Any, path: str) -> Any:
             node = get_args(node)[1]
         else:
             return None
-    node = _bare(node)
-    return get_args(node)[1] if get_origin(node) is dict else None
+    return node
+
+
+def _description(kind: Any, path: str, *, key: bool = False) -> str | None:
+    """The `Meta(description=...)` of the type at `path` (of its keys, for a map, with `key`):
+    it says in words what a pattern means."""
+    node = _type_at(kind, path)
+    if key:
+        node = _bare(node)
+        node = get_args(node)[0] if get_origin(node) is dict else None
+    while node is not None:
+        if get_origin(node) is Annotated:
+            for meta in get_args(node)[1:]:
+                if isinstance(meta, msgspec.Meta) and meta.description:
+                    return meta.description
+            node = get_args(node)[0]
+        elif get_origin(node) in (Union, UnionType):
+            kinds = [k for k in get_args(node) if k is not type(None)]
+            node = kinds[0] if len(kinds) == 1 else None
+        else:
+            return None
+    return None
 
 
 def _bare(node: Any) -> Any:

@@ -20,7 +20,8 @@ Subnet = Annotated[str, msgspec.Meta(
     max_length=18, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$",
     description="an IPv4 CIDR, /8 to /29, like 10.214.0.0/24")]
 # A policy file's text; the whole body is at most agent.schema.MAX_BODY anyway.
-PolicyText = Annotated[str, msgspec.Meta(max_length=1024 * 1024, pattern=r"^[^\x00]*$")]
+PolicyText = Annotated[str, msgspec.Meta(max_length=1024 * 1024, pattern=r"^[^\x00]*$",
+                                         description="a policy file's text, without NUL")]
 
 
 class ExecRequest(Object, frozen=True):

@@ -187,3 +187,15 @@ def test_a_valid_spec_round_trips_through_the_schema():
                                  memory=64 << 20, cpus=1, pids_limit=10, labels={"a": "b"})
     assert msgspec.json.decode(msgspec.json.encode(spec), type=ContainerSpec) == spec
     assert spec.cpus == 1.0 and isinstance(spec.cpus, float)   # an int is a fine number
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mounts": [{"source": "/a", "target": "data"}]}, "mounts[0].target: expected an absolute path without NUL, got 'data'"),
+    ({"env": ["X"]}, "env[0]: expected KEY=VALUE, without NUL, got 'X'"),
+    ({"labels": {"ok": "1", "bad\x00": "2"}}, "labels: a key: expected a label key without NUL"),
+    ({"memory": 1000}, "memory: expected int >= 4194304, got 1000"),
+])
+def test_patterns_are_reported_in_words(change, message):
+    with pytest.raises(InvalidArgument) as error:
+        schema.convert({"image": "busybox", **change}, ContainerSpec)
+    assert error.value.message == message
