@@ -115,8 +115,8 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
         if config != "probes_unwatched":
             probes.watch(cgroup_id, str(cgroup))
         if config == "probes_kill_rule":
-            from agent.probes.syscall_names import load_syscall_table
-            probes.set_syscall_actions(cgroup_id, {load_syscall_table().number("sync")})
+            from agent.syscall_table import load_syscall_table
+            probes.set_syscall_actions(cgroup_id, {load_syscall_table().require("sync")})
         result = run_loop(cgroup, loop, calls, reps)
         inside = program_ns(probes.program_fds()["corral_sys_exit"], cgroup, loop, calls)
         if config != "probes_unwatched":
@@ -129,8 +129,8 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
 
 
 def _getppid() -> int:
-    from agent.probes.syscall_names import load_syscall_table
-    return load_syscall_table().number("getppid")
+    from agent.syscall_table import load_syscall_table
+    return load_syscall_table().require("getppid")
 
 
 def summarize(samples: dict[str, list[float]]) -> dict[str, dict]:

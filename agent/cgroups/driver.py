@@ -17,7 +17,8 @@ from agent.cgroups.devices import DeviceRule
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one container; None means unlimited."""
+    """Resource limits of one container (`corral run`'s, or a policy's: there None leaves the
+    resource to other policies or the spec); None means unlimited. The one Limits of Corral."""
 
     memory_bytes: int | None = None
     cpu_quota_us: int | None = None
@@ -27,9 +28,22 @@ class Limits:
     @classmethod
     def from_cpus(cls, memory_bytes: int | None, cpus: float | None, pids_max: int | None,
                   period_us: int = 100_000) -> "Limits":
+        """From the user's units (`--cpus 0.5`, a policy's `cpus: 0.5`)."""
         quota = int(cpus * period_us) if cpus else None
         return cls(memory_bytes=memory_bytes, cpu_quota_us=quota, cpu_period_us=period_us,
                    pids_max=pids_max)
+
+    @property
+    def cpus(self) -> float | None:
+        """The CPU limit in CPUs (quota / period), None when unlimited."""
+        return None if self.cpu_quota_us is None else self.cpu_quota_us / self.cpu_period_us
+
+    def is_empty(self) -> bool:
+        return self.memory_bytes is None and self.cpu_quota_us is None and self.pids_max is None
+
+    def in_user_units(self) -> dict:
+        """{"memory": bytes, "cpus": CPUs, "pids": count}: how policies and the CLI show them."""
+        return {"memory": self.memory_bytes, "cpus": self.cpus, "pids": self.pids_max}
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,8 @@ import msgspec
 from msgspec import UNSET
 
 from agent.policy import schema
-from agent.policy.model import (
-    EgressRule,
-    Limits,
-    NetworkPolicy,
-    Policy,
-    Selector,
-    SyscallRule,
-    Threshold,
-)
+from agent.cgroups.driver import Limits
+from agent.policy.model import EgressRule, NetworkPolicy, Policy, Selector, SyscallRule, Threshold
 from agent.policy.semantics import above_value, checks, size_of
 from agent.policy.validate import FieldError, validate
 from agent.units import parse_duration, parse_signal
@@ -63,9 +56,9 @@ def _selector(selector: schema.Selector | Any) -> Selector:
 def _limits(limits: schema.Limits | Any) -> Limits:
     if limits is UNSET:
         return Limits()
-    return Limits(memory=size_of(limits.memory) if limits.memory is not UNSET else None,
-                  cpus=float(limits.cpus) if limits.cpus is not UNSET else None,
-                  pids=limits.pids if limits.pids is not UNSET else None)
+    return Limits.from_cpus(size_of(limits.memory) if limits.memory is not UNSET else None,
+                            float(limits.cpus) if limits.cpus is not UNSET else None,
+                            limits.pids if limits.pids is not UNSET else None)
 
 
 def _name(rule: Any) -> str | None:

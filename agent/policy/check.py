@@ -189,7 +189,7 @@ def check_files(paths: Iterable[str], syscall_known: Callable[[str], bool] | Non
                 limits: YamlLimits = DEFAULT_LIMITS) -> tuple[list[LoadedFile], list[Problem]]:
     """Each file of the paths loaded, and every problem (sorted by file and position)."""
     if syscall_known is None:
-        from agent.policy.syscall_table import known_syscall, load_syscall_table
+        from agent.syscall_table import known_syscall, load_syscall_table
         syscall_known = known_syscall(load_syscall_table())
     files, problems = policy_files(paths)
     loaded = [load_file(f, syscall_known, limits) for f in files]

@@ -168,8 +168,7 @@ def merge(policies: Iterable[Policy]) -> EffectivePolicy:
     egress: list[EgressPart] = []
     thresholds: list[ThresholdEntry] = []
     for policy in policies:
-        for resource in ("memory", "cpus", "pids"):
-            value = getattr(policy.limits, resource)
+        for resource, value in policy.limits.in_user_units().items():
             if value is None:
                 continue
             candidate = LimitValue(value, Source(policy.name, f"limits.{resource}", policy.mode))

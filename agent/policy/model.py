@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.cgroups.driver import Limits
 from agent.errors import PolicyError
 
 # --- the objects --------------------------------------------------------------------------
@@ -73,18 +74,6 @@ def _strip_hub(pattern: str) -> str:
         if pattern.startswith(prefix):
             return pattern[len(prefix):]
     return pattern
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits a policy sets; None leaves that resource to other policies or the spec."""
-
-    memory: int | None = None          # bytes
-    cpus: float | None = None
-    pids: int | None = None
-
-    def is_empty(self) -> bool:
-        return self.memory is None and self.cpus is None and self.pids is None
 
 
 @dataclass(frozen=True)
@@ -166,6 +155,7 @@ class Policy:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["selector"] = self.selector.to_dict()
+        data["limits"] = self.limits.in_user_units()
         return data
 
     @classmethod

@@ -4,6 +4,6 @@ interface.py is the seam the rest of Corral uses (`ProbeControl`, `ProbeReader`,
 loader.ProbeSet implements it over BCC, double.ProbeDouble in memory for unit tests. ProbeSet
 is a facade over source.py (C text and flags), compiled.py (BCC), slots.py, attachments.py,
 enforcement.py, readings.py/percpu.py and ring.py; events.py decodes the ring buffer's
-records, syscall_names.py is the host's syscall table, structs.py mirrors the C structs of
+records (agent/syscall_table.py names the syscalls), structs.py mirrors the C structs of
 probes/common.h, and cgroup_programs.py attaches and queries cgroup programs through bpf().
 """

@@ -10,7 +10,7 @@ from agent.probes.compiled import CompiledProbes
 from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters
 from agent.probes.structs import (NR_SYSCALLS, PROBE_ERRORS, LatencyHist, NetCountersC, ProcessCountersC,
                                   SyscallCount, TcpCountersC)
-from agent.probes.syscall_names import OTHER
+from agent.syscall_table import OTHER
 
 Slots = Mapping[int, int]       # cgroup id -> slot
 

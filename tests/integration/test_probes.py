@@ -20,7 +20,7 @@ import pytest
 from agent.probes import cgroup_programs
 from agent.probes.events import ExecEvent, OomEvent
 from agent.probes.loader import ProbeOptions, ProbeSet
-from agent.probes.syscall_names import load_syscall_table
+from agent.syscall_table import load_syscall_table
 from tests.host import UNIFIED_ROOT, skip_topology
 
 pytestmark = pytest.mark.privileged
@@ -268,7 +268,7 @@ def test_colliding_ids_are_all_counted(binaries):
         probe_set.load()
         for path, cgroup_id in zip(paths, ids):
             probe_set.watch(cgroup_id, str(path))
-        getppid = load_syscall_table().number("getppid")
+        getppid = load_syscall_table().require("getppid")
 
         def run_both() -> None:
             for path in paths:

@@ -14,7 +14,7 @@ def text(name: str, memory: str = "256Mi") -> str:
 
 
 def limits(library: PolicyLibrary) -> dict[str, int]:
-    return {p.name: p.limits.memory for p in library.policies()}
+    return {p.name: p.limits.memory_bytes for p in library.policies()}
 
 
 def test_load_change_break_and_delete(tmp_path: Path):

@@ -1,4 +1,5 @@
-"""The syscall table: parsing unistd headers, both lookups, and the fallback without headers."""
+"""The one syscall table (agent/syscall_table.py): parsing unistd headers, both lookups, the
+policies' exact-name check, and the fallback without headers."""
 from __future__ import annotations
 
 import platform
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import InvalidArgument
-from agent.probes.syscall_names import OTHER, load_syscall_table, parse_unistd, syscall_name
+from agent.syscall_table import OTHER, SyscallTable, known_syscall, load_syscall_table, parse_unistd, syscall_name
 
 X86_HEADER = """\
 #ifndef _ASM_UNISTD_64_H
@@ -74,20 +75,22 @@ def test_generic_architecture_reads_asm_generic(tmp_path):
 def test_unknown_name_suggests_the_closest(tmp_path):
     root = write_header(tmp_path, "asm/unistd_64.h", X86_HEADER)
     table = load_syscall_table("x86_64", [root])
+    assert table.number("getpid") is None
     with pytest.raises(InvalidArgument) as caught:
-        table.number("getpid")
+        table.require("getpid")
     assert "'getpid'" in str(caught.value)
     assert "getppid" in str(caught.value)
 
 
 def test_without_headers_numbers_still_have_names(tmp_path):
-    table = load_syscall_table("x86_64", [tmp_path])
+    table = load_syscall_table("x86_64", [tmp_path], libseccomp=False)
     assert len(table) == 0
     assert table.source is None
     assert table.name(110) == "syscall_110"
     assert table.number("syscall_110") == 110
+    assert table.number("read") is None
     with pytest.raises(InvalidArgument) as caught:
-        table.number("read")
+        table.require("read")
     assert "linux-libc-dev" in str(caught.value)
 
 
@@ -111,3 +114,18 @@ def test_syscall_name_for_the_collector():
     assert syscall_name(10**6) is None
     if platform.machine() == "x86_64" and load_syscall_table().source:
         assert syscall_name(110) == "getppid"
+
+
+def test_policies_check_names_exactly_and_pass_everything_without_a_table(tmp_path):
+    root = write_header(tmp_path, "asm/unistd_64.h", X86_HEADER)
+    known = known_syscall(load_syscall_table("x86_64", [root]))
+    assert known("ptrace") and not known("sys_ptrace") and not known("syscall_101") and not known("PTRACE")
+    anything = known_syscall(SyscallTable("pdp11"))
+    assert anything("whatever")
+
+
+def test_without_headers_libseccomp_names_this_hosts_syscalls(tmp_path):
+    pytest.importorskip("seccomp", reason="libseccomp's Python binding is not installed")
+    table = load_syscall_table(platform.machine(), [tmp_path])
+    assert table.source == f"libseccomp ({platform.machine()})"
+    assert table.name(table.require("getppid")) == "getppid" and len(table) > 300
