@@ -6,7 +6,7 @@ METRICS_ADDR ?= 127.0.0.1:9750
 
 PREFIX ?= /opt/corral
 
-.PHONY: setup run test unit integration bench openapi install clean
+.PHONY: setup run test unit integration lint bench openapi install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,11 @@ unit: setup
 
 integration: setup
 	$(PY) -m pytest -q -ra tests/integration
+
+# ruff (rules in pyproject.toml) over the code, tests and benchmarks; mypy over agent/.
+lint: setup
+	$(VENV)/bin/ruff check agent tests bench
+	$(VENV)/bin/mypy --ignore-missing-imports agent
 
 # `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state) only those.
 BENCHES := launch probes scrape reaction churn policies api state

@@ -28,7 +28,7 @@ COMMAND_LINE_ONLY = {"help", "config", "dump_bpf"}
 
 def config_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """Config key -> the flag's argparse action, for every flag the file may set."""
-    keys = {}
+    keys: dict[str, argparse.Action] = {}
     for action in parser._actions:   # argparse has no public list of its actions
         if action.dest in COMMAND_LINE_ONLY or not action.option_strings:
             continue
@@ -59,7 +59,8 @@ def _check_value(key: str, value: Any, action: argparse.Action, where: str) -> A
         raise InvalidArgument(f"{where}: {key}: expected a single value like `{flag}` takes, got {value!r}")
     text = str(value)
     try:
-        converted = action.type(text) if action.type is not None else text
+        convert = action.type       # typeshed allows a type name (str) here; ours are callables
+        converted = convert(text) if callable(convert) else text
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{where}: {key}: {exc}") from None
     if action.choices is not None and converted not in action.choices:

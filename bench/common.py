@@ -207,7 +207,7 @@ class BenchDaemon:
         from agent.api.client import ApiClient
         return ApiClient(f"unix://{self.socket}")
 
-    def __enter__(self) -> "BenchDaemon":
+    def __enter__(self) -> BenchDaemon:
         try:
             self.start()
         except BaseException:

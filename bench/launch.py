@@ -32,8 +32,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from bench.common import (CORRAL, BenchDaemon, bench_cgroup_name, interleave, remove_cgroup_tree,
-                          row_from, timed_command)
+from bench.common import CORRAL, BenchDaemon, bench_cgroup_name, interleave, remove_cgroup_tree, row_from, timed_command
 
 BUSYBOX = "busybox:latest"
 # Runs inside the private mount namespace: reads an argv per line, answers seconds and code.

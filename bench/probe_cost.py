@@ -81,6 +81,7 @@ def program_ns(prog_fd: int, cgroup: Path, loop: Path, calls: int) -> float:
     alone); timing each run adds ~2 clock reads, so compare these figures with each other.
     """
     import ctypes as ct
+
     from agent.probes.cgroup_programs import _bpf
     attr = (ct.c_uint8 * 16)()                 # enable_stats.type = BPF_STATS_RUN_TIME (0)
     stats_fd = _bpf(32, attr)                  # BPF_ENABLE_STATS

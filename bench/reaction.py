@@ -80,7 +80,7 @@ class Webhook:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Webhook":
+    def __enter__(self) -> Webhook:
         self.thread.start()
         return self
 

@@ -8,7 +8,7 @@ of resolution once it is over.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent.policy.actions import Alert
 
@@ -20,7 +20,7 @@ _CONSUMED = {"alertname", "severity", "image", "name", "policy", "rule", "contai
 
 def rfc3339(timestamp: float) -> str:
     """UTC time as Alertmanager parses it: 2024-05-01T12:00:00.123Z."""
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

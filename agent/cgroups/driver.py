@@ -27,7 +27,7 @@ class Limits:
 
     @classmethod
     def from_cpus(cls, memory_bytes: int | None, cpus: float | None, pids_max: int | None,
-                  period_us: int = 100_000) -> "Limits":
+                  period_us: int = 100_000) -> Limits:
         """From the user's units (`--cpus 0.5`, a policy's `cpus: 0.5`)."""
         quota = int(cpus * period_us) if cpus else None
         return cls(memory_bytes=memory_bytes, cpu_quota_us=quota, cpu_period_us=period_us,
@@ -57,7 +57,7 @@ class CgroupPaths:
         return {"unified": self.unified, "controllers": dict(self.controllers)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CgroupPaths":
+    def from_dict(cls, data: dict) -> CgroupPaths:
         return cls(unified=data["unified"], controllers=dict(data.get("controllers", {})))
 
 

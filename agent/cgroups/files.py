@@ -370,7 +370,7 @@ def make_dir(path: str, *, exist_ok: bool) -> bool:
                           hint=_hint_for(err)) from err
 
 
-def remove_cgroups(dirs: list[str], open_files: "OpenFiles | None", *, timeout: float) -> None:
+def remove_cgroups(dirs: list[str], open_files: OpenFiles | None, *, timeout: float) -> None:
     """Forget the held-open files of each directory, then remove it (see remove_tree)."""
     for path in dirs:
         if open_files is not None:

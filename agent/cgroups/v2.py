@@ -75,10 +75,10 @@ class V2Driver(CgroupDriver):
     def _ensure_parent(self) -> set[str]:
         """Make the parent and enable the controllers it can pass down; answers those enabled."""
         files.make_dir(self.parent_dir, exist_ok=True)
-        available = set((files.optional(str.split, os.path.join(self.parent_dir, "cgroup.controllers"))
-                         or []))
-        enabled = set((files.optional(str.split, os.path.join(self.parent_dir, "cgroup.subtree_control"))
-                       or []))
+        available = set(files.optional(str.split, os.path.join(self.parent_dir, "cgroup.controllers"))
+                         or [])
+        enabled = set(files.optional(str.split, os.path.join(self.parent_dir, "cgroup.subtree_control"))
+                       or [])
         wanted = [c for c in CONTROLLERS if c in available and c not in enabled]
         if wanted:
             files.write_value(os.path.join(self.parent_dir, "cgroup.subtree_control"),

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 
 from agent.api.client import ApiClient
-from agent.cli.format import (ago, container_command, container_status, containers_table, error_text,
-                              short_id, table)
+from agent.cli.format import ago, container_command, container_status, containers_table, error_text, short_id, table
 from agent.errors import CorralError, DaemonUnavailable
 from agent.units import parse_signal
 
@@ -57,12 +56,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     inspect.set_defaults(func=inspect_containers)
 
 
-def for_each(refs: list[str], action: Callable[[str], None]) -> int:
-    """Apply `action` to every ref; report failures on stderr; 0, or the last error's code."""
+def for_each(refs: list[str], action: Callable[[str], object], say: Callable[[str], str] | None = None) -> int:
+    """Apply `action` to every ref, printing `say(ref)` after each success; report failures on
+    stderr; 0, or the last error's code."""
     code = 0
     for ref in refs:
         try:
             action(ref)
+            if say is not None:
+                print(say(ref))
         except DaemonUnavailable:
             raise   # the rest would fail the same way
         except CorralError as exc:
@@ -72,7 +74,7 @@ def for_each(refs: list[str], action: Callable[[str], None]) -> int:
 
 
 def start_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: (client.start_container(ref), print(ref)))
+    return for_each(args.containers, client.start_container, say=str)
 
 
 def list_containers(args: argparse.Namespace, client: ApiClient) -> int:
@@ -114,16 +116,16 @@ def _list_with_observed(args: argparse.Namespace, containers: list[dict], client
 
 
 def stop_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: (client.stop_container(ref, timeout=args.timeout), print(ref)))
+    return for_each(args.containers, lambda ref: client.stop_container(ref, timeout=args.timeout), say=str)
 
 
 def kill_containers(args: argparse.Namespace, client: ApiClient) -> int:
     number = parse_signal(args.signal, field="--signal")
-    return for_each(args.containers, lambda ref: (client.kill_container(ref, signal=number), print(ref)))
+    return for_each(args.containers, lambda ref: client.kill_container(ref, signal=number), say=str)
 
 
 def remove_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: (client.remove_container(ref, force=args.force), print(ref)))
+    return for_each(args.containers, lambda ref: client.remove_container(ref, force=args.force), say=str)
 
 
 def wait_containers(args: argparse.Namespace, client: ApiClient) -> int:

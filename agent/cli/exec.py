@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from agent.api.client import ApiClient
-from agent.cli.run import env_items
 from agent.cli.logs import copy_frames
+from agent.cli.run import env_items
 from agent.errors import CorralError, InvalidArgument
 
 

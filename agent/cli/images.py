@@ -60,4 +60,4 @@ def import_image(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def remove_images(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.images, lambda ref: (client.remove_image(ref), print(f"Deleted: {ref}")))
+    return for_each(args.images, client.remove_image, say=lambda ref: f"Deleted: {ref}")

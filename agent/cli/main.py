@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_traceback() -> None:
-    import traceback   # only with --debug: it costs every start a few milliseconds
+    import traceback  # only with --debug: it costs every start a few milliseconds
     traceback.print_exc()
 
 

@@ -68,7 +68,7 @@ def inspect_networks(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def remove_networks(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.networks, lambda name: (client.remove_network(name), print(name)))
+    return for_each(args.networks, client.remove_network, say=str)
 
 
 def port_lines(container: dict, private: str | None = None) -> list[str]:

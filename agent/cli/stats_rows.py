@@ -35,12 +35,12 @@ def rates(previous: dict, current: dict) -> list[StatsRow]:
         then = before.get(now["id"])
         elapsed = (now["time"] - then["time"]) if then else 0.0
 
-        def per_second(key: str) -> float | None:
-            if now.get(key) is None or (then and then.get(key) is None):
+        def per_second(key: str) -> float | None:    # called in this iteration only: the loop variables are current
+            if now.get(key) is None or (then and then.get(key) is None):  # noqa: B023
                 return None
-            if not then or elapsed <= 0:
+            if not then or elapsed <= 0:  # noqa: B023
                 return 0.0
-            return max(0.0, (now[key] - then[key]) / elapsed)
+            return max(0.0, (now[key] - then[key]) / elapsed)  # noqa: B023
 
         cpu = None
         if then and elapsed > 0 and now.get("cpu_seconds") is not None and then.get("cpu_seconds") is not None:

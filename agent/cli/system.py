@@ -24,7 +24,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def show_version(args: argparse.Namespace, client: ApiClient) -> int:
-    import platform   # only this verb needs it
+    import platform  # only this verb needs it
 
     local = {"version": __version__, "api_version": API_VERSION, "python": platform.python_version()}
     try:

@@ -28,7 +28,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run_top(args: argparse.Namespace, client: ApiClient) -> int:
-    import curses   # only here: every other verb starts without it
+    import curses  # only here: every other verb starts without it
     curses.wrapper(_screen, client, max(0.2, args.interval))
     return 0
 

@@ -31,7 +31,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterator
+from typing import Callable, Hashable, Iterator, cast
 
 from agent.cgroups.driver import CgroupPaths
 from agent.discovery.classify import classify
@@ -64,7 +64,7 @@ class CgroupTrees:
     controllers: dict[str, str] = field(default_factory=dict)   # v1 controller -> its mount (hybrid)
 
     @classmethod
-    def detect(cls, root: str = "/sys/fs/cgroup") -> "CgroupTrees":
+    def detect(cls, root: str = "/sys/fs/cgroup") -> CgroupTrees:
         from agent.cgroups.hybrid import find_hierarchy
         if os.path.isfile(os.path.join(root, "cgroup.controllers")):
             return cls(unified=root)
@@ -343,7 +343,7 @@ class CgroupWatcher:
 
     def _event_paths(self, events: list[DirEvent]) -> Iterator[tuple[str, str]]:
         for event in events:
-            mount, parent = event.where
+            mount, parent = cast(tuple[str, str], event.where)     # the tags this watcher gives: (mount, rel)
             rel = parent.rstrip("/") + "/" + event.name
             if any(_below(rel, s) for s in self._skip):
                 continue    # Corral's own parent appearing at the top of a tree

@@ -5,7 +5,7 @@ found, and a command that fixes it); a failed *required* check makes the doctor 
 Checks read the host through `HostPaths`, so unit tests run them against fixture trees.
 """
 from agent.doctor.main import main
-from agent.doctor.result import CheckResult, HostPaths, exit_code
 from agent.doctor.report import run_checks
+from agent.doctor.result import CheckResult, HostPaths, exit_code
 
 __all__ = ["CheckResult", "HostPaths", "exit_code", "main", "run_checks"]

@@ -11,8 +11,8 @@ import tempfile
 from typing import Callable
 
 from agent.doctor.kernel import describe_errno
-from agent.mount_table import MountEntry, read_mounts
 from agent.doctor.result import CheckResult, HostPaths, passed, problem, read_text
+from agent.mount_table import MountEntry, read_mounts
 
 # Superblock options of a v1 mount that are not controller names.
 _NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode"}

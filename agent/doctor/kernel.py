@@ -8,8 +8,8 @@ import platform
 import re
 from typing import Callable
 
-from agent.mount_table import mounted, read_mounts
 from agent.doctor.result import CheckResult, HostPaths, passed, problem, read_text
+from agent.mount_table import mounted, read_mounts
 
 MIN_KERNEL = (5, 8)          # BPF ring buffers (used by probes/) arrived in 5.8
 BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}

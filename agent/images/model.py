@@ -100,7 +100,7 @@ class ImageConfig:
                 "env": list(self.env), "workdir": self.workdir}
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "image config") -> "ImageConfig":
+    def from_dict(cls, data: dict, where: str = "image config") -> ImageConfig:
         check_keys(data, cls, where)
         workdir = data.get("workdir", "/")
         if not isinstance(workdir, str):
@@ -153,7 +153,7 @@ class Image:
                 "config": self.config.to_dict(), "created": self.created, "size": self.size}
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "image") -> "Image":
+    def from_dict(cls, data: dict, where: str = "image") -> Image:
         check_keys(data, cls, where)
         for key in ("id", "name", "tag"):
             if not isinstance(data[key], str):

@@ -20,6 +20,7 @@ This module is the facade over them: the index, references, lookups, removal and
 """
 from __future__ import annotations
 
+import builtins  # ImageStore.list shadows `list` in the annotations of the methods after it
 import contextlib
 import fcntl
 import hashlib
@@ -142,7 +143,7 @@ class ImageStore:
         """The image named `busybox:latest`/`busybox`, or with that id (`sha256:...`, or a prefix)."""
         return self._resolve(reference_or_id)[0]
 
-    def remove(self, reference: str, in_use_by: list[str]) -> None:
+    def remove(self, reference: str, in_use_by: builtins.list[str]) -> None:
         """Forget an image and delete the layers no other image uses.
 
         `in_use_by` names the containers created from it; any at all refuses the removal.
@@ -185,7 +186,7 @@ class ImageStore:
     def layer_dir(self, digest: str) -> Path:
         return self.layers_dir / _hex(digest)
 
-    def layer_paths(self, image: Image) -> list[Path]:
+    def layer_paths(self, image: Image) -> builtins.list[Path]:
         """The extracted layer directories of `image`, lowest first (overlayfs wants them reversed)."""
         paths = [self.layer_dir(digest) for digest in image.layers]
         for digest, path in zip(image.layers, paths):
@@ -228,7 +229,7 @@ class ImageStore:
         # The rename of the tree is the commit point: a layer directory is always complete.
         os.rename(staging / "tree", final)
 
-    def _commit_image(self, staged: list[tuple[Path, Extracted]], name: str, tag: str,
+    def _commit_image(self, staged: builtins.list[tuple[Path, Extracted]], name: str, tag: str,
                       config: ImageConfig) -> Image:
         layers = [extracted.digest for _, extracted in staged]
         image = Image(id=image_id(layers, config), name=name, tag=tag, layers=layers, config=config,

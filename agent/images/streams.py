@@ -7,7 +7,7 @@ import gzip
 import hashlib
 import io
 import lzma
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from agent.errors import InvalidArgument
 
@@ -40,7 +40,7 @@ def decompressor(raw: IO[bytes], source: str) -> IO[bytes]:
     head = raw.read(6)
     rest = io.BufferedReader(_Prefixed(head, raw))
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=rest, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=rest, mode="rb"))  # typeshed: a BufferedIOBase, not IO
     if head.startswith(b"\xfd7zXZ\x00"):
         return lzma.LZMAFile(rest)
     if head.startswith(b"BZh"):

@@ -21,7 +21,15 @@ from typing import Any, Callable, Sequence
 
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
 from agent.network.ipam import gateway_of
-from agent.network.model import RESERVED_NAMES, Attachment, Network, PortMapping, check_network_name, mac_of, parse_subnet
+from agent.network.model import (
+    RESERVED_NAMES,
+    Attachment,
+    Network,
+    PortMapping,
+    check_network_name,
+    mac_of,
+    parse_subnet,
+)
 from agent.network.nat import NatTable, container_tag, network_rules, network_tag, port_rules
 from agent.network.ports import check_ports
 from agent.network.rendering import hostname_file, hosts_file, resolv_conf, write_hosts

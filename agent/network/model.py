@@ -76,7 +76,7 @@ class PortMapping(schema.Object, frozen=True):
     host_ip: IPv4 = "0.0.0.0"
 
     @classmethod
-    def parse(cls, text: str) -> "PortMapping":
+    def parse(cls, text: str) -> PortMapping:
         """`[HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`, as `-p` takes it."""
         if not isinstance(text, str) or not text:
             raise InvalidArgument(f"publish {text!r}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]")
@@ -103,7 +103,7 @@ class PortMapping(schema.Object, frozen=True):
         return schema.to_builtins(self)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "port") -> "PortMapping":
+    def from_dict(cls, data: Any, where: str = "port") -> PortMapping:
         if isinstance(data, str):
             return cls.parse(data)
         return schema.convert(data, cls, where)
@@ -139,7 +139,7 @@ class Network:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "network") -> "Network":
+    def from_dict(cls, data: Any, where: str = "network") -> Network:
         check_keys(data, cls, where)
         try:
             return cls(**data)
@@ -168,7 +168,7 @@ class Attachment:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "attachment") -> "Attachment":
+    def from_dict(cls, data: Any, where: str = "attachment") -> Attachment:
         check_keys(data, cls, where)
         data = dict(data)
         ports = data.pop("ports", []) or []

@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from agent.policy import schema
 from agent.cgroups.driver import Limits
+from agent.policy import schema
 from agent.policy.model import EgressRule, NetworkPolicy, Policy, Selector, SyscallRule, Threshold
 from agent.policy.semantics import above_value, checks, size_of
 from agent.policy.validate import FieldError, validate

@@ -23,6 +23,7 @@ Decisions worth knowing (docs/policies.md, "Thresholds"):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from agent.policy.merge import EffectivePolicy, ThresholdEntry
 from agent.policy.signals import SignalSample
@@ -134,10 +135,10 @@ class Engine:
 
     def forget(self, container_id: str) -> None:
         """The container is gone: drop its states without actions."""
-        for key in [k for k in self._states if k[0] == container_id]:
-            del self._states[key]
-        for key in [k for k in self._holders if k[0] == container_id]:
-            del self._holders[key]
+        for state_key in [k for k in self._states if k[0] == container_id]:
+            del self._states[state_key]
+        for holder_key in [k for k in self._holders if k[0] == container_id]:
+            del self._holders[holder_key]
 
     def evaluate(self, container: ContainerRef, effective: EffectivePolicy, sample: SignalSample) -> Evaluation:
         """Advance every threshold rule of `container` to `sample.time`."""
@@ -184,13 +185,15 @@ class Engine:
               result: Evaluation) -> RuleState:
         key = (container.id, entry.source.policy, entry.source.rule)
         wanted = entry.threshold.actions
+        taken: tuple[str, ...]
         if entry.source.mode == "audit":
             taken = ("alert",)
             suppressed = tuple(a for a in wanted if a in ENFORCING_ACTIONS)
         else:
             taken, suppressed = wanted, ()
         violation = Violation(container.id, container.name, entry.source.policy, entry.source.rule,
-                              entry.threshold.signal, entry.threshold.syscall, float(state.value),
+                              # state.value is set from the first reading that made the rule pending
+                              entry.threshold.signal, entry.threshold.syscall, float(cast(float, state.value)),
                               entry.threshold.above, state.since, now, entry.source.mode, taken, suppressed)
         result.violations.append(violation)
         for kind in taken:

@@ -56,7 +56,7 @@ class ProbeDouble:
                  "errors": "probe_errors", "map_entries": "entries"}
 
     @classmethod
-    def with_readings(cls, **readings: Any) -> "ProbeDouble":
+    def with_readings(cls, **readings: Any) -> ProbeDouble:
         """A double whose readings, named by method (`network={7: NetCounters(...)}`), are set."""
         double = cls()
         for method, value in readings.items():

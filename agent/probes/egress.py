@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from agent.errors import InvalidArgument
-from agent.probes.structs import (EGRESS_ALLOW, EGRESS_DEFAULT_RULE, EGRESS_DENY, EGRESS_MAX_POLICIES,
-                                  EGRESS_MAX_RULES, EgressTable)
+from agent.probes.structs import (
+    EGRESS_ALLOW,
+    EGRESS_DEFAULT_RULE,
+    EGRESS_DENY,
+    EGRESS_MAX_POLICIES,
+    EGRESS_MAX_RULES,
+    EgressTable,
+)
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 ACTIONS = {"allow": EGRESS_ALLOW, "deny": EGRESS_DENY}

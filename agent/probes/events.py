@@ -13,8 +13,17 @@ import sys
 import time
 from dataclasses import dataclass
 
-from agent.probes.structs import (EGRESS_DEFAULT_RULE, EVENT_EGRESS, EVENT_EXEC, EVENT_KILL, EVENT_OOM,
-                                  EgressEventC, ExecEventC, KillEventC, OomEventC)
+from agent.probes.structs import (
+    EGRESS_DEFAULT_RULE,
+    EVENT_EGRESS,
+    EVENT_EXEC,
+    EVENT_KILL,
+    EVENT_OOM,
+    EgressEventC,
+    ExecEventC,
+    KillEventC,
+    OomEventC,
+)
 
 PROTOCOLS = {6: "tcp", 17: "udp"}
 

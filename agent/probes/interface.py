@@ -9,12 +9,12 @@ tests/unit/test_probe_interface.py checks both have every method with the same s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from agent.probes.egress import EgressPolicy
 from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
 
-ProbeEvent = Union[OomEvent, ExecEvent, KillEvent, EgressEvent]
+ProbeEvent = OomEvent | ExecEvent | KillEvent | EgressEvent
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,15 @@ from agent.probes.interface import NetCounters, ProbeEvent, ProcessCounters, Tcp
 from agent.probes.mounts import ensure_mounts
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
-from agent.probes.source import (PROBE_FILES, WATCH_INDEX_SIZE, ProbeOptions, Tracepoint, build_source, cflags,
-                                 tracepoints)
+from agent.probes.source import (
+    PROBE_FILES,
+    WATCH_INDEX_SIZE,
+    ProbeOptions,
+    Tracepoint,
+    build_source,
+    cflags,
+    tracepoints,
+)
 from agent.probes.structs import NR_SYSCALLS
 
 __all__ = ["KEPT_GENERATIONS", "NR_SYSCALLS", "PROBE_FILES", "WATCH_INDEX_SIZE", "NetCounters", "ProbeOptions",
@@ -52,7 +59,7 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 def _locked(method: _Method) -> _Method:
     """Run a ProbeSet method under the set's lock."""
     @functools.wraps(method)
-    def wrapper(self: "ProbeSet", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: ProbeSet, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
     return cast(_Method, wrapper)
@@ -258,7 +265,7 @@ class ProbeSet:
             self._enforcement.egress.unload()
             self._status = {name: False for name in self._status}
 
-    def __enter__(self) -> "ProbeSet":
+    def __enter__(self) -> ProbeSet:
         self.load()
         return self
 

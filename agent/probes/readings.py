@@ -8,8 +8,15 @@ from typing import Any, Callable, Mapping
 from agent.probes import percpu
 from agent.probes.compiled import CompiledProbes
 from agent.probes.interface import NetCounters, ProcessCounters, TcpCounters
-from agent.probes.structs import (NR_SYSCALLS, PROBE_ERRORS, LatencyHist, NetCountersC, ProcessCountersC,
-                                  SyscallCount, TcpCountersC)
+from agent.probes.structs import (
+    NR_SYSCALLS,
+    PROBE_ERRORS,
+    LatencyHist,
+    NetCountersC,
+    ProcessCountersC,
+    SyscallCount,
+    TcpCountersC,
+)
 from agent.syscall_table import OTHER
 
 Slots = Mapping[int, int]       # cgroup id -> slot

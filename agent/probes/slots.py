@@ -12,8 +12,16 @@ import ctypes as ct
 from agent.errors import Conflict, InvalidArgument
 from agent.probes import percpu
 from agent.probes.compiled import CompiledProbes
-from agent.probes.structs import (NR_SYSCALLS, EgressTable, KillTable, NetCountersC, ProcessCountersC,
-                                  SyscallCount, TcpCountersC, WatchEntry)
+from agent.probes.structs import (
+    NR_SYSCALLS,
+    EgressTable,
+    KillTable,
+    NetCountersC,
+    ProcessCountersC,
+    SyscallCount,
+    TcpCountersC,
+    WatchEntry,
+)
 
 
 class Slots:

@@ -100,8 +100,8 @@ def test_only_the_containers_processes_are_visible(launcher):
 def test_docker_masked_paths_are_hidden(launcher):
     on_host = [path for path in MASKED_FILES if os.path.exists(path)]
     assert on_host, "expected at least one of the masked files on the host"
-    script = "for p in %s; do [ -e $p ] && echo \"$p $(cat $p | wc -c)\"; done; ls -A /sys/firmware | wc -l" % (
-        " ".join(MASKED_FILES))
+    script = (f"for p in {' '.join(MASKED_FILES)}; do [ -e $p ] && echo \"$p $(cat $p | wc -c)\"; done; "
+              "ls -A /sys/firmware | wc -l")
     shim = launcher.run(command=sh(script))
     assert shim.exit_code() == 0
     lines = shim.stdout().splitlines()

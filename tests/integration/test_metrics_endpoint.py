@@ -133,7 +133,7 @@ def test_output_passes_promtool(daemon):
 
 
 def test_no_map_entry_leaks_after_many_cycles(daemon):
-    for index in range(100):
+    for _ in range(100):
         daemon.cli("run", "--rm", "busybox", "true")
     text = scrape(daemon)
     names = {s.labels.get("name") for f in text_string_to_metric_families(text) for s in f.samples

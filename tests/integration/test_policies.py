@@ -92,10 +92,10 @@ class PolicyFiles:
         return path
 
     def remove_all(self) -> None:
-        for path, name in self.written.items():
+        for path in self.written:
             path.unlink(missing_ok=True)
         for name in self.written.values():
-            wait_until(lambda: name not in loaded_names(self.daemon), what=f"policy {name} to unload")
+            wait_until(lambda name=name: name not in loaded_names(self.daemon), what=f"policy {name} to unload")
 
 
 @pytest.fixture

@@ -22,8 +22,17 @@ from agent.probes import cgroup_programs
 from agent.probes.egress import EgressPolicy, EgressRuleSpec
 from agent.probes.loader import ProbeOptions, ProbeSet
 from tests.integration.corral_daemon import running_daemon
-from tests.integration.test_policies import (INTERVAL, containers, container_id, metric, pdaemon,  # noqa: F401
-                                             policies_dir, policy_events, policy_files, wait_until)
+from tests.integration.test_policies import (  # noqa: F401
+    INTERVAL,
+    container_id,
+    containers,
+    metric,
+    pdaemon,
+    policies_dir,
+    policy_events,
+    policy_files,
+    wait_until,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -119,8 +128,8 @@ syscalls:
 
 # --- egress rules --------------------------------------------------------------------------
 
-def test_an_egress_deny_rule_refuses_one_port_and_lifting_it_restores_it(pdaemon, policy_files,  # noqa: F811
-                                                                         containers, peer, needs_probes):
+def test_an_egress_deny_rule_refuses_one_port_and_lifting_it_restores_it(pdaemon, policy_files,
+                                                                         containers, peer, needs_probes):  # noqa: F811
     started = time.time()
     path = policy_files.write("egress.yaml", "egress-guard", f"""
 selector: {{names: ["bpfnet-*"]}}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-
 import subprocess
 import threading
 import time
@@ -222,7 +221,7 @@ class FakeDaemon:
                                 **server_options)
         self.client = ApiClient(self.host)
 
-    def __enter__(self) -> "FakeDaemon":
+    def __enter__(self) -> FakeDaemon:
         self.server.start()
         return self
 

@@ -1,7 +1,7 @@
 """The cgroup driver interface is complete: every driver (v2, hybrid, the foreign ones of
 observed containers, and HostCgroups that routes between them) implements every method of
-`CgroupDriver` with its signature (so does the in-memory CgroupDouble unit tests use), and what the daemon, runtime, policy and metrics call on a
-driver is on the interface."""
+`CgroupDriver` with its signature (so does CgroupDouble, the in-memory one unit tests use), and
+what the daemon, runtime, policy and metrics call on a driver is on the interface."""
 from __future__ import annotations
 
 import inspect

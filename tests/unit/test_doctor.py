@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent.doctor import filesystems, headers, isolation, kernel, software
-from agent.mount_table import parse_mountinfo
 from agent.doctor.report import _guarded, render_json, render_text
 from agent.doctor.result import FAIL, OK, WARN, CheckResult, HostPaths, exit_code
+from agent.mount_table import parse_mountinfo
 
 RELEASE = "6.18.44-fc-v782"
 

@@ -14,8 +14,7 @@ from agent.errors import InvalidArgument
 from agent.policy.merge import merge
 from agent.policy.model import Policy
 from agent.policy.enforcer import egress_policies, egress_rule_name
-from agent.probes.egress import (EgressPolicy, EgressRuleSpec, destination, encode, rule_of, scan,
-                                 words)
+from agent.probes.egress import EgressPolicy, EgressRuleSpec, destination, encode, rule_of, scan, words
 from agent.probes.structs import EGRESS_MAX_POLICIES, EGRESS_MAX_RULES
 
 CIDRS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "0.0.0.0/0", "192.168.0.0/16",

@@ -23,7 +23,6 @@ from agent.images.overlay import is_mounted, overlay_options
 from agent.images.store import ImageStore
 
 
-
 def member(name: str, data: bytes | str = b"", *, kind: bytes = tarfile.REGTYPE, mode: int = 0o644,
            link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
     info = tarfile.TarInfo(name)

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import kubernetes_validate as validate      # the test extra (pyproject.toml)
+import kubernetes_validate as validate  # the test extra (pyproject.toml)
 import pytest
 import yaml
 

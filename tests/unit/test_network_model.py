@@ -5,8 +5,8 @@ import pytest
 
 from agent.errors import InvalidArgument
 from agent.network.manager import bridge_of, host_veth_of
-from agent.network.rendering import hosts_file, resolv_conf
 from agent.network.model import Attachment, Network, PortMapping, mac_of, parse_subnet
+from agent.network.rendering import hosts_file, resolv_conf
 
 CID = "0123456789abcdef" * 4
 

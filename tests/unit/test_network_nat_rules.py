@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from agent.network.model import Attachment, Network, PortMapping
-from agent.network.nat import (NatTable, container_tag, delete_commands, network_rules, port_rules,
-                               table_commands)
+from agent.network.nat import NatTable, container_tag, delete_commands, network_rules, port_rules, table_commands
 
 CID = "ab" * 32
 

@@ -61,7 +61,7 @@ def test_the_issue_example_builds_the_expected_policy():
     policy = Policy.from_dict(yaml.safe_load(ISSUE_EXAMPLE))
     assert policy.name == "web-guardrails"
     assert policy.mode == "enforce"
-    assert policy.limits.memory_bytes == 256 * 1024 * 1024 and policy.limits.cpus == 0.5 and policy.limits.pids_max == 128
+    assert policy.limits.in_user_units() == {"memory": 256 * 1024 * 1024, "cpus": 0.5, "pids": 128}
     assert [r.action for r in policy.syscalls] == ["deny", "kill", "alert"]
     assert policy.syscalls[1].signal == 9
     rule = policy.network.egress[0]

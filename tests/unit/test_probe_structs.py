@@ -54,7 +54,7 @@ def test_every_mirror_has_the_c_size_and_offsets(tmp_path):
 
 def c_enum(name: str) -> dict[str, int]:
     text = (PROBES / "common.h").read_text()
-    body = re.search(r"enum %s \{(.*?)\};" % name, text, re.S).group(1)
+    body = re.search(rf"enum {name} \{{(.*?)\}};", text, re.S).group(1)
     return {k: int(v) for k, v in re.findall(r"(\w+)\s*=\s*(\d+)", body)}
 
 
