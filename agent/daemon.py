@@ -336,7 +336,7 @@ class Daemon:
     @staticmethod
     def _syscall_name():
         try:
-            from agent.probes.syscall_names import syscall_name
+            from agent.syscall_table import syscall_name
         except ImportError:
             return None
         return syscall_name

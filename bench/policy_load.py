@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 
 from agent.policy.check import load_text
-from agent.policy.syscall_table import known_syscall, load_syscall_table
+from agent.syscall_table import known_syscall, load_syscall_table
 from bench.common import REPO, interleave, row_from, timed_command
 
 CORRAL = str(Path(sys.executable).parent / "corral")

@@ -101,7 +101,7 @@ class ContainerCollector:
     containers: returns the running containers at scrape time.
     cgroups: the host's cgroup driver (`stats()` and `pids()` are used).
     probes: the loaded BPF probes (agent.probes.loader.ProbeSet) or None without BPF.
-    syscall_name: syscall number -> name (agent.probes.syscall_names); numbers as text without.
+    syscall_name: syscall number -> name (agent.syscall_table); numbers as text without.
     proc_root: where /proc is, so tests can point at a fixture tree.
     clock: unix time, for container_last_seen.
     """

@@ -128,7 +128,7 @@ class Enforcer:
 
     def _syscall_number(self, name: str) -> int | None:
         if self._numbers is None:
-            from agent.policy.syscall_table import load_syscall_table
+            from agent.syscall_table import load_syscall_table
             self._numbers = load_syscall_table().number
         return self._numbers(name)
 

@@ -63,7 +63,7 @@ class PolicyLibrary:
         self.directory = directory
         self.limits = limits
         if syscall_known is None:
-            from agent.policy.syscall_table import known_syscall, load_syscall_table
+            from agent.syscall_table import known_syscall, load_syscall_table
             syscall_known = known_syscall(load_syscall_table())
         self._known = syscall_known
         self._files: dict[str, _FileState] = {}       # only the reloading thread touches it

@@ -112,7 +112,7 @@ class PolicyQueries:
         from agent.policy.check import load_text
         from agent.policy.replay import replay
         if self._known is None:
-            from agent.policy.syscall_table import known_syscall, load_syscall_table
+            from agent.syscall_table import known_syscall, load_syscall_table
             self._known = known_syscall(load_syscall_table())
         loaded = load_text(text, file, self._known, self.library.limits)   # the folder's limits
         if loaded.problems:
