@@ -19,7 +19,7 @@ run: setup
 COVERAGE ?= --cov=agent --cov-report= --cov-fail-under=$(COVERAGE_FLOOR)
 COVERAGE_FLOOR ?= 90
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -ra $(COVERAGE) tests
 
 unit: setup

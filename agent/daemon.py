@@ -28,16 +28,11 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from agent.alerting.fanout import AlertFanOut
-    from agent.catalog.entry import CatalogEntry
     from agent.cgroups.driver import CgroupDriver
     from agent.discovery.observed import ObservedContainers
-    from agent.metrics.snapshot import ContainerSnapshot
-    from agent.network.manager import NetworkManager
-    from agent.policy.decider import LibraryDecider
     from agent.policy.metrics import PolicyMetrics
     from agent.policy.service import PolicyService
     from agent.probes.loader import ProbeSet
-    from agent.runtime.containers import Runtime
 
 log = logging.getLogger("corral.daemon")
 
@@ -388,8 +383,8 @@ class Daemon:
         log.info("stopped")
 
 
-def metrics_registry(registry: "CollectorRegistry", alert_stats: Callable[[], list]) -> \
-        tuple["CollectorRegistry", "PolicyMetrics"]:
+def metrics_registry(registry: CollectorRegistry, alert_stats: Callable[[], list]) -> \
+        tuple[CollectorRegistry, PolicyMetrics]:
     """The /metrics registry (the container collector already on it) with the policy and
     alerting families. They are registered whether or not policies and alert targets are
     configured, so every family a dashboard or alert rule names is described (and at 0 where

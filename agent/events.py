@@ -34,7 +34,7 @@ class Event:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Event":
+    def from_dict(cls, data: dict) -> Event:
         known = {"type", "action", "id", "name", "time", "attributes"}
         return cls(**{k: v for k, v in data.items() if k in known})
 

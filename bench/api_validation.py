@@ -72,10 +72,11 @@ def _batch(call: Callable[[], Any]) -> Callable[[], float]:
 def run(rounds: int = 15) -> dict:
     rows, raw = [], {}
     for label, (body, kind) in bodies().items():
-        subjects = {"schema": _batch(lambda: schema.decode(body, kind)),
-                    "json.loads": _batch(lambda: json.loads(body))}
+        # Default arguments bind this iteration's body and kind (the closures outlive it).
+        subjects = {"schema": _batch(lambda body=body, kind=kind: schema.decode(body, kind)),
+                    "json.loads": _batch(lambda body=body: json.loads(body))}
         if kind is ContainerSpec:
-            subjects["msgspec plain"] = _batch(lambda: msgspec.json.decode(body, type=_Unbounded))
+            subjects["msgspec plain"] = _batch(lambda body=body: msgspec.json.decode(body, type=_Unbounded))
         samples = interleave(subjects, rounds)
         raw[label] = {"bytes": len(body), **samples}
         rows.append(row_from("api", f"validate {label}, {len(body)} B", "us", samples["schema"], scale=1e6,

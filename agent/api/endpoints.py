@@ -16,8 +16,17 @@ from typing import Callable, Iterator
 
 from agent import __version__
 from agent.api import frames
-from agent.api.bodies import (CreateQuery, EventsQuery, ExecRequest, FollowQuery, ImportRequest, KillQuery,
-                              ListQuery, RemoveQuery, StopQuery)
+from agent.api.bodies import (
+    CreateQuery,
+    EventsQuery,
+    ExecRequest,
+    FollowQuery,
+    ImportRequest,
+    KillQuery,
+    ListQuery,
+    RemoveQuery,
+    StopQuery,
+)
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
 from agent.events import EventLog
 from agent.runtime.model import ContainerSpec

@@ -7,6 +7,7 @@ every route answers with a Conflict (409) saying so. Only light modules are impo
 from __future__ import annotations
 
 import time
+
 from agent.api.bodies import ReplayQuery, ReplayRequest
 from agent.api.routes import Request, Response, Router
 from agent.errors import Conflict

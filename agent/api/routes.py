@@ -97,15 +97,15 @@ class Response:
     stream: Iterator[bytes] | None = None
 
     @classmethod
-    def json(cls, data: Any, status: int = 200) -> "Response":
+    def json(cls, data: Any, status: int = 200) -> Response:
         return cls(status=status, body=json.dumps(data).encode() + b"\n")
 
     @classmethod
-    def empty(cls, status: int = 204) -> "Response":
+    def empty(cls, status: int = 204) -> Response:
         return cls(status=status)
 
     @classmethod
-    def chunks(cls, stream: Iterable[bytes], content_type: str) -> "Response":
+    def chunks(cls, stream: Iterable[bytes], content_type: str) -> Response:
         return cls(status=200, content_type=content_type, stream=iter(stream))
 
 

@@ -29,8 +29,7 @@ from agent.api import http_limits
 from agent.api.endpoints import CoreEndpoints
 from agent.api.http_limits import LimitedHandler
 from agent.api.routes import MAX_BODY, Response, Router
-from agent.errors import (Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, RequestTimeout,
-                          TooLarge)
+from agent.errors import Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, RequestTimeout, TooLarge
 from agent.events import EventLog
 from agent.runtime.service import RuntimeService
 
@@ -54,7 +53,7 @@ class _Handler(LimitedHandler):
 class _UnixHTTPServer(http_limits.LimitedServerMixIn, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True   # a client following logs must not hold the daemon's exit
 
-    def __init__(self, path: Path, api_server: "ApiServer", request_timeout: float) -> None:
+    def __init__(self, path: Path, api_server: ApiServer, request_timeout: float) -> None:
         self.api_server = api_server
         self.request_timeout = request_timeout
         super().__init__(str(path), _Handler, bind_and_activate=False)
@@ -144,7 +143,7 @@ class ApiServer:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "ApiServer":
+    def __enter__(self) -> ApiServer:
         self.start()
         return self
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable
 
 from agent.catalog.entry import CatalogEntry
 
@@ -52,7 +52,7 @@ class ContainerRemoved:
     moved: bool = False
 
 
-BusEvent = Union[ContainerPlaced, ContainerStarted, ContainerStopped, ContainerRemoved]
+BusEvent = ContainerPlaced | ContainerStarted | ContainerStopped | ContainerRemoved
 Subscriber = Callable[[BusEvent], None]
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.catalog.bus import BusEvent, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped, Subscriber
+from agent.catalog.bus import (
+    BusEvent,
+    ContainerPlaced,
+    ContainerRemoved,
+    ContainerStarted,
+    ContainerStopped,
+    Subscriber,
+)
 from agent.events import Event, EventLog
 
 

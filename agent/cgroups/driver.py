@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from agent.cgroups.devices import DeviceRule
+from agent.errors import CorralError
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,11 @@ class CgroupPaths:
         return {"unified": self.unified, "controllers": dict(self.controllers)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> CgroupPaths:
+    def from_dict(cls, data: dict | None) -> CgroupPaths:
+        """From a container record (`Container.cgroup`); a record without one is an error here,
+        not a TypeError further down."""
+        if not data:
+            raise CorralError("the container has no cgroup recorded", hint="it was never placed in one")
         return cls(unified=data["unified"], controllers=dict(data.get("controllers", {})))
 
 

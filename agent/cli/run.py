@@ -14,6 +14,9 @@ from agent.units import parse_cpus, parse_size
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any, Callable
+
     from agent.runtime.model import ContainerSpec
 
 # Ctrl-C is passed on to the container; this many in a row give up waiting for it.
@@ -145,11 +148,12 @@ class SignalProxy:
     def __init__(self, client: ApiClient, container_id: str) -> None:
         self._client = client
         self._container_id = container_id
-        self._previous: dict[int, object] = {}
+        # What signal.signal() returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python).
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
         self._count = 0
 
-    def __enter__(self) -> "SignalProxy":
-        import threading   # only the foreground run needs it
+    def __enter__(self) -> SignalProxy:
+        import threading  # only the foreground run needs it
 
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):

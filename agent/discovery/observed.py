@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted

@@ -29,8 +29,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
 from agent.cgroups.driver import CgroupDriver, CgroupStats
-from agent.metrics.model import (FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions,
-                                 WatchedContainer, container_label_name)
+from agent.metrics.model import FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions, WatchedContainer, container_label_name
 from agent.metrics.sampler import ProbeReading, Sampler
 
 log = logging.getLogger(__name__)

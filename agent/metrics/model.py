@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.catalog.entry import CGROUP_MOUNTS, CatalogEntry, cadvisor_id  # noqa: F401 - re-exported
 from agent.errors import InvalidArgument
@@ -80,7 +80,7 @@ class MetricsOptions:
         return not any(fnmatch.fnmatchcase(label, pattern) for pattern in self.drop_labels)
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "metrics") -> "MetricsOptions":
+    def from_dict(cls, data: dict, where: str = "metrics") -> MetricsOptions:
         check_keys(data, cls, where)
         for key in ("drop_metrics", "drop_labels"):
             if key in data and not isinstance(data[key], (list, tuple)):

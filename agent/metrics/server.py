@@ -61,7 +61,7 @@ class MetricsServer:
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the port is the real one when 0 was asked for."""
         host, port = self._httpd.server_address[:2]
-        return host, port
+        return str(host), port
 
     @property
     def url(self) -> str:
@@ -125,7 +125,8 @@ def render(registry: CollectorRegistry, texts: LabelTexts | None = None) -> byte
     append = output.append
     formatted: dict[int, tuple[dict, str]] = {}
     get_formatted = formatted.get
-    get_last = texts.last.get if texts is not None else {}.get
+    last: dict[int, tuple[dict, str]] = texts.last if texts is not None else {}
+    get_last = last.get
     go_float = floatToGoString
     for metric in registry.collect():
         name, kind = metric.name, metric.type

@@ -40,7 +40,7 @@ class ContainerSnapshot:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ContainerSnapshot":
+    def from_dict(cls, data: dict) -> ContainerSnapshot:
         data = dict(data)
         data["by_syscall"] = {k: tuple(v) for k, v in data.get("by_syscall", {}).items()}
         data["errors"] = tuple(data.get("errors", ()))

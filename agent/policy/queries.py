@@ -15,8 +15,8 @@ from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver
 from agent.errors import CorralError, PolicyError
 from agent.events import Event, EventLog
-from agent.policy.engine import ContainerRef, Engine
 from agent.policy.enforcer import Enforcer, limits_dict
+from agent.policy.engine import ContainerRef, Engine
 from agent.policy.history import SignalHistory
 from agent.policy.library import PolicyLibrary
 from agent.policy.merge import EffectivePolicy

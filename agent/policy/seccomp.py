@@ -16,7 +16,7 @@ from agent.errors import InvalidArgument
 
 def build_filter(denied: Iterable[str], *, error: int = errno.EPERM):
     """A libseccomp SyscallFilter: ALLOW by default, ERRNO(error) for each denied name."""
-    import seccomp   # python3-seccomp; imported here so modules that only check need not have it
+    import seccomp  # python3-seccomp; imported here so modules that only check need not have it
 
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in sorted(set(denied)):

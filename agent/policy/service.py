@@ -32,8 +32,8 @@ from agent.events import Event, EventLog
 from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink
-from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
 from agent.policy.enforcer import Enforcer
+from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
 from agent.policy.history import SignalHistory
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting

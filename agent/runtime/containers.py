@@ -9,6 +9,7 @@ runtime never calls a layer above it: it publishes events and asks the decider.
 """
 from __future__ import annotations
 
+import builtins  # Runtime.list shadows `list` in the annotations of the methods after it
 import logging
 import os
 import signal as signals
@@ -26,11 +27,11 @@ from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
 from agent.runtime import inspect as inspection
+from agent.runtime.decider import NoPolicies, PolicyDecider
+from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import LaunchRequest, launch
-from agent.runtime.execs import start_exec
 from agent.runtime.logs import follow_log
-from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
 from agent.runtime.service import ExecProcess
@@ -164,6 +165,9 @@ class Runtime:
             (directory / "resolv.conf").write_text(self.networks.resolv_conf())
             (directory / "hosts").write_text("")              # attach writes it in place()
             binds += [f"{directory / name}:/etc/{name}" for name in ("hostname", "hosts", "resolv.conf")]
+        if container.rootfs is None:
+            raise CorralError(f"container {container.name} has no root filesystem",
+                              hint=f"`corral rm {container.name}` and run it again")
         request = LaunchRequest(
             rootfs=Path(container.rootfs),
             command=list(container.command),
@@ -291,7 +295,7 @@ class Runtime:
 
         return follow_log(path, follow=follow, running=running, wait=wait_change)
 
-    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+    def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None) -> ExecProcess:
         container = self.store.get(ref)
         if container.state != RUNNING or not container.pid:
@@ -311,7 +315,7 @@ class Runtime:
 
     # ---- images, through the runtime because it knows which containers use them ---------
 
-    def list_images(self) -> list:
+    def list_images(self) -> builtins.list:
         return self.images.list()
 
     def import_image(self, path: str, reference: str):
@@ -347,6 +351,8 @@ class Runtime:
         return Path(export_filter(denied, str(path)))
 
     def _signal(self, container: Container, signal: int) -> None:
+        if container.pid is None:
+            return      # never started
         try:
             os.kill(container.pid, signal)
         except ProcessLookupError:

@@ -3,7 +3,7 @@ sections (cgroup paths and v2 id, limits read back from the kernel, overlay laye
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.cgroups.driver import Limits
@@ -13,7 +13,7 @@ from agent.runtime.model import PAUSED, RUNNING, Container
 def rfc3339(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def describe(container: Container, limits: Limits | None, cgroup_driver: str,

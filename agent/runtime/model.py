@@ -47,7 +47,7 @@ class Mount(schema.Object, frozen=True):
     readonly: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> "Mount":
+    def parse(cls, text: str) -> Mount:
         parts = text.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             raise InvalidArgument(f"volume {text!r}: expected HOST:CONTAINER[:ro]")
@@ -72,7 +72,7 @@ class DeviceMapping(schema.Object, frozen=True):
     access: DeviceAccess = "rwm"
 
     @classmethod
-    def parse(cls, text: str) -> "DeviceMapping":
+    def parse(cls, text: str) -> DeviceMapping:
         parts = text.split(":")
         if not 1 <= len(parts) <= 3 or not parts[0]:
             raise InvalidArgument(f"device {text!r}: expected HOST[:CONTAINER[:rwm]]")
@@ -127,12 +127,12 @@ class ContainerSpec(schema.Object, frozen=True):
         return schema.to_builtins(self)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> "ContainerSpec":
+    def from_dict(cls, data: Any, where: str = "") -> ContainerSpec:
         """The spec in `data` (parsed JSON), validated; InvalidArgument names the bad field."""
         return schema.convert(data, cls, where)
 
     @classmethod
-    def checked(cls, **fields: Any) -> "ContainerSpec":
+    def checked(cls, **fields: Any) -> ContainerSpec:
         """A spec from keyword fields, validated as a request body is (the constructor is not)."""
         return cls.from_dict({key: schema.to_builtins(value) for key, value in fields.items()})
 
@@ -175,7 +175,7 @@ class Container:
         return schema.to_builtins(data)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Container":
+    def from_dict(cls, data: dict) -> Container:
         check_keys(data, cls, "container")
         data = dict(data)
         data["spec"] = ContainerSpec.from_dict(data["spec"], "container.spec")

@@ -29,8 +29,8 @@ import logging
 import os
 import time
 from collections import defaultdict
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -5,9 +5,11 @@ NotFound / Conflict / InvalidArgument / LaunchError with a message that names th
 """
 from __future__ import annotations
 
+import builtins  # RuntimeService.list shadows `list` in the annotations of the methods after it
 from dataclasses import dataclass
 from typing import IO, Iterator, Protocol
 
+from agent.images.model import Image
 from agent.runtime.model import Container, ContainerSpec
 
 
@@ -53,14 +55,14 @@ class RuntimeService(Protocol):
     def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
         """Raw Docker-framed log bytes; with follow, keeps yielding until the container exits."""
 
-    def exec(self, ref: str, command: list[str], env: list[str] | None = None,
+    def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None) -> ExecProcess:
         """Start a command in the running container; Conflict when it is not running."""
 
     # Images go through the runtime because only it knows which containers use an image.
-    def list_images(self) -> list: ...          # list[agent.images.model.Image]
+    def list_images(self) -> builtins.list: ...          # list[agent.images.model.Image]
 
-    def import_image(self, path: str, reference: str) -> object:
+    def import_image(self, path: str, reference: str) -> Image:
         """Import a rootfs tarball (or an OCI layout directory) found at `path` on the host."""
 
     def remove_image(self, ref: str) -> None:

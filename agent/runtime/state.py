@@ -33,7 +33,6 @@ from agent.atomic_file import sync_directory
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.runtime.model import Container
 
-
 _GENERATION = re.compile(r"^state\.(\d+)\.json$")
 # Written by earlier versions; read as generation 0.
 _LEGACY = "state.json"

@@ -11,9 +11,9 @@ import random
 import pytest
 
 from agent.errors import InvalidArgument
+from agent.policy.enforcer import egress_policies, egress_rule_name
 from agent.policy.merge import merge
 from agent.policy.model import Policy
-from agent.policy.enforcer import egress_policies, egress_rule_name
 from agent.probes.egress import EgressPolicy, EgressRuleSpec, destination, encode, rule_of, scan, words
 from agent.probes.structs import EGRESS_MAX_POLICIES, EGRESS_MAX_RULES
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import OBSERVED, CatalogEntry
+from agent.catalog.followers import probes_follow
 from agent.cgroups.driver import CgroupPaths
 from agent.errors import PolicyError
 from agent.events import EventLog
@@ -17,7 +18,6 @@ from agent.policy.decider import LibraryDecider
 from agent.policy.enforcer import Enforcer
 from agent.policy.library import PolicyLibrary
 from agent.policy.metrics import PolicyMetrics
-from agent.catalog.followers import probes_follow
 from agent.probes.double import ProbeDouble
 from agent.probes.events import KillEvent
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.cgroups.double import CgroupDouble
-from agent.cgroups.driver import CgroupPaths, Limits
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
+from agent.cgroups.double import CgroupDouble
+from agent.cgroups.driver import CgroupPaths, Limits
 from agent.errors import PolicyError
 from agent.events import EventLog
 from agent.policy.library import PolicyLibrary
