@@ -205,8 +205,9 @@ class Reconciler:
     def _step(self, what: str, container_id: str, action: Callable[[], None]) -> None:
         try:
             action()
-        except (CorralError, OSError) as exc:
-            log.error("reconciling %s: %s failed: %s", container_id[:12] or "the network", what, exc)
+        except Exception as exc:  # one container's bad state must not stop the daemon's start
+            log.error("reconciling %s: %s failed: %s", container_id[:12] or "the network", what, exc,
+                      exc_info=not isinstance(exc, (CorralError, OSError)))
             self.done["failed"].append(container_id)
             return
         if what not in ("unchanged", "created", "network"):

@@ -83,7 +83,7 @@ class ContainerStore:
                     container = Container.from_dict(json.loads(state.read_text()))
                     if container.id != entry.name:
                         raise InvalidArgument(f"it names container {container.id!r}")
-                except (OSError, ValueError, KeyError, TypeError, InvalidArgument) as exc:
+                except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidArgument) as exc:
                     # Kept on disk for a person to look at; never silently deleted.
                     errors.append(f"{state}: {exc}")
                     continue

@@ -141,3 +141,11 @@ def test_store_refuses_a_state_file_naming_another_container(tmp_path):
     store.add(container("abc123", "one"))
     os.rename(tmp_path / "containers" / "abc123", tmp_path / "containers" / "zzz")
     assert list(ContainerStore(tmp_path).unreadable) == ["zzz"]
+
+
+@pytest.mark.parametrize("garbage", [b"", b"5", b"[]", b'{"id": 1}', b"\xff\xfe", b'{"spec": null}'])
+def test_store_lists_any_garbage_as_unreadable(tmp_path, garbage):
+    directory = tmp_path / "containers" / "abc"
+    directory.mkdir(parents=True)
+    (directory / "state.1.json").write_bytes(garbage)
+    assert list(ContainerStore(tmp_path).unreadable) == ["abc"]
