@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupStats
@@ -66,8 +67,8 @@ class Sampler:
         with self._lock:
             return dict(self._failures)
 
-    def _failed(self, source: str, tally: dict[str, int] | None, what: str) -> None:
-        log.debug("sampler: reading %s failed", what, exc_info=True)
+    def _failed(self, source: str, tally: dict[str, int] | None, what: str, error: Exception) -> None:
+        log.debug("sampler: reading %s failed: %r", what, error)
         with self._lock:
             self._failures[source] = self._failures.get(source, 0) + 1
         if tally is not None:
@@ -83,17 +84,17 @@ class Sampler:
             method = PROBE_READERS[attribute]
             try:
                 setattr(reading, attribute, getattr(self.probes, method)() or {})
-            except Exception:  # a map read or decode error never fails the caller
+            except Exception as error:  # noqa: BLE001 - a map read or decode error never fails the caller
                 reading.failed.add(attribute)
-                self._failed("probes", tally, f"probe map {method}")
+                self._failed("probes", tally, f"probe map {method}", error)
         return reading
 
     def cgroup_stats(self, entry: CatalogEntry, tally: dict[str, int] | None = None) -> CgroupStats | None:
         """The entry's cgroup figures, or None (counted under `cgroup`) when they cannot be read."""
         try:
             return self.cgroups.stats(entry.cgroup)
-        except Exception:  # removed mid-read, an unreadable file: counted, the others go on
-            self._failed("cgroup", tally, f"cgroup stats of {entry.name}")
+        except Exception as error:  # noqa: BLE001 - removed mid-read, an unreadable file: counted, the others go on
+            self._failed("cgroup", tally, f"cgroup stats of {entry.name}", error)
             return None
 
     def snapshots(self, entries: Iterable[CatalogEntry], *, with_syscalls: bool = True,

@@ -2,7 +2,7 @@
 place an effective policy is worked out for a container (`effective`)."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from agent.cgroups.driver import Limits
 from agent.policy.library import PolicyLibrary

@@ -16,10 +16,15 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
-from agent.catalog.bus import BusEvent, ContainerPlaced, ContainerRemoved, ContainerStopped
+from agent.catalog.bus import (
+    BusEvent,
+    ContainerPlaced,
+    ContainerRemoved,
+    ContainerStopped,
+)
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import CorralError, PolicyError

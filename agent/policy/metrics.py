@@ -7,7 +7,7 @@ name a policy or container (violations, loaded) have no series until there is on
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 

@@ -7,8 +7,8 @@ alike. Only `unfreeze` acts: it thaws and resolves the rules that froze the cont
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry

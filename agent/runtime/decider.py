@@ -7,7 +7,8 @@ The daemon passes agent.policy.decider.LibraryDecider; without --policies, `NoPo
 """
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from agent.cgroups.driver import Limits
 

@@ -14,7 +14,14 @@ import re
 import pytest
 
 from tests.integration.corral_daemon import CorralDaemon
-from tests.integration.test_observe import hexid, metrics, observed, tree, wait_until, write_json  # noqa: F401 - tree: fixture
+from tests.integration.test_observe import (  # noqa: F401 - tree: fixture
+    hexid,
+    metrics,
+    observed,
+    tree,
+    wait_until,
+    write_json,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -32,7 +39,7 @@ def series(text: str, family: str, name: str) -> list[float]:
             if line.startswith(family + "{") and f'name="{name}"' in line]
 
 
-def test_an_observed_container_gets_every_feature_of_corrals_own(tmp_path, tree):
+def test_an_observed_container_gets_every_feature_of_corrals_own(tmp_path, tree):  # noqa: F811 - the fixture
     state = tmp_path / "host"
     docker_id = hexid()
     write_json(state / f"var/lib/docker/containers/{docker_id}/config.v2.json",

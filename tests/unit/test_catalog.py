@@ -6,7 +6,13 @@ import threading
 
 import pytest
 
-from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped
+from agent.catalog.bus import (
+    ContainerBus,
+    ContainerPlaced,
+    ContainerRemoved,
+    ContainerStarted,
+    ContainerStopped,
+)
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import OBSERVED, CatalogEntry
 from agent.catalog.followers import log_observed, probes_follow
@@ -132,3 +138,27 @@ def test_readers_never_see_a_missing_entry_while_it_is_replaced():
     stop.set()
     reader.join()
     assert missing == []
+
+
+def test_probe_events_find_their_container_in_the_catalogue_observed_ones_too(tmp_path):
+    from agent.probes.events import ExecEvent, KillEvent, OomEvent
+    from agent.probes.pump import ProbeEventPump
+
+    class Reports:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def record_enforcement(self, container, event) -> None:
+            self.got.append((container.name, event.nr))
+
+    catalog, log, reports = ContainerCatalog(), EventLog(tmp_path / "events.jsonl"), Reports()
+    catalog.put(entry("d1", "nginx", 31, origin=OBSERVED, runtime="docker"))
+    catalog.put(entry("c1", "web", 32))
+    pump = ProbeEventPump(probe_double(), log, catalog, reports=reports)
+    pump.handle(OomEvent(31, 77, "tail", 1000.0))
+    pump.handle(ExecEvent(32, 78, "/bin/sh", 1001.0))
+    pump.handle(KillEvent(32, 79, "sh", 101, 9, 0, 1002.0))
+    pump.handle(OomEvent(99, 80, "gone", 1003.0))                  # a cgroup no longer known
+    assert [(e.type, e.action, e.name, e.attributes.get("observed", False)) for e in log.since()] == \
+        [("container", "oom", "nginx", True), ("process", "exec", "web", False)]
+    assert reports.got == [("web", 101)] and pump.unattributed == 1

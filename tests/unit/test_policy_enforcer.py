@@ -64,7 +64,7 @@ def world(tmp_path):
 
 
 def test_kill_rules_are_in_the_probes_when_the_container_is_placed(world):
-    bus, enforcer, probes, events, registry, decider = world
+    bus, _, probes, events, registry, _ = world
     bus.publish(ContainerPlaced(entry("web-1", 21)))
     assert probes.kill == {21: {PTRACE: 9}}
     assert [e.attributes["kill"] for e in events.since() if e.action == "enforce"] == [["ptrace"]]
@@ -72,7 +72,7 @@ def test_kill_rules_are_in_the_probes_when_the_container_is_placed(world):
 
 
 def test_a_container_whose_kill_rule_cannot_be_pushed_does_not_start(world):
-    bus, enforcer, probes, events, registry, decider = world
+    bus, _, probes, _, registry, _ = world
     probes.probe_status["syscalls"] = False      # the kill table cannot be written
     with pytest.raises(PolicyError, match="web-1: cannot enforce"):
         bus.publish(ContainerPlaced(entry("web-1", 21)))
@@ -80,7 +80,7 @@ def test_a_container_whose_kill_rule_cannot_be_pushed_does_not_start(world):
 
 
 def test_an_observed_container_already_runs_so_a_failed_push_is_retried_not_raised(world):
-    bus, enforcer, probes, events, registry, decider = world
+    bus, enforcer, probes, _, _, decider = world
     probes.probe_status["syscalls"] = False      # the kill table cannot be written
     observed = entry("web-docker", 31, origin=OBSERVED, runtime="docker", state="running")
     bus.publish(ContainerPlaced(observed))           # no exception
@@ -90,7 +90,7 @@ def test_an_observed_container_already_runs_so_a_failed_push_is_retried_not_rais
 
 
 def test_a_reported_kill_is_a_violation_with_its_rule_and_events_are_rate_limited(world):
-    bus, enforcer, probes, events, registry, decider = world
+    bus, enforcer, _, events, registry, _ = world
     web = entry("web-1", 21)
     bus.publish(ContainerPlaced(web))
     for offset in (0.0, 0.1, 0.2):
@@ -103,7 +103,7 @@ def test_a_reported_kill_is_a_violation_with_its_rule_and_events_are_rate_limite
 
 
 def test_removal_forgets_the_rules_pushed(world):
-    bus, enforcer, probes, events, registry, decider = world
+    bus, enforcer, _, _, _, decider = world
     web = entry("web-1", 21)
     bus.publish(ContainerPlaced(web))
     bus.publish(ContainerRemoved(web))
