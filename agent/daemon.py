@@ -184,7 +184,7 @@ class Daemon:
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
         if config.probes:
-            self.probes = self._load_probes()
+            self.probes = self._load_probes(launcher)
             if self.probes is not None:
                 self._stack.append(("probes", self.probes.close))
                 self._stack.append(("probes following", self.bus.subscribe("probes", probes_follow(self.probes))))
@@ -272,10 +272,11 @@ class Daemon:
         log.info("observing containers below cgroup %s: %d found", self.config.observe_root,
                  len(self.observed.list()))
 
-    def _load_probes(self):
+    def _load_probes(self, launcher: Path):
         from agent.probes.loader import ProbeOptions, ProbeSet, ensure_mounts
         ensure_mounts()
-        probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency))
+        probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency,
+                                                               launcher=str(launcher)))
         started = time.monotonic()
         try:
             probes.load()

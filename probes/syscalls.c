@@ -6,6 +6,9 @@
  * exit alone avoids a second program at sys_enter. Unwatched tasks return after the cgroup
  * filter, before the register read.
  *
+ * Calls of the launcher setting a container up (launcher.c, compiled before this file) are
+ * skipped: counts and kill rules start with the container's command.
+ *
  * The syscall kill rules of enforce.c (compiled before this file) run here too, after counting:
  * a second program on sys_exit would cost every process of the host its own invocation.
  *
@@ -80,6 +83,9 @@ int corral_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u64 cgroup_id = bpf_get_current_cgroup_id();
     int slot = watched_slot(cgroup_id);
     if (slot < 0)
+        return 0;
+    /* The launcher setting the container up (launcher.c): neither counted nor killed. */
+    if (in_setup())
         return 0;
     struct regs_tail regs = {};
     if (bpf_probe_read_kernel(&regs, sizeof(regs),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
 
 from agent.errors import CorralError, InvalidArgument, KernelError
-from agent.probes import readings
+from agent.probes import readings, setup_exemption
 from agent.probes.attachments import CgroupAttachments
 from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, compile_probes
 from agent.probes.egress import EgressPolicy
@@ -106,6 +106,8 @@ class ProbeSet:
                                   self._ring.on_event)
         self._compiled = compiled
         self._status = compiled.status
+        if self.options.launcher and compiled.status.get("launcher_setup"):
+            setup_exemption.arm(compiled.table("launcher_config"), self.options.launcher)
         self._skb.fds = compiled.skb_fds
         self._enforcement.egress.fds = compiled.egress_fds
 
@@ -209,7 +211,10 @@ class ProbeSet:
     def map_entries(self) -> dict[str, int]:
         """Entries held for watched cgroups in each keyed map: all 0 once every container is
         gone, which is what leak checks look at."""
-        return readings.map_entries(self._require_loaded(), self._slots.by_cgroup, self.options.syscall_latency)
+        compiled = self._require_loaded()
+        result = readings.map_entries(compiled, self._slots.by_cgroup, self.options.syscall_latency)
+        result.update(setup_exemption.entries(compiled.table("launcher_tasks"), compiled.table("setup_tasks")))
+        return result
 
     # -- events --------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from agent.errors import InvalidArgument, KernelError
 from agent.probes.structs import NR_SYSCALLS
 
-# enforce.c first: syscalls.c calls its enforce_kill().
-PROBE_FILES = ("enforce.c", "syscalls.c", "memory.c", "network.c", "process.c")
+# launcher.c and enforce.c first: syscalls.c calls their in_setup() and enforce_kill().
+PROBE_FILES = ("launcher.c", "enforce.c", "syscalls.c", "memory.c", "network.c", "process.c")
 WATCH_INDEX_SIZE = 1024
 _INCLUDE = re.compile(r'^#include "common\.h"\n', re.MULTILINE)
 
@@ -27,6 +27,9 @@ class ProbeOptions:
     syscall_latency: bool = False   # sys_enter program + histograms: costs 2-4x the counting
     debug_dump: bool = False        # log the final BPF C text when loading
     max_containers: int = 128
+    # The corral-launch path the daemon spawns: its set-up of a container is neither counted
+    # nor killed (probes/launcher.c). None: every call of a watched cgroup counts.
+    launcher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ def tracepoints(options: ProbeOptions) -> list[Tracepoint]:
         Tracepoint("process_exec", "corral_process_exec", "sched:sched_process_exec"),
         Tracepoint("process_fork", "corral_process_fork", "sched:sched_process_fork"),
         Tracepoint("process_exit", "corral_process_exit", "sched:sched_process_exit"),
+        Tracepoint("launcher_setup", "corral_launcher_exec", "sched:sched_process_exec"),
+        Tracepoint("launcher_setup", "corral_launcher_fork", "sched:sched_process_fork"),
+        Tracepoint("launcher_setup", "corral_launcher_exit", "sched:sched_process_exit"),
     ]
     if options.syscall_latency:
         points += [
