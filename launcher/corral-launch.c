@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -79,6 +80,13 @@ struct bind {
 	int readonly;
 };
 
+/* --tmpfs DST:FLAGS:DATA (the daemon turned Docker's options into mount flags and data). */
+struct tmpfs_mount {
+	const char *dst;
+	unsigned long flags;
+	const char *data;
+};
+
 struct seccomp_prog {
 	struct sock_filter *insns;
 	unsigned short len; /* 0: no filter */
@@ -96,6 +104,13 @@ struct run_opts {
 	const char *exit_file;
 	const char *seccomp_file;
 	char **argv;
+	/* Security options (docs/security.md). */
+	uint64_t caps;      /* --caps MASK: effective, permitted, inheritable and bounding set */
+	const char *user;   /* --user USER[:GROUP], resolved in the container's /etc files */
+	int read_only;      /* --read-only: the root mount read-only */
+	int privileged;     /* --privileged: /proc and /sys unmasked and writable, cgroups rw */
+	struct tmpfs_mount *tmpfs;
+	int ntmpfs;
 };
 
 struct exec_opts {
@@ -106,6 +121,8 @@ struct exec_opts {
 	int ncgroup_procs;
 	const char *seccomp_file;
 	char **argv;
+	uint64_t caps;
+	const char *user;
 };
 
 /* What the cloned init needs; it lives in the child's copy of the shim's memory. */
@@ -258,6 +275,39 @@ static int parse_bind(const char *text, struct bind *out)
 	return 0;
 }
 
+static int parse_caps(const char *text, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 0);
+	if (*text == '\0' || *end != '\0' || errno != 0)
+		return -1;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+static int parse_tmpfs(const char *text, struct tmpfs_mount *out)
+{
+	char *copy = strdup(text);
+	if (copy == NULL || copy[0] != '/')
+		return -1;
+	char *flags = strchr(copy, ':');
+	if (flags == NULL)
+		return -1;
+	*flags++ = '\0';
+	char *data = strchr(flags, ':');
+	if (data == NULL)
+		return -1;
+	*data++ = '\0';
+	char *end;
+	out->flags = strtoul(flags, &end, 10);
+	if (*flags == '\0' || *end != '\0')
+		return -1;
+	out->dst = copy;
+	out->data = data;
+	return 0;
+}
+
 /* Parse `run` options; on a bad one, write the reason into msg and return -1. */
 static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_t size)
 {
@@ -266,7 +316,9 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 	o->net = NET_NONE;
 	o->env = calloc((size_t)argc + 1, sizeof(char *));
 	o->binds = calloc((size_t)argc + 1, sizeof(struct bind));
-	if (o->env == NULL || o->binds == NULL) {
+	o->tmpfs = calloc((size_t)argc + 1, sizeof(struct tmpfs_mount));
+	o->caps = DOCKER_CAPS;
+	if (o->env == NULL || o->binds == NULL || o->tmpfs == NULL) {
 		snprintf(msg, size, "usage: out of memory");
 		return -1;
 	}
@@ -317,6 +369,23 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 			o->exit_file = absolute(v);
 		} else if ((v = opt_value(argc, argv, &i, "--seccomp", &missing))) {
 			o->seccomp_file = absolute(v);
+		} else if ((v = opt_value(argc, argv, &i, "--caps", &missing))) {
+			if (parse_caps(v, &o->caps) < 0) {
+				snprintf(msg, size, "usage: --caps \"%s\": expected a capability mask like 0xa80425fb", v);
+				return -1;
+			}
+		} else if ((v = opt_value(argc, argv, &i, "--user", &missing))) {
+			o->user = v;
+		} else if (strcmp(arg, "--read-only") == 0) {
+			o->read_only = 1;
+		} else if (strcmp(arg, "--privileged") == 0) {
+			o->privileged = 1;
+		} else if ((v = opt_value(argc, argv, &i, "--tmpfs", &missing))) {
+			if (parse_tmpfs(v, &o->tmpfs[o->ntmpfs]) < 0) {
+				snprintf(msg, size, "usage: --tmpfs \"%s\": expected /DST:FLAGS:DATA", v);
+				return -1;
+			}
+			o->ntmpfs++;
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -344,6 +413,7 @@ static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, siz
 	memset(o, 0, sizeof(*o));
 	o->env = calloc((size_t)argc + 1, sizeof(char *));
 	o->cgroup_procs = calloc((size_t)argc + 1, sizeof(char *));
+	o->caps = DOCKER_CAPS;
 	if (o->env == NULL || o->cgroup_procs == NULL) {
 		snprintf(msg, size, "usage: out of memory");
 		return -1;
@@ -375,6 +445,13 @@ static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, siz
 			o->cgroup_procs[o->ncgroup_procs++] = v;
 		} else if ((v = opt_value(argc, argv, &i, "--seccomp", &missing))) {
 			o->seccomp_file = v;
+		} else if ((v = opt_value(argc, argv, &i, "--caps", &missing))) {
+			if (parse_caps(v, &o->caps) < 0) {
+				snprintf(msg, size, "usage: --caps \"%s\": expected a capability mask like 0xa80425fb", v);
+				return -1;
+			}
+		} else if ((v = opt_value(argc, argv, &i, "--user", &missing))) {
+			o->user = v;
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -480,12 +557,161 @@ static int read_seccomp(const char *path, struct seccomp_prog *prog, char *msg, 
 	return 0;
 }
 
-/* Bounding set, effective/permitted/inheritable, ambient, no_new_privs. Returns the failed
- * step's name, or NULL. */
-static const char *drop_capabilities(int *err)
+/* ------------------------------------------------------------ identity */
+
+#define MAX_GROUPS 64
+
+/* A --user resolved in the container's /etc/passwd and /etc/group. */
+struct identity {
+	int set;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[MAX_GROUPS];
+	int ngroups;
+	char home[256];
+};
+
+static int all_digits(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* Split a colon-separated line in place into at most n fields (empty fields kept). */
+static int split_fields(char *line, char **fields, int n)
+{
+	int count = 0;
+	line[strcspn(line, "\n")] = '\0';
+	while (count < n) {
+		fields[count++] = line;
+		char *colon = strchr(line, ':');
+		if (colon == NULL)
+			break;
+		*colon = '\0';
+		line = colon + 1;
+	}
+	return count;
+}
+
+/* One of the container's /etc files; only a regular file (a FIFO must not block us). */
+static FILE *open_etc(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
+	return fdopen(fd, "r");
+}
+
+/* USER[:GROUP] (names or numbers) as Docker resolves it: a name must be in /etc/passwd, the
+ * primary group is the passwd entry's unless GROUP is given, and the supplementary groups are
+ * those of /etc/group that list the user. Returns 0, or -1 with the reason in msg. */
+static int resolve_user(const char *spec, struct identity *id, char *msg, size_t size)
+{
+	char user[256], group[256] = "", name[256] = "", *line = NULL, *f[7];
+	size_t cap = 0;
+	memset(id, 0, sizeof(*id));
+	if (snprintf(user, sizeof(user), "%s", spec) >= (int)sizeof(user)) {
+		snprintf(msg, size, "user \"%s\": too long", spec);
+		return -1;
+	}
+	char *colon = strchr(user, ':');
+	if (colon) {
+		*colon = '\0';
+		snprintf(group, sizeof(group), "%s", colon + 1);
+	}
+	int numeric = all_digits(user), found = 0;
+	unsigned long uid = numeric ? strtoul(user, NULL, 10) : 0;
+	FILE *file = open_etc("/etc/passwd");
+	while (file && getline(&line, &cap, file) > 0) {
+		if (split_fields(line, f, 7) < 4)
+			continue;
+		if (numeric ? (all_digits(f[2]) && strtoul(f[2], NULL, 10) == uid) : strcmp(f[0], user) == 0) {
+			uid = strtoul(f[2], NULL, 10);
+			id->gid = (gid_t)strtoul(f[3], NULL, 10);
+			snprintf(name, sizeof(name), "%s", f[0]);
+			if (f[5] && f[5][0])
+				snprintf(id->home, sizeof(id->home), "%s", f[5]);
+			found = 1;
+			break;
+		}
+	}
+	if (file)
+		fclose(file);
+	if (!numeric && !found) {
+		free(line);
+		snprintf(msg, size, "unable to find user %s: no matching entries in passwd file", user);
+		return -1;
+	}
+	if (uid > 0xfffffffeUL) {
+		free(line);
+		snprintf(msg, size, "user \"%s\": uid out of range", user);
+		return -1;
+	}
+	id->uid = (uid_t)uid;
+	int group_found = group[0] == '\0' || all_digits(group);
+	if (all_digits(group))
+		id->gid = (gid_t)strtoul(group, NULL, 10);
+	id->groups[id->ngroups++] = id->gid;
+	file = open_etc("/etc/group");
+	while (file && getline(&line, &cap, file) > 0) {
+		if (split_fields(line, f, 4) < 3)
+			continue;
+		gid_t gid = (gid_t)strtoul(f[2], NULL, 10);
+		if (!group_found && strcmp(f[0], group) == 0) {
+			id->gid = id->groups[0] = gid;
+			group_found = 1;
+		}
+		/* Membership: the fourth field lists user names separated by commas. */
+		for (char *m = f[3] && name[0] ? f[3] : NULL, *next; m && *m && id->ngroups < MAX_GROUPS; m = next) {
+			next = strchr(m, ',');
+			if (next)
+				*next++ = '\0';
+			if (strcmp(m, name) == 0 && gid != id->groups[0])
+				id->groups[id->ngroups++] = gid;
+		}
+	}
+	if (file)
+		fclose(file);
+	free(line);
+	if (!group_found) {
+		snprintf(msg, size, "unable to find group %s: no matching entries in group file", group);
+		return -1;
+	}
+	id->set = 1;
+	return 0;
+}
+
+/* HOME from the passwd entry when the environment has none (Docker sets it too). */
+static void default_home(char **env, const struct identity *id)
+{
+	size_t n = 0;
+	for (; env[n]; n++)
+		if (strncmp(env[n], "HOME=", 5) == 0)
+			return;
+	char *home = malloc(strlen(id->home[0] ? id->home : "/") + 6);
+	if (home == NULL)
+		return;
+	sprintf(home, "HOME=%s", id->home[0] ? id->home : "/");
+	env[n] = home; /* env has room: it was allocated for every argument */
+}
+
+/* Bounding set, the user, effective/permitted/inheritable, ambient, no_new_privs. The user is
+ * switched while every capability is still held (PR_SET_KEEPCAPS), so dropping SETUID or
+ * SETGID does not stop it; for a non-root user exec then clears the effective set, as under
+ * Docker. Returns the failed step's name, or NULL. */
+static const char *drop_capabilities(uint64_t caps, const struct identity *id, int *err)
 {
 	for (int cap = 0; cap < 64; cap++) {
-		if (DOCKER_CAPS & CAP(cap))
+		if (caps & CAP(cap))
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
 			if (errno == EINVAL) /* past the kernel's last capability */
@@ -494,11 +720,19 @@ static const char *drop_capabilities(int *err)
 			return "drop capability from the bounding set";
 		}
 	}
+	if (id && id->set) {
+		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups((size_t)id->ngroups, id->groups) < 0 ||
+		    setresgid(id->gid, id->gid, id->gid) < 0 || setresuid(id->uid, id->uid, id->uid) < 0 ||
+		    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {
+			*err = errno;
+			return "switch to the user";
+		}
+	}
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2];
 	memset(data, 0, sizeof(data));
 	for (int i = 0; i < 2; i++) {
-		uint32_t word = (uint32_t)(DOCKER_CAPS >> (32 * i));
+		uint32_t word = (uint32_t)(caps >> (32 * i));
 		data[i].effective = data[i].permitted = data[i].inheritable = word;
 	}
 	if (syscall(SYS_capset, &hdr, data) < 0) {
@@ -742,17 +976,110 @@ static void setup_dev(const struct child_ctx *ctx, int rootfd)
 
 static void setup_sys(const struct child_ctx *ctx, int rootfd)
 {
-	unsigned long flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	unsigned long flags = (ctx->opts->privileged ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	if (mount_in_root(rootfd, "/sys", 0, "sysfs", "sysfs", flags, NULL) == 0)
 		return;
 	int err = errno;
-	/* sysfs shows the mounter's netns; sharing the host's may refuse a new instance. */
+	/* sysfs shows the mounter's netns; sharing the host's may refuse a new instance. Not
+	 * recursive: the host's cgroup, bpf and tracing mounts under /sys stay out. */
 	if (ctx->opts->net != NET_HOST)
 		child_fail(ctx, err, "mount sysfs on \"/sys\"");
-	if (mount_in_root(rootfd, "/sys", 0, "/sys", NULL, MS_BIND | MS_REC, NULL) < 0)
+	if (mount_in_root(rootfd, "/sys", 0, "/sys", NULL, MS_BIND, NULL) < 0)
 		child_fail(ctx, errno, "bind \"/sys\" on \"/sys\" (after mount sysfs: %s)", strerror(err));
-	if (remount_ro_in_root(rootfd, "/sys") < 0)
+	if (!ctx->opts->privileged && remount_ro_in_root(rootfd, "/sys") < 0)
 		child_fail(ctx, errno, "remount \"/sys\" read-only");
+}
+
+/* Remount the mount on name inside dirfd read-only (keeping its other flags). */
+static int remount_ro_at(int dirfd, const char *name)
+{
+	char buf[64];
+	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	const char *path = fd_path(fd, buf, sizeof(buf));
+	int rc = mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL);
+	int err = errno;
+	close(fd);
+	errno = err;
+	return rc;
+}
+
+/* The container's own cgroups at /sys/fs/cgroup, as Docker shows them: each hierarchy the
+ * init belongs to (table: /proc/self/cgroup read before the cgroup namespace was made),
+ * mounted in the container's cgroup namespace so it sees only its own subtree, and read-only
+ * (unless --privileged), so its limits are changed only by the daemon. Hybrid hosts get a
+ * tmpfs with one directory per v1 hierarchy plus "unified"; pure v2 hosts the cgroup2 root. */
+static void setup_cgroups(const struct child_ctx *ctx, int rootfd, char *table)
+{
+	const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	const int ro = !ctx->opts->privileged;
+	const char *newline = strchr(table, '\n');
+	if (strncmp(table, "0::", 3) == 0 && (newline == NULL || newline[1] == '\0')) { /* only v2 */
+		if (mount_in_root(rootfd, "/sys/fs/cgroup", 0, "cgroup2", "cgroup2", flags, NULL) < 0)
+			child_fail(ctx, errno, "mount cgroup2 on \"/sys/fs/cgroup\"");
+		if (ro && remount_ro_in_root(rootfd, "/sys/fs/cgroup") < 0)
+			child_fail(ctx, errno, "remount \"/sys/fs/cgroup\" read-only");
+		return;
+	}
+	if (mount_in_root(rootfd, "/sys/fs/cgroup", 0, "tmpfs", "tmpfs", flags, "mode=755,size=64k") < 0)
+		child_fail(ctx, errno, "mount tmpfs on \"/sys/fs/cgroup\"");
+	int dirfd = open_in_root(rootfd, "/sys/fs/cgroup", O_DIRECTORY);
+	if (dirfd < 0)
+		child_fail(ctx, errno, "open \"/sys/fs/cgroup\"");
+	char *save = NULL;
+	for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* "ID:CONTROLLERS:PATH"; v2 has no controllers. */
+		char *controllers = strchr(line, ':'), *path;
+		if (controllers == NULL || (path = strchr(++controllers, ':')) == NULL)
+			continue;
+		*path++ = '\0';
+		int v2 = controllers[0] == '\0';
+		const char *name = v2 ? "unified" : (strncmp(controllers, "name=", 5) == 0 ? controllers + 5 : controllers);
+		if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+			child_fail(ctx, errno, "create \"/sys/fs/cgroup/%s\"", name);
+		int rc = mount_at(dirfd, name, "cgroup", v2 ? "cgroup2" : "cgroup", flags, v2 ? NULL : controllers);
+		if (rc < 0 && errno == EPERM) {
+			/* Not allowed to mount a hierarchy here (a user namespace): bind our subtree. */
+			char host[PATH_MAX];
+			snprintf(host, sizeof(host), "/sys/fs/cgroup/%s%s", name, path);
+			rc = mount_at(dirfd, name, host, NULL, MS_BIND, NULL);
+		}
+		if (rc < 0)
+			child_fail(ctx, errno, "mount cgroup \"%s\" on \"/sys/fs/cgroup/%s\"", controllers, name);
+		if (ro && remount_ro_at(dirfd, name) < 0)
+			child_fail(ctx, errno, "remount \"/sys/fs/cgroup/%s\" read-only", name);
+		/* Co-mounted controllers ("cpu,cpuacct") get a link per controller, as on the host. */
+		if (!v2 && strchr(name, ',')) {
+			char list[256], *part_save = NULL;
+			snprintf(list, sizeof(list), "%s", name);
+			for (char *part = strtok_r(list, ",", &part_save); part; part = strtok_r(NULL, ",", &part_save))
+				if (symlinkat(name, dirfd, part) < 0 && errno != EEXIST)
+					child_fail(ctx, errno, "symlink \"/sys/fs/cgroup/%s\"", part);
+		}
+	}
+	close(dirfd);
+	if (ro && remount_ro_in_root(rootfd, "/sys/fs/cgroup") < 0)
+		child_fail(ctx, errno, "remount \"/sys/fs/cgroup\" read-only");
+}
+
+/* --tmpfs mounts, then --read-only: the root itself read-only, its mounts as they are. */
+static void setup_writable(const struct child_ctx *ctx, int rootfd)
+{
+	const struct run_opts *o = ctx->opts;
+	for (int i = 0; i < o->ntmpfs; i++)
+		if (mount_in_root(rootfd, o->tmpfs[i].dst, 0, "tmpfs", "tmpfs", o->tmpfs[i].flags, o->tmpfs[i].data) < 0)
+			child_fail(ctx, errno, "mount tmpfs on \"%s\"", o->tmpfs[i].dst);
+	if (!o->read_only)
+		return;
+	if (o->workdir) { /* made now: it cannot be made once the root is read-only */
+		int fd = ensure_in_root(rootfd, o->workdir, 0);
+		if (fd < 0)
+			child_fail(ctx, errno, "create workdir \"%s\"", o->workdir);
+		close(fd);
+	}
+	if (remount_ro_in_root(rootfd, "/") < 0)
+		child_fail(ctx, errno, "remount the root read-only");
 }
 
 static void setup_binds(const struct child_ctx *ctx, int rootfd)
@@ -861,6 +1188,14 @@ static int container_init(void *arg)
 	if (n != 1)
 		_exit(1); /* aborted: the shim closed the pipe */
 
+	/* Our cgroups as the host names them, before the namespace makes them all "/". */
+	static char cgroup_table[8192];
+	int table_fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+	ssize_t table_len = table_fd < 0 ? -1 : read(table_fd, cgroup_table, sizeof(cgroup_table) - 1);
+	if (table_len <= 0)
+		child_fail(ctx, errno, "read \"/proc/self/cgroup\"");
+	cgroup_table[table_len] = '\0';
+	close(table_fd);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		child_fail(ctx, errno, "unshare cgroup namespace");
 	/* Nothing mounted from here on may propagate to the host. */
@@ -879,7 +1214,9 @@ static int container_init(void *arg)
 		child_fail(ctx, errno, "mount proc on \"/proc\"");
 	setup_dev(ctx, rootfd);
 	setup_sys(ctx, rootfd);
+	setup_cgroups(ctx, rootfd, cgroup_table);
 	setup_binds(ctx, rootfd);
+	setup_writable(ctx, rootfd);
 
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the new. */
 	if (fchdir(rootfd) < 0)
@@ -892,7 +1229,14 @@ static int container_init(void *arg)
 		child_fail(ctx, errno, "chdir \"/\"");
 	close(rootfd);
 
-	mask_paths(ctx);
+	if (!o->privileged)
+		mask_paths(ctx);
+	struct identity id = {0};
+	char msg[MSG_MAX];
+	if (o->user && resolve_user(o->user, &id, msg, sizeof(msg)) < 0)
+		child_fail(ctx, 0, "%s", msg);
+	if (id.set)
+		default_home(o->env, &id);
 	if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0)
 		child_fail(ctx, errno, "sethostname \"%s\"", o->hostname);
 	if (o->workdir) {
@@ -902,7 +1246,7 @@ static int container_init(void *arg)
 			child_fail(ctx, errno, "chdir \"%s\"", o->workdir);
 	}
 	int err = 0;
-	const char *step = drop_capabilities(&err);
+	const char *step = drop_capabilities(o->caps, &id, &err);
 	if (step)
 		child_fail(ctx, err, "%s", step);
 	if (install_seccomp(ctx->filter) < 0)
@@ -1304,8 +1648,16 @@ static int cmd_exec(int argc, char **argv)
 			error_line(2, errno, "chdir \"%s\"", o.workdir);
 			_exit(126);
 		}
+		struct identity id = {0};
+		char reason[MSG_MAX];
+		if (o.user && resolve_user(o.user, &id, reason, sizeof(reason)) < 0) {
+			error_line(2, 0, "%s", reason);
+			_exit(126);
+		}
+		if (id.set)
+			default_home(o.env, &id);
 		int err = 0;
-		const char *step = drop_capabilities(&err);
+		const char *step = drop_capabilities(o.caps, &id, &err);
 		if (step) {
 			error_line(2, err, "%s", step);
 			_exit(126);

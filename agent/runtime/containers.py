@@ -36,11 +36,14 @@ from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, C
 from agent.runtime.names import new_id, new_name
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
+from agent.security import capabilities
+from agent.security.container_filter import FILTER_FILE, ContainerFilters
+from agent.security.options import of_spec
 
 log = logging.getLogger(__name__)
 
-# The policies' seccomp filter, in the container's state directory.
-SECCOMP_FILE = "seccomp.bpf"
+# The container's seccomp filter (profile + policies' deny rules), in its state directory.
+SECCOMP_FILE = FILTER_FILE
 # The exit code recorded when a shim vanished without writing one (killed, or a crash).
 LOST_EXIT_CODE = 255
 
@@ -64,6 +67,7 @@ class Runtime:
         self.decider: PolicyDecider = decider or NoPolicies()
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
+        self.filters = ContainerFilters(self.root / "seccomp")   # compiled once per distinct profile
 
     # ---- life cycle of the runtime itself -------------------------------------------------
 
@@ -168,6 +172,7 @@ class Runtime:
         if container.rootfs is None:
             raise CorralError(f"container {container.name} has no root filesystem",
                               hint=f"`corral rm {container.name}` and run it again")
+        security = of_spec(container.spec)
         request = LaunchRequest(
             rootfs=Path(container.rootfs),
             command=list(container.command),
@@ -178,7 +183,12 @@ class Runtime:
             binds=binds,
             log=directory / "container.log",
             exit_file=directory / "exit",
-            seccomp=self._seccomp_filter(container, directory),
+            seccomp=self._seccomp_filter(container, directory, security),
+            caps=capabilities.mask(security.caps),
+            user=security.user,
+            read_only=security.read_only,
+            privileged=security.privileged,
+            tmpfs=[item.launcher_arg() for item in security.tmpfs],
         )
 
         def place(pid: int) -> None:
@@ -306,9 +316,11 @@ class Runtime:
         environment = _merge_env(container.env, env or [], container.hostname)
         paths = CgroupPaths.from_dict(container.cgroup)
         seccomp = self.store.directory(container.id) / SECCOMP_FILE   # the container's own filter
+        security = of_spec(container.spec)
         process = start_exec(self.launcher, container.pid, command, environment,
                              workdir or container.workdir, self.cgroups.procs_files(paths),
-                             seccomp=seccomp if seccomp.exists() else None)
+                             seccomp=seccomp if seccomp.exists() else None,
+                             caps=capabilities.mask(security.caps), user=security.user)
         self.events.emit(Event("container", "exec_start", container.id, container.name,
                                attributes={"command": command}))
         return process
@@ -339,16 +351,12 @@ class Runtime:
         """The spec's limits tightened by the policies selecting the container."""
         return self.decider.limits(name, spec.image, dict(spec.labels), _limits(spec))
 
-    def _seccomp_filter(self, container: Container, directory: Path) -> Path | None:
-        """The policies' deny rules as the filter corral-launch installs before exec (kept in
-        the state directory, so exec uses it too and it goes with the container)."""
-        path = directory / SECCOMP_FILE
+    def _seccomp_filter(self, container: Container, directory: Path, security) -> Path | None:
+        """The container's profile with the policies' deny rules merged in: one filter, which
+        corral-launch installs before exec (linked into the state directory, so exec uses it
+        too and it goes with the container)."""
         denied = self.decider.seccomp_denied(container.name, container.spec.image, dict(container.spec.labels))
-        if not denied:
-            path.unlink(missing_ok=True)
-            return None
-        from agent.policy.seccomp import export_filter
-        return Path(export_filter(denied, str(path)))
+        return self.filters.install(security, denied, directory)
 
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:

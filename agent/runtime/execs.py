@@ -16,8 +16,13 @@ class LauncherExec(ExecProcess):
 
 
 def start_exec(launcher: Path, pid: int, command: list[str], env: list[str], workdir: str,
-               procs_files: list[str], seccomp: Path | None = None) -> LauncherExec:
+               procs_files: list[str], seccomp: Path | None = None, caps: int | None = None,
+               user: str | None = None) -> LauncherExec:
     argv = [str(launcher), "exec", "--pid", str(pid), "--workdir", workdir]
+    if caps is not None:
+        argv += ["--caps", hex(caps)]
+    if user:
+        argv += ["--user", user]
     for item in env:
         argv += ["--env", item]
     for item in procs_files:

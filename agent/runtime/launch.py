@@ -45,6 +45,11 @@ class LaunchRequest:
     log: Path | None = None
     exit_file: Path | None = None
     seccomp: Path | None = None
+    caps: int | None = None                          # capability mask; None: Docker's default set
+    user: str | None = None                          # USER[:GROUP], resolved in the image's /etc
+    read_only: bool = False
+    privileged: bool = False
+    tmpfs: list[str] = field(default_factory=list)   # DST:FLAGS:DATA
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -59,6 +64,16 @@ class LaunchRequest:
             argv += ["--exit-file", str(self.exit_file)]
         if self.seccomp:
             argv += ["--seccomp", str(self.seccomp)]
+        if self.caps is not None:
+            argv += ["--caps", hex(self.caps)]
+        if self.user:
+            argv += ["--user", self.user]
+        if self.read_only:
+            argv.append("--read-only")
+        if self.privileged:
+            argv.append("--privileged")
+        for item in self.tmpfs:
+            argv += ["--tmpfs", item]
         return argv + ["--", *self.command]
 
 

@@ -37,6 +37,15 @@ NetworkMode = Annotated[str, msgspec.Meta(
 Memory = Annotated[int, msgspec.Meta(ge=4 * 1024 * 1024, le=1 << 50, description="bytes, at least 4 MiB")]
 Cpus = Annotated[float, msgspec.Meta(ge=0.01, le=1024)]
 PidsLimit = Annotated[int, msgspec.Meta(ge=1, le=4194304)]   # the kernel's PID_MAX_LIMIT
+Capability = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=64, pattern=r"^[A-Za-z_]+$", description="NET_ADMIN, CAP_NET_ADMIN or ALL")]
+SecurityOpt = Annotated[str, msgspec.Meta(
+    max_length=(1 << 20) + 16,
+    description="seccomp=unconfined, seccomp=<profile JSON in Docker's format>, no-new-privileges")]
+TmpfsOptions = Annotated[str, msgspec.Meta(max_length=256, description="like size=64m,mode=1777,noexec")]
+User = Annotated[str, msgspec.Meta(
+    max_length=65, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$",
+    description="USER[:GROUP], names resolved in the image's /etc/passwd and /etc/group")]
 
 
 class Mount(schema.Object, frozen=True):
@@ -116,9 +125,19 @@ class ContainerSpec(schema.Object, frozen=True):
     auto_remove: bool = False
     entrypoint: Arguments | None = None
     devices: Annotated[list[DeviceMapping], msgspec.Meta(max_length=32)] = []   # --device
+    # Security, named as in Docker's HostConfig (agent/security/options.py, docs/security.md).
+    cap_add: Annotated[list[Capability], msgspec.Meta(max_length=64)] = []
+    cap_drop: Annotated[list[Capability], msgspec.Meta(max_length=64)] = []
+    privileged: bool = False                 # every capability, no seccomp, /sys and cgroups writable
+    security_opt: Annotated[list[SecurityOpt], msgspec.Meta(max_length=16)] = []
+    read_only: bool = False                  # the root file system read-only
+    tmpfs: Annotated[dict[AbsolutePath, TmpfsOptions], msgspec.Meta(max_length=64)] = {}   # target -> options
+    user: User | None = None
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
+        from agent.security.options import of_spec
+        of_spec(self)                        # an unknown capability, a bad profile or tmpfs option
         if self.ports and self.network in ("none", "host"):
             raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
                                   hint="use --net bridge or a network name", field="ports")
