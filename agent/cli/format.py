@@ -85,6 +85,12 @@ def container_command(container: dict) -> str:
 
 
 def container_status(container: dict, now: float) -> str:
+    status = _status(container, now)
+    # Loud on purpose: a privileged container is not isolated from the host's kernel.
+    return f"{status} (PRIVILEGED)" if (container.get("spec") or {}).get("privileged") else status
+
+
+def _status(container: dict, now: float) -> str:
     state = container.get("state", "")
     if state == "running":
         return f"Up {human_duration(max(0.0, now - (container.get('started_at') or now)))}"

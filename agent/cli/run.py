@@ -58,6 +58,21 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
     parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V",
                         help="set a label (repeat for more)")
     parser.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint ('' clears it)")
+    security = parser.add_argument_group("security (docs/security.md)")
+    security.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                          help="add a capability, like NET_ADMIN, or ALL (repeat for more)")
+    security.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                          help="drop a capability, like NET_RAW, or ALL (repeat for more)")
+    security.add_argument("--privileged", action="store_true",
+                          help="every capability, no seccomp profile, /sys and cgroups writable: no isolation "
+                               "from the host's kernel")
+    security.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                          help="seccomp=unconfined, seccomp=PROFILE.json (Docker's format) or no-new-privileges")
+    security.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
+    security.add_argument("--tmpfs", action="append", default=[], metavar="DIR[:OPTS]",
+                          help="mount a tmpfs, like /run or /tmp:size=64m,mode=1777 (repeat for more)")
+    security.add_argument("-u", "--user", metavar="USER[:GROUP]",
+                          help="user to run as: a name from the image's /etc/passwd or a uid, optionally :group")
     parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
     parser.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER,
                         help="command and arguments (default: the image's)")
@@ -82,6 +97,30 @@ def labels_of(items: list[str]) -> dict[str, str]:
             raise InvalidArgument(f"--label {item!r}: expected KEY=VALUE")
         labels[key] = value
     return labels
+
+
+def security_opts(items: list[str]) -> list[str]:
+    """`seccomp=FILE` becomes `seccomp=<the file's JSON>`, as Docker's CLI sends it: the
+    daemon may not see this machine's files."""
+    result = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, sep, value = item.partition(":")
+        if key == "seccomp" and value not in ("unconfined", "default", "builtin") and not value.lstrip().startswith("{"):
+            try:
+                with open(value, encoding="utf-8") as handle:
+                    value = handle.read((1 << 20) + 1)
+            except OSError as exc:
+                raise InvalidArgument(f"--security-opt seccomp={value}: cannot read the profile: {exc.strerror}") from None
+            item = f"seccomp={value}"
+        result.append(item)
+    return result
+
+
+def tmpfs_of(items: list[str]) -> dict[str, str]:
+    """`--tmpfs DIR[:OPTS]` as Docker's HostConfig.Tmpfs map."""
+    return dict(item.partition(":")[::2] for item in items)
 
 
 def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerSpec:
@@ -110,6 +149,13 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         labels=labels_of(args.label),
         auto_remove=auto_remove,
         entrypoint=entrypoint,
+        cap_add=list(args.cap_add),
+        cap_drop=list(args.cap_drop),
+        privileged=args.privileged,
+        security_opt=security_opts(args.security_opt),
+        read_only=args.read_only,
+        tmpfs=tmpfs_of(args.tmpfs),
+        user=args.user,
         **optional,
     )
 

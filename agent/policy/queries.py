@@ -92,19 +92,16 @@ class PolicyQueries:
         if container.observed:
             return {"denied": denied, "filter_in_force": "not applicable: seccomp applies only to "
                                                          "containers Corral starts"}
-        try:
-            started_with: bytes | None = Path(container.seccomp_file).read_bytes() if container.seccomp_file else None
-        except OSError:
-            started_with = None
-        if started_with is None:
+        # The filter merges the profile and the deny rules; its record says which deny list.
+        from agent.security.container_filter import in_force as filter_record
+        record = filter_record(Path(container.seccomp_file).parent) if container.seccomp_file else None
+        started_with = record.get("denied") if record else None
+        if not started_with:
             in_force = "none" if not denied else "none (started before these deny rules)"
+        elif sorted(started_with) == sorted(denied):
+            in_force = "current"
         else:
-            try:
-                from agent.policy.seccomp import filter_bytes
-                same = bool(denied) and filter_bytes(denied) == started_with
-            except CorralError:
-                same = False
-            in_force = "current" if same else "an older deny list (applies to containers started from now on)"
+            in_force = "an older deny list (applies to containers started from now on)"
         return {"denied": denied, "filter_in_force": in_force}
 
     def replay(self, text: str, file: str, since: float) -> list[dict]:

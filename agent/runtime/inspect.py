@@ -45,6 +45,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "Entrypoint": spec.entrypoint,
             "WorkingDir": container.workdir,
             "Labels": dict(spec.labels),
+            "User": spec.user or "",
         },
         "HostConfig": {
             "Memory": spec.memory or 0,
@@ -53,6 +54,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "NetworkMode": spec.network,
             "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts],
             "AutoRemove": spec.auto_remove,
+            **host_security(container, state_dir),
         },
         "Labels": dict(spec.labels),
         "Cgroup": {
@@ -69,6 +71,33 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
         "LogPath": str(state_dir / "container.log"),
         "NetworkSettings": network_settings(container),
     }
+
+
+def host_security(container: Container, state_dir: Path) -> dict:
+    """Docker's HostConfig security fields, SecurityOpt naming the seccomp profile in force
+    (default, unconfined or custom with its digest) rather than echoing a profile's JSON."""
+    from agent.security.container_filter import in_force
+    from agent.security.options import of_spec
+
+    spec = container.spec
+    settings = of_spec(spec)
+    record = in_force(state_dir) or {}
+    options = [f"seccomp={record.get('profile', settings.seccomp_name)}", "no-new-privileges"]
+    return {
+        "Privileged": spec.privileged,
+        "CapAdd": list(spec.cap_add) or None,
+        "CapDrop": list(spec.cap_drop) or None,
+        "Capabilities": sorted(settings.caps),
+        "SecurityOpt": options,
+        "SeccompDenied": record.get("denied", []),
+        "ReadonlyRootfs": spec.read_only,
+        "Tmpfs": dict(spec.tmpfs),
+        "Warnings": [PRIVILEGED_WARNING] if spec.privileged else [],
+    }
+
+
+PRIVILEGED_WARNING = ("privileged: every capability, no seccomp profile, /proc, /sys and the cgroup files "
+                      "writable: this container is not isolated from the host's kernel")
 
 
 def network_settings(container: Container) -> dict:

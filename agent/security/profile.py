@@ -153,7 +153,7 @@ def _architectures(data: dict, machine: str) -> tuple[str, ...]:
         for i, entry in enumerate(arch_map):
             if not isinstance(entry, dict):
                 raise InvalidArgument(f"seccomp profile: archMap[{i}]: expected an object")
-            if entry.get("architecture") == native:
+            if native and entry.get("architecture") == native:
                 chosen = [native, *(entry.get("subArchitectures") or [])]
     elif data.get("architectures"):
         chosen = list(data["architectures"])

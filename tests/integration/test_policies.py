@@ -174,9 +174,12 @@ selector: {names: ["deny-*"]}
 syscalls:
   - {name: no-mkdir, names: [mkdir, mkdirat], action: deny}
 """)
-    result = pdaemon.cli("run", "--rm", "--name", "deny-1", "busybox", "sh", "-c", "mkdir /tmp/x; echo rc=$?")
+    result = pdaemon.cli("run", "--rm", "--name", "deny-1", "busybox", "sh", "-c",
+                         "mkdir /tmp/x; echo rc=$?; unshare -U true; echo userns=$?; "
+                         "grep Seccomp_filters /proc/self/status")
     assert "Operation not permitted" in result.stderr.decode()
-    assert result.stdout.decode().strip() == "rc=1"
+    # The deny rules are merged into the default profile: one filter, and both apply.
+    assert result.stdout.decode().split() == ["rc=1", "userns=1", "Seccomp_filters:", "1"]
     containers.append("deny-2")
     pdaemon.cli("run", "-d", "--name", "deny-2", "busybox", "sleep", "60")
     exec_result = pdaemon.cli("exec", "deny-2", "mkdir", "/tmp/y", check=False)
