@@ -710,6 +710,12 @@ static void default_home(char **env, const struct identity *id)
  * Docker. Returns the failed step's name, or NULL. */
 static const char *drop_capabilities(uint64_t caps, const struct identity *id, int *err)
 {
+	/* Never more than we hold: --privileged (every capability) under a daemon that lacks one
+	 * gets all the daemon has, as under Docker. */
+	struct __user_cap_header_struct held_hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct held[2];
+	if (syscall(SYS_capget, &held_hdr, held) == 0)
+		caps &= (uint64_t)held[0].permitted | ((uint64_t)held[1].permitted << 32);
 	for (int cap = 0; cap < 64; cap++) {
 		if (caps & CAP(cap))
 			continue;
