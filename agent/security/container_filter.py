@@ -16,9 +16,9 @@ from typing import Iterable
 
 from agent.errors import KernelError
 from agent.security import default_profile
-from agent.security.filters import FilterCache, digest
+from agent.security.filters import FilterCache
 from agent.security.options import DEFAULT_PROFILE, UNCONFINED, Settings
-from agent.security.profile import Profile, from_docker_json
+from agent.security.profile import Profile, digest, from_docker_json
 
 FILTER_FILE = "seccomp.bpf"
 RECORD_FILE = "seccomp.json"

@@ -131,7 +131,3 @@ class FilterCache:
                 raise
         except OSError as exc:
             raise KernelError(f"cannot write the seccomp filter {path}: {exc.strerror}") from None
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -12,8 +12,7 @@ from typing import Iterable, Mapping
 
 from agent.errors import InvalidArgument
 from agent.security import capabilities
-from agent.security.filters import digest
-from agent.security.profile import from_docker_json
+from agent.security.profile import digest, from_docker_json
 
 DEFAULT_PROFILE = "default"
 UNCONFINED = "unconfined"

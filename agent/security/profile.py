@@ -8,6 +8,7 @@ deny rules, giving the `Resolved` rule list that `filters` compiles.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
@@ -107,6 +108,11 @@ def for_container(profile: Profile, caps: Iterable[str], denied: Iterable[str] =
     if blocked:
         rules.append(Rule(names=tuple(blocked), action="errno", errno=EPERM))
     return Resolved(profile.default_action, profile.default_errno, profile.architectures, tuple(rules))
+
+
+def digest(text: str) -> str:
+    """Names a profile file's content (cache keys, `inspect`)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _kernel_version() -> tuple[int, int]:
