@@ -64,13 +64,18 @@ def check_namespaces() -> list[CheckResult]:
 
 def check_seccomp(paths: HostPaths,
                   importer: Callable[[str], object] = importlib.import_module) -> CheckResult:
+    """Every container runs under the default seccomp profile (docs/security.md), compiled by
+    libseccomp through its Python binding: without either, containers cannot start."""
     status = read_text(paths.proc / "self" / "status") or ""
     if not any(line.startswith("Seccomp:") for line in status.splitlines()):
-        return problem("seccomp", "the kernel has no seccomp (no Seccomp: line in /proc/self/status)",
-                       "boot a kernel built with CONFIG_SECCOMP_FILTER=y", required=False)
+        return problem("seccomp", "the kernel has no seccomp (no Seccomp: line in /proc/self/status): "
+                       "containers cannot get the default profile",
+                       "boot a kernel built with CONFIG_SECCOMP_FILTER=y")
     try:
         importer("seccomp")
     except Exception as exc:      # noqa: BLE001 - a broken binding can raise anything
-        return problem("seccomp", f"kernel has seccomp, but `import seccomp` failed: {exc}",
-                       "apt-get install python3-seccomp", required=False)
-    return passed("seccomp", "kernel seccomp and the python3-seccomp binding", required=False)
+        return problem("seccomp", f"kernel has seccomp, but `import seccomp` failed: {exc}; "
+                       "the default profile cannot be compiled, so containers cannot start",
+                       "apt-get install python3-seccomp")
+    return passed("seccomp", "kernel seccomp and the python3-seccomp binding: every container gets "
+                  "the default profile (docs/security.md)")

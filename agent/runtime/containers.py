@@ -20,7 +20,7 @@ from typing import Iterator
 
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped
 from agent.catalog.entry import CatalogEntry
-from agent.cgroups.devices import container_rules, rule_for
+from agent.cgroups.devices import DeviceRule, container_rules, rule_for
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.events import Event, EventLog
@@ -120,6 +120,8 @@ class Runtime:
         # Docker's default device list plus each --device node (checked now: a bad path fails
         # before anything is made).
         device_rules = container_rules(rule_for(device.host, device.access) for device in spec.devices)
+        if spec.privileged:                 # as Docker: every device (/dev still holds the defaults)
+            device_rules = (DeviceRule("a", None, None, "rwm"),)
         container_id = new_id()
         name = spec.name or new_name(self.store.names())
         hostname = spec.hostname or container_id[:12]

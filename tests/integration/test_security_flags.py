@@ -159,11 +159,16 @@ def test_privileged_is_loud_in_inspect_and_ps(daemon):
         assert host["Warnings"] and "not isolated" in host["Warnings"][0]
         row = next(line for line in daemon.out("ps").splitlines() if line.startswith(cid[:12]))
         assert "(PRIVILEGED)" in row
+        # /dev/kmsg (c 1:11) is outside Docker's device list: only a privileged container opens it.
+        probe_kmsg = "mknod /tmp/k c 1 11 && dd if=/tmp/k of=/dev/null count=0 2>/dev/null && echo opened"
         inside = daemon.cli("exec", cid, "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; "
-                                                     "grep ' /sys ' /proc/self/mountinfo")
+                                                     f"grep ' /sys ' /proc/self/mountinfo; {probe_kmsg}")
         lines = inside.stdout.decode().splitlines()
         assert int(lines[0].split()[1], 16) == ALL and lines[1].split() == ["Seccomp:", "0"]
         assert lines[2].split()[5].startswith("rw")
+        assert lines[3] == "opened"
+        confined = daemon.cli("run", "--rm", "--net", "none", "busybox", "sh", "-c", probe_kmsg, check=False)
+        assert "opened" not in confined.stdout.decode()
     finally:
         daemon.cli("rm", "-f", cid)
 

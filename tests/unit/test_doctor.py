@@ -280,10 +280,10 @@ def test_seccomp(tmp_path):
     def no_module(name):
         raise ImportError(f"No module named {name!r}")
     broken = isolation.check_seccomp(paths, no_module)
-    assert broken.status == WARN and broken.fix == "apt-get install python3-seccomp"
+    assert broken.status == FAIL and broken.fix == "apt-get install python3-seccomp"
     no_kernel = isolation.check_seccomp(make_host(tmp_path / "b", status="Name:\tx\n"),
                                         lambda name: object())
-    assert no_kernel.status == WARN and "CONFIG_SECCOMP" in no_kernel.fix
+    assert no_kernel.status == FAIL and "CONFIG_SECCOMP" in no_kernel.fix
 
 
 # --- software -------------------------------------------------------------------------------
