@@ -28,7 +28,7 @@ def compile_filter(resolved: Resolved, *, strict_names: Iterable[str] = ()) -> b
     """The raw `struct sock_filter[]` for `resolved`. A syscall name this libseccomp does not
     know is skipped, as Docker does for profiles written for other kernels, except the names in
     `strict_names` (the policies' deny list), which must exist."""
-    import seccomp   # python3-seccomp; imported here so modules that only describe need not have it
+    import seccomp  # python3-seccomp; imported here so modules that only describe need not have it
 
     strict = set(strict_names)
     rules = seccomp.SyscallFilter(defaction=_action(seccomp, resolved.default_action, resolved.default_errno))

@@ -166,7 +166,7 @@ def _architectures(data: dict, machine: str) -> tuple[str, ...]:
     if not chosen and native:
         chosen = [native]
     result = []
-    for i, name in enumerate(chosen):
+    for name in chosen:
         if name not in ARCHES:
             raise InvalidArgument(f"seccomp profile: architecture {name!r} is not known",
                                   hint=f"one of {', '.join(sorted(ARCHES))}")

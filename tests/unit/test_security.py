@@ -11,7 +11,6 @@ from agent.security import capabilities, default_profile
 from agent.security.options import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, parse_tmpfs, settings
 from agent.security.profile import Arg, Profile, Rule, for_container, from_docker_json
 
-
 # ---- capabilities -------------------------------------------------------------------------
 
 def test_default_set_is_dockers_mask():
