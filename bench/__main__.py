@@ -53,7 +53,11 @@ def _benches(quick: bool) -> dict:
         from bench import state_save
         return state_save.run(rounds=100 if quick else 300)
 
-    return {"launch": launch, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
+    def seccomp():
+        from bench import seccomp_cost
+        return seccomp_cost.run(rounds=8 if quick else 30)
+
+    return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
             "policies": policies, "api": api, "state": state}
 
 
