@@ -1,46 +1,48 @@
-"""Seccomp filters from a policy's deny rules, in the raw form the launcher installs.
+"""A filter of a policy's deny rules alone, in the raw form the launcher installs.
 
-`corral-launch --seccomp FILE` reads an array of `struct sock_filter` (what libseccomp's
-`export_bpf` writes) and installs it right before exec. The filter allows everything except
-the denied syscalls, which fail with EPERM, as Docker's profile does for what it blocks.
+Containers get their deny rules merged into their seccomp profile (agent/security); this is
+the same compiler with an allow-everything profile, for tools and tests that want only the
+deny list (`corral-launch --seccomp FILE` installs either).
 """
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from typing import Iterable
 
-from agent.atomic_file import replacing
-from agent.errors import InvalidArgument
+from agent.errors import KernelError
 
 
-def build_filter(denied: Iterable[str], *, error: int = errno.EPERM):
-    """A libseccomp SyscallFilter: ALLOW by default, ERRNO(error) for each denied name."""
-    import seccomp  # python3-seccomp; imported here so modules that only check need not have it
+def filter_bytes(denied: Iterable[str], *, error: int = errno.EPERM) -> bytes:
+    """Allow everything except the denied syscalls, which fail with `error`."""
+    from agent.security.container_filter import ALLOW_ALL
+    from agent.security.filters import compile_filter
+    from agent.security.profile import Resolved, Rule
 
-    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-    for name in sorted(set(denied)):
-        try:
-            rules.add_rule(seccomp.ERRNO(error), name)
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise InvalidArgument(f"syscall {name!r}: libseccomp cannot deny it on this architecture ({exc})",
-                                  hint="check the policy with `corral policy check`") from None
-    return rules
+    names = tuple(sorted(set(denied)))
+    resolved = Resolved(ALLOW_ALL.default_action, None, ALLOW_ALL.architectures,
+                        (Rule(names=names, action="errno", errno=error),) if names else ())
+    return compile_filter(resolved, strict_names=names)
 
 
 def export_filter(denied: Iterable[str], path: str, *, error: int = errno.EPERM) -> str:
     """Write the raw filter for the launcher to `path` atomically; returns `path`."""
-    rules = build_filter(denied, error=error)
-    # Not durable: the filter is written again at every start, so a power loss cannot lose it.
-    with replacing(path, durable=False) as out:
-        rules.export_bpf(out)
+    data = filter_bytes(denied, error=error)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".seccomp-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+    except OSError as exc:
+        raise KernelError(f"cannot write the seccomp filter {path}: {exc.strerror}") from None
     return path
-
-
-def filter_bytes(denied: Iterable[str], *, error: int = errno.EPERM) -> bytes:
-    """The raw filter as bytes (for tests and for `policy explain --dump-seccomp`)."""
-    rules = build_filter(denied, error=error)
-    with tempfile.TemporaryFile() as handle:
-        rules.export_bpf(handle)
-        handle.seek(0)
-        return handle.read()
