@@ -200,8 +200,8 @@ def test_loopback_transfer_bytes_and_connects(probes, cgroup):
     # header with options (<= 60), plus what was sent again: loopback's 64 KiB segments are
     # occasionally retransmitted (a tail loss probe), at most 65536 bytes each:
     #   size <= bytes <= size + 80 * packets + 65536 * retransmits
-    for counted, packets in ((net.tx_bytes, net.tx_packets), (net.rx_bytes, net.rx_packets)):
-        assert size <= counted <= size + 80 * packets + 65536 * tcp.retransmits
+    for direction, counted, packets in (("tx", net.tx_bytes, net.tx_packets), ("rx", net.rx_bytes, net.rx_packets)):
+        assert size <= counted <= size + 80 * packets + 65536 * tcp.retransmits, (direction, net, tcp)
         assert size // 65536 <= packets <= size // 1000
 
 
