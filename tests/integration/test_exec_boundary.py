@@ -33,9 +33,9 @@ pytestmark = pytest.mark.privileged
 
 SETUP_SYSCALLS = ("read", "unshare", "mount", "socket", "ioctl", "close", "openat", "openat2", "mkdirat",
                   "symlinkat", "fchdir", "pivot_root", "umount2", "chdir", "newfstatat", "sethostname",
-                  "mkdir", "prctl", "capset", "execve")
+                  "mkdir", "prctl", "capget", "capset", "statfs", "execve")
 # `corral exec`: the child writes itself into cgroup.procs, then this before its execve.
-EXEC_SETUP_SYSCALLS = ("write", "close", "chdir", "prctl", "capset", "execve")
+EXEC_SETUP_SYSCALLS = ("write", "close", "chdir", "prctl", "capget", "capset", "execve")
 # busybox `true` itself calls prctl: a kill rule on it must kill the command, not the set-up.
 COMMAND_SYSCALLS = ("prctl",)
 
