@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -39,7 +40,8 @@ def replacing(path: Path | str, mode: int = 0o644, *, durable: bool = True) -> I
     a KernelError naming `path`.
     """
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # Process and thread in the name: two threads of the daemon may write the same file at once.
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as handle:
