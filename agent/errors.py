@@ -90,6 +90,18 @@ class TooLarge(CorralError):
         self.http_status = status
 
 
+class RegistryError(CorralError):
+    """A registry refused or failed a request; the message carries the registry's own code and text."""
+
+    http_status = 502
+
+
+class Unauthorized(RegistryError):
+    """A registry wants credentials we do not have, or refused the ones we sent."""
+
+    http_status = 401
+
+
 class PolicyError(CorralError):
     """A policy file is invalid; the message is `file:line:col: path: message`."""
 
@@ -98,7 +110,7 @@ class PolicyError(CorralError):
 
 ERRORS_BY_NAME = {cls.__name__: cls for cls in (
     CorralError, InvalidArgument, NotFound, Conflict, KernelError, LaunchError,
-    DaemonUnavailable, MethodNotAllowed, RequestTimeout, TooLarge, PolicyError,
+    DaemonUnavailable, MethodNotAllowed, RequestTimeout, TooLarge, PolicyError, RegistryError, Unauthorized,
 )}
 
 

@@ -129,6 +129,12 @@ class Image:
     config: ImageConfig
     created: float          # seconds since the epoch, when this name was given to the content
     size: int               # bytes of the extracted layers
+    # Where a pulled image came from: `name@sha256:...` of its manifest in each registry it was
+    # pulled from or pushed to (`corral images --digests`), and the digests of the manifest and
+    # config blobs kept under images/blobs/ (so a push re-sends them byte for byte).
+    repo_digests: list[str] = field(default_factory=list)
+    manifest_digest: str = ""
+    config_digest: str = ""
 
     def __post_init__(self) -> None:
         for digest in (self.id, *self.layers):
@@ -149,8 +155,12 @@ class Image:
         return self.name != UNTAGGED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "tag": self.tag, "layers": list(self.layers),
-                "config": self.config.to_dict(), "created": self.created, "size": self.size}
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "tag": self.tag, "layers": list(self.layers),
+                                "config": self.config.to_dict(), "created": self.created, "size": self.size}
+        if self.repo_digests or self.manifest_digest:
+            data.update(repo_digests=list(self.repo_digests), manifest_digest=self.manifest_digest,
+                        config_digest=self.config_digest)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "image") -> Image:
@@ -165,4 +175,7 @@ class Image:
         return cls(id=data["id"], name=data["name"], tag=data["tag"],
                    layers=_string_list(data["layers"], f"{where}.layers"),
                    config=ImageConfig.from_dict(data["config"], f"{where}.config"),
-                   created=float(data["created"]), size=data["size"])
+                   created=float(data["created"]), size=data["size"],
+                   repo_digests=_string_list(data.get("repo_digests"), f"{where}.repo_digests"),
+                   manifest_digest=str(data.get("manifest_digest", "")),
+                   config_digest=str(data.get("config_digest", "")))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins  # ImageStore.list shadows `list` in the annotations of the methods after it
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -29,12 +30,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.images import busybox, oci
 from agent.images.extract import Extracted, extract_layer, remove_tree
 from agent.images.model import UNTAGGED, Image, ImageConfig, image_id, parse_reference
+from agent.atomic_file import write_atomically
 from agent.images.records import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,14 @@ class ImageStore:
         """Give `image.reference` to this content; the content it named before stays, untagged."""
         previous = self._by_reference(image.name, image.tag)
         if previous is not None and previous.id == image.id:
-            return previous
-        if previous is not None and not any(other.id == previous.id for other in self._records()
+            if set(image.repo_digests) <= set(previous.repo_digests):
+                return previous
+            image = dataclasses.replace(previous, repo_digests=sorted(set(previous.repo_digests)
+                                                                      | set(image.repo_digests)),
+                                        manifest_digest=image.manifest_digest or previous.manifest_digest,
+                                        config_digest=image.config_digest or previous.config_digest)
+        if previous is not None and previous.id != image.id and not any(
+                other.id == previous.id for other in self._records()
                                             if other.reference != previous.reference):
             write_json(self._record_path(_untag(previous)), _untag(previous).to_dict())
         write_json(self._record_path(image), image.to_dict())
@@ -115,7 +123,12 @@ class ImageStore:
         return sorted(self._records(), key=lambda image: (-image.created, image.reference))
 
     def _resolve(self, query: str) -> tuple[Image, bool]:
-        """(image, found by name) for a reference, a full id or an id prefix."""
+        """(image, found by name) for a reference, `name@sha256:...`, a full id or an id prefix."""
+        if "@" in query:
+            pinned = self.by_repo_digest(query)
+            if pinned is not None:
+                return pinned, True
+            raise NotFound(f"image {query!r} not found", hint="pull it with `corral pull`")
         try:
             name, tag = parse_reference(query)
         except InvalidArgument:
@@ -169,6 +182,9 @@ class ImageStore:
             for digest in image.layers:
                 if digest not in still_used:
                     self._remove_layer(digest)
+            kept = {d for other in self._records() for d in (other.manifest_digest, other.config_digest) if d}
+            for digest in {image.manifest_digest, image.config_digest} - kept - {""}:
+                self.blob_path(digest).unlink(missing_ok=True)
 
     def _prune_empty_repositories(self, image: Image) -> None:
         if not image.tagged:
@@ -203,6 +219,10 @@ class ImageStore:
         # Renamed first so the layer disappears at once even if the removal is interrupted.
         doomed = Path(tempfile.mkdtemp(prefix="remove-", dir=self._tmp))
         os.rename(path, doomed / "tree")
+        with contextlib.suppress(FileNotFoundError, CorralError):
+            for blob in read_json(path.with_suffix(".json"), "layer record").get("blobs", []):
+                if str(blob.get("digest", "")).startswith("sha256:"):
+                    self.blob_path(blob["digest"]).unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.with_suffix(".json").unlink()
         remove_tree(doomed)
@@ -270,6 +290,77 @@ class ImageStore:
         finally:
             for staging, _ in staged:
                 remove_tree(staging)
+
+    # -- registries (agent/registry pulls through these; layers are keyed by diff_id)
+
+    def has_layer(self, diff_id: str) -> bool:
+        return self.layer_dir(diff_id).is_dir()
+
+    def stage_layer(self, blob: Path, label: str) -> tuple[Path, Extracted]:
+        """Extract a downloaded layer blob into staging; `commit_layer` or `discard` it after checks."""
+        return self._stage(blob, whiteouts=True, label=label)
+
+    def commit_layer(self, staging: Path, extracted: Extracted, blob: dict[str, Any]) -> None:
+        """Move a verified layer into place; `blob` (digest, mediaType, size) is kept for push."""
+        with self._locked():
+            self._commit_layer(staging, extracted)
+        self.add_layer_blob(extracted.digest, blob)
+
+    def add_layer_blob(self, diff_id: str, blob: dict[str, Any]) -> None:
+        """Remember a compressed blob of a layer (digest, mediaType, size, and the diff_id of the
+        tar inside when it is not the layer's own)."""
+        with self._locked():
+            record_path = self.layer_dir(diff_id).with_suffix(".json")
+            record = read_json(record_path, "layer record")
+            blobs = [b for b in record.get("blobs", []) if b.get("digest") != blob["digest"]]
+            record["blobs"] = blobs + [blob]
+            write_json(record_path, record)
+
+    def discard(self, staging: Path) -> None:
+        remove_tree(staging)
+
+    def layer_record(self, diff_id: str) -> dict[str, Any]:
+        return read_json(self.layer_dir(diff_id).with_suffix(".json"), "layer record")
+
+    def blob_path(self, digest: str) -> Path:
+        return self.dir / "blobs" / "sha256" / _hex(digest)
+
+    def save_blob(self, content: bytes) -> str:
+        """A small blob (manifest, config) kept by digest, so a push re-sends it byte for byte."""
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        path = self.blob_path(digest)
+        if not path.is_file():
+            write_atomically(path, content)
+        return digest
+
+    def keep_blob(self, path: Path, digest: str) -> None:
+        """Move a verified blob file into the blob store (a no-op if it is there already)."""
+        target = self.blob_path(digest)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+
+    def add_image(self, image: Image) -> Image:
+        """Record an image whose layers are all in place (a pull's last step)."""
+        for digest in image.layers:
+            if not self.has_layer(digest):
+                raise NotFound(f"layer {_hex(digest)[:12]} of {image.reference} is not in the store")
+        with self._locked():
+            return self._save(image)
+
+    def tag(self, source: str, target: str) -> Image:
+        """Give `target` (NAME[:TAG]) to the content of `source`, as `docker tag` does."""
+        image = self.get(source)
+        name, tag = parse_reference(target)
+        with self._locked():
+            return self._save(dataclasses.replace(image, name=name, tag=tag, created=time.time()))
+
+    def by_repo_digest(self, reference: str) -> Image | None:
+        """The image pulled as `name@sha256:...` (the familiar name), if the store has it."""
+        for image in self._records():
+            if reference in image.repo_digests:
+                return image
+        return None
 
     def build_busybox(self, busybox_path: Path | str = "/bin/busybox",
                       reference: str = "busybox:latest") -> Image:

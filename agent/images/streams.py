@@ -46,8 +46,12 @@ def decompressor(raw: IO[bytes], source: str) -> IO[bytes]:
     if head.startswith(b"BZh"):
         return bz2.BZ2File(rest)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise InvalidArgument(f"{source}: zstd-compressed layers are not supported",
-                              hint="decompress it first (`zstd -d`) or re-export it as .tar or .tar.gz")
+        try:
+            import zstandard   # a dependency; imported here so only zstd layers pay for it
+        except ImportError:
+            raise InvalidArgument(f"{source}: zstd-compressed layers need the zstandard module",
+                                  hint="pip install zstandard, or decompress the layer first (`zstd -d`)") from None
+        return zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True)
     return rest
 
 
