@@ -66,6 +66,9 @@ class DaemonConfig:
     policy_max_size: int = 1024 * 1024  # bytes: a bigger policy file is refused (docs/policies.md)
     alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
     alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
+    insecure_registries: tuple[str, ...] = ()       # --insecure-registry HOST[:PORT]: plain http
+    registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)   # --registry-mirror R=HOST
+    registry_certs_dirs: tuple[Path, ...] = ()      # --registry-certs-dir DIR: DIR/HOST:PORT/ca.crt
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
@@ -119,7 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Alertmanager to post alerts to, e.g. http://127.0.0.1:9093 (repeatable)")
     parser.add_argument("--alert-webhook", action="append", default=[], dest="alert_webhooks", metavar="URL",
                         help="URL to POST the same alert JSON to (repeatable)")
+    parser.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
+                        metavar="HOST[:PORT]", help="reach this registry over plain http (loopback always is)")
+    parser.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
+                        metavar="REGISTRY=HOST[:PORT]",
+                        help="pull REGISTRY's images (docker.io included) from this mirror first (repeatable)")
+    parser.add_argument("--registry-certs-dir", action="append", default=[], dest="registry_certs_dirs",
+                        type=Path, metavar="DIR", help="folders of HOST:PORT/ca.crt for registries' TLS "
+                                                       "(default /etc/corral/certs.d and /etc/docker/certs.d)")
     return parser
+
+
+def parse_mirrors(values: list[str]) -> dict[str, tuple[str, ...]]:
+    """`docker.io=mirror.local:5000` pairs, several mirrors per registry kept in order."""
+    mirrors: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        registry, _, host = value.partition("=")
+        if not registry or not host or "/" in host:
+            raise InvalidArgument(f"--registry-mirror {value!r}: expected REGISTRY=HOST[:PORT], "
+                                  "like docker.io=127.0.0.1:5000")
+        mirrors[registry] = (*mirrors.get(registry, ()), host)
+    return mirrors
 
 
 def _size(text: str) -> int:
@@ -137,6 +160,9 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     args = parser.parse_args(argv)
     values = vars(args)
     values.pop("config", None)
+    values["insecure_registries"] = tuple(values["insecure_registries"])
+    values["registry_certs_dirs"] = tuple(values["registry_certs_dirs"])
+    values["registry_mirrors"] = parse_mirrors(values["registry_mirrors"])
     values["metrics"] = MetricsOptions(syscall_metrics=values.pop("syscall_metrics"),
                                        drop_metrics=tuple(values.pop("drop_metrics")),
                                        drop_labels=tuple(values.pop("drop_labels")))
@@ -214,6 +240,7 @@ class Daemon:
         self._start_probe_events()
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
+        from agent.api.registry_endpoints import RegistryEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
         from agent.api.server import ApiServer
         from agent.api.stats_endpoints import StatsEndpoints
@@ -223,9 +250,15 @@ class Daemon:
                              extra_routes=[NetworkEndpoints(self.networks).register,
                                            StatsEndpoints(self.snapshots).register,
                                            PolicyEndpoints(self.policy.queries if self.policy else None).register,
-                                           ObservedEndpoints(self.observed).register])
+                                           ObservedEndpoints(self.observed).register,
+                                           RegistryEndpoints(self.images, self._registry_options()).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
+
+    def _registry_options(self):
+        from agent.registry.transport import CERT_DIRS, RegistryOptions
+        return RegistryOptions(insecure=self.config.insecure_registries, mirrors=self.config.registry_mirrors,
+                               cert_dirs=self.config.registry_certs_dirs or CERT_DIRS)
 
     def _start_probe_events(self) -> None:
         """OOM kills and execs to the event log, enforcement reports to the policies; each

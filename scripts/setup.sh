@@ -23,12 +23,13 @@ PACKAGES=(
   python3-seccomp python3-nftables nftables iproute2
   busybox-static gcc libc6-dev make
   prometheus prometheus-alertmanager
+  docker-registry skopeo python3-bcrypt
 )
 source scripts/debian-packages.sh
 ensure_debian_packages "${PACKAGES[@]}"
 if [ "$INSTALLED_NOW" = 1 ]; then
   # Debian enables and starts these services on install; Corral's tests start their own.
-  for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter docker-registry; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi

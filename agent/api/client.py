@@ -115,13 +115,36 @@ class ApiClient:
     def remove_image(self, ref: str) -> None:
         self._json("DELETE", f"/v1/images/{_ref(ref)}")
 
+    def pull_image(self, reference: str, platform: str = "", auth: dict | None = None) -> Iterator[dict]:
+        """Progress lines of a pull; the last is {"image": ...} or an error object."""
+        body: dict[str, Any] = {"reference": reference, "platform": platform}
+        if auth:
+            body["auth"] = auth
+        return self._lines("POST", "/v1/images/pull", body=body)
+
+    def push_image(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
+        body: dict[str, Any] = {"reference": reference}
+        if auth:
+            body["auth"] = auth
+        return self._lines("POST", "/v1/images/push", body=body)
+
+    def tag_image(self, source: str, target: str) -> dict:
+        return self._json("POST", "/v1/images/tag", body={"source": source, "target": target})
+
+    def login(self, registry: str, auth: dict) -> dict:
+        return self._json("POST", "/v1/auth", body={"registry": registry, "auth": auth})
+
     # Events
 
     def events(self, since: float | None = None, follow: bool = False) -> Iterator[dict]:
         query: dict[str, Any] = {"follow": follow}
         if since is not None:
             query["since"] = since
-        response = self._open("GET", "/v1/events", query=query)
+        return self._lines("GET", "/v1/events", query=query)
+
+    def _lines(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Iterator[dict]:
+        """A JSON-lines stream, one object per line as it arrives."""
+        response = self._open(method, path, body=body, query=query)
         pending = b""
         try:
             while chunk := self._read(response):

@@ -114,11 +114,24 @@ def containers_table(containers: list[dict], now: float) -> str:
     return table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), rows)
 
 
-def images_table(images: list[dict], now: float) -> str:
+def images_table(images: list[dict], now: float, digests: bool = False) -> str:
     ordered = sorted(images, key=lambda i: i.get("created") or 0, reverse=True)
+    if digests:
+        rows = [(i.get("name", "<none>"), i.get("tag", "<none>"), _repo_digest(i), short_id(i.get("id", "")),
+                 ago(i.get("created"), now), human_size(i.get("size"))) for i in ordered]
+        return table(("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"), rows)
     rows = [(i.get("name", "<none>"), i.get("tag", "<none>"), short_id(i.get("id", "")),
              ago(i.get("created"), now), human_size(i.get("size"))) for i in ordered]
     return table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows)
+
+
+def _repo_digest(image: dict) -> str:
+    """The digest this image has in the registry of its own name, as `docker images --digests`."""
+    for entry in image.get("repo_digests") or []:
+        name, _, digest = entry.partition("@")
+        if name == image.get("name"):
+            return digest
+    return "<none>"
 
 
 def event_line(event: dict) -> str:

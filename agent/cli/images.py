@@ -35,6 +35,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--digests", action="store_true", help="show the registry digests")
     parser.set_defaults(func=list_images)
 
 
@@ -43,7 +44,7 @@ def list_images(args: argparse.Namespace, client: ApiClient) -> int:
     if args.format == "json":
         print(json.dumps(images, indent=2))
     else:
-        sys.stdout.write(images_table(images, time.time()))
+        sys.stdout.write(images_table(images, time.time(), digests=args.digests))
     return 0
 
 

@@ -24,6 +24,7 @@ VERB_MODULES = (
     "agent.cli.logs",
     "agent.cli.exec",
     "agent.cli.images",       # images, image ls|import|rm
+    "agent.cli.registry",     # pull, push, tag, login, logout
     "agent.cli.events",
     "agent.cli.stats",
     "agent.cli.top",

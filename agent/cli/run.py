@@ -73,6 +73,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
                           help="mount a tmpfs, like /run or /tmp:size=64m,mode=1777 (repeat for more)")
     security.add_argument("-u", "--user", metavar="USER[:GROUP]",
                           help="user to run as: a name from the image's /etc/passwd or a uid, optionally :group")
+    parser.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
+                        help="pull the image before creating: missing (default), always or never")
     parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
     parser.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER,
                         help="command and arguments (default: the image's)")
@@ -161,7 +163,8 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
 
 
 def create_container(args: argparse.Namespace, client: ApiClient) -> int:
-    container = client.create_container(spec_from_args(args, auto_remove=args.rm).to_dict())
+    from agent.cli.registry import create_pulling
+    container = create_pulling(client, spec_from_args(args, auto_remove=args.rm).to_dict(), args.pull)
     print(container["id"])
     return 0
 
@@ -170,7 +173,8 @@ def run_container(args: argparse.Namespace, client: ApiClient) -> int:
     # In the foreground the CLI removes the container itself after `wait`, so the exit code
     # is read before the container is gone; detached, only the daemon is there to do it.
     spec = spec_from_args(args, auto_remove=args.detach and args.rm)
-    container = client.create_container(spec.to_dict(), start=True)
+    from agent.cli.registry import create_pulling
+    container = create_pulling(client, spec.to_dict(), args.pull, start=True)
     container_id = container["id"]
     if args.detach:
         print(container_id)

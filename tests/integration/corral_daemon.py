@@ -77,6 +77,9 @@ class CorralDaemon:
                                  f"stderr: {result.stderr.decode(errors='replace')}")
         return result
 
+    def cli_command(self) -> list[str]:
+        return [CORRAL]
+
     def out(self, *args: str) -> str:
         return self.cli(*args).stdout.decode().strip()
 
