@@ -33,8 +33,8 @@ lint: setup
 	$(VENV)/bin/ruff check agent tests bench
 	$(VENV)/bin/mypy --ignore-missing-imports agent
 
-# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state) only those.
-BENCHES := launch probes scrape reaction churn policies api state
+# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state, pull) only those.
+BENCHES := launch probes scrape reaction churn policies api state pull
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench $(filter $(BENCHES),$(MAKECMDGOALS))

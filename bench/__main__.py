@@ -57,8 +57,12 @@ def _benches(quick: bool) -> dict:
         from bench import seccomp_cost
         return seccomp_cost.run(rounds=8 if quick else 30)
 
-    return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction, "churn": churn,
-            "policies": policies, "api": api, "state": state}
+    def pull():
+        from bench import pull
+        return pull.run(rounds=2 if quick else 3)
+
+    return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
+            "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull}
 
 
 def _number(value) -> str:

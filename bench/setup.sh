@@ -5,6 +5,8 @@
 #   podman       the CLI anchor of `corral run`
 #   hyperfine    not driven by the benches (they interleave their own runs), kept for hand checks
 #   uidmap       podman warns without newuidmap/newgidmap
+#   mmdebstrap   builds the ~170 MB Debian image of the pull bench (once, cached in /var/tmp)
+#   skopeo, docker-registry   the pull bench's fetch-only anchor and its local registry
 set -euo pipefail
 say() { printf 'bench setup: %s\n' "$*"; }
 
@@ -14,5 +16,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 source "$(dirname "$0")/../scripts/debian-packages.sh"
-ensure_debian_packages runc crun podman hyperfine uidmap
+ensure_debian_packages runc crun podman hyperfine uidmap mmdebstrap skopeo docker-registry
 say "anchors: $(runc --version | head -n 1); $(crun --version | head -n 1); $(podman --version); $(hyperfine --version)"

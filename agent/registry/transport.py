@@ -71,7 +71,7 @@ def _registry_error(response: httpx.Response, host: str, what: str) -> CorralErr
     if response.status_code in (401, 403):
         return Unauthorized(message, hint=f"log in with `corral login {host}`")
     if response.status_code == 404:
-        return NotFound(message)
+        return NotFound(message, hint=f"check the name; a private repository needs `corral login {host}`")
     return RegistryError(message)
 
 

@@ -68,11 +68,16 @@ class Layout:
 
     def add_image(self, layers: list[dict[str, bytes]], *, arch: str = "amd64", variant: str = "",
                   cmd: list[str] | None = None, compress: bool = True) -> dict:
+        return self.add_tars([layer_tar(files) for files in layers], arch=arch, variant=variant, cmd=cmd,
+                             compress=(lambda raw: gzip.compress(raw, mtime=0)) if compress else None)
+
+    def add_tars(self, tars: list[bytes], *, arch: str = "amd64", variant: str = "", cmd: list[str] | None = None,
+                 compress=None) -> dict:
+        """An image of these uncompressed layer tars; `compress(raw)` gives each gzip blob (None: plain tar)."""
         descriptors, diff_ids = [], []
-        for files in layers:
-            raw = layer_tar(files)
+        for raw in tars:
             diff_ids.append(_digest(raw))
-            blob = gzip.compress(raw, mtime=0) if compress else raw
+            blob = compress(raw) if compress else raw
             media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else "")
             descriptors.append({"mediaType": media, "digest": self.blob(blob), "size": len(blob)})
         platform = {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}
