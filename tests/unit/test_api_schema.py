@@ -16,6 +16,7 @@ import pytest
 
 from agent import schema
 from agent.api.network_endpoints import NetworkEndpoints
+from agent.api.registry_endpoints import RegistryEndpoints
 from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
 from agent.errors import InvalidArgument
@@ -26,6 +27,7 @@ from tests.unit.fake_runtime import FakeDaemon
 VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
+    "registry": "localhost:5000", "auth": {},
 }
 # Each body route, with a container `web` running for exec.
 BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "web"))
@@ -34,7 +36,7 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 
 @pytest.fixture(scope="module")
 def daemon():
-    extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register]
+    extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance
@@ -134,7 +136,7 @@ def test_every_field_refuses_a_bad_value_naming_it(daemon, kind, body, field):
     error = json.loads(data)
     assert status == 400, error
     assert headers["Content-Type"] == "application/json"
-    assert error["field"] == field or error["field"].startswith(field + "["), error
+    assert error["field"] == field or error["field"].startswith((field + "[", field + ".")), error
     assert error["message"].startswith(error["field"] + ": "), error
 
 
