@@ -113,9 +113,9 @@ def run(rounds: int = 3) -> dict:
 
 def _corral_pull(daemon: BenchDaemon, ref: str) -> float:
     client = daemon.client()
-    for image in client.list_images():
-        if image["name"] == ref.rsplit(":", 1)[0]:
-            client.remove_image(ref)
+    for image in client.list_images():       # every bench image: no layer may be "Already exists"
+        if "/bench/" in image["name"]:
+            client.remove_image(f"{image['name']}:{image['tag']}")
     started = time.perf_counter()
     subprocess.run([CORRAL, "pull", "-q", ref], env=daemon.env, check=True, capture_output=True)
     return time.perf_counter() - started

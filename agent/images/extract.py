@@ -56,6 +56,9 @@ class _LayerWriter:
         self.notes: list[str] = []
         self.skipped = 0
         self.directories: list[tuple[Path, tarfile.TarInfo]] = []
+        # Directories below the root already walked component by component (no symlink on the
+        # way): most members share their parent with the one before, so each path is lstat'ed once.
+        self.verified: set[str] = {""}
 
     # -- checks
 
@@ -74,6 +77,9 @@ class _LayerWriter:
 
     def _parent(self, rel: str, member: str, *, create: bool = True) -> Path:
         """The directory that holds `rel`, created as needed, never reached through a symlink."""
+        parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if parent_rel in self.verified:
+            return self.root / parent_rel if parent_rel else self.root
         current = self.root
         walked: list[str] = []
         for part in rel.split("/")[:-1]:
@@ -90,6 +96,8 @@ class _LayerWriter:
                 raise self._refuse(member, f"would be written through the symbolic link {'/'.join(walked)!r}")
             if not stat.S_ISDIR(info.st_mode):
                 raise self._refuse(member, f"is below {'/'.join(walked)!r}, which is not a directory")
+        # Every prefix is now a real directory; it stays one until `_clear` removes it.
+        self.verified.update("/".join(walked[:depth]) for depth in range(1, len(walked) + 1))
         return current
 
     def _clear(self, path: Path, *, keep_directory: bool = False) -> None:
@@ -100,9 +108,15 @@ class _LayerWriter:
             return
         if stat.S_ISDIR(info.st_mode):
             if not keep_directory:
+                self._forget(path)
                 remove_tree(path)
         else:
             os.unlink(path)
+
+    def _forget(self, directory: Path) -> None:
+        """A directory is being removed: it and everything below it are no longer verified."""
+        rel = str(directory.relative_to(self.root))
+        self.verified = {known for known in self.verified if known != rel and not known.startswith(rel + "/")}
 
     def _note(self, text: str) -> None:
         if len(self.notes) < _MAX_NOTES:

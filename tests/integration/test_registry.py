@@ -35,16 +35,19 @@ def certs_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def daemon(certs_dir):
-    with running_daemon("--registry-certs-dir", str(certs_dir)) as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     server = Registry(tmp_path_factory.mktemp("registry"), access_log=True)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(certs_dir, registry):
+    # The test registry is also the daemon's docker.io mirror: `corral pull NAME` of a Docker Hub
+    # name is served from it, with no internet (test_docker_hub_names_come_from_the_mirror).
+    with running_daemon("--registry-certs-dir", str(certs_dir),
+                        "--registry-mirror", f"docker.io={registry.host}") as instance:
+        yield instance
 
 
 def _image(tmp: Path, name: str, layers: list[dict[str, bytes]], **kwargs) -> Layout:
@@ -277,3 +280,12 @@ def test_token_registry_over_tls_push_with_mount(daemon, certs_dir, tmp_path):
     finally:
         server.stop()
         tokens.stop()
+
+
+def test_docker_hub_names_come_from_the_mirror(daemon, registry, tmp_path):
+    _publish(registry, tmp_path, "library/mirrored", [{"bin/busybox": BUSYBOX}, {"etc/motd": b"from the mirror\n"}],
+             tag="1.0", cmd=["/bin/busybox", "cat", "/etc/motd"])
+    out = daemon.out("pull", "mirrored:1.0")          # docker.io/library/mirrored:1.0
+    assert "Downloaded newer image for mirrored:1.0" in out
+    assert '"GET /v2/library/mirrored/manifests/' in registry.access_log()
+    assert daemon.out("run", "--rm", "mirrored:1.0") == "from the mirror"
