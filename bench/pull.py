@@ -100,7 +100,9 @@ def run(rounds: int = 3) -> dict:
                                              target="<= 0.8x podman", limit=0.8))
                         rows.append(row_from("pull", f"skopeo copy, fetch only ({label})", "s", samples["skopeo"],
                                              anchor_name="podman pull", anchor_values=samples["podman"]))
-                    again = [_second_pull(daemon, f"{registry.host}/bench/debian:bench") for _ in range(10)]
+                    debian = f"{registry.host}/bench/debian:bench"
+                    list(daemon.client().pull_image(debian))          # the store has it again
+                    again = [_second_pull(daemon, debian) for _ in range(10)]
                     rows.append(row_from("pull", "second pull (image up to date), API", "ms", again, scale=1000,
                                          target="<= 50 ms", limit=50))
                 finally:
