@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.errors import InvalidArgument, KernelError, NotFound
-from agent.images.streams import CHUNK, HashingReader, decompressor
+from agent.images.streams import CHUNK, HashingReader, Readable, decompressor
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _WHITEOUT_PREFIX = ".wh."
@@ -260,21 +260,27 @@ class _LayerWriter:
             self.notes.append(f"... and {self.skipped} more")
 
 
-def extract_layer(source: Path, dest: Path, *, whiteouts: bool, label: str | None = None) -> Extracted:
-    """Extract the tar (optionally compressed) at `source` into the empty directory `dest`."""
+def extract_layer(source: Path | Readable, dest: Path, *, whiteouts: bool, label: str | None = None) -> Extracted:
+    """Extract the tar (optionally compressed) at `source`, a path or a readable stream (a blob
+    still being downloaded), into the empty directory `dest`."""
     label = label or str(source)
-    try:
-        raw_file = open(source, "rb")
-    except FileNotFoundError:
-        raise NotFound(f"archive {label!r} not found",
-                       hint="give the path of a tar file, like the one `docker export` writes") from None
-    except OSError as exc:
-        raise KernelError(f"reading archive {label!r}: {exc.strerror}") from None
-    with raw_file:
-        blob = HashingReader(raw_file)
+    raw: Readable
+    if isinstance(source, (str, Path)):
+        try:
+            raw = opened = open(source, "rb")       # noqa: SIM115 - closed by the with below
+        except FileNotFoundError:
+            raise NotFound(f"archive {label!r} not found",
+                           hint="give the path of a tar file, like the one `docker export` writes") from None
+        except OSError as exc:
+            raise KernelError(f"reading archive {label!r}: {exc.strerror}") from None
+        owned: contextlib.AbstractContextManager = opened
+    else:
+        raw, owned = source, contextlib.nullcontext()      # the caller's stream: the caller closes it
+    with owned:
+        blob = HashingReader(raw)
         writer = _LayerWriter(dest, label, whiteouts=whiteouts)
         try:
-            stream = decompressor(blob, label)  # type: ignore[arg-type]
+            stream = decompressor(blob, label)
             with stream:
                 tar_bytes = HashingReader(stream)
                 with tarfile.open(fileobj=tar_bytes, mode="r|") as archive:  # type: ignore[call-overload]

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.images import busybox, oci
 from agent.images.extract import Extracted, extract_layer, remove_tree
+from agent.images.streams import Readable
 from agent.images.model import UNTAGGED, Image, ImageConfig, image_id, parse_reference
 from agent.atomic_file import write_atomically
 from agent.images.records import read_json, write_json
@@ -227,7 +228,8 @@ class ImageStore:
             path.with_suffix(".json").unlink()
         remove_tree(doomed)
 
-    def _stage(self, source: Path, *, whiteouts: bool, label: str | None = None) -> tuple[Path, Extracted]:
+    def _stage(self, source: Path | Readable, *, whiteouts: bool,
+               label: str | None = None) -> tuple[Path, Extracted]:
         """Extract into a private staging directory; the caller commits it or removes it."""
         staging = Path(tempfile.mkdtemp(prefix="layer-", dir=self._tmp))
         tree = staging / "tree"
@@ -296,7 +298,7 @@ class ImageStore:
     def has_layer(self, diff_id: str) -> bool:
         return self.layer_dir(diff_id).is_dir()
 
-    def stage_layer(self, blob: Path, label: str) -> tuple[Path, Extracted]:
+    def stage_layer(self, blob: Path | Readable, label: str) -> tuple[Path, Extracted]:
         """Extract a downloaded layer blob into staging; `commit_layer` or `discard` it after checks."""
         return self._stage(blob, whiteouts=True, label=label)
 

@@ -7,17 +7,23 @@ import gzip
 import hashlib
 import io
 import lzma
-from typing import IO, Any, cast
+from typing import Any, Protocol
 
 from agent.errors import InvalidArgument
 
 CHUNK = 1 << 20
 
 
+class Readable(Protocol):
+    """What extraction reads from: a file, or a blob still being downloaded."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class HashingReader:
     """A read-only stream that hashes and counts every byte read through it."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Readable) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
 
@@ -35,12 +41,14 @@ class HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
-def decompressor(raw: IO[bytes], source: str) -> IO[bytes]:
-    """The uncompressed stream of a tar, tar.gz, tar.xz or tar.bz2, told apart by magic bytes."""
+def decompressor(raw: Readable, source: str) -> Any:
+    """The uncompressed stream of a tar, tar.gz, tar.xz, tar.bz2 or tar.zst, told apart by magic
+    bytes. Any: GzipFile, LZMAFile, BZ2File and zstandard's reader share read() and the context
+    protocol but no declared type."""
     head = raw.read(6)
     rest = io.BufferedReader(_Prefixed(head, raw))
     if head.startswith(b"\x1f\x8b"):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=rest, mode="rb"))  # typeshed: a BufferedIOBase, not IO
+        return gzip.GzipFile(fileobj=rest, mode="rb")
     if head.startswith(b"\xfd7zXZ\x00"):
         return lzma.LZMAFile(rest)
     if head.startswith(b"BZh"):
@@ -58,7 +66,7 @@ def decompressor(raw: IO[bytes], source: str) -> IO[bytes]:
 class _Prefixed(io.RawIOBase):
     """Bytes already read from a stream (to sniff its format) followed by the rest of it."""
 
-    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+    def __init__(self, head: bytes, raw: Readable) -> None:
         self.head = head
         self.raw = raw
 

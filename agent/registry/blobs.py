@@ -41,11 +41,17 @@ def _hash_existing(path: Path) -> tuple[hashlib._Hash, int]:
     return hasher, size
 
 
+def partial_path(partial_dir: Path, blob: Descriptor) -> Path:
+    return partial_dir / f"{blob.digest.split(':', 1)[1]}.partial"
+
+
 def fetch(transport: Transport, repository: str, blob: Descriptor, partial_dir: Path,
-          progress: Progress | None = None) -> Path:
-    """The verified blob on disk (the caller removes it when done)."""
+          progress: Progress | None = None, restarted: Callable[[], None] | None = None) -> Path:
+    """The verified blob on disk (the caller removes it when done). `progress` is called with
+    the bytes on disk (flushed: a reader of the file sees them), `restarted` when the file is
+    truncated to start over (a registry that ignored Range)."""
     partial_dir.mkdir(parents=True, exist_ok=True)
-    path = partial_dir / f"{blob.digest.split(':', 1)[1]}.partial"
+    path = partial_path(partial_dir, blob)
     hasher, written = _hash_existing(path)
     if written > blob.size:
         path.unlink()
@@ -60,6 +66,8 @@ def fetch(transport: Transport, repository: str, blob: Descriptor, partial_dir: 
         try:
             if written and response.status_code == 200:     # Range ignored: start over
                 hasher, written = hashlib.sha256(), 0
+                if restarted:
+                    restarted()
             mode = "ab" if written else "wb"
             with open(path, mode) as handle:
                 for chunk in response.iter_bytes():      # as it arrives: a break keeps what came
@@ -69,6 +77,7 @@ def fetch(transport: Transport, repository: str, blob: Descriptor, partial_dir: 
                     if written > blob.size:
                         break
                     if progress:
+                        handle.flush()
                         progress(written)
         except httpx.HTTPError:
             if attempt + 1 == _ATTEMPTS:

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CorralError, InvalidArgument, RegistryError
+from agent.images.extract import Extracted
 from agent.images.model import Image, ImageConfig, image_id
 from agent.images.store import ImageStore
 from agent.registry import blobs
 from agent.registry import manifest as manifests
 from agent.registry.auth import Credentials, TokenCache
+from agent.registry.following import FollowedFile
 from agent.registry.manifest import Descriptor, Index, Manifest, Platform
 from agent.registry.platform import choose, host
 from agent.registry.reference import Reference
@@ -171,6 +173,44 @@ class Puller:
                                           repo_digests=image.repo_digests, manifest_digest=image.manifest_digest,
                                           config_digest=image.config_digest))
 
+    def _download_extracting(self, transport: Transport, ref: Reference, layer: Descriptor,
+                             downloading: Callable[[int], None]) -> tuple[Path, tuple[Path, Extracted] | None]:
+        """Download a layer blob while a second thread extracts it from the file as it grows, so
+        the network and the unpacking overlap. (blob path, staged extraction); the extraction is
+        None when it had to give up (the registry restarted the blob), and the caller extracts
+        the finished file instead. Nothing is committed here: the caller checks both digests."""
+        followed = FollowedFile(blobs.partial_path(self.partial_dir, layer))
+        outcome: dict[str, Any] = {}
+
+        def extract() -> None:
+            try:
+                outcome["staged"] = self.store.stage_layer(followed, f"{ref}: layer {layer.digest}")
+            except BaseException as exc:  # noqa: BLE001 - kept and reported after the download
+                outcome["error"] = exc
+            finally:
+                followed.close()
+        worker = threading.Thread(target=extract, name=f"extract-{layer.digest[7:19]}", daemon=True)
+        worker.start()
+
+        def grew(done: int) -> None:
+            followed.grew(done)
+            downloading(done)
+        try:
+            path = blobs.fetch(transport, ref.repository, layer, self.partial_dir, grew, restarted=followed.abort)
+        except BaseException:
+            followed.abort()
+            worker.join()
+            if "staged" in outcome:
+                self.store.discard(outcome["staged"][0])
+            raise
+        followed.finish()
+        worker.join()
+        if "staged" in outcome:
+            return path, outcome["staged"]
+        # The stream was abandoned (restart), or the download was fine and the content is not a
+        # layer: extracting the verified file again gives the real reason, or the layer.
+        return path, None
+
     def _head(self, transport: Transport, ref: Reference) -> tuple[str, str]:
         """(digest, media type) the tag resolves to, from a HEAD (no body fetched)."""
         response = transport.request("HEAD", f"/v2/{ref.repository}/manifests/{ref.tag}",
@@ -226,12 +266,12 @@ class Puller:
                     emit({"status": "Downloading", "id": short,
                           "progressDetail": {"current": done, "total": layer.size},
                           "progress": f"{human(done)}/{human(layer.size)}"})
-            path = blobs.fetch(transport, ref.repository, layer, self.partial_dir, downloading)
+            path, staged = self._download_extracting(transport, ref, layer, downloading)
             emit({"status": "Verifying Checksum", "id": short})
             emit({"status": "Download complete", "id": short})
             try:
                 emit({"status": "Extracting", "id": short})
-                staging, extracted = self.store.stage_layer(path, f"{ref}: layer {layer.digest}")
+                staging, extracted = staged or self.store.stage_layer(path, f"{ref}: layer {layer.digest}")
                 try:
                     if extracted.blob_digest != layer.digest:
                         raise RegistryError(f"{ref}: layer {layer.digest} changed on disk before extraction")

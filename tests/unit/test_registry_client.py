@@ -317,3 +317,51 @@ def test_digest_mismatch_leaves_nothing(fake, tmp_path):
     with pytest.raises(RegistryError, match="digest mismatch"):
         blobs.fetch(_transport(fake.host), "a", Descriptor("x", wrong, len(content)), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a whole pull, extracting while downloading, over the fake registry
+
+
+def _serve_image(fake: Fake, layer_raw: bytes, *, honour_range: bool, break_first: bool) -> str:
+    import gzip
+    blob = gzip.compress(layer_raw, mtime=0)
+    blob_digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]},
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_raw).hexdigest()]}
+                         }).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": manifests.OCI_MANIFEST,
+                           "config": {"mediaType": manifests.OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": blob_digest, "size": len(blob)}]}).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    headers = {"Content-Type": manifests.OCI_MANIFEST, "Docker-Content-Digest": manifest_digest}
+    for version in ("v1", manifest_digest):
+        fake.routes[f"/v2/app/manifests/{version}"] = lambda h: _send(h, 200, manifest, headers)
+    fake.routes[f"/v2/app/blobs/{config_digest}"] = lambda h: _send(h, 200, config)
+    route, state = _blob_route(blob, honour_range=honour_range, break_first=break_first)
+    fake.routes[f"/v2/app/blobs/{blob_digest}"] = route
+    return blob_digest
+
+
+@pytest.mark.parametrize("honour_range", [True, False])
+def test_pull_extracts_while_downloading_and_survives_a_broken_transfer(fake, tmp_path, honour_range):
+    import io
+    import tarfile
+    from agent.images.store import ImageStore
+    from agent.registry.pull import Puller
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for number in range(200):
+            content = bytes([number]) * 5000
+            info = tarfile.TarInfo(f"dir{number % 7}/file{number}")
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    _serve_image(fake, buffer.getvalue(), honour_range=honour_range, break_first=True)
+    store = ImageStore(tmp_path / "root")
+    image = Puller(store, RegistryOptions(max_backoff=0.05)).pull(parse(f"{fake.host}/app:v1"))
+    layer = store.layer_dir(image.layers[0])
+    assert (layer / "dir3" / "file10").read_bytes() == bytes([10]) * 5000
+    assert len(list(layer.rglob("file*"))) == 200
+    assert list((store.dir / "downloads").iterdir()) == []
+    assert [p.name for p in (store.dir / "tmp").iterdir()] == []       # no staging left behind
