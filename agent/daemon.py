@@ -240,8 +240,8 @@ class Daemon:
         self._start_probe_events()
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
-        from agent.api.registry_endpoints import RegistryEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
+        from agent.api.registry_endpoints import RegistryEndpoints
         from agent.api.server import ApiServer
         from agent.api.stats_endpoints import StatsEndpoints
         # Network routes are always served (None: they say networking is off), so the route

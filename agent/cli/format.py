@@ -116,13 +116,14 @@ def containers_table(containers: list[dict], now: float) -> str:
 
 def images_table(images: list[dict], now: float, digests: bool = False) -> str:
     ordered = sorted(images, key=lambda i: i.get("created") or 0, reverse=True)
-    if digests:
-        rows = [(i.get("name", "<none>"), i.get("tag", "<none>"), _repo_digest(i), short_id(i.get("id", "")),
-                 ago(i.get("created"), now), human_size(i.get("size"))) for i in ordered]
-        return table(("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"), rows)
-    rows = [(i.get("name", "<none>"), i.get("tag", "<none>"), short_id(i.get("id", "")),
-             ago(i.get("created"), now), human_size(i.get("size"))) for i in ordered]
-    return table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows)
+    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    rows = [[i.get("name", "<none>"), i.get("tag", "<none>"), short_id(i.get("id", "")),
+             ago(i.get("created"), now), human_size(i.get("size"))] for i in ordered]
+    if digests:                 # docker puts DIGEST after TAG
+        headers.insert(2, "DIGEST")
+        for row, image in zip(rows, ordered):
+            row.insert(2, _repo_digest(image))
+    return table(tuple(headers), rows)
 
 
 def _repo_digest(image: dict) -> str:

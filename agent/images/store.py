@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from agent.atomic_file import write_atomically
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.images import busybox, oci
 from agent.images.extract import Extracted, extract_layer, remove_tree
-from agent.images.streams import Readable
 from agent.images.model import UNTAGGED, Image, ImageConfig, image_id, parse_reference
-from agent.atomic_file import write_atomically
 from agent.images.records import read_json, write_json
+from agent.images.streams import Readable
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def decompressor(raw: Readable, source: str) -> Any:
         return bz2.BZ2File(rest)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         try:
-            import zstandard   # a dependency; imported here so only zstd layers pay for it
+            import zstandard  # a dependency; imported here so only zstd layers pay for it
         except ImportError:
             raise InvalidArgument(f"{source}: zstd-compressed layers need the zstandard module",
                                   hint="pip install zstandard, or decompress the layer first (`zstd -d`)") from None

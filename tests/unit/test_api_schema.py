@@ -16,9 +16,9 @@ import pytest
 
 from agent import schema
 from agent.api.network_endpoints import NetworkEndpoints
-from agent.api.registry_endpoints import RegistryEndpoints
 from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
+from agent.api.registry_endpoints import RegistryEndpoints
 from agent.errors import InvalidArgument
 from agent.runtime.model import ContainerSpec
 from tests.unit.fake_runtime import FakeDaemon

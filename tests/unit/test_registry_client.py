@@ -348,6 +348,7 @@ def _serve_image(fake: Fake, layer_raw: bytes, *, honour_range: bool, break_firs
 def test_pull_extracts_while_downloading_and_survives_a_broken_transfer(fake, tmp_path, honour_range):
     import io
     import tarfile
+
     from agent.images.store import ImageStore
     from agent.registry.pull import Puller
     buffer = io.BytesIO()
