@@ -133,7 +133,7 @@ def test_exec_into_a_stopped_container_is_refused(daemon):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nosuchimage:1"], b"nosuchimage"),
+    (["--pull", "never", "nosuchimage:1"], b"nosuchimage"),     # the pull is tested in test_registry.py
     (["--memory", "64x", "busybox", "true"], b"64x"),
     (["busybox", "/no/such/command"], b"/no/such/command"),
     (["-v", "/no/such/dir:/data", "busybox", "true"], b"/no/such/dir"),

@@ -289,3 +289,17 @@ def test_docker_hub_names_come_from_the_mirror(daemon, registry, tmp_path):
     assert "Downloaded newer image for mirrored:1.0" in out
     assert '"GET /v2/library/mirrored/manifests/' in registry.access_log()
     assert daemon.out("run", "--rm", "mirrored:1.0") == "from the mirror"
+
+
+def test_run_pulls_a_missing_image_and_fails_cleanly_when_it_cannot(daemon, registry, tmp_path):
+    ref = _publish(registry, tmp_path, "runpull/app", [{"bin/busybox": BUSYBOX}, {"etc/motd": b"pulled by run\n"}],
+                   cmd=["/bin/busybox", "cat", "/etc/motd"])
+    result = daemon.cli("run", "--rm", ref)
+    assert result.stdout.decode().strip() == "pulled by run"
+    assert f"Unable to find image '{ref}' locally" in result.stderr.decode()
+    before = set(os.listdir(daemon.root / "containers"))
+    missing = daemon.cli("run", "--rm", f"{registry.host}/runpull/none:1", check=False)
+    assert missing.returncode == 125 and "runpull/none:1" in missing.stderr.decode()
+    assert set(os.listdir(daemon.root / "containers")) == before
+    never = daemon.cli("run", "--rm", "--pull", "never", f"{registry.host}/runpull/none:1", check=False)
+    assert never.returncode == 125 and "Unable to find" not in never.stderr.decode()
