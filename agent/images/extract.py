@@ -11,19 +11,16 @@ device, or the opaque xattr on the directory.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from agent.errors import InvalidArgument, KernelError, NotFound
-from agent.images.streams import CHUNK, HashingReader, Readable, decompressor
+from agent.images.streams import CHUNK, HashingReader, Readable, decode_errors, decompressor
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _WHITEOUT_PREFIX = ".wh."
@@ -32,6 +29,10 @@ _MAX_NOTES = 20
 # PAX xattrs applied to extracted files; trusted.* is left out on purpose: trusted.overlay.*
 # from an archive would let an image forge overlayfs redirects and whiteouts.
 _XATTR_NAMESPACES = ("user.", "security.")
+
+
+# A corrupt archive: the tar reader's errors and each decompressor's.
+_UNREADABLE: tuple[type[BaseException], ...] = (tarfile.TarError, *decode_errors())
 
 
 @dataclass
@@ -289,7 +290,7 @@ def extract_layer(source: Path | Readable, dest: Path, *, whiteouts: bool, label
                 writer.close()
                 tar_bytes.drain()       # the end-of-archive blocks are part of the digest
             blob.drain()
-        except (tarfile.TarError, EOFError, lzma.LZMAError, gzip.BadGzipFile, OSError, zlib.error) as exc:
+        except _UNREADABLE as exc:
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise KernelError(f"extracting {label!r} into {str(dest)!r}: {exc.strerror}"
                                   + (f": {exc.filename}" if exc.filename else "")) from None
