@@ -73,15 +73,22 @@ def test_network_bytes_within_one_percent_on_every_network_mode(daemon, mode):
     port = free_port()      # with --net host the listener is on the host's own loopback
     name = f"mover-{mode}"
     # The listener's stdin must stay open: busybox nc ends a connection when its stdin ends.
+    # The kernel's IP octet counters of the network namespace, read before and after, bound what
+    # may be counted from above, retransmissions included (a hard 1 % failed under load when
+    # TCP sent segments again); in host mode they count the whole host, a looser bound.
+    octets = "awk '/^IpExt:/ {n++; if (n == 2) print $8, $9}' /proc/net/netstat"
     received = daemon.out("run", "--name", name, "--net", mode, "busybox", "sh", "-c",
-                          f"sleep 30 | nc -l -p {port} > /tmp/in & sleep 0.3; "
-                          f"head -c {size} /dev/zero | nc 127.0.0.1 {port}; sleep 0.2; wc -c < /tmp/in")
+                          f"{octets}; sleep 30 | nc -l -p {port} > /tmp/in & sleep 0.3; "
+                          f"head -c {size} /dev/zero | nc 127.0.0.1 {port}; sleep 0.2; {octets}; wc -c < /tmp/in")
     try:
-        assert int(received) == size
+        in_before, out_before, in_after, out_after, got = map(int, received.split())
+        assert got == size
         tx = value(daemon, "container_network_transmit_bytes_total", name=name)
         rx = value(daemon, "container_network_receive_bytes_total", name=name)
-        assert size <= tx <= size * 1.01
-        assert size <= rx <= size * 1.01
+        assert size <= tx <= out_after - out_before
+        assert size <= rx <= in_after - in_before
+        if mode != "host":       # alone in its namespace: what was counted is what the kernel sent
+            assert tx >= (out_after - out_before) * 0.99 and rx >= (in_after - in_before) * 0.99
         assert value(daemon, "corral_tcp_connects_total", name=name) >= 1
     finally:
         daemon.cli("rm", "-f", name)
