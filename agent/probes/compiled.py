@@ -33,6 +33,10 @@ class CompiledProbes:
         self.status: dict[str, bool] = {}
         self.skb_fds: dict[str, int] = {}       # empty: the cgroup_skb counters did not load
         self.egress_fds: dict[str, int] = {}    # empty: the sock_addr egress programs did not load
+        # Our own record of every tracepoint attachment: BCC keeps one per tracepoint name, so a
+        # second program on the same tracepoint would replace the first in its table and
+        # `cleanup` would leave the first attached (and alive) for as long as this process runs.
+        self.tracepoint_fds: list[int] = []
 
     def table(self, name: str) -> Any:
         return self.bpf[name.encode()]
@@ -43,6 +47,9 @@ class CompiledProbes:
 
     def cleanup(self) -> None:
         """Detach every tracepoint and close the programs (cgroup attachments are the caller's)."""
+        from bcc.libbcc import lib
+        while self.tracepoint_fds:
+            lib.bpf_close_perf_event_fd(self.tracepoint_fds.pop())
         self.bpf.cleanup()
 
 
@@ -62,7 +69,7 @@ def compile_probes(source: str, flags: list[str], options: ProbeOptions, tracefs
     for point in tracepoints(options):
         probes.status.setdefault(point.probe, True)
         try:
-            _attach(bpf, point, tracefs)
+            _attach(probes, point, tracefs)
         except Exception as error:  # noqa: BLE001 - one probe's failure must not stop the rest
             probes.status[point.probe] = False
             log.warning("probe %s: cannot attach %s to %s: %s", point.probe, point.function,
@@ -91,11 +98,19 @@ def _load_cgroup_programs(bpf: Any, prog_type: int, programs: Mapping[str, int],
     return fds
 
 
-def _attach(bpf: Any, point: Tracepoint, tracefs: Path) -> None:
+def _attach(probes: CompiledProbes, point: Tracepoint, tracefs: Path) -> None:
+    bpf = probes.bpf
     if point.raw:
         bpf.attach_raw_tracepoint(tp=point.target.encode(), fn_name=point.function.encode())
         return
     category, event = point.target.split(":")
     if not (tracefs / "events" / category / event).is_dir():
         raise KernelError(f"tracepoint {point.target} does not exist in {tracefs}")
-    bpf.attach_tracepoint(tp=point.target.encode(), fn_name=point.function.encode())
+    # What BPF.attach_tracepoint does, but the attachment is recorded in our list (see above).
+    from bcc import BPF
+    from bcc.libbcc import lib
+    function = bpf.load_func(point.function.encode(), BPF.TRACEPOINT)
+    fd = lib.bpf_attach_tracepoint(function.fd, category.encode(), event.encode())
+    if fd < 0:
+        raise KernelError(f"attaching {point.function} to tracepoint {point.target} failed")
+    probes.tracepoint_fds.append(fd)
