@@ -19,7 +19,8 @@
  * Every exit removes the task's entries, so the maps cannot leak. setup_count counts the
  * setup_tasks entries: a watched container's syscall pays one array load when no container
  * is being set up (the usual case) and one hash lookup while one is; host processes never
- * reach the check. Fork, exec and exit of every host task pay one or two hash operations.
+ * reach the check. Fork, exec and exit of every host task pay one or two hash operations:
+ * launcher_exec/fork/exit run first in process.c's programs on those tracepoints.
  */
 #include "common.h"
 
@@ -116,7 +117,8 @@ static __always_inline int is_launcher(struct launcher_exec_args *ctx, struct la
     return 1;
 }
 
-int corral_launcher_exec(struct launcher_exec_args *ctx)
+/* Called first by process.c's sched_process_exec program, for every task of the host. */
+static __always_inline void launcher_exec(struct launcher_exec_args *ctx)
 {
     __u32 old = ctx->old_pid, now = ctx->pid;
     /* A set-up task exec'd: the container's command. Its execve's sys_exit is the last skip. */
@@ -130,40 +132,42 @@ int corral_launcher_exec(struct launcher_exec_args *ctx)
         } else {
             *state = SETUP_EXECED;
         }
-        return 0;
+        return;
     }
     /* A launcher task is one only while it runs the launcher binary. */
     launcher_tasks.delete(&old);
     __u32 zero = 0;
     struct launcher_config *config = launcher_config.lookup(&zero);
     if (!config || !config->armed || !is_launcher(ctx, config))
-        return 0;
+        return;
     struct bpf_pidns_info ns = {};
     if (bpf_get_ns_current_pid_tgid(config->pidns_dev, config->pidns_ino, &ns, sizeof(ns)) != 0)
-        return 0;                   /* another pid namespace: a container's look-alike */
+        return;                   /* another pid namespace: a container's look-alike */
     if (in_watched_tree())
-        return 0;                   /* inside a watched container: never exempt */
+        return;                   /* inside a watched container: never exempt */
     __u32 one = 1;
     launcher_tasks.update(&now, &one);
-    return 0;
+    return;
 }
 
-int corral_launcher_fork(struct sched_process_fork_args *ctx)
+/* Called first by process.c's sched_process_fork program (in the parent). */
+static __always_inline void launcher_fork(struct sched_process_fork_args *ctx)
 {
     __u32 parent = ctx->parent_pid, child = ctx->child_pid;
     if (!launcher_tasks.lookup(&parent) && !setup_tasks.lookup(&parent))
-        return 0;
+        return;
     __u32 running = SETUP_RUNNING;
     if (setup_tasks.insert(&child, &running) == 0)
         count_setup(1);
-    return 0;
+    return;
 }
 
-int corral_launcher_exit(void *ctx)
+/* Called first by process.c's sched_process_exit program. */
+static __always_inline void launcher_exit(void)
 {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     launcher_tasks.delete(&tid);
     if (setup_tasks.delete(&tid) == 0)
         count_setup(-1);
-    return 0;
+    return;
 }

@@ -4,6 +4,10 @@
  * the task itself, so the current cgroup id names the container. fork and exit are counted
  * per task (a new thread is a fork, each thread's end an exit), as the tracepoints fire.
  *
+ * Each program first runs launcher.c's bookkeeping for every task (one program per
+ * tracepoint: BCC keeps one attachment per tracepoint name, so a second program there would
+ * not be detached at close).
+ *
  * Exports: process_counters PERCPU_ARRAY[slot] = {execs, forks, exits}
  *          events ring buffer: struct exec_event (filename as passed to execve, truncated)
  */
@@ -30,6 +34,7 @@ static __always_inline struct process_counters *counters_of(int slot, __u32 prob
 
 int corral_process_exec(struct sched_process_exec_args *ctx)
 {
+    launcher_exec((struct launcher_exec_args *)ctx);   /* every task: launcher.c */
     __u64 cgroup_id = bpf_get_current_cgroup_id();
     int slot = watched_slot(cgroup_id);
     if (slot < 0)
@@ -53,6 +58,7 @@ int corral_process_exec(struct sched_process_exec_args *ctx)
 
 int corral_process_fork(void *ctx)
 {
+    launcher_fork((struct sched_process_fork_args *)ctx);   /* every task: launcher.c */
     int slot = watched_slot(bpf_get_current_cgroup_id());
     if (slot < 0)
         return 0;
@@ -64,6 +70,7 @@ int corral_process_fork(void *ctx)
 
 int corral_process_exit(void *ctx)
 {
+    launcher_exit();                                    /* every task: launcher.c */
     int slot = watched_slot(bpf_get_current_cgroup_id());
     if (slot < 0)
         return 0;

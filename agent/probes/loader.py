@@ -106,7 +106,9 @@ class ProbeSet:
                                   self._ring.on_event)
         self._compiled = compiled
         self._status = compiled.status
-        if self.options.launcher and compiled.status.get("launcher_setup"):
+        # launcher.c runs inside the process_* programs (probes/process.c).
+        if self.options.launcher and all(compiled.status.get(p) for p in ("process_exec", "process_fork",
+                                                                           "process_exit")):
             setup_exemption.arm(compiled.table("launcher_config"), self.options.launcher)
         self._skb.fds = compiled.skb_fds
         self._enforcement.egress.fds = compiled.egress_fds

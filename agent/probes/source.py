@@ -51,9 +51,6 @@ def tracepoints(options: ProbeOptions) -> list[Tracepoint]:
         Tracepoint("process_exec", "corral_process_exec", "sched:sched_process_exec"),
         Tracepoint("process_fork", "corral_process_fork", "sched:sched_process_fork"),
         Tracepoint("process_exit", "corral_process_exit", "sched:sched_process_exit"),
-        Tracepoint("launcher_setup", "corral_launcher_exec", "sched:sched_process_exec"),
-        Tracepoint("launcher_setup", "corral_launcher_fork", "sched:sched_process_fork"),
-        Tracepoint("launcher_setup", "corral_launcher_exit", "sched:sched_process_exit"),
     ]
     if options.syscall_latency:
         points += [

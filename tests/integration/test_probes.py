@@ -157,7 +157,7 @@ def test_every_probe_is_attached(probes):
     assert probes.status() == {
         "syscalls": True, "syscall_latency": True, "oom": True, "network": True,
         "tcp_connect": True, "tcp_retransmit": True, "process_exec": True,
-        "process_fork": True, "process_exit": True, "launcher_setup": True}
+        "process_fork": True, "process_exit": True}
     assert set(probes.errors()) >= set(probes.status())
 
 
