@@ -207,6 +207,7 @@ class Daemon:
         self.cgroups = detect_driver()
         self._stack.append(("cgroup files", self.cgroups.close))
         self.images = ImageStore(config.root)
+        self.images.clear_staging()       # what a daemon killed mid-pull or mid-import left
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
         if config.probes:

@@ -185,7 +185,7 @@ def _bad_key(data: Any, path: str, message: str, kind: type) -> str | None:
             msgspec.convert(mapping[key], type=value_type)
         except msgspec.ValidationError as exc:
             if str(exc).startswith(message):
-                return key
+                return str(key)
     return None
 
 

@@ -36,7 +36,7 @@ class CatalogEntry:
     origin: Origin = OWN
     runtime: str = "corral"              # corral, docker, containerd, podman, systemd, ...
     state: str = RUNNING                 # created | running | exited
-    labels: dict = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     started_at: float = 0.0              # 0 until it starts
     requested: Limits | None = None

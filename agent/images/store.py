@@ -293,6 +293,21 @@ class ImageStore:
             for staging, _ in staged:
                 remove_tree(staging)
 
+    def clear_staging(self) -> int:
+        """Remove what a killed daemon left half-made in tmp/ (staged layers, removals, busybox
+        builds); layers are renamed into place whole, so nothing there is ever needed again.
+        Partial downloads (downloads/) stay: the next pull resumes them. Call it only before
+        anything can be staging (the daemon does, at start)."""
+        stale = list(self._tmp.iterdir())
+        for path in stale:
+            if path.is_dir() and not path.is_symlink():
+                remove_tree(path)
+            else:
+                path.unlink(missing_ok=True)
+        if stale:
+            log.warning("removed %d half-made entries from %s (a daemon stopped mid-import)", len(stale), self._tmp)
+        return len(stale)
+
     # -- registries (agent/registry pulls through these; layers are keyed by diff_id)
 
     def has_layer(self, diff_id: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupStats
 from agent.metrics.snapshot import ContainerSnapshot
-from agent.probes.interface import ProbeReader
+from agent.probes.interface import NetCounters, ProbeReader, ProcessCounters, TcpCounters
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,16 @@ class ProbeReading:
     """Every BPF map asked for, read once; `failed` names the ones that could not be read (their
     dicts stay empty: callers must tell "failed" from "no entry" by it)."""
 
-    syscalls: dict = field(default_factory=dict)
-    latency: dict = field(default_factory=dict)
-    network: dict = field(default_factory=dict)
-    tcp: dict = field(default_factory=dict)
-    processes: dict = field(default_factory=dict)
-    oom_kills: dict = field(default_factory=dict)
-    status: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
-    map_entries: dict = field(default_factory=dict)
-    failed: set = field(default_factory=set)
+    syscalls: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    latency: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+    network: dict[int, NetCounters] = field(default_factory=dict)
+    tcp: dict[int, TcpCounters] = field(default_factory=dict)
+    processes: dict[int, ProcessCounters] = field(default_factory=dict)
+    oom_kills: dict[int, int] = field(default_factory=dict)
+    status: dict[str, bool] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    map_entries: dict[str, int] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
 
 
 class Sampler:

@@ -12,7 +12,7 @@ often each reading was taken in `reads`.
 from __future__ import annotations
 
 import errno
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.probes.egress import EgressPolicy
@@ -21,6 +21,8 @@ from agent.probes.structs import NR_SYSCALLS
 
 DEFAULT_STATUS = {"syscalls": True, "oom": True, "tcp_connect": True, "tcp_retransmit": True,
                   "process_exec": True, "process_fork": True, "process_exit": True, "network": True}
+
+T = TypeVar("T")
 
 
 class ProbeDouble:
@@ -66,7 +68,7 @@ class ProbeDouble:
     def emit(self, *events: ProbeEvent) -> None:
         self.events.extend(events)
 
-    def _read(self, name: str, value: Any) -> Any:
+    def _read(self, name: str, value: T) -> T:
         self.reads[name] = self.reads.get(name, 0) + 1
         if name in self.fail:
             raise OSError(errno.EIO, "Input/output error", name)

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.errors import InvalidArgument, Unauthorized
 
@@ -72,7 +73,7 @@ class DockerConfig:
         base = directory or Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
         self.path = Path(base) / "config.json"
 
-    def _load(self) -> dict:
+    def _load(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -115,7 +116,7 @@ class DockerConfig:
             self._write(data)
         return removed
 
-    def _write(self, data: dict) -> None:
+    def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -14,15 +14,22 @@ import os
 import stat
 import tarfile
 from pathlib import Path
+from typing import Protocol
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 CHUNK = 1 << 20
 
 
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class _Hashing:
     """A write-only file that hashes what passes into the next writer."""
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw: _Writable) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.size = 0
@@ -30,7 +37,7 @@ class _Hashing:
     def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.size += len(data)
-        return self.raw.write(data)
+        return int(self.raw.write(data))
 
     def flush(self) -> None:
         self.raw.flush()
@@ -61,7 +68,7 @@ def write(tree: Path, out: Path) -> tuple[str, str, int]:
     """(diff_id, blob digest, blob size) of the gzip'd tar of `tree` written to `out`."""
     with open(out, "wb") as raw:
         blob = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0) as zipped:   # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0) as zipped:
             plain = _Hashing(zipped)
             with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
                 _add_tree(archive, tree)

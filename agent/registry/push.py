@@ -112,7 +112,7 @@ class Pusher:
             result.append((pushed_diff, blob))
         return result, rebuilt
 
-    def _rebuild(self, diff_id: str, record: dict) -> tuple[str, Descriptor]:
+    def _rebuild(self, diff_id: str, record: dict[str, Any]) -> tuple[str, Descriptor]:
         with tempfile.TemporaryDirectory(dir=self.store.dir / "tmp") as work:
             out = Path(work) / "layer.tar.gz"
             tar_digest, blob_digest, size = layer_tar.write(self.store.layer_dir(diff_id), out)

@@ -149,8 +149,8 @@ class Transport:
 
     # -- requests
 
-    def request(self, method: str, path: str, *, scopes: Iterable[str] = (), headers: dict | None = None,
-                content: bytes | None = None, params: dict | None = None, what: str = "",
+    def request(self, method: str, path: str, *, scopes: Iterable[str] = (), headers: dict[str, str] | None = None,
+                content: bytes | None = None, params: dict[str, str] | None = None, what: str = "",
                 ok: tuple[int, ...] = (200,), stream: bool = False) -> httpx.Response:
         """One request with challenges, redirects and retries; a status outside `ok` raises."""
         scope_key = tuple(sorted(scopes))
@@ -214,7 +214,7 @@ class Transport:
 def _retry_after(value: str | None, attempt: int, cap: float) -> float:
     if value:
         try:
-            return min(max(float(value), 0.0), cap)
+            return float(min(max(float(value), 0.0), cap))
         except ValueError:
             pass
-    return min(0.2 * 2 ** attempt, cap)
+    return float(min(0.2 * 2 ** attempt, cap))

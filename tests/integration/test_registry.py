@@ -147,6 +147,8 @@ def test_docker_manifest_list_and_zstd_and_plain_layers(daemon, registry, tmp_pa
     layout = Layout(tmp_path / "formats")
     layout.add_image([{"bin/busybox": BUSYBOX}, {"etc/motd": b"formats\n"}], arch="amd64",
                      cmd=["/bin/busybox", "cat", "/etc/motd"])
+    layout.add_image([{"etc/motd": b"not this one\n"}], arch="arm64", cmd=["/bin/false"])
+    layout.add_image([{"etc/motd": b"nor this one\n"}], arch="ppc64le", cmd=["/bin/false"])
     layout.write_multi("v1")
     registry.push_layout(layout.path, "v1", "fmt/v2s2", all_platforms=True, extra=("--format", "v2s2"))
     registry.push_layout(layout.path, "v1", "fmt/zstd", all_platforms=True,
@@ -158,6 +160,9 @@ def test_docker_manifest_list_and_zstd_and_plain_layers(daemon, registry, tmp_pa
         raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
                               f"docker://{registry.host}/{repository}:v1"], capture_output=True, check=True).stdout
         assert b"manifest" in raw
+        if repository == "fmt/v2s2":          # a Docker manifest list of three platforms
+            assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+            assert len(json.loads(raw)["manifests"]) == 3
         assert daemon.out("run", "--rm", f"{registry.host}/{repository}:v1") == "formats"
 
 
@@ -303,3 +308,35 @@ def test_run_pulls_a_missing_image_and_fails_cleanly_when_it_cannot(daemon, regi
     assert set(os.listdir(daemon.root / "containers")) == before
     never = daemon.cli("run", "--rm", "--pull", "never", f"{registry.host}/runpull/none:1", check=False)
     assert never.returncode == 125 and "Unable to find" not in never.stderr.decode()
+
+
+def test_daemon_killed_mid_pull_leaves_nothing_half_made(daemon, registry, tmp_path):
+    """SIGKILL of the daemon at seeded random points of a pull: after each restart nothing
+    half-extracted is left, every stored layer is complete, and the pull then succeeds."""
+    import random
+    import signal as signals
+    import time
+    seed = int(os.environ.get("CORRAL_CRASH_SEED", random.randrange(1 << 30)))
+    chance = random.Random(seed)
+    layers = [{"bin/busybox": BUSYBOX}, {f"data/{n}": os.urandom(64 * 1024) for n in range(300)},
+              {"big": os.urandom(24 << 20)}]
+    ref = _publish(registry, tmp_path, "killed/app", layers, cmd=["/bin/busybox", "ls", "/data"])
+    images = daemon.root / "images"
+    for round_number in range(3):
+        puller = subprocess.Popen([*daemon.cli_command(), "pull", ref], env=daemon.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.05, 0.6))
+        daemon.process.send_signal(signals.SIGKILL)
+        daemon.process.wait()
+        puller.wait(timeout=60)
+        daemon.process = None
+        daemon.start()
+        where = f"seed {seed}, round {round_number}"
+        assert list((images / "tmp").iterdir()) == [], where
+        for layer in (images / "layers" / "sha256").iterdir():
+            if layer.is_dir():
+                assert layer.with_suffix(".json").is_file(), f"{where}: {layer} has no record"
+        if any(i["name"] == ref.rsplit(":", 1)[0] for i in _images(daemon)):
+            daemon.cli("image", "rm", ref)
+    daemon.cli("pull", ref)
+    assert daemon.out("run", "--rm", ref).split() == sorted(str(n) for n in range(300))
