@@ -9,7 +9,6 @@ Containers keep running while the daemon is down and are adopted when it starts 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -17,13 +16,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.errors import CorralError, InvalidArgument
-from agent.metrics.model import MetricsOptions
+from agent.daemon_config import DaemonConfig, parse_args
+from agent.errors import CorralError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -36,138 +34,6 @@ if TYPE_CHECKING:
     from agent.probes.loader import ProbeSet
 
 log = logging.getLogger("corral.daemon")
-
-DEFAULT_ROOT = Path("/var/lib/corral")
-DEFAULT_SOCKET = Path("/run/corral/corral.sock")
-DEFAULT_METRICS = "127.0.0.1:9750"
-REPO_PROBES = Path(__file__).resolve().parent.parent / "probes"
-
-
-@dataclass(frozen=True)
-class DaemonConfig:
-    """Every daemon flag; issue 8's /etc/corral/corral.yaml maps onto the same fields."""
-
-    root: Path = DEFAULT_ROOT
-    socket: Path = DEFAULT_SOCKET
-    metrics_addr: str = DEFAULT_METRICS
-    policies: Path | None = None
-    probes: bool = True
-    probes_dir: Path = REPO_PROBES
-    syscall_latency: bool = False
-    network: bool = True
-    default_subnet: str = "10.213.0.0/16"
-    metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
-    dump_bpf: bool = False
-    log_level: str = "info"
-    observe: bool = True               # follow containers Corral did not start (agent/discovery)
-    observe_root: str = "/"            # the cgroup path below which to look for them
-    observe_state_root: Path = Path("/")   # prefix of the runtimes' state dirs (/host in a pod)
-    policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
-    policy_max_size: int = 1024 * 1024  # bytes: a bigger policy file is refused (docs/policies.md)
-    alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
-    alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
-    insecure_registries: tuple[str, ...] = ()       # --insecure-registry HOST[:PORT]: plain http
-    registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)   # --registry-mirror R=HOST
-    registry_certs_dirs: tuple[Path, ...] = ()      # --registry-certs-dir DIR: DIR/HOST:PORT/ca.crt
-
-    def __post_init__(self) -> None:
-        if self.metrics_addr and ":" not in self.metrics_addr:
-            raise InvalidArgument(f"--metrics-addr {self.metrics_addr!r}: expected HOST:PORT like 127.0.0.1:9750")
-        if self.policies is not None and not self.policies.is_dir():
-            raise InvalidArgument(f"--policies {str(self.policies)!r}: not a directory")
-        from agent.alerting.webhook import check_url
-        object.__setattr__(self, "alertmanagers", tuple(check_url(u, "--alertmanager") for u in self.alertmanagers))
-        object.__setattr__(self, "alert_webhooks", tuple(check_url(u, "--alert-webhook") for u in self.alert_webhooks))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The daemon's flags; agent/config.py maps /etc/corral/corral.yaml keys onto their dests."""
-    parser = argparse.ArgumentParser(prog="corral daemon", description="Run the Corral daemon.")
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="configuration file; flags override it (default /etc/corral/corral.yaml "
-                             "when it exists; `none` for no file)")
-    parser.add_argument("--observe", action=argparse.BooleanOptionalAction, default=True,
-                        help="observe containers Corral did not start: docker, containerd/Kubernetes, "
-                             "podman, systemd services (default on)")
-    parser.add_argument("--observe-root", default="/", metavar="CGROUP",
-                        help="cgroup path below which observed containers are looked for (default %(default)s)")
-    parser.add_argument("--observe-state-root", type=Path, default=Path("/"), metavar="DIR",
-                        help="where the host's /run/containerd, /var/lib/docker and containers/storage "
-                             "are seen from here, for names and Kubernetes labels (default %(default)s)")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="state, images and containers (default %(default)s)")
-    parser.add_argument("--socket", type=Path, default=Path(os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)),
-                        help="UNIX socket of the REST API (default %(default)s)")
-    parser.add_argument("--metrics-addr", default=DEFAULT_METRICS,
-                        help="HOST:PORT of the Prometheus endpoint; empty to disable (default %(default)s)")
-    parser.add_argument("--policies", type=Path, default=None, help="folder of policy YAML files")
-    parser.add_argument("--policy-interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    parser.add_argument("--policy-max-size", type=_size, default=1024 * 1024, metavar="SIZE",
-                        help="refuse policy files larger than this, like 1Mi (default 1Mi)")
-    parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")
-    parser.add_argument("--probes-dir", type=Path, default=REPO_PROBES, help=argparse.SUPPRESS)
-    parser.add_argument("--no-network", dest="network", action="store_false",
-                        help="no bridge networking (containers may use --net none or host)")
-    parser.add_argument("--default-subnet", default="10.213.0.0/16", metavar="CIDR",
-                        help="subnet of the default network corral0 (default %(default)s)")
-    parser.add_argument("--syscall-metrics", default="all", help="all | top:N | none (default %(default)s)")
-    parser.add_argument("--syscall-latency", action="store_true",
-                        help="per-container syscall latency histograms (costs several times more than counting)")
-    parser.add_argument("--drop-metric", action="append", default=[], dest="drop_metrics",
-                        help="glob of metric names not to export (repeatable)")
-    parser.add_argument("--drop-label", action="append", default=[], dest="drop_labels",
-                        help="glob of container labels (id, image, container_label_*) not to export (repeatable)")
-    parser.add_argument("--dump-bpf", action="store_true", help="print the final BPF program and exit")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--alertmanager", action="append", default=[], dest="alertmanagers", metavar="URL",
-                        help="Alertmanager to post alerts to, e.g. http://127.0.0.1:9093 (repeatable)")
-    parser.add_argument("--alert-webhook", action="append", default=[], dest="alert_webhooks", metavar="URL",
-                        help="URL to POST the same alert JSON to (repeatable)")
-    parser.add_argument("--insecure-registry", action="append", default=[], dest="insecure_registries",
-                        metavar="HOST[:PORT]", help="reach this registry over plain http (loopback always is)")
-    parser.add_argument("--registry-mirror", action="append", default=[], dest="registry_mirrors",
-                        metavar="REGISTRY=HOST[:PORT]",
-                        help="pull REGISTRY's images (docker.io included) from this mirror first (repeatable)")
-    parser.add_argument("--registry-certs-dir", action="append", default=[], dest="registry_certs_dirs",
-                        type=Path, metavar="DIR", help="folders of HOST:PORT/ca.crt for registries' TLS "
-                                                       "(default /etc/corral/certs.d and /etc/docker/certs.d)")
-    return parser
-
-
-def parse_mirrors(values: list[str]) -> dict[str, tuple[str, ...]]:
-    """`docker.io=mirror.local:5000` pairs, several mirrors per registry kept in order."""
-    mirrors: dict[str, tuple[str, ...]] = {}
-    for value in values:
-        registry, _, host = value.partition("=")
-        if not registry or not host or "/" in host:
-            raise InvalidArgument(f"--registry-mirror {value!r}: expected REGISTRY=HOST[:PORT], "
-                                  "like docker.io=127.0.0.1:5000")
-        mirrors[registry] = (*mirrors.get(registry, ()), host)
-    return mirrors
-
-
-def _size(text: str) -> int:
-    from agent.units import parse_size
-    try:
-        return parse_size(text, field="--policy-max-size")
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def parse_args(argv: list[str] | None) -> DaemonConfig:
-    from agent.config import apply_config_file
-    parser = build_parser()
-    apply_config_file(parser, argv)
-    args = parser.parse_args(argv)
-    values = vars(args)
-    values.pop("config", None)
-    values["insecure_registries"] = tuple(values["insecure_registries"])
-    values["registry_certs_dirs"] = tuple(values["registry_certs_dirs"])
-    values["registry_mirrors"] = parse_mirrors(values["registry_mirrors"])
-    values["metrics"] = MetricsOptions(syscall_metrics=values.pop("syscall_metrics"),
-                                       drop_metrics=tuple(values.pop("drop_metrics")),
-                                       drop_labels=tuple(values.pop("drop_labels")))
-    return DaemonConfig(**values)
-
 
 class Daemon:
     """Owns every part; `run()` blocks until stopped."""

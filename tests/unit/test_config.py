@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import COMMAND_LINE_ONLY, config_keys, load_config
-from agent.daemon import build_parser, parse_args
+from agent.daemon_config import build_parser, parse_args
 from agent.errors import InvalidArgument
 
 SHIPPED = Path(__file__).parents[2] / "deploy/corral.yaml"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from agent.config import load_config
-from agent.daemon import build_parser
+from agent.daemon_config import build_parser
 
 REPO = Path(__file__).parents[2]
 BASE = REPO / "deploy/kubernetes"
