@@ -20,7 +20,6 @@ from typing import Iterator
 
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped
 from agent.catalog.entry import CatalogEntry
-from agent.cgroups.devices import DeviceRule, container_rules, rule_for
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.events import Event, EventLog
@@ -30,10 +29,10 @@ from agent.runtime import inspect as inspection
 from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
-from agent.runtime.launch import LaunchRequest, launch
+from agent.runtime.launch import launch
 from agent.runtime.logs import follow_log
 from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, ContainerSpec
-from agent.runtime.names import new_id, new_name
+from agent.runtime.plan import launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
 from agent.security import capabilities
@@ -99,41 +98,14 @@ class Runtime:
             raise
 
     def create(self, spec: ContainerSpec) -> Container:
-        if spec.network not in ("none", "host"):
-            if self.networks is None:
-                raise InvalidArgument(f"network {spec.network!r}: networking is not enabled in this daemon",
-                                      hint="use --net none or --net host")
-            if spec.network == "bridge":
-                self.networks.ensure_default()
-            else:
-                self.networks.get(spec.network)       # NotFound now, not at start
         image = self.images.get(spec.image)
-        command = (spec.entrypoint if spec.entrypoint is not None else list(image.config.entrypoint)) \
-            + (list(spec.command) or ([] if spec.entrypoint else list(image.config.cmd)))
-        if not command:
-            raise InvalidArgument(f"no command given and image {spec.image!r} has none",
-                                  hint="add a command after the image name")
-        for mount in spec.mounts:
-            if not os.path.exists(mount.source):
-                raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
-                                      hint="create it first or fix the path given to -v")
-        # Docker's default device list plus each --device node (checked now: a bad path fails
-        # before anything is made).
-        device_rules = container_rules(rule_for(device.host, device.access) for device in spec.devices)
-        if spec.privileged:                 # as Docker: every device (/dev still holds the defaults)
-            device_rules = (DeviceRule("a", None, None, "rwm"),)
-        container_id = new_id()
-        name = spec.name or new_name(self.store.names())
-        hostname = spec.hostname or container_id[:12]
-        container = Container(id=container_id, name=name, spec=spec, image_id=image.id,
-                              created_at=time.time(), command=command, hostname=hostname,
-                              env=_merge_env(image.config.env, spec.env, hostname),
-                              workdir=spec.workdir or image.config.workdir or "/")
+        container, device_rules = plan_container(spec, image, self.networks, self.store.names())
+        container_id = container.id
         undo = []
         try:
             self.store.add(container)
             undo.append(lambda: self.store.delete(container_id))
-            paths = self.cgroups.create(container_id, self._policy_limits(name, spec))
+            paths = self.cgroups.create(container_id, self._policy_limits(container.name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
             self.cgroups.set_devices(paths, device_rules)
             rootfs = self.rootfs.prepare(container_id, image)
@@ -163,35 +135,9 @@ class Runtime:
         directory = self.store.directory(container.id)
         paths = CgroupPaths.from_dict(container.cgroup)
         networked = container.spec.network not in ("none", "host")
-        binds = [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts]
-        binds += [device.bind() for device in container.spec.devices]
-        if networked:
-            # Bind-mounted files, so the hosts file can be rewritten as others join the network.
-            (directory / "hostname").write_text(self.networks.hostname_file(container.hostname))
-            (directory / "resolv.conf").write_text(self.networks.resolv_conf())
-            (directory / "hosts").write_text("")              # attach writes it in place()
-            binds += [f"{directory / name}:/etc/{name}" for name in ("hostname", "hosts", "resolv.conf")]
-        if container.rootfs is None:
-            raise CorralError(f"container {container.name} has no root filesystem",
-                              hint=f"`corral rm {container.name}` and run it again")
         security = of_spec(container.spec)
-        request = LaunchRequest(
-            rootfs=Path(container.rootfs),
-            command=list(container.command),
-            hostname=container.hostname,
-            network="new" if networked else container.spec.network,
-            env=list(container.env),
-            workdir=container.workdir,
-            binds=binds,
-            log=directory / "container.log",
-            exit_file=directory / "exit",
-            seccomp=self._seccomp_filter(container, directory, security),
-            caps=capabilities.mask(security.caps),
-            user=security.user,
-            read_only=security.read_only,
-            privileged=security.privileged,
-            tmpfs=[item.launcher_arg() for item in security.tmpfs],
-        )
+        request = launch_request(container, directory, self.networks, security,
+                                 self._seccomp_filter(container, directory, security))
 
         def place(pid: int) -> None:
             self.cgroups.add_process(paths, pid)
@@ -315,7 +261,7 @@ class Runtime:
                            hint="start a new one with `corral run`; `corral ps -a` shows its state")
         if not command:
             raise InvalidArgument("exec: a command is required")
-        environment = _merge_env(container.env, env or [], container.hostname)
+        environment = merge_env(container.env, env or [], container.hostname)
         paths = CgroupPaths.from_dict(container.cgroup)
         seccomp = self.store.directory(container.id) / SECCOMP_FILE   # the container's own filter
         security = of_spec(container.spec)
@@ -351,7 +297,7 @@ class Runtime:
 
     def _policy_limits(self, name: str, spec: ContainerSpec) -> Limits:
         """The spec's limits tightened by the policies selecting the container."""
-        return self.decider.limits(name, spec.image, dict(spec.labels), _limits(spec))
+        return self.decider.limits(name, spec.image, dict(spec.labels), requested_limits(spec))
 
     def _seccomp_filter(self, container: Container, directory: Path, security) -> Path | None:
         """The container's profile with the policies' deny rules merged in: one filter, which
@@ -418,7 +364,7 @@ class Runtime:
                             cgroup=CgroupPaths.from_dict(container.cgroup) if container.cgroup else CgroupPaths(""),
                             cgroup_id=container.cgroup_id or 0, state=container.state,
                             labels=dict(spec.labels), created_at=container.created_at,
-                            started_at=container.started_at or 0.0, requested=_limits(spec),
+                            started_at=container.started_at or 0.0, requested=requested_limits(spec),
                             seccomp_file=str(self.store.directory(container.id) / SECCOMP_FILE))
 
     def _place(self, container: Container) -> None:
@@ -453,20 +399,6 @@ class Runtime:
         with self._changed:
             self._changed.notify_all()
         self.events.emit(Event("container", "destroy", container.id, container.name))
-
-
-def _limits(spec: ContainerSpec) -> Limits:
-    return Limits.from_cpus(spec.memory, spec.cpus, spec.pids_limit)
-
-
-def _merge_env(base: list[str], extra: list[str], hostname: str) -> list[str]:
-    """Image env, then the user's, later keys winning; HOSTNAME and a PATH always present."""
-    merged: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                              "HOSTNAME": hostname}
-    for item in [*base, *extra]:
-        key, _, value = item.partition("=")
-        merged[key] = value
-    return [f"{k}={v}" for k, v in merged.items()]
 
 
 def _quietly(step) -> None:

@@ -4,8 +4,8 @@ import os
 import pytest
 
 from agent.errors import Conflict, InvalidArgument, NotFound
-from agent.runtime.containers import _merge_env
 from agent.runtime.model import Container, ContainerSpec, Mount
+from agent.runtime.plan import merge_env as _merge_env
 from agent.runtime.state import ContainerStore
 
 
