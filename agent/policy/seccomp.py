@@ -7,11 +7,9 @@ deny list (`corral-launch --seccomp FILE` installs either).
 from __future__ import annotations
 
 import errno
-import os
-import tempfile
 from typing import Iterable
 
-from agent.errors import KernelError
+from agent.atomic_file import write_atomically
 
 
 def filter_bytes(denied: Iterable[str], *, error: int = errno.EPERM) -> bytes:
@@ -29,20 +27,5 @@ def filter_bytes(denied: Iterable[str], *, error: int = errno.EPERM) -> bytes:
 def export_filter(denied: Iterable[str], path: str, *, error: int = errno.EPERM) -> str:
     """Write the raw filter for the launcher to `path` atomically; returns `path`."""
     data = filter_bytes(denied, error=error)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".seccomp-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-    except OSError as exc:
-        raise KernelError(f"cannot write the seccomp filter {path}: {exc.strerror}") from None
+    write_atomically(path, data, durable=False)     # written again at every start
     return path

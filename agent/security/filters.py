@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
-from agent.errors import InvalidArgument, KernelError
+from agent.atomic_file import write_atomically
+from agent.errors import InvalidArgument
 from agent.security.profile import Profile, Resolved, for_container
 
 # Bump when the way rules become BPF changes: old cache files are then simply not found.
@@ -118,16 +118,5 @@ class FilterCache:
             return path
 
     def _write(self, path: Path, data: bytes) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".seccomp-", dir=self.directory)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise KernelError(f"cannot write the seccomp filter {path}: {exc.strerror}") from None
+        # Content-addressed and rebuilt when missing: atomic for readers, no fsync needed.
+        write_atomically(path, data, durable=False)
