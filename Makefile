@@ -62,7 +62,7 @@ install: setup
 	install -d $(PREFIX) $(PREFIX)/share /etc/corral /usr/lib/tmpfiles.d
 	test -x $(PREFIX)/bin/python || /usr/bin/python3 -m venv --system-site-packages $(PREFIX)
 	$(PREFIX)/bin/pip install -q --no-build-isolation .
-	gcc -O2 -Wall -Wextra -Werror -o $(PREFIX)/bin/corral-launch launcher/corral-launch.c
+	gcc -O2 -Wall -Wextra -Werror -o $(PREFIX)/bin/corral-launch launcher/*.c
 	rm -rf $(PREFIX)/share/probes && cp -r probes $(PREFIX)/share/probes
 	ln -sfn $(PREFIX)/bin/corral /usr/local/bin/corral
 	install -m 0644 deploy/systemd/corral.service /etc/systemd/system/corral.service

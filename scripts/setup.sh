@@ -80,9 +80,10 @@ fi
 
 # The launcher: a small C program, so launching never forks the big daemon.
 LAUNCHER=$VENV/bin/corral-launch
-if [ ! -x "$LAUNCHER" ] || [ launcher/corral-launch.c -nt "$LAUNCHER" ]; then
+# Every launcher/*.c is one program; rebuilt when any source or header is newer than the binary.
+if [ ! -x "$LAUNCHER" ] || [ -n "$(find launcher -name '*.[ch]' -newer "$LAUNCHER")" ]; then
   say "building $LAUNCHER"
-  gcc -O2 -Wall -Wextra -Werror -o "$LAUNCHER" launcher/corral-launch.c
+  gcc -O2 -Wall -Wextra -Werror -o "$LAUNCHER" launcher/*.c
 fi
 
 # Grafana dashboard schema check (tests/unit/test_dashboards.py): @grafana/schema + TypeScript,

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "launcher" / "corral-launch.c"
+SOURCES = REPO / "launcher"
 BUSYBOX = Path("/bin/busybox")
 # Generous: a step takes milliseconds; this only keeps a broken launcher from hanging the run.
 STEP_TIMEOUT = 10.0
 
 
 def build_launcher(dest_dir: Path) -> Path:
-    """Compile launcher/corral-launch.c exactly as the Makefile does, into dest_dir."""
+    """Compile launcher/*.c exactly as the Makefile does, into dest_dir."""
     binary = dest_dir / "corral-launch"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary), str(SOURCE)],
+    sources = sorted(str(path) for path in SOURCES.glob("*.c"))
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary), *sources],
                    check=True, capture_output=True)
     return binary
 
