@@ -81,12 +81,27 @@ def _string_list(value: Any, where: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """How a container of the image starts when `corral run` gives no command of its own."""
+    """How a container of the image starts when `corral run` gives no command of its own, and
+    the rest of the image config's `config` section that docker honours (Dockerfile's USER,
+    LABEL, EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL).
+
+    `to_dict` leaves out the fields added after the first four while they hold their default, so
+    the ids of images stored before they existed (`image_id` hashes `to_dict`) do not change.
+    """
 
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])   # "K=V"
     workdir: str = "/"
+    user: str = ""                                                  # "" = root
+    labels: dict[str, str] = field(default_factory=dict)
+    exposed_ports: list[str] = field(default_factory=list)          # "80/tcp"
+    volumes: list[str] = field(default_factory=list)                # absolute paths
+    stop_signal: str = ""                                           # "" = SIGTERM
+    # Docker's HealthConfig as the image config writes it: Test (["CMD", ...], ["CMD-SHELL",
+    # "..."] or ["NONE"]) and Interval, Timeout, StartPeriod (nanoseconds), Retries.
+    healthcheck: dict[str, Any] = field(default_factory=dict)
+    shell: list[str] = field(default_factory=list)                  # SHELL; [] = ["/bin/sh", "-c"]
 
     def __post_init__(self) -> None:
         for item in self.env:
@@ -94,10 +109,22 @@ class ImageConfig:
                 raise InvalidArgument(f"image config env {item!r}: expected KEY=VALUE")
         if not self.workdir.startswith("/"):
             raise InvalidArgument(f"image config workdir {self.workdir!r}: must be an absolute path")
+        for path in self.volumes:
+            if not path.startswith("/"):
+                raise InvalidArgument(f"image config volume {path!r}: must be an absolute path")
+        for port in self.exposed_ports:
+            number, _, proto = port.partition("/")
+            if not number.isdigit() or not 0 < int(number) < 65536 or proto not in ("tcp", "udp", "sctp"):
+                raise InvalidArgument(f"image config exposed port {port!r}: expected PORT/tcp|udp|sctp")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"entrypoint": list(self.entrypoint), "cmd": list(self.cmd),
-                "env": list(self.env), "workdir": self.workdir}
+        data: dict[str, Any] = {"entrypoint": list(self.entrypoint), "cmd": list(self.cmd),
+                                "env": list(self.env), "workdir": self.workdir}
+        for name in _LATER_FIELDS:
+            value = getattr(self, name)
+            if value:
+                data[name] = value.copy() if isinstance(value, (list, dict)) else value
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "image config") -> ImageConfig:
@@ -108,7 +135,98 @@ class ImageConfig:
         return cls(entrypoint=_string_list(data.get("entrypoint"), f"{where}.entrypoint"),
                    cmd=_string_list(data.get("cmd"), f"{where}.cmd"),
                    env=_string_list(data.get("env", [DEFAULT_PATH]), f"{where}.env"),
-                   workdir=workdir or "/")
+                   workdir=workdir or "/",
+                   user=_string(data.get("user"), f"{where}.user"),
+                   labels=_string_map(data.get("labels"), f"{where}.labels"),
+                   exposed_ports=_string_list(data.get("exposed_ports"), f"{where}.exposed_ports"),
+                   volumes=_string_list(data.get("volumes"), f"{where}.volumes"),
+                   stop_signal=_string(data.get("stop_signal"), f"{where}.stop_signal"),
+                   healthcheck=_healthcheck(data.get("healthcheck"), f"{where}.healthcheck"),
+                   shell=_string_list(data.get("shell"), f"{where}.shell"))
+
+    @classmethod
+    def from_oci(cls, settings: Any, where: str) -> ImageConfig:
+        """The `config` section of an OCI/Docker image config blob (`Entrypoint`, `Cmd`, `Env`,
+        `WorkingDir`, `User`, `Labels`, `ExposedPorts`, `Volumes`, `StopSignal`, `Healthcheck`,
+        `Shell`); anything else in it is ignored, as docker ignores what it does not use."""
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise InvalidArgument(f"{where}: expected an object, got {type(settings).__name__}")
+        return cls(entrypoint=_string_list(settings.get("Entrypoint"), f"{where}.Entrypoint"),
+                   cmd=_string_list(settings.get("Cmd"), f"{where}.Cmd"),
+                   env=_string_list(settings.get("Env"), f"{where}.Env") or [DEFAULT_PATH],
+                   workdir=_string(settings.get("WorkingDir"), f"{where}.WorkingDir") or "/",
+                   user=_string(settings.get("User"), f"{where}.User"),
+                   labels=_string_map(settings.get("Labels"), f"{where}.Labels"),
+                   exposed_ports=sorted(_keys(settings.get("ExposedPorts"), f"{where}.ExposedPorts")),
+                   volumes=sorted(_keys(settings.get("Volumes"), f"{where}.Volumes")),
+                   stop_signal=_string(settings.get("StopSignal"), f"{where}.StopSignal"),
+                   healthcheck=_healthcheck(settings.get("Healthcheck"), f"{where}.Healthcheck"),
+                   shell=_string_list(settings.get("Shell"), f"{where}.Shell"))
+
+    def to_oci(self) -> dict[str, Any]:
+        """The `config` section of an image config blob, as docker writes it (empty fields left out)."""
+        data: dict[str, Any] = {"Env": list(self.env), "WorkingDir": self.workdir}
+        if self.entrypoint:
+            data["Entrypoint"] = list(self.entrypoint)
+        if self.cmd:
+            data["Cmd"] = list(self.cmd)
+        optional = {"User": self.user, "Labels": dict(self.labels),
+                    "ExposedPorts": {port: {} for port in self.exposed_ports},
+                    "Volumes": {path: {} for path in self.volumes}, "StopSignal": self.stop_signal,
+                    "Healthcheck": dict(self.healthcheck), "Shell": list(self.shell)}
+        data.update({key: value for key, value in optional.items() if value})
+        return data
+
+
+_LATER_FIELDS = ("user", "labels", "exposed_ports", "volumes", "stop_signal", "healthcheck", "shell")
+_HEALTH_KEYS = {"Test": list, "Interval": int, "Timeout": int, "StartPeriod": int,
+                "StartInterval": int, "Retries": int}
+
+
+def _string(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidArgument(f"{where}: expected an object of strings, got {value!r}")
+    return dict(value)
+
+
+def _keys(value: Any, where: str) -> list[str]:
+    """Docker writes sets as objects with empty values: {"80/tcp": {}}."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where}: expected an object, got {value!r}")
+    return [str(key) for key in value]
+
+
+def _healthcheck(value: Any, where: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{where}: expected an object, got {value!r}")
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        kind = _HEALTH_KEYS.get(key)
+        if kind is None:
+            raise InvalidArgument(f"{where}: unknown field {key!r} (known: {', '.join(_HEALTH_KEYS)})")
+        if kind is list:
+            checked[key] = _string_list(item, f"{where}.{key}")
+        elif not isinstance(item, int) or isinstance(item, bool) or item < 0:
+            raise InvalidArgument(f"{where}.{key}: expected a non-negative integer, got {item!r}")
+        elif item:
+            checked[key] = item
+    return checked
 
 
 def image_id(layers: list[str], config: ImageConfig) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.errors import InvalidArgument
 from agent.images.extract import Extracted
-from agent.images.model import DEFAULT_PATH, ImageConfig, parse_reference
+from agent.images.model import ImageConfig, parse_reference
 from agent.images.records import read_json
 
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -137,14 +137,4 @@ def _layout_reference(layout: Path, annotated: str | None) -> tuple[str, str]:
 
 
 def _image_config(document: dict, layout: Path) -> ImageConfig:
-    settings = document.get("config") or {}
-    where = f"{layout}: image config"
-    for key in ("Entrypoint", "Cmd", "Env"):
-        value = settings.get(key)
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise InvalidArgument(f"{where}: {key} must be a list of strings, got {value!r}")
-    workdir = settings.get("WorkingDir") or "/"
-    if not isinstance(workdir, str):
-        raise InvalidArgument(f"{where}: WorkingDir must be a string, got {workdir!r}")
-    return ImageConfig(entrypoint=list(settings.get("Entrypoint") or []), cmd=list(settings.get("Cmd") or []),
-                       env=list(settings.get("Env") or [DEFAULT_PATH]), workdir=workdir)
+    return ImageConfig.from_oci(document.get("config"), f"{layout}: image config")

@@ -54,18 +54,13 @@ def image_config(raw: bytes, where: str) -> tuple[ImageConfig, list[str]]:
         data = json.loads(raw)
     except ValueError:
         raise RegistryError(f"{where}: the image config is not JSON") from None
-    run = data.get("config") or {}
+    run = data.get("config")
     diff_ids = (data.get("rootfs") or {}).get("diff_ids") or []
     if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
         raise RegistryError(f"{where}: rootfs.diff_ids is not a list of digests")
 
-    def strings(key: str) -> list[str]:
-        value = run.get(key) or []
-        return [str(item) for item in value] if isinstance(value, list) else []
-    env = strings("Env") or ImageConfig().env
     try:
-        return ImageConfig(entrypoint=strings("Entrypoint"), cmd=strings("Cmd"), env=env,
-                           workdir=run.get("WorkingDir") or "/"), diff_ids
+        return ImageConfig.from_oci(run, f"{where}: config"), diff_ids
     except InvalidArgument as exc:
         raise RegistryError(f"{where}: {exc.message}") from None
 

@@ -88,8 +88,7 @@ class Pusher:
     def _config(self, image: Image, diff_ids: list[str]) -> bytes:
         here = normalize(Platform("linux", host_platform.machine()))
         body = {"architecture": here.architecture, "os": here.os,
-                "config": {"Env": image.config.env, "Cmd": image.config.cmd or None,
-                           "Entrypoint": image.config.entrypoint or None, "WorkingDir": image.config.workdir},
+                "config": image.config.to_oci(),
                 "rootfs": {"type": "layers", "diff_ids": diff_ids}}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 

@@ -92,3 +92,38 @@ def test_image_id_depends_on_layers_their_order_and_config():
     assert base != image_id([other, LAYER], ImageConfig())
     assert base != image_id([LAYER, other], ImageConfig(cmd=["sh"]))
     assert base.startswith("sha256:") and len(base) == 7 + 64
+
+
+DOCKER_CONFIG = {"Env": ["PATH=/bin", "A=1"], "Cmd": ["nginx", "-g", "daemon off;"], "Entrypoint": ["/init"],
+                 "WorkingDir": "/srv", "User": "www-data:www-data", "Labels": {"maintainer": "x"},
+                 "ExposedPorts": {"80/tcp": {}, "53/udp": {}}, "Volumes": {"/data": {}},
+                 "StopSignal": "SIGQUIT", "Shell": ["/bin/bash", "-c"], "ArgsEscaped": True,
+                 "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 3}}
+
+
+def test_config_reads_docker_image_config_and_writes_it_back():
+    config = ImageConfig.from_oci(DOCKER_CONFIG, "blob")
+    assert config.user == "www-data:www-data" and config.stop_signal == "SIGQUIT"
+    assert config.exposed_ports == ["53/udp", "80/tcp"] and config.volumes == ["/data"]
+    assert config.healthcheck == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000, "Retries": 3}
+    written = config.to_oci()
+    assert "ArgsEscaped" not in written     # what docker ignores is not carried
+    assert ImageConfig.from_oci(written, "again") == config
+    assert ImageConfig.from_dict(config.to_dict()) == config
+
+
+def test_config_from_oci_defaults_and_errors_name_the_field():
+    assert ImageConfig.from_oci(None, "blob") == ImageConfig()
+    with pytest.raises(InvalidArgument, match=r"blob\.Labels"):
+        ImageConfig.from_oci({"Labels": {"a": 1}}, "blob")
+    with pytest.raises(InvalidArgument, match=r"blob\.Healthcheck: unknown field 'Bogus'"):
+        ImageConfig.from_oci({"Healthcheck": {"Bogus": 1}}, "blob")
+    with pytest.raises(InvalidArgument, match="exposed port '80/xyz'"):
+        ImageConfig.from_oci({"ExposedPorts": {"80/xyz": {}}}, "blob")
+
+
+def test_new_config_fields_leave_the_ids_of_older_images_alone():
+    # An image stored before user/labels/... existed hashed only the first four fields.
+    assert set(ImageConfig(cmd=["sh"]).to_dict()) == {"entrypoint", "cmd", "env", "workdir"}
+    assert image_id([f"sha256:{'a' * 64}"], ImageConfig(cmd=["sh"])) != image_id(
+        [f"sha256:{'a' * 64}"], ImageConfig(cmd=["sh"], user="1000"))
