@@ -105,6 +105,7 @@ class Daemon:
         if decider is not None:
             self._start_policies(decider)
         self._start_probe_events()
+        from agent.api.image_endpoints import ImageEndpoints
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
@@ -118,7 +119,8 @@ class Daemon:
                                            StatsEndpoints(self.snapshots).register,
                                            PolicyEndpoints(self.policy.queries if self.policy else None).register,
                                            ObservedEndpoints(self.observed).register,
-                                           RegistryEndpoints(self.images, self._registry_options()).register])
+                                           RegistryEndpoints(self.images, self._registry_options()).register,
+                                           ImageEndpoints(self.images, self.runtime, self.cgroups).register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
 

@@ -131,6 +131,33 @@ class ApiClient:
     def tag_image(self, source: str, target: str) -> dict:
         return self._json("POST", "/v1/images/tag", body={"source": source, "target": target})
 
+    def inspect_image(self, ref: str) -> dict:
+        return self._json("GET", f"/v1/images/{_ref(ref)}/json")
+
+    def image_history(self, ref: str) -> list[dict]:
+        return self._json("GET", f"/v1/images/{_ref(ref)}/history")
+
+    def save_images(self, names: list[str]) -> Iterator[bytes]:
+        """The tar of `docker save`'s format, in chunks as they arrive."""
+        response = self._open("POST", "/v1/images/save", body={"names": list(names)})
+        try:
+            while chunk := self._read(response):
+                yield chunk
+        finally:
+            response.close()
+
+    def load_images(self, path: str) -> list[dict]:
+        return self._json("POST", "/v1/images/load", body={"path": path})["images"]
+
+    def prune_images(self, every: bool = False) -> dict:
+        return self._json("POST", "/v1/images/prune", query={"all": every})
+
+    def commit(self, ref: str, reference: str, changes: list[str], pause: bool = True, comment: str = "",
+               author: str = "") -> dict:
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/commit",
+                          body={"reference": reference, "changes": list(changes), "pause": pause,
+                                "comment": comment, "author": author})
+
     def login(self, registry: str, auth: dict) -> dict:
         return self._json("POST", "/v1/auth", body={"registry": registry, "auth": auth})
 

@@ -10,6 +10,7 @@ import time
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
 from agent.cli.format import images_table
+from agent.cli.image_make import register_image_actions
 from agent.errors import InvalidArgument
 
 
@@ -17,7 +18,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     images = verbs.add_parser("images", help="list images")
     _add_list_arguments(images)
 
-    image = verbs.add_parser("image", help="manage images (ls, import, rm)")
+    image = verbs.add_parser("image", help="manage images (ls, import, rm, inspect, prune, save, load, history)")
     actions = image.add_subparsers(dest="image_action", metavar="ACTION", required=True)
     _add_list_arguments(actions.add_parser("ls", help="list images"))
 
@@ -31,6 +32,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     rm = actions.add_parser("rm", help="remove images")
     rm.add_argument("images", metavar="IMAGE", nargs="+", help="NAME[:TAG] or image id")
     rm.set_defaults(func=remove_images)
+    register_image_actions(actions)
 
 
 def _add_list_arguments(parser: argparse.ArgumentParser) -> None:

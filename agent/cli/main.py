@@ -23,7 +23,8 @@ VERB_MODULES = (
     "agent.cli.containers",   # start, ps, stop, kill, rm, wait, inspect
     "agent.cli.logs",
     "agent.cli.exec",
-    "agent.cli.images",       # images, image ls|import|rm
+    "agent.cli.images",       # images, image ls|import|rm|inspect|prune|save|load|history
+    "agent.cli.image_make",   # save, load, history, commit
     "agent.cli.registry",     # pull, push, tag, login, logout
     "agent.cli.events",
     "agent.cli.stats",

@@ -275,7 +275,7 @@ class Image:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "name": self.name, "tag": self.tag, "layers": list(self.layers),
                                 "config": self.config.to_dict(), "created": self.created, "size": self.size}
-        if self.repo_digests or self.manifest_digest:
+        if self.repo_digests or self.manifest_digest or self.config_digest:
             data.update(repo_digests=list(self.repo_digests), manifest_digest=self.manifest_digest,
                         config_digest=self.config_digest)
         return data

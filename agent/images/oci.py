@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import InvalidArgument
+from agent.images.config_blob import host_architecture
 from agent.images.extract import Extracted
 from agent.images.model import ImageConfig, parse_reference
 from agent.images.records import read_json
 
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                 "application/vnd.docker.distribution.manifest.list.v2+json")
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-           "s390x": "s390x", "riscv64": "riscv64"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ def _choose_manifest(layout: Path, reference: str | None, index: dict | None = N
         if len(named) == 1:
             return named[0], annotation(named[0])
     if len(manifests) > 1:
-        arch = _GOARCH.get(platform.machine(), platform.machine())
+        arch = host_architecture()
         matching = [m for m in manifests if (m.get("platform") or {}).get("os", "linux") == "linux"
                     and (m.get("platform") or {}).get("architecture", arch) == arch]
         if len(matching) != 1:

@@ -251,11 +251,14 @@ class ImageStore:
         # The rename of the tree is the commit point: a layer directory is always complete.
         os.rename(staging / "tree", final)
 
-    def _commit_image(self, staged: builtins.list[tuple[Path, Extracted]], name: str, tag: str,
-                      config: ImageConfig) -> Image:
-        layers = [extracted.digest for _, extracted in staged]
+    def commit_image(self, staged: builtins.list[tuple[Path, Extracted]], name: str, tag: str,
+                     config: ImageConfig, *, base: Image | None = None, config_digest: str = "") -> Image:
+        """Move staged layers into place and record `name:tag` as `base`'s layers (if any) plus
+        them; `config_digest` names the image's config blob, when it has one (save_blob)."""
+        layers = (base.layers if base else []) + [extracted.digest for _, extracted in staged]
+        size = (base.size if base else 0) + sum(extracted.size for _, extracted in staged)
         image = Image(id=image_id(layers, config), name=name, tag=tag, layers=layers, config=config,
-                      created=time.time(), size=sum(extracted.size for _, extracted in staged))
+                      created=time.time(), size=size, config_digest=config_digest)
         with self._locked():
             try:
                 for staging, extracted in staged:
@@ -272,7 +275,7 @@ class ImageStore:
         name, tag = parse_reference(reference)
         staging, extracted = self._stage(Path(path), whiteouts=False)
         try:
-            return self._commit_image([(staging, extracted)], name, tag, config or ImageConfig())
+            return self.commit_image([(staging, extracted)], name, tag, config or ImageConfig())
         finally:
             remove_tree(staging)
 
@@ -288,7 +291,7 @@ class ImageStore:
                 oci.check_layer(found, index, extracted)
             if not staged:
                 raise InvalidArgument(f"{found.layout}: the manifest lists no layers")
-            return self._commit_image(staged, found.name, found.tag, found.config)
+            return self.commit_image(staged, found.name, found.tag, found.config)
         finally:
             for staging, _ in staged:
                 remove_tree(staging)

@@ -10,26 +10,24 @@ the image gets a new config and manifest naming those tars. The manifest goes la
 from __future__ import annotations
 
 import json
-import platform as host_platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.errors import CorralError, NotFound
+from agent.images import layer_tar
+from agent.images.config_blob import config_blob
 from agent.images.model import Image
 from agent.images.store import ImageStore
-from agent.registry import layer_tar
 from agent.registry.auth import Credentials, TokenCache
 from agent.registry.manifest import (
     OCI_CONFIG,
     OCI_MANIFEST,
     Descriptor,
     Manifest,
-    Platform,
     encode,
 )
-from agent.registry.platform import normalize
 from agent.registry.reference import Reference, parse
 from agent.registry.transport import RegistryOptions, Transport
 
@@ -57,10 +55,7 @@ class Pusher:
         transport = Transport(ref.api_host, credentials, self.options, self.tokens)
         try:
             layers, rebuilt = self._layers(transport, ref, image, emit)
-            if rebuilt or not (image.manifest_digest and image.config_digest):
-                config = self._config(image, [diff_id for diff_id, _ in layers])
-            else:
-                config = self.store.blob_path(image.config_digest).read_bytes()
+            config = config_blob(self.store, image, [diff_id for diff_id, _ in layers])
             config_descriptor = Descriptor(OCI_CONFIG, "sha256:" + _sha(config), len(config))
             self._send(transport, ref, image, config_descriptor, lambda: config, emit=None)
             manifest = self._manifest_bytes(image, rebuilt, config_descriptor, [d for _, d in layers])
@@ -84,13 +79,6 @@ class Pusher:
             if stored.is_file():
                 return stored.read_bytes()
         return encode(Manifest(OCI_MANIFEST, config, layers))
-
-    def _config(self, image: Image, diff_ids: list[str]) -> bytes:
-        here = normalize(Platform("linux", host_platform.machine()))
-        body = {"architecture": here.architecture, "os": here.os,
-                "config": image.config.to_oci(),
-                "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def _layers(self, transport: Transport, ref: Reference, image: Image,
                 emit: Progress) -> tuple[list[tuple[str, Descriptor]], bool]:

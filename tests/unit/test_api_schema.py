@@ -15,6 +15,7 @@ import msgspec.inspect as mi
 import pytest
 
 from agent import schema
+from agent.api.image_endpoints import ImageEndpoints
 from agent.api.network_endpoints import NetworkEndpoints
 from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
@@ -27,7 +28,7 @@ from tests.unit.fake_runtime import FakeDaemon
 VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
-    "registry": "localhost:5000", "auth": {},
+    "registry": "localhost:5000", "auth": {}, "names": ["busybox"],
 }
 # Each body route, with a container `web` running for exec.
 BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "web"))
@@ -36,7 +37,8 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 
 @pytest.fixture(scope="module")
 def daemon():
-    extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register]
+    extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
+             ImageEndpoints(None, None, None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance

@@ -70,9 +70,20 @@ def write(tree: Path, out: Path) -> tuple[str, str, int]:
         blob = _Hashing(raw)
         with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0) as zipped:
             plain = _Hashing(zipped)
-            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
-                _add_tree(archive, tree)
+            _write_tar(plain, tree)
     return "sha256:" + plain.hash.hexdigest(), "sha256:" + blob.hash.hexdigest(), blob.size
+
+
+def write_plain(tree: Path, out: _Writable) -> tuple[str, int]:
+    """(diff_id, size) of the uncompressed tar of `tree` written to `out` (docker save's layers)."""
+    plain = _Hashing(out)
+    _write_tar(plain, tree)
+    return "sha256:" + plain.hash.hexdigest(), plain.size
+
+
+def _write_tar(out: _Hashing, tree: Path) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+        _add_tree(archive, tree)
 
 
 def _add_tree(archive: tarfile.TarFile, tree: Path) -> None:
