@@ -43,6 +43,10 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 
+#include "groups.h"
+#include "init.h"
+#include "rlimits.h"
+
 #define VERSION "0.1.0"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -111,6 +115,12 @@ struct run_opts {
 	int privileged;     /* --privileged: /proc and /sys unmasked and writable, cgroups rw */
 	struct tmpfs_mount *tmpfs;
 	int ntmpfs;
+	/* Users and environment (docs/cli.md). */
+	const char **group_add; /* --group-add GROUP (repeat) */
+	int ngroup_add;
+	struct ulimit *ulimits; /* --ulimit NAME=SOFT:HARD (repeat) */
+	int nulimits;
+	int init;               /* --init: stay as pid 1, reaping (init.c) */
 };
 
 struct exec_opts {
@@ -123,6 +133,10 @@ struct exec_opts {
 	char **argv;
 	uint64_t caps;
 	const char *user;
+	const char **group_add;
+	int ngroup_add;
+	struct ulimit *ulimits;
+	int nulimits;
 };
 
 /* What the cloned init needs; it lives in the child's copy of the shim's memory. */
@@ -308,6 +322,28 @@ static int parse_tmpfs(const char *text, struct tmpfs_mount *out)
 	return 0;
 }
 
+/* --group-add and --ulimit, which run and exec share: 1 when argv[*i] was one of them (msg
+ * set when its value is bad), else 0. */
+static int parse_identity_option(int argc, char **argv, int *i, const char **group, int *ngroups,
+				 struct ulimit *limit, int *nlimits, int *missing, char *msg, size_t size)
+{
+	const char *v;
+	msg[0] = '\0';
+	if ((v = opt_value(argc, argv, i, "--group-add", missing))) {
+		*group = v;
+		(*ngroups)++;
+		return 1;
+	}
+	if ((v = opt_value(argc, argv, i, "--ulimit", missing))) {
+		if (parse_ulimit(v, limit) < 0)
+			snprintf(msg, size, "usage: --ulimit \"%s\": expected NAME=SOFT[:HARD] with SOFT <= HARD", v);
+		else
+			(*nlimits)++;
+		return 1;
+	}
+	return 0;
+}
+
 /* Parse `run` options; on a bad one, write the reason into msg and return -1. */
 static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_t size)
 {
@@ -317,8 +353,10 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 	o->env = calloc((size_t)argc + 1, sizeof(char *));
 	o->binds = calloc((size_t)argc + 1, sizeof(struct bind));
 	o->tmpfs = calloc((size_t)argc + 1, sizeof(struct tmpfs_mount));
+	o->group_add = calloc((size_t)argc + 1, sizeof(char *));
+	o->ulimits = calloc((size_t)argc + 1, sizeof(struct ulimit));
 	o->caps = DOCKER_CAPS;
-	if (o->env == NULL || o->binds == NULL || o->tmpfs == NULL) {
+	if (o->env == NULL || o->binds == NULL || o->tmpfs == NULL || o->group_add == NULL || o->ulimits == NULL) {
 		snprintf(msg, size, "usage: out of memory");
 		return -1;
 	}
@@ -386,6 +424,12 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 				return -1;
 			}
 			o->ntmpfs++;
+		} else if (strcmp(arg, "--init") == 0) {
+			o->init = 1;
+		} else if (parse_identity_option(argc, argv, &i, &o->group_add[o->ngroup_add], &o->ngroup_add,
+						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
+			if (msg[0])
+				return -1;
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -413,8 +457,10 @@ static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, siz
 	memset(o, 0, sizeof(*o));
 	o->env = calloc((size_t)argc + 1, sizeof(char *));
 	o->cgroup_procs = calloc((size_t)argc + 1, sizeof(char *));
+	o->group_add = calloc((size_t)argc + 1, sizeof(char *));
+	o->ulimits = calloc((size_t)argc + 1, sizeof(struct ulimit));
 	o->caps = DOCKER_CAPS;
-	if (o->env == NULL || o->cgroup_procs == NULL) {
+	if (o->env == NULL || o->cgroup_procs == NULL || o->group_add == NULL || o->ulimits == NULL) {
 		snprintf(msg, size, "usage: out of memory");
 		return -1;
 	}
@@ -452,6 +498,10 @@ static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, siz
 			}
 		} else if ((v = opt_value(argc, argv, &i, "--user", &missing))) {
 			o->user = v;
+		} else if (parse_identity_option(argc, argv, &i, &o->group_add[o->ngroup_add], &o->ngroup_add,
+						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
+			if (msg[0])
+				return -1;
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -702,6 +752,18 @@ static void default_home(char **env, const struct identity *id)
 		return;
 	sprintf(home, "HOME=%s", id->home[0] ? id->home : "/");
 	env[n] = home; /* env has room: it was allocated for every argument */
+}
+
+/* --user and --group-add: the identity to switch to (root's entry when only groups are
+ * added, as under Docker); id->set stays 0 when neither is given. */
+static int resolve_identity(const char *user, const char **group_add, int ngroup_add, struct identity *id,
+			    char *msg, size_t size)
+{
+	if (user == NULL && ngroup_add == 0)
+		return 0;
+	if (resolve_user(user ? user : "0", id, msg, size) < 0)
+		return -1;
+	return add_groups(group_add, ngroup_add, id->groups, &id->ngroups, MAX_GROUPS, msg, size);
 }
 
 /* Bounding set, the user, effective/permitted/inheritable, ambient, no_new_privs. The user is
@@ -1239,7 +1301,7 @@ static int container_init(void *arg)
 		mask_paths(ctx);
 	struct identity id = {0};
 	char msg[MSG_MAX];
-	if (o->user && resolve_user(o->user, &id, msg, sizeof(msg)) < 0)
+	if (resolve_identity(o->user, o->group_add, o->ngroup_add, &id, msg, sizeof(msg)) < 0)
 		child_fail(ctx, 0, "%s", msg);
 	if (id.set)
 		default_home(o->env, &id);
@@ -1251,12 +1313,17 @@ static int container_init(void *arg)
 		if (chdir(o->workdir) < 0)
 			child_fail(ctx, errno, "chdir \"%s\"", o->workdir);
 	}
+	const char *limit = NULL;
+	if (apply_ulimits(o->ulimits, o->nulimits, &limit) < 0)
+		child_fail(ctx, errno, "set ulimit %s", limit);
 	int err = 0;
 	const char *step = drop_capabilities(o->caps, &id, &err);
 	if (step)
 		child_fail(ctx, err, "%s", step);
 	if (install_seccomp(ctx->filter) < 0)
 		child_fail(ctx, errno, "install seccomp filter \"%s\"", o->seccomp_file);
+	if (o->init && become_init(ctx->err_w) < 0)
+		child_fail(ctx, errno, "fork the command under --init");
 	err = exec_command(o->argv, o->env);
 	child_fail(ctx, err, "exec \"%s\"", o->argv[0]);
 }
@@ -1656,8 +1723,13 @@ static int cmd_exec(int argc, char **argv)
 		}
 		struct identity id = {0};
 		char reason[MSG_MAX];
-		if (o.user && resolve_user(o.user, &id, reason, sizeof(reason)) < 0) {
+		if (resolve_identity(o.user, o.group_add, o.ngroup_add, &id, reason, sizeof(reason)) < 0) {
 			error_line(2, 0, "%s", reason);
+			_exit(126);
+		}
+		const char *limit = NULL;
+		if (apply_ulimits(o.ulimits, o.nulimits, &limit) < 0) {
+			error_line(2, errno, "set ulimit %s", limit);
 			_exit(126);
 		}
 		if (id.set)
@@ -1689,6 +1761,7 @@ int main(int argc, char **argv)
 {
 	ensure_std_fds();
 	close_inherited_fds();
+	init_keep_argv(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("corral-launch %s\n", VERSION);
 		return 0;

@@ -9,6 +9,7 @@ import sys
 
 from agent.api.client import ApiClient
 from agent.cli.logs import copy_frames
+from agent.cli.run_environment import add_environment_arguments, environment_fields
 from agent.errors import CorralError, InvalidArgument, NotFound
 from agent.units import parse_cpus, parse_size
 
@@ -73,6 +74,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
                           help="mount a tmpfs, like /run or /tmp:size=64m,mode=1777 (repeat for more)")
     security.add_argument("-u", "--user", metavar="USER[:GROUP]",
                           help="user to run as: a name from the image's /etc/passwd or a uid, optionally :group")
+    add_environment_arguments(parser)
     parser.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                         help="pull the image before creating: missing (default), always or never")
     parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
@@ -139,7 +141,6 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         image=args.image,
         command=list(args.command),
         name=args.name,
-        env=env_items(args.env),
         workdir=args.workdir,
         mounts=[Mount.parse(item) for item in args.volume],
         devices=[DeviceMapping.parse(item) for item in args.device],
@@ -158,6 +159,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         read_only=args.read_only,
         tmpfs=tmpfs_of(args.tmpfs),
         user=args.user,
+        **environment_fields(args, env_items(args.env)),
         **optional,
     )
 

@@ -154,7 +154,7 @@ class NetworkManager:
 
     def attach(self, container_id: str, container_name: str, pid: int, network_name: str,
                ports: Sequence[PortMapping] = (), *, hostname: str | None = None,
-               hosts_path: Path | None = None) -> Attachment:
+               hosts_path: Path | None = None, extra_hosts: Sequence[str] = ()) -> Attachment:
         """Give the container (its init is `pid`) an interface on the network, an address, a
         default route and its published ports. Everything or nothing: on failure whatever was
         made is removed before this raises."""
@@ -183,10 +183,12 @@ class NetworkManager:
                 if published:
                     self.nat.add(port_rules(self.nat.name, attachment))
                     undo.append(lambda: self.nat.remove_tagged(container_tag(container_id)))
-                self.store.save_endpoint(Endpoint(attachment, hostname, str(hosts_path) if hosts_path else None))
+                self.store.save_endpoint(Endpoint(attachment, hostname, str(hosts_path) if hosts_path else None,
+                                                  tuple(extra_hosts)))
                 undo.append(lambda: self.store.remove_endpoint(network.name, container_id))
                 if hosts_path is not None:
-                    write_hosts(Path(hosts_path), hosts_file(attachment, self.attachments(network.name), hostname))
+                    write_hosts(Path(hosts_path), hosts_file(attachment, self.attachments(network.name), hostname,
+                                                             extra_hosts))
             except BaseException:
                 for step in reversed(undo):
                     _quietly(step)
@@ -317,7 +319,8 @@ class NetworkManager:
             attachment = endpoint.attachment
             if endpoint.hosts_path and attachment.container_id != skip:
                 try:
-                    write_hosts(Path(endpoint.hosts_path), hosts_file(attachment, peers, endpoint.hostname))
+                    write_hosts(Path(endpoint.hosts_path),
+                                hosts_file(attachment, peers, endpoint.hostname, endpoint.extra_hosts))
                 except CorralError as exc:
                     log.warning("cannot update the hosts file of container %s: %s", attachment.container_name, exc)
 

@@ -14,14 +14,19 @@ LOCALHOST_LINES = ("127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loo
                    "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters")
 
 
-def hosts_file(attachment: Attachment, peers: Sequence[Attachment] = (), hostname: str | None = None) -> str:
-    """/etc/hosts of a container: localhost, itself, then the other containers of its network."""
+def hosts_file(attachment: Attachment, peers: Sequence[Attachment] = (), hostname: str | None = None,
+               extra_hosts: Sequence[str] = ()) -> str:
+    """/etc/hosts of a container: localhost, itself, the other containers of its network, then
+    its `--add-host` entries (host-gateway: the network's gateway, the host's address on it)."""
     names = [n for n in dict.fromkeys([hostname, attachment.container_name, attachment.container_id[:12]]) if n]
     lines = [*LOCALHOST_LINES, f"{attachment.address}\t{' '.join(names)}"]
     others = sorted((p for p in peers if p.container_id != attachment.container_id), key=lambda p: p.container_name)
     if others:
         lines.append(f"# containers on network {attachment.network}")
         lines += [f"{p.address}\t{p.container_name} {p.container_id[:12]}" for p in others]
+    if extra_hosts:
+        from agent.runtime.environment import extra_host_lines
+        lines += ["# --add-host", *extra_host_lines(extra_hosts, attachment.gateway)]
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ class Endpoint:
     attachment: Attachment
     hostname: str | None = None
     hosts_path: str | None = None
+    extra_hosts: tuple[str, ...] = ()     # `--add-host NAME:IP`, kept through every rewrite
 
 
 class NetworkStore:
@@ -82,7 +83,7 @@ class NetworkStore:
     def save_endpoint(self, endpoint: Endpoint) -> None:
         attachment = endpoint.attachment
         record = {"attachment": attachment.to_dict(), "hostname": endpoint.hostname,
-                  "hosts_path": endpoint.hosts_path}
+                  "hosts_path": endpoint.hosts_path, "extra_hosts": list(endpoint.extra_hosts)}
         write_atomically(self.endpoint_path(attachment.network, attachment.container_id),
                          json.dumps(record, indent=1) + "\n")
 
@@ -93,7 +94,7 @@ class NetworkStore:
         except (OSError, ValueError) as exc:
             raise CorralError(f"endpoint file {path} is unreadable: {exc}") from None
         return Endpoint(Attachment.from_dict(record["attachment"], where=str(path)), record.get("hostname"),
-                        record.get("hosts_path"))
+                        record.get("hosts_path"), tuple(record.get("extra_hosts") or ()))
 
     def endpoints(self, network: str) -> list[Endpoint]:
         return [self.read_endpoint(path) for path in self.endpoint_paths(network)]

@@ -145,7 +145,8 @@ class Runtime:
             if networked:
                 attachment = self.networks.attach(container.id, container.name, pid, container.spec.network,
                                                   container.spec.ports, hostname=container.hostname,
-                                                  hosts_path=directory / "hosts")
+                                                  hosts_path=directory / "hosts",
+                                                  extra_hosts=container.spec.extra_hosts)
                 container.network = attachment.to_dict()
 
         try:
@@ -268,7 +269,9 @@ class Runtime:
         process = start_exec(self.launcher, container.pid, command, environment,
                              workdir or container.workdir, self.cgroups.procs_files(paths),
                              seccomp=seccomp if seccomp.exists() else None,
-                             caps=capabilities.mask(security.caps), user=security.user)
+                             caps=capabilities.mask(security.caps), user=security.user,
+                             group_add=list(container.spec.group_add),
+                             ulimits=[limit.launcher_arg() for limit in container.spec.ulimits])
         self.events.emit(Event("container", "exec_start", container.id, container.name,
                                attributes={"command": command}))
         return process

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from agent.errors import KernelError
-from agent.runtime.launch import exit_status
+from agent.runtime.launch import exit_status, identity_args
 from agent.runtime.service import ExecProcess
 
 
@@ -17,12 +17,14 @@ class LauncherExec(ExecProcess):
 
 def start_exec(launcher: Path, pid: int, command: list[str], env: list[str], workdir: str,
                procs_files: list[str], seccomp: Path | None = None, caps: int | None = None,
-               user: str | None = None) -> LauncherExec:
+               user: str | None = None, group_add: list[str] | None = None,
+               ulimits: list[str] | None = None) -> LauncherExec:
     argv = [str(launcher), "exec", "--pid", str(pid), "--workdir", workdir]
     if caps is not None:
         argv += ["--caps", hex(caps)]
     if user:
         argv += ["--user", user]
+    argv += identity_args(group_add or [], ulimits or [])
     for item in env:
         argv += ["--env", item]
     for item in procs_files:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.cgroups.driver import Limits
+from agent.runtime.environment import DEFAULT_SHM_SIZE
 from agent.runtime.model import PAUSED, RUNNING, Container
 
 
@@ -55,6 +56,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts],
             "AutoRemove": spec.auto_remove,
             **host_security(container, state_dir),
+            **host_environment(container),
         },
         "Labels": dict(spec.labels),
         "Cgroup": {
@@ -93,6 +95,21 @@ def host_security(container: Container, state_dir: Path) -> dict:
         "ReadonlyRootfs": spec.read_only,
         "Tmpfs": dict(spec.tmpfs),
         "Warnings": [PRIVILEGED_WARNING] if spec.privileged else [],
+    }
+
+
+def host_environment(container: Container) -> dict:
+    """Docker's HostConfig fields of users and environment (agent/runtime/environment.py)."""
+    spec = container.spec
+    return {
+        "GroupAdd": list(spec.group_add) or None,
+        "Init": spec.init,
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
+        "ShmSize": spec.shm_size or DEFAULT_SHM_SIZE,
+        "Dns": list(spec.dns),
+        "DnsSearch": list(spec.dns_search),
+        "DnsOptions": list(spec.dns_options),
+        "ExtraHosts": list(spec.extra_hosts) or None,
     }
 
 

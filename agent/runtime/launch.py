@@ -50,6 +50,10 @@ class LaunchRequest:
     read_only: bool = False
     privileged: bool = False
     tmpfs: list[str] = field(default_factory=list)   # DST:FLAGS:DATA
+    # Users and environment (agent/runtime/environment.py).
+    group_add: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)  # NAME=SOFT:HARD
+    init: bool = False
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -74,7 +78,20 @@ class LaunchRequest:
             argv.append("--privileged")
         for item in self.tmpfs:
             argv += ["--tmpfs", item]
+        argv += identity_args(self.group_add, self.ulimits)
+        if self.init:
+            argv.append("--init")
         return argv + ["--", *self.command]
+
+
+def identity_args(group_add: list[str], ulimits: list[str]) -> list[str]:
+    """`--group-add` and `--ulimit`, which `run` and `exec` share."""
+    argv = []
+    for group in group_add:
+        argv += ["--group-add", group]
+    for limit in ulimits:
+        argv += ["--ulimit", limit]
+    return argv
 
 
 @dataclass(frozen=True)

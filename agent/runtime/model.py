@@ -10,9 +10,10 @@ Container is the daemon's record of one container, saved as JSON in its state di
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -104,6 +105,89 @@ class DeviceMapping(schema.Object, frozen=True):
         return f"{self.host}:{self.target}" + ("" if "w" in self.access else ":ro")
 
 
+# Users and environment: the types of the fields agent/runtime/environment.py turns into the
+# launcher's options and the name-resolution files.
+
+GroupName = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$", max_length=32,
+    description="a group name from the image's /etc/group, or a gid")]
+UlimitName = Literal["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+                     "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"]
+# -1 is unlimited, as in docker's API.
+UlimitValue = Annotated[int, msgspec.Meta(ge=-1, le=(1 << 63) - 1, description="a number, or -1 for unlimited")]
+IPAddress = Annotated[str, msgspec.Meta(
+    min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f.:]+$", description="an IPv4 or IPv6 address")]
+DnsSearch = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?$", max_length=254,
+    description="a search domain, like example.com")]
+DnsOption = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_-]+(:[0-9]{1,4})?$", max_length=64, description="a resolver option, like ndots:2 or edns0")]
+ExtraHost = Annotated[str, msgspec.Meta(
+    pattern=r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})?:[0-9A-Za-z.:-]+$", max_length=300,
+    description="NAME:IP, IP an address or host-gateway")]
+ShmSize = Annotated[int, msgspec.Meta(ge=4096, le=1 << 40, description="bytes of /dev/shm")]
+
+HOST_GATEWAY = "host-gateway"
+
+
+class Ulimit(schema.Object, frozen=True):
+    """One resource limit (`--ulimit nofile=1024:2048`), as docker's HostConfig.Ulimits."""
+
+    name: UlimitName
+    soft: UlimitValue
+    hard: UlimitValue
+
+    def __post_init__(self) -> None:
+        if _unlimited(self.soft) > _unlimited(self.hard):
+            raise InvalidArgument(f"ulimit {self.name}: the soft limit {self.soft} is above the hard limit "
+                                  f"{self.hard}", field="ulimits")
+
+    @classmethod
+    def parse(cls, text: str) -> Ulimit:
+        """`NAME=SOFT[:HARD]` (HARD defaults to SOFT), as docker's `--ulimit`."""
+        name, sep, values = text.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            numbers = [int(soft), int(hard or soft)]
+        except ValueError:
+            numbers = []
+        if not sep or not numbers:
+            raise InvalidArgument(f"--ulimit {text!r}: expected NAME=SOFT[:HARD] like nofile=1024:2048",
+                                  field="--ulimit")
+        return schema.convert({"name": name, "soft": numbers[0], "hard": numbers[1]}, cls, f"--ulimit {text!r}")
+
+    def launcher_arg(self) -> str:
+        return f"{self.name}={self.soft}:{self.hard}"
+
+
+def _unlimited(value: int) -> float:
+    return float("inf") if value == -1 else value
+
+
+def check_environment(spec: ContainerSpec) -> None:
+    """What the fields' types cannot say; InvalidArgument naming the field."""
+    for index, server in enumerate(spec.dns):
+        _address(server, f"dns[{index}]")
+    for index, entry in enumerate(spec.extra_hosts):
+        address = entry.partition(":")[2]       # NAME:IP, split as docker does (IPv6 keeps its colons)
+        if address != HOST_GATEWAY:
+            _address(address, f"extra_hosts[{index}]")
+        elif spec.network == "none":
+            raise InvalidArgument(f"extra_hosts[{index}]: {entry!r}: host-gateway needs a network "
+                                  "(the container has none)", field=f"extra_hosts[{index}]")
+    names = [limit.name for limit in spec.ulimits]
+    for name in names:
+        if names.count(name) > 1:
+            raise InvalidArgument(f"ulimits: {name} is given twice", field="ulimits")
+
+
+def _address(text: str, where: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidArgument(f"{where}: {text!r} is not an IP address", field=where) from None
+
+
 class ContainerSpec(schema.Object, frozen=True):
     """What `corral run` asks for: the body of `POST /v1/containers`."""
 
@@ -133,11 +217,21 @@ class ContainerSpec(schema.Object, frozen=True):
     read_only: bool = False                  # the root file system read-only
     tmpfs: Annotated[dict[AbsolutePath, TmpfsOptions], msgspec.Meta(max_length=64)] = {}   # target -> options
     user: User | None = None
+    # Users and environment (agent/runtime/environment.py, docs/cli.md).
+    group_add: Annotated[list[GroupName], msgspec.Meta(max_length=32)] = []
+    init: bool = False                       # a tiny init as pid 1: reaps zombies, forwards signals
+    ulimits: Annotated[list[Ulimit], msgspec.Meta(max_length=16)] = []
+    shm_size: ShmSize | None = None          # bytes of /dev/shm; None: 64 MiB
+    dns: Annotated[list[IPAddress], msgspec.Meta(max_length=8)] = []
+    dns_search: Annotated[list[DnsSearch], msgspec.Meta(max_length=8)] = []
+    dns_options: Annotated[list[DnsOption], msgspec.Meta(max_length=16)] = []
+    extra_hosts: Annotated[list[ExtraHost], msgspec.Meta(max_length=64)] = []   # NAME:IP or NAME:host-gateway
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
         from agent.security.options import of_spec
         of_spec(self)                        # an unknown capability, a bad profile or tmpfs option
+        check_environment(self)              # addresses, host-gateway without a network, a ulimit twice
         if self.ports and self.network in ("none", "host"):
             raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
                                   hint="use --net bridge or a network name", field="ports")

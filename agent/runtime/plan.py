@@ -14,6 +14,7 @@ from agent.cgroups.devices import DeviceRule, container_rules, rule_for
 from agent.cgroups.driver import Limits
 from agent.errors import CorralError, InvalidArgument
 from agent.images.model import Image
+from agent.runtime import environment
 from agent.runtime.launch import LaunchRequest
 from agent.runtime.model import Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
@@ -70,12 +71,17 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
                               hint="use --net none or --net host")
     binds = [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts]
     binds += [device.bind() for device in container.spec.devices]
+    spec = container.spec
     if networked and networks is not None:
         # Bind-mounted files, so the hosts file can be rewritten as others join the network.
         (directory / "hostname").write_text(networks.hostname_file(container.hostname))
-        (directory / "resolv.conf").write_text(networks.resolv_conf())
+        (directory / "resolv.conf").write_text(environment.resolv_conf(
+            networks.resolv_conf(), spec.dns, spec.dns_search, spec.dns_options))
         (directory / "hosts").write_text("")              # attach writes it in place()
         binds += [f"{directory / name}:/etc/{name}" for name in ("hostname", "hosts", "resolv.conf")]
+    else:
+        binds += environment.own_name_files(spec, directory)
+    shm = environment.shm_tmpfs(spec)
     if container.rootfs is None:
         raise CorralError(f"container {container.name} has no root filesystem",
                           hint=f"`corral rm {container.name}` and run it again")
@@ -94,7 +100,10 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
         user=security.user,
         read_only=security.read_only,
         privileged=security.privileged,
-        tmpfs=[item.launcher_arg() for item in security.tmpfs],
+        tmpfs=[item.launcher_arg() for item in security.tmpfs] + ([shm] if shm else []),
+        group_add=list(spec.group_add),
+        ulimits=[limit.launcher_arg() for limit in spec.ulimits],
+        init=spec.init,
     )
     return request
 

@@ -28,7 +28,8 @@ from tests.unit.fake_runtime import FakeDaemon
 VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
-    "registry": "localhost:5000", "auth": {}, "names": ["busybox"],
+    "registry": "localhost:5000", "auth": {}, "names": ["busybox"], "soft": 1024, "hard": 2048,
+    "Ulimit.name": "nofile",        # "Class.field" where the plain name's value does not fit
 }
 # Each body route, with a container `web` running for exec.
 BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "web"))
@@ -46,9 +47,10 @@ def daemon():
 
 def minimal(kind: type) -> dict[str, Any]:
     required = [f.name for f in mi.type_info(kind).fields if f.required]
-    unknown = [name for name in required if name not in VALID_REQUIRED]
+    values = {name: VALID_REQUIRED.get(f"{kind.__name__}.{name}", VALID_REQUIRED.get(name)) for name in required}
+    unknown = [name for name in required if name not in VALID_REQUIRED and f"{kind.__name__}.{name}" not in VALID_REQUIRED]
     assert not unknown, f"{kind.__name__}: add a valid value for {unknown} to VALID_REQUIRED"
-    return {name: VALID_REQUIRED[name] for name in required}
+    return values
 
 
 def _core(t: mi.Type) -> mi.Type:
