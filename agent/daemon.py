@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from agent.policy.metrics import PolicyMetrics
     from agent.policy.service import PolicyService
     from agent.probes.loader import ProbeSet
+    from agent.services.manager import ServiceManager
 
 log = logging.getLogger("corral.daemon")
 
@@ -47,6 +48,7 @@ class Daemon:
         self.registry: CollectorRegistry | None = None        # the /metrics registry, shared by the collectors
         self.alert_sink: AlertFanOut | None = None            # with --alertmanager/--alert-webhook
         self.observed: ObservedContainers | None = None       # with --observe
+        self.services: ServiceManager | None = None
         self.host_cgroups: CgroupDriver | None = None         # Corral's driver, plus observed containers' cgroups
         self.policy_metrics: PolicyMetrics | None = None      # on the registry, with or without --policies
         self.started_at = time.time()
@@ -105,12 +107,14 @@ class Daemon:
         if decider is not None:
             self._start_policies(decider)
         self._start_probe_events()
+        self._start_services()
         from agent.api.image_endpoints import ImageEndpoints
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
         from agent.api.registry_endpoints import RegistryEndpoints
         from agent.api.server import ApiServer
+        from agent.api.service_endpoints import ServiceEndpoints
         from agent.api.stats_endpoints import StatsEndpoints
         # Network routes are always served (None: they say networking is off), so the route
         # table and openapi.yaml agree whatever the daemon was started with.
@@ -119,6 +123,7 @@ class Daemon:
                                            StatsEndpoints(self.snapshots).register,
                                            PolicyEndpoints(self.policy.queries if self.policy else None).register,
                                            ObservedEndpoints(self.observed).register,
+                                           ServiceEndpoints(self.services).register,
                                            RegistryEndpoints(self.images, self._registry_options()).register,
                                            ImageEndpoints(self.images, self.runtime, self.cgroups).register])
         self.api.start()
@@ -138,6 +143,15 @@ class Daemon:
         pump = ProbeEventPump(self.probes, self.events, self.catalog, reports=self.policy)
         pump.start()
         self._stack.append(("probe events", pump.stop))
+
+    def _start_services(self) -> None:
+        """Services: each saved one's worker adopts its running replicas and heals the rest.
+        Stopped before the runtime: replicas keep running while the daemon is down."""
+        from agent.services.manager import ServiceManager
+        services = self.services = ServiceManager(self.config.root, self.runtime, self.events, self.networks)
+        self._stack.append(("service replicas followed", self.bus.subscribe("services", services.on_container)))
+        services.start()
+        self._stack.append(("services", services.close))
 
     def _start_networks(self):
         """Bridge networking; nothing to stop at shutdown: containers keep their network."""

@@ -221,6 +221,36 @@ class ApiClient:
         """Cumulative figures of running containers (`GET /v1/stats`)."""
         return self._json("GET", "/v1/stats" + ("?syscalls=true" if syscalls else ""))
 
+    # Services
+
+    def list_services(self) -> list[dict]:
+        return self._json("GET", "/v1/services")
+
+    def create_service(self, spec: dict) -> dict:
+        return self._json("POST", "/v1/services", body=spec)
+
+    def inspect_service(self, name: str) -> dict:
+        return self._json("GET", f"/v1/services/{_ref(name)}")
+
+    def service_tasks(self, name: str) -> list[dict]:
+        return self._json("GET", f"/v1/services/{_ref(name)}/tasks")
+
+    def service_logs(self, name: str, follow: bool = False) -> Iterator[tuple[int, bytes]]:
+        response = self._open("GET", f"/v1/services/{_ref(name)}/logs", query={"follow": follow})
+        yield from self._frames(response)
+
+    def scale_service(self, name: str, replicas: int) -> dict:
+        return self._json("POST", f"/v1/services/{_ref(name)}/scale", body={"replicas": replicas})
+
+    def update_service(self, name: str, change: dict) -> dict:
+        return self._json("POST", f"/v1/services/{_ref(name)}/update", body=change)
+
+    def rollback_service(self, name: str) -> dict:
+        return self._json("POST", f"/v1/services/{_ref(name)}/rollback")
+
+    def remove_service(self, name: str) -> None:
+        self._json("DELETE", f"/v1/services/{_ref(name)}")
+
     def list_observed(self) -> list[dict]:
         """Containers Corral watches but did not start (`GET /v1/observed`)."""
         return self._json("GET", "/v1/observed")

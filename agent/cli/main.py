@@ -31,6 +31,7 @@ VERB_MODULES = (
     "agent.cli.top",
     "agent.cli.system",       # version, info
     "agent.cli.network",      # network create|ls|inspect|rm, port
+    "agent.cli.service",      # service create|ls|ps|inspect|logs|scale|update|rollback|rm
     "agent.cli.policy",       # policy check (local), ls, explain, replay
 )
 # Verbs handed whole to another program's main(argv): (module, help).

@@ -178,6 +178,12 @@ class NatTable:
             raise
         return rules_in(listing)
 
+    def replace_tagged(self, tag: str, rules: list[dict]) -> None:
+        """Swap every rule whose comment is `tag` for `rules`, in one transaction: a packet sees
+        the old rules or the new ones, never none (a balancer's set of replicas changing)."""
+        doomed = [rule for rule in self.rules() if rule.get("comment") == tag]
+        self._run(table_commands(self.name) + delete_commands(self.name, doomed) + rules)
+
     def tags(self) -> set[str]:
         return {rule.get("comment", "") for rule in self.rules()}
 

@@ -20,6 +20,7 @@ from agent.api.network_endpoints import NetworkEndpoints
 from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
 from agent.api.registry_endpoints import RegistryEndpoints
+from agent.api.service_endpoints import ServiceEndpoints
 from agent.errors import InvalidArgument
 from agent.runtime.model import ContainerSpec
 from tests.unit.fake_runtime import FakeDaemon
@@ -28,7 +29,7 @@ from tests.unit.fake_runtime import FakeDaemon
 VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
-    "registry": "localhost:5000", "auth": {}, "names": ["busybox"], "soft": 1024, "hard": 2048,
+    "registry": "localhost:5000", "auth": {}, "names": ["busybox"], "soft": 1024, "hard": 2048, "replicas": 2,
     "Ulimit.name": "nofile",        # "Class.field" where the plain name's value does not fit
 }
 # Each body route, with a container `web` running for exec.
@@ -39,7 +40,7 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 @pytest.fixture(scope="module")
 def daemon():
     extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
-             ImageEndpoints(None, None, None).register]
+             ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance

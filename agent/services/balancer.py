@@ -1,0 +1,77 @@
+"""The one published port of a service, balanced by the kernel over its ready replicas.
+
+IPVS is not on every kernel Corral runs on (the reference host has no ip_vs), nftables is: each
+service has one DNAT rule per NAT chain (prerouting for other hosts and containers, output for
+the host itself, loopback included) in Corral's own table, whose address comes from a
+`numgen inc mod N` map over the ready replicas' addresses: round robin, per new connection.
+Established connections keep their conntrack entry, so changing the map never moves or breaks
+them; the rule is replaced in one nftables transaction, so no packet finds no rule. The rules
+carry the comment `corral:service:NAME`, which network reconciliation leaves alone (it removes
+only rules of containers that are gone).
+"""
+from __future__ import annotations
+
+import threading
+
+from agent.network.model import PortMapping
+from agent.network.nat import NatTable, _match, _rule
+
+SERVICE_TAG = "corral:service:"
+
+
+def service_tag(name: str) -> str:
+    return SERVICE_TAG + name
+
+
+def balance_rules(table: str, name: str, port: PortMapping, addresses: list[str]) -> list[dict]:
+    """The DNAT rules of a service over `addresses`; none when no replica is ready (the port
+    then refuses connections, as a port nothing listens on does)."""
+    if not addresses:
+        return []
+    if port.host_ip == "0.0.0.0":
+        destination = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+    else:
+        destination = _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)
+    choice = {"map": {"key": {"numgen": {"mode": "inc", "mod": len(addresses), "offset": 0}},
+                      "data": {"set": [[index, address] for index, address in enumerate(addresses)]}}}
+    rules = []
+    for chain in ("prerouting", "output"):
+        rules.append(_rule(table, chain, service_tag(name), [
+            dict(destination),
+            _match({"payload": {"protocol": port.protocol, "field": "dport"}}, port.host_port),
+            {"counter": None},
+            {"dnat": {"addr": choice, "port": port.container_port}}]))
+    return rules
+
+
+class Balancer:
+    """Keeps each service's rules in Corral's nft table; thread-safe."""
+
+    def __init__(self, nat: NatTable) -> None:
+        self.nat = nat
+        self._lock = threading.Lock()
+        self._applied: dict[str, tuple[PortMapping, tuple[str, ...]]] = {}
+
+    def apply(self, name: str, port: PortMapping, addresses: list[str]) -> bool:
+        """Balance `port` over `addresses` (in this order); False when that is already so."""
+        wanted = (port, tuple(addresses))
+        with self._lock:
+            if self._applied.get(name) == wanted:
+                return False
+            self.nat.replace_tagged(service_tag(name), balance_rules(self.nat.name, name, port, list(addresses)))
+            self._applied[name] = wanted
+            return True
+
+    def addresses(self, name: str) -> tuple[str, ...]:
+        with self._lock:
+            applied = self._applied.get(name)
+            return applied[1] if applied else ()
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self.nat.remove_tagged(service_tag(name))
+            self._applied.pop(name, None)
+
+    def services(self) -> set[str]:
+        """The services that have rules in the table (reconciliation at start)."""
+        return {tag[len(SERVICE_TAG):] for tag in self.nat.tags() if tag.startswith(SERVICE_TAG)}
