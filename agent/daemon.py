@@ -148,7 +148,8 @@ class Daemon:
         """Services: each saved one's worker adopts its running replicas and heals the rest.
         Stopped before the runtime: replicas keep running while the daemon is down."""
         from agent.services.manager import ServiceManager
-        services = self.services = ServiceManager(self.config.root, self.runtime, self.events, self.networks)
+        services = self.services = ServiceManager(self.config.root, self.runtime, self.images, self.events,
+                                                       self.networks)
         self._stack.append(("service replicas followed", self.bus.subscribe("services", services.on_container)))
         services.start()
         self._stack.append(("services", services.close))

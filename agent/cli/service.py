@@ -83,6 +83,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     update.add_argument("--env-add", action="append", default=[], metavar="K=V", help="add or change a variable")
     update.add_argument("--env-rm", action="append", default=[], metavar="K", help="remove a variable")
     update.add_argument("--health-cmd", metavar="CMD", help="new health check command (sh -c)")
+    update.add_argument("--args", metavar="COMMAND", help="new command, split as a shell would (like docker's)")
     add_update_flags(update, defaults=False)
     update.add_argument("-d", "--detach", action="store_true", help="do not wait for the update to finish")
     update.add_argument("name", metavar="SERVICE")
@@ -241,6 +242,12 @@ def update_service(args: argparse.Namespace, client: ApiClient) -> int:
         change["env_rm"] = list(args.env_rm)
     if args.health_cmd:
         change["health_cmd"] = ["sh", "-c", args.health_cmd]
+    if args.args is not None:
+        import shlex
+        try:
+            change["command"] = shlex.split(args.args)
+        except ValueError as exc:
+            raise InvalidArgument(f"--args {args.args!r}: {exc}") from None
     config = update_config(args)
     if config:
         current = client.inspect_service(args.name)["spec"]["update"]

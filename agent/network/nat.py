@@ -25,7 +25,7 @@ import json
 from typing import Any, Callable, Iterable
 
 from agent.errors import KernelError
-from agent.network.model import Attachment, Network
+from agent.network.model import Attachment, Network, PortMapping
 
 FAMILY = "ip"
 CHAINS = (("prerouting", "prerouting", -100), ("output", "output", -100), ("postrouting", "postrouting", 100))
@@ -102,16 +102,25 @@ def port_rules(table: str, attachment: Attachment) -> list[dict]:
     tag = container_tag(attachment.container_id)
     rules = []
     for port in attachment.ports:
-        if port.host_ip == "0.0.0.0":
-            destination = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-        else:
-            destination = _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)
-        expr = [destination,
+        expr = [destination_match(port),
                 _match({"payload": {"protocol": port.protocol, "field": "dport"}}, port.host_port),
                 {"dnat": {"addr": attachment.address, "port": port.container_port}}]
         for chain in ("prerouting", "output"):
             rules.append(_rule(table, chain, tag, [dict(item) for item in expr]))
     return rules
+
+
+def destination_match(port: PortMapping) -> dict:
+    """The host addresses a published port answers on: any of the host's own for 0.0.0.0
+    (`fib daddr type local`: 127.0.0.1 and the gateways too), else the one given."""
+    if port.host_ip == "0.0.0.0":
+        return _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+    return _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)
+
+
+def nat_rule(table: str, chain: str, comment: str, expr: list[dict]) -> dict:
+    """An `add rule` command (the rule's comment names its owner)."""
+    return _rule(table, chain, comment, expr)
 
 
 def delete_commands(table: str, rules: Iterable[dict]) -> list[dict]:

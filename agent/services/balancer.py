@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 
 from agent.network.model import PortMapping
-from agent.network.nat import NatTable, _match, _rule
+from agent.network.nat import NatTable, destination_match, nat_rule
 
 SERVICE_TAG = "corral:service:"
 
@@ -28,17 +28,14 @@ def balance_rules(table: str, name: str, port: PortMapping, addresses: list[str]
     then refuses connections, as a port nothing listens on does)."""
     if not addresses:
         return []
-    if port.host_ip == "0.0.0.0":
-        destination = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-    else:
-        destination = _match({"payload": {"protocol": "ip", "field": "daddr"}}, port.host_ip)
     choice = {"map": {"key": {"numgen": {"mode": "inc", "mod": len(addresses), "offset": 0}},
                       "data": {"set": [[index, address] for index, address in enumerate(addresses)]}}}
     rules = []
     for chain in ("prerouting", "output"):
-        rules.append(_rule(table, chain, service_tag(name), [
-            dict(destination),
-            _match({"payload": {"protocol": port.protocol, "field": "dport"}}, port.host_port),
+        rules.append(nat_rule(table, chain, service_tag(name), [
+            destination_match(port),
+            {"match": {"op": "==", "left": {"payload": {"protocol": port.protocol, "field": "dport"}},
+                       "right": port.host_port}},
             {"counter": None},
             {"dnat": {"addr": choice, "port": port.container_port}}]))
     return rules

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 
 class ServiceManager:
-    def __init__(self, root: Path, runtime, events: EventLog, networks=None, *,
+    def __init__(self, root: Path, runtime, images, events: EventLog, networks=None, *,
                  balancer: Balancer | None = None) -> None:
         self.runtime = runtime
+        self.images = images                # anything with the ImageStore's get(reference)
         self.networks = networks
         self.store = ServiceStore(root)
         if balancer is None and networks is not None:
@@ -89,8 +90,10 @@ class ServiceManager:
     def summary(self, service: Service) -> dict:
         replicas = replicas_of(self.runtime.list(all=True), service.name)
         running = sum(1 for r in replicas if r.running)
+        port = service.spec.port
+        published = f"{port.host_ip}:{port.host_port}->{port.container_port}/{port.protocol}" if port else ""
         return {"name": service.name, "image": service.spec.image, "replicas": service.spec.replicas,
-                "running": running, "port": str(service.spec.port) if service.spec.port else "",
+                "running": running, "port": published,
                 "version": service.version, "update_state": service.update_state}
 
     def inspect(self, name: str) -> dict:
@@ -215,7 +218,7 @@ class ServiceManager:
 
     def _check_image(self, image: str) -> None:
         try:
-            self.runtime.images.get(image)
+            self.images.get(image)
         except NotFound:
             raise NotFound(f"image {image!r} is not on this host", field="image",
                            hint=f"`corral pull {image}` first") from None

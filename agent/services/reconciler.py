@@ -153,8 +153,10 @@ class ServiceWorker:
         self.balance()
         if service.update_state in ("updating", "rollback_started") and not self.stopping:
             outdated = [r for r in kept.values() if r.version != service.version]
-            if not outdated:
+            if not outdated and len(kept) == desired:
                 self._finish_update(service)
+            elif not outdated:
+                self.later(0.5)          # an empty slot is refilled first (after its back-off)
             else:
                 roll_batch(self, service, outdated[:service.spec.update.parallelism])
                 self.later(0)
