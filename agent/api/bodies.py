@@ -65,8 +65,18 @@ SignalName = Annotated[str, msgspec.Meta(
     description="a signal name (KILL, SIGTERM, RTMIN+1) or number")]
 
 
+# docker's filters as JSON, {"label": ["a=b"]} (agent/runtime/filters.py)
+FiltersText = Annotated[str, msgspec.Meta(max_length=4096, pattern=r"^[^\x00]*$",
+                                          description='docker\'s filters as JSON: {"label": ["a=b"]}')]
+
+
 class ListQuery(Object, frozen=True):
     all: bool = False          # stopped containers too
+    filters: FiltersText | None = None
+
+
+class ImagesQuery(Object, frozen=True):
+    filters: FiltersText | None = None
 
 
 class CreateQuery(Object, frozen=True):
@@ -92,6 +102,7 @@ class FollowQuery(Object, frozen=True):
 class EventsQuery(Object, frozen=True):
     since: Timestamp | None = None
     follow: bool = False
+    filters: FiltersText | None = None
 
 
 class ReplayQuery(Object, frozen=True):

@@ -47,6 +47,11 @@ def _ref(ref: str) -> str:
     return _percent(ref)
 
 
+def _filters(filters: dict | None) -> dict:
+    """The `filters` query parameter (docker's JSON) when there are any."""
+    return {"filters": json.dumps(filters, separators=(",", ":"))} if filters else {}
+
+
 class ApiClient:
     """A client of the daemon at `host`. Holds no connection: each call opens its own."""
 
@@ -65,8 +70,9 @@ class ApiClient:
 
     # Containers
 
-    def list_containers(self, all: bool = False) -> list[dict]:
-        return self._json("GET", "/v1/containers", query={"all": all})
+    def list_containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:
+        """`filters`: docker's {"label": ["a=b"], "status": ["exited"]} (agent/runtime/filters.py)."""
+        return self._json("GET", "/v1/containers", query={"all": all, **_filters(filters)})
 
     def create_container(self, spec: dict, *, start: bool = False) -> dict:
         return self._json("POST", "/v1/containers", body=spec, query={"start": start})
@@ -106,8 +112,8 @@ class ApiClient:
 
     # Images
 
-    def list_images(self) -> list[dict]:
-        return self._json("GET", "/v1/images")
+    def list_images(self, filters: dict | None = None) -> list[dict]:
+        return self._json("GET", "/v1/images", query=_filters(filters))
 
     def import_image(self, path: str, reference: str) -> dict:
         return self._json("POST", "/v1/images/import", body={"path": path, "reference": reference})
@@ -163,8 +169,9 @@ class ApiClient:
 
     # Events
 
-    def events(self, since: float | None = None, follow: bool = False) -> Iterator[dict]:
-        query: dict[str, Any] = {"follow": follow}
+    def events(self, since: float | None = None, follow: bool = False,
+               filters: dict | None = None) -> Iterator[dict]:
+        query: dict[str, Any] = {"follow": follow, **_filters(filters)}
         if since is not None:
             query["since"] = since
         return self._lines("GET", "/v1/events", query=query)

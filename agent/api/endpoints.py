@@ -21,6 +21,7 @@ from agent.api.bodies import (
     EventsQuery,
     ExecRequest,
     FollowQuery,
+    ImagesQuery,
     ImportRequest,
     KillQuery,
     ListQuery,
@@ -28,7 +29,9 @@ from agent.api.bodies import (
     StopQuery,
 )
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
+from agent.errors import CorralError
 from agent.events import EventLog
+from agent.runtime import filters
 from agent.runtime.model import ContainerSpec
 from agent.runtime.service import ExecProcess, RuntimeService
 from agent.units import parse_signal
@@ -61,7 +64,7 @@ class CoreEndpoints:
         add("POST", "/v1/containers/{ref}/wait", self.wait_container)
         add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
         add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
-        add("GET", "/v1/images", self.list_images)
+        add("GET", "/v1/images", self.list_images, query=ImagesQuery)
         add("POST", "/v1/images/import", self.import_image, body=ImportRequest)
         add("DELETE", "/v1/images/{ref}", self.remove_image)
         add("GET", "/v1/events", self.list_events, query=EventsQuery)
@@ -79,8 +82,10 @@ class CoreEndpoints:
     # Containers
 
     def list_containers(self, request: Request) -> Response:
-        containers = self._runtime.list(all=request.flag("all"))
-        return Response.json([container.to_dict() for container in containers])
+        wanted = filters.parse(request.args.filters, filters.CONTAINER_KEYS, "containers")
+        # As in docker, a status filter looks at every container, not only the running ones.
+        containers = self._runtime.list(all=request.args.all or "status" in wanted)
+        return Response.json([container.to_dict() for container in filters.containers(containers, wanted)])
 
     def create_container(self, request: Request) -> Response:
         spec = request.decode(ContainerSpec)
@@ -123,7 +128,8 @@ class CoreEndpoints:
     # Images
 
     def list_images(self, request: Request) -> Response:
-        return Response.json([image.to_dict() for image in self._runtime.list_images()])
+        wanted = filters.parse(request.args.filters, filters.IMAGE_KEYS, "images")
+        return Response.json([image.to_dict() for image in filters.images(self._runtime.list_images(), wanted)])
 
     def import_image(self, request: Request) -> Response:
         body = request.decode(ImportRequest)
@@ -138,12 +144,22 @@ class CoreEndpoints:
 
     def list_events(self, request: Request) -> Response:
         since = request.args.since
+        wanted = filters.parse(request.args.filters, filters.EVENT_KEYS, "events")
         if request.args.follow:
             events = self._events.follow(since, stop=self._stopping)
         else:
             events = iter(self._events.since(since or 0.0))
-        lines = (json.dumps(event.to_dict()).encode() + b"\n" for event in events)
+        lines = (json.dumps(event.to_dict()).encode() + b"\n" for event in events
+                 if filters.event_matches(event, wanted, self._labels_of))
         return Response.chunks(lines, JSON_LINES_TYPE)
+
+
+    def _labels_of(self, ref: str) -> dict:
+        """A container's labels, for events' label filter; {} once it is gone."""
+        try:
+            return dict(self._runtime.get(ref).spec.labels)
+        except CorralError:
+            return {}
 
 
 def exec_frames(process: ExecProcess) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from agent.api.client import ApiClient
 from agent.cli.format import ago, container_command, container_status, containers_table, error_text, short_id, table
+from agent.cli.formatting import FORMAT_HELP, parse_filter_flags, prepared_format, write_rows
 from agent.errors import CorralError, DaemonUnavailable
 from agent.units import parse_signal
 
@@ -25,7 +26,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ps = verbs.add_parser("ps", help="list containers", description="List running containers (all with -a).")
     ps.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
     ps.add_argument("-q", "--quiet", action="store_true", help="print only the short ids")
-    ps.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    ps.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
+    ps.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                    help="only containers matching: label=K[=V], name=, id=, status=, ancestor=, exited=, "
+                         "health=, network=, volume=, before=, since= (repeat; docs/cli.md)")
+    ps.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    ps.add_argument("-n", "--last", type=int, default=-1, metavar="N",
+                    help="the N containers created last, in every state")
+    ps.add_argument("-l", "--latest", action="store_true", help="the container created last, in any state")
     ps.add_argument("--all-cgroups", action="store_true",
                     help="also list containers Corral did not start (docker, containerd/Kubernetes, "
                          "podman, systemd services), marked as observed")
@@ -52,6 +60,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     wait.set_defaults(func=wait_containers)
 
     inspect = verbs.add_parser("inspect", help="show containers' details as a JSON array")
+    inspect.add_argument("-f", "--format", metavar="TEMPLATE",
+                         help="a Go template run over each container's document, like '{{.State.Running}}' "
+                              "or '{{json .Config}}'; json: the array on one line")
     inspect.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     inspect.set_defaults(func=inspect_containers)
 
@@ -78,12 +89,23 @@ def start_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def list_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    containers = client.list_containers(all=args.all)
+    template = prepared_format(args.format)      # a bad template fails before any request
+    wanted = parse_filter_flags(args.filter)
+    last = 1 if args.latest else args.last
+    containers = client.list_containers(all=args.all or last > 0, filters=wanted)
+    if last > 0:
+        containers = sorted(containers, key=lambda c: c.get("created_at") or 0, reverse=True)[:last]
     if getattr(args, "all_cgroups", False):
         return _list_with_observed(args, containers, client)
+    newest_first = sorted(containers, key=lambda c: c.get("created_at") or 0, reverse=True)
     if args.quiet:
-        for container in sorted(containers, key=lambda c: c.get("created_at") or 0, reverse=True):
-            print(short_id(container["id"]))
+        for container in newest_first:
+            print(container["id"] if args.no_trunc else short_id(container["id"]))
+    elif template:
+        from agent.cli.format_fields import ContainerFields
+        now = time.time()
+        write_rows(args.format, [ContainerFields(c, now, truncate=not args.no_trunc) for c in newest_first],
+                   ContainerFields.HEADERS)
     elif args.format == "json":
         print(json.dumps(containers, indent=2))
     else:
@@ -133,7 +155,14 @@ def wait_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def inspect_containers(args: argparse.Namespace, client: ApiClient) -> int:
+    template = args.format not in (None, "", "json") and prepared_format(args.format, each=True)
     found: list[dict] = []
     code = for_each(args.containers, lambda ref: found.append(client.inspect_container(ref)))
-    print(json.dumps(found, indent=4))
+    if template:
+        from agent.cli.template_output import render_each
+        sys.stdout.write(render_each(args.format, found))
+    elif args.format == "json":
+        print(json.dumps(found, separators=(",", ":")))
+    else:
+        print(json.dumps(found, indent=4))
     return code

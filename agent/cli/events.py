@@ -9,6 +9,7 @@ from datetime import datetime
 
 from agent.api.client import ApiClient
 from agent.cli.format import event_line
+from agent.cli.formatting import parse_filter_flags, prepared_format
 from agent.errors import InvalidArgument
 from agent.units import parse_duration
 
@@ -22,8 +23,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing events as they happen")
     parser.add_argument("--since", metavar="WHEN",
                         help="a duration back from now (10m, 2h) or a UNIX timestamp or ISO date")
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="table: one readable line each; json: one JSON object per line")
+    parser.add_argument("--format", default="table", metavar="FORMAT",
+                        help="table: one readable line each; json: one JSON object per line; or a Go "
+                             "template over docker's event fields, like '{{.Type}} {{.Action}} "
+                             "{{.Actor.Attributes.name}}'")
+    parser.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                        help="only events matching: container=, event=, type=, image=, label=K[=V], "
+                             "scope=local (repeat)")
     parser.set_defaults(func=show_events)
 
 
@@ -43,7 +49,16 @@ def parse_since(text: str, now: float) -> float:
 
 
 def show_events(args: argparse.Namespace, client: ApiClient) -> int:
+    template = prepared_format(args.format, each=True)
     since = None if args.since is None else parse_since(args.since, time.time())
-    for event in client.events(since=since, follow=args.follow):
+    events = client.events(since=since, follow=args.follow, filters=parse_filter_flags(args.filter))
+    if template:
+        from agent.cli.format_fields import event_message
+        from agent.cli.template_output import parse, render_tree
+        compiled = parse(args.format)      # as docker's events: no `table`, `\t` stays as written
+        for event in events:
+            print(render_tree(compiled, event_message(event)), flush=True)
+        return 0
+    for event in events:
         print(json.dumps(event) if args.format == "json" else event_line(event), flush=True)
     return 0

@@ -9,7 +9,8 @@ import time
 
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
-from agent.cli.format import images_table
+from agent.cli.format import images_table, short_id
+from agent.cli.formatting import FORMAT_HELP, parse_filter_flags, prepared_format, write_rows
 from agent.cli.image_make import register_image_actions
 from agent.errors import InvalidArgument
 
@@ -36,14 +37,31 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _add_list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
     parser.add_argument("--digests", action="store_true", help="show the registry digests")
+    parser.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                        help="only images matching: reference=GLOB, label=K[=V], dangling=true|false, "
+                             "before=IMAGE, since=IMAGE (repeat)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image ids")
+    parser.add_argument("--no-trunc", action="store_true", help="full image ids")
+    parser.add_argument("-a", "--all", action="store_true",
+                        help="accepted for docker's sake: Corral keeps no intermediate images")
     parser.set_defaults(func=list_images)
 
 
 def list_images(args: argparse.Namespace, client: ApiClient) -> int:
-    images = client.list_images()
-    if args.format == "json":
+    template = prepared_format(args.format)
+    images = client.list_images(filters=parse_filter_flags(args.filter))
+    newest_first = sorted(images, key=lambda i: i.get("created") or 0, reverse=True)
+    if args.quiet:
+        for image in newest_first:
+            print(image["id"] if args.no_trunc else short_id(image["id"]))
+    elif template:
+        from agent.cli.format_fields import ImageFields
+        now = time.time()
+        write_rows(args.format, [ImageFields(i, now, truncate=not args.no_trunc) for i in newest_first],
+                   ImageFields.HEADERS)
+    elif args.format == "json":
         print(json.dumps(images, indent=2))
     else:
         sys.stdout.write(images_table(images, time.time(), digests=args.digests))

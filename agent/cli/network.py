@@ -8,6 +8,7 @@ import sys
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
 from agent.cli.format import short_id, table
+from agent.cli.formatting import FORMAT_HELP, prepared_format, write_rows
 from agent.errors import InvalidArgument, NotFound
 
 
@@ -25,7 +26,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     create.set_defaults(func=create_network)
 
     ls = actions.add_parser("ls", help="list networks")
-    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    ls.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only the names")
     ls.set_defaults(func=list_networks)
 
     inspect = actions.add_parser("inspect", help="show networks' details as a JSON array")
@@ -50,7 +52,16 @@ def create_network(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def list_networks(args: argparse.Namespace, client: ApiClient) -> int:
-    networks = client.list_networks()
+    template = prepared_format(args.format)
+    networks = sorted(client.list_networks(), key=lambda n: n["name"])
+    if args.quiet:
+        for network in networks:
+            print(network["name"])
+        return 0
+    if template:
+        from agent.cli.format_fields import NetworkFields
+        write_rows(args.format, [NetworkFields(n) for n in networks], NetworkFields.HEADERS)
+        return 0
     if args.format == "json":
         print(json.dumps(networks, indent=2))
         return 0

@@ -195,7 +195,7 @@ def test_bad_json_unknown_query_routes_and_methods(daemon):
     assert status == 400 and "JSON request body is required" in json.loads(body)["message"]
     status, _, body = daemon.raw("GET", "/v1/containers?al=true")
     assert status == 400 and json.loads(body)["message"] == \
-        "query parameter 'al' is not known for GET /v1/containers (known: all)"
+        "query parameter 'al' is not known for GET /v1/containers (known: all, filters)"
     status, _, body = daemon.raw("GET", "/v1/containers?all=maybe")
     assert status == 400 and "expected true or false, got 'maybe'" in json.loads(body)["message"]
     status, _, body = daemon.raw("GET", "/v2/containers")
