@@ -13,7 +13,14 @@ from collections.abc import Callable
 
 from agent.api.client import ApiClient
 from agent.cli.format import ago, container_command, container_status, containers_table, error_text, short_id, table
-from agent.cli.formatting import FORMAT_HELP, parse_filter_flags, prepared_format, write_rows
+from agent.cli.formatting import (
+    FORMAT_HELP,
+    INSPECT_FORMAT_HELP,
+    parse_filter_flags,
+    prepared_format,
+    print_documents,
+    write_rows,
+)
 from agent.errors import CorralError, DaemonUnavailable
 from agent.units import parse_signal
 
@@ -60,9 +67,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     wait.set_defaults(func=wait_containers)
 
     inspect = verbs.add_parser("inspect", help="show containers' details as a JSON array")
-    inspect.add_argument("-f", "--format", metavar="TEMPLATE",
-                         help="a Go template run over each container's document, like '{{.State.Running}}' "
-                              "or '{{json .Config}}'; json: the array on one line")
+    inspect.add_argument("-f", "--format", metavar="TEMPLATE", help=INSPECT_FORMAT_HELP)
     inspect.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     inspect.set_defaults(func=inspect_containers)
 
@@ -155,14 +160,8 @@ def wait_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def inspect_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    template = args.format not in (None, "", "json") and prepared_format(args.format, each=True)
+    prepared_format(args.format, each=True)
     found: list[dict] = []
     code = for_each(args.containers, lambda ref: found.append(client.inspect_container(ref)))
-    if template:
-        from agent.cli.template_output import render_each
-        sys.stdout.write(render_each(args.format, found))
-    elif args.format == "json":
-        print(json.dumps(found, separators=(",", ":")))
-    else:
-        print(json.dumps(found, indent=4))
+    print_documents(args.format, found)
     return code

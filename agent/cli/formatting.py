@@ -48,6 +48,25 @@ def parse_filter_flags(flags: Sequence[str] | None) -> dict[str, list[str]] | No
     return filters
 
 
+INSPECT_FORMAT_HELP = ("a Go template run over each document, like '{{.State.Running}}' or "
+                       "'{{json .Config}}'; json: the array on one line")
+
+
+def print_documents(format_text: str | None, documents: list) -> None:
+    """What the inspect verbs print: the JSON array (indented as docker's), or the `-f` template
+    over each document, one result a line."""
+    if is_template(format_text):
+        from agent.cli.template_output import render_each
+        assert format_text is not None
+        sys.stdout.write(render_each(format_text, documents))
+    elif format_text == "json":
+        import json
+        print(json.dumps(documents, separators=(",", ":")))
+    else:
+        import json
+        print(json.dumps(documents, indent=4))
+
+
 def write_rows(format_text: str, items: Sequence[Any], headers: dict[str, str]) -> None:
     from agent.cli.template_output import render_rows
     sys.stdout.write(render_rows(format_text, items, headers))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -12,6 +11,7 @@ import time
 
 from agent.api.client import ApiClient
 from agent.cli.format import ago, human_size, short_id, table
+from agent.cli.formatting import INSPECT_FORMAT_HELP, prepared_format, print_documents
 from agent.errors import InvalidArgument, NotFound
 
 
@@ -37,6 +37,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def register_image_actions(actions: argparse._SubParsersAction) -> None:
     """`corral image inspect|prune|save|load|history`, called by agent.cli.images."""
     inspect = actions.add_parser("inspect", help="show images' details as JSON (docker's fields)")
+    inspect.add_argument("-f", "--format", metavar="TEMPLATE", help=INSPECT_FORMAT_HELP)
     inspect.add_argument("images", metavar="IMAGE", nargs="+")
     inspect.set_defaults(func=inspect_images)
     prune = actions.add_parser("prune", help="remove images no container uses")
@@ -140,6 +141,7 @@ def commit_container(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def inspect_images(args: argparse.Namespace, client: ApiClient) -> int:
+    prepared_format(args.format, each=True)
     found, failed = [], 0
     for ref in args.images:
         try:
@@ -147,7 +149,7 @@ def inspect_images(args: argparse.Namespace, client: ApiClient) -> int:
         except NotFound as exc:     # docker prints what it found and names what it did not
             sys.stderr.write(f"corral: {exc.message}\n")
             failed = 1
-    print(json.dumps(found, indent=4))
+    print_documents(args.format, found)
     return failed
 
 

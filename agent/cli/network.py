@@ -8,7 +8,7 @@ import sys
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
 from agent.cli.format import short_id, table
-from agent.cli.formatting import FORMAT_HELP, prepared_format, write_rows
+from agent.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, prepared_format, print_documents, write_rows
 from agent.errors import InvalidArgument, NotFound
 
 
@@ -31,6 +31,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=list_networks)
 
     inspect = actions.add_parser("inspect", help="show networks' details as a JSON array")
+    inspect.add_argument("-f", "--format", metavar="TEMPLATE", help=INSPECT_FORMAT_HELP)
     inspect.add_argument("networks", metavar="NETWORK", nargs="+", help="network name")
     inspect.set_defaults(func=inspect_networks)
 
@@ -72,9 +73,10 @@ def list_networks(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def inspect_networks(args: argparse.Namespace, client: ApiClient) -> int:
+    prepared_format(args.format, each=True)
     found: list[dict] = []
     code = for_each(args.networks, lambda name: found.append(client.inspect_network(name)))
-    print(json.dumps(found, indent=4))
+    print_documents(args.format, found)
     return code
 
 

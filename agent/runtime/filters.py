@@ -67,18 +67,6 @@ def parse(text: str | None, keys: Iterable[str], what: str) -> Filters:
     return filters
 
 
-def from_flags(flags: Iterable[str] | None, keys: Iterable[str], what: str) -> Filters:
-    """`--filter KEY=VALUE` flags (repeatable) as Filters, checked as the daemon would."""
-    filters: Filters = {}
-    for flag in flags or ():
-        key, equals, value = flag.partition("=")
-        if not equals or not key:
-            raise InvalidArgument(f"--filter {flag!r}: expected KEY=VALUE, like label=tier=web or status=exited")
-        filters.setdefault(key.strip().lower(), []).append(value)
-    parse(json.dumps(filters), keys, what)
-    return filters
-
-
 def _bad(key: str, value: str, expected: str) -> InvalidArgument:
     return InvalidArgument(f"filters: invalid filter '{key}={value}': expected {expected}", field=f"filters.{key}")
 

@@ -73,10 +73,19 @@ CASES = [
     "{{$x := 1}}{{$x = 2}}{{$x}}", "{{$n := .Name}}{{with .State}}{{$n}}-{{.Status}}{{end}}",
     "a  {{- .Name -}}  b", "a {{/* a comment */}} b", "a {{- /* trimmed */ -}} b", "{{(.State).Status}}",
     "{{(index .Config.Tags 0) | upper}}", "{{true}} {{false}} {{nil | print}}",
+    "{{.Config.Labels.a}} {{ .Name }}", 'a {{- 3}} {{3 -}} b', "{{$x := 1}}{{$x := 2}}{{$x}}",
+    "{{with $x := 1}}{{$x}}{{end}}", "{{range 3}}{{.}}{{end}}", '{{"\\x41\\u00e9\\101\\a"}}|',
+    '{{printf "%q" "é\\x01"}}', '{{printf "%5.1f|%-8.2e|%G" 2.25 1.5 1e-7}}', '{{printf "%#x|%#o" 255 8}}',
+    '{{printf "%v" nil}}', '{{printf "%s" .Config.Tags}}', '{{printf "%d" true}}', '{{printf "%*d|%.*f" 5 1 2 3.14159}}',
+    '{{printf "%"}}', '{{printf "%s" nil}}', '{{printf "%t" 1}}', "{{index .Name 0}}", '{{split "abc" ""}}',
+    "{{ne 1 2}} {{le \"b\" \"a\"}}", '{{printf "%q" 65}}', '{{printf "%x" -255}}', '{{printf "%6.2f%%" 12.345}}',
     # errors: docker refuses these (the message need not match; that there is one must)
     "{{.State.Error.Sub}}", "{{.Name.Sub}}", "{{nosuch 1}}", "{{.Name", "{{end}}", "{{if .Name}}x",
     "{{len 3}}", "{{index .Config.Env 5}}", '{{eq 1 "a"}}', "{{.Name 1}}", '{{join .Name ","}}',
     "{{range .Name}}{{end}}", "{{break}}", '{{template "x"}}', "{{$nope}}", "{{)}}", '{{"unterminated}}',
+    "{{slice .Name 2 1}}", "{{lt true false}}", "{{len .Missing}}", "{{index .Missing 1}}", "{{index 3 1}}",
+    "{{title 3}}", "{{if}}{{end}}", '{{"a" "b"}}', "{{.Name | .State}}", "{{(1}}", "{{1e}}",
+    "{{'ab'}}", '{{"\\q"}}', "{{/* open", "{{.State.Status | len 1}}",
 ]
 
 
