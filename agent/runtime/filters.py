@@ -138,8 +138,9 @@ def _ancestor(container: Any, refs: list[str]) -> bool:
 
 
 def _networks(container: Any) -> set[str]:
+    """The network asked for (`bridge`) and the one attached (the default's own name, corral0)."""
     attached = (container.network or {}).get("network")
-    return {attached or container.spec.network}
+    return {container.spec.network} | ({attached} if attached else set())
 
 
 def _volumes(container: Any) -> set[str]:
