@@ -212,7 +212,8 @@ class Daemon:
                                        sampler=self.sampler)
         sink = self.alert_sink
         self.registry, self.policy_metrics = metrics_registry(build_registry(collector),
-                                                              sink.stats if sink is not None else list)
+                                                              sink.stats if sink is not None else list,
+                                                              self.service_figures)
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
@@ -254,6 +255,10 @@ class Daemon:
         except ImportError:
             return None
         return syscall_name
+
+    def service_figures(self) -> list:
+        """Each service's replica counts and connections for /metrics (none before services start)."""
+        return self.services.figures() if self.services is not None else []
 
     def watched_containers(self) -> list:
         """What a scrape reports on: every catalogued container with a cgroup (Corral's own,
@@ -302,16 +307,18 @@ class Daemon:
         log.info("stopped")
 
 
-def metrics_registry(registry: CollectorRegistry, alert_stats: Callable[[], list]) -> \
-        tuple[CollectorRegistry, PolicyMetrics]:
-    """The /metrics registry (the container collector already on it) with the policy and
-    alerting families. They are registered whether or not policies and alert targets are
+def metrics_registry(registry: CollectorRegistry, alert_stats: Callable[[], list],
+                     service_figures: Callable[[], list] = list) -> tuple[CollectorRegistry, PolicyMetrics]:
+    """The /metrics registry (the container collector already on it) with the policy,
+    alerting and service families. They are registered whether or not policies and alert targets are
     configured, so every family a dashboard or alert rule names is described (and at 0 where
     it can be) from the first scrape, instead of "No data" until first used."""
     from agent.alerting.metrics import AlertCollector
     from agent.policy.metrics import PolicyMetrics
     policy_metrics = PolicyMetrics(registry)
+    from agent.services.metrics import ServiceCollector
     registry.register(AlertCollector(alert_stats))
+    registry.register(ServiceCollector(service_figures))
     return registry, policy_metrics
 
 

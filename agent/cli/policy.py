@@ -47,11 +47,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ls.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     ls.set_defaults(func=list_policies)
 
-    explain = sub.add_parser("explain", help="which policies and rules apply to a container, and why",
+    explain = sub.add_parser("explain", help="which policies and rules apply to a container (or each replica "
+                                             "of a service), and why",
                              description="Show the effective policy of a container: where each limit "
                                          "and rule comes from, each threshold's state and current "
                                          "value, and the policy events of the container.")
-    explain.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    explain.add_argument("container", metavar="CONTAINER", help="id, id prefix or name; or a service's name")
     explain.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     explain.set_defaults(func=explain_policies)
 
@@ -139,6 +140,18 @@ def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
     if args.format == "json":
         print(json.dumps(answer, indent=2))
         return 0
+    if "service" in answer:          # a service: each replica's explanation
+        print(f"Service: {answer['service']} ({len(answer['replicas'])} replicas)")
+        for replica in answer["replicas"]:
+            print()
+            print("\n".join(explanation(replica)))
+        return 0
+    print("\n".join(explanation(answer)))
+    return 0
+
+
+def explanation(answer: dict) -> list[str]:
+    """The text of one container's `policy explain`."""
     effective = answer["effective"]
     out = [f"Container: {answer['name']} ({answer['id'][:12]}, {answer['image']}, {answer['state']})"]
     policies = effective["policies"]
@@ -192,8 +205,7 @@ def explain_policies(args: argparse.Namespace, client: ApiClient) -> int:
     if answer["events"]:
         out.append("Recent policy events:")
         out.extend("  " + event_line(event) for event in answer["events"])
-    print("\n".join(out))
-    return 0
+    return out
 
 
 def replay_policy(args: argparse.Namespace, client: ApiClient) -> int:

@@ -223,6 +223,9 @@ class ContainerCollector:
             labels["id"] = container.id_label
         if options.keeps_label("image"):
             labels["image"] = container.image
+        service = container.labels.get("corral.service")    # a service's replica (docs/services.md)
+        if service is not None and options.keeps_label("service"):
+            labels["service"] = str(service)
         for key in sorted(container.labels):
             label = container_label_name(key)
             if label not in labels and options.keeps_label(label):

@@ -50,7 +50,7 @@ def _selector(selector: schema.Selector | Any) -> Selector:
               for key, value in (selector.labels or {}).items()} if selector.labels is not UNSET else {}
     return Selector(names=tuple(selector.names) if selector.names is not UNSET else None,
                     images=tuple(selector.images) if selector.images is not UNSET else None,
-                    labels=labels)
+                    labels=labels, services=tuple(selector.services) if selector.services is not UNSET else None)
 
 
 def _limits(limits: schema.Limits | Any) -> Limits:

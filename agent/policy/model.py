@@ -32,6 +32,9 @@ def normalise_image(reference: str) -> str:
     return reference
 
 
+SERVICE_LABEL = "corral.service"   # agent.services.model.SERVICE_LABEL, which imports the runtime
+
+
 @dataclass(frozen=True)
 class Selector:
     """Which containers a policy applies to: every given field must match; globs allowed.
@@ -40,10 +43,14 @@ class Selector:
     names: tuple[str, ...] | None = None
     images: tuple[str, ...] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] | None = None     # replicas of these services (their corral.service label)
 
     def matches(self, name: str, image: str, labels: dict[str, str] | None = None) -> bool:
         labels = labels or {}
         if self.names is not None and not any(fnmatch.fnmatchcase(name, g) for g in self.names):
+            return False
+        if self.services is not None and not any(fnmatch.fnmatchcase(labels.get(SERVICE_LABEL, ""), g)
+                                                 and SERVICE_LABEL in labels for g in self.services):
             return False
         if self.images is not None and not any(_image_matches(image, g) for g in self.images):
             return False
@@ -57,6 +64,8 @@ class Selector:
             data["images"] = list(self.images)
         if self.labels:
             data["labels"] = dict(self.labels)
+        if self.services is not None:
+            data["services"] = list(self.services)
         return data
 
 

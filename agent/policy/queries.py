@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver
-from agent.errors import CorralError, PolicyError
+from agent.errors import CorralError, NotFound, PolicyError
 from agent.events import Event, EventLog
 from agent.policy.enforcer import Enforcer, limits_dict
 from agent.policy.engine import ContainerRef, Engine
@@ -61,8 +61,17 @@ class PolicyQueries:
 
     def explain(self, reference: str) -> dict:
         """Which policies and rules apply to a container and why, where each rule stands, the
-        latest signals, the limits in force and the policy events of the container."""
-        container = self.catalog.get(reference)
+        latest signals, the limits in force and the policy events of the container. A service's
+        name (docs/services.md) answers for each of its replicas: {"service", "replicas": [...]}."""
+        try:
+            container = self.catalog.get(reference)
+        except NotFound:
+            replicas = [e for e in self.catalog.list() if e.labels.get("corral.service") == reference]
+            if not replicas:
+                raise NotFound(f"no such container or service: {reference}",
+                               hint="`corral ps` lists containers, `corral service ls` services") from None
+            return {"service": reference,
+                    "replicas": [self.explain(entry.id) for entry in sorted(replicas, key=lambda e: e.name)]}
         effective = self._effective(container.name, container.image, container.labels)
         with self._lock:
             states = [{"policy": s.policy, "rule": s.rule, "phase": s.phase, "since": s.since,

@@ -113,6 +113,9 @@ class Selector(Struct, forbid_unknown_fields=True, frozen=True):
         "empty": "an empty list matches no container; leave the field out to match every image"})] | UnsetType = UNSET
     labels: Annotated[dict[LabelKey, LabelValue], Meta(max_length=64, extra={
         "expected": "a mapping of label: value"})] | UnsetType = UNSET
+    services: Annotated[list[NameGlob], Meta(min_length=1, max_length=256, extra={
+        "expected": "a list of service name globs",
+        "empty": "an empty list matches no container; leave the field out to match every container"})] | UnsetType = UNSET
 
 
 class Limits(Struct, forbid_unknown_fields=True, frozen=True):

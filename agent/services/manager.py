@@ -20,6 +20,7 @@ from agent.errors import Conflict, NotFound
 from agent.events import Event, EventLog
 from agent.network.ports import check_host_port, clash
 from agent.services.balancer import Balancer
+from agent.services.metrics import ServiceFigures
 from agent.services.model import SERVICE_LABEL, Service, ServiceChange, ServiceSpec
 from agent.services.reconciler import Context, ServiceWorker
 from agent.services.replicas import replica_spec, replicas_of
@@ -195,6 +196,23 @@ class ServiceManager:
                 else:
                     yield item
         return merged()
+
+    def figures(self) -> builtins.list[ServiceFigures]:
+        """What /metrics shows of each service (agent/services/metrics.py)."""
+        balancer = self.context.balancer
+        connections = balancer.connections() if balancer is not None else {}
+        containers = self.runtime.list(all=True)
+        found = []
+        for service in self.store.all():
+            worker = self._workers.get(service.name)
+            counted = connections.get(service.name)
+            found.append(ServiceFigures(
+                service=service.name, desired=service.spec.replicas,
+                running=sum(1 for r in replicas_of(containers, service.name) if r.running),
+                exits=worker.exits if worker is not None else 0,
+                balanced=counted.balanced if counted and service.spec.port else None,
+                refused=counted.refused if counted and service.spec.port else None))
+        return found
 
     def wait_converged(self, name: str, timeout: float) -> bool:
         """Block until the worker has run one full pass after now (tests and `create`)."""

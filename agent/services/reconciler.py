@@ -75,6 +75,7 @@ class ServiceWorker:
         self._next: float | None = None
         self.converged = threading.Condition()
         self.passes = 0
+        self.exits = 0                   # replicas that exited, for /metrics
 
     # ---- the thread -----------------------------------------------------------------
 
@@ -194,6 +195,7 @@ class ServiceWorker:
 
     def _note_exit(self, service: Service, replica: Replica) -> None:
         container = replica.container
+        self.exits += 1
         state = self.slots.setdefault(replica.slot, SlotState())
         lived = (container.finished_at or 0) - (container.started_at or 0)
         if container.started_at is None or lived < YOUNG:

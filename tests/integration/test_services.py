@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.corral_daemon import free_port
+from tests.integration.corral_daemon import free_port, running_daemon
 
 pytestmark = pytest.mark.privileged
 
@@ -73,6 +73,21 @@ def test_three_replicas_serve_through_one_port(daemon, service):
     labels = container["Config"]["Labels"]
     assert labels["corral.service"] == "web" and labels["corral.service.slot"] == str(tasks[0]["slot"])
     assert set(answers) <= {t["id"][:12] for t in tasks}
+
+
+def test_metrics_carry_the_service(daemon, service):
+    for _ in range(10):
+        get(service)
+    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    cpu = [line for line in text.splitlines() if line.startswith("container_cpu_usage_seconds_total{")
+           and 'service="web"' in line]
+    assert len(cpu) == 3 and all('container_label_corral_service="web"' in line for line in cpu)
+    assert 'corral_service_replicas_desired{service="web"} 3.0' in text
+    assert 'corral_service_replicas_running{service="web"} 3.0' in text
+    balanced = [line for line in text.splitlines()
+                if line.startswith('corral_service_connections_total{result="balanced",service="web"}')]
+    assert balanced and float(balanced[0].split()[-1]) >= 10, balanced
 
 
 def test_scale_to_five_and_to_two(daemon, service):
@@ -222,3 +237,26 @@ def test_rm_leaves_no_container_cgroup_rule_or_veth(daemon):
     with pytest.raises(OSError):
         get(port, timeout=2)
     assert "gone" not in daemon.out("service", "ls")
+
+
+def test_policies_select_a_service_and_explain_it(tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text("apiVersion: corral/v1\nkind: Policy\nmetadata: {name: web-memory}\n"
+                                       "spec:\n  selector: {services: [web]}\n  limits: {memory: 48Mi}\n")
+    with running_daemon("--policies", str(policies)) as pdaemon:
+        create(pdaemon, "web", free_port(), "--replicas", "2")
+        pdaemon.cli("run", "-d", "--name", "web", "busybox", "sleep", "60")     # a container named web: no replica
+        try:
+            replicas = [t["id"] for t in running(pdaemon, "web")]
+            for container_id in replicas:
+                limits = json.loads(pdaemon.out("inspect", container_id))[0]["Limits"]
+                assert limits["memory_bytes"] == 48 << 20, limits
+            assert json.loads(pdaemon.out("inspect", "web"))[0]["Limits"]["memory_bytes"] != 48 << 20
+            text = pdaemon.out("policy", "explain", "web")
+            assert text.startswith("Container: web")          # a container's name comes first
+            pdaemon.cli("rm", "-f", "web")
+            text = pdaemon.out("policy", "explain", "web")
+            assert text.startswith("Service: web (2 replicas)") and text.count("web-memory") >= 2, text
+        finally:
+            pdaemon.cli("service", "rm", "web", check=False, timeout=120)

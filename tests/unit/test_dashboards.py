@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.alerting.metrics import AlertCollector
 from agent.metrics.model import FAMILIES
+from agent.services.metrics import ServiceCollector
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
@@ -33,7 +34,8 @@ KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and
 @functools.lru_cache(maxsize=1)
 def exported_names() -> frozenset[str]:
     """Every series name Corral's /metrics can show: the collector's catalogue, the policy
-    metrics (agent/policy/service.py) and the alert senders' (agent/alerting/metrics.py)."""
+    metrics (agent/policy/service.py), the alert senders' (agent/alerting/metrics.py) and the
+    services' (agent/services/metrics.py)."""
     names = set()
     for family in FAMILIES:
         names.add(family.name)
@@ -43,6 +45,7 @@ def exported_names() -> frozenset[str]:
     registry = CollectorRegistry()
     PolicyMetrics(registry)
     registry.register(AlertCollector(lambda: []))
+    registry.register(ServiceCollector(lambda: []))
     for metric in registry.collect():
         names.add(metric.name + "_total" if metric.type == "counter" else metric.name)
     return frozenset(names)

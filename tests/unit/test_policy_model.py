@@ -234,3 +234,16 @@ def test_policy_names_follow_the_label_rules():
 
 def test_a_document_that_is_not_a_mapping():
     assert "expected a mapping" in errors_of(["a", "b"])["(document)"]
+
+
+def test_a_services_selector_matches_the_replicas_of_those_services():
+    sel = Selector(services=("web", "api-*"))
+    assert sel.matches("web.1.abc", "busybox", {"corral.service": "web"})
+    assert sel.matches("api-v2.3.def", "busybox", {"corral.service": "api-v2"})
+    assert not sel.matches("web", "busybox", {})                      # a container named web is no replica
+    assert not sel.matches("db.1.abc", "busybox", {"corral.service": "db"})
+    policy, errors = parse_policy(doc({"selector": {"services": ["web"]}}))
+    assert not errors and policy is not None and policy.selector.services == ("web",)
+    assert policy.selector.to_dict() == {"services": ["web"]}
+    assert errors_of(doc({"selector": {"services": []}})) == {
+        "spec.selector.services": "an empty list matches no container; leave the field out to match every container"}

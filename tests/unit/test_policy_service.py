@@ -9,7 +9,7 @@ from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.double import CgroupDouble
 from agent.cgroups.driver import CgroupPaths, Limits
-from agent.errors import PolicyError
+from agent.errors import NotFound, PolicyError
 from agent.events import EventLog
 from agent.policy.library import PolicyLibrary
 from agent.policy.service import PolicyService
@@ -149,3 +149,16 @@ def test_observed_containers_are_evaluated_limited_and_told_what_does_not_apply(
     assert paths.unified in driver.frozen
     not_applicable = [e for e in events.since() if e.action == "not_applicable"]
     assert len(not_applicable) == 1 and not_applicable[0].name == "web-docker"
+
+
+def test_explain_on_a_service_explains_each_replica(world):
+    service, folder, driver, runtime, clock, registry, events = world
+    for slot in (2, 1):
+        runtime.put(CatalogEntry(id=f"{slot}" * 64, name=f"web-svc.{slot}.abc", image="busybox",
+                                 cgroup=CgroupPaths(f"/cg/r{slot}"), cgroup_id=50 + slot,
+                                 labels={"corral.service": "web-svc", "corral.service.slot": str(slot)}))
+    answer = service.queries.explain("web-svc")
+    assert answer["service"] == "web-svc"
+    assert [r["name"] for r in answer["replicas"]] == ["web-svc.1.abc", "web-svc.2.abc"]
+    with pytest.raises(NotFound, match="no such container or service: nothing"):
+        service.queries.explain("nothing")

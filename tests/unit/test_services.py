@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agent.catalog.bus import ContainerStopped
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.events import EventLog
 from agent.network.model import PortMapping
-from agent.services.balancer import Balancer, balance_rules, service_tag
+from agent.services.balancer import Balancer, Connections, balance_rules, service_tag
 from agent.services.manager import ServiceManager
+from agent.services.metrics import ServiceCollector, ServiceFigures
 from agent.services.model import Service, ServiceChange, ServiceSpec, template_changed
 from agent.services.reconciler import Context, ServiceWorker
 from agent.services.replicas import listening, open_connections, replica_spec, replicas_of
@@ -72,27 +74,36 @@ def test_the_rules_pick_a_replica_by_numgen_in_both_chains():
     assert dnat["port"] == 80
     assert dnat["addr"]["map"]["key"] == {"numgen": {"mode": "inc", "mod": 2, "offset": 0}}
     assert dnat["addr"]["map"]["data"]["set"] == [[0, "10.0.0.2"], [1, "10.0.0.3"]]
-    assert balance_rules("corral", "web", PORT, []) == []
+    counting = balance_rules("corral", "web", PORT, [])       # none ready: count, and let the port refuse
+    assert len(counting) == 2 and not any("dnat" in item for r in counting for item in r["add"]["rule"]["expr"])
     one_address = PortMapping(host_port=8080, container_port=80, host_ip="127.0.0.1")
     assert "payload" in json.dumps(balance_rules("corral", "web", one_address, ["10.0.0.2"])[0]["add"]["rule"]["expr"][0])
 
 
 class FakeNat:
+    """NatTable's methods the balancer uses, over a dict of rules by tag."""
+
     name = "corral"
 
     def __init__(self) -> None:
-        self.rules: dict[str, list[dict]] = {}
+        self.by_tag: dict[str, list[dict]] = {}
         self.calls = 0
 
     def replace_tagged(self, tag: str, rules: list[dict]) -> None:
         self.calls += 1
-        self.rules[tag] = rules
+        self.by_tag[tag] = rules
 
     def remove_tagged(self, tag: str) -> int:
-        return len(self.rules.pop(tag, []))
+        return len(self.by_tag.pop(tag, []))
+
+    def rules(self) -> list[dict]:
+        """As `list table` shows the rules: each with its comment and its counters' values."""
+        return [{**command["add"]["rule"], "expr": [{"counter": {"packets": 2, "bytes": 120}} if "counter" in item
+                                                    else item for item in command["add"]["rule"]["expr"]]}
+                for commands in self.by_tag.values() for command in commands]
 
     def tags(self) -> set[str]:
-        return set(self.rules)
+        return set(self.by_tag)
 
 
 def test_the_balancer_changes_the_table_only_when_the_replicas_change():
@@ -101,8 +112,11 @@ def test_the_balancer_changes_the_table_only_when_the_replicas_change():
     assert balancer.apply("web", PORT, ["10.0.0.2"]) and not balancer.apply("web", PORT, ["10.0.0.2"])
     assert nat.calls == 1 and balancer.addresses("web") == ("10.0.0.2",)
     assert balancer.services() == {"web"}
+    assert balancer.connections()["web"] == Connections(balanced=4)     # 2 in each chain
+    assert balancer.apply("web", PORT, [])
+    assert balancer.connections()["web"] == Connections(balanced=4, refused=4)   # the old rules' counts kept
     balancer.remove("web")
-    assert nat.rules == {} and balancer.addresses("web") == ()
+    assert nat.by_tag == {} and balancer.addresses("web") == () and balancer.connections() == {}
 
 
 # ---- readiness from /proc ---------------------------------------------------------------
@@ -171,9 +185,9 @@ class Host:
         return [r for r in replicas_of(self.runtime.list(all=True), name) if r.running]
 
     def balanced(self) -> list[str]:
-        rules = self.nat.rules.get(service_tag("web")) or []
-        return [address for _, address in rules[0]["add"]["rule"]["expr"][-1]["dnat"]["addr"]["map"]["data"]["set"]] \
-            if rules else []
+        rules = self.nat.by_tag.get(service_tag("web")) or []
+        last = rules[0]["add"]["rule"]["expr"][-1] if rules else {}
+        return [address for _, address in last["dnat"]["addr"]["map"]["data"]["set"]] if "dnat" in last else []
 
 
 def fast(**fields) -> ServiceSpec:
@@ -297,6 +311,10 @@ def test_the_manager_runs_a_service_through_its_worker(tmp_path):
             manager.create(ServiceSpec(name="web", image="busybox"))
         assert manager.wait_converged("web", 10)
         assert manager.list()[0]["running"] == 2 and len(manager.tasks("web")) == 2
+        assert manager.figures() == [ServiceFigures("web", desired=2, running=2, exits=0)]
+        registry = CollectorRegistry()
+        registry.register(ServiceCollector(manager.figures))
+        assert registry.get_sample_value("corral_service_replicas_running", {"service": "web"}) == 2
         replica = host.running()[0]
         host.runtime.write_log(replica.id, 1, b"hello\nworld")
         out = b"".join(manager.logs("web"))
