@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent.alerting.sender import SenderStats
+from agent.metrics.families import families_of
 
 # (exposed name, type, labels, help): the catalogue the dashboards test allows besides FAMILIES.
 ALERT_FAMILIES = (
@@ -31,14 +32,9 @@ class AlertCollector(Collector):
     def __init__(self, stats: Callable[[], list[SenderStats]]) -> None:
         self._stats = stats
 
-    def _families(self):
-        built = {}
-        for name, kind, labels, help_text in ALERT_FAMILIES:
-            if kind == "counter":
-                built[name] = CounterMetricFamily(name[:-len("_total")], help_text, labels=list(labels))
-            else:
-                built[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
-        return built
+    @staticmethod
+    def _families():
+        return families_of(ALERT_FAMILIES)
 
     def describe(self) -> list[Metric]:
         return list(self._families().values())

@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from agent.metrics.families import families_of
 
 # (exposed name, type, labels, help): the catalogue the dashboards test allows besides FAMILIES.
 SERVICE_FAMILIES = (
@@ -43,14 +45,8 @@ class ServiceCollector(Collector):
         self._figures = figures
 
     @staticmethod
-    def _families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
-        built: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for name, kind, labels, help_text in SERVICE_FAMILIES:
-            if kind == "counter":
-                built[name] = CounterMetricFamily(name[:-len("_total")], help_text, labels=list(labels))
-            else:
-                built[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
-        return built
+    def _families():
+        return families_of(SERVICE_FAMILIES)
 
     def describe(self) -> list[Metric]:
         return list(self._families().values())
