@@ -46,6 +46,7 @@
 #include "groups.h"
 #include "init.h"
 #include "rlimits.h"
+#include "userns.h"
 
 #define VERSION "0.1.0"
 
@@ -121,6 +122,7 @@ struct run_opts {
 	struct ulimit *ulimits; /* --ulimit NAME=SOFT:HARD (repeat) */
 	int nulimits;
 	int init;               /* --init: stay as pid 1, reaping (init.c) */
+	struct userns_map userns; /* --userns UID:GID:SIZE (launcher/userns.h); size 0: none */
 };
 
 struct exec_opts {
@@ -418,6 +420,11 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 			o->read_only = 1;
 		} else if (strcmp(arg, "--privileged") == 0) {
 			o->privileged = 1;
+		} else if ((v = opt_value(argc, argv, &i, "--userns", &missing))) {
+			if (userns_parse(v, &o->userns) < 0) {
+				snprintf(msg, size, "usage: --userns \"%s\": expected UID:GID:SIZE", v);
+				return -1;
+			}
 		} else if ((v = opt_value(argc, argv, &i, "--tmpfs", &missing))) {
 			if (parse_tmpfs(v, &o->tmpfs[o->ntmpfs]) < 0) {
 				snprintf(msg, size, "usage: --tmpfs \"%s\": expected /DST:FLAGS:DATA", v);
@@ -1255,6 +1262,8 @@ static int container_init(void *arg)
 		;
 	if (n != 1)
 		_exit(1); /* aborted: the shim closed the pipe */
+	if (o->userns.size && userns_become_root() < 0)
+		child_fail(ctx, errno, "become root of the user namespace");
 
 	/* Our cgroups as the host names them, before the namespace makes them all "/". */
 	static char cgroup_table[8192];
@@ -1561,6 +1570,8 @@ static int cmd_run(int argc, char **argv)
 	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
 	if (o.net != NET_HOST)
 		flags |= CLONE_NEWNET;
+	if (o.userns.size)
+		flags |= CLONE_NEWUSER;
 	/* The child runs on this array in its own copy of our memory. */
 	static const size_t stack_size = 256 * 1024;
 	char *stack = malloc(stack_size);
@@ -1577,6 +1588,11 @@ static int cmd_run(int argc, char **argv)
 	close(ctx.err_w);
 	close(ctx.out_w);
 	close(ctx.log_w);
+	if (o.userns.size && userns_write_maps(pid, &o.userns, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		kill_and_reap(pid);
+		return 1;
+	}
 
 	char line[64];
 	int len = snprintf(line, sizeof(line), "pid %d\n", pid);
@@ -1643,7 +1659,8 @@ static void forward_signal(int sig, siginfo_t *info, void *uctx)
 		kill(exec_child_pid, sig);
 }
 
-static const char *const EXEC_NAMESPACES[] = {"cgroup", "ipc", "uts", "net", "pid", "mnt"};
+/* user first: the others belong to it, and joining it gives the capabilities to join them. */
+static const char *const EXEC_NAMESPACES[] = {"user", "cgroup", "ipc", "uts", "net", "pid", "mnt"};
 
 static int cmd_exec(int argc, char **argv)
 {
@@ -1683,6 +1700,7 @@ static int cmd_exec(int argc, char **argv)
 		}
 	}
 	/* mnt last: it changes our root; pid applies to the child we fork next. */
+	const int joins_user = nsfd[0] >= 0;
 	for (size_t i = 0; i < COUNT(EXEC_NAMESPACES); i++) {
 		if (nsfd[i] >= 0 && setns(nsfd[i], 0) < 0) {
 			error_line(2, errno, "join %s namespace of pid %d", EXEC_NAMESPACES[i], o.pid);
@@ -1690,6 +1708,10 @@ static int cmd_exec(int argc, char **argv)
 		}
 		if (nsfd[i] >= 0)
 			close(nsfd[i]);
+	}
+	if (joins_user && userns_become_root() < 0) {
+		error_line(2, errno, "become root of the user namespace of pid %d", o.pid);
+		return 125;
 	}
 
 	/* Installed before fork so no signal can kill us between fork and wait; the child
@@ -1770,6 +1792,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "exec") == 0)
 		return cmd_exec(argc, argv);
+	if (argc == 2 && strcmp(argv[1], "userns-hold") == 0)
+		return cmd_userns_hold();
 	error_line(2, 0, "usage: corral-launch run [options] -- CMD [ARG...] | exec --pid PID [options] -- CMD [ARG...] | --version");
 	return 2;
 }
