@@ -92,9 +92,16 @@ class Daemon:
             # Loaded by the policy service's start, before the API lets any container start.
             decider = LibraryDecider(PolicyLibrary(str(config.policies),
                                                    limits=YamlLimits(max_bytes=config.policy_max_size)))
-        self.runtime = Runtime(root=config.root, images=self.images, rootfs=RootfsManager(config.root),
+        from agent.userns.allocator import AUTO, UsernsAllocator
+        from agent.userns.ownership import RootfsOwnership
+        userns = UsernsAllocator()
+        if config.userns == AUTO:
+            userns.spans()                # no subordinate ids: refuse to start, naming the file
+        self.runtime = Runtime(root=config.root, images=self.images,
+                               rootfs=RootfsManager(config.root, ownership=RootfsOwnership(launcher)),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               bus=self.bus, networks=self.networks, decider=decider)
+                               bus=self.bus, networks=self.networks, decider=decider,
+                               userns_default=config.userns, userns=userns)
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
         self._start_observer()

@@ -46,6 +46,7 @@ class DaemonConfig:
     insecure_registries: tuple[str, ...] = ()       # --insecure-registry HOST[:PORT]: plain http
     registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)   # --registry-mirror R=HOST
     registry_certs_dirs: tuple[Path, ...] = ()      # --registry-certs-dir DIR: DIR/HOST:PORT/ca.crt
+    userns: str = "host"               # --userns: auto | host, for containers that do not say
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
@@ -107,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--registry-certs-dir", action="append", default=[], dest="registry_certs_dirs",
                         type=Path, metavar="DIR", help="folders of HOST:PORT/ca.crt for registries' TLS "
                                                        "(default /etc/corral/certs.d and /etc/docker/certs.d)")
+    parser.add_argument("--userns", choices=["auto", "host"], default="host",
+                        help="user namespace of containers that do not give --userns: auto maps each one's "
+                             "root to a range of its own from /etc/subuid (user corral); host shares the "
+                             "host's ids (default %(default)s; docs/security.md)")
     return parser
 
 

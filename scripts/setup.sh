@@ -103,6 +103,21 @@ if command -v npm >/dev/null; then
   fi
 fi
 
+# User namespaces (`--userns auto`, docs/security.md): the system user `corral` owns the
+# subordinate ids each container's range is taken from (65536 per container). Added only when
+# /etc/subuid or /etc/subgid has no line for it, after the highest range already listed.
+if ! getent passwd corral >/dev/null; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin corral
+fi
+for file in /etc/subuid /etc/subgid; do
+  touch "$file"
+  if ! grep -q '^corral:' "$file"; then
+    start=$(awk -F: 'BEGIN { top = 1000000 } NF == 3 && $2 + $3 > top { top = $2 + $3 } END { print top }' "$file")
+    echo "corral:$start:268435456" >> "$file"      # 4096 containers of 65536 ids
+    say "added corral:$start:268435456 to $file"
+  fi
+done
+
 # The embedded default image, from the host's busybox-static.
 "$VENV/bin/python" -m agent.images build-busybox --root "$CORRAL_ROOT" >/dev/null
 say "ready (venv $VENV, root $CORRAL_ROOT, kernel $KVER)"

@@ -75,6 +75,10 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
     security.add_argument("-u", "--user", metavar="USER[:GROUP]",
                           help="user to run as: a name from the image's /etc/passwd or a uid, optionally :group")
     add_environment_arguments(parser)
+    security.add_argument("--userns", choices=("auto", "host"), default=None,
+                          help="auto: container root is an unprivileged host uid from a range of its own "
+                               "(/etc/subuid, user corral); host: the host's ids. Default: the daemon's "
+                               "--userns (host unless set). Unlike Docker, per container")
     parser.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                         help="pull the image before creating: missing (default), always or never")
     parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
@@ -160,6 +164,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         tmpfs=tmpfs_of(args.tmpfs),
         user=args.user,
         **environment_fields(args, env_items(args.env)),
+        userns=args.userns,
         **optional,
     )
 

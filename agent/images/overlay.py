@@ -56,9 +56,10 @@ def overlay_options(lower_dirs: list[Path], upper: Path, work: Path) -> str:
     return options
 
 
-def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path) -> None:
-    """Mount an overlay of `lower_dirs` (lowest first) with `upper`/`work` at `target`."""
-    options = overlay_options(lower_dirs, upper, work)
+def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path, extra: str = "") -> None:
+    """Mount an overlay of `lower_dirs` (lowest first) with `upper`/`work` at `target`;
+    `extra` options (like metacopy=on) are appended."""
+    options = overlay_options(lower_dirs, upper, work) + (f",{extra}" if extra else "")
     result = _libc().mount(b"overlay", os.fsencode(target), b"overlay", 0, options.encode())
     if result != 0:
         errno = ctypes.get_errno()

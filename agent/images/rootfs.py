@@ -17,6 +17,8 @@ from agent.errors import InvalidArgument, KernelError
 from agent.images.model import Image
 from agent.images.overlay import is_mounted, mount_overlay, unmount
 from agent.images.store import ImageStore, remove_tree
+from agent.userns.ownership import RootfsOwnership
+from agent.userns.ranges import IdRange
 
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
@@ -24,9 +26,11 @@ _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 class RootfsManager:
     """Prepares and releases the overlay root filesystems of containers under `<root>/containers/`."""
 
-    def __init__(self, root: Path, images: ImageStore | None = None) -> None:
+    def __init__(self, root: Path, images: ImageStore | None = None,
+                 ownership: RootfsOwnership | None = None) -> None:
         self.dir = Path(root) / "containers"
         self.images = images if images is not None else ImageStore(root)
+        self.ownership = ownership     # for --userns auto containers; None: not offered
 
     def container_dir(self, container_id: str) -> Path:
         if not isinstance(container_id, str) or not _CONTAINER_ID.match(container_id):
@@ -36,11 +40,13 @@ class RootfsManager:
     def rootfs(self, container_id: str) -> Path:
         return self.container_dir(container_id) / "rootfs"
 
-    def prepare(self, container_id: str, image: Image) -> Path:
+    def prepare(self, container_id: str, image: Image, idmap: IdRange | None = None) -> Path:
         """Mount the container's root (if it is not already) and return its path.
 
         A container that was prepared before keeps its upper directory: what it wrote
-        survives a stop and start. On failure, whatever this call created is removed.
+        survives a stop and start. On failure, whatever this call created is removed. With
+        `idmap` (a user namespace) the image's files are owned by the mapped ids, and the
+        container's root can reach its root filesystem (`_open_path_to`).
         """
         base = self.container_dir(container_id)
         lowers = self.images.layer_paths(image)
@@ -57,9 +63,16 @@ class RootfsManager:
             if upper in created:
                 # The overlay's "/" takes its owner and mode from upper, so copy the image's.
                 top = os.stat(lowers[-1])
-                os.chown(upper, top.st_uid, top.st_gid)
+                mapped = idmap or IdRange(0, 0, 0)
+                os.chown(upper, mapped.host_uid(top.st_uid), mapped.host_gid(top.st_gid))
                 os.chmod(upper, stat.S_IMODE(top.st_mode))
-            mount_overlay(lowers, upper, work, rootfs)
+            if idmap is None:
+                mount_overlay(lowers, upper, work, rootfs)
+            else:
+                self._open_path_to(base, idmap)
+                if self.ownership is None:
+                    raise InvalidArgument("--userns auto: this daemon does not offer user namespaces", field="userns")
+                self.ownership.mount(lowers, upper, work, rootfs, idmap)
         except BaseException as exc:
             for path in reversed(created):
                 remove_tree(path)
@@ -68,6 +81,23 @@ class RootfsManager:
                                   f"{str(base)!r}: {exc.strerror}: {exc.filename}") from None
             raise
         return rootfs
+
+    def _open_path_to(self, base: Path, idmap: IdRange) -> None:
+        """The init of a user-namespace container is not host root: it needs search permission
+        down to its root filesystem (it bind-mounts it, then pivot_roots). As Docker does with
+        userns-remap: the state root and containers/ get o+x (no listing), and the container's
+        own directory is group-owned by its mapped root group, mode 0710."""
+        for directory in (self.dir.parent, self.dir):
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            if not mode & 0o001:
+                os.chmod(directory, mode | 0o001)
+        os.chown(base, 0, idmap.gid)
+        os.chmod(base, 0o710)
+        for ancestor in self.dir.parent.resolve().parents:
+            if not ancestor.stat().st_mode & 0o001:
+                raise InvalidArgument(f"--userns auto: {str(ancestor)!r}, above the daemon's root, cannot be "
+                                      "searched by other users, so a container's root cannot reach its files",
+                                      hint=f"chmod o+x {ancestor}, or use a --root outside it", field="userns")
 
     def unmount(self, container_id: str) -> None:
         """Unmount the root but keep what the container wrote (for a stop; prepare remounts)."""

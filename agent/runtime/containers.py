@@ -38,6 +38,8 @@ from agent.runtime.state import ContainerStore
 from agent.security import capabilities
 from agent.security.container_filter import FILTER_FILE, ContainerFilters
 from agent.security.options import of_spec
+from agent.userns.allocator import AUTO, HOST, UsernsAllocator, in_use, mode_of
+from agent.userns.ranges import IdRange
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ class Runtime:
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
                  cgroups: CgroupDriver, events: EventLog, launcher: Path,
                  bus: ContainerBus | None = None, networks=None,
-                 decider: PolicyDecider | None = None) -> None:
+                 decider: PolicyDecider | None = None, userns_default: str = HOST,
+                 userns: UsernsAllocator | None = None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
         self.images = images
@@ -67,6 +70,8 @@ class Runtime:
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
         self.filters = ContainerFilters(self.root / "seccomp")   # compiled once per distinct profile
+        self.userns_default = userns_default     # --userns: auto | host
+        self.userns = userns or UsernsAllocator()
 
     # ---- life cycle of the runtime itself -------------------------------------------------
 
@@ -103,13 +108,19 @@ class Runtime:
         container_id = container.id
         undo = []
         try:
-            self.store.add(container)
+            with self.userns.lock:        # choose a free range and record it as one step
+                if mode_of(spec, self.userns_default) == AUTO:
+                    container.userns = self.userns.allocate(in_use(self.store.all())).to_dict()
+                self.store.add(container)
             undo.append(lambda: self.store.delete(container_id))
             paths = self.cgroups.create(container_id, self._policy_limits(container.name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
             self.cgroups.set_devices(paths, device_rules)
-            rootfs = self.rootfs.prepare(container_id, image)
+            idmap = IdRange.from_dict(container.userns) if container.userns else None
+            rootfs = self.rootfs.prepare(container_id, image, idmap)
             undo.append(lambda: self.rootfs.release(container_id))
+            if container.userns and self.rootfs.ownership:
+                container.userns["ownership"] = self.rootfs.ownership.method
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)

@@ -57,6 +57,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "AutoRemove": spec.auto_remove,
             **host_security(container, state_dir),
             **host_environment(container),
+            **user_namespace(container),
         },
         "Labels": dict(spec.labels),
         "Cgroup": {
@@ -111,6 +112,19 @@ def host_environment(container: Container) -> dict:
         "DnsOptions": list(spec.dns_options),
         "ExtraHosts": list(spec.extra_hosts) or None,
     }
+
+
+def user_namespace(container: Container) -> dict:
+    """UsernsMode as Docker names it ("host", or "auto" for a range of its own) and the
+    mapping as podman shows it (IDMappings, CONTAINER:HOST:SIZE), plus how the image's files
+    were given to the mapped ids (idmapped layers or chown)."""
+    mapping = container.userns
+    if not mapping:
+        return {"UsernsMode": "host", "IDMappings": None}
+    return {"UsernsMode": "auto",
+            "IDMappings": {"UidMap": [f"0:{mapping['uid']}:{mapping['size']}"],
+                           "GidMap": [f"0:{mapping['gid']}:{mapping['size']}"],
+                           "Ownership": mapping.get("ownership", "")}}
 
 
 PRIVILEGED_WARNING = ("privileged: every capability, no seccomp profile, /proc, /sys and the cgroup files "

@@ -54,6 +54,7 @@ class LaunchRequest:
     group_add: list[str] = field(default_factory=list)
     ulimits: list[str] = field(default_factory=list)  # NAME=SOFT:HARD
     init: bool = False
+    userns: str | None = None                        # UID:GID:SIZE: a user namespace (launcher/userns.h)
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -81,6 +82,8 @@ class LaunchRequest:
         argv += identity_args(self.group_add, self.ulimits)
         if self.init:
             argv.append("--init")
+        if self.userns:
+            argv += ["--userns", self.userns]
         return argv + ["--", *self.command]
 
 

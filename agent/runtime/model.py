@@ -226,12 +226,17 @@ class ContainerSpec(schema.Object, frozen=True):
     dns_search: Annotated[list[DnsSearch], msgspec.Meta(max_length=8)] = []
     dns_options: Annotated[list[DnsOption], msgspec.Meta(max_length=16)] = []
     extra_hosts: Annotated[list[ExtraHost], msgspec.Meta(max_length=64)] = []   # NAME:IP or NAME:host-gateway
+    # User namespace (agent/userns, docs/security.md): auto maps root to a range of its own,
+    # host shares the host's ids; None: the daemon's default (--userns).
+    userns: Literal["auto", "host"] | None = None
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
         from agent.security.options import of_spec
         of_spec(self)                        # an unknown capability, a bad profile or tmpfs option
         check_environment(self)              # addresses, host-gateway without a network, a ulimit twice
+        from agent.userns.allocator import mode_of
+        mode_of(self, "host")                # --userns auto with --privileged or --net host
         if self.ports and self.network in ("none", "host"):
             raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
                                   hint="use --net bridge or a network name", field="ports")
@@ -281,6 +286,9 @@ class Container:
     network: dict | None = None             # agent.network.model.Attachment.to_dict() while attached
     error: str | None = None
     observed: bool = False                  # True for containers Corral did not start
+    # The user-namespace range (IdRange.to_dict() + "ownership": idmapped | chown) when it has
+    # one: saved at create, so a restarted daemon never hands the same range to another.
+    userns: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

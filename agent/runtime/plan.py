@@ -20,6 +20,7 @@ from agent.runtime.model import Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
 from agent.security import capabilities
 from agent.security.options import Settings
+from agent.userns.ranges import IdRange
 
 if TYPE_CHECKING:
     from agent.network.manager import NetworkManager
@@ -104,6 +105,7 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
         group_add=list(spec.group_add),
         ulimits=[limit.launcher_arg() for limit in spec.ulimits],
         init=spec.init,
+        userns=IdRange.from_dict(container.userns).launcher_option() if container.userns else None,
     )
     return request
 

@@ -38,6 +38,7 @@ from agent.cgroups.driver import CgroupPaths
 from agent.errors import CorralError
 from agent.network.model import Attachment
 from agent.runtime.model import CREATED, REMOVING, RUNNING, Container
+from agent.userns.ranges import IdRange
 
 if TYPE_CHECKING:
     from agent.runtime.containers import Runtime
@@ -163,7 +164,8 @@ class Reconciler:
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             self.store.save(container)
-        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id))
+        idmap = IdRange.from_dict(container.userns) if container.userns else None
+        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), idmap)
 
     def _forget_dir(self, container_id: str) -> None:
         self._remove_cgroup(self.cgroups.paths_for(container_id))

@@ -1,0 +1,161 @@
+"""The image's files owned by the container's mapped ids, two ways (docs/security.md).
+
+- **idmapped layers** (kernel >= 5.19 for overlay over idmapped layers, 6.13 for layers given
+  as file descriptors): each image layer is cloned as a detached mount (`open_tree`) carrying
+  the container's mapping (`mount_setattr(MOUNT_ATTR_IDMAP)`), and the overlay is built from
+  those with the new mount API (`fsconfig(FSCONFIG_SET_FD, "lowerdir+")`). Nothing is copied
+  or changed on disk; the shared layers stay owned by 0..65535.
+- **chown** (fallback): a plain overlay with `metacopy=on`, then every entry is chowned through
+  it, so each file's metadata is copied up with its shifted owner (data stays in the layer).
+  Costs a walk of the image and an inode per file in the container's upper directory.
+
+The user namespace an idmapped mount needs comes from `corral-launch userns-hold`, a process
+that unshares one, is mapped here, and exits once its namespace file is open.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import stat
+import threading
+from pathlib import Path
+
+from agent.errors import KernelError
+from agent.images.overlay import mount_overlay, overlay_options
+from agent.userns.ranges import IdRange
+
+log = logging.getLogger(__name__)
+
+IDMAP, CHOWN = "idmapped", "chown"
+
+# x86_64 and arm64 share these (the new mount API came after the syscall tables unified).
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOUNT_SETATTR = \
+    428, 429, 430, 431, 432, 442
+_OPEN_TREE_CLONE, _O_CLOEXEC, _AT_RECURSIVE, _AT_EMPTY_PATH, _AT_FDCWD = 1, 0o2000000, 0x8000, 0x1000, -100
+_MOUNT_ATTR_IDMAP = 0x00100000
+_FSCONFIG_SET_STRING, _FSCONFIG_SET_FD, _FSCONFIG_CMD_CREATE = 1, 5, 6
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _call(number: int, *args, what: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.syscall(number, *args)
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+    return result
+
+
+def hold_userns(launcher: Path, idrange: IdRange) -> int:
+    """An fd of a user namespace mapped as `idrange` (the caller closes it)."""
+    control_read, control_write = os.pipe()
+    status_read, status_write = os.pipe()
+    try:
+        child = os.posix_spawn(str(launcher), [str(launcher), "userns-hold"], {},
+                               file_actions=[(os.POSIX_SPAWN_DUP2, control_read, 0),
+                                             (os.POSIX_SPAWN_DUP2, status_write, 1)])
+    except OSError as exc:
+        for fd in (control_read, control_write, status_read, status_write):
+            os.close(fd)
+        raise KernelError(f"cannot start {launcher} userns-hold: {exc.strerror}") from exc
+    os.close(control_read)
+    os.close(status_write)
+    try:
+        ready, _, _ = select.select([status_read], [], [], 10)
+        if not ready or os.read(status_read, 16) != b"ready\n":
+            raise KernelError("corral-launch userns-hold could not make a user namespace",
+                              hint="`corral doctor` checks user namespace support")
+        for name, start in (("uid_map", idrange.uid), ("gid_map", idrange.gid)):
+            with open(f"/proc/{child}/{name}", "w") as handle:
+                handle.write(f"0 {start} {idrange.size}\n")
+        return os.open(f"/proc/{child}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(control_write)          # the helper exits; its namespace lives on in our fd
+        os.close(status_read)
+        os.waitpid(child, 0)
+
+
+def mount_idmapped_overlay(lowers: list[Path], upper: Path, work: Path, target: Path, userns_fd: int) -> None:
+    """An overlay of `lowers` (lowest first), each seen through the mapping of `userns_fd`."""
+    overlay_options(lowers, upper, work)          # the same checks of paths and sizes
+    fds: list[int] = []
+    try:
+        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        for layer in dict.fromkeys(reversed(lowers)):      # topmost first, each once
+            fd = _call(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(layer), _OPEN_TREE_CLONE | _O_CLOEXEC | _AT_RECURSIVE,
+                       what=f"open_tree {str(layer)!r}")
+            fds.append(fd)
+            _call(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | _AT_RECURSIVE, ctypes.byref(attr),
+                  ctypes.sizeof(attr), what=f"idmap {str(layer)!r}")
+        context = _call(_SYS_FSOPEN, b"overlay", 1, what="fsopen overlay")   # FSOPEN_CLOEXEC
+        fds.append(context)
+        for fd in fds[:-1]:
+            _call(_SYS_FSCONFIG, context, _FSCONFIG_SET_FD, b"lowerdir+", None, fd, what="overlay lowerdir+ fd")
+        for key, value in ((b"upperdir", upper), (b"workdir", work)):
+            _call(_SYS_FSCONFIG, context, _FSCONFIG_SET_STRING, key, os.fsencode(value), 0, what=f"overlay {key.decode()}")
+        _call(_SYS_FSCONFIG, context, _FSCONFIG_CMD_CREATE, None, None, 0, what="create overlay")
+        mounted = _call(_SYS_FSMOUNT, context, 1, 0, what="fsmount overlay")   # FSMOUNT_CLOEXEC
+        fds.append(mounted)
+        _call(_SYS_MOVE_MOUNT, mounted, b"", _AT_FDCWD, os.fsencode(target), _MOVE_MOUNT_F_EMPTY_PATH,
+              what=f"move_mount to {str(target)!r}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def shift_ownership(root: Path, idrange: IdRange) -> int:
+    """chown every entry under `root` (not following symlinks nor leaving its mount) by the
+    range; ids already past the range are left, so a second run changes nothing. Set-id bits,
+    which chown clears, are put back. Returns the number of entries changed."""
+    changed = 0
+    device = os.lstat(root).st_dev
+    pending = [os.fspath(root)]
+    while pending:
+        path = pending.pop()
+        info = os.lstat(path)
+        uid, gid = idrange.host_uid(info.st_uid), idrange.host_gid(info.st_gid)
+        if (uid, gid) != (info.st_uid, info.st_gid):
+            os.lchown(path, uid, gid)
+            if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(info.st_mode))
+            changed += 1
+        if stat.S_ISDIR(info.st_mode) and info.st_dev == device:
+            with os.scandir(path) as entries:
+                pending.extend(entry.path for entry in entries)
+    return changed
+
+
+class RootfsOwnership:
+    """Mounts a container's overlay owned by its range: idmapped layers when the kernel takes
+    them, else (once it refused, for the rest of the daemon's life) the chown fallback."""
+
+    def __init__(self, launcher: Path, method: str = IDMAP) -> None:
+        self.launcher = launcher
+        self.method = method
+        self._lock = threading.Lock()
+
+    def mount(self, lowers: list[Path], upper: Path, work: Path, target: Path, idrange: IdRange) -> str:
+        """Mount the overlay at `target`; returns the method used (IDMAP or CHOWN)."""
+        if self.method == IDMAP:
+            userns_fd = hold_userns(self.launcher, idrange)
+            try:
+                mount_idmapped_overlay(lowers, upper, work, target, userns_fd)
+                return IDMAP
+            except OSError as exc:
+                with self._lock:
+                    if self.method == IDMAP:
+                        log.warning("idmapped overlay refused (%s): falling back to chown of each container's "
+                                    "files", exc.strerror)
+                        self.method = CHOWN
+            finally:
+                os.close(userns_fd)
+        mount_overlay(lowers, upper, work, target, extra="metacopy=on")
+        shift_ownership(target, idrange)
+        return CHOWN
