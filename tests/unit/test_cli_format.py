@@ -185,3 +185,14 @@ def test_table_headers_as_docker_makes_them():
     assert render_rows("table {{upper .Name}}|{{json .Name}}|{{.Name | lower}}", [], {"Name": "Name"}) == \
         "Name|Name|Name\n"
     assert render_rows("{{.}}", [], {}) == ""
+
+
+def test_version_and_info_templates(daemon, capsys):
+    assert out(daemon, capsys, "version", "--format", "{{.Server.ApiVersion}} {{.Client.ApiVersion}} {{.Client.Os}}") \
+        == "v1 v1 linux\n"
+    assert out(daemon, capsys, "version", "-f", "{{json .Server.Version}}") == json.dumps(__import__("agent").__version__) + "\n"
+    assert out(daemon, capsys, "info", "--format", "{{.Missing}}") == "<no value>\n"
+    assert main(["--host", "unix:///tmp/corral-test-nobody-here/corral.sock", "version", "-f",
+                 "{{.Client.Version}} {{.Server}}"]) == 125
+    captured = capsys.readouterr()
+    assert captured.out.endswith(" <no value>\n") and "cannot reach" in captured.err
