@@ -40,8 +40,8 @@ lint: setup
 	$(VENV)/bin/mypy --ignore-missing-imports agent
 	$(VENV)/bin/mypy --strict --ignore-missing-imports $(STRICT)
 
-# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state, pull) only those.
-BENCHES := launch probes scrape reaction churn policies api state pull
+# `make bench` runs every bench; `make bench churn` (or launch, probes, scrape, reaction, policies, api, state, pull, build) only those.
+BENCHES := launch seccomp probes scrape reaction churn policies api state pull build
 bench: setup
 	bash bench/setup.sh
 	$(PY) -m bench $(filter $(BENCHES),$(MAKECMDGOALS))

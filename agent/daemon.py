@@ -115,6 +115,7 @@ class Daemon:
             self._start_policies(decider)
         self._start_probe_events()
         self._start_services()
+        from agent.api.build_endpoints import BuildEndpoints
         from agent.api.image_endpoints import ImageEndpoints
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
@@ -125,14 +126,17 @@ class Daemon:
         from agent.api.stats_endpoints import StatsEndpoints
         # Network routes are always served (None: they say networking is off), so the route
         # table and openapi.yaml agree whatever the daemon was started with.
+        registry = RegistryEndpoints(self.images, self._registry_options())
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
                              extra_routes=[NetworkEndpoints(self.networks).register,
                                            StatsEndpoints(self.snapshots).register,
                                            PolicyEndpoints(self.policy.queries if self.policy else None).register,
                                            ObservedEndpoints(self.observed).register,
                                            ServiceEndpoints(self.services).register,
-                                           RegistryEndpoints(self.images, self._registry_options()).register,
-                                           ImageEndpoints(self.images, self.runtime, self.cgroups).register])
+                                           registry.register,
+                                           ImageEndpoints(self.images, self.runtime, self.cgroups).register,
+                                           BuildEndpoints(self.images, self.runtime, registry.pull_image, config.root,
+                                                          "bridge" if self.networks else "none").register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
 

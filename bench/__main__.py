@@ -61,8 +61,13 @@ def _benches(quick: bool) -> dict:
         from bench import pull
         return pull.run(rounds=2 if quick else 3)
 
+    def build():
+        from bench import build
+        return build.run(rounds=2 if quick else 3)
+
     return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
-            "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull}
+            "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
+            "build": build}
 
 
 def _number(value) -> str:

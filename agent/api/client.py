@@ -164,6 +164,10 @@ class ApiClient:
                           body={"reference": reference, "changes": list(changes), "pause": pause,
                                 "comment": comment, "author": author})
 
+    def build(self, body: dict) -> Iterator[dict]:
+        """Progress lines of a build; the last is {"image": ...} or an error object."""
+        return self._lines("POST", "/v1/build", body=body)
+
     def login(self, registry: str, auth: dict) -> dict:
         return self._json("POST", "/v1/auth", body={"registry": registry, "auth": auth})
 

@@ -8,16 +8,15 @@ CLI found them in the calling user's docker config: the daemon never reads anyon
 """
 from __future__ import annotations
 
-import json
-import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
 
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
-from agent.errors import CorralError, InvalidArgument
+from agent.api.streaming import streamed
+from agent.errors import InvalidArgument
 from agent.schema import NO_NUL, Name, Object, decode
 
 _Secret = Annotated[str, msgspec.Meta(max_length=16384, pattern=NO_NUL)]
@@ -70,24 +69,6 @@ def _credentials(auth: RegistryAuth | None):
     return Credentials(auth.username, auth.password, auth.identitytoken)
 
 
-def _streamed(work: Callable[[Callable[[dict], None]], dict]) -> Iterator[bytes]:
-    """Run `work(emit)` in a thread; yield each emitted event, then its result or its error."""
-    events: queue.Queue = queue.Queue()
-    done = object()
-
-    def run() -> None:
-        try:
-            events.put(work(events.put))
-        except CorralError as exc:
-            events.put(exc.to_dict())
-        except Exception as exc:  # noqa: BLE001 - a bug must still end the stream with a message
-            events.put(CorralError(f"internal error: {type(exc).__name__}: {exc}").to_dict())
-        events.put(done)
-    threading.Thread(target=run, name="registry-op", daemon=True).start()
-    while (event := events.get()) is not done:
-        yield json.dumps(event).encode() + b"\n"
-
-
 class RegistryEndpoints:
     """Handlers of the registry routes over one image store; `register` puts them on a Router."""
 
@@ -114,6 +95,12 @@ class RegistryEndpoints:
                 self._pusher = Pusher(self._images, self._options, self._puller.tokens)
         return self._puller, self._pusher
 
+    def pull_image(self, reference: str, emit: Callable[[dict], None]):
+        """Pull `reference` with no credentials (a build's FROM); the image."""
+        from agent.registry.reference import parse
+        puller, _ = self._parts()
+        return puller.pull(parse(reference), None, None, emit)
+
     def pull(self, request: Request) -> Response:
         from agent.registry import platform as platforms
         from agent.registry.reference import parse
@@ -125,7 +112,7 @@ class RegistryEndpoints:
         def work(emit: Callable[[dict], None]) -> dict:
             image = puller.pull(ref, _credentials(body.auth), wanted, emit)
             return {"image": image.to_dict()}
-        return Response.chunks(_streamed(work), JSON_LINES_TYPE)
+        return Response.chunks(streamed(work), JSON_LINES_TYPE)
 
     def push(self, request: Request) -> Response:
         from agent.registry.reference import parse
@@ -138,7 +125,7 @@ class RegistryEndpoints:
 
         def work(emit: Callable[[dict], None]) -> dict:
             return {"digest": pusher.push(ref, _credentials(body.auth), emit, source=body.source)}
-        return Response.chunks(_streamed(work), JSON_LINES_TYPE)
+        return Response.chunks(streamed(work), JSON_LINES_TYPE)
 
     def tag(self, request: Request) -> Response:
         body = decode(request.body, TagRequest)

@@ -25,6 +25,7 @@ VERB_MODULES = (
     "agent.cli.exec",
     "agent.cli.images",       # images, image ls|import|rm|inspect|prune|save|load|history
     "agent.cli.image_make",   # save, load, history, commit
+    "agent.cli.build",
     "agent.cli.registry",     # pull, push, tag, login, logout
     "agent.cli.events",
     "agent.cli.stats",

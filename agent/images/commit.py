@@ -8,7 +8,8 @@ carries the parent's history plus one row for the commit.
 """
 from __future__ import annotations
 
-import tempfile
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,41 @@ from agent.errors import CorralError
 from agent.images import layer_tar
 from agent.images.config_blob import new_config_blob, stored_config, timestamp
 from agent.images.extract import remove_tree
-from agent.images.model import Image, ImageConfig, parse_reference
+from agent.images.model import Image, ImageConfig, image_id, parse_reference
 from agent.images.store import ImageStore
 
-GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+def layer_from_tree(store: ImageStore, tree: Path, label: str) -> tuple[str, int]:
+    """Store the layer tree `tree` (overlayfs form) as a layer; its (diff_id, size).
+
+    The tree is written as a tar into a pipe that the store's extractor reads on the other
+    side: the layer goes through the same checks as any download, with no temporary file and
+    no compression (a push compresses it when it is first sent)."""
+    reader, writer = os.pipe()
+    written: dict[str, Any] = {}
+
+    def write() -> None:
+        try:
+            with open(writer, "wb") as out:
+                written["diff_id"], _ = layer_tar.write_plain(tree, out)
+        except BaseException as exc:  # noqa: BLE001 - reported by the reading side
+            written["error"] = exc
+    thread = threading.Thread(target=write, name="layer-tar", daemon=True)
+    thread.start()
+    try:
+        with open(reader, "rb") as source:
+            staging, extracted = store.stage_layer(source, label=label)
+    finally:
+        thread.join()
+    try:
+        if "error" in written:
+            raise CorralError(f"{label}: writing the layer failed: {written['error']}")
+        if extracted.digest != written["diff_id"]:
+            raise CorralError(f"{label}: the layer read back as {extracted.digest}, written as {written['diff_id']}")
+        store.commit_layer(staging, extracted, None)
+    finally:
+        remove_tree(staging)
+    return extracted.digest, extracted.size
 
 
 def commit_tree(store: ImageStore, upper: Path, base: Image, reference: str, config: ImageConfig, *,
@@ -28,28 +60,18 @@ def commit_tree(store: ImageStore, upper: Path, base: Image, reference: str, con
     """Record `upper` as a layer on top of `base`'s, named `reference` with `config`."""
     name, tag = parse_reference(reference)
     now = time.time()
-    with tempfile.TemporaryDirectory(dir=store.dir / "tmp", prefix="commit-") as work:
-        blob = Path(work) / "layer.tar.gz"
-        diff_id, blob_digest, size = layer_tar.write(upper, blob)
-        with open(blob, "rb") as handle:
-            staging, extracted = store.stage_layer(handle, label=f"commit of {upper}")
-        try:
-            if extracted.digest != diff_id:
-                raise CorralError(f"commit: the layer read back as {extracted.digest}, written as {diff_id}")
-            history = _history(store, base) + [{"created": timestamp(now), "created_by": created_by,
-                                                **({"comment": comment} if comment else {}),
-                                                **({"author": author} if author else {})}]
-            document = new_config_blob(config, [*base.layers, diff_id], now, history)
-            image = store.commit_image([(staging, extracted)], name, tag, config, base=base,
-                                       config_digest=store.save_blob(_with(document, author, comment)))
-        finally:
-            remove_tree(staging)
-        store.keep_blob(blob, blob_digest)
-        store.add_layer_blob(diff_id, {"mediaType": GZIP_LAYER, "digest": blob_digest, "size": size})
-    return image
+    diff_id, size = layer_from_tree(store, upper, f"commit of {upper}")
+    history = history_of(store, base) + [{"created": timestamp(now), "created_by": created_by,
+                                          **({"comment": comment} if comment else {}),
+                                          **({"author": author} if author else {})}]
+    document = new_config_blob(config, [*base.layers, diff_id], now, history)
+    image = Image(id=image_id([*base.layers, diff_id], config), name=name, tag=tag,
+                  layers=[*base.layers, diff_id], config=config, created=now, size=base.size + size,
+                  config_digest=store.save_blob(_with(document, author, comment)))
+    return store.add_image(image)
 
 
-def _history(store: ImageStore, base: Image) -> list[dict[str, Any]]:
+def history_of(store: ImageStore, base: Image) -> list[dict[str, Any]]:
     """The parent's history rows, or one per layer when it has none that fits its layers."""
     entries = (stored_config(store, base) or {}).get("history")
     if isinstance(entries, list) and sum(1 for e in entries if isinstance(e, dict)

@@ -115,8 +115,9 @@ class ImageStore:
                                             if other.reference != previous.reference):
             write_json(self._record_path(_untag(previous)), _untag(previous).to_dict())
         write_json(self._record_path(image), image.to_dict())
-        with contextlib.suppress(FileNotFoundError):
-            (self._untagged / f"{_hex(image.id)}.json").unlink()
+        if image.tagged:        # the content has a name now: it is no longer dangling
+            with contextlib.suppress(FileNotFoundError):
+                (self._untagged / f"{_hex(image.id)}.json").unlink()
         return image
 
     def list(self) -> list[Image]:
@@ -320,11 +321,13 @@ class ImageStore:
         """Extract a downloaded layer blob into staging; `commit_layer` or `discard` it after checks."""
         return self._stage(blob, whiteouts=True, label=label)
 
-    def commit_layer(self, staging: Path, extracted: Extracted, blob: dict[str, Any]) -> None:
-        """Move a verified layer into place; `blob` (digest, mediaType, size) is kept for push."""
+    def commit_layer(self, staging: Path, extracted: Extracted, blob: dict[str, Any] | None) -> None:
+        """Move a verified layer into place; `blob` (digest, mediaType, size), if any, is kept
+        for push (a layer made here has none until a push writes one)."""
         with self._locked():
             self._commit_layer(staging, extracted)
-        self.add_layer_blob(extracted.digest, blob)
+        if blob is not None:
+            self.add_layer_blob(extracted.digest, blob)
 
     def add_layer_blob(self, diff_id: str, blob: dict[str, Any]) -> None:
         """Remember a compressed blob of a layer (digest, mediaType, size, and the diff_id of the

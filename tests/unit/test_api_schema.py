@@ -15,6 +15,7 @@ import msgspec.inspect as mi
 import pytest
 
 from agent import schema
+from agent.api.build_endpoints import BuildEndpoints
 from agent.api.image_endpoints import ImageEndpoints
 from agent.api.network_endpoints import NetworkEndpoints
 from agent.api.openapi_gen import served_router
@@ -30,6 +31,7 @@ VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
     "registry": "localhost:5000", "auth": {}, "names": ["busybox"], "soft": 1024, "hard": 2048, "replicas": 2,
+    "context": "/srv",
     "Ulimit.name": "nofile",        # "Class.field" where the plain name's value does not fit
 }
 # Each body route, with a container `web` running for exec.
@@ -40,7 +42,8 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 @pytest.fixture(scope="module")
 def daemon():
     extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
-             ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register]
+             ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register,
+             BuildEndpoints(None, None, None, "/nonexistent").register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance

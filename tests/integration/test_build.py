@@ -1,0 +1,129 @@
+"""`corral build` against a real daemon: RUN in real containers, COPY from the context, the cache,
+multi-stage builds that compile with the host's gcc, reproducible layers, errors that name the line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.build_support import MULTI_STAGE, toolchain_rootfs
+
+pytestmark = pytest.mark.privileged
+
+SIMPLE = """\
+# a comment
+ARG BASE=busybox
+FROM $BASE
+ARG GREETING=hello
+ENV WHO="the world" \\
+    GREETING=${GREETING}
+WORKDIR /app
+COPY files/ ./
+RUN echo "$GREETING, $WHO" > /app/made && ls /app > /app/list
+COPY --chown=1000:1000 --chmod=600 files/a /owned
+LABEL stage=first
+EXPOSE 8080
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=5s --retries=2 CMD cat /app/made
+CMD ["cat", "/app/made"]
+"""
+
+def _context(tmp_path, dockerfile: str, **files: str):
+    context = tmp_path / "context"
+    (context / "files").mkdir(parents=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        path = context / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return context
+
+
+def _steps(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(("Step", " ---> CACHED"))]
+
+
+def test_build_runs_copies_and_caches(daemon, tmp_path):
+    context = _context(tmp_path, SIMPLE, files__a="one\n", files__b="two\n", files__skip="no\n",
+                       **{".dockerignore": "files/skip\n"})
+    first = daemon.out("build", "-t", "built:1", "-t", "built:2", "--build-arg", "GREETING=hi", str(context))
+    assert "Step 1/12 : FROM busybox" in first and "Successfully tagged built:2" in first
+    try:
+        assert daemon.out("run", "--rm", "built:1") == "hi, the world"
+        assert daemon.out("run", "--rm", "built:2", "cat", "/app/list").split() == ["a", "b", "list", "made"]
+        assert daemon.out("run", "--rm", "built:1", "stat", "-c", "%u:%g %a", "/owned") == "1000:1000 600"
+        config = json.loads(daemon.out("image", "inspect", "built:1"))[0]["Config"]
+        assert config["Labels"] == {"stage": "first"} and config["ExposedPorts"] == {"8080/tcp": {}}
+        assert config["StopSignal"] == "SIGQUIT" and config["WorkingDir"] == "/app"
+        assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "cat /app/made"], "Interval": 5_000_000_000,
+                                         "Retries": 2}
+        assert "GREETING=hi" in config["Env"]
+        # Unchanged: every layer step comes from the cache.
+        again = daemon.out("build", "-t", "built:1", "--build-arg", "GREETING=hi", str(context))
+        assert again.count("---> CACHED") == 3
+        # One copied file changed: the steps before it stay cached, it and those after are redone.
+        (context / "files" / "b").write_text("changed\n")
+        changed = _steps(daemon.out("build", "-t", "built:1", "--build-arg", "GREETING=hi", str(context)))
+        assert " ---> CACHED" not in changed[changed.index("Step 5/12 : COPY files/ ./") + 1:]
+        assert daemon.out("run", "--rm", "built:1", "cat", "/app/b") == "changed"
+        # The RUN containers are gone and nothing dangling is left from RUN's starting points.
+        assert daemon.out("ps", "-a", "-q") == ""
+        assert not any(i["name"] == "<none>" for i in json.loads(daemon.out("images", "--format", "json")))
+    finally:
+        daemon.cli("image", "rm", "built:1", check=False)
+        daemon.cli("image", "rm", "built:2", check=False)
+
+
+def test_multi_stage_compiles_with_gcc_into_scratch(daemon, tmp_path):
+    context = _context(tmp_path, MULTI_STAGE, **{"hello.c": '#include <stdio.h>\nint main(void){puts("static hello");'
+                                                      'return 7;}\n'})
+    toolchain_rootfs(context / "rootfs")
+    (context / ".dockerignore").write_text("Dockerfile\n")
+    output = daemon.out("build", "-t", "hello:1", "--build-arg", "SOURCE_DATE_EPOCH=0", str(context))
+    assert "Successfully tagged hello:1" in output
+    try:
+        result = daemon.cli("run", "--rm", "hello:1", check=False)
+        assert result.returncode == 7 and result.stdout == b"static hello\n"
+        layers = json.loads(daemon.out("image", "inspect", "hello:1"))[0]["RootFS"]["Layers"]
+        assert len(layers) == 1             # scratch plus the one copied file
+        # Everything cached: the same image; and a build with --no-cache gives the same digests.
+        assert daemon.out("build", "-q", "-t", "hello:1", str(context)).startswith("sha256:")
+        rebuilt = daemon.out("build", "-q", "--no-cache", "-t", "hello:2", "--build-arg", "SOURCE_DATE_EPOCH=0",
+                             str(context))
+        assert json.loads(daemon.out("image", "inspect", rebuilt))[0]["RootFS"]["Layers"] == layers
+    finally:
+        for name in ("hello:1", "hello:2"):
+            daemon.cli("image", "rm", name, check=False)
+
+
+@pytest.mark.parametrize("dockerfile, message", [
+    ("FROM busybox\nRUNN echo\n", b"Dockerfile:2: unknown instruction 'RUNN'"),
+    ("RUN echo\n", b"Dockerfile:1: RUN before the first FROM"),
+    ("FROM busybox\nRUN exit 3\n", b"Dockerfile:2: RUN: the command returned a non-zero code: 3"),
+    ("FROM busybox\nCOPY nothere /x\n", b"Dockerfile:2: COPY: 'nothere' is not in the build context"),
+    ("FROM busybox\nCOPY --chown=nobody:nogroupx files /x\n", b"'nogroupx' is not in the image's /etc/group"),
+    ("FROM busybox\nADD http://example.com/x /x\n", b"sources from URLs are not supported"),
+])
+def test_errors_name_the_line(daemon, tmp_path, dockerfile, message):
+    context = _context(tmp_path, dockerfile)
+    result = daemon.cli("build", "-t", "broken:1", str(context), check=False)
+    assert result.returncode == 125 and message in result.stderr, result.stderr
+    assert not any(i["name"] == "broken" for i in json.loads(daemon.out("images", "--format", "json")))
+    assert daemon.out("ps", "-a", "-q") == ""
+
+
+def test_add_extracts_a_local_archive_and_target_stops_early(daemon, tmp_path):
+    import tarfile
+    context = _context(tmp_path, "FROM busybox AS one\nADD pack.tar.gz /opt/\nRUN cat /opt/inner/x\n"
+                                 "FROM one\nRUN exit 9\n")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "x").write_text("from the archive\n")
+    with tarfile.open(context / "pack.tar.gz", "w:gz") as archive:
+        archive.add(inner, arcname="inner")
+    output = daemon.out("build", "--target", "one", "-t", "packed:1", str(context))
+    try:
+        assert "from the archive" in output and "exit 9" not in output
+        assert daemon.out("run", "--rm", "packed:1", "cat", "/opt/inner/x") == "from the archive"
+    finally:
+        daemon.cli("image", "rm", "packed:1", check=False)
