@@ -223,9 +223,11 @@ class ContainerCollector:
             labels["id"] = container.id_label
         if options.keeps_label("image"):
             labels["image"] = container.image
-        service = container.labels.get("corral.service")    # a service's replica (docs/services.md)
-        if service is not None and options.keeps_label("service"):
-            labels["service"] = str(service)
+        # A service's replica (docs/services.md) and a build's RUN step (docs/images.md) carry
+        # their service or build as a label of their own, beside container_label_*.
+        for key, label in (("corral.service", "service"), ("corral.build", "build")):
+            if key in container.labels and options.keeps_label(label):
+                labels[label] = str(container.labels[key])
         for key in sorted(container.labels):
             label = container_label_name(key)
             if label not in labels and options.keeps_label(label):

@@ -251,6 +251,13 @@ def test_container_labels_become_container_label_labels_unless_dropped(proc):
     assert value("container_memory_usage_bytes", WEB_ID) is None
 
 
+def test_service_replicas_and_build_steps_carry_their_own_label(proc):
+    step = container("c" * 64, "step", 9, labels={"corral.build": "b1"})
+    value = scrape(make(proc, containers=(step,), options=MetricsOptions(drop_labels=("id",)))[0]).get_sample_value
+    assert value("container_memory_usage_bytes", {"name": "step", "image": "busybox:latest", "build": "b1",
+                                                  "container_label_corral_build": "b1"}) is not None
+
+
 def test_id_label_is_the_cgroup_path_below_the_mount():
     assert cadvisor_id("/sys/fs/cgroup/unified/corral/abc") == "/corral/abc"
     assert cadvisor_id("/sys/fs/cgroup/corral/abc") == "/corral/abc"
