@@ -139,6 +139,22 @@ class Daemon:
                                                           "bridge" if self.networks else "none").register])
         self.api.start()
         self._stack.append(("api", self.api.stop))
+        if config.docker_socket is not None:
+            self._start_docker_api(config.docker_socket)
+
+    def _start_docker_api(self, path: Path) -> None:
+        """Docker's Engine API over the same runtime, stores and networks (agent/dockerapi)."""
+        from agent.dockerapi.app import Parts, build_router
+        from agent.dockerapi.server import DockerApiServer
+        parts = Parts(runtime=self.runtime, events=self.events, images=self.images, cgroups=self.cgroups,
+                      info=self.info, networks=self.networks, registry_options=self._registry_options())
+        server = DockerApiServer(path, build_router(parts))
+        server.start()
+
+        def stop() -> None:
+            parts.stopping.set()
+            server.stop()
+        self._stack.append(("docker api", stop))
 
     def _registry_options(self):
         from agent.registry.transport import CERT_DIRS, RegistryOptions

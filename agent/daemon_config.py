@@ -47,6 +47,7 @@ class DaemonConfig:
     registry_mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)   # --registry-mirror R=HOST
     registry_certs_dirs: tuple[Path, ...] = ()      # --registry-certs-dir DIR: DIR/HOST:PORT/ca.crt
     userns: str = "host"               # --userns: auto | host, for containers that do not say
+    docker_socket: Path | None = None  # --docker-socket: Docker's Engine API (agent/dockerapi); None: off
 
     def __post_init__(self) -> None:
         if self.metrics_addr and ":" not in self.metrics_addr:
@@ -112,7 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="user namespace of containers that do not give --userns: auto maps each one's "
                              "root to a range of its own from /etc/subuid (user corral); host shares the "
                              "host's ids (default %(default)s; docs/security.md)")
+    parser.add_argument("--docker-socket", default=None, metavar="PATH",
+                        help="UNIX socket of Docker's Engine API, for the docker CLI, docker-py and Compose "
+                             "(default docker.sock next to --socket: /run/corral/docker.sock; \"\" turns it off)")
     return parser
+
+
+def docker_socket_of(value: str | None, socket: Path) -> Path | None:
+    """--docker-socket: the path given, docker.sock beside the API socket when not given, None for ""."""
+    if value is None:
+        return Path(socket).parent / "docker.sock"
+    return Path(value) if value else None
 
 
 def parse_mirrors(values: list[str]) -> dict[str, tuple[str, ...]]:
@@ -145,6 +156,7 @@ def parse_args(argv: list[str] | None) -> DaemonConfig:
     values["insecure_registries"] = tuple(values["insecure_registries"])
     values["registry_certs_dirs"] = tuple(values["registry_certs_dirs"])
     values["registry_mirrors"] = parse_mirrors(values["registry_mirrors"])
+    values["docker_socket"] = docker_socket_of(values["docker_socket"], values["socket"])
     values["metrics"] = MetricsOptions(syscall_metrics=values.pop("syscall_metrics"),
                                        drop_metrics=tuple(values.pop("drop_metrics")),
                                        drop_labels=tuple(values.pop("drop_labels")))

@@ -37,6 +37,11 @@ class CorralDaemon:
         self.log = root / "daemon.log"
 
     @property
+    def docker_socket(self) -> Path:
+        """Docker's Engine API (agent/dockerapi): docker.sock beside the API socket."""
+        return self.root / "docker.sock"
+
+    @property
     def env(self) -> dict:
         return {**os.environ, "CORRAL_HOST": f"unix://{self.socket}"}
 

@@ -1,0 +1,239 @@
+"""The container verbs: create, list, inspect, start, stop, kill, restart, wait, rm, prune.
+
+Each handler is one call into Corral's runtime. Where Docker answers differently from
+Corral's API it is translated here: a start of a started container and a stop of a stopped one
+are 304; a missing image on create is "No such image" (the CLI then pulls); `wait` sends its
+headers at once and its body at the event, for every `condition`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterator
+
+from agent.dockerapi import filters
+from agent.dockerapi.app import Parts
+from agent.dockerapi.create import spec_of
+from agent.dockerapi.errors import NotModified, no_such_container, no_such_image
+from agent.dockerapi.router import Reply, Request, Router
+from agent.dockerapi.views import container_inspect, container_summary, endpoints
+from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.runtime.model import CREATED, EXITED, PAUSED, RUNNING, Container
+from agent.units import parse_signal
+
+_LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "network", "before", "since",
+                 "volume", "health", "is-task", "expose", "publish")
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+_WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+class ContainerRoutes:
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.runtime = parts.runtime
+
+    def register(self, router: Router) -> None:
+        router.add("GET", "/containers/json", self.list)
+        router.add("POST", "/containers/create", self.create)
+        router.add("POST", "/containers/prune", self.prune)
+        router.add("GET", "/containers/{id}/json", self.inspect)
+        router.add("POST", "/containers/{id}/start", self.start)
+        router.add("POST", "/containers/{id}/stop", self.stop)
+        router.add("POST", "/containers/{id}/kill", self.kill)
+        router.add("POST", "/containers/{id}/restart", self.restart)
+        router.add("POST", "/containers/{id}/wait", self.wait)
+        router.add("DELETE", "/containers/{id}", self.remove)
+
+    def get(self, ref: str) -> Container:
+        return no_such_container(ref, lambda: self.runtime.get(ref))
+
+    # Create, list, inspect
+
+    def create(self, request: Request) -> Reply:
+        body = request.json()
+        name = request.text("name")
+        spec = spec_of(body, name)
+        if request.text("platform") not in ("", "linux", f"linux/{_arch()}"):
+            raise InvalidArgument(f"platform {request.text('platform')!r}: Corral runs linux/{_arch()} only")
+        no_such_image(spec.image, lambda: self.parts.images.get(spec.image))
+        try:
+            container = self.runtime.create(spec)
+        except Conflict as exc:
+            if name and "name" in exc.message:
+                raise Conflict(f'Conflict. The container name "/{name.lstrip("/")}" is already in use. '
+                               f"You have to remove (or rename) that container to be able to reuse that name.") from None
+            raise
+        return Reply.json({"Id": container.id, "Warnings": []}, status=201)
+
+    def list(self, request: Request) -> Reply:
+        wanted = filters.parse(request.text("filters"), _LIST_FILTERS)
+        show_all = request.flag("all") or "status" in wanted or "exited" in wanted
+        containers = sorted(self.runtime.list(all=True), key=lambda c: c.created_at, reverse=True)
+        if not show_all:
+            containers = [c for c in containers if c.state in (RUNNING, PAUSED)]
+        containers = [c for c in containers if self._wanted(c, wanted)]
+        limit = request.integer("limit", -1) or -1
+        if limit > 0:
+            containers = containers[:limit]
+        return Reply.json([container_summary(c, self.parts) for c in containers])
+
+    def _wanted(self, container: Container, wanted: filters.Filters) -> bool:
+        for status in wanted.get("status", []):
+            if status not in _STATUSES:
+                raise InvalidArgument(f"invalid filter 'status={status}'")
+        if not filters.any_match(wanted.get("id"), container.id, prefix=True):
+            return False
+        if not filters.any_match(wanted.get("name"), container.name, substring=True):
+            return False
+        if not filters.any_match(wanted.get("status"), container.state):
+            return False
+        if not filters.labels_match(wanted.get("label", []), container.spec.labels):
+            return False
+        if "ancestor" in wanted and not any(self._descends(container, ref) for ref in wanted["ancestor"]):
+            return False
+        if "exited" in wanted and (container.state != EXITED or str(container.exit_code) not in wanted["exited"]):
+            return False
+        if "network" in wanted and not set(endpoints(container, self.parts)) & set(wanted["network"]):
+            return False
+        for key in ("before", "since"):
+            for ref in wanted.get(key, []):
+                other = self.get(ref)
+                if (key == "before") != (container.created_at < other.created_at):
+                    return False
+        return True
+
+    def _descends(self, container: Container, ref: str) -> bool:
+        if ref in (container.spec.image, container.image_id) or container.image_id.startswith(f"sha256:{ref}"):
+            return True
+        try:
+            return self.parts.images.get(ref).id == container.image_id
+        except Exception:  # noqa: BLE001 - an unknown image is simply not an ancestor
+            return False
+
+    def inspect(self, request: Request) -> Reply:
+        return Reply.json(container_inspect(self.get(request.params["id"]), self.parts))
+
+    # Life cycle
+
+    def start(self, request: Request) -> Reply:
+        container = self.get(request.params["id"])
+        if container.state in (RUNNING, PAUSED):
+            raise NotModified("container already started")
+        if container.state == EXITED:
+            self._restart_exited(container)
+        else:
+            self.runtime.start(container.id)
+        return Reply.empty()
+
+    def _restart_exited(self, container: Container) -> None:
+        restart = getattr(self.runtime, "restart", None)
+        if restart is None:
+            raise Conflict(f"container {container.name} has exited; Corral cannot start an exited container again",
+                           hint="remove it and create a new one")
+        restart(container.id)
+
+    def stop(self, request: Request) -> Reply:
+        container = self.get(request.params["id"])
+        if container.state not in (RUNNING, PAUSED):
+            raise NotModified("container already stopped")
+        timeout = request.integer("t", None)
+        if timeout is None:
+            timeout = request.integer("timeout", 10)
+        self.runtime.stop(container.id, timeout=float(timeout if timeout is not None and timeout >= 0 else 10))
+        return Reply.empty()
+
+    def kill(self, request: Request) -> Reply:
+        container = self.get(request.params["id"])
+        number = parse_signal(request.text("signal", "SIGKILL"), field="query parameter signal")
+        if container.state not in (RUNNING, PAUSED):
+            raise Conflict(f"Cannot kill container: {request.params['id']}: container {container.id} is not running")
+        self.runtime.kill(container.id, signal=number)
+        return Reply.empty()
+
+    def restart(self, request: Request) -> Reply:
+        container = self.get(request.params["id"])
+        timeout = request.integer("t", 10)
+        if container.state in (RUNNING, PAUSED):
+            self.runtime.stop(container.id, timeout=float(timeout if timeout is not None and timeout >= 0 else 10))
+            container = self.get(container.id)
+        if container.state == CREATED:
+            self.runtime.start(container.id)
+        else:
+            self._restart_exited(container)
+        return Reply.empty()
+
+    def wait(self, request: Request) -> Reply:
+        condition = request.text("condition") or "not-running"
+        if condition not in _WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: {condition!r} (expected one of {', '.join(_WAIT_CONDITIONS)})")
+        container = self.get(request.params["id"])
+        return Reply.chunks(self._waited(container, condition))
+
+    def _waited(self, container: Container, condition: str) -> Iterator[bytes]:
+        """The exit code when the condition is met; the headers are sent before the first chunk."""
+        yield b""
+        runtime = self.runtime
+        stopping = self.parts.stopping
+        if condition == "next-exit" and container.state == EXITED:
+            while not stopping.is_set():               # the next exit needs a start first
+                try:
+                    current = runtime.get(container.id)
+                except NotFound:
+                    return
+                if current.state == RUNNING:
+                    break
+                time.sleep(0.1)
+        last = container
+        while not stopping.is_set():
+            try:
+                last = runtime.wait(container.id, timeout=0.5)
+            except NotFound:
+                break                                  # removed: the last state seen says how it ended
+            if last.state not in (RUNNING, CREATED, PAUSED) or \
+                    (condition == "not-running" and last.state == CREATED):
+                if condition != "removed":
+                    break
+        code = last.exit_code if last.exit_code is not None else 0
+        result: dict = {"StatusCode": code}
+        if last.error:
+            result["Error"] = {"Message": last.error}
+        yield json.dumps(result).encode() + b"\n"
+
+    def remove(self, request: Request) -> Reply:
+        container = self.get(request.params["id"])
+        if request.flag("link"):
+            raise InvalidArgument("link: Corral has no container links to remove")
+        if container.state in (RUNNING, PAUSED) and not request.flag("force"):
+            raise Conflict(f"You cannot remove a running container {container.id}. "
+                           "Stop the container before attempting removal or force remove")
+        self.runtime.remove(container.id, force=request.flag("force"))
+        return Reply.empty()
+
+    def prune(self, request: Request) -> Reply:
+        wanted = filters.parse(request.text("filters"), ("label", "until"))
+        deleted = []
+        for container in self.runtime.list(all=True):
+            if container.state not in (EXITED, CREATED):
+                continue
+            if not filters.labels_match(wanted.get("label", []), container.spec.labels):
+                continue
+            until = wanted.get("until")
+            if until and container.created_at >= _seconds(until[-1]):
+                continue
+            try:
+                self.runtime.remove(container.id)
+            except NotFound:
+                continue
+            deleted.append(container.id)
+        return Reply.json({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def _seconds(text: str) -> float:
+    from agent.dockerapi.system import _timestamp
+    value = _timestamp(text, "filters.until")
+    return value if value is not None else time.time()
+
+
+def _arch() -> str:
+    from agent.dockerapi.system import _go_arch
+    return _go_arch()

@@ -1,0 +1,232 @@
+"""`POST /containers/create`: Docker's Config, HostConfig and NetworkingConfig as a ContainerSpec.
+
+Docker clients send every field, most at their zero value. The rule (docs/docker-api.md): a
+field at its zero value is ignored; a field Corral honours is translated; a non-zero field
+Corral cannot honour is refused with a 400 that names it (`HostConfig.OomScoreAdj`), so nothing
+runs differently from what was asked. A few fields carry values that mean "the default" and
+are accepted as such (`RestartPolicy.Name` "no", `NetworkMode` "default", `LogConfig.Type`
+"json-file"); ConsoleSize and the Attach flags are the client's business, not the container's.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from agent.errors import InvalidArgument
+from agent.runtime.model import ContainerSpec
+
+# Fields whose value is the client's business (sizes of its terminal, which streams it will
+# attach, where it writes the id) or metadata with no behaviour of its own.
+_CLIENT_SIDE = {"Config.AttachStdin", "Config.AttachStdout", "Config.AttachStderr", "Config.ArgsEscaped",
+                "Config.ExposedPorts", "Config.Image", "HostConfig.ConsoleSize", "HostConfig.ContainerIDFile"}
+# Values that say "the default" for fields Corral has no other value for.
+_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "HostConfig.RestartPolicy.Name": ("no",),
+    "HostConfig.RestartPolicy.MaximumRetryCount": (0,),
+    "HostConfig.LogConfig.Type": ("json-file", "local"),
+    "HostConfig.Isolation": ("default",),
+    "HostConfig.CgroupnsMode": ("private", "host"),
+    "HostConfig.IpcMode": ("private", "shareable"),
+    "HostConfig.MemorySwappiness": (-1,),
+    "HostConfig.PidsLimit": (-1,),
+    "HostConfig.Runtime": ("corral", "runc"),
+    "HostConfig.VolumeDriver": ("local",),
+    "Config.StopSignal": ("SIGTERM", "TERM", "15"),
+    "Config.Healthcheck.Test": (["NONE"],),
+}
+# Fields translated below.
+_HONOURED = {
+    "Config.Cmd", "Config.Entrypoint", "Config.Env", "Config.WorkingDir", "Config.Hostname", "Config.User",
+    "Config.Labels", "HostConfig.Binds", "HostConfig.NetworkMode", "HostConfig.PortBindings",
+    "HostConfig.AutoRemove", "HostConfig.CapAdd", "HostConfig.CapDrop", "HostConfig.Privileged",
+    "HostConfig.ReadonlyRootfs", "HostConfig.SecurityOpt", "HostConfig.Tmpfs", "HostConfig.Memory",
+    "HostConfig.MemorySwap", "HostConfig.NanoCpus", "HostConfig.CpuQuota", "HostConfig.CpuPeriod",
+    "HostConfig.PidsLimit", "HostConfig.Devices", "HostConfig.Mounts",
+}
+# Docker's spec field -> where a bad value came from, for error messages.
+_ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Config.Entrypoint",
+           "env": "Config.Env", "workdir": "Config.WorkingDir", "hostname": "Config.Hostname",
+           "user": "Config.User", "labels": "Config.Labels", "mounts": "HostConfig.Binds",
+           "network": "HostConfig.NetworkMode", "ports": "HostConfig.PortBindings",
+           "auto_remove": "HostConfig.AutoRemove", "cap_add": "HostConfig.CapAdd", "cap_drop": "HostConfig.CapDrop",
+           "privileged": "HostConfig.Privileged", "read_only": "HostConfig.ReadonlyRootfs",
+           "security_opt": "HostConfig.SecurityOpt", "tmpfs": "HostConfig.Tmpfs", "memory": "HostConfig.Memory",
+           "cpus": "HostConfig.NanoCpus", "pids_limit": "HostConfig.PidsLimit", "devices": "HostConfig.Devices",
+           "name": "name"}
+
+
+def is_zero(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
+
+
+def refuse_unhonoured(body: dict) -> None:
+    """400 naming the first non-zero field Corral cannot honour."""
+    config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    for prefix, section in (("Config", config), ("HostConfig", body.get("HostConfig") or {})):
+        if not isinstance(section, dict):
+            raise InvalidArgument(f"{prefix}: expected an object")
+        _check_section(prefix, section)
+
+
+def _check_section(prefix: str, section: dict) -> None:
+    for key, value in section.items():
+        path = f"{prefix}.{key}"
+        if path in _CLIENT_SIDE or path in _HONOURED or is_zero(value):
+            continue
+        if isinstance(value, dict) and path in ("HostConfig.RestartPolicy", "HostConfig.LogConfig", "Config.Healthcheck"):
+            _check_section(path, value)
+            continue
+        if path in _DEFAULTS and value in _DEFAULTS[path]:
+            continue
+        raise InvalidArgument(f"{path}: Corral cannot honour {value!r} (see docs/docker-api.md for what the "
+                              f"Docker API here supports)", field=path)
+
+
+def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerSpec:
+    """The ContainerSpec a create body asks for; InvalidArgument naming Docker's field if not."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the create body must be a JSON object of Config fields with HostConfig")
+    refuse_unhonoured(body)
+    host = body.get("HostConfig") or {}
+    image = body.get("Image")
+    if not image:
+        raise InvalidArgument("Config.Image: an image is required", field="Config.Image")
+    fields: dict[str, Any] = {"image": image}
+    _copy(fields, "command", body.get("Cmd"))
+    if body.get("Entrypoint") is not None:
+        entrypoint = body["Entrypoint"]
+        fields["entrypoint"] = [entrypoint] if isinstance(entrypoint, str) else entrypoint
+    _copy(fields, "env", body.get("Env"))
+    _copy(fields, "workdir", body.get("WorkingDir"))
+    _copy(fields, "hostname", body.get("Hostname"))
+    _copy(fields, "user", body.get("User"))
+    _copy(fields, "labels", body.get("Labels"))
+    if name:
+        fields["name"] = name.lstrip("/")
+    fields["network"] = _network(host.get("NetworkMode"), body.get("NetworkingConfig"), fields.get("name", ""))
+    _copy(fields, "auto_remove", host.get("AutoRemove"))
+    for key, docker_key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("privileged", "Privileged"),
+                            ("read_only", "ReadonlyRootfs"), ("security_opt", "SecurityOpt"), ("tmpfs", "Tmpfs")):
+        _copy(fields, key, host.get(docker_key))
+    _limits(fields, host)
+    fields["ports"] = _ports(host.get("PortBindings") or {})
+    mounts, tmpfs = _mounts(host.get("Binds") or [], host.get("Mounts") or [])
+    if mounts:
+        fields["mounts"] = mounts
+    if tmpfs:
+        fields["tmpfs"] = {**fields.get("tmpfs", {}), **tmpfs}
+    devices = host.get("Devices") or []
+    if devices:
+        fields["devices"] = [{"host": d.get("PathOnHost"), "container": d.get("PathInContainer") or None,
+                              "access": d.get("CgroupPermissions") or "rwm"} for d in devices]
+    try:
+        return ContainerSpec.from_dict(fields)
+    except InvalidArgument as exc:
+        where = _ORIGIN.get((exc.field or "").split("[")[0].split(".")[0], "")
+        if where and not exc.message.startswith(where):
+            raise InvalidArgument(f"{where}: {exc.message}", hint=exc.hint, field=where) from None
+        raise
+
+
+def _copy(fields: dict, key: str, value: Any) -> None:
+    if not is_zero(value):
+        fields[key] = value
+
+
+def _limits(fields: dict, host: dict) -> None:
+    memory = host.get("Memory") or 0
+    if memory:
+        fields["memory"] = memory
+    swap = host.get("MemorySwap") or 0
+    if swap and swap != memory:
+        # Corral gives a container no swap beyond its memory limit (and this host has none).
+        raise InvalidArgument(f"HostConfig.MemorySwap: Corral cannot honour {swap} (no swap beyond "
+                              f"Memory; set it equal to Memory or leave it 0)", field="HostConfig.MemorySwap")
+    nano = host.get("NanoCpus") or 0
+    quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
+    if nano and quota:
+        raise InvalidArgument("HostConfig.NanoCpus: conflicts with CpuQuota; give one", field="HostConfig.NanoCpus")
+    if nano:
+        fields["cpus"] = nano / 1e9
+    elif quota > 0:
+        fields["cpus"] = quota / (period or 100000)
+    elif period:
+        raise InvalidArgument(f"HostConfig.CpuPeriod: Corral cannot honour {period} without CpuQuota",
+                              field="HostConfig.CpuPeriod")
+    pids = host.get("PidsLimit")
+    if isinstance(pids, int) and pids > 0:
+        fields["pids_limit"] = pids
+
+
+def _network(mode: Any, networking: Any, name: str) -> str:
+    if is_zero(mode) or mode == "default":
+        mode = "bridge"
+    if not isinstance(mode, str):
+        raise InvalidArgument(f"HostConfig.NetworkMode: expected a string, got {mode!r}")
+    if mode.startswith("container:"):
+        raise InvalidArgument(f"HostConfig.NetworkMode: Corral cannot honour {mode!r} (sharing another "
+                              "container's network namespace is not supported)", field="HostConfig.NetworkMode")
+    endpoints = (networking or {}).get("EndpointsConfig") or {}
+    for network, endpoint in endpoints.items():
+        if network != mode and not (mode == "bridge" and network == "default"):
+            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{network}: a container joins one network "
+                                  f"here ({mode}); connect it to others after create", field="NetworkingConfig")
+        for key, value in (endpoint or {}).items():
+            if key == "Aliases" and all(alias == name for alias in value or []):
+                continue
+            if key in ("NetworkID", "EndpointID", "MacAddress", "DriverOpts", "Links", "DNSNames") and is_zero(value):
+                continue
+            if not is_zero(value):
+                raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{network}.{key}: Corral cannot honour "
+                                      f"{value!r}", field=f"NetworkingConfig.EndpointsConfig.{network}.{key}")
+    return mode
+
+
+def _ports(bindings: Any) -> list[dict]:
+    if not isinstance(bindings, dict):
+        raise InvalidArgument("HostConfig.PortBindings: expected an object of {\"80/tcp\": [{HostIp, HostPort}]}")
+    ports = []
+    for key, targets in bindings.items():
+        port, _, protocol = key.partition("/")
+        for target in targets or []:
+            host_port = (target or {}).get("HostPort") or ""
+            if not host_port:
+                raise InvalidArgument(f"HostConfig.PortBindings.{key}: Corral cannot pick a free host port; "
+                                      "give HostPort", field=f"HostConfig.PortBindings.{key}")
+            if not port.isdigit() or not host_port.isdigit():
+                raise InvalidArgument(f"HostConfig.PortBindings.{key}: expected port numbers, got "
+                                      f"{key!r} -> {host_port!r}", field=f"HostConfig.PortBindings.{key}")
+            ports.append({"host_port": int(host_port), "container_port": int(port),
+                          "protocol": protocol or "tcp", "host_ip": (target or {}).get("HostIp") or "0.0.0.0"})
+    return ports
+
+
+def _mounts(binds: list, mounts: list) -> tuple[list[dict], dict[str, str]]:
+    found: list[dict] = []
+    tmpfs: dict[str, str] = {}
+    for index, text in enumerate(binds):
+        parts = str(text).split(":")
+        if not parts[0].startswith("/"):
+            raise InvalidArgument(f"HostConfig.Binds[{index}]: named volume {parts[0]!r}: Corral cannot honour "
+                                  "named volumes through this API yet; bind a host path", field=f"HostConfig.Binds[{index}]")
+        options = parts[2].split(",") if len(parts) > 2 else []
+        unknown = [o for o in options if o not in ("ro", "rw", "z", "Z", "rprivate", "private")]
+        if len(parts) < 2 or unknown:
+            raise InvalidArgument(f"HostConfig.Binds[{index}]: {text!r}: expected HOST:CONTAINER[:ro|rw]"
+                                  + (f"; Corral cannot honour {','.join(unknown)}" if unknown else ""),
+                                  field=f"HostConfig.Binds[{index}]")
+        found.append({"source": parts[0], "target": parts[1], "readonly": "ro" in options})
+    for index, mount in enumerate(mounts):
+        kind = (mount or {}).get("Type")
+        where = f"HostConfig.Mounts[{index}]"
+        if kind == "bind":
+            found.append({"source": mount.get("Source"), "target": mount.get("Target"),
+                          "readonly": bool(mount.get("ReadOnly"))})
+        elif kind == "tmpfs":
+            sizes: dict = mount.get("TmpfsOptions") or {}
+            text = ",".join(([f"size={sizes['SizeBytes']}"] if sizes.get("SizeBytes") else [])
+                            + ([f"mode={sizes['Mode']:o}"] if sizes.get("Mode") else []))
+            tmpfs[mount.get("Target")] = text
+        else:
+            raise InvalidArgument(f"{where}.Type: Corral cannot honour {kind!r} mounts through this API yet",
+                                  field=f"{where}.Type")
+    return found, tmpfs

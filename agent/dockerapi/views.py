@@ -1,0 +1,211 @@
+"""Corral's containers and images in Docker's shapes: the list summaries, inspect, and the
+server-formatted `Status` ("Up 5 seconds", "Exited (0) 3 minutes ago") clients print as is."""
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.cli.format import human_duration
+from agent.runtime.model import CREATED, EXITED, PAUSED, REMOVING, RUNNING, Container
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DEFAULT_NETWORK_NAME = "bridge"       # what docker calls the default network (Corral's corral0)
+LOG_DRIVER = "local"                  # a file of framed records, read back through the API, like docker's local driver
+
+
+def timestamp(seconds: float | None) -> str:
+    if not seconds:
+        return ZERO_TIME
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
+
+
+def status_text(container: Container, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    if container.state == RUNNING:
+        return f"Up {human_duration(now - (container.started_at or now))}"
+    if container.state == PAUSED:
+        return f"Up {human_duration(now - (container.started_at or now))} (Paused)"
+    if container.state == EXITED:
+        return f"Exited ({container.exit_code if container.exit_code is not None else 0}) " \
+               f"{human_duration(now - (container.finished_at or now))} ago"
+    if container.state == REMOVING:
+        return "Removal In Progress"
+    return "Created" if container.state == CREATED else container.state.capitalize()
+
+
+def network_name(corral_name: str, default: str) -> str:
+    return DEFAULT_NETWORK_NAME if corral_name == default else corral_name
+
+
+def network_id(name: str) -> str:
+    """A stable 64-hex id per network name (Corral's networks are known by name)."""
+    return hashlib.sha256(f"corral-network:{name}".encode()).hexdigest()
+
+
+def endpoint_id(container_id: str, network: str) -> str:
+    return hashlib.sha256(f"{container_id}:{network}".encode()).hexdigest()
+
+
+def _default_network(parts) -> str:
+    networks = getattr(parts, "networks", None)
+    return networks.default_network if networks is not None else "corral0"
+
+
+def endpoints(container: Container, parts) -> dict[str, dict]:
+    """NetworkSettings.Networks: the network the container is on, with real ids and address."""
+    spec_network = container.spec.network
+    attachment = container.network or {}
+    if spec_network in ("none", "host"):
+        name = "none" if spec_network == "none" else "host"
+    else:
+        name = network_name(attachment.get("network") or spec_network, _default_network(parts))
+        if spec_network == "bridge":
+            name = DEFAULT_NETWORK_NAME
+    aliases = None if name in ("bridge", "host", "none") else [container.name, container.id[:12]]
+    return {name: {
+        "IPAMConfig": None, "Links": None, "Aliases": aliases, "MacAddress": attachment.get("mac", ""),
+        "DriverOpts": None, "NetworkID": network_id(name),
+        "EndpointID": endpoint_id(container.id, name) if attachment else "",
+        "Gateway": attachment.get("gateway", ""), "IPAddress": attachment.get("address", ""),
+        "IPPrefixLen": attachment.get("prefix", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "DNSNames": aliases,
+    }}
+
+
+def port_list(container: Container) -> list[dict]:
+    """The summary's Ports: published ones while running, as docker lists them."""
+    ports = []
+    for port in (container.network or {}).get("ports", []):
+        ports.append({"IP": port["host_ip"], "PrivatePort": port["container_port"],
+                      "PublicPort": port["host_port"], "Type": port["protocol"]})
+    return ports
+
+
+def port_map(container: Container) -> dict[str, Any]:
+    ports: dict[str, Any] = {}
+    for port in container.spec.ports:
+        ports.setdefault(f"{port.container_port}/{port.protocol}", None)
+    for port in (container.network or {}).get("ports", []):
+        key = f"{port['container_port']}/{port['protocol']}"
+        ports[key] = (ports.get(key) or []) + [{"HostIp": port["host_ip"], "HostPort": str(port["host_port"])}]
+    return ports
+
+
+def mounts(container: Container) -> list[dict]:
+    found = []
+    for mount in container.spec.mounts:
+        found.append({"Type": "bind", "Source": mount.source, "Destination": mount.target, "Mode": "ro" if mount.readonly else "",
+                      "RW": not mount.readonly, "Propagation": "rprivate"})
+    for target in container.spec.tmpfs:
+        found.append({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": True, "Propagation": ""})
+    return found
+
+
+def container_summary(container: Container, parts) -> dict:
+    spec = container.spec
+    network_mode = "default" if spec.network == "bridge" else spec.network
+    return {
+        "Id": container.id, "Names": [f"/{container.name}"], "Image": spec.image, "ImageID": container.image_id,
+        "Command": " ".join(container.command), "Created": int(container.created_at),
+        "Ports": port_list(container), "Labels": dict(spec.labels), "State": container.state,
+        "Status": status_text(container), "HostConfig": {"NetworkMode": network_mode},
+        "NetworkSettings": {"Networks": endpoints(container, parts)}, "Mounts": mounts(container),
+        "SizeRw": 0, "SizeRootFs": 0,
+    }
+
+
+def image_summary(image) -> dict:
+    tags = [image.reference] if image.tagged else []
+    digests = list(image.repo_digests)
+    return {"Id": image.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
+            "Created": int(image.created), "Size": image.size, "SharedSize": -1, "VirtualSize": image.size,
+            "Labels": {}, "Containers": -1}
+
+
+def container_inspect(container: Container, parts) -> dict:
+    """`GET /containers/{id}/json`: Docker's fields, from Corral's record of the container."""
+    spec = container.spec
+    directory = parts.runtime.store.directory(container.id)
+    networked = spec.network not in ("none", "host")
+    attachment = container.network or {}
+    state = {
+        "Status": container.state, "Running": container.state in (RUNNING, PAUSED),
+        "Paused": container.state == PAUSED, "Restarting": False, "OOMKilled": container.oom_killed,
+        "Dead": False, "Pid": container.pid or 0,
+        "ExitCode": container.exit_code if container.exit_code is not None else 0,
+        "Error": container.error or "", "StartedAt": timestamp(container.started_at),
+        "FinishedAt": timestamp(container.finished_at),
+    }
+    network_mode = "default" if spec.network == "bridge" else spec.network
+    host_config = {
+        "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts] or None,
+        "ContainerIDFile": "", "LogConfig": {"Type": LOG_DRIVER, "Config": {}},
+        "NetworkMode": network_mode, "PortBindings": _port_bindings(container),
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": spec.auto_remove,
+        "VolumeDriver": "", "VolumesFrom": None, "CapAdd": list(spec.cap_add) or None,
+        "CapDrop": list(spec.cap_drop) or None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "",
+        "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": spec.privileged,
+        "PublishAllPorts": False, "ReadonlyRootfs": spec.read_only,
+        "SecurityOpt": list(spec.security_opt) or None, "Tmpfs": dict(spec.tmpfs) or None, "UTSMode": "",
+        "UsernsMode": "", "ShmSize": 67108864, "Runtime": "corral", "Isolation": "",
+        "CpuShares": 0, "Memory": spec.memory or 0, "NanoCpus": int(round((spec.cpus or 0) * 1e9)),
+        "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": 0, "CpuQuota": 0, "CpusetCpus": "",
+        "CpusetMems": "", "Devices": [{"PathOnHost": d.host, "PathInContainer": d.target,
+                                       "CgroupPermissions": d.access} for d in spec.devices],
+        "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None, "OomKillDisable": False,
+        "PidsLimit": spec.pids_limit or None, "Ulimits": None, "Init": None,
+        "MaskedPaths": None, "ReadonlyPaths": None,
+    }
+    config = {
+        "Hostname": container.hostname, "Domainname": "", "User": spec.user or "",
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+        "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports} or None,
+        "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": list(container.env),
+        "Cmd": list(spec.command) or None, "Image": spec.image, "Volumes": None,
+        "WorkingDir": container.workdir if container.workdir != "/" else "",
+        "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
+        "OnBuild": None, "Labels": dict(spec.labels), "StopSignal": "SIGTERM",
+    }
+    layers = []
+    try:
+        layers = [str(p) for p in parts.images.layer_paths(parts.images.get(container.image_id))]
+    except Exception:  # noqa: BLE001 - an image removed since (docker keeps it; Corral refuses): no layers to show
+        pass
+    return {
+        "Id": container.id, "Created": timestamp(container.created_at),
+        "Path": container.command[0] if container.command else "", "Args": container.command[1:],
+        "State": state, "Image": container.image_id,
+        "ResolvConfPath": str(directory / "resolv.conf") if networked else "",
+        "HostnamePath": str(directory / "hostname") if networked else "",
+        "HostsPath": str(directory / "hosts") if networked else "",
+        "LogPath": str(directory / "container.log"), "Name": f"/{container.name}", "RestartCount": 0,
+        "Driver": "overlay2", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": None, "HostConfig": host_config,
+        "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(layers), "MergedDir": container.rootfs or "",
+                                                     "UpperDir": str(directory / "upper"),
+                                                     "WorkDir": str(directory / "work")}},
+        "Mounts": mounts(container), "Config": config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "SandboxKey": f"/proc/{container.pid}/ns/net" if container.pid else "",
+            "Ports": port_map(container), "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+            "EndpointID": endpoint_id(container.id, spec.network) if attachment else "",
+            "Gateway": attachment.get("gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": attachment.get("address", ""), "IPPrefixLen": attachment.get("prefix", 0),
+            "IPv6Gateway": "", "MacAddress": attachment.get("mac", ""),
+            "Networks": endpoints(container, parts),
+        },
+    }
+
+
+def _port_bindings(container: Container) -> dict[str, list[dict]]:
+    bindings: dict[str, list[dict]] = {}
+    for port in container.spec.ports:
+        host_ip = "" if port.host_ip == "0.0.0.0" else port.host_ip
+        bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+            {"HostIp": host_ip, "HostPort": str(port.host_port)})
+    return bindings

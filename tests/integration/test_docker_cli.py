@@ -1,0 +1,173 @@
+"""The real `docker` CLI drives Corral through the Docker Engine API (agent/dockerapi).
+
+Each test runs what a user types, with DOCKER_HOST as the only change, and checks what the
+user sees (output, exit codes) and that Corral itself sees the same containers.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.corral_daemon import free_port, running_daemon
+from tests.integration.docker_support import DockerCli
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with running_daemon() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def docker(daemon, tmp_path_factory):
+    return DockerCli(daemon, tmp_path_factory.mktemp("docker-config"))
+
+
+@pytest.fixture(autouse=True)
+def clean(daemon):
+    yield
+    daemon.remove_all()
+
+
+def _raw(daemon, request: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(daemon.docker_socket))
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
+def test_ping_version_and_errors_speak_dockers_protocol(daemon, docker):
+    head = _raw(daemon, b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").decode()
+    assert head.startswith("HTTP/1.1 200")
+    for header in ("Api-Version: 1.4", "Docker-Experimental: false", "Ostype: linux", "Builder-Version:"):
+        assert header in head
+    version = json.loads(_raw(daemon, b"GET /v1.44/version HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+                         .split(b"\r\n\r\n", 1)[1])
+    assert tuple(map(int, version["ApiVersion"].split("."))) >= (1, 44)
+    assert version["MinAPIVersion"] == "1.24"
+    missing = _raw(daemon, b"GET /v1.44/containers/nothere/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    assert missing.startswith(b"HTTP/1.1 404")
+    assert json.loads(missing.split(b"\r\n\r\n", 1)[1]) == {"message": "No such container: nothere"}
+    too_new = _raw(daemon, b"GET /v1.99/info HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    assert too_new.startswith(b"HTTP/1.1 400") and b"Maximum supported API version" in too_new
+    swarm = _raw(daemon, b"GET /swarm HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    assert swarm.startswith(b"HTTP/1.1 503")
+    assert "Server Version:" in docker.out("info")
+    assert "Corral" in docker.out("version")
+
+
+def test_run_rm_prints_and_leaves_nothing(daemon, docker):
+    assert docker.out("run", "--rm", "busybox", "echo", "hi") == "hi"
+    assert docker.out("ps", "-a", "-q") == ""
+    assert daemon.out("ps", "-a", "-q") == ""
+
+
+def test_exit_codes_and_stderr(docker):
+    done = docker.run("run", "--name", "fails", "busybox", "sh", "-c", "echo oops >&2; exit 3", check=False)
+    assert done.returncode == 3
+    assert done.stderr.decode().strip() == "oops"
+    assert docker.out("inspect", "-f", "{{.State.ExitCode}} {{.State.Status}}", "fails") == "3 exited"
+    assert docker.out("ps", "-a", "--filter", "exited=3", "--format", "{{.Names}} {{.Status}}").startswith("fails Exited (3)")
+
+
+def test_detached_container_is_a_corral_container(daemon, docker):
+    cid = docker.out("run", "-d", "--name", "web", "--label", "team=a", "--memory", "64m", "busybox", "sleep", "300")
+    assert len(cid) == 64
+    assert cid.startswith(daemon.out("ps", "-q"))     # Corral sees it as its own
+    assert docker.out("ps", "--filter", "label=team=a", "--format", "{{.Names}}") == "web"
+    assert docker.out("ps", "--filter", "label=team=b", "-q") == ""
+    assert docker.out("ps", "--filter", "name=we", "--filter", "status=running", "-q") == cid[:12]
+    assert docker.out("ps", "--filter", "ancestor=busybox", "-q") == cid[:12]
+    assert docker.out("ps", "--format", "{{.Status}}").startswith("Up ")
+    fields = docker.out("inspect", "-f", "{{.State.Running}} {{.Name}} {{.HostConfig.Memory}} "
+                                         "{{.HostConfig.LogConfig.Type}} {{.Config.Labels.team}}", "web")
+    assert fields == "true /web 67108864 local a"
+    networks = json.loads(docker.out("inspect", "-f", "{{json .NetworkSettings.Networks}}", "web"))
+    assert networks["bridge"]["IPAddress"].startswith("10.")
+    assert len(networks["bridge"]["NetworkID"]) == 64
+    exec_done = docker.run("exec", "web", "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert (exec_done.returncode, exec_done.stdout, exec_done.stderr) == (4, b"out\n", b"err\n")
+    top = docker.out("top", "web")
+    assert "PID" in top.splitlines()[0] and "sleep 300" in top
+    stats = docker.out("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "web")
+    name, usage, pids = stats.split(" ", 1)[0], stats.split(" ", 1)[1], stats.rsplit(" ", 1)[1]
+    assert name == "web" and "64MiB" in usage and pids == "1"
+    assert docker.out("stop", "-t", "1", "web") == "web"
+    assert docker.out("inspect", "-f", "{{.State.Status}}", "web") == "exited"
+    assert docker.out("rm", "web") == "web"
+    assert docker.run("inspect", "web", check=False).returncode == 1
+
+
+def test_logs_follow_and_tail(docker):
+    docker.run("run", "-d", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two; sleep 1; echo three")
+    follow = docker.run("logs", "-f", "talker", timeout=30)
+    assert follow.stdout == b"one\ntwo\nthree\n"
+    assert docker.out("logs", "--tail", "1", "talker") == "three"
+    refused = docker.run("logs", "-t", "talker", check=False)
+    assert refused.returncode != 0 and "timestamps" in refused.stderr.decode()
+
+
+def test_a_field_corral_cannot_honour_is_refused_by_name(daemon, docker):
+    done = docker.run("run", "--oom-score-adj", "500", "busybox", "true", check=False)
+    assert done.returncode == 125
+    assert "HostConfig.OomScoreAdj" in done.stderr.decode()
+    assert docker.out("ps", "-a", "-q") == "" and daemon.out("ps", "-a", "-q") == ""
+
+
+def test_published_port_reaches_the_container(docker):
+    port = free_port()
+    docker.run("run", "-d", "--name", "httpd", "-p", f"127.0.0.1:{port}:8080", "busybox",
+               "sh", "-c", "mkdir -p /www && echo hello > /www/index.html && httpd -f -p 8080 -h /www")
+    assert docker.out("port", "httpd") == f"8080/tcp -> 127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as answer:
+                assert answer.read() == b"hello\n"
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_network_create_and_names_resolve_between_containers(docker):
+    docker.run("network", "create", "--label", "purpose=test", "itnet")
+    try:
+        assert "itnet" in docker.out("network", "ls", "--format", "{{.Name}}").split()
+        assert docker.out("network", "inspect", "-f", "{{.Labels.purpose}}", "itnet") == "test"
+        docker.run("run", "-d", "--name", "server", "--network", "itnet", "busybox", "sleep", "300")
+        done = docker.run("run", "--rm", "--network", "itnet", "busybox", "ping", "-c", "1", "-W", "5", "server",
+                          check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        docker.run("rm", "-f", "server")
+    finally:
+        docker.run("rm", "-f", "server", check=False)
+        docker.run("network", "rm", "itnet", check=False)
+    assert "itnet" not in docker.out("network", "ls", "--format", "{{.Name}}").split()
+
+
+def test_events_show_a_containers_life(docker):
+    since = str(int(time.time()) - 1)
+    docker.run("run", "--rm", "--name", "brief", "busybox", "true")
+    until = str(int(time.time()) + 1)
+    lines = docker.out("events", "--since", since, "--until", until, "--filter", "container=brief",
+                       "--format", "{{.Type}} {{.Action}}").splitlines()
+    assert lines[:2] == ["container create", "container start"]
+    assert "container die" in lines and lines[-1] == "container destroy"
+
+
+def test_volume_and_system_views_answer(docker):
+    assert docker.out("volume", "ls", "-q") == ""
+    assert "Images" in docker.out("system", "df")
+    assert docker.run("volume", "inspect", "nothing", check=False).returncode == 1
