@@ -1,0 +1,157 @@
+"""The compat routes described: `python -m agent.dockerapi.openapi_gen` writes openapi.yaml
+from the route table, with each route's status in Corral (`x-corral-status`: full, partial,
+refused, and what is missing or why), and the same table into docs/docker-api.md between its
+`<!-- routes -->` markers. tests/unit/test_dockerapi_openapi.py fails while either differs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from agent.dockerapi import version
+
+HERE = Path(__file__).resolve().parent
+SPEC = HERE / "openapi.yaml"
+DOCS = HERE.parent.parent / "docs" / "docker-api.md"
+BEGIN, END = "<!-- routes -->", "<!-- /routes -->"
+
+FULL, PARTIAL, REFUSED = "full", "partial", "refused"
+_SWARM = (REFUSED, "503 as dockerd answers off a swarm: Corral runs no swarm")
+# (method, pattern) -> (status, what is missing or why). A route not here is an error.
+STATUS: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/_ping"): (FULL, ""), ("HEAD", "/_ping"): (FULL, ""),
+    ("GET", "/version"): (FULL, ""),
+    ("GET", "/info"): (PARTIAL, "figures Corral has no notion of (goroutines, listeners) are 0"),
+    ("GET", "/events"): (PARTIAL, "container and image events; container labels only while the container exists"),
+    ("GET", "/system/df"): (PARTIAL, "no volumes, no build cache, container sizes 0"),
+    ("POST", "/auth"): (FULL, "checks the login; nothing is stored by the daemon"),
+    ("GET", "/plugins"): (PARTIAL, "always empty: Corral has no plugins"),
+    ("POST", "/build"): (REFUSED, "501: Corral does not build images"),
+    ("POST", "/session"): (REFUSED, "501: BuildKit sessions, for builds"),
+    ("POST", "/commit"): (REFUSED, "501: images come from registries and imports"),
+    ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
+    ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
+                                              "Tty, OpenStdin, named volumes, restart policies, healthchecks, "
+                                              "ulimits, dns options and the like"),
+    ("POST", "/containers/prune"): (FULL, "filters label, until"),
+    ("GET", "/containers/{id}/json"): (PARTIAL, "RestartCount 0, ShmSize shows docker's default"),
+    ("POST", "/containers/{id}/start"): (PARTIAL, "an exited container cannot start again until the runtime restarts"),
+    ("POST", "/containers/{id}/stop"): (FULL, "304 when stopped; t/timeout"),
+    ("POST", "/containers/{id}/kill"): (FULL, ""),
+    ("POST", "/containers/{id}/restart"): (PARTIAL, "as start: a created container starts, an exited one cannot yet"),
+    ("POST", "/containers/{id}/wait"): (FULL, "headers at once; not-running, next-exit, removed"),
+    ("DELETE", "/containers/{id}"): (PARTIAL, "force; v and link have nothing to remove"),
+    ("GET", "/containers/{id}/logs"): (PARTIAL, "follow, tail, stdout/stderr; since, until and timestamps "
+                                                "refused (400): the log keeps no time per record"),
+    ("POST", "/containers/{id}/attach"): (PARTIAL, "101 hijack with stdout/stderr (logs, stream); no stdin "
+                                                   "or tty yet"),
+    ("GET", "/containers/{id}/stats"): (PARTIAL, "stream and one-shot with precpu_stats; no blkio figures"),
+    ("GET", "/containers/{id}/top"): (FULL, "ps_args"),
+    ("POST", "/containers/{id}/exec"): (PARTIAL, "no Tty, stdin, Privileged or another User yet"),
+    ("POST", "/exec/{id}/start"): (PARTIAL, "hijacked or detached; no Tty yet"),
+    ("GET", "/exec/{id}/json"): (FULL, ""),
+    ("POST", "/exec/{id}/resize"): (REFUSED, "400: execs have no terminal yet"),
+    ("GET", "/images/json"): (PARTIAL, "filters dangling, reference; images carry no labels"),
+    ("POST", "/images/create"): (PARTIAL, "fromImage pulls with NDJSON progress (X-Registry-Auth); "
+                                          "fromSrc=- imports the body; fromSrc URLs and changes refused"),
+    ("POST", "/images/prune"): (FULL, "dangling"),
+    ("GET", "/images/search"): (REFUSED, "400: Corral does not search registries"),
+    ("GET", "/images/{name}/json"): (PARTIAL, "no labels, exposed ports or volumes in Config"),
+    ("GET", "/images/{name}/history"): (PARTIAL, "one entry per layer, no build commands"),
+    ("POST", "/images/{name}/tag"): (FULL, ""),
+    ("POST", "/images/{name}/push"): (FULL, "X-Registry-Auth"),
+    ("DELETE", "/images/{name}"): (PARTIAL, "an image a container uses is refused (409) even with force"),
+    ("GET", "/networks"): (FULL, "filters name, id, label, driver, type, dangling"),
+    ("POST", "/networks/create"): (PARTIAL, "bridge driver, one IPv4 subnet, labels, internal"),
+    ("POST", "/networks/prune"): (FULL, ""),
+    ("GET", "/networks/{id}"): (FULL, ""),
+    ("DELETE", "/networks/{id}"): (FULL, ""),
+    ("POST", "/networks/{id}/connect"): (REFUSED, "400: a Corral container joins one network, at create"),
+    ("POST", "/networks/{id}/disconnect"): (REFUSED, "400: a Corral container joins one network, at create"),
+    ("GET", "/volumes"): (PARTIAL, "empty: named volumes are not in Corral yet"),
+    ("POST", "/volumes/create"): (REFUSED, "501: named volumes are not in Corral yet"),
+    ("POST", "/volumes/prune"): (PARTIAL, "nothing to prune"),
+    ("GET", "/volumes/{name}"): (PARTIAL, "404: there are no named volumes yet"),
+    ("DELETE", "/volumes/{name}"): (PARTIAL, "404: there are no named volumes yet"),
+}
+
+
+def _pattern(pattern: str) -> str:
+    return pattern.replace("*}", "}")
+
+
+def status_of(method: str, pattern: str) -> tuple[str, str]:
+    from agent.dockerapi import unsupported
+    for prefix in ("/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs"):
+        if pattern == prefix or pattern.startswith(prefix + "/"):
+            return _SWARM
+    for refused_method, refused_pattern, why in unsupported.ROUTES:
+        if (refused_method, refused_pattern) == (method, pattern):
+            return REFUSED, f"501: {why}"
+    return STATUS[(method, _pattern(pattern))]
+
+
+def routes() -> list[tuple[str, str]]:
+    from agent.dockerapi.app import Parts, build_router
+    router = build_router(Parts(runtime=None, events=None, images=None, cgroups=None, info=lambda: {}))
+    return [(route.method, route.pattern) for route in router.routes]
+
+
+def spec() -> dict:
+    paths: dict[str, dict] = {}
+    for method, pattern in routes():
+        status, note = status_of(method, pattern)
+        path = _pattern(pattern)
+        parameters = [{"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                      for part in path.split("/") if part.startswith("{")]
+        operation: dict = {"x-corral-status": status, "responses": {"default": {"description": "Docker's answer; "
+                                                                                  "errors are {\"message\"}"}}}
+        if note:
+            operation["description"] = note
+        if parameters:
+            operation["parameters"] = parameters
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {"openapi": "3.0.3",
+            "info": {"title": "Corral's Docker Engine API", "version": version.API_VERSION,
+                     "description": f"Docker Engine API {version.API_VERSION} (min {version.MIN_API_VERSION}) as "
+                                    "Corral serves it on --docker-socket; every path also under /v1.NN/. "
+                                    "x-corral-status says how much of each route Corral honours."},
+            "paths": dict(sorted(paths.items()))}
+
+
+def spec_text() -> str:
+    return "# Generated by `python -m agent.dockerapi.openapi_gen`: do not edit.\n" + \
+        yaml.safe_dump(spec(), sort_keys=False, width=110)
+
+
+def docs_table() -> str:
+    lines = ["| method | path | status | what is missing, or why |", "|---|---|---|---|"]
+    collapsed: set[str] = set()
+    for method, pattern in routes():
+        status, note = status_of(method, pattern)
+        path = _pattern(pattern)
+        if (status, note) == _SWARM:
+            prefix = "/" + path.split("/")[1]
+            if prefix in collapsed:
+                continue
+            collapsed.add(prefix)
+            method, path = "any", f"{prefix}, {prefix}/..."
+        lines.append(f"| {method} | `{path}` | {status} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def docs_text(current: str) -> str:
+    before, _, rest = current.partition(BEGIN)
+    _, _, after = rest.partition(END)
+    return f"{before}{BEGIN}\n{docs_table()}{END}{after}"
+
+
+def main() -> int:
+    SPEC.write_text(spec_text())
+    DOCS.write_text(docs_text(DOCS.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

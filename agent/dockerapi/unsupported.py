@@ -1,0 +1,37 @@
+"""Docker routes Corral does not serve (yet), each answering 501 with the reason, so a client
+reports it instead of guessing. docs/docker-api.md lists them as refused."""
+from __future__ import annotations
+
+from agent.dockerapi.errors import NotImplementedHere
+from agent.dockerapi.router import Reply, Request, Router
+
+_LIFECYCLE = "not in Corral's runtime yet (issue 15)"
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("POST", "/containers/{id}/pause", f"pause: {_LIFECYCLE}"),
+    ("POST", "/containers/{id}/unpause", f"unpause: {_LIFECYCLE}"),
+    ("POST", "/containers/{id}/rename", f"rename: {_LIFECYCLE}"),
+    ("POST", "/containers/{id}/update", f"update: {_LIFECYCLE}"),
+    ("POST", "/containers/{id}/resize", "resize: Corral's containers have no terminal through this API yet"),
+    ("GET", "/containers/{id}/changes", f"changes (diff): {_LIFECYCLE}"),
+    ("GET", "/containers/{id}/export", f"export: {_LIFECYCLE}"),
+    ("GET", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
+    ("HEAD", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
+    ("PUT", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
+    ("GET", "/images/get", "save: Corral does not write image tarballs; push to a registry instead"),
+    ("GET", "/images/{name*}/get", "save: Corral does not write image tarballs; push to a registry instead"),
+    ("POST", "/images/load", "load: Corral imports root filesystems (POST /images/create?fromSrc=-) and "
+                             "OCI layouts (corral import), not docker save tarballs"),
+    ("GET", "/distribution/{name*}/json", "distribution: ask the registry; Corral does not proxy it"),
+)
+
+
+def register(router: Router) -> None:
+    for method, pattern, why in ROUTES:
+        router.add(method, pattern, _refuse(why))
+
+
+def _refuse(why: str):
+    def handler(request: Request) -> Reply:
+        raise NotImplementedHere(why)
+    handler.__doc__ = why
+    return handler
