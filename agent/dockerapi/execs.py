@@ -25,7 +25,8 @@ from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.runtime.model import RUNNING
 
 MAX_EXECS = 1024           # instances remembered; the oldest finished ones are forgotten first
-_HONOURED = {"AttachStdout", "AttachStderr", "Cmd", "Env", "WorkingDir", "User", "DetachKeys", "ConsoleSize"}
+_HONOURED = {"AttachStdout", "AttachStderr", "Cmd", "Env", "WorkingDir", "User", "DetachKeys", "ConsoleSize",
+             "Container"}   # docker-py repeats the container id in the body
 
 
 @dataclass

@@ -20,7 +20,7 @@ from agent.dockerapi import filters
 from agent.dockerapi.app import Parts
 from agent.dockerapi.errors import no_such_image
 from agent.dockerapi.router import Reply, Request, Router
-from agent.dockerapi.views import image_summary, timestamp
+from agent.dockerapi.views import image_summary, names_by_id, timestamp
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
 from agent.events import Event
 
@@ -64,20 +64,26 @@ class ImageRoutes:
         wanted = filters.parse(request.text("filters"), _LIST_FILTERS)
         dangling = filters.truthy(wanted.get("dangling"))
         found = []
-        for image in sorted(self.images.list(), key=lambda i: i.created, reverse=True):
-            if dangling is not None and dangling == image.tagged:
+        images = sorted(self.images.list(), key=lambda i: i.created, reverse=True)
+        names = names_by_id(images)
+        seen: set[str] = set()
+        for image in images:
+            if image.id in seen:
                 continue
-            if "reference" in wanted and not any(filters.any_match([ref], image.reference)
-                                                 or filters.any_match([ref], image.name) for ref in wanted["reference"]):
+            seen.add(image.id)
+            if dangling is not None and dangling == bool(names[image.id]):
+                continue
+            if "reference" in wanted and not any(filters.any_match([ref], name) or filters.any_match([ref], name.rsplit(":", 1)[0])
+                                                 for ref in wanted["reference"] for name in names[image.id]):
                 continue
             if wanted.get("label"):
                 continue                          # Corral's images carry no labels
-            found.append(image_summary(image))
+            found.append(image_summary(image, sorted(names[image.id])))
         return Reply.json(found)
 
     def inspect(self, request: Request) -> Reply:
         image = self._get(request.params["name"])
-        return Reply.json(image_inspect(image))
+        return Reply.json(image_inspect(image, sorted(names_by_id(self.images.list())[image.id])))
 
     def history(self, request: Request) -> Reply:
         image = self._get(request.params["name"])
@@ -206,10 +212,10 @@ class ImageRoutes:
         return Reply.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
-def image_inspect(image) -> dict:
+def image_inspect(image, tags: list[str]) -> dict:
     config = image.config
     return {
-        "Id": image.id, "RepoTags": [image.reference] if image.tagged else [],
+        "Id": image.id, "RepoTags": tags,
         "RepoDigests": list(image.repo_digests), "Parent": "", "Comment": "",
         "Created": timestamp(image.created), "DockerVersion": "", "Author": "",
         "Config": {"Env": list(config.env), "Cmd": list(config.cmd) or None,

@@ -12,7 +12,10 @@ from agent.runtime.model import CREATED, EXITED, PAUSED, REMOVING, RUNNING, Cont
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 DEFAULT_NETWORK_NAME = "bridge"       # what docker calls the default network (Corral's corral0)
-LOG_DRIVER = "local"                  # a file of framed records, read back through the API, like docker's local driver
+# What inspect and info name the log driver: Corral's log is a file of Docker's stream frames,
+# not JSON, but it is read back through the API as json-file's is, and clients decide by this
+# name whether logs can be read (docker-py's run and Compose read them only for json-file).
+LOG_DRIVER = "json-file"
 
 
 def timestamp(seconds: float | None) -> str:
@@ -117,8 +120,10 @@ def container_summary(container: Container, parts) -> dict:
     }
 
 
-def image_summary(image) -> dict:
-    tags = [image.reference] if image.tagged else []
+def image_summary(image, tags: list[str] | None = None) -> dict:
+    """One image id as docker lists it: Corral keeps a record per name, docker one per id with
+    every name in RepoTags (`tags`, from `names_by_id`)."""
+    tags = tags if tags is not None else ([image.reference] if image.tagged else [])
     digests = list(image.repo_digests)
     return {"Id": image.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
             "Created": int(image.created), "Size": image.size, "SharedSize": -1, "VirtualSize": image.size,
@@ -209,3 +214,12 @@ def _port_bindings(container: Container) -> dict[str, list[dict]]:
         bindings.setdefault(f"{port.container_port}/{port.protocol}", []).append(
             {"HostIp": host_ip, "HostPort": str(port.host_port)})
     return bindings
+
+
+def names_by_id(images) -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for image in images:
+        names.setdefault(image.id, [])
+        if image.tagged:
+            names[image.id].append(image.reference)
+    return names

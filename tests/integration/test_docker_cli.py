@@ -91,7 +91,7 @@ def test_detached_container_is_a_corral_container(daemon, docker):
     assert docker.out("ps", "--format", "{{.Status}}").startswith("Up ")
     fields = docker.out("inspect", "-f", "{{.State.Running}} {{.Name}} {{.HostConfig.Memory}} "
                                          "{{.HostConfig.LogConfig.Type}} {{.Config.Labels.team}}", "web")
-    assert fields == "true /web 67108864 local a"
+    assert fields == "true /web 67108864 json-file a"
     networks = json.loads(docker.out("inspect", "-f", "{{json .NetworkSettings.Networks}}", "web"))
     assert networks["bridge"]["IPAddress"].startswith("10.")
     assert len(networks["bridge"]["NetworkID"]) == 64
@@ -171,3 +171,37 @@ def test_volume_and_system_views_answer(docker):
     assert docker.out("volume", "ls", "-q") == ""
     assert "Images" in docker.out("system", "df")
     assert docker.run("volume", "inspect", "nothing", check=False).returncode == 1
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    from tests.integration.registry_support import Layout, Registry
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    layout = Layout(tmp_path_factory.mktemp("layout") / "app")
+    busybox = open("/bin/busybox", "rb").read()
+    layout.add_image([{"bin/busybox": busybox, "bin/sh": busybox, "hello.txt": b"from the registry\n"}],
+                     cmd=["/bin/sh", "-c", "cat /hello.txt"])
+    layout.write_single("v1")
+    server.push_layout(layout.path, "v1", "test/app")
+    yield server
+    server.stop()
+
+
+def test_pull_run_tag_push_and_remove_images(docker, registry):
+    name = f"{registry.host}/test/app"
+    pulled = docker.run("pull", f"{name}:v1", timeout=120)
+    assert f"Status: Downloaded newer image for {name}:v1" in pulled.stdout.decode()
+    assert docker.out("run", "--rm", f"{name}:v1") == "from the registry"
+    docker.run("tag", f"{name}:v1", f"{name}:copy")
+    listed = docker.out("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert f"{name}:v1" in listed and f"{name}:copy" in listed
+    pushed = docker.run("push", f"{name}:copy", timeout=120)
+    assert "digest: sha256:" in pushed.stdout.decode()
+    assert docker.out("image", "inspect", "-f", "{{index .RepoTags 0}}", f"{name}:copy").startswith(name)
+    docker.run("rmi", f"{name}:copy", f"{name}:v1")
+    assert name not in docker.out("images", "--format", "{{.Repository}}")
+    again = docker.run("pull", f"{name}:copy", timeout=120)       # what push sent is there
+    assert again.returncode == 0
+    docker.run("rmi", f"{name}:copy")
+    missing = docker.run("pull", f"{registry.host}/test/none:v1", check=False, timeout=120)
+    assert missing.returncode != 0 and missing.stderr

@@ -1,0 +1,107 @@
+"""docker-py 7 (the `docker` package from PyPI) against Corral's Docker Engine API."""
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.corral_daemon import running_daemon
+
+pytestmark = pytest.mark.privileged
+docker = pytest.importorskip("docker")
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    with running_daemon() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def client(daemon):
+    client = docker.DockerClient(base_url=f"unix://{daemon.docker_socket}", version="auto", timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean(daemon):
+    yield
+    daemon.remove_all()
+
+
+def test_ping_and_version(client):
+    assert client.ping() is True
+    assert client.version()["ApiVersion"] >= "1.44"
+    assert client.api.api_version == client.version()["ApiVersion"]
+
+
+def test_run_returns_output_and_raises_on_failure(client):
+    assert client.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
+    with pytest.raises(docker.errors.ContainerError) as caught:
+        client.containers.run("busybox", ["sh", "-c", "echo bad >&2; exit 2"], remove=True)
+    assert caught.value.exit_status == 2 and b"bad" in caught.value.stderr
+
+
+def test_detached_container_exec_demux_logs_and_lifecycle(daemon, client):
+    container = client.containers.run("busybox", ["sh", "-c", "echo started; sleep 300"], detach=True,
+                                      name="pyweb", labels={"app": "py"}, mem_limit="64m")
+    container.reload()
+    assert container.status == "running" and container.name == "pyweb" and container.labels == {"app": "py"}
+    assert container.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert container.id.startswith(daemon.out("ps", "-q"))
+    result = container.exec_run(["sh", "-c", "echo out; echo err >&2; exit 5"], demux=True)
+    assert result.exit_code == 5 and result.output == (b"out\n", b"err\n")
+    assert client.containers.list(filters={"label": "app=py"})[0].id == container.id
+    assert client.containers.list(filters={"label": "app=other"}) == []
+    for _ in range(50):
+        if container.logs() == b"started\n":
+            break
+        import time
+        time.sleep(0.1)
+    assert container.logs() == b"started\n"
+    assert container.top()["Processes"]
+    stats = container.stats(stream=False)
+    assert stats["memory_stats"]["limit"] == 64 * 1024 * 1024 and stats["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+    container.stop(timeout=1)
+    container.reload()
+    assert container.status == "exited"
+    assert container.wait()["StatusCode"] in (137, 143)
+    container.remove()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("pyweb")
+
+
+def test_errors_carry_dockers_classes(client):
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get("nothing-here:1")
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("nothing-here")
+    client.containers.create("busybox", ["true"], name="taken")
+    with pytest.raises(docker.errors.APIError) as caught:
+        client.containers.create("busybox", ["true"], name="taken")
+    assert caught.value.status_code == 409
+    with pytest.raises(docker.errors.APIError) as refused:
+        client.containers.create("busybox", ["true"], oom_score_adj=100)
+    assert refused.value.status_code == 400 and "HostConfig.OomScoreAdj" in str(refused.value)
+
+
+def test_images_networks_and_volumes(client):
+    busybox = client.images.get("busybox")
+    assert "busybox:latest" in busybox.tags
+    assert busybox.tag("pytest/renamed", "v1")
+    assert "pytest/renamed:v1" in client.images.get("pytest/renamed:v1").tags
+    assert any("pytest/renamed:v1" in image.tags for image in client.images.list())
+    assert busybox.history()
+    client.images.remove("pytest/renamed:v1")
+    network = client.networks.create("pynet", labels={"owner": "pytest"})
+    try:
+        assert client.networks.get(network.id).attrs["Labels"] == {"owner": "pytest"}
+        assert [n.name for n in client.networks.list(names=["pynet"])] == ["pynet"]
+        container = client.containers.run("busybox", ["sleep", "300"], detach=True, network="pynet", name="onnet")
+        container.reload()
+        assert container.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"]
+        container.remove(force=True)
+    finally:
+        network.remove()
+    assert client.volumes.list() == []
+    with pytest.raises(docker.errors.NotFound):
+        client.volumes.get("nothing")
