@@ -65,6 +65,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="a duration back from now (10m, 1h), a UNIX timestamp or ISO date (default 1h)")
     replay.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     replay.set_defaults(func=replay_policy)
+    from agent.cli.policy_test import register as register_test
+    register_test(sub)
 
     unfreeze = verbs.add_parser("unfreeze", help="thaw a container a policy froze",
                                 description="Thaw a container frozen by a policy's freeze action; the "
