@@ -42,7 +42,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         help="label of each replica (corral.service and corral.service.slot are added)")
     create.add_argument("--network", "--net", dest="network", default="bridge", metavar="NET",
                         help="bridge (default) or a network's name")
-    create.add_argument("--health-cmd", metavar="CMD", help="command run in a replica (sh -c) to check it")
+    create.add_argument("--health-cmd", metavar="CMD", help="health check run in a replica (sh -c): a replica "
+                                                            "takes traffic once healthy, is replaced when unhealthy")
+    create.add_argument("--health-interval", metavar="DURATION", help="time between health checks (default 30s)")
+    create.add_argument("--health-retries", metavar="N", type=int,
+                        help="failed checks in a row that make a replica unhealthy (default 3)")
     create.add_argument("--restart-condition", choices=("any", "on-failure", "none"), default="any",
                         help="when an exited replica is replaced (default any)")
     create.add_argument("--stop-grace-period", metavar="DURATION", default="10s",
@@ -154,7 +158,11 @@ def spec_of(args: argparse.Namespace) -> dict:
     if args.cpus:
         spec["cpus"] = parse_cpus(args.cpus, field="--cpus")
     if args.health_cmd:
-        spec["health_cmd"] = ["sh", "-c", args.health_cmd]
+        spec["health_cmd"] = args.health_cmd
+    if args.health_interval:
+        spec["health_interval"] = parse_duration(args.health_interval, field="--health-interval")
+    if args.health_retries is not None:
+        spec["health_retries"] = args.health_retries
     config = update_config(args)
     if config:
         spec["update"] = config
@@ -241,7 +249,7 @@ def update_service(args: argparse.Namespace, client: ApiClient) -> int:
     if args.env_rm:
         change["env_rm"] = list(args.env_rm)
     if args.health_cmd:
-        change["health_cmd"] = ["sh", "-c", args.health_cmd]
+        change["health_cmd"] = args.health_cmd
     if args.args is not None:
         import shlex
         try:

@@ -61,12 +61,17 @@ class ServiceManager:
             worker.stop()
 
     def on_container(self, event: BusEvent) -> None:
-        """Bus subscriber: a replica stopped or went: its service's worker looks at once."""
-        if isinstance(event, (ContainerStopped, ContainerRemoved)):
-            name = event.entry.labels.get(SERVICE_LABEL)
-            worker = self._workers.get(name) if name else None
-            if worker is not None:
-                worker.wake()
+        """Bus subscriber: a replica stopped or went, or its health check changed its verdict
+        (the health event, agent/health/, has a `status`): its service's worker looks at once."""
+        name = event.entry.labels.get(SERVICE_LABEL)
+        worker = self._workers.get(name) if name else None
+        if worker is None:
+            return
+        status = getattr(event, "status", None)
+        if isinstance(status, str):
+            worker.note_health(event.entry.id, status)
+        elif isinstance(event, (ContainerStopped, ContainerRemoved)):
+            worker.wake()
 
     # ---- verbs ----------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ Replicas = Annotated[int, msgspec.Meta(ge=0, le=MAX_REPLICAS, description=f"0 to
 Parallelism = Annotated[int, msgspec.Meta(ge=1, le=MAX_REPLICAS)]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=3600, description="seconds")]
 Grace = Annotated[float, msgspec.Meta(ge=0, le=300, description="seconds")]
+HealthCommand = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=r"^[^\x00]+$",
+                                            description="a shell command, run with sh -c in the replica")]
+Interval = Annotated[float, msgspec.Meta(ge=0.01, le=86400, description="seconds")]
+Retries = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 UpdateOrder = Literal["stop-first", "start-first"]
 FailureAction = Literal["pause", "rollback"]
 RestartCondition = Literal["any", "on-failure", "none"]
@@ -59,7 +63,11 @@ class ServiceSpec(schema.Object, frozen=True):
     labels: Labels = {}                      # on every replica, with corral.service and its slot
     network: NetworkMode = "bridge"
     port: PortMapping | None = None          # the one published port, balanced over the replicas
-    health_cmd: Arguments | None = None      # run in a replica; unhealthy replicas are replaced
+    # The replicas' health check (docker's --health-cmd, run with sh -c): a replica takes traffic
+    # once healthy and is replaced when unhealthy (docs/services.md says what this needs).
+    health_cmd: HealthCommand | None = None
+    health_interval: Interval | None = None  # seconds between checks (the runtime's default: 30)
+    health_retries: Retries | None = None    # failures in a row that make a replica unhealthy (3)
     restart_condition: RestartCondition = "any"
     stop_grace_period: Grace = 10.0          # SIGTERM, then SIGKILL after this (after the drain)
     update: UpdateConfig = UpdateConfig()
@@ -89,7 +97,7 @@ class ServiceChange(schema.Object, frozen=True):
     replicas: Replicas | None = None
     env_add: Environment = []
     env_rm: Annotated[list[Name], msgspec.Meta(max_length=4096)] = []
-    health_cmd: Arguments | None = None
+    health_cmd: HealthCommand | None = None
     update: UpdateConfig | None = None
 
     def apply(self, spec: ServiceSpec) -> ServiceSpec:

@@ -75,7 +75,8 @@ class ServiceWorker:
         self._next: float | None = None
         self.converged = threading.Condition()
         self.passes = 0
-        self.exits = 0                   # replicas that exited, for /metrics
+        self.exits = 0                   # replicas that exited or were found unhealthy, for /metrics
+        self.health: dict[str, str] = {}  # container id -> starting | healthy | unhealthy (health events)
 
     # ---- the thread -----------------------------------------------------------------
 
@@ -112,6 +113,11 @@ class ServiceWorker:
             self._wake.wait(timeout)
             self._wake.clear()
 
+    def note_health(self, container_id: str, status: str) -> None:
+        """A replica's health check changed its verdict: balance or replace it at once."""
+        self.health[container_id] = status
+        self.wake()
+
     def later(self, seconds: float) -> None:
         """Run the next pass after `seconds` at the latest."""
         when = self.context.clock() + seconds
@@ -137,7 +143,11 @@ class ServiceWorker:
         for replica in self.replicas():
             if not replica.running:
                 continue
-            if replica.slot < 1 or replica.slot > desired:
+            if self.health.get(replica.id) == "unhealthy":
+                self.exits += 1
+                self._back_off(self.slots.setdefault(replica.slot, SlotState()))
+                self.retire(replica, "unhealthy")
+            elif replica.slot < 1 or replica.slot > desired:
                 self.retire(replica, "removed")
             elif replica.slot in kept:
                 # Two in one slot (a restart in the middle of an update): keep the current version.
@@ -236,6 +246,7 @@ class ServiceWorker:
             self.context.runtime.remove(replica.id, force=True)
         except NotFound:
             pass
+        self.health.pop(replica.id, None)
 
         def note(service: Service) -> Service:
             same_slot = [p for p in service.history if p.slot == replica.slot][-(HISTORY - 1):]
@@ -249,6 +260,8 @@ class ServiceWorker:
     def ready(self, replica: Replica, service: Service) -> bool:
         if not replica.running or replica.id in self.draining or not replica.address:
             return False
+        if self.health.get(replica.id) in ("starting", "unhealthy"):
+            return False                 # with a health check, traffic waits for `healthy`
         port = service.spec.port
         if port is None or port.protocol != "tcp" or not replica.container.pid:
             return True

@@ -17,6 +17,10 @@ from pathlib import Path
 from agent.runtime.model import RUNNING, Container, ContainerSpec
 from agent.services.model import SERVICE_LABEL, SLOT_LABEL, VERSION_LABEL, Service, ServiceSpec
 
+# Whether the runtime runs health checks (ContainerSpec.healthcheck, agent/health/); without
+# them a service's --health-cmd is kept and replicas are judged by their port alone.
+HEALTH_CHECKS = "healthcheck" in ContainerSpec.__struct_fields__
+
 # /proc/net/tcp states (include/net/tcp_states.h)
 _LISTEN = "0A"
 _DONE = ("06", "07", "0A")        # TIME_WAIT, CLOSE, LISTEN: no connection left to serve
@@ -58,6 +62,13 @@ def replica_spec(service: Service, slot: int, spec: ServiceSpec | None = None) -
         fields["memory"] = spec.memory
     if spec.cpus is not None:
         fields["cpus"] = spec.cpus
+    if spec.health_cmd is not None and HEALTH_CHECKS:
+        check: dict[str, object] = {"test": ["CMD-SHELL", spec.health_cmd]}
+        if spec.health_interval is not None:
+            check["interval"] = spec.health_interval
+        if spec.health_retries is not None:
+            check["retries"] = spec.health_retries
+        fields["healthcheck"] = check
     return ContainerSpec.checked(**fields)
 
 

@@ -344,3 +344,44 @@ def test_a_replica_spec_carries_the_service_labels():
     assert made.labels == {"team": "a", "corral.service": "web", "corral.service.slot": "2",
                            "corral.service.version": "1"}
     assert made.name.startswith("web.2.") and made.memory == 64 << 20 and made.cpus == 0.5 and made.ports == []
+
+
+class HealthEvent:
+    """The shape of the runtime's health event (agent/health/): the entry and its new status."""
+
+    def __init__(self, container, status: str) -> None:
+        self.entry = _entry(container)
+        self.status = status
+
+
+def test_health_verdicts_gate_traffic_and_replace_unhealthy_replicas(tmp_path):
+    host = Host(tmp_path)
+    manager = ServiceManager(tmp_path, host.runtime, Images(), host.runtime.events, None,
+                             balancer=host.context.balancer)
+    manager.context.proc = host.proc
+    worker = ServiceWorker("web", manager.context)
+    host.store.save(Service(spec=fast(replicas=2, health_cmd="wget -q -O- localhost")))
+    manager._workers["web"] = worker            # driven pass by pass, no thread
+    worker.converge()
+    first, second = host.running()
+    manager.on_container(HealthEvent(first.container, "starting"))
+    manager.on_container(HealthEvent(second.container, "healthy"))
+    worker.converge()
+    assert host.balanced() == [second.address]        # a starting replica takes no traffic yet
+    manager.on_container(HealthEvent(first.container, "unhealthy"))
+    worker.converge()
+    assert [r.slot for r in host.running()] == [2]     # replaced after the slot's back-off
+    worker.slots[1].not_before = 0
+    worker.converge()
+    running = host.running()
+    assert first.id not in {r.id for r in running} and [r.slot for r in running] == [1, 2]
+    assert worker.exits == 1 and host.store.get("web").history[-1].state == "unhealthy"
+    assert sorted(host.balanced()) == sorted(r.address for r in running)   # the new one: no verdict yet
+
+
+def test_a_health_command_is_kept_and_reaches_the_replicas_when_the_runtime_checks_health():
+    from agent.services import replicas
+    service = Service(spec=spec(health_cmd="true", health_interval=2.0, health_retries=2))
+    assert service.spec.health_cmd == "true"
+    made = replica_spec(service, 1)
+    assert ("healthcheck" in made.to_dict()) == replicas.HEALTH_CHECKS
