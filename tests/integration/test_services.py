@@ -18,7 +18,7 @@ from tests.integration.corral_daemon import free_port, running_daemon
 pytestmark = pytest.mark.privileged
 
 # Each replica serves its own hostname (its short container id) on port 80.
-SERVE = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+SERVE = ["sh", "-c", "hostname; mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
 FAST = ["--stop-grace-period", "1s", "--update-monitor", "1s"]
 
 
@@ -73,6 +73,8 @@ def test_three_replicas_serve_through_one_port(daemon, service):
     labels = container["Config"]["Labels"]
     assert labels["corral.service"] == "web" and labels["corral.service.slot"] == str(tasks[0]["slot"])
     assert set(answers) <= {t["id"][:12] for t in tasks}
+    logs = daemon.out("service", "logs", "web").splitlines()
+    assert sorted(logs) == sorted(f"{t['name']} | {t['id'][:12]}" for t in tasks)
 
 
 def test_metrics_carry_the_service(daemon, service):
