@@ -102,6 +102,11 @@ class Daemon:
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
                                bus=self.bus, networks=self.networks, decider=decider,
                                userns_default=config.userns, userns=userns)
+        from agent.health.monitor import HealthMonitor
+        # Subscribed before reconcile, so the containers it adopts are checked again.
+        self.health = HealthMonitor(self.runtime, self.events, self.bus)
+        self._stack.append(("health checks", self.health.close))
+        self._stack.append(("health following", self.bus.subscribe("health", self.health.on_container)))
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
         self._start_observer()
@@ -136,7 +141,8 @@ class Daemon:
                                            registry.register,
                                            ImageEndpoints(self.images, self.runtime, self.cgroups).register,
                                            BuildEndpoints(self.images, self.runtime, registry.pull_image, config.root,
-                                                          "bridge" if self.networks else "none").register])
+                                                          "bridge" if self.networks else "none").register],
+                             health=self.health)
         self.api.start()
         self._stack.append(("api", self.api.stop))
         if config.docker_socket is not None:
@@ -241,6 +247,8 @@ class Daemon:
         self.registry, self.policy_metrics = metrics_registry(build_registry(collector),
                                                               sink.stats if sink is not None else list,
                                                               self.service_figures)
+        from agent.health.metrics import HealthCollector
+        self.registry.register(HealthCollector(self.catalog.list))
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)

@@ -12,7 +12,7 @@ import os
 import platform
 import selectors
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from agent import __version__
 from agent.api import frames
@@ -37,6 +37,14 @@ from agent.runtime.service import ExecProcess, RuntimeService
 from agent.units import parse_signal
 
 API_VERSION = "v1"
+
+
+class HealthReader(Protocol):
+    """What the endpoints read of the health checks (agent.health.monitor.HealthMonitor)."""
+
+    def status(self, container_id: str) -> str | None: ...
+
+    def describe(self, container_id: str) -> dict | None: ...
 _READ_SIZE = 65536
 
 
@@ -44,8 +52,9 @@ class CoreEndpoints:
     """Handlers of the routes every daemon serves; `register` puts them on a Router."""
 
     def __init__(self, runtime: RuntimeService, events: EventLog, info: Callable[[], dict],
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, health: HealthReader | None = None) -> None:
         self._runtime = runtime
+        self._health = health       # agent.health.monitor.HealthMonitor: ps's status, inspect's State.Health
         self._events = events
         self._info = info
         self._stopping = stopping   # set when the server stops, so followers end
@@ -85,7 +94,11 @@ class CoreEndpoints:
         wanted = filters.parse(request.args.filters, filters.CONTAINER_KEYS, "containers")
         # As in docker, a status filter looks at every container, not only the running ones.
         containers = self._runtime.list(all=request.args.all or "status" in wanted)
-        return Response.json([container.to_dict() for container in filters.containers(containers, wanted)])
+        listed = [container.to_dict() for container in filters.containers(containers, wanted)]
+        if self._health is not None:
+            for item in listed:
+                item["health"] = self._health.status(item["id"])
+        return Response.json(listed)
 
     def create_container(self, request: Request) -> Response:
         spec = request.decode(ContainerSpec)
@@ -93,7 +106,12 @@ class CoreEndpoints:
         return Response.json(container.to_dict(), status=201)
 
     def inspect_container(self, request: Request) -> Response:
-        return Response.json(self._runtime.inspect(request.params["ref"]))
+        described = self._runtime.inspect(request.params["ref"])
+        if self._health is not None:
+            health = self._health.describe(described["Id"])
+            if health is not None:
+                described["State"]["Health"] = health
+        return Response.json(described)
 
     def remove_container(self, request: Request) -> Response:
         self._runtime.remove(request.params["ref"], force=request.flag("force"))

@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from agent import __version__
 from agent.api import http_limits
-from agent.api.endpoints import CoreEndpoints
+from agent.api.endpoints import CoreEndpoints, HealthReader
 from agent.api.http_limits import LimitedHandler
 from agent.api.routes import MAX_BODY, Response, Router
 from agent.errors import Conflict, CorralError, InvalidArgument, MethodNotAllowed, NotFound, RequestTimeout, TooLarge
@@ -73,13 +73,13 @@ class ApiServer:
     def __init__(self, socket_path: Path, runtime: RuntimeService, events: EventLog,
                  info: Callable[[], dict], *,
                  extra_routes: Iterable[Callable[[Router], None]] = (),
-                 request_timeout: float = http_limits.REQUEST_TIMEOUT) -> None:
+                 request_timeout: float = http_limits.REQUEST_TIMEOUT, health: HealthReader | None = None) -> None:
         self._socket_path = Path(socket_path)
         self._request_timeout = request_timeout
         self._stopping = threading.Event()
         self._log = logging.getLogger(__name__)
         self.router = Router()
-        CoreEndpoints(runtime, events, info, self._stopping).register(self.router)
+        CoreEndpoints(runtime, events, info, self._stopping, health).register(self.router)
         for register in extra_routes:
             register(self.router)
         self._server: _UnixHTTPServer | None = None

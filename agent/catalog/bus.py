@@ -15,6 +15,8 @@ The life of a container on the bus:
     stopped  it exited, or its start was aborted (`aborted`): the probes forget it then
     removed  its cgroup is gone (own: `rm`; observed: vanished); `moved` when the same
              container is about to be placed again with new cgroup directories
+    health   its health check's status changed (agent/health/monitor.py): starting, healthy,
+             unhealthy; for whoever acts on it (a restart manager, a services reconciler)
 """
 from __future__ import annotations
 
@@ -52,7 +54,17 @@ class ContainerRemoved:
     moved: bool = False
 
 
-BusEvent = ContainerPlaced | ContainerStarted | ContainerStopped | ContainerRemoved
+@dataclass(frozen=True)
+class ContainerHealth:
+    """The container's health status changed; `entry` carries the new one in `health`."""
+
+    entry: CatalogEntry
+    status: str                  # starting | healthy | unhealthy
+    previous: str                # "" for the first status of a start
+    failing_streak: int = 0
+
+
+BusEvent = ContainerPlaced | ContainerStarted | ContainerStopped | ContainerRemoved | ContainerHealth
 Subscriber = Callable[[BusEvent], None]
 
 

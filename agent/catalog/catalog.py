@@ -7,9 +7,10 @@ lookup is one dict access (atomic in CPython) and returns a whole entry, old or 
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from agent.catalog.bus import BusEvent, ContainerRemoved
+from agent.catalog.bus import BusEvent, ContainerHealth, ContainerRemoved
 from agent.catalog.entry import CatalogEntry, Origin
 from agent.errors import InvalidArgument, NotFound
 
@@ -26,9 +27,13 @@ class ContainerCatalog:
     # --- fed by the bus -----------------------------------------------------------------------
 
     def apply(self, event: BusEvent) -> None:
-        """Every event carries the whole entry: placed/started/stopped put it, removed drops it."""
+        """Every event carries the whole entry: placed/started/stopped put it, removed drops it;
+        a health change updates only the health of the entry there is (it may have stopped
+        since the check began)."""
         if isinstance(event, ContainerRemoved):
             self.remove(event.entry.id)
+        elif isinstance(event, ContainerHealth):
+            self.set_health(event.entry.id, event.status)
         else:
             self.put(event.entry)
 
@@ -41,6 +46,18 @@ class ContainerCatalog:
             self._by_name[entry.name] = entry
             if entry.cgroup_id:
                 self._by_cgroup[entry.cgroup_id] = entry
+
+    def set_health(self, container_id: str, status: str) -> None:
+        with self._lock:
+            old = self._by_id.get(container_id)
+            if old is None or not old.running or old.health == status:
+                return
+            new = dataclasses.replace(old, health=status)
+            self._by_id[container_id] = new
+            if self._by_name.get(new.name) is old:
+                self._by_name[new.name] = new
+            if new.cgroup_id and self._by_cgroup.get(new.cgroup_id) is old:
+                self._by_cgroup[new.cgroup_id] = new
 
     def remove(self, container_id: str) -> CatalogEntry | None:
         with self._lock:

@@ -44,6 +44,7 @@ class CatalogEntry:
     cgroup_path: str = ""                # cAdvisor's `id` label; derived from cgroup.unified when empty
     probes: bool = True                  # the probes count this container (an observed one may lack a v2 directory)
     note: str = ""                       # why something does not apply
+    health: str = ""                     # starting | healthy | unhealthy; "" without a health check
 
     @property
     def id_label(self) -> str:

@@ -93,7 +93,9 @@ def container_status(container: dict, now: float) -> str:
 def _status(container: dict, now: float) -> str:
     state = container.get("state", "")
     if state == "running":
-        return f"Up {human_duration(max(0.0, now - (container.get('started_at') or now)))}"
+        health = container.get("health")       # docker's "(healthy)", "(health: starting)"
+        suffix = "" if not health else " (health: starting)" if health == "starting" else f" ({health})"
+        return f"Up {human_duration(max(0.0, now - (container.get('started_at') or now)))}{suffix}"
     if state == "paused":
         return f"Up {human_duration(max(0.0, now - (container.get('started_at') or now)))} (Paused)"
     if state == "exited":

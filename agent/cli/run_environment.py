@@ -1,12 +1,15 @@
-"""`corral run`/`create` flags for users and environment: their arguments, and the
-ContainerSpec fields they make (bad values name the flag)."""
+"""`corral run`/`create` flags for users and environment and for health checks: their
+arguments, and the ContainerSpec fields they make (bad values name the flag)."""
 from __future__ import annotations
 
 import argparse
 import os
 from typing import Any
 
-from agent.units import parse_size
+from agent.errors import InvalidArgument
+from agent.units import parse_duration, parse_size
+
+_HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_start_period", "health_retries")
 
 
 def add_environment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +31,16 @@ def add_environment_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a resolver option, like ndots:2 (repeat for more)")
     users.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                        help="add a line to /etc/hosts; IP may be host-gateway (repeat for more)")
+    health = parser.add_argument_group("health check (docs/cli.md)")
+    health.add_argument("--health-cmd", metavar="CMD", help="command run by a shell in the container to check health")
+    health.add_argument("--health-interval", metavar="DURATION", help="time between checks, like 30s (default)")
+    health.add_argument("--health-timeout", metavar="DURATION",
+                        help="time a check may run before it counts as failed (default 30s)")
+    health.add_argument("--health-start-period", metavar="DURATION",
+                        help="failures in this time after the start do not count (default 0s)")
+    health.add_argument("--health-retries", type=int, metavar="N",
+                        help="failures in a row that make the container unhealthy (default 3)")
+    health.add_argument("--no-healthcheck", action="store_true", help="disable any health check, the image's too")
 
 
 def environment_fields(args: argparse.Namespace, env: list[str]) -> dict[str, Any]:
@@ -45,5 +58,29 @@ def environment_fields(args: argparse.Namespace, env: list[str]) -> dict[str, An
         "dns_search": list(args.dns_search),
         "dns_options": list(args.dns_option),
         "extra_hosts": list(args.add_host),
+        "healthcheck": healthcheck(args),
     }
 
+
+def healthcheck(args: argparse.Namespace) -> dict | None:
+    """The spec's healthcheck: None to keep the image's as it is, test ["NONE"] to turn it off."""
+    given = [name for name in _HEALTH_FLAGS if getattr(args, name) is not None]
+    if args.no_healthcheck:
+        if given:
+            raise InvalidArgument(f"--no-healthcheck conflicts with --{given[0].replace('_', '-')}",
+                                  field="--no-healthcheck")
+        return {"test": ["NONE"]}
+    if not given:
+        return None
+
+    def seconds(name: str) -> float | None:
+        value = getattr(args, name)
+        return None if value is None else parse_duration(value, field=f"--{name.replace('_', '-')}")
+    config: dict[str, Any] = {"test": ["CMD-SHELL", args.health_cmd] if args.health_cmd is not None else []}
+    for name in ("interval", "timeout", "start_period"):
+        value = seconds(f"health_{name}")
+        if value is not None:
+            config[name] = value
+    if args.health_retries is not None:
+        config["retries"] = args.health_retries
+    return config

@@ -140,4 +140,5 @@ class Sampler:
             frozen=stats.frozen if stats else None,
             by_syscall={self._syscall_name(nr) or str(nr): value for nr, value in per_syscall.items()}
             if with_syscalls else {},
-            observed=entry.observed, errors=tuple(errors))
+            observed=entry.observed, errors=tuple(errors),
+            unhealthy=None if not entry.health else int(entry.health == "unhealthy"))

@@ -31,7 +31,8 @@ class ContainerSnapshot:
     frozen: bool | None = None
     by_syscall: dict[str, tuple[int, int]] = field(default_factory=dict)   # name -> (calls, errors)
     observed: bool = False
-    errors: tuple[str, ...] = ()                # sources whose read failed: cgroup, probes:<map>
+    errors: tuple[str, ...] = ()
+    unhealthy: int | None = None                # 1 unhealthy, 0 starting or healthy; None: no health check                # sources whose read failed: cgroup, probes:<map>
 
     def to_dict(self) -> dict:
         data = asdict(self)

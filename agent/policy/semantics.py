@@ -194,5 +194,7 @@ def _above(value: Any, signal: str, path: Path, errors: Errors) -> None:
         return
     if not math.isfinite(number):
         errors.add(path, f"expected a finite number, got {describe(value)}")
+    elif kind == "flag" and not 0 <= number < 1:
+        errors.add(path, f"{signal} is 1 while it holds and 0 otherwise: use above: 0, got {value!r}")
     elif kind == "percent" and number > 100:
         errors.add(path, f"a percentage of the limit is at most 100, got {value!r}")

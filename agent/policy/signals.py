@@ -14,7 +14,7 @@ from agent.metrics.snapshot import ContainerSnapshot
 SIGNAL_NAMES = (
     "memory_bytes", "memory_percent_of_limit", "cpu_percent", "syscalls_per_second",
     "syscall_errors_per_second", "tcp_connects_per_second", "network_tx_bytes_per_second",
-    "network_rx_bytes_per_second", "pids", "oom_kills",
+    "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy",
 )
 
 
@@ -56,6 +56,7 @@ def compute_signals(previous: ContainerSnapshot | None, current: ContainerSnapsh
                                     else None),
         "pids": None if current.pids is None else float(current.pids),
         "oom_kills": None if current.oom_kills is None else float(current.oom_kills),
+        "unhealthy": None if current.unhealthy is None else float(current.unhealthy),
     }
     rates = ("cpu_percent", "syscalls_per_second", "syscall_errors_per_second", "tcp_connects_per_second",
              "network_tx_bytes_per_second", "network_rx_bytes_per_second")

@@ -266,7 +266,8 @@ class Runtime:
         return follow_log(path, follow=follow, running=running, wait=wait_change)
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
-             workdir: str | None = None) -> ExecProcess:
+             workdir: str | None = None, *, announce: bool = True) -> ExecProcess:
+        """`announce=False`: no exec_start event (health checks, which would flood the log)."""
         container = self.store.get(ref)
         if container.state != RUNNING or not container.pid:
             raise Conflict(f"container {container.name} is not running",
@@ -283,8 +284,9 @@ class Runtime:
                              caps=capabilities.mask(security.caps), user=security.user,
                              group_add=list(container.spec.group_add),
                              ulimits=[limit.launcher_arg() for limit in container.spec.ulimits])
-        self.events.emit(Event("container", "exec_start", container.id, container.name,
-                               attributes={"command": command}))
+        if announce:
+            self.events.emit(Event("container", "exec_start", container.id, container.name,
+                                   attributes={"command": command}))
         return process
 
     # ---- images, through the runtime because it knows which containers use them ---------

@@ -47,6 +47,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "WorkingDir": container.workdir,
             "Labels": dict(spec.labels),
             "User": spec.user or "",
+            "Healthcheck": spec.healthcheck.to_dict() if spec.healthcheck else None,
         },
         "HostConfig": {
             "Memory": spec.memory or 0,

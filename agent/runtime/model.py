@@ -20,6 +20,7 @@ import msgspec
 from agent import schema
 from agent.errors import InvalidArgument
 from agent.fields import check_keys
+from agent.health.model import HealthConfig
 from agent.network.model import PortMapping
 from agent.schema import AbsolutePath, Arguments, Environment, Labels, Name
 
@@ -229,6 +230,8 @@ class ContainerSpec(schema.Object, frozen=True):
     # User namespace (agent/userns, docs/security.md): auto maps root to a range of its own,
     # host shares the host's ids; None: the daemon's default (--userns).
     userns: Literal["auto", "host"] | None = None
+    # Health check (agent/health/): over the image's HEALTHCHECK; test ["NONE"] turns it off.
+    healthcheck: HealthConfig | None = None
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.

@@ -211,7 +211,7 @@ def test_signals_from_two_snapshots():
         "memory_bytes": 150.0, "memory_percent_of_limit": 75.0, "pids": 4.0, "oom_kills": 1.0,
         "cpu_percent": 75.0, "syscalls_per_second": 100.0, "syscall_errors_per_second": 1.0,
         "tcp_connects_per_second": 2.0, "network_tx_bytes_per_second": 2048.0,
-        "network_rx_bytes_per_second": 1000.0}
+        "network_rx_bytes_per_second": 1000.0, "unhealthy": None}    # no health check: unknown
     assert sample.syscalls == {"openat": (90.0, 1.0), "write": (10.0, 0.0)}   # read was idle
     assert sample.value("syscalls_per_second", "openat") == 90.0
     assert sample.value("syscall_errors_per_second", "openat") == 1.0
