@@ -269,3 +269,42 @@ def event_message(event: dict) -> dict:
             "Type": event.get("type", ""), "Action": event.get("action", ""),
             "Actor": {"ID": event.get("id", ""), "Attributes": attributes},
             "Scope": "local", "Time": int(when), "TimeNano": int(when * 1e9)}
+
+
+class VolumeFields(Fields):
+    """`corral volume ls --format`: docker's VolumeContext over a volume as the API lists it
+    (docker's shape: Name, Driver, Mountpoint, Labels, Scope, UsageData)."""
+
+    kind = "volume"
+    HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+               "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}
+
+    def __init__(self, volume: dict) -> None:
+        self._v = volume
+        self._usage = volume.get("UsageData") or {}
+
+    def Name(self) -> str:
+        return self._v.get("Name", "")
+
+    def Driver(self) -> str:
+        return self._v.get("Driver", "local")
+
+    def Scope(self) -> str:
+        return self._v.get("Scope", "local")
+
+    def Mountpoint(self) -> str:
+        return self._v.get("Mountpoint", "")
+
+    def Labels(self) -> str:
+        return _labels(self._v.get("Labels") or {})
+
+    def Label(self, name: str) -> str:
+        return (self._v.get("Labels") or {}).get(name, "")
+
+    def Links(self) -> str:
+        count = self._usage.get("RefCount")
+        return "N/A" if count is None or count < 0 else str(count)
+
+    def Size(self) -> str:
+        size = self._usage.get("Size")
+        return "N/A" if size is None or size < 0 else human_size(size)

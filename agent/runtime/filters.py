@@ -95,8 +95,10 @@ def labels_match(wanted: list[str], labels: dict) -> bool:
 
 # Containers (agent.runtime.model.Container)
 
-def containers(items: list[Any], filters: Filters) -> list[Any]:
-    """The containers `filters` keeps, in the order given."""
+def containers(items: list[Any], filters: Filters,
+               health_of: Callable[[str], str | None] | None = None) -> list[Any]:
+    """The containers `filters` keeps, in the order given. `health_of(id)` is a container's
+    health status (starting, healthy, unhealthy; None without a health check)."""
     if not filters:
         return list(items)
     created_before = _bound(items, filters.get("before"), "before")
@@ -106,6 +108,9 @@ def containers(items: list[Any], filters: Filters) -> list[Any]:
         if created_before is not None and container.created_at >= created_before:
             continue
         if created_since is not None and container.created_at <= created_since:
+            continue
+        if "health" in filters and ((health_of(container.id) if health_of else None) or "none") not in \
+                filters["health"]:
             continue
         if all(test(container, filters[key]) for key, test in _CONTAINER_TESTS.items() if key in filters):
             kept.append(container)
@@ -150,14 +155,6 @@ def _volumes(container: Any) -> set[str]:
     return names - {""}
 
 
-def health_status(container: Any) -> str:
-    """starting, healthy, unhealthy, or none for a container without a health check."""
-    health = getattr(container, "health", None)
-    if isinstance(health, dict):
-        health = health.get("status") or health.get("Status")
-    return health or "none"
-
-
 _CONTAINER_TESTS: dict[str, Callable[[Any, list[str]], bool]] = {
     "label": lambda c, wanted: labels_match(wanted, dict(c.spec.labels)),
     "name": lambda c, wanted: _search(wanted, c.name),
@@ -165,7 +162,6 @@ _CONTAINER_TESTS: dict[str, Callable[[Any, list[str]], bool]] = {
     "status": lambda c, wanted: c.state in wanted,
     "ancestor": _ancestor,
     "exited": lambda c, wanted: c.state == "exited" and str(c.exit_code) in wanted,
-    "health": lambda c, wanted: health_status(c) in wanted,
     "network": lambda c, wanted: bool(_networks(c) & set(wanted)),
     "volume": lambda c, wanted: bool(_volumes(c) & set(wanted)),
 }
@@ -212,6 +208,28 @@ def _image_bound(items: list[Any], refs: list[str] | None, key: str) -> float | 
         if ref in (image.name, f"{image.name}:{image.tag}") or image.id.split(":", 1)[-1].startswith(bare):
             return image.created
     raise NotFound(f"filters: {key}={ref}: no such image", field=f"filters.{key}")
+
+
+# Volumes, as the API lists them (docker's shape: Name, Driver, Labels, UsageData.RefCount)
+
+def volumes(items: list[dict], filters: Filters, users_of: Callable[[str], int] | None = None) -> list[dict]:
+    """`users_of(name)` counts the containers using a volume (for `dangling`); without it the
+    listing's UsageData.RefCount is read."""
+    kept = []
+    for volume in items:
+        name = volume.get("Name", "")
+        if "name" in filters and not _search(filters["name"], name):
+            continue
+        if "driver" in filters and volume.get("Driver", "local") not in filters["driver"]:
+            continue
+        if "label" in filters and not labels_match(filters["label"], dict(volume.get("Labels") or {})):
+            continue
+        if "dangling" in filters:
+            users = users_of(name) if users_of else (volume.get("UsageData") or {}).get("RefCount", 0)
+            if (users == 0) != (filters["dangling"][-1].lower() in ("true", "1")):
+                continue
+        kept.append(volume)
+    return kept
 
 
 # Events (agent.events.Event); `labels_of(id)` gives a container's labels, {} once it is gone.

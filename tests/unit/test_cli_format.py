@@ -7,7 +7,15 @@ import time
 
 import pytest
 
-from agent.cli.format_fields import ContainerFields, NetworkFields, StatsFields, binary_size, event_message, go_time
+from agent.cli.format_fields import (
+    ContainerFields,
+    NetworkFields,
+    StatsFields,
+    VolumeFields,
+    binary_size,
+    event_message,
+    go_time,
+)
 from agent.cli.main import main
 from agent.cli.stats_rows import StatsRow
 from agent.cli.template_output import HeaderFields, render_rows
@@ -196,3 +204,16 @@ def test_version_and_info_templates(daemon, capsys):
                  "{{.Client.Version}} {{.Server}}"]) == 125
     captured = capsys.readouterr()
     assert captured.out.endswith(" <no value>\n") and "cannot reach" in captured.err
+
+
+def test_volume_fields():
+    volumes = [VolumeFields({"Name": "data", "Driver": "local", "Mountpoint": "/var/lib/corral/volumes/data",
+                             "Labels": {"backup": "yes", "a.b.tier": "db"}, "Scope": "local",
+                             "UsageData": {"RefCount": 2, "Size": 4_261_000}}),
+               VolumeFields({"Name": "cache", "UsageData": {"RefCount": -1, "Size": -1}})]
+    assert render_rows('table {{.Name}}\\t{{.Driver}}\\t{{.Links}}\\t{{.Size}}\\t{{.Label "a.b.tier"}}', volumes,
+                       VolumeFields.HEADERS) == ("VOLUME NAME   DRIVER    LINKS     SIZE      TIER\n"
+                                                 "data          local     2         4.26MB    db\n"
+                                                 "cache         local     N/A       N/A       \n")
+    assert [volumes[0].Scope(), volumes[0].Mountpoint(), volumes[0].Labels()] == \
+        ["local", "/var/lib/corral/volumes/data", "a.b.tier=db,backup=yes"]

@@ -73,11 +73,10 @@ def test_containers(boxes):
         kept(before=["ghost"])
 
 
-def test_health_status_reads_what_the_container_has(boxes):
-    web = boxes[0]
-    web.health = {"Status": "unhealthy"}   # type: ignore[attr-defined]
-    assert filters.health_status(web) == "unhealthy"
-    assert names(filters.containers(boxes, {"health": ["unhealthy"]})) == ["web"]
+def test_health_comes_from_the_health_checks(boxes):
+    status = {boxes[0].id: "unhealthy", boxes[1].id: "starting"}
+    assert names(filters.containers(boxes, {"health": ["unhealthy"]}, status.get)) == ["web"]
+    assert names(filters.containers(boxes, {"health": ["none", "starting"]}, status.get)) == ["db", "old"]
 
 
 def test_images():
@@ -117,3 +116,19 @@ def test_events():
     assert matches(start, label=["tier=web"]) and not matches(start, label=["tier=db"])
     assert not matches(imported, label=["tier"])
     assert filters.event_matches(start, {"label": ["image=busybox"]})    # attributes are labels too
+
+
+def test_volumes():
+    items = [{"Name": "data", "Driver": "local", "Labels": {"backup": "yes"}, "UsageData": {"RefCount": 1}},
+             {"Name": "cache", "Driver": "local", "Labels": {}, "UsageData": {"RefCount": 0}},
+             {"Name": "scratch"}]
+
+    def kept(users_of=None, **wanted):
+        return [v["Name"] for v in filters.volumes(items, wanted, users_of)]
+    assert kept() == ["data", "cache", "scratch"]
+    assert kept(name=["c"]) == ["cache", "scratch"] and kept(name=["^data$"]) == ["data"]
+    assert kept(label=["backup=yes"]) == ["data"] and kept(driver=["nfs"]) == []
+    assert kept(dangling=["true"]) == ["cache", "scratch"] and kept(dangling=["0"]) == ["data"]
+    assert kept({"data": 0, "cache": 2, "scratch": 0}.get, dangling=["true"]) == ["data", "scratch"]
+    assert filters.parse('{"dangling":["true"],"name":["x"]}', filters.VOLUME_KEYS, "volumes") == \
+        {"dangling": ["true"], "name": ["x"]}
