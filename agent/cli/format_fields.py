@@ -308,3 +308,38 @@ class VolumeFields(Fields):
     def Size(self) -> str:
         size = self._usage.get("Size")
         return "N/A" if size is None or size < 0 else human_size(size)
+
+
+class HistoryFields(Fields):
+    """`corral history --format`: docker's historyContext over one row of the image's history."""
+
+    kind = "history"
+    HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+               "Size": "SIZE", "Comment": "COMMENT"}
+
+    def __init__(self, row: dict, now: float, human: bool = True, truncate: bool = True) -> None:
+        self._h = row
+        self._now = now
+        self._human = human
+        self._truncate = truncate
+
+    def ID(self) -> str:
+        identifier = self._h.get("Id", "")
+        return short_id(identifier) if self._truncate and identifier != "<missing>" else identifier
+
+    def CreatedAt(self) -> str:
+        created = self._h.get("Created")
+        return "" if created is None else datetime.fromtimestamp(int(created)).astimezone().isoformat()
+
+    def CreatedSince(self) -> str:
+        return ago(self._h.get("Created"), self._now) if self._human else self.CreatedAt()
+
+    def CreatedBy(self) -> str:
+        text = str(self._h.get("CreatedBy", "")).replace("\t", " ")
+        return ellipsis(text, 45) if self._truncate else text
+
+    def Size(self) -> str:
+        return human_size(self._h.get("Size")) if self._human else str(self._h.get("Size", 0))
+
+    def Comment(self) -> str:
+        return self._h.get("Comment", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ import time
 
 from agent.api.client import ApiClient
 from agent.cli.format import ago, human_size, short_id, table
-from agent.cli.formatting import INSPECT_FORMAT_HELP, prepared_format, print_documents
+from agent.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, prepared_format, print_documents, write_rows
 from agent.errors import InvalidArgument, NotFound
 
 
@@ -67,6 +68,7 @@ def _history(parser: argparse.ArgumentParser) -> None:
                         help="sizes and dates in human form (default true)")
     parser.add_argument("--no-trunc", action="store_true", help="do not shorten the output")
     parser.add_argument("-q", "--quiet", action="store_true", help="only the image ids")
+    parser.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
     parser.set_defaults(func=show_history)
 
 
@@ -117,10 +119,20 @@ def load_images(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def show_history(args: argparse.Namespace, client: ApiClient) -> int:
+    template = prepared_format(args.format)
     rows = client.image_history(args.image)
     if args.quiet:
         for row in rows:
             print(row["Id"] if args.no_trunc or row["Id"] == "<missing>" else short_id(row["Id"]))
+        return 0
+    if template:
+        from agent.cli.format_fields import HistoryFields
+        now = time.time()
+        write_rows(args.format, [HistoryFields(row, now, human=args.human == "true", truncate=not args.no_trunc)
+                                 for row in rows], HistoryFields.HEADERS)
+        return 0
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
         return 0
     human, now = args.human == "true", time.time()
     lines = []

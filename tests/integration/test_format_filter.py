@@ -75,6 +75,8 @@ def test_images_format_and_filter(clean):
     table = lines(clean, "images", "--filter", "reference=busybox", "--format", "table {{.Repository}}\\t{{.Tag}}")
     assert table == ["REPOSITORY   TAG", "busybox      latest"]
     assert lines(clean, "images", "-f", "reference=nothing*", "-q") == []
+    history = lines(clean, "history", "--format", "table {{.ID}}\\t{{.Size}}", "busybox")
+    assert history[0].split() == ["IMAGE", "SIZE"] and len(history) >= 2
 
 
 def test_events_filter_and_format(clean):

@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli.format_fields import (
     ContainerFields,
+    HistoryFields,
     NetworkFields,
     StatsFields,
     VolumeFields,
@@ -217,3 +218,16 @@ def test_volume_fields():
                                                  "cache         local     N/A       N/A       \n")
     assert [volumes[0].Scope(), volumes[0].Mountpoint(), volumes[0].Labels()] == \
         ["local", "/var/lib/corral/volumes/data", "a.b.tier=db,backup=yes"]
+
+
+def test_history_fields():
+    now = time.time()
+    rows = [HistoryFields({"Id": "sha256:" + "f" * 64, "Created": now - 120, "CreatedBy": "/bin/sh -c\t" + "x" * 60,
+                           "Size": 4_261_000, "Comment": "made"}, now),
+            HistoryFields({"Id": "<missing>", "Created": 0, "CreatedBy": "ADD rootfs", "Size": 12, "Comment": ""},
+                          now, human=False, truncate=False)]
+    assert render_rows("{{.ID}}|{{.CreatedSince}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}", rows, HistoryFields.HEADERS) \
+        .splitlines() == [f"{'f' * 12}|2 minutes ago|/bin/sh -c {'x' * 33}…|4.26MB|made",
+                          f"<missing>|{rows[1].CreatedAt()}|ADD rootfs|12|"]
+    assert rows[1].CreatedAt().startswith("1970-01-01T")
+    assert render_rows("table {{.ID}}\\t{{.CreatedAt}}", [], HistoryFields.HEADERS) == "IMAGE     CREATED AT\n"
