@@ -107,8 +107,16 @@ class Daemon:
         self.health = HealthMonitor(self.runtime, self.events, self.bus)
         self._stack.append(("health checks", self.health.close))
         self._stack.append(("health following", self.bus.subscribe("health", self.health.on_container)))
+        from agent.runtime.restarts import RestartPolicies
+        # Subscribed before reconcile: containers whose shim went while the daemon was down are
+        # held and weighed at start(), once every container is reconciled.
+        self.restarts = RestartPolicies(self.runtime, self.events)
+        self._stack.append(("restart policy following",
+                            self.bus.subscribe("restart policies", self.restarts.on_container)))
         self.runtime.reconcile()
         self._stack.append(("runtime", self.runtime.close))
+        self.restarts.start()
+        self._stack.append(("restart policies", self.restarts.close))
         self._start_observer()
         from agent.metrics.sampler import Sampler
         # The one reader of cgroup figures and BPF counters: metrics, `corral stats` and policies.
@@ -122,6 +130,7 @@ class Daemon:
         self._start_services()
         from agent.api.build_endpoints import BuildEndpoints
         from agent.api.image_endpoints import ImageEndpoints
+        from agent.api.lifecycle_endpoints import LifecycleEndpoints
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
         from agent.api.policy_endpoints import PolicyEndpoints
@@ -129,6 +138,8 @@ class Daemon:
         from agent.api.server import ApiServer
         from agent.api.service_endpoints import ServiceEndpoints
         from agent.api.stats_endpoints import StatsEndpoints
+        from agent.runtime.lifecycle import Lifecycle
+        from agent.runtime.prune import Pruning
         # Network routes are always served (None: they say networking is off), so the route
         # table and openapi.yaml agree whatever the daemon was started with.
         registry = RegistryEndpoints(self.images, self._registry_options())
@@ -141,7 +152,8 @@ class Daemon:
                                            registry.register,
                                            ImageEndpoints(self.images, self.runtime, self.cgroups).register,
                                            BuildEndpoints(self.images, self.runtime, registry.pull_image, config.root,
-                                                          "bridge" if self.networks else "none").register],
+                                                          "bridge" if self.networks else "none").register,
+                                           LifecycleEndpoints(Lifecycle(self.runtime), Pruning(self.runtime)).register],
                              health=self.health)
         self.api.start()
         self._stack.append(("api", self.api.stop))

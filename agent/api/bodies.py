@@ -88,7 +88,16 @@ class RemoveQuery(Object, frozen=True):
 
 
 class StopQuery(Object, frozen=True):
-    timeout: Seconds = 10.0    # between SIGTERM and SIGKILL
+    timeout: Seconds | None = None   # between the stop signal and SIGKILL; default: --stop-timeout, else 10
+
+
+WaitCondition = Annotated[str, msgspec.Meta(
+    pattern=r"^(not-running|next-exit|removed)$", max_length=16,
+    description="not-running (default), next-exit or removed, as docker's wait --condition")]
+
+
+class WaitQuery(Object, frozen=True):
+    condition: WaitCondition = "not-running"
 
 
 class KillQuery(Object, frozen=True):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from agent.api import frames
 from agent.api.http_unix import ProtocolError, Response, request
+from agent.api.lifecycle_client import LifecycleCalls
 from agent.errors import CorralError, DaemonUnavailable, InvalidArgument, from_dict
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
@@ -52,8 +53,9 @@ def _filters(filters: dict | None) -> dict:
     return {"filters": json.dumps(filters, separators=(",", ":"))} if filters else {}
 
 
-class ApiClient:
-    """A client of the daemon at `host`. Holds no connection: each call opens its own."""
+class ApiClient(LifecycleCalls):
+    """A client of the daemon at `host`. Holds no connection: each call opens its own.
+    The life-cycle routes' methods are in agent/api/lifecycle_client.py."""
 
     def __init__(self, host: str = DEFAULT_HOST, *, timeout: float | None = None) -> None:
         self.host = host
@@ -83,15 +85,18 @@ class ApiClient:
     def start_container(self, ref: str) -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/start")
 
-    def stop_container(self, ref: str, timeout: float = 10.0) -> dict:
-        return self._json("POST", f"/v1/containers/{_ref(ref)}/stop", query={"timeout": timeout})
+    def stop_container(self, ref: str, timeout: float | None = None) -> dict:
+        query = {} if timeout is None else {"timeout": timeout}
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/stop", query=query)
 
     def kill_container(self, ref: str, signal: str | int = "KILL") -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/kill", query={"signal": signal})
 
-    def wait_container(self, ref: str) -> dict:
-        """{"exit_code": int, "oom_killed": bool} once the container has exited."""
-        return self._json("POST", f"/v1/containers/{_ref(ref)}/wait")
+    def wait_container(self, ref: str, condition: str = "not-running") -> dict:
+        """{"exit_code": int, "oom_killed": bool} once the container has exited (`condition`:
+        not-running, next-exit or removed)."""
+        query = {} if condition == "not-running" else {"condition": condition}
+        return self._json("POST", f"/v1/containers/{_ref(ref)}/wait", query=query)
 
     def remove_container(self, ref: str, force: bool = False) -> None:
         self._json("DELETE", f"/v1/containers/{_ref(ref)}", query={"force": force})

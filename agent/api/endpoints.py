@@ -27,6 +27,7 @@ from agent.api.bodies import (
     ListQuery,
     RemoveQuery,
     StopQuery,
+    WaitQuery,
 )
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
 from agent.errors import CorralError
@@ -70,7 +71,7 @@ class CoreEndpoints:
         add("POST", "/v1/containers/{ref}/start", self.start_container)
         add("POST", "/v1/containers/{ref}/stop", self.stop_container, query=StopQuery)
         add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=KillQuery)
-        add("POST", "/v1/containers/{ref}/wait", self.wait_container)
+        add("POST", "/v1/containers/{ref}/wait", self.wait_container, query=WaitQuery)
         add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
         add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
         add("GET", "/v1/images", self.list_images, query=ImagesQuery)
@@ -129,7 +130,7 @@ class CoreEndpoints:
         return Response.json(self._runtime.kill(request.params["ref"], signal=number).to_dict())
 
     def wait_container(self, request: Request) -> Response:
-        container = self._runtime.wait(request.params["ref"])
+        container = self._runtime.wait(request.params["ref"], condition=request.args.condition)
         return Response.json({"exit_code": container.exit_code, "oom_killed": container.oom_killed})
 
     def container_logs(self, request: Request) -> Response:

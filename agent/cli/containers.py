@@ -1,4 +1,5 @@
-"""Container verbs that act on existing containers: start, ps, stop, kill, rm, wait, inspect.
+"""Container verbs that act on existing containers: start, ps, stop, kill, rm, wait, inspect
+(pause, restart, update... are in agent/cli/lifecycle.py).
 
 Verbs taking several containers go on after an error, as docker does, print each error and
 exit with the last error's code (125).
@@ -47,8 +48,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ps.set_defaults(func=list_containers)
 
     stop = verbs.add_parser("stop", help="stop containers (SIGTERM, then SIGKILL)")
-    stop.add_argument("-t", "--time", "--timeout", dest="timeout", type=float, default=10.0, metavar="SECS",
-                      help="seconds to wait after SIGTERM before SIGKILL (default 10)")
+    stop.add_argument("-t", "--time", "--timeout", dest="timeout", type=float, default=None, metavar="SECS",
+                      help="seconds to wait after the stop signal before SIGKILL "
+                           "(default: the container's --stop-timeout, else 10)")
     stop.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     stop.set_defaults(func=stop_containers)
 
@@ -63,6 +65,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     rm.set_defaults(func=remove_containers)
 
     wait = verbs.add_parser("wait", help="wait for containers to exit and print their exit codes")
+    wait.add_argument("--condition", choices=("not-running", "next-exit", "removed"), default="not-running",
+                      help="not-running (default): return at once if it is not running; next-exit: the "
+                           "next exit from now; removed: once it is removed")
     wait.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     wait.set_defaults(func=wait_containers)
 
@@ -156,7 +161,8 @@ def remove_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def wait_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: print(client.wait_container(ref)["exit_code"]))
+    condition = getattr(args, "condition", "not-running")
+    return for_each(args.containers, lambda ref: print(client.wait_container(ref, condition)["exit_code"]))
 
 
 def inspect_containers(args: argparse.Namespace, client: ApiClient) -> int:

@@ -21,6 +21,8 @@ from agent.errors import CorralError, InvalidArgument
 VERB_MODULES = (
     "agent.cli.run",          # run, create
     "agent.cli.containers",   # start, ps, stop, kill, rm, wait, inspect
+    "agent.cli.lifecycle",    # pause, unpause, rename, restart, update
+    "agent.cli.prune",        # container prune, system df|prune
     "agent.cli.logs",
     "agent.cli.exec",
     "agent.cli.images",       # images, image ls|import|rm|inspect|prune|save|load|history

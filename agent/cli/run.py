@@ -79,6 +79,12 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
                           help="auto: container root is an unprivileged host uid from a range of its own "
                                "(/etc/subuid, user corral); host: the host's ids. Default: the daemon's "
                                "--userns (host unless set). Unlike Docker, per container")
+    lifecycle = parser.add_argument_group("life cycle (docs/cli.md)")
+    lifecycle.add_argument("--restart", metavar="POLICY", default="no",
+                           help="restart policy: no (default), always, unless-stopped or on-failure[:N]")
+    lifecycle.add_argument("--stop-signal", metavar="SIGNAL", help="signal `stop` sends first (default TERM)")
+    lifecycle.add_argument("--stop-timeout", type=int, metavar="SECS",
+                           help="seconds `stop` waits before SIGKILL (default 10; -1 waits for ever)")
     parser.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
                         help="pull the image before creating: missing (default), always or never")
     parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
@@ -135,12 +141,15 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
     """The ContainerSpec the flags describe; bad values fail here, naming the flag."""
     # Imported here, not at the top: the models' dataclasses cost every other verb start-up time.
     from agent.network.model import PortMapping
-    from agent.runtime.model import ContainerSpec, DeviceMapping, Mount
+    from agent.runtime.model import ContainerSpec, DeviceMapping, Mount, RestartPolicy
 
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
     optional = {} if args.net is None else {"network": args.net}   # else the spec's default
+    restart = RestartPolicy.parse(args.restart)
+    if args.rm and restart.name != "no":     # the foreground run removes it itself: say so here too
+        raise InvalidArgument(f"conflicting options: --restart {restart} and --rm")
     return ContainerSpec.checked(
         image=args.image,
         command=list(args.command),
@@ -165,6 +174,9 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         user=args.user,
         **environment_fields(args, env_items(args.env)),
         userns=args.userns,
+        restart_policy=restart,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
         **optional,
     )
 

@@ -1,6 +1,6 @@
 """`corral top`: a live full-screen view of every container (curses), sortable, with the top
 syscalls of the selected one. Keys: up/down select, c/m/s/n sort by CPU, memory, syscalls, name;
-q quits."""
+q quits. `corral top CONTAINER [ps OPTIONS]` is docker's: the host's ps over its processes."""
 from __future__ import annotations
 
 import argparse
@@ -22,14 +22,31 @@ SORTS = {
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser("top", help="live full-screen view of containers and their top syscalls")
+    parser = verbs.add_parser("top", help="live full-screen view of containers and their top syscalls; "
+                                          "with a CONTAINER, its processes (as docker top)",
+                              usage="corral top [--interval SECS] | corral top CONTAINER [ps OPTIONS]")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between readings (default 1)")
+    parser.add_argument("container", metavar="CONTAINER", nargs="?",
+                        help="show this container's processes, like docker top")
+    parser.add_argument("ps_args", metavar="ps OPTIONS", nargs=argparse.REMAINDER,
+                        help="options of the host's ps (default -ef)")
     parser.set_defaults(func=run_top)
 
 
 def run_top(args: argparse.Namespace, client: ApiClient) -> int:
+    if args.container is not None:
+        return container_processes(client, args.container, " ".join(args.ps_args))
     import curses  # only here: every other verb starts without it
     curses.wrapper(_screen, client, max(0.2, args.interval))
+    return 0
+
+
+def container_processes(client: ApiClient, ref: str, ps_args: str) -> int:
+    """docker top: ps's titles and the container's lines, in aligned columns."""
+    from agent.cli.format import table
+
+    answer = client.top_container(ref, ps_args)
+    print(table(answer["Titles"], answer["Processes"]), end="")
     return 0
 
 

@@ -126,11 +126,7 @@ class ContainerRoutes:
         return Reply.empty()
 
     def _restart_exited(self, container: Container) -> None:
-        restart = getattr(self.runtime, "restart", None)
-        if restart is None:
-            raise Conflict(f"container {container.name} has exited; Corral cannot start an exited container again",
-                           hint="remove it and create a new one")
-        restart(container.id)
+        self.runtime.start(container.id)      # the runtime starts an exited container again
 
     def stop(self, request: Request) -> Reply:
         container = self.get(request.params["id"])

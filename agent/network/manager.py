@@ -10,6 +10,7 @@ file lists the container and every other container of its network, and is rewrit
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -211,6 +212,17 @@ class NetworkManager:
                 pass
             self.store.remove_endpoint(network, container_id)
             self._refresh_hosts(network)
+
+    def rename(self, container_id: str, container_name: str) -> Attachment:
+        """The container's attachment under its new name; its peers' hosts files follow."""
+        with self._lock:
+            found = self.store.find_endpoint(container_id)
+            if found is None:
+                raise NotFound(f"container {container_name} is not attached to a network")
+            attachment = dataclasses.replace(found.attachment, container_name=container_name)
+            self.store.save_endpoint(dataclasses.replace(found, attachment=attachment))
+            self._refresh_hosts(attachment.network)
+            return attachment
 
     def attachments(self, network_name: str | None = None) -> list[Attachment]:
         """Every attachment, or those of one network."""

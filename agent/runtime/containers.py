@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerRemoved, ContainerStarted, ContainerStopped
+from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerStarted, ContainerStopped
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
@@ -27,12 +27,13 @@ from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
 from agent.runtime import inspect as inspection
 from agent.runtime.decider import NoPolicies, PolicyDecider
+from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import launch
 from agent.runtime.logs import follow_log
-from agent.runtime.model import CREATED, EXITED, REMOVING, RUNNING, Container, ContainerSpec
-from agent.runtime.plan import launch_request, merge_env, plan_container, requested_limits
+from agent.runtime.model import CREATED, EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
+from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
 from agent.security import capabilities
@@ -45,11 +46,7 @@ log = logging.getLogger(__name__)
 
 # The container's seccomp filter (profile + policies' deny rules), in its state directory.
 SECCOMP_FILE = FILTER_FILE
-# The exit code recorded when a shim vanished without writing one (killed, or a crash).
-LOST_EXIT_CODE = 255
-
-
-class Runtime:
+class Runtime(Endings):
     """Implements agent.runtime.service.RuntimeService."""
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
@@ -84,7 +81,7 @@ class Runtime:
         # Every container left on disk is in the catalogue; the running ones were placed and
         # started by _follow as they were adopted.
         for container in self.store.all():
-            if container.state != RUNNING and container.cgroup and container.cgroup_id:
+            if container.state not in LIVE and container.cgroup and container.cgroup_id:
                 self.bus.publish(ContainerStopped(self.entry(container)))   # known, not running
         return done
 
@@ -127,23 +124,30 @@ class Runtime:
             self.store.save(container, durable=True)     # the record that owns what is on disk
         except BaseException:
             for step in reversed(undo):
-                _quietly(step)
+                quietly(step)
             raise
         self.events.emit(Event("container", "create", container.id, container.name,
                                attributes={"image": spec.image}))
         return container
 
     def start(self, ref: str) -> Container:
-        return self.start_container(self.store.get(ref).id)
+        """The user's start: as docker's, it forgets an earlier stop and the restart count."""
+        container = self.store.get(ref)
+        if container.state == PAUSED:
+            raise Conflict(f"container {container.name} is paused", hint=f"`corral unpause {container.name}`")
+        if container.state not in LIVE:
+            container.stopped_by_user = False
+            container.restart_count = 0
+        return self.start_container(container.id)
 
-    def start_container(self, container_id: str) -> Container:
+    def start_container(self, container_id: str, *, by_policy: bool = False) -> Container:
+        """Start a created or exited container; `by_policy`: its restart policy restarts it."""
         container = self.store.get(container_id)
-        if container.state == RUNNING:
+        if container.state in LIVE:
             raise Conflict(f"container {container.name} is already running")
-        if container.state == EXITED:
-            raise Conflict(f"container {container.name} has exited; restarting is not supported",
-                           hint=f"`corral rm {container.name}` and run it again")
         directory = self.store.directory(container.id)
+        if container.state == EXITED:
+            self._prepare_again(container, directory)
         paths = CgroupPaths.from_dict(container.cgroup)
         networked = container.spec.network not in ("none", "host")
         security = of_spec(container.spec)
@@ -163,30 +167,44 @@ class Runtime:
         try:
             launched = launch(self.launcher, request, directory / "shim.log", place)
         except BaseException:
-            _quietly(lambda: self.bus.publish(ContainerStopped(self.entry(container), aborted=True)))
+            quietly(lambda: self.bus.publish(ContainerStopped(self.entry(container), aborted=True)))
             if networked:
-                _quietly(lambda: self.networks.detach(container.id))
+                quietly(lambda: self.networks.detach(container.id))
             container.network = None
             raise
         container.pid = launched.pid
         container.shim_pid = launched.shim_pid
         container.state = RUNNING
+        container.exit_code, container.error, container.oom_killed = None, None, False
+        container.restart_count += 1 if by_policy else 0
         container.started_at = time.time()
         self.store.save(container)
         self.bus.publish(ContainerStarted(self.entry(container)))
         self.events.emit(Event("container", "start", container.id, container.name,
                                attributes={"image": container.spec.image, "pid": launched.pid}))
+        if by_policy:
+            self.events.emit(Event("container", "restart", container.id, container.name,
+                                   attributes={"restartCount": container.restart_count,
+                                               "policy": str(container.spec.restart_policy)}))
         if not self._exits.watch(container.id, launched.shim_pid):
             self._on_exit(container.id)
         return container
 
-    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+    def stop(self, ref: str, timeout: float | None = None) -> Container:
+        """The stop signal (--stop-signal, SIGTERM), then SIGKILL after `timeout` seconds (None:
+        the container's --stop-timeout, else 10; negative: wait for ever). A stop is the user's:
+        no restart policy brings the container back (but `always` at the daemon's next start)."""
         container = self.store.get(ref)
-        if container.state != RUNNING:
+        self._mark_stopped_by_user(container)
+        if container.state not in LIVE:
             return container
-        self._signal(container, signals.SIGTERM)
-        finished = self.wait(container.id, timeout=timeout)
-        if finished.state == RUNNING:
+        if timeout is None:
+            timeout = 10.0 if container.spec.stop_timeout is None else float(container.spec.stop_timeout)
+        self._signal(container, stop_signal(container.spec))
+        if container.state == PAUSED:      # the signal is delivered once the processes thaw, as docker does
+            self._thaw_quietly(container)
+        finished = self.wait(container.id, timeout=None if timeout < 0 else timeout)
+        if finished.state in LIVE:
             self.cgroups.kill(CgroupPaths.from_dict(container.cgroup))
             finished = self.wait(container.id, timeout=10)
         self.events.emit(Event("container", "stop", container.id, container.name))
@@ -194,8 +212,10 @@ class Runtime:
 
     def kill(self, ref: str, signal: int = signals.SIGKILL) -> Container:
         container = self.store.get(ref)
-        if container.state != RUNNING:
+        if container.state not in LIVE:
             raise Conflict(f"container {container.name} is not running")
+        if signal in (signals.SIGKILL, stop_signal(container.spec)):
+            self._mark_stopped_by_user(container)     # docker: killing it is stopping it
         self._signal(container, signal)
         self.events.emit(Event("container", "kill", container.id, container.name,
                                attributes={"signal": int(signal)}))
@@ -203,26 +223,34 @@ class Runtime:
 
     def remove(self, ref: str, force: bool = False) -> None:
         container = self.store.get(ref)
-        if container.state == RUNNING:
+        if container.state in LIVE:
             if not force:
-                raise Conflict(f"container {container.name} is running",
+                raise Conflict(f"container {container.name} is {container.state}",
                                hint=f"stop it first or use `corral rm -f {container.name}`")
+            self._mark_stopped_by_user(container)
             self.cgroups.kill(CgroupPaths.from_dict(container.cgroup))
             container = self.wait(container.id, timeout=10)
-            if container.state == RUNNING:
+            if container.state in LIVE:
                 raise KernelError(f"container {container.name} did not die after SIGKILL")
         self._destroy(container)
 
-    def wait(self, ref: str, timeout: float | None = None) -> Container:
-        container_id = self.store.get(ref).id
+    def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
+        """Until the container is not running (`not-running`), has exited after this call
+        (`next-exit`) or is removed (`removed`: the container as last seen); or timeout."""
+        container = self.store.get(ref)
+        container_id, exited_before = container.id, container.finished_at
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while True:
                 try:
                     container = self.store.get(container_id)
                 except NotFound:
+                    if condition == "removed":
+                        return container
                     raise NotFound(f"container {ref} was removed while waiting for it") from None
-                if container.state != RUNNING and container.state != CREATED:
+                if container.state not in LIVE and container.state != CREATED and (
+                        condition == "not-running"
+                        or condition == "next-exit" and container.finished_at != exited_before):
                     return container
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -234,7 +262,7 @@ class Runtime:
 
     def list(self, all: bool = False) -> list[Container]:
         containers = self.store.all()
-        return containers if all else [c for c in containers if c.state == RUNNING]
+        return containers if all else [c for c in containers if c.state in LIVE]
 
     def inspect(self, ref: str) -> dict:
         container = self.store.get(ref)
@@ -255,7 +283,7 @@ class Runtime:
 
         def running() -> bool:
             try:
-                return self.store.get(container.id).state in (RUNNING, CREATED)
+                return self.store.get(container.id).state in (*LIVE, CREATED)
             except NotFound:
                 return False
 
@@ -269,6 +297,9 @@ class Runtime:
              workdir: str | None = None, *, announce: bool = True) -> ExecProcess:
         """`announce=False`: no exec_start event (health checks, which would flood the log)."""
         container = self.store.get(ref)
+        if container.state == PAUSED:
+            raise Conflict(f"container {container.name} is paused, unpause the container before exec",
+                           hint=f"`corral unpause {container.name}`")
         if container.state != RUNNING or not container.pid:
             raise Conflict(f"container {container.name} is not running",
                            hint="start a new one with `corral run`; `corral ps -a` shows its state")
@@ -322,6 +353,27 @@ class Runtime:
         denied = self.decider.seccomp_denied(container.name, container.spec.image, dict(container.spec.labels))
         return self.filters.install(security, denied, directory)
 
+    def _prepare_again(self, container: Container, directory: Path) -> None:
+        """An exited container starts again in its own cgroup and root, made again after a
+        reboot; the exit file of its last run goes."""
+        (directory / "exit").unlink(missing_ok=True)
+        paths = CgroupPaths.from_dict(container.cgroup)
+        if not self.cgroups.exists(paths):
+            paths = self.cgroups.create(container.id, self._policy_limits(container.name, container.spec))
+            self.cgroups.set_devices(paths, device_rules(container.spec))
+            container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
+        self.rootfs.prepare(container.id, self.images.get(container.image_id))
+
+    def _mark_stopped_by_user(self, container: Container) -> None:
+        if not container.stopped_by_user:
+            container.stopped_by_user = True
+            self.store.save(container)
+
+    def _thaw_quietly(self, container: Container) -> None:
+        quietly(lambda: self.cgroups.thaw(CgroupPaths.from_dict(container.cgroup)))
+        container.state = RUNNING
+        self.store.save(container)
+
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:
             return      # never started
@@ -333,52 +385,13 @@ class Runtime:
             raise KernelError(f"cannot signal container {container.name} (pid {container.pid}): "
                               f"{exc.strerror}") from exc
 
-    def _on_exit(self, container_id: str) -> None:
-        try:
-            container = self.store.get(container_id)
-        except NotFound:
-            return
-        self._record_exit(container)
-        if container.spec.auto_remove:
-            _quietly(lambda: self._destroy(self.store.get(container_id)))
-
-    def _record_exit(self, container: Container) -> None:
-        exit_file = self.store.directory(container.id) / "exit"
-        try:
-            code = int(exit_file.read_text().split()[0])
-            finished = exit_file.stat().st_mtime
-        except (OSError, ValueError, IndexError):
-            code, finished = LOST_EXIT_CODE, time.time()
-            container.error = "the launcher exited without recording an exit code"
-        oom = False
-        if container.cgroup:
-            paths = CgroupPaths.from_dict(container.cgroup)
-            if self.cgroups.exists(paths):
-                oom = bool(self.cgroups.stats(paths).oom_kills)
-        if container.network and self.networks is not None:
-            # The namespace and its veth are gone; free the address and the host ports, as docker does.
-            _quietly(lambda: self.networks.detach(container.id))
-            container.network = None
-        container.state = EXITED
-        container.exit_code = code
-        container.oom_killed = oom
-        container.finished_at = finished
-        container.pid = None
-        container.shim_pid = None
-        self.store.save(container)
-        with self._changed:
-            self._changed.notify_all()
-        self.bus.publish(ContainerStopped(self.entry(container)))
-        # The OOM event itself, with the victim's pid and command, comes from the probes.
-        self.events.emit(Event("container", "die", container.id, container.name,
-                               attributes={"exitCode": code, "oomKilled": oom}))
-
     def entry(self, container: Container) -> CatalogEntry:
         """The container as the catalogue and every bus subscriber see it."""
         spec = container.spec
         return CatalogEntry(id=container.id, name=container.name, image=spec.image,
                             cgroup=CgroupPaths.from_dict(container.cgroup) if container.cgroup else CgroupPaths(""),
-                            cgroup_id=container.cgroup_id or 0, state=container.state,
+                            cgroup_id=container.cgroup_id or 0,
+                            state=RUNNING if container.state == PAUSED else container.state,
                             labels=dict(spec.labels), created_at=container.created_at,
                             started_at=container.started_at or 0.0, requested=requested_limits(spec),
                             seccomp_file=str(self.store.directory(container.id) / SECCOMP_FILE))
@@ -398,27 +411,7 @@ class Runtime:
         else:
             self._on_exit(container.id)
 
-    def _destroy(self, container: Container) -> None:
-        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state.
-        Marked `removing` first, so a daemon killed half-way finishes the removal at restart."""
-        if container.state != REMOVING:
-            container.state = REMOVING
-            self.store.save(container)
-        if self.networks is not None and container.spec.network not in ("none", "host"):
-            _quietly(lambda: self.networks.detach(container.id))
-        if container.cgroup and container.cgroup_id:
-            self.bus.publish(ContainerRemoved(self.entry(container)))
-        self.rootfs.release(container.id)
-        if container.cgroup:
-            self.cgroups.remove(CgroupPaths.from_dict(container.cgroup))
-        self.store.delete(container.id)
-        with self._changed:
-            self._changed.notify_all()
-        self.events.emit(Event("container", "destroy", container.id, container.name))
-
-
-def _quietly(step) -> None:
-    try:
-        step()
-    except Exception:  # undoing must go on past one failed step; the log keeps it
-        log.exception("clean-up step failed")
+def stop_signal(spec: ContainerSpec) -> int:
+    """The signal `stop` sends first: --stop-signal, else SIGTERM."""
+    from agent.units import parse_signal
+    return signals.SIGTERM if spec.stop_signal is None else parse_signal(spec.stop_signal)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.cgroups.driver import Limits
 from agent.runtime.environment import DEFAULT_SHM_SIZE
-from agent.runtime.model import PAUSED, RUNNING, Container
+from agent.runtime.model import LIVE, PAUSED, Container
 
 
 def rfc3339(timestamp: float | None) -> str | None:
@@ -28,7 +28,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
         "Args": container.command[1:],
         "State": {
             "Status": container.state,
-            "Running": container.state == RUNNING,
+            "Running": container.state in LIVE,     # docker: a paused container is Running and Paused
             "Paused": container.state == PAUSED,
             "OOMKilled": container.oom_killed,
             "Pid": container.pid or 0,
@@ -37,6 +37,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "StartedAt": rfc3339(container.started_at),
             "FinishedAt": rfc3339(container.finished_at),
         },
+        "RestartCount": container.restart_count,
         "Image": spec.image,
         "ImageId": container.image_id,
         "Config": {
@@ -48,6 +49,8 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "Labels": dict(spec.labels),
             "User": spec.user or "",
             "Healthcheck": spec.healthcheck.to_dict() if spec.healthcheck else None,
+            "StopSignal": spec.stop_signal or "SIGTERM",
+            "StopTimeout": spec.stop_timeout,
         },
         "HostConfig": {
             "Memory": spec.memory or 0,
@@ -56,6 +59,8 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "NetworkMode": spec.network,
             "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts],
             "AutoRemove": spec.auto_remove,
+            "RestartPolicy": {"Name": spec.restart_policy.name,
+                              "MaximumRetryCount": spec.restart_policy.maximum_retry_count},
             **host_security(container, state_dir),
             **host_environment(container),
             **user_namespace(container),

@@ -187,6 +187,39 @@ def _address(text: str, where: str) -> None:
         ipaddress.ip_address(text)
     except ValueError:
         raise InvalidArgument(f"{where}: {text!r} is not an IP address", field=where) from None
+RestartName = Annotated[str, msgspec.Meta(
+    pattern=r"^(no|always|unless-stopped|on-failure)$", max_length=16,
+    description="no, always, unless-stopped or on-failure")]
+RetryCount = Annotated[int, msgspec.Meta(ge=0, le=1_000_000, description="on-failure's retries; 0: no limit")]
+StopSignal = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=16, pattern=r"^[A-Za-z0-9+]+$",
+    description="a signal name (TERM, SIGQUIT, RTMIN+1) or number")]
+StopTimeout = Annotated[int, msgspec.Meta(ge=-1, le=86400, description="seconds; -1: wait for ever")]
+
+
+class RestartPolicy(schema.Object, frozen=True):
+    """Docker's HostConfig.RestartPolicy (`--restart NAME[:MAX]`; agent/runtime/restarts.py)."""
+
+    name: RestartName = "no"
+    maximum_retry_count: RetryCount = 0
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        """`no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N`, as docker's --restart."""
+        name, sep, count = text.partition(":")
+        if sep and (name != "on-failure" or not count.isdigit()):
+            raise InvalidArgument(f"--restart {text!r}: only on-failure takes a count, like on-failure:3",
+                                  field="restart_policy")
+        return schema.convert({"name": name, "maximum_retry_count": int(count) if sep else 0}, cls,
+                              f"--restart {text!r}")
+
+    def __post_init__(self) -> None:
+        if self.maximum_retry_count and self.name != "on-failure":
+            raise InvalidArgument(f"restart_policy: maximum_retry_count cannot be used with {self.name!r}",
+                                  field="restart_policy.maximum_retry_count")
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.maximum_retry_count}" if self.maximum_retry_count else self.name
 
 
 class ContainerSpec(schema.Object, frozen=True):
@@ -232,6 +265,10 @@ class ContainerSpec(schema.Object, frozen=True):
     userns: Literal["auto", "host"] | None = None
     # Health check (agent/health/): over the image's HEALTHCHECK; test ["NONE"] turns it off.
     healthcheck: HealthConfig | None = None
+    # Life cycle (agent/runtime/restarts.py, agent/runtime/lifecycle.py).
+    restart_policy: RestartPolicy = RestartPolicy()
+    stop_signal: StopSignal | None = None    # None: SIGTERM
+    stop_timeout: StopTimeout | None = None  # None: 10 seconds
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.
@@ -243,6 +280,15 @@ class ContainerSpec(schema.Object, frozen=True):
         if self.ports and self.network in ("none", "host"):
             raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
                                   hint="use --net bridge or a network name", field="ports")
+        if self.auto_remove and self.restart_policy.name != "no":
+            raise InvalidArgument(f"conflicting options: --restart {self.restart_policy} and --rm",
+                                  field="restart_policy")
+        if self.stop_signal is not None:
+            from agent.units import parse_signal
+            try:
+                parse_signal(self.stop_signal, field="stop_signal")
+            except InvalidArgument as exc:
+                raise InvalidArgument(exc.message, field="stop_signal") from None
 
     def to_dict(self) -> dict[str, Any]:
         return schema.to_builtins(self)
@@ -260,6 +306,7 @@ class ContainerSpec(schema.Object, frozen=True):
 
 # Container states, as docker names them.
 CREATED, RUNNING, PAUSED, EXITED, REMOVING = "created", "running", "paused", "exited", "removing"
+LIVE = (RUNNING, PAUSED)        # a process runs (frozen or not): the shim is watched
 
 
 @dataclass
@@ -292,6 +339,8 @@ class Container:
     # The user-namespace range (IdRange.to_dict() + "ownership": idmapped | chown) when it has
     # one: saved at create, so a restarted daemon never hands the same range to another.
     userns: dict | None = None
+    restart_count: int = 0                  # restarts by its restart policy since the user's last start
+    stopped_by_user: bool = False           # docker's HasBeenManuallyStopped: stop/kill, until the next start
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

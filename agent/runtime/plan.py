@@ -47,11 +47,7 @@ def plan_container(spec: ContainerSpec, image: Image, networks: NetworkManager |
         if not os.path.exists(mount.source):
             raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
                                   hint="create it first or fix the path given to -v")
-    # Docker's default device list plus each --device node (checked now: a bad path fails
-    # before anything is made).
-    device_rules = container_rules(rule_for(device.host, device.access) for device in spec.devices)
-    if spec.privileged:                 # as Docker: every device (/dev still holds the defaults)
-        device_rules = (DeviceRule("a", None, None, "rwm"),)
+    rules = device_rules(spec)          # checked now: a bad path fails before anything is made
     container_id = new_id()
     name = spec.name or new_name(names)
     hostname = spec.hostname or container_id[:12]
@@ -59,7 +55,15 @@ def plan_container(spec: ContainerSpec, image: Image, networks: NetworkManager |
                           created_at=time.time(), command=command, hostname=hostname,
                           env=merge_env(image.config.env, spec.env, hostname),
                           workdir=spec.workdir or image.config.workdir or "/")
-    return container, device_rules
+    return container, rules
+
+
+def device_rules(spec: ContainerSpec) -> tuple[DeviceRule, ...]:
+    """Docker's default device list plus each --device node; every device when privileged (as
+    Docker: /dev still holds the defaults). Also for a cgroup made again after a reboot."""
+    if spec.privileged:
+        return (DeviceRule("a", None, None, "rwm"),)
+    return container_rules(rule_for(device.host, device.access) for device in spec.devices)
 
 
 def launch_request(container: Container, directory: Path, networks: NetworkManager | None, security: Settings,

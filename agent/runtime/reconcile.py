@@ -16,8 +16,10 @@ after the launcher reported `started`. Each step below handles one way a verb ca
   created, no shim    start cut short before the launch finished: processes left in its cgroup
                       are killed; after a reboot the cgroup and overlay are made again
   running, live shim  adopted: its exit is watched and its cgroup given to the probes again
-  running, no shim    it exited while the daemon was down: the exit is recorded (code from the
-                      launcher's exit file), leftover processes killed, --rm honoured
+  (or paused)         (a paused one stays paused: its cgroup is still frozen)
+  running, no shim    it exited while the daemon was down (or the host rebooted): the exit is
+                      recorded (code from the launcher's exit file), leftover processes killed,
+                      --rm honoured; its restart policy, once the daemon is up, may start it again
   network             veths, addresses, endpoint records and nft rules of containers that are not
                       running are removed; those of running ones made again where missing
 
@@ -37,7 +39,8 @@ from typing import TYPE_CHECKING
 from agent.cgroups.driver import CgroupPaths
 from agent.errors import CorralError
 from agent.network.model import Attachment
-from agent.runtime.model import CREATED, REMOVING, RUNNING, Container
+from agent.runtime.model import CREATED, LIVE, REMOVING, RUNNING, Container
+from agent.runtime.plan import device_rules
 from agent.userns.ranges import IdRange
 
 if TYPE_CHECKING:
@@ -113,7 +116,7 @@ class Reconciler:
             if not container.cgroup or not container.rootfs:
                 return "create cut short (removed)"
             return "start cut short (adopted)" if container.id in shims else "created"
-        if container.state == RUNNING:
+        if container.state in LIVE:
             return "adopted" if self._shim_of(container, shims) else "exited while down"
         return "unchanged"
 
@@ -131,7 +134,7 @@ class Reconciler:
             else:
                 self._kill(container)
                 self._repair(container)
-        elif container.state == RUNNING:
+        elif container.state in LIVE:        # running or paused
             if self._shim_of(container, shims):
                 runtime._follow(container)
             else:
@@ -161,6 +164,7 @@ class Reconciler:
         paths = CgroupPaths.from_dict(container.cgroup or {})
         if not self.cgroups.exists(paths):
             paths = self.cgroups.create(container.id, self.runtime._policy_limits(container.name, container.spec))
+            self.cgroups.set_devices(paths, device_rules(container.spec))     # the device list is the cgroup's
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             self.store.save(container)
@@ -187,7 +191,7 @@ class Reconciler:
         if networks is None:
             return
         live = {c.id: Attachment.from_dict(c.network) for c in self.store.all()
-                if c.state == RUNNING and c.network}
+                if c.state in LIVE and c.network}
         for container_id in networks.reconcile(live):
             self.done["network leftovers removed"].append(container_id)
 

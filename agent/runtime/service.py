@@ -33,16 +33,18 @@ class RuntimeService(Protocol):
 
     def start(self, ref: str) -> Container: ...
 
-    def stop(self, ref: str, timeout: float = 10.0) -> Container:
-        """SIGTERM, then SIGKILL after `timeout` seconds; returns the exited container."""
+    def stop(self, ref: str, timeout: float | None = None) -> Container:
+        """The stop signal (SIGTERM), then SIGKILL after `timeout` seconds (None: the container's
+        stop timeout, else 10); returns the exited container."""
 
     def kill(self, ref: str, signal: int = 9) -> Container: ...
 
     def remove(self, ref: str, force: bool = False) -> None:
         """Refused (Conflict) for a running container unless force, which kills it first."""
 
-    def wait(self, ref: str, timeout: float | None = None) -> Container:
-        """Block until the container has exited (or timeout); returns it with exit_code set."""
+    def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
+        """Block until the container has exited (`next-exit`: exited after this call; `removed`:
+        is removed) or timeout; returns it with exit_code set."""
 
     def get(self, ref: str) -> Container: ...
 

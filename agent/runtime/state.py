@@ -143,6 +143,16 @@ class ContainerStore:
                                    hint=f"remove it with `corral rm {container.name}` or choose another --name")
             self.save(container)
 
+    def rename(self, container: Container, name: str) -> None:
+        """Give a container a new name; Conflict when another has it."""
+        with self._lock:
+            for other in self._containers.values():
+                if other.name == name and other.id != container.id:
+                    raise Conflict(f"container name {name!r} is already used by {other.id[:12]}",
+                                   hint=f"remove or rename that container first (`corral rename {name} NEW`)")
+            container.name = name
+            self.save(container)
+
     def delete(self, container_id: str) -> None:
         with self._lock:
             self._containers.pop(container_id, None)

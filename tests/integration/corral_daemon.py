@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -88,10 +89,44 @@ class CorralDaemon:
     def out(self, *args: str) -> str:
         return self.cli(*args).stdout.decode().strip()
 
+    def inspect(self, ref: str) -> dict:
+        """`corral inspect REF`'s one document."""
+        return json.loads(self.out("inspect", ref))[0]
+
     def remove_all(self) -> None:
         ids = self.cli("ps", "-a", "-q", check=False).stdout.decode().split()
         if ids:
             self.cli("rm", "-f", *ids, check=False)
+
+
+def until(predicate, what: str, timeout: float = 60.0, interval: float = 0.05):
+    """`predicate()`'s first true value; fails naming `what` if none comes in `timeout` seconds
+    (a bound for what never happens, not a speed check)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"never happened in {timeout:.0f}s: {what}")
+
+
+def rootfs_tarball(path: Path, applets: tuple[str, ...] = (), files: dict[str, str] | None = None) -> Path:
+    """A rootfs tarball as `docker export` writes it: the host's busybox-static, `applets`
+    linked to it in /bin, `files` (path -> text); gzipped when `path` ends in .gz."""
+    import tarfile
+    root = path.parent / (path.name + ".rootfs")
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    for applet in applets:
+        os.symlink("busybox", root / "bin" / applet)
+    for name, text in (files or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as archive:
+        for entry in sorted(root.rglob("*")):
+            archive.add(entry, arcname=str(entry.relative_to(root)), recursive=False)
+    return path
 
 
 @contextlib.contextmanager

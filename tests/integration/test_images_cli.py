@@ -2,29 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tarfile
 
 import pytest
+
+from tests.integration.corral_daemon import rootfs_tarball
 
 pytestmark = pytest.mark.privileged
 
 
 @pytest.fixture
 def tarball(tmp_path):
-    root = tmp_path / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
-    for applet in ("sh", "cat", "echo"):
-        os.symlink("busybox", root / "bin" / applet)
-    (root / "etc").mkdir()
-    (root / "etc" / "motd").write_text("imported\n")
-    path = tmp_path / "export.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for entry in sorted(root.rglob("*")):
-            archive.add(entry, arcname=str(entry.relative_to(root)), recursive=False)
-    return path
+    return rootfs_tarball(tmp_path / "export.tar.gz", ("sh", "cat", "echo"), {"etc/motd": "imported\n"})
 
 
 def test_import_run_and_remove(daemon, tarball):

@@ -98,7 +98,7 @@ class FakeRuntime:
             self.on_start(container)
         return container
 
-    def stop(self, ref: str, timeout: float = 10.0) -> Container:
+    def stop(self, ref: str, timeout: float | None = None) -> Container:
         self.calls.append(("stop", ref, timeout))
         container = self.get(ref)
         if container.state == RUNNING:
@@ -121,8 +121,8 @@ class FakeRuntime:
         del self.containers[container.id]
         self.events.emit(Event("container", "destroy", container.id, container.name))
 
-    def wait(self, ref: str, timeout: float | None = None) -> Container:
-        self.calls.append(("wait", ref))
+    def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
+        self.calls.append(("wait", ref) if condition == "not-running" else ("wait", ref, condition))
         with self._changed:
             container = self.get(ref)
             self._changed.wait_for(lambda: container.state == EXITED, timeout=timeout or 10)

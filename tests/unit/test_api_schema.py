@@ -17,6 +17,7 @@ import pytest
 from agent import schema
 from agent.api.build_endpoints import BuildEndpoints
 from agent.api.image_endpoints import ImageEndpoints
+from agent.api.lifecycle_endpoints import LifecycleEndpoints
 from agent.api.network_endpoints import NetworkEndpoints
 from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
@@ -43,7 +44,8 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 def daemon():
     extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
              ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register,
-             BuildEndpoints(None, None, None, "/nonexistent").register]
+             BuildEndpoints(None, None, None, "/nonexistent").register,
+             LifecycleEndpoints(None, None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance

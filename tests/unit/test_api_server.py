@@ -114,10 +114,10 @@ def test_start_stop_kill_wait_inspect_remove(daemon):
         daemon.client.inspect_container("web")
 
 
-def test_stop_defaults_to_ten_seconds(daemon):
+def test_stop_leaves_the_timeout_to_the_container(daemon):
     run_busybox(daemon, name="web")
     daemon.client.stop_container("web")
-    assert ("stop", "web", 10.0) in daemon.runtime.calls
+    assert ("stop", "web", None) in daemon.runtime.calls     # its --stop-timeout, else 10
 
 
 @pytest.mark.parametrize("given, number", [(None, 9), ("TERM", 15), ("SIGINT", 2), ("1", 1)])

@@ -1,0 +1,110 @@
+"""How a container's run ends: its exit recorded, and its removal. Part of the Runtime
+(agent/runtime/containers.py), kept apart so each file reads in one sitting.
+
+The exit watcher and the reconciler call `_on_exit`; `_record_exit` saves the exit code (from
+the launcher's exit file), publishes `stopped` on the ContainerBus (the catalogue and the
+restart policies follow it) and logs `die`. `_destroy` removes everything a container owns.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from agent.catalog.bus import ContainerBus, ContainerRemoved, ContainerStopped
+from agent.cgroups.driver import CgroupDriver, CgroupPaths
+from agent.errors import NotFound
+from agent.events import Event, EventLog
+from agent.runtime.model import EXITED, REMOVING, Container
+from agent.runtime.state import ContainerStore
+
+if TYPE_CHECKING:
+    from agent.catalog.entry import CatalogEntry
+    from agent.images.rootfs import RootfsManager
+
+log = logging.getLogger(__name__)
+
+# The exit code recorded when a shim vanished without writing one (killed, or a crash).
+LOST_EXIT_CODE = 255
+
+
+class Endings:
+    """The Runtime's exit and removal steps (a mixin: the Runtime sets these attributes)."""
+
+    store: ContainerStore
+    cgroups: CgroupDriver
+    rootfs: RootfsManager
+    events: EventLog
+    bus: ContainerBus
+    networks: Any                  # agent.network.manager.NetworkManager, or None
+    _changed: threading.Condition
+
+    def entry(self, container: Container) -> CatalogEntry:
+        raise NotImplementedError
+
+    def _on_exit(self, container_id: str) -> None:
+        try:
+            container = self.store.get(container_id)
+        except NotFound:
+            return
+        self._record_exit(container)
+        if container.spec.auto_remove:
+            quietly(lambda: self._destroy(self.store.get(container_id)))
+
+    def _record_exit(self, container: Container) -> None:
+        exit_file = self.store.directory(container.id) / "exit"
+        try:
+            code = int(exit_file.read_text().split()[0])
+            finished = exit_file.stat().st_mtime
+        except (OSError, ValueError, IndexError):
+            code, finished = LOST_EXIT_CODE, time.time()
+            container.error = "the launcher exited without recording an exit code"
+        oom = False
+        if container.cgroup:
+            paths = CgroupPaths.from_dict(container.cgroup)
+            if self.cgroups.exists(paths):
+                oom = bool(self.cgroups.stats(paths).oom_kills)
+        if container.network and self.networks is not None:
+            # The namespace and its veth are gone; free the address and the host ports, as docker does.
+            quietly(lambda: self.networks.detach(container.id))
+            container.network = None
+        container.state = EXITED
+        container.exit_code = code
+        container.oom_killed = oom
+        container.finished_at = finished
+        container.pid = None
+        container.shim_pid = None
+        self.store.save(container)
+        with self._changed:
+            self._changed.notify_all()
+        self.bus.publish(ContainerStopped(self.entry(container)))
+        # The OOM event itself, with the victim's pid and command, comes from the probes.
+        self.events.emit(Event("container", "die", container.id, container.name,
+                               attributes={"exitCode": code, "oomKilled": oom}))
+
+    def _destroy(self, container: Container) -> None:
+        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state.
+        Marked `removing` first, so a daemon killed half-way finishes the removal at restart."""
+        if container.state != REMOVING:
+            container.state = REMOVING
+            self.store.save(container)
+        if self.networks is not None and container.spec.network not in ("none", "host"):
+            quietly(lambda: self.networks.detach(container.id))
+        if container.cgroup and container.cgroup_id:
+            self.bus.publish(ContainerRemoved(self.entry(container)))
+        self.rootfs.release(container.id)
+        if container.cgroup:
+            self.cgroups.remove(CgroupPaths.from_dict(container.cgroup))
+        self.store.delete(container.id)
+        with self._changed:
+            self._changed.notify_all()
+        self.events.emit(Event("container", "destroy", container.id, container.name))
+
+
+
+def quietly(step) -> None:
+    try:
+        step()
+    except Exception:  # undoing must go on past one failed step; the log keeps it
+        log.exception("clean-up step failed")
