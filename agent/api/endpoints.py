@@ -95,7 +95,8 @@ class CoreEndpoints:
         wanted = filters.parse(request.args.filters, filters.CONTAINER_KEYS, "containers")
         # As in docker, a status filter looks at every container, not only the running ones.
         containers = self._runtime.list(all=request.args.all or "status" in wanted)
-        listed = [container.to_dict() for container in filters.containers(containers, wanted)]
+        health_of = self._health.status if self._health is not None else None
+        listed = [container.to_dict() for container in filters.containers(containers, wanted, health_of)]
         if self._health is not None:
             for item in listed:
                 item["health"] = self._health.status(item["id"])

@@ -103,3 +103,18 @@ def test_stats_and_network_ls_format(clean):
     assert networks[1:] and all(row.split()[1:] == ["bridge", "local"] for row in networks[1:])
     name = networks[1].split()[0]
     assert clean.out("network", "inspect", "-f", "{{.name}}", name) == name
+
+
+def test_health_filter_and_template(clean):
+    clean.cli("run", "-d", "--name", "fmt-ok", "--health-cmd", "true", "--health-interval", "0.3s", "busybox",
+              "sleep", "60")
+    clean.cli("run", "-d", "--name", "fmt-plain", "busybox", "sleep", "60")
+    deadline = time.monotonic() + 30
+    while clean.out("inspect", "-f", "{{.State.Health.Status}}", "fmt-ok") != "healthy":
+        assert time.monotonic() < deadline, "the health check never passed"
+        time.sleep(0.2)
+    assert lines(clean, "ps", "-f", "health=healthy", "--format", "{{.Names}} {{.Status}}")[0].startswith(
+        "fmt-ok Up ") and lines(clean, "ps", "-f", "health=healthy", "--format", "{{.Status}}")[0].endswith(
+        "(healthy)")
+    assert lines(clean, "ps", "-f", "health=none", "-f", "name=fmt-", "--format", "{{.Names}}") == ["fmt-plain"]
+    assert lines(clean, "ps", "-f", "health=unhealthy", "-q") == []
