@@ -75,7 +75,9 @@ class ListQuery(Object, frozen=True):
     filters: FiltersText | None = None
 
 
-class ImagesQuery(Object, frozen=True):
+class FiltersQuery(Object, frozen=True):
+    """A listing that takes only docker's filters (images, networks)."""
+
     filters: FiltersText | None = None
 
 

@@ -201,8 +201,8 @@ class ApiClient(LifecycleCalls):
 
     # Networks
 
-    def list_networks(self) -> list[dict]:
-        return self._json("GET", "/v1/networks")
+    def list_networks(self, filters: dict | None = None) -> list[dict]:
+        return self._json("GET", "/v1/networks", query=_filters(filters))
 
     def create_network(self, name: str, subnet: str | None = None, internal: bool = False) -> dict:
         body: dict[str, Any] = {"name": name, "internal": internal}

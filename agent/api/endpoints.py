@@ -20,8 +20,8 @@ from agent.api.bodies import (
     CreateQuery,
     EventsQuery,
     ExecRequest,
+    FiltersQuery,
     FollowQuery,
-    ImagesQuery,
     ImportRequest,
     KillQuery,
     ListQuery,
@@ -74,7 +74,7 @@ class CoreEndpoints:
         add("POST", "/v1/containers/{ref}/wait", self.wait_container, query=WaitQuery)
         add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
         add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
-        add("GET", "/v1/images", self.list_images, query=ImagesQuery)
+        add("GET", "/v1/images", self.list_images, query=FiltersQuery)
         add("POST", "/v1/images/import", self.import_image, body=ImportRequest)
         add("DELETE", "/v1/images/{ref}", self.remove_image)
         add("GET", "/v1/events", self.list_events, query=EventsQuery)

@@ -7,7 +7,7 @@ Only light modules are imported here: the CLI and the API server never load pyro
 """
 from __future__ import annotations
 
-from agent.api.bodies import NetworkCreateRequest
+from agent.api.bodies import FiltersQuery, NetworkCreateRequest
 from agent.api.routes import Request, Response, Router
 from agent.errors import Conflict
 
@@ -19,7 +19,7 @@ class NetworkEndpoints:
         self._networks = networks
 
     def register(self, router: Router) -> None:
-        router.add("GET", "/v1/networks", self.list_networks)
+        router.add("GET", "/v1/networks", self.list_networks, query=FiltersQuery)
         router.add("POST", "/v1/networks", self.create_network, body=NetworkCreateRequest)
         router.add("GET", "/v1/networks/{name}", self.inspect_network)
         router.add("DELETE", "/v1/networks/{name}", self.remove_network)
@@ -31,7 +31,10 @@ class NetworkEndpoints:
         return self._networks
 
     def list_networks(self, request: Request) -> Response:
-        return Response.json([network.to_dict() for network in self._manager().list_networks()])
+        from agent.runtime import filters
+        wanted = filters.parse(request.args.filters, filters.NETWORK_KEYS, "networks")
+        listed = [network.to_dict() for network in self._manager().list_networks()]
+        return Response.json(filters.networks(listed, wanted, builtin=getattr(self._manager(), "default_network", "")))
 
     def create_network(self, request: Request) -> Response:
         body = request.decode(NetworkCreateRequest)

@@ -8,7 +8,14 @@ import sys
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
 from agent.cli.format import short_id, table
-from agent.cli.formatting import FORMAT_HELP, INSPECT_FORMAT_HELP, prepared_format, print_documents, write_rows
+from agent.cli.formatting import (
+    FORMAT_HELP,
+    INSPECT_FORMAT_HELP,
+    parse_filter_flags,
+    prepared_format,
+    print_documents,
+    write_rows,
+)
 from agent.errors import InvalidArgument, NotFound
 
 
@@ -28,6 +35,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("ls", help="list networks")
     ls.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
     ls.add_argument("-q", "--quiet", action="store_true", help="print only the names")
+    ls.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                    help="only networks matching: name=, id=, driver=, type=custom|builtin, label=, scope= (repeat)")
     ls.set_defaults(func=list_networks)
 
     inspect = actions.add_parser("inspect", help="show networks' details as a JSON array")
@@ -54,7 +63,7 @@ def create_network(args: argparse.Namespace, client: ApiClient) -> int:
 
 def list_networks(args: argparse.Namespace, client: ApiClient) -> int:
     template = prepared_format(args.format)
-    networks = sorted(client.list_networks(), key=lambda n: n["name"])
+    networks = sorted(client.list_networks(filters=parse_filter_flags(args.filter)), key=lambda n: n["name"])
     if args.quiet:
         for network in networks:
             print(network["name"])

@@ -24,6 +24,7 @@ CONTAINER_KEYS = ("ancestor", "before", "exited", "health", "id", "label", "name
 IMAGE_KEYS = ("before", "dangling", "label", "reference", "since")
 EVENT_KEYS = ("container", "event", "image", "label", "scope", "type")
 VOLUME_KEYS = ("dangling", "driver", "label", "name")
+NETWORK_KEYS = ("driver", "id", "label", "name", "scope", "type")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 HEALTH = ("starting", "healthy", "unhealthy", "none")
 
@@ -229,6 +230,30 @@ def volumes(items: list[dict], filters: Filters, users_of: Callable[[str], int] 
             if (users == 0) != (filters["dangling"][-1].lower() in ("true", "1")):
                 continue
         kept.append(volume)
+    return kept
+
+
+# Networks, as the API lists them (name, driver, ...); a Corral network's id is its name.
+
+def networks(items: list[dict], filters: Filters, builtin: str = "") -> list[dict]:
+    """`builtin` names the default network (docker's `bridge`, a `type=builtin` network)."""
+    for value in filters.get("type", []):
+        if value not in ("custom", "builtin"):
+            raise _bad("type", value, "custom or builtin")
+    kept = []
+    for network in items:
+        name = network.get("name", "")
+        if any(key in filters and not _search(filters[key], name) for key in ("name", "id")):
+            continue
+        if "driver" in filters and network.get("driver", "bridge") not in filters["driver"]:
+            continue
+        if "label" in filters and not labels_match(filters["label"], dict(network.get("labels") or {})):
+            continue
+        if "scope" in filters and "local" not in filters["scope"]:
+            continue
+        if "type" in filters and ("builtin" if name == builtin else "custom") not in filters["type"]:
+            continue
+        kept.append(network)
     return kept
 
 

@@ -102,6 +102,12 @@ def test_stats_and_network_ls_format(clean):
     assert networks[0].split() == ["NAME", "DRIVER", "SCOPE"]
     assert networks[1:] and all(row.split()[1:] == ["bridge", "local"] for row in networks[1:])
     name = networks[1].split()[0]
+    clean.cli("network", "create", "fmt-net")
+    try:
+        assert lines(clean, "network", "ls", "-f", "type=custom", "-f", "name=fmt-", "-q") == ["fmt-net"]
+        assert "fmt-net" not in lines(clean, "network", "ls", "--filter", "type=builtin", "-q")
+    finally:
+        clean.cli("network", "rm", "fmt-net")
     assert clean.out("network", "inspect", "-f", "{{.name}}", name) == name
 
 

@@ -132,3 +132,19 @@ def test_volumes():
     assert kept({"data": 0, "cache": 2, "scratch": 0}.get, dangling=["true"]) == ["data", "scratch"]
     assert filters.parse('{"dangling":["true"],"name":["x"]}', filters.VOLUME_KEYS, "volumes") == \
         {"dangling": ["true"], "name": ["x"]}
+
+
+def test_networks():
+    items = [{"name": "corral0", "driver": "bridge"}, {"name": "backend", "driver": "bridge"},
+             {"name": "front", "driver": "bridge", "labels": {"tier": "web"}}]
+
+    def kept(**wanted):
+        return [n["name"] for n in filters.networks(items, wanted, builtin="corral0")]
+    assert kept() == ["corral0", "backend", "front"]
+    assert kept(type=["custom"]) == ["backend", "front"] and kept(type=["builtin"]) == ["corral0"]
+    assert kept(name=["^b"]) == ["backend"] and kept(id=["front"]) == ["front"]
+    assert kept(driver=["macvlan"]) == [] and kept(scope=["swarm"]) == [] and kept(scope=["local"]) == kept()
+    assert kept(label=["tier=web"]) == ["front"]
+    with pytest.raises(InvalidArgument, match="'type=overlay': expected custom or builtin"):
+        kept(type=["overlay"])
+    assert filters.parse('{"type":["custom"]}', filters.NETWORK_KEYS, "networks") == {"type": ["custom"]}
