@@ -91,6 +91,7 @@ class RemoveQuery(Object, frozen=True):
 
 class StopQuery(Object, frozen=True):
     timeout: Seconds | None = None   # between the stop signal and SIGKILL; default: --stop-timeout, else 10
+    signal: SignalName | None = None  # default: the container's --stop-signal, else TERM
 
 
 WaitCondition = Annotated[str, msgspec.Meta(

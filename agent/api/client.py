@@ -85,8 +85,10 @@ class ApiClient(LifecycleCalls):
     def start_container(self, ref: str) -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/start")
 
-    def stop_container(self, ref: str, timeout: float | None = None) -> dict:
-        query = {} if timeout is None else {"timeout": timeout}
+    def stop_container(self, ref: str, timeout: float | None = None, signal: str | None = None) -> dict:
+        query: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if signal is not None:
+            query["signal"] = signal
         return self._json("POST", f"/v1/containers/{_ref(ref)}/stop", query=query)
 
     def kill_container(self, ref: str, signal: str | int = "KILL") -> dict:

@@ -123,7 +123,9 @@ class CoreEndpoints:
         return Response.json(self._runtime.start(request.params["ref"]).to_dict())
 
     def stop_container(self, request: Request) -> Response:
-        container = self._runtime.stop(request.params["ref"], timeout=request.args.timeout)
+        signal = request.args.signal
+        number = None if signal is None else parse_signal(signal, field="query parameter signal")
+        container = self._runtime.stop(request.params["ref"], timeout=request.args.timeout, signal=number)
         return Response.json(container.to_dict())
 
     def kill_container(self, request: Request) -> Response:

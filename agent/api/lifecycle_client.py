@@ -27,8 +27,10 @@ class LifecycleCalls:
     def rename_container(self, ref: str, name: str) -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/rename", query={"name": name})
 
-    def restart_container(self, ref: str, timeout: float | None = None) -> dict:
-        query = {} if timeout is None else {"timeout": timeout}
+    def restart_container(self, ref: str, timeout: float | None = None, signal: str | None = None) -> dict:
+        query: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if signal is not None:
+            query["signal"] = signal
         return self._json("POST", f"/v1/containers/{_ref(ref)}/restart", query=query)
 
     def update_container(self, ref: str, changes: dict) -> dict:

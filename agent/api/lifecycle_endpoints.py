@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from agent.api.bodies import Seconds
+from agent.api.bodies import Seconds, SignalName
 from agent.api.routes import Request, Response, Router
 from agent.errors import NotFound
 from agent.runtime.lifecycle import changes_of
 from agent.runtime.model import ContainerName, Cpus, Memory, PidsLimit, RestartPolicy
 from agent.schema import Object
+from agent.units import parse_signal
 
 PRUNE_KEYS = ("until", "label", "label!")
 
@@ -44,6 +45,7 @@ class RenameQuery(Object, frozen=True):
 
 class RestartQuery(Object, frozen=True):
     timeout: Seconds | None = None     # default: the container's --stop-timeout, else 10
+    signal: SignalName | None = None   # default: the container's --stop-signal, else TERM
 
 
 class TopQuery(Object, frozen=True):
@@ -97,7 +99,10 @@ class LifecycleEndpoints:
         return Response.json(self._verbs().rename(request.params["ref"], request.args.name).to_dict())
 
     def restart(self, request: Request) -> Response:
-        return Response.json(self._verbs().restart(request.params["ref"], timeout=request.args.timeout).to_dict())
+        signal = request.args.signal
+        number = None if signal is None else parse_signal(signal, field="query parameter signal")
+        return Response.json(self._verbs().restart(request.params["ref"], timeout=request.args.timeout,
+                                                   signal=number).to_dict())
 
     def update(self, request: Request) -> Response:
         changes = changes_of(request.decode(UpdateRequest))

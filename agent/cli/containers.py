@@ -51,6 +51,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     stop.add_argument("-t", "--time", "--timeout", dest="timeout", type=float, default=None, metavar="SECS",
                       help="seconds to wait after the stop signal before SIGKILL "
                            "(default: the container's --stop-timeout, else 10)")
+    stop.add_argument("-s", "--signal", metavar="SIGNAL",
+                      help="signal to send first (default: the container's --stop-signal, else TERM)")
     stop.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     stop.set_defaults(func=stop_containers)
 
@@ -148,7 +150,10 @@ def _list_with_observed(args: argparse.Namespace, containers: list[dict], client
 
 
 def stop_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: client.stop_container(ref, timeout=args.timeout), say=str)
+    if args.signal is not None:
+        parse_signal(args.signal, field="--signal")      # a bad name fails here, before any container
+    return for_each(args.containers, lambda ref: client.stop_container(ref, timeout=args.timeout, signal=args.signal),
+                    say=str)
 
 
 def kill_containers(args: argparse.Namespace, client: ApiClient) -> int:

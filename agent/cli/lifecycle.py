@@ -8,7 +8,7 @@ import argparse
 from agent.api.client import ApiClient
 from agent.cli.containers import for_each
 from agent.errors import InvalidArgument
-from agent.units import parse_cpus, parse_size
+from agent.units import parse_cpus, parse_signal, parse_size
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -29,6 +29,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     restart.add_argument("-t", "--time", "--timeout", dest="timeout", type=float, default=None, metavar="SECS",
                          help="seconds to wait after the stop signal before SIGKILL "
                               "(default: the container's --stop-timeout, else 10)")
+    restart.add_argument("-s", "--signal", metavar="SIGNAL",
+                         help="signal to stop it with (default: the container's --stop-signal, else TERM)")
     restart.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     restart.set_defaults(func=restart_containers)
 
@@ -49,7 +51,10 @@ def rename_container(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def restart_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: client.restart_container(ref, timeout=args.timeout), say=str)
+    if args.signal is not None:
+        parse_signal(args.signal, field="--signal")
+    return for_each(args.containers, lambda ref: client.restart_container(ref, timeout=args.timeout, signal=args.signal),
+                    say=str)
 
 
 def update_changes(args: argparse.Namespace) -> dict:

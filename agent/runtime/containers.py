@@ -27,7 +27,7 @@ from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
 from agent.runtime import inspect as inspection
 from agent.runtime.decider import NoPolicies, PolicyDecider
-from agent.runtime.endings import Endings, quietly
+from agent.runtime.endings import Endings, quietly, stop_signal
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import launch
@@ -190,17 +190,18 @@ class Runtime(Endings):
             self._on_exit(container.id)
         return container
 
-    def stop(self, ref: str, timeout: float | None = None) -> Container:
-        """The stop signal (--stop-signal, SIGTERM), then SIGKILL after `timeout` seconds (None:
-        the container's --stop-timeout, else 10; negative: wait for ever). A stop is the user's:
-        no restart policy brings the container back (but `always` at the daemon's next start)."""
+    def stop(self, ref: str, timeout: float | None = None, signal: int | None = None) -> Container:
+        """`signal` (default the container's --stop-signal, else SIGTERM), then SIGKILL after
+        `timeout` seconds (None: the container's --stop-timeout, else 10; negative: wait for
+        ever). A stop is the user's: no restart policy brings the container back (but `always`
+        at the daemon's next start)."""
         container = self.store.get(ref)
         self._mark_stopped_by_user(container)
         if container.state not in LIVE:
             return container
         if timeout is None:
             timeout = 10.0 if container.spec.stop_timeout is None else float(container.spec.stop_timeout)
-        self._signal(container, stop_signal(container.spec))
+        self._signal(container, signal or stop_signal(container.spec))
         if container.state == PAUSED:      # the signal is delivered once the processes thaw, as docker does
             self._thaw_quietly(container)
         finished = self.wait(container.id, timeout=None if timeout < 0 else timeout)
@@ -364,16 +365,6 @@ class Runtime(Endings):
             container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
         self.rootfs.prepare(container.id, self.images.get(container.image_id))
 
-    def _mark_stopped_by_user(self, container: Container) -> None:
-        if not container.stopped_by_user:
-            container.stopped_by_user = True
-            self.store.save(container)
-
-    def _thaw_quietly(self, container: Container) -> None:
-        quietly(lambda: self.cgroups.thaw(CgroupPaths.from_dict(container.cgroup)))
-        container.state = RUNNING
-        self.store.save(container)
-
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:
             return      # never started
@@ -410,8 +401,3 @@ class Runtime(Endings):
             self.bus.publish(ContainerStarted(self.entry(container)))
         else:
             self._on_exit(container.id)
-
-def stop_signal(spec: ContainerSpec) -> int:
-    """The signal `stop` sends first: --stop-signal, else SIGTERM."""
-    from agent.units import parse_signal
-    return signals.SIGTERM if spec.stop_signal is None else parse_signal(spec.stop_signal)

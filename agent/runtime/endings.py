@@ -1,4 +1,4 @@
-"""How a container's run ends: its exit recorded, and its removal. Part of the Runtime
+"""How a container's run ends: its exit recorded, the user's stop, its removal. Part of the Runtime
 (agent/runtime/containers.py), kept apart so each file reads in one sitting.
 
 The exit watcher and the reconciler call `_on_exit`; `_record_exit` saves the exit code (from
@@ -8,6 +8,7 @@ restart policies follow it) and logs `die`. `_destroy` removes everything a cont
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from agent.catalog.bus import ContainerBus, ContainerRemoved, ContainerStopped
 from agent.cgroups.driver import CgroupDriver, CgroupPaths
 from agent.errors import NotFound
 from agent.events import Event, EventLog
-from agent.runtime.model import EXITED, REMOVING, Container
+from agent.runtime.model import EXITED, REMOVING, RUNNING, Container, ContainerSpec
 from agent.runtime.state import ContainerStore
 
 if TYPE_CHECKING:
@@ -83,6 +84,18 @@ class Endings:
         self.events.emit(Event("container", "die", container.id, container.name,
                                attributes={"exitCode": code, "oomKilled": oom}))
 
+    def _mark_stopped_by_user(self, container: Container) -> None:
+        """docker's HasBeenManuallyStopped: the restart policy leaves it down (agent/runtime/restarts.py)."""
+        if not container.stopped_by_user:
+            container.stopped_by_user = True
+            self.store.save(container)
+
+    def _thaw_quietly(self, container: Container) -> None:
+        """A paused container being stopped thaws, so the stop signal reaches it."""
+        quietly(lambda: self.cgroups.thaw(CgroupPaths.from_dict(container.cgroup)))
+        container.state = RUNNING
+        self.store.save(container)
+
     def _destroy(self, container: Container) -> None:
         """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state.
         Marked `removing` first, so a daemon killed half-way finishes the removal at restart."""
@@ -101,6 +114,12 @@ class Endings:
             self._changed.notify_all()
         self.events.emit(Event("container", "destroy", container.id, container.name))
 
+
+
+def stop_signal(spec: ContainerSpec) -> int:
+    """The signal `stop` sends first: --stop-signal, else SIGTERM."""
+    from agent.units import parse_signal
+    return signal.SIGTERM if spec.stop_signal is None else parse_signal(spec.stop_signal)
 
 
 def quietly(step) -> None:

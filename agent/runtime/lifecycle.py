@@ -78,11 +78,11 @@ class Lifecycle:
         self._event(container, "rename", oldName=old)
         return container
 
-    def restart(self, ref: str, timeout: float | None = None) -> Container:
+    def restart(self, ref: str, timeout: float | None = None, signal: int | None = None) -> Container:
         """Stop (if it runs) and start again, as the user's own start: docker's `restart`."""
         container = self.store.get(ref)
         if container.state in LIVE:
-            self.runtime.stop(container.id, timeout=timeout)
+            self.runtime.stop(container.id, timeout=timeout, signal=signal)
         started = self.runtime.start(container.id)
         self._event(started, "restart")
         return started

@@ -33,9 +33,9 @@ class RuntimeService(Protocol):
 
     def start(self, ref: str) -> Container: ...
 
-    def stop(self, ref: str, timeout: float | None = None) -> Container:
-        """The stop signal (SIGTERM), then SIGKILL after `timeout` seconds (None: the container's
-        stop timeout, else 10); returns the exited container."""
+    def stop(self, ref: str, timeout: float | None = None, signal: int | None = None) -> Container:
+        """`signal` (None: the container's stop signal, else SIGTERM), then SIGKILL after `timeout`
+        seconds (None: the container's stop timeout, else 10); returns the exited container."""
 
     def kill(self, ref: str, signal: int = 9) -> Container: ...
 

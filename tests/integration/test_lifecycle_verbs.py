@@ -136,7 +136,15 @@ def test_stop_signal_and_stop_timeout(daemon):
                "trap '' TERM; while :; do sleep 0.1; done")
     daemon.cli("stop", "stubborn")
     assert daemon.inspect("stubborn")["State"]["ExitCode"] == 137
-    daemon.cli("rm", "usr1", "stubborn")
+    # `stop -s` and `restart -s` send another signal first (docker 28's --signal).
+    daemon.cli("run", "-d", "--name", "hup", "busybox", "sh", "-c",
+               "trap 'echo got hup; exit 0' HUP; while :; do sleep 0.1; done")
+    daemon.cli("restart", "-s", "HUP", "hup")
+    daemon.cli("stop", "--signal", "SIGHUP", "hup")
+    assert daemon.out("logs", "hup").split("\n") == ["got hup", "got hup"]
+    assert daemon.inspect("hup")["State"]["ExitCode"] == 0
+    assert failed(daemon.cli("stop", "-s", "NOPE", "hup", check=False), b"--signal")
+    daemon.cli("rm", "usr1", "stubborn", "hup")
 
 
 def test_top_lists_the_containers_processes(daemon):

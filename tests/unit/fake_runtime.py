@@ -98,7 +98,7 @@ class FakeRuntime:
             self.on_start(container)
         return container
 
-    def stop(self, ref: str, timeout: float | None = None) -> Container:
+    def stop(self, ref: str, timeout: float | None = None, signal: int | None = None) -> Container:
         self.calls.append(("stop", ref, timeout))
         container = self.get(ref)
         if container.state == RUNNING:

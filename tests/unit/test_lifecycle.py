@@ -92,6 +92,7 @@ def test_the_new_verbs_parse_like_dockers():
     assert parse(["wait", "--condition", "removed", "a"]).condition == "removed"
     assert parse(["restart", "-t", "3", "a", "b"]).timeout == 3.0
     assert parse(["stop", "a"]).timeout is None
+    assert parse(["stop", "-s", "HUP", "a"]).signal == "HUP" and parse(["restart", "-s", "9", "a"]).signal == "9"
     assert parse(["system", "prune", "-af"]).all is True
     assert isinstance(parse(["container", "prune", "--filter", "until=1h"]), argparse.Namespace)
     run = parse(["run", "--restart", "unless-stopped", "--stop-signal", "QUIT", "--stop-timeout", "-1", "busybox"])
