@@ -124,12 +124,14 @@ class Daemon:
         self._start_alerting()
         if config.metrics_addr:
             self._start_metrics()
+        self._start_incidents()
         if decider is not None:
             self._start_policies(decider)
         self._start_probe_events()
         self._start_services()
         from agent.api.build_endpoints import BuildEndpoints
         from agent.api.image_endpoints import ImageEndpoints
+        from agent.api.incident_endpoints import IncidentEndpoints
         from agent.api.lifecycle_endpoints import LifecycleEndpoints
         from agent.api.network_endpoints import NetworkEndpoints
         from agent.api.observed_endpoints import ObservedEndpoints
@@ -151,6 +153,7 @@ class Daemon:
                                            ServiceEndpoints(self.services).register,
                                            registry.register,
                                            ImageEndpoints(self.images, self.runtime, self.cgroups).register,
+                                           IncidentEndpoints(self.incidents.store).register,
                                            BuildEndpoints(self.images, self.runtime, registry.pull_image, config.root,
                                                           "bridge" if self.networks else "none").register,
                                            LifecycleEndpoints(Lifecycle(self.runtime), Pruning(self.runtime)).register],
@@ -265,6 +268,19 @@ class Daemon:
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)
 
+    def _start_incidents(self) -> None:
+        """Evidence bundles of kills, freezes and OOM kills (agent/incidents), for every container."""
+        from agent.incidents.recorder import IncidentRecorder
+        from agent.incidents.store import IncidentStore
+        from agent.policy.history import SignalHistory
+        self.signal_history = SignalHistory(capacity=max(1, int(3600 / self.config.policy_interval)))
+        self.incidents = IncidentRecorder(
+            IncidentStore(self.config.root), events=self.events, catalog=self.catalog,
+            cgroups=self.host_cgroups or self.cgroups, history=self.signal_history,
+            effective=lambda name, image, labels: self.policy.policy_for(name, image, labels) if self.policy else None)
+        self.incidents.start()
+        self._stack.append(("incidents", self.incidents.stop))
+
     def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
         from agent.policy.service import PolicyService
@@ -273,7 +289,8 @@ class Daemon:
                                     cgroups=self.host_cgroups or self.cgroups, events=self.events,
                                     probes=self.probes, metrics=self.policy_metrics, sampler=self.sampler,
                                     interval=self.config.policy_interval,
-                                    alert_sink=self.alert_sink,
+                                    alert_sink=self.alert_sink, history=self.signal_history,
+                                    before_action=self.incidents.before_action,
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))

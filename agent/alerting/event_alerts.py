@@ -20,6 +20,7 @@ import time
 from typing import Protocol
 
 from agent.events import Event
+from agent.incidents.store import incident_id
 from agent.policy.actions import Alert
 
 # policy action -> (alertname, severity, the action that ends it or None for one-shot)
@@ -67,7 +68,8 @@ class EventAlerts:
                 container_name=event.name, policy=policy, rule=rule, signal="", value=None, above=None,
                 mode="enforce", time=event.time,
                 summary=f"{event.name}: {event.action} by policy {policy}, rule {rule} ({result})",
-                labels={"alertname": alertname, "severity": severity, "action": event.action})
+                labels={"alertname": alertname, "severity": severity, "action": event.action},
+                incident=str(attributes.get("incident", "")))
             if ends_with is None:
                 self.sink.notify(alert)
             else:
@@ -90,4 +92,6 @@ class EventAlerts:
             key=f"{event.id}/oom", container_id=event.id, container_name=event.name, policy="", rule="",
             signal="oom_kills", value=None, above=None, mode="enforce", time=when,
             summary=f"{event.name}: a process was killed by the kernel's OOM killer{detail}",
-            labels={"alertname": OOM_ALERT, "severity": "critical"}))
+            labels={"alertname": OOM_ALERT, "severity": "critical"},
+            # The recorder (agent/incidents) names the bundle of this event the same way.
+            incident=incident_id(event.id, "oom", when) if event.id else ""))

@@ -53,6 +53,8 @@ def alert_annotations(alert: Alert) -> dict[str, str]:
         "threshold": _number(alert.above),
         "mode": alert.mode,
         "container_id": alert.container_id,
+        "incident": alert.incident,
+        "incident_command": f"corral incidents show {alert.incident}" if alert.incident else "",
     }
     return {key: value for key, value in annotations.items() if value}
 

@@ -232,6 +232,19 @@ class ApiClient(LifecycleCalls):
         query = {} if since is None else {"since": since}
         return self._json("POST", "/v1/policies/replay", body={"text": text, "file": file}, query=query)
 
+    def incidents(self) -> list[dict]:
+        return self._json("GET", "/v1/incidents")
+
+    def incident(self, ref: str) -> dict:
+        return self._json("GET", f"/v1/incidents/{_ref(ref)}")
+
+    def export_incident(self, ref: str) -> bytes:
+        response = self._open("GET", f"/v1/incidents/{_ref(ref)}/export")
+        try:
+            return b"".join(iter(lambda: self._read(response), b""))
+        finally:
+            response.close()
+
     def unfreeze_container(self, ref: str) -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/unfreeze")
 

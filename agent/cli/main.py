@@ -35,7 +35,8 @@ VERB_MODULES = (
     "agent.cli.system",       # version, info
     "agent.cli.network",      # network create|ls|inspect|rm, port
     "agent.cli.service",      # service create|ls|ps|inspect|logs|scale|update|rollback|rm
-    "agent.cli.policy",       # policy check (local), ls, explain, replay
+    "agent.cli.policy",       # policy check, test (local), ls, explain, replay
+    "agent.cli.incidents",
 )
 # Verbs handed whole to another program's main(argv): (module, help).
 DELEGATED = {

@@ -13,6 +13,7 @@ from them, so a reload neither lifts a throttle nor is lost when it ends.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
@@ -23,6 +24,8 @@ from agent.events import Event, EventLog
 from agent.policy.engine import Action, Evaluation, Resolution, Violation
 
 MIN_QUOTA_US = 1000
+log = logging.getLogger(__name__)
+BeforeAction = Callable[[str, str, CgroupPaths, "Violation | Resolution"], str]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Alert:
     time: float
     summary: str
     labels: dict = field(default_factory=dict)
+    incident: str = ""         # the evidence bundle of a freeze, kill or OOM (`corral incidents show ID`)
 
 
 class AlertSink(Protocol):
@@ -78,8 +82,12 @@ class ActionExecutor:
 
     def __init__(self, driver: CgroupDriver, *, events: EventLog | None = None,
                  alert_sink: AlertSink | None = None, host_cpus: int | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 before_action: BeforeAction | None = None) -> None:
         self.driver = driver
+        # Called before a freeze or kill with (action, container id, cgroup, record): saves the
+        # evidence while the processes are still there (agent/incidents); answers the bundle's id.
+        self.before_action = before_action
         self.events = events
         self.alert_sink = alert_sink
         self.host_cpus = host_cpus or _cpu_count()
@@ -103,6 +111,9 @@ class ActionExecutor:
 
     def execute(self, action: Action, paths: CgroupPaths | None) -> ActionResult:
         kind = action.kind
+        incident = ""
+        if kind in ("freeze", "kill") and paths is not None and self.before_action is not None:
+            incident = self._evidence(action, paths)
         if kind == "alert":
             result = self.alert(action.record)
         elif kind == "resolve_alert":
@@ -123,8 +134,17 @@ class ActionExecutor:
             result = ActionResult(kind, False, f"unknown action {kind!r}")
         if kind not in ("alert", "resolve_alert"):
             self._emit(kind, action.container_id, action.container_name,
-                       {"policy": action.policy, "rule": action.rule, "result": str(result)})
+                       {"policy": action.policy, "rule": action.rule, "result": str(result),
+                        **({"incident": incident} if incident else {})})
         return result
+
+    def _evidence(self, action: Action, paths: CgroupPaths) -> str:
+        assert self.before_action is not None
+        try:
+            return self.before_action(action.kind, action.container_id, paths, action.record)
+        except Exception:  # noqa: BLE001 - the action itself must still happen
+            log.exception("saving the evidence of %s on %s failed", action.kind, action.container_name)
+            return ""
 
     # --- single actions -----------------------------------------------------------------------
 

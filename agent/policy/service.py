@@ -31,7 +31,7 @@ from agent.cgroups.driver import CgroupDriver, CgroupPaths
 from agent.events import Event, EventLog
 from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
-from agent.policy.actions import ActionExecutor, AlertSink
+from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
 from agent.policy.enforcer import Enforcer
 from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
 from agent.policy.history import SignalHistory
@@ -66,6 +66,7 @@ class PolicyService:
                  registry: CollectorRegistry | None = None, metrics: PolicyMetrics | None = None,
                  sampler: Sampler | None = None,
                  interval: float = 1.0, syscall_name: Callable[[int], str | None] | None = None,
+                 before_action: BeforeAction | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if interval <= 0:
             raise ValueError(f"policy interval {interval!r}: must be above 0 seconds")
@@ -88,7 +89,8 @@ class PolicyService:
         self._thread: threading.Thread | None = None
         self.provenance = Provenance(library.directory)
         self.enforcer = Enforcer(effective=self.policy_for, cgroups=cgroups, events=events, metrics=self.metrics,
-                                 executor=executor or ActionExecutor(cgroups, events=events, alert_sink=alert_sink),
+                                 executor=executor or ActionExecutor(cgroups, events=events, alert_sink=alert_sink,
+                                                                    before_action=before_action),
                                  probes=probes, syscall_name=syscall_name)
         # The same reader (and error policy) as the metrics: the daemon passes its one Sampler.
         self.sampler = sampler or Sampler(cgroups, probes, self.enforcer.syscall_label)

@@ -15,6 +15,7 @@ from agent.alerting.alertmanager import AlertmanagerTarget
 from agent.alerting.event_alerts import EventAlerts
 from agent.alerting.fanout import AlertFanOut, build_alerting
 from agent.alerting.metrics import AlertCollector
+from agent.alerting.payload import alert_annotations
 from agent.alerting.sender import AlertSender, SenderOptions
 from agent.alerting.webhook import WebhookTarget
 from agent.errors import InvalidArgument
@@ -344,6 +345,11 @@ def test_enforcement_and_oom_events_become_alerts(tmp_path):
     throttle_fired, throttle_resolved = sink.calls[0][1], sink.calls[1][1]
     assert throttle_fired.key == throttle_resolved.key
     assert "failed: gone" in sink.calls[4][1].summary
+    # The OOM alert names the bundle the incident recorder makes of the same event.
+    oom = sink.calls[5][1]
+    assert oom.incident.endswith("-c0ffee-oom")
+    annotations = alert_annotations(oom)
+    assert annotations["incident"] == oom.incident and annotations["incident_command"].endswith(oom.incident)
 
 
 def test_a_failing_listener_does_not_stop_the_event_log(tmp_path):
