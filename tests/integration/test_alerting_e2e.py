@@ -55,8 +55,9 @@ POLICY = {
                              "for": "1s", "actions": ["alert"]}]},
 }
 # What Grafana would put in place of the dashboards' variables.
+SERVICE = "e2e-web"          # the services row of host-overview repeats per service
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$__range": "10m",
-                     "$instance": ".*", "$container": CONTAINER}
+                     "$instance": ".*", "$container": CONTAINER, "$service": SERVICE}
 
 
 def get_json(url: str, timeout: float = 5.0):
@@ -275,7 +276,30 @@ def _substitute(expr: str) -> str:
     return expr
 
 
-def test_every_dashboard_query_returns_data(stack, breach):
+@pytest.fixture(scope="module")
+def web_service(stack):
+    """A one-replica service behind a published port, with a few requests through it, so the
+    dashboard's services row has data."""
+    from tests.integration.corral_daemon import free_port
+    port = free_port()
+    stack.daemon.cli("service", "create", "--name", SERVICE, "--replicas", "1", "-p", f"{port}:80", "busybox",
+                     "sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www",
+                     timeout=120)
+
+    def served():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                return response.read().strip() == b"ok"
+        except OSError:
+            return False
+    wait_for("the service answering", served, timeout=60)
+    for _ in range(5):
+        served()
+    yield SERVICE
+    stack.daemon.cli("service", "rm", SERVICE, check=False)
+
+
+def test_every_dashboard_query_returns_data(stack, breach, web_service):
     # The policy's violation and Prometheus' alert must exist before the policy panels can show them.
     wait_for("the violation counted", lambda: stack.prom_query(
         f'corral_policy_violations_total{{name="{CONTAINER}"}}'), timeout=60)
