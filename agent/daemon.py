@@ -129,35 +129,10 @@ class Daemon:
             self._start_policies(decider)
         self._start_probe_events()
         self._start_services()
-        from agent.api.build_endpoints import BuildEndpoints
-        from agent.api.image_endpoints import ImageEndpoints
-        from agent.api.incident_endpoints import IncidentEndpoints
-        from agent.api.lifecycle_endpoints import LifecycleEndpoints
-        from agent.api.network_endpoints import NetworkEndpoints
-        from agent.api.observed_endpoints import ObservedEndpoints
-        from agent.api.policy_endpoints import PolicyEndpoints
-        from agent.api.registry_endpoints import RegistryEndpoints
         from agent.api.server import ApiServer
-        from agent.api.service_endpoints import ServiceEndpoints
-        from agent.api.stats_endpoints import StatsEndpoints
-        from agent.runtime.lifecycle import Lifecycle
-        from agent.runtime.prune import Pruning
-        # Network routes are always served (None: they say networking is off), so the route
-        # table and openapi.yaml agree whatever the daemon was started with.
-        registry = RegistryEndpoints(self.images, self._registry_options())
+        from agent.daemon_routes import route_groups
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
-                             extra_routes=[NetworkEndpoints(self.networks).register,
-                                           StatsEndpoints(self.snapshots).register,
-                                           PolicyEndpoints(self.policy.queries if self.policy else None).register,
-                                           ObservedEndpoints(self.observed).register,
-                                           ServiceEndpoints(self.services).register,
-                                           registry.register,
-                                           ImageEndpoints(self.images, self.runtime, self.cgroups).register,
-                                           IncidentEndpoints(self.incidents.store).register,
-                                           BuildEndpoints(self.images, self.runtime, registry.pull_image, config.root,
-                                                          "bridge" if self.networks else "none").register,
-                                           LifecycleEndpoints(Lifecycle(self.runtime), Pruning(self.runtime)).register],
-                             health=self.health)
+                             extra_routes=route_groups(self), health=self.health)
         self.api.start()
         self._stack.append(("api", self.api.stop))
         if config.docker_socket is not None:
@@ -168,7 +143,7 @@ class Daemon:
         from agent.dockerapi.app import Parts, build_router
         from agent.dockerapi.server import DockerApiServer
         parts = Parts(runtime=self.runtime, events=self.events, images=self.images, cgroups=self.cgroups,
-                      info=self.info, networks=self.networks, registry_options=self._registry_options())
+                      info=self.info, networks=self.networks, registry_options=self.registry_options())
         server = DockerApiServer(path, build_router(parts))
         server.start()
 
@@ -177,7 +152,7 @@ class Daemon:
             server.stop()
         self._stack.append(("docker api", stop))
 
-    def _registry_options(self):
+    def registry_options(self):
         from agent.registry.transport import CERT_DIRS, RegistryOptions
         return RegistryOptions(insecure=self.config.insecure_registries, mirrors=self.config.registry_mirrors,
                                cert_dirs=self.config.registry_certs_dirs or CERT_DIRS)
