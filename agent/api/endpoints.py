@@ -97,9 +97,8 @@ class CoreEndpoints:
         containers = self._runtime.list(all=request.args.all or "status" in wanted)
         health_of = self._health.status if self._health is not None else None
         listed = [container.to_dict() for container in filters.containers(containers, wanted, health_of)]
-        if self._health is not None:
-            for item in listed:
-                item["health"] = self._health.status(item["id"])
+        for item in listed:
+            item["health"] = health_of(item["id"]) if health_of is not None else None
         return Response.json(listed)
 
     def create_container(self, request: Request) -> Response:

@@ -40,6 +40,10 @@ def status_in_ps(daemon, name: str) -> str:
     return f"{row.get('health')}|{line}"
 
 
+def health_id(daemon, name: str) -> str:
+    return json.loads(daemon.out("inspect", name))[0]["Id"]
+
+
 def health_events(daemon, since: float, name: str) -> list[str]:
     return [e["attributes"]["status"] for e in events(daemon, since)
             if e["action"] == "health_status" and e["name"] == name]
@@ -67,6 +71,9 @@ thresholds:
     assert last["ExitCode"] == 1 and "No such file" in last["Output"]
     assert last["Start"] <= last["End"] and last["End"].endswith("Z")
     assert status_in_ps(pdaemon, "hc-1").startswith("unhealthy|") and "(unhealthy)" in status_in_ps(pdaemon, "hc-1")
+    hc1 = health_id(pdaemon, "hc-1")
+    assert pdaemon.out("ps", "-q", "--filter", "health=unhealthy").split() == [hc1[:12]]
+    assert hc1[:12] not in pdaemon.out("ps", "-q", "--filter", "health=healthy").split()
     assert wait_until(lambda: "unhealthy" in health_events(pdaemon, started, "hc-1"), what="the event")
     assert metric(pdaemon, "corral_container_health", name="hc-1", status="unhealthy") == 1
     assert metric(pdaemon, "corral_container_health", name="hc-1", status="healthy") == 0
@@ -161,3 +168,16 @@ def test_bad_health_flags_exit_125_naming_the_flag(pdaemon, flags, message):  # 
     result = pdaemon.cli("run", "--rm", *flags, "busybox", "true", check=False)
     assert result.returncode == 125 and message in result.stderr.decode()
     assert pdaemon.out("ps", "-a", "-q") == ""
+
+
+def test_health_carries_on_across_a_daemon_restart(pdaemon, containers):  # noqa: F811
+    containers.append("hc-restart")
+    pdaemon.cli("run", "-d", "--name", "hc-restart", *FAST, "--health-cmd", "true", "busybox", "sleep", "300")
+    wait_until(lambda: len((health(pdaemon, "hc-restart") or {}).get("Log", [])) >= 2, what="two checks")
+    pdaemon.stop()
+    pdaemon.start()
+    state = health(pdaemon, "hc-restart")
+    assert state["Status"] == "healthy" and state["Log"]        # kept, not starting over
+    last = state["Log"][-1]["Start"]
+    wait_until(lambda: health(pdaemon, "hc-restart")["Log"][-1]["Start"] > last, what="checks after the restart")
+    assert "(healthy)" in status_in_ps(pdaemon, "hc-restart")
