@@ -112,7 +112,8 @@ def test_every_ref_resolves():
 def test_object_schemas_have_the_fields_of_their_dataclass(schema, cls):
     names = ({f.name for f in msgspec.structs.fields(cls)} if issubclass(cls, msgspec.Struct)
              else {f.name for f in dataclasses.fields(cls)})
-    assert set(schema_of(schema)["properties"]) == names
+    listed_only = {"Container": {"health"}}.get(schema, set())   # added by GET /v1/containers, not stored
+    assert set(schema_of(schema)["properties"]) - listed_only == names
     assert schema_of(schema)["additionalProperties"] is False
 
 
