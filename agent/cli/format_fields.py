@@ -343,3 +343,28 @@ class HistoryFields(Fields):
 
     def Comment(self) -> str:
         return self._h.get("Comment", "")
+
+
+class DiskUsageFields(Fields):
+    """`corral system df --format`: docker's diskUsage row (Type, TotalCount, Active, Size, Reclaimable)."""
+
+    kind = "disk usage"
+    HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
+
+    def __init__(self, row: tuple) -> None:
+        self._row = row
+
+    def Type(self) -> str:
+        return str(self._row[0])
+
+    def TotalCount(self) -> str:
+        return str(self._row[1])
+
+    def Active(self) -> str:
+        return str(self._row[2])
+
+    def Size(self) -> str:
+        return str(self._row[3])
+
+    def Reclaimable(self) -> str:
+        return str(self._row[4])

@@ -9,6 +9,7 @@ import sys
 
 from agent.api.client import ApiClient
 from agent.cli.format import human_size, table
+from agent.cli.formatting import FORMAT_HELP, prepared_format, write_rows
 from agent.errors import InvalidArgument
 
 CONTAINERS_WARNING = "WARNING! This will remove all stopped containers."
@@ -26,7 +27,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     system = verbs.add_parser("system", help="disk usage and clean-up (df, prune)")
     system_actions = system.add_subparsers(dest="system_action", metavar="ACTION", required=True)
     df = system_actions.add_parser("df", help="show the disk space images and containers use")
-    df.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    df.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
     df.set_defaults(func=show_disk_usage)
     system_prune = system_actions.add_parser(
         "prune", help="remove stopped containers, unused networks and dangling images")
@@ -98,7 +99,12 @@ def _print_deleted(title: str, items: list[str]) -> None:
 
 
 def show_disk_usage(args: argparse.Namespace, client: ApiClient) -> int:
+    template = prepared_format(args.format)
     usage = client.disk_usage()
+    if template:
+        from agent.cli.format_fields import DiskUsageFields
+        write_rows(args.format, [DiskUsageFields(row) for row in disk_usage_rows(usage)], DiskUsageFields.HEADERS)
+        return 0
     if args.format == "json":
         print(json.dumps(usage, indent=2))
         return 0

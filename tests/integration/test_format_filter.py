@@ -75,6 +75,7 @@ def test_images_format_and_filter(clean):
     table = lines(clean, "images", "--filter", "reference=busybox", "--format", "table {{.Repository}}\\t{{.Tag}}")
     assert table == ["REPOSITORY   TAG", "busybox      latest"]
     assert lines(clean, "images", "-f", "reference=nothing*", "-q") == []
+    assert lines(clean, "system", "df", "--format", "{{.Type}}") == ["Images", "Containers"]
     history = lines(clean, "history", "--format", "table {{.ID}}\\t{{.Size}}", "busybox")
     assert history[0].split() == ["IMAGE", "SIZE"] and len(history) >= 2
 

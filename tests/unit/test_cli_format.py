@@ -9,6 +9,7 @@ import pytest
 
 from agent.cli.format_fields import (
     ContainerFields,
+    DiskUsageFields,
     HistoryFields,
     NetworkFields,
     StatsFields,
@@ -231,3 +232,10 @@ def test_history_fields():
                           f"<missing>|{rows[1].CreatedAt()}|ADD rootfs|12|"]
     assert rows[1].CreatedAt().startswith("1970-01-01T")
     assert render_rows("table {{.ID}}\\t{{.CreatedAt}}", [], HistoryFields.HEADERS) == "IMAGE     CREATED AT\n"
+
+
+def test_disk_usage_fields():
+    rows = [DiskUsageFields(("Images", 2, 1, "1.32MB", "1.05MB (79%)"))]
+    assert render_rows("table {{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}", rows,
+                       DiskUsageFields.HEADERS) == ("TYPE      TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"
+                                                    "Images    2         1         1.32MB    1.05MB (79%)\n")
