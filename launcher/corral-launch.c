@@ -47,6 +47,7 @@
 #include "init.h"
 #include "rlimits.h"
 #include "userns.h"
+#include "tty.h"
 
 #define VERSION "0.1.0"
 
@@ -123,6 +124,7 @@ struct run_opts {
 	int nulimits;
 	int init;               /* --init: stay as pid 1, reaping (init.c) */
 	struct userns_map userns; /* --userns UID:GID:SIZE (launcher/userns.h); size 0: none */
+	struct console_opts console; /* --tty, --stdin, --attach-socket, --tty-size (tty.h) */
 };
 
 struct exec_opts {
@@ -139,6 +141,8 @@ struct exec_opts {
 	int ngroup_add;
 	struct ulimit *ulimits;
 	int nulimits;
+	int tty;                     /* --tty: a terminal of the container's devpts, sent on fd 1 */
+	unsigned short rows, cols;   /* --tty-size */
 };
 
 /* What the cloned init needs; it lives in the child's copy of the shim's memory. */
@@ -150,6 +154,7 @@ struct child_ctx {
 	int out_r, out_w;   /* the container's stdout */
 	int log_r, log_w;   /* the container's stderr */
 	int devnull;
+	struct console_ends *console;
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -437,6 +442,17 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
 			if (msg[0])
 				return -1;
+		} else if (strcmp(arg, "--tty") == 0) {
+			o->console.tty = 1;
+		} else if (strcmp(arg, "--stdin") == 0) {
+			o->console.open_stdin = 1;
+		} else if ((v = opt_value(argc, argv, &i, "--attach-socket", &missing))) {
+			o->console.socket_path = absolute(v);
+		} else if ((v = opt_value(argc, argv, &i, "--tty-size", &missing))) {
+			if (console_parse_size(v, &o->console) < 0) {
+				snprintf(msg, size, "usage: --tty-size \"%s\": expected ROWS,COLS", v);
+				return -1;
+			}
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -509,6 +525,16 @@ static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, siz
 						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
 			if (msg[0])
 				return -1;
+		} else if (strcmp(arg, "--tty") == 0) {
+			o->tty = 1;
+		} else if ((v = opt_value(argc, argv, &i, "--tty-size", &missing))) {
+			struct console_opts size_of = {0};
+			if (console_parse_size(v, &size_of) < 0) {
+				snprintf(msg, size, "usage: --tty-size \"%s\": expected ROWS,COLS", v);
+				return -1;
+			}
+			o->rows = size_of.rows;
+			o->cols = size_of.cols;
 		} else {
 			if (missing)
 				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
@@ -1251,6 +1277,7 @@ static int container_init(void *arg)
 	close(ctx->err_r);
 	close(ctx->out_r);
 	close(ctx->log_r);
+	console_init_side(ctx->console);
 	reset_signals();
 	setsid(); /* its own session and process group, like a container under Docker */
 	if (dup2(ctx->devnull, 0) < 0 || dup2(ctx->out_w, 1) < 0 || dup2(ctx->log_w, 2) < 0)
@@ -1325,6 +1352,9 @@ static int container_init(void *arg)
 	const char *limit = NULL;
 	if (apply_ulimits(o->ulimits, o->nulimits, &limit) < 0)
 		child_fail(ctx, errno, "set ulimit %s", limit);
+	const char *console_step = console_take(&o->console, ctx->console, id.set ? (int)id.uid : -1);
+	if (console_step)
+		child_fail(ctx, errno, "%s", console_step);
 	int err = 0;
 	const char *step = drop_capabilities(o->caps, &id, &err);
 	if (step)
@@ -1524,6 +1554,11 @@ static int write_exit_file(const char *path, int code)
 	return 0;
 }
 
+static void log_output(void *sink, int stream, const char *data, size_t len)
+{
+	write_frame(sink, stream, data, len);
+}
+
 static void kill_and_reap(pid_t pid)
 {
 	int status;
@@ -1566,6 +1601,12 @@ static int cmd_run(int argc, char **argv)
 		error_line(1, errno, "open \"/dev/null\"");
 		return 1;
 	}
+	struct console_ends console;
+	ctx.console = &console;
+	if (console_prepare(&o.console, &console, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		return 1;
+	}
 
 	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
 	if (o.net != NET_HOST)
@@ -1593,6 +1634,7 @@ static int cmd_run(int argc, char **argv)
 		kill_and_reap(pid);
 		return 1;
 	}
+	console_shim_side(&console);
 
 	char line[64];
 	int len = snprintf(line, sizeof(line), "pid %d\n", pid);
@@ -1637,7 +1679,14 @@ static int cmd_run(int argc, char **argv)
 	if (chdir("/") < 0)
 		note(errno, "chdir \"/\"");
 
-	int code = pump_until_exit(pid, ctx.out_r, ctx.log_r, &log);
+	int code;
+	if (o.console.tty || o.console.open_stdin || o.console.socket_path) {
+		struct console_pump pump = {.opts = &o.console, .ends = &console, .out_r = ctx.out_r,
+					    .err_r = ctx.log_r, .log_fd = log.fd, .log = log_output, .log_ctx = &log};
+		code = console_pump_until_exit(pid, &pump);
+	} else {
+		code = pump_until_exit(pid, ctx.out_r, ctx.log_r, &log);
+	}
 	if (o.exit_file && write_exit_file(o.exit_file, code) < 0) {
 		note(errno, "write exit file \"%s\" (exit code %d)", o.exit_file, code);
 		return 1;
@@ -1714,6 +1763,13 @@ static int cmd_exec(int argc, char **argv)
 		return 125;
 	}
 
+	int master = -1, slave = -1;
+	const char *console_step = o.tty ? console_open(&master, &slave) : NULL;
+	if (console_step) {
+		error_line(2, errno, "%s", console_step);
+		return 125;
+	}
+
 	/* Installed before fork so no signal can kill us between fork and wait; the child
 	 * resets them. */
 	struct sigaction sa;
@@ -1756,6 +1812,11 @@ static int cmd_exec(int argc, char **argv)
 		}
 		if (id.set)
 			default_home(o.env, &id);
+		if (master >= 0 && (setsid() < 0 || (console_step = console_become(slave, id.set ? (int)id.uid : -1,
+										    o.rows, o.cols)))) {
+			error_line(2, errno, "%s", console_step ? console_step : "setsid");
+			_exit(126);
+		}
 		int err = 0;
 		const char *step = drop_capabilities(o.caps, &id, &err);
 		if (step) {
@@ -1771,6 +1832,15 @@ static int cmd_exec(int argc, char **argv)
 		_exit(err == ENOENT ? 127 : 126);
 	}
 	exec_child_pid = pid;
+	/* The daemon holds the terminal from here (it gave a UNIX socket as fd 1). */
+	if (master >= 0 && console_send_fd(1, master) < 0) {
+		error_line(2, errno, "send the terminal on fd 1");
+		kill(pid, SIGKILL);
+	}
+	if (master >= 0) {
+		close(master);
+		close(slave);
+	}
 	int status;
 	if (wait_status(pid, &status) < 0) {
 		error_line(2, errno, "wait for pid %d", pid);
