@@ -114,6 +114,8 @@ class Daemon:
         self._stack.append(("restart policy following",
                             self.bus.subscribe("restart policies", self.restarts.on_container)))
         self.runtime.reconcile()
+        from agent.runtime.terminals import Terminals
+        self.terminals = Terminals(self.runtime)    # attach, resize, interactive exec (v1 and Docker APIs)
         self._stack.append(("runtime", self.runtime.close))
         self.restarts.start()
         self._stack.append(("restart policies", self.restarts.close))

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agent.api.attach_endpoints import AttachEndpoints
 from agent.api.build_endpoints import BuildEndpoints
+from agent.api.exec_endpoints import ExecEndpoints
 from agent.api.image_endpoints import ImageEndpoints
 from agent.api.incident_endpoints import IncidentEndpoints
 from agent.api.lifecycle_endpoints import LifecycleEndpoints
@@ -35,4 +37,6 @@ def route_groups(daemon: Any) -> list[Callable[[Router], None]]:
         BuildEndpoints(daemon.images, daemon.runtime, registry.pull_image, daemon.config.root,
                        "bridge" if daemon.networks else "none").register,
         LifecycleEndpoints(Lifecycle(daemon.runtime), Pruning(daemon.runtime)).register,
+        AttachEndpoints(daemon.terminals).register,
+        ExecEndpoints(daemon.terminals).register,
     ]

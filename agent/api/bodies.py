@@ -11,6 +11,7 @@ from typing import Annotated
 import msgspec
 
 from agent.network.model import NETWORK_NAME
+from agent.runtime.model import ConsoleSize
 from agent.schema import AbsolutePath, Argument, Environment, Name, Object
 
 NetworkName = Annotated[str, msgspec.Meta(
@@ -30,6 +31,10 @@ class ExecRequest(Object, frozen=True):
     command: Annotated[list[Argument], msgspec.Meta(min_length=1, max_length=4096)]
     env: Environment = []
     workdir: AbsolutePath | None = None
+    # Interactive (agent/api/exec_endpoints.py): either takes the connection over.
+    tty: bool = False                        # in a terminal of the container's
+    stdin: bool = False                      # the client's input to the command's stdin
+    console_size: ConsoleSize | None = None  # the terminal's [rows, columns]
 
 
 class ImportRequest(Object, frozen=True):

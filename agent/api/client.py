@@ -8,6 +8,7 @@ prints exactly what the daemon said.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 from agent.api import frames
@@ -116,6 +117,35 @@ class ApiClient(LifecycleCalls):
             body["workdir"] = workdir
         response = self._open("POST", f"/v1/containers/{_ref(ref)}/exec", body=body)
         yield from self._frames(response)
+
+    def attach(self, ref: str, *, stdin: bool, logs: bool = False,
+               detach_keys: str | None = None) -> tuple[socket.socket, bytes]:
+        """The container's output and stdin over an upgraded connection: the socket and the
+        first bytes already read. Raw bytes with a terminal, else Docker frames."""
+        query: dict[str, Any] = {"stream": True, "stdin": stdin, "stdout": True, "stderr": True, "logs": logs}
+        if detach_keys is not None:
+            query["detachKeys"] = detach_keys
+        sock, first, _ = self._upgrade(f"/v1/containers/{_ref(ref)}/attach", query=query)
+        return sock, first
+
+    def resize_container(self, ref: str, rows: int, cols: int) -> None:
+        self._json("POST", f"/v1/containers/{_ref(ref)}/resize", query={"h": rows, "w": cols})
+
+    def exec_interactive(self, ref: str, command: list[str], *, env: list[str] | None = None,
+                         workdir: str | None = None, tty: bool, stdin: bool,
+                         console_size: tuple[int, int] | None = None) -> tuple[socket.socket, str, bytes]:
+        """An exec over an upgraded connection: the socket (stdin one way, Docker frames and
+        the exit-code frame the other), the exec's id (for resize_exec), the first bytes."""
+        body: dict[str, Any] = {"command": list(command), "env": list(env or []), "tty": tty, "stdin": stdin}
+        if workdir is not None:
+            body["workdir"] = workdir
+        if console_size is not None:
+            body["console_size"] = list(console_size)
+        sock, first, headers = self._upgrade(f"/v1/containers/{_ref(ref)}/exec", body=body)
+        return sock, headers.get("corral-exec-id", ""), first
+
+    def resize_exec(self, exec_id: str, rows: int, cols: int) -> None:
+        self._json("POST", f"/v1/execs/{_ref(exec_id)}/resize", query={"h": rows, "w": cols})
 
     # Images
 
@@ -303,11 +333,22 @@ class ApiClient(LifecycleCalls):
         except ValueError:
             raise CorralError(f"{method} {path}: the daemon answered with invalid JSON: {data[:200]!r}") from None
 
-    def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Response:
+    def _upgrade(self, path: str, *, body: Any = None,
+                 query: dict | None = None) -> tuple[socket.socket, bytes, dict[str, str]]:
+        """The connection after `101 UPGRADED`, the bytes already read past it, its headers."""
+        response = self._open("POST", path, body=body, query=query,
+                              headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+        if response.status != 101:
+            response.close()
+            raise CorralError(f"POST {path}: the daemon answered {response.status} instead of upgrading the connection")
+        return (*response.take_connection(), response.headers)
+
+    def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None,
+              headers: dict[str, str] | None = None) -> Response:
         target = path
         if query:
             target += "?" + "&".join(f"{_percent(str(k))}={_percent(_query_value(v))}" for k, v in query.items())
-        headers = {"Host": "corral", "Accept": "application/json"}
+        headers = {"Host": "corral", "Accept": "application/json", **(headers or {})}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()

@@ -8,18 +8,15 @@ reference is a clean 404 and not a broken stream.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import selectors
 import threading
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 from agent import __version__
 from agent.api import frames
 from agent.api.bodies import (
     CreateQuery,
     EventsQuery,
-    ExecRequest,
     FiltersQuery,
     FollowQuery,
     ImportRequest,
@@ -34,7 +31,7 @@ from agent.errors import CorralError
 from agent.events import EventLog
 from agent.runtime import filters
 from agent.runtime.model import ContainerSpec
-from agent.runtime.service import ExecProcess, RuntimeService
+from agent.runtime.service import RuntimeService
 from agent.units import parse_signal
 
 API_VERSION = "v1"
@@ -73,7 +70,7 @@ class CoreEndpoints:
         add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=KillQuery)
         add("POST", "/v1/containers/{ref}/wait", self.wait_container, query=WaitQuery)
         add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
-        add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
+        # POST /v1/containers/{ref}/exec: agent/api/exec_endpoints.py (interactive execs need Terminals)
         add("GET", "/v1/images", self.list_images, query=FiltersQuery)
         add("POST", "/v1/images/import", self.import_image, body=ImportRequest)
         add("DELETE", "/v1/images/{ref}", self.remove_image)
@@ -140,12 +137,6 @@ class CoreEndpoints:
         self._runtime.get(ref)  # a NotFound now, while an error response can still be sent
         return Response.chunks(self._runtime.logs(ref, follow=request.flag("follow")), frames.MEDIA_TYPE)
 
-    def exec_in_container(self, request: Request) -> Response:
-        body = request.decode(ExecRequest)
-        process = self._runtime.exec(request.params["ref"], body.command, env=body.env,
-                                     workdir=body.workdir)
-        return Response.chunks(exec_frames(process), frames.MEDIA_TYPE)
-
     # Images
 
     def list_images(self, request: Request) -> Response:
@@ -174,7 +165,6 @@ class CoreEndpoints:
                  if filters.event_matches(event, wanted, self._labels_of))
         return Response.chunks(lines, JSON_LINES_TYPE)
 
-
     def _labels_of(self, ref: str) -> dict:
         """A container's labels, for events' label filter; {} once it is gone."""
         try:
@@ -182,28 +172,3 @@ class CoreEndpoints:
         except CorralError:
             return {}
 
-
-def exec_frames(process: ExecProcess) -> Iterator[bytes]:
-    """The process's stdout and stderr as frames while they come, then its exit code.
-
-    The pipes are closed when the client goes away, so a command still writing gets EPIPE
-    instead of blocking on a full pipe forever.
-    """
-    selector = selectors.DefaultSelector()
-    try:
-        for stream, pipe in ((frames.STDOUT, process.stdout), (frames.STDERR, process.stderr)):
-            if pipe is not None:
-                selector.register(pipe, selectors.EVENT_READ, stream)
-        while selector.get_map():
-            for key, _ in selector.select():
-                data = os.read(key.fd, _READ_SIZE)
-                if data:
-                    yield frames.encode(key.data, data)
-                else:
-                    selector.unregister(key.fileobj)
-        yield frames.encode_exit(process.wait())
-    finally:
-        selector.close()
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()

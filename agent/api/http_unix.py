@@ -5,8 +5,9 @@ the CLI's start-up, which is most of what `corral ps` spends before it sends a b
 wants a CLI run within 0.15x of `podman run`). The other end is always our own server
 (agent/api/server.py, `BaseHTTPRequestHandler` with HTTP/1.1), so this speaks only what that
 server sends: a status line and headers, then a body framed by Content-Length, by chunked
-transfer-encoding (the logs, exec and events streams), or by the end of the connection.
-One request per connection, with `Connection: close`, as the client never reuses one.
+transfer-encoding (the logs, exec and events streams), or by the end of the connection; or
+`101` after which the connection is the caller's (attach). One request per connection, with
+`Connection: close` (or `Upgrade`), as the client never reuses one.
 
 Failures are OSError (the socket) or ProtocolError (an answer that is not HTTP as expected);
 the caller turns both into CorralErrors.
@@ -42,6 +43,9 @@ class Response:
         self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self._chunk_left = 0          # bytes of the current chunk not yet returned
         self._length: int | None = None
+        if self.status == 101:                    # upgraded: the connection is the caller's now
+            self._done = True
+            return
         if self.status in (204, 304) or 100 <= self.status < 200 or method == "HEAD":
             self._length = 0
         elif not self._chunked and "content-length" in self.headers:
@@ -82,6 +86,16 @@ class Response:
         while data := self.read1(_RECV_SIZE):
             parts.append(data)
         return b"".join(parts)
+
+    def take_connection(self) -> tuple[socket.socket, bytes]:
+        """After `101 Switching Protocols`: the socket and the bytes already read past the head."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            raise ProtocolError("the connection is closed")
+        self._done = True
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return sock, data
 
     def close(self) -> None:
         self._done = True
@@ -168,7 +182,9 @@ def request(path: str, method: str, target: str, *, body: bytes | None = None,
     `target` is the path and query, already percent-encoded. Raises OSError (FileNotFoundError,
     ConnectionRefusedError, PermissionError when connecting) or ProtocolError.
     """
-    lines = [f"{method} {target} HTTP/1.1", "Connection: close"]
+    lines = [f"{method} {target} HTTP/1.1"]
+    if "Connection" not in (headers or {}):
+        lines.append("Connection: close")
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     if body is not None or method in ("POST", "PUT", "PATCH"):

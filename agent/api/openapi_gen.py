@@ -34,6 +34,7 @@ REF = "#/components/schemas/{name}"
 PATH_PARAMETERS = {
     "ref": "full id, unique id prefix, or name",
     "name": "the network's name",
+    "id": "the exec's id (its Corral-Exec-Id header)",
 }
 # As the router checks every path parameter (agent/api/routes.py MAX_PARAMETER).
 PATH_PARAMETER_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"^[^\x00]+$"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -87,14 +88,23 @@ class Request:
         return number
 
 
+# What takes over a connection after its answer's head: given the socket and a reader of the
+# client's bytes (the HTTP reader's, so nothing it buffered is lost).
+Takeover = Callable[[socket.socket, Callable[[int], bytes]], None]
+
+
 @dataclass
 class Response:
-    """A JSON body, no body (204), or a stream of chunks sent with chunked transfer-encoding."""
+    """A JSON body, no body (204), a stream of chunks sent with chunked transfer-encoding, or a
+    connection taken over (`takeover`): `101 UPGRADED` when the client asked to upgrade, else
+    `200` and the raw stream until the connection closes, as Docker's attach answers."""
 
     status: int = 200
     body: bytes | None = None
     content_type: str = JSON_TYPE
     stream: Iterator[bytes] | None = None
+    takeover: Takeover | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Response:
@@ -103,6 +113,10 @@ class Response:
     @classmethod
     def empty(cls, status: int = 204) -> Response:
         return cls(status=status)
+
+    @classmethod
+    def hijack(cls, takeover: Takeover, content_type: str, headers: dict[str, str] | None = None) -> Response:
+        return cls(status=200, content_type=content_type, takeover=takeover, headers=dict(headers or {}))
 
     @classmethod
     def chunks(cls, stream: Iterable[bytes], content_type: str) -> Response:

@@ -191,9 +191,14 @@ class ApiServer:
 
     def _send(self, handler: BaseHTTPRequestHandler, response: Response,
               headers: dict[str, str] | None = None, *, head: bool = False) -> None:
+        if response.takeover is not None and not head:
+            self._take_over(handler, response)
+            return
         handler.send_response(response.status)
         handler.send_header("Content-Type", response.content_type)
         for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        for name, value in response.headers.items():
             handler.send_header(name, value)
         if handler.close_connection:
             handler.send_header("Connection", "close")
@@ -234,6 +239,37 @@ class ApiServer:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+            with self._streams_done:
+                self._streams -= 1
+                self._streams_done.notify_all()
+
+    def _take_over(self, handler: BaseHTTPRequestHandler, response: Response) -> None:
+        """Docker's hijack: `101 UPGRADED` (or `200` for a client that did not ask to
+        upgrade), then the connection is the takeover's until it returns."""
+        upgrade = "upgrade" in handler.headers.get("Connection", "").lower()
+        handler.close_connection = True
+        if upgrade:
+            handler.send_response(101, "UPGRADED")
+            handler.send_header("Content-Type", response.content_type)
+            handler.send_header("Connection", "Upgrade")
+            handler.send_header("Upgrade", "tcp")
+        else:
+            handler.send_response(200)
+            handler.send_header("Content-Type", response.content_type)
+            handler.send_header("Connection", "close")
+        for name, value in response.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        with self._streams_done:
+            self._streams += 1
+        try:
+            handler.wfile.flush()
+            response.takeover(handler.connection, handler.rfile.read1)  # type: ignore[misc]
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # the client went away
+        except Exception:  # noqa: BLE001 - the head is sent: all we can do is cut the connection
+            self._log.exception("API connection %s %s failed", handler.command, handler.path)
+        finally:
             with self._streams_done:
                 self._streams -= 1
                 self._streams_done.notify_all()

@@ -25,6 +25,7 @@ VERB_MODULES = (
     "agent.cli.prune",        # container prune, system df|prune
     "agent.cli.logs",
     "agent.cli.exec",
+    "agent.cli.attach",
     "agent.cli.images",       # images, image ls|import|rm|inspect|prune|save|load|history
     "agent.cli.image_make",   # save, load, history, commit
     "agent.cli.build",

@@ -29,6 +29,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                            description="Create and start a container. In the foreground its output is "
                                        "streamed and corral exits with its exit code.")
     run.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    run.add_argument("--detach-keys", metavar="KEYS",
+                     help="keys that detach from a terminal, like ctrl-a,x (default: ctrl-p,ctrl-q)")
     add_spec_arguments(run, rm_help="remove the container when it exits")
     run.set_defaults(func=run_container)
 
@@ -40,6 +42,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None:
     parser.add_argument("--rm", action="store_true", help=rm_help)
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="keep stdin open: this terminal's input (or a pipe) goes to the container")
+    parser.add_argument("-t", "--tty", action="store_true",
+                        help="give the container a terminal (its size follows this window)")
     parser.add_argument("--name", help="container name (default: a generated adjective_animal)")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
                         help="set an environment variable; a bare K takes the value from this shell")
@@ -178,7 +184,18 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         **optional,
+        **terminal_fields(args),
     )
+
+
+def terminal_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """-i and -t as Docker's Config: Tty, OpenStdin, and StdinOnce when stdin is attached now."""
+    from agent.cli.terminal import terminal_size
+    size = terminal_size() if args.tty else None
+    return {"tty": args.tty, "open_stdin": args.interactive,
+            # `create` has no --detach: its stdin stays open for whoever attaches, as docker's.
+            "stdin_once": args.interactive and not getattr(args, "detach", True),
+            "console_size": list(size) if size else None}
 
 
 def create_container(args: argparse.Namespace, client: ApiClient) -> int:
@@ -193,6 +210,9 @@ def run_container(args: argparse.Namespace, client: ApiClient) -> int:
     # is read before the container is gone; detached, only the daemon is there to do it.
     spec = spec_from_args(args, auto_remove=args.detach and args.rm)
     from agent.cli.registry import create_pulling
+    if (args.interactive or args.tty) and not args.detach:
+        from agent.cli.attach import run_attached
+        return run_attached(args, client, spec.to_dict())
     container = create_pulling(client, spec.to_dict(), args.pull, start=True)
     container_id = container["id"]
     if args.detach:

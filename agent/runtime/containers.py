@@ -261,6 +261,11 @@ class Runtime(Endings):
     def get(self, ref: str) -> Container:
         return self.store.get(ref)
 
+    def wait_change(self, seconds: float) -> None:
+        """Sleep until any container changes state, or `seconds` pass."""
+        with self._changed:
+            self._changed.wait(seconds)
+
     def list(self, all: bool = False) -> list[Container]:
         containers = self.store.all()
         return containers if all else [c for c in containers if c.state in LIVE]
@@ -288,14 +293,11 @@ class Runtime(Endings):
             except NotFound:
                 return False
 
-        def wait_change(seconds: float) -> None:
-            with self._changed:
-                self._changed.wait(seconds)
-
-        return follow_log(path, follow=follow, running=running, wait=wait_change)
+        return follow_log(path, follow=follow, running=running, wait=self.wait_change)
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
-             workdir: str | None = None, *, announce: bool = True) -> ExecProcess:
+             workdir: str | None = None, *, announce: bool = True, tty: bool = False, stdin: bool = False,
+             console_size: tuple[int, int] | None = None) -> ExecProcess:
         """`announce=False`: no exec_start event (health checks, which would flood the log)."""
         container = self.store.get(ref)
         if container.state == PAUSED:
@@ -315,7 +317,8 @@ class Runtime(Endings):
                              seccomp=seccomp if seccomp.exists() else None,
                              caps=capabilities.mask(security.caps), user=security.user,
                              group_add=list(container.spec.group_add),
-                             ulimits=[limit.launcher_arg() for limit in container.spec.ulimits])
+                             ulimits=[limit.launcher_arg() for limit in container.spec.ulimits],
+                             tty=tty, stdin=stdin, console_size=console_size)
         if announce:
             self.events.emit(Event("container", "exec_start", container.id, container.name,
                                    attributes={"command": command}))

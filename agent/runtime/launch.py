@@ -55,6 +55,11 @@ class LaunchRequest:
     ulimits: list[str] = field(default_factory=list)  # NAME=SOFT:HARD
     init: bool = False
     userns: str | None = None                        # UID:GID:SIZE: a user namespace (launcher/userns.h)
+    # Terminals and stdin (launcher/tty.h): the shim owns them and listens on attach_socket.
+    tty: bool = False
+    open_stdin: bool = False
+    attach_socket: Path | None = None
+    tty_size: tuple[int, int] | None = None          # rows, columns
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -84,7 +89,18 @@ class LaunchRequest:
             argv.append("--init")
         if self.userns:
             argv += ["--userns", self.userns]
+        argv += self._console_argv()
         return argv + ["--", *self.command]
+
+    def _console_argv(self) -> list[str]:
+        argv = ["--tty"] if self.tty else []
+        if self.open_stdin:
+            argv.append("--stdin")
+        if self.attach_socket:
+            argv += ["--attach-socket", str(self.attach_socket)]
+        if self.tty_size:
+            argv += ["--tty-size", f"{self.tty_size[0]},{self.tty_size[1]}"]
+        return argv
 
 
 def identity_args(group_add: list[str], ulimits: list[str]) -> list[str]:

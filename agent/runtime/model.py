@@ -50,6 +50,11 @@ User = Annotated[str, msgspec.Meta(
     description="USER[:GROUP], names resolved in the image's /etc/passwd and /etc/group")]
 
 
+TerminalSide = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+ConsoleSize = Annotated[list[TerminalSide], msgspec.Meta(
+    min_length=2, max_length=2, description="[rows, columns] of the terminal")]
+
+
 class Mount(schema.Object, frozen=True):
     """A bind mount of a host path into the container (`-v HOST:CTR[:ro]`)."""
 
@@ -269,6 +274,11 @@ class ContainerSpec(schema.Object, frozen=True):
     restart_policy: RestartPolicy = RestartPolicy()
     stop_signal: StopSignal | None = None    # None: SIGTERM
     stop_timeout: StopTimeout | None = None  # None: 10 seconds
+    # Terminals and stdin (docs/cli.md, agent/runtime/attach.py), named as in Docker's Config.
+    tty: bool = False                        # a terminal the shim owns
+    open_stdin: bool = False                 # stdin kept open for attached clients
+    stdin_once: bool = False                 # closed when the first attached client ends its input
+    console_size: ConsoleSize | None = None  # the terminal's size at start
 
     def __post_init__(self) -> None:
         # What one field's type cannot say. Not a ValueError, so msgspec passes it on as is.

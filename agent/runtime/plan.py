@@ -15,6 +15,7 @@ from agent.cgroups.driver import Limits
 from agent.errors import CorralError, InvalidArgument
 from agent.images.model import Image
 from agent.runtime import environment
+from agent.runtime.attach import SOCKET_NAME as ATTACH_SOCKET
 from agent.runtime.launch import LaunchRequest
 from agent.runtime.model import Container, ContainerSpec
 from agent.runtime.names import new_id, new_name
@@ -110,6 +111,10 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
         ulimits=[limit.launcher_arg() for limit in spec.ulimits],
         init=spec.init,
         userns=IdRange.from_dict(container.userns).launcher_option() if container.userns else None,
+        tty=container.spec.tty,
+        open_stdin=container.spec.open_stdin,
+        attach_socket=directory / ATTACH_SOCKET,
+        tty_size=tuple(container.spec.console_size) if container.spec.console_size else None,  # type: ignore[arg-type]
     )
     return request
 

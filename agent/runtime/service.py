@@ -18,8 +18,10 @@ class ExecProcess:
     """A running `exec`: the launcher process with its output pipes."""
 
     pid: int
-    stdout: IO[bytes]
+    stdout: IO[bytes] | None      # with a terminal: its master (read the output, write the input)
     stderr: IO[bytes]
+    stdin: IO[bytes] | None = None  # with stdin and no terminal: the command's stdin
+    tty: bool = False
 
     def wait(self) -> int:  # replaced by the runtime with the real waiter
         raise NotImplementedError
@@ -58,8 +60,11 @@ class RuntimeService(Protocol):
         """Raw Docker-framed log bytes; with follow, keeps yielding until the container exits."""
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
-             workdir: str | None = None) -> ExecProcess:
-        """Start a command in the running container; Conflict when it is not running."""
+             workdir: str | None = None, *, tty: bool = False, stdin: bool = False,
+             console_size: tuple[int, int] | None = None) -> ExecProcess:
+        """Start a command in the running container; Conflict when it is not running. With
+        `tty` in a terminal of the container's (`console_size` rows and columns), with `stdin`
+        its stdin a pipe the caller writes."""
 
     # Images go through the runtime because only it knows which containers use an image.
     def list_images(self) -> builtins.list: ...          # list[agent.images.model.Image]

@@ -30,7 +30,7 @@ def make_image(name: str = "busybox", tag: str = "latest", digit: str = "b") -> 
 
 class _HostExec(ExecProcess):
     def __init__(self, process: subprocess.Popen) -> None:
-        super().__init__(process.pid, process.stdout, process.stderr)
+        super().__init__(process.pid, process.stdout, process.stderr, stdin=process.stdin)
         self._process = process
 
     def wait(self) -> int:
@@ -170,12 +170,14 @@ class FakeRuntime:
         return chunks()
 
     def exec(self, ref: str, command: list[str], env: list[str] | None = None,
-             workdir: str | None = None) -> ExecProcess:
+             workdir: str | None = None, *, tty: bool = False, stdin: bool = False,
+             console_size: tuple[int, int] | None = None) -> ExecProcess:
         self.calls.append(("exec", ref, command, env, workdir))
         container = self.get(ref)
         if container.state != RUNNING:
             raise Conflict(f"container {container.name} is not running")
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                    env=dict(item.split("=", 1) for item in env or []), cwd=workdir)
         return _HostExec(process)
 
@@ -217,6 +219,13 @@ class FakeDaemon:
         self.events = EventLog(self.dir / "events.jsonl")
         self.runtime = FakeRuntime(self.events)
         self.info = {"cgroup_driver": "hybrid", "root": str(self.dir), "probes": {"oom": "attached"}}
+        from agent.api.attach_endpoints import AttachEndpoints
+        from agent.api.exec_endpoints import ExecEndpoints
+        from agent.runtime.terminals import Terminals
+        terminals = Terminals(self.runtime)   # type: ignore[arg-type]
+        server_options.setdefault("extra_routes", [])
+        server_options["extra_routes"] = [*server_options["extra_routes"], ExecEndpoints(terminals).register,
+                                          AttachEndpoints(terminals).register]
         self.server = ApiServer(self.socket, self.runtime, self.events, lambda: dict(self.info),
                                 **server_options)
         self.client = ApiClient(self.host)
