@@ -81,7 +81,7 @@ class WindowFollower:
 
 
 def relay(sock: socket.socket, first: bytes, *, tty: bool, stdin: bool, detach_keys: bytes = b"",
-          on_exit_frame: Callable[[int], None] | None = None) -> bool:
+          on_exit_frame: Callable[[int], None] | None = None, stdin_fd: int = 0) -> bool:
     """Copy between this process's stdio and an attached connection until the other end
     closes; True when the user typed the detach keys (the container goes on)."""
     from agent.runtime.attach import DetachWatch
@@ -108,9 +108,9 @@ def relay(sock: socket.socket, first: bytes, *, tty: bool, stdin: bool, detach_k
     reading = stdin
     try:
         while True:
-            ready, _, _ = select.select([sock] + ([0] if reading else []), [], [])
-            if 0 in ready:
-                data = os.read(0, READ_SIZE)
+            ready, _, _ = select.select([sock] + ([stdin_fd] if reading else []), [], [])
+            if stdin_fd in ready:
+                data = os.read(stdin_fd, READ_SIZE)
                 if not data:
                     reading = False
                     sock.shutdown(socket.SHUT_WR)   # end of input: the container's stdin ends

@@ -66,6 +66,7 @@ class Attachment:
         read1 so bytes it buffered are not lost) until the container exits, the client detaches
         or goes away."""
         if not self._wait_for_start(conn):
+            _shutdown(conn)
             return ENDED
         shim = None
         if self._state() == RUNNING:
