@@ -14,25 +14,16 @@ import errno
 import os
 import selectors
 from collections.abc import Iterator
-from typing import Annotated
-
-import msgspec
 
 from agent.api import frames
+from agent.api.attach_endpoints import ResizeQuery
 from agent.api.bodies import ExecRequest
 from agent.api.routes import Request, Response, Router
 from agent.runtime.service import ExecProcess
 from agent.runtime.terminals import Terminals
-from agent.schema import Object
 
 EXEC_ID_HEADER = "Corral-Exec-Id"
 _READ_SIZE = 65536
-TerminalSide = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-
-
-class ExecResizeQuery(Object, frozen=True):
-    h: TerminalSide            # rows
-    w: TerminalSide            # columns
 
 
 class ExecEndpoints:
@@ -41,7 +32,7 @@ class ExecEndpoints:
 
     def register(self, router: Router) -> None:
         router.add("POST", "/v1/containers/{ref}/exec", self.exec_in_container, body=ExecRequest)
-        router.add("POST", "/v1/execs/{id}/resize", self.resize, query=ExecResizeQuery)
+        router.add("POST", "/v1/execs/{id}/resize", self.resize, query=ResizeQuery)
 
     def exec_in_container(self, request: Request) -> Response:
         body = request.decode(ExecRequest)
