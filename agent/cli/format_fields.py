@@ -100,7 +100,8 @@ class ContainerFields(Fields):
         return (self._spec.get("labels") or {}).get(name, "")
 
     def Mounts(self) -> str:
-        sources = [mount.get("source", "") for mount in self._spec.get("mounts") or []]
+        # docker: a volume by its name, a bind by its host path
+        sources = [mount.get("name") or mount.get("source") or "" for mount in self._spec.get("mounts") or []]
         return ",".join(ellipsis(source, 15) if self._truncate else source for source in sources)
 
     def LocalVolumes(self) -> str:

@@ -22,7 +22,7 @@ from agent.cli.gotemplate.tabwriter import align
 
 class HeaderFields(Fields):
     """What the header row of a `table` format sees: each field is its column title; an unknown
-    field is missing (`<no value>`), as in docker's header map; `.Label "a.b"` is `B`."""
+    field is missing (`<no value>`), as in docker's header map; `.Label "com.x.min-cpu"` is `min cpu`."""
 
     kind = "header"
 
@@ -36,7 +36,8 @@ class HeaderFields(Fields):
         return lambda: title
 
     def Label(self, name: str) -> str:
-        return name.split(".")[-1].upper()
+        """docker's SubHeaderContext.Label: the last dotted part, `-` and `_` read as spaces."""
+        return name.split(".")[-1].replace("-", " ").replace("_", " ")
 
     def to_json(self) -> dict:
         return dict(self._headers)

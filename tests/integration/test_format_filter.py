@@ -46,10 +46,10 @@ def test_ps_format_table_and_filters(clean):
     clean.cli("run", "--name", "fmt-c", "busybox", "sh", "-c", "exit 3", check=False)
     table = lines(clean, "ps", "--format", "table {{.Names}}\\t{{.Status}}\\t{{.Label \"tier\"}}")
     # docker's tabwriter: columns at least 10 wide, 3 spaces after the widest cell
-    assert table[0].startswith("NAMES     STATUS   ") and table[0].endswith("   TIER")
+    assert table[0].startswith("NAMES     STATUS   ") and table[0].endswith("   tier")
     assert [row.split()[0] for row in table[1:]] == ["fmt-b", "fmt-a"]      # newest first, running only
     assert all(row[10:].startswith("Up ") for row in table[1:])
-    tier_at = table[0].index("TIER")
+    tier_at = table[0].index("tier")
     assert [row[tier_at:] for row in table[1:]] == ["db", "web"]
     assert tier_at == max(len(row[10:].rsplit("   ", 1)[0].rstrip()) for row in table[1:]) + 13
     assert lines(clean, "ps", "--filter", "label=app=shop", "--format", "{{.Names}}") == ["fmt-b", "fmt-a"]

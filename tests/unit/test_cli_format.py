@@ -65,7 +65,7 @@ def test_ps_template_and_table(three, capsys):
     assert out(three, capsys, "ps", "--format", '{{.Names}} {{.Label "tier"}} [{{.Label "none"}}] {{.Labels}}') == \
         "db db [] tier=db\nweb web [] com.example.team=blue,tier=web\n"
     assert out(three, capsys, "ps", "--format", 'table {{.ID}}\t{{.Label "com.example.team"}}').splitlines()[0] == \
-        "CONTAINER ID   TEAM"
+        "CONTAINER ID   team"
     row = json.loads(out(three, capsys, "ps", "-n", "1", "--format", "{{json .}}"))
     assert row["Names"] == "old" and row["State"] == "exited" and row["Command"] == '"false"'
     assert sorted(row) == sorted(ContainerFields.HEADERS)
@@ -188,10 +188,11 @@ def test_other_verbs_fields():
 
 def test_table_headers_as_docker_makes_them():
     """docker 28: `docker context ls --format 'table {{.Name}}\\t{{.Current}}'` prints NAME, then
-    `<no value>` for the column whose field has no title, and `.Label "a.b"` is titled B."""
+    `<no value>` for the column whose field has no title; docker's SubHeaderContext titles
+    `.Label "com.example.min_cpu-count"` `min cpu count`."""
     headers = HeaderFields({"Name": "NAME"})
-    assert render_rows("table {{.Name}}\\t{{.Current}}\\t{{.Label \"com.example.tier\"}}", [], headers.to_json()) \
-        == "NAME      <no value>   TIER\n"
+    assert render_rows("table {{.Name}}\\t{{.Current}}\\t{{.Label \"com.example.min_cpu-count\"}}", [],
+                       headers.to_json()) == "NAME      <no value>   min cpu count\n"
     assert render_rows("table {{upper .Name}}|{{json .Name}}|{{.Name | lower}}", [], {"Name": "Name"}) == \
         "Name|Name|Name\n"
     assert render_rows("{{.}}", [], {}) == ""
@@ -214,7 +215,7 @@ def test_volume_fields():
                              "UsageData": {"RefCount": 2, "Size": 4_261_000}}),
                VolumeFields({"Name": "cache", "UsageData": {"RefCount": -1, "Size": -1}})]
     assert render_rows('table {{.Name}}\\t{{.Driver}}\\t{{.Links}}\\t{{.Size}}\\t{{.Label "a.b.tier"}}', volumes,
-                       VolumeFields.HEADERS) == ("VOLUME NAME   DRIVER    LINKS     SIZE      TIER\n"
+                       VolumeFields.HEADERS) == ("VOLUME NAME   DRIVER    LINKS     SIZE      tier\n"
                                                  "data          local     2         4.26MB    db\n"
                                                  "cache         local     N/A       N/A       \n")
     assert [volumes[0].Scope(), volumes[0].Mountpoint(), volumes[0].Labels()] == \
