@@ -87,6 +87,8 @@ class NetworkManager:
         self._clock = clock
         self._lock = threading.RLock()
         self._ready: set[str] = set()   # networks whose bridge and rules this manager has made
+        # Host ports published without a container attachment: owner ("service web") -> port.
+        self.reserved: dict[str, PortMapping] = {}
 
     # ---- networks -----------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class NetworkManager:
             if self.store.find_endpoint(container_id) is not None:
                 raise Conflict(f"container {container_name} is already attached to a network")
             published = list(ports)
-            check_ports(container_name, published, self.attachments())
+            check_ports(container_name, published, self.attachments(), reserved=self.reserved)
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:
@@ -223,6 +225,16 @@ class NetworkManager:
             self.store.save_endpoint(dataclasses.replace(found, attachment=attachment))
             self._refresh_hosts(attachment.network)
             return attachment
+
+    def reserve_port(self, owner: str, port: PortMapping) -> None:
+        """Keep containers off a host port that `owner` publishes by other means (a service's
+        balancer); the caller has checked it is free."""
+        with self._lock:
+            self.reserved[owner] = port
+
+    def release_port(self, owner: str) -> None:
+        with self._lock:
+            self.reserved.pop(owner, None)
 
     def attachments(self, network_name: str | None = None) -> list[Attachment]:
         """Every attachment, or those of one network."""

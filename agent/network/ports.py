@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.network.model import Attachment, PortMapping
@@ -17,9 +17,10 @@ def clash(one: PortMapping, other: PortMapping) -> bool:
 
 
 def check_ports(container_name: str, ports: list[PortMapping], attached: Iterable[Attachment], *,
-                host_check: bool = True) -> None:
+                host_check: bool = True, reserved: Mapping[str, PortMapping] | None = None) -> None:
     """Refuse the container's mappings when they clash with each other, with another
-    container's, or (`host_check`) with a socket on the host."""
+    container's, with one `reserved` by another owner (a service's port, which no socket
+    holds), or (`host_check`) with a socket on the host."""
     attached = list(attached)
     seen: list[PortMapping] = []
     for port in ports:
@@ -32,6 +33,9 @@ def check_ports(container_name: str, ports: list[PortMapping], attached: Iterabl
                 if clash(port, other):
                     raise Conflict(f"host port {port.host_port}/{port.protocol} is already published "
                                    f"by container {attachment.container_name} ({other})")
+        for owner, other in (reserved or {}).items():
+            if clash(port, other):
+                raise Conflict(f"host port {port.host_port}/{port.protocol} is already published by {owner}")
         if host_check:
             check_host_port(port)
 

@@ -50,6 +50,8 @@ class ServiceManager:
         if self.context.balancer is not None:
             for stale in self.context.balancer.services() - names:
                 self.context.balancer.remove(stale)
+        for service in self.store.all():
+            self._reserve(service.spec)
         for name in sorted(names):
             self._worker(name)
 
@@ -83,6 +85,7 @@ class ServiceManager:
             now = self.context.clock()
             service = Service(spec=spec, created_at=now, updated_at=now)
             self.store.save(service)
+            self._reserve(spec)
         self.context.events.emit(Event("service", "create", "", spec.name, attributes={"image": spec.image}))
         self._worker(spec.name)
         return service
@@ -160,6 +163,8 @@ class ServiceManager:
             except NotFound:
                 pass
         self.store.delete(name)
+        if self.networks is not None:
+            self.networks.release_port(f"service {name}")
         self.context.events.emit(Event("service", "remove", "", name))
 
     def logs(self, name: str, follow: bool = False) -> Iterator[bytes]:
@@ -238,6 +243,11 @@ class ServiceManager:
                 worker = self._workers[name] = ServiceWorker(name, self.context)
                 worker.start()
             return worker
+
+    def _reserve(self, spec: ServiceSpec) -> None:
+        """The service's port, kept from containers' -p (the balancer holds no socket on it)."""
+        if spec.port is not None and self.networks is not None:
+            self.networks.reserve_port(f"service {spec.name}", spec.port)
 
     def _check_image(self, image: str) -> None:
         try:

@@ -202,6 +202,8 @@ def test_bad_input_is_refused_and_changes_nothing(daemon):
     try:
         result = daemon.cli("service", "create", "--name", "bad", "-p", f"{port}:80", "busybox", check=False)
         assert result.returncode == 125 and b"already published by service first" in result.stderr
+        result = daemon.cli("run", "-d", "--name", "bad", "-p", f"{port}:80", "busybox", "sleep", "9", check=False)
+        assert result.returncode == 125 and b"already published by service first" in result.stderr
         result = daemon.cli("service", "scale", "first=-2", check=False)
         assert result.returncode == 125 and b"first=" in result.stderr
         result = daemon.cli("service", "update", "--image", "nosuchimage:2", "first", check=False)

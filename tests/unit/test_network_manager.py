@@ -129,6 +129,9 @@ def test_ports_clash_on_the_same_host_port_and_any_address():
     check_ports("web", [PortMapping.parse("9090:90/udp")], [other], host_check=False)     # other protocol
     with pytest.raises(Conflict, match="by container db"):
         check_ports("web", [PortMapping.parse("127.0.0.1:9090:91")], [other], host_check=False)
+    reserved = {"service api": PortMapping.parse("7070:80")}
+    with pytest.raises(Conflict, match="already published by service api"):
+        check_ports("web", [PortMapping.parse("7070:8080")], [], host_check=False, reserved=reserved)
 
 
 def test_store_round_trips_endpoints(tmp_path):

@@ -287,8 +287,17 @@ class Images:
 class Networks:
     nat = FakeNat()
 
+    def __init__(self) -> None:
+        self.reserved: dict = {}
+
     def attachments(self):
         return []
+
+    def reserve_port(self, owner, port) -> None:
+        self.reserved[owner] = port
+
+    def release_port(self, owner) -> None:
+        self.reserved.pop(owner, None)
 
 
 def test_the_manager_refuses_bad_input_and_saves_nothing(tmp_path):
