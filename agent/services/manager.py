@@ -23,7 +23,7 @@ from agent.services.balancer import Balancer
 from agent.services.metrics import ServiceFigures
 from agent.services.model import SERVICE_LABEL, Service, ServiceChange, ServiceSpec
 from agent.services.reconciler import Context, ServiceWorker
-from agent.services.replicas import replica_spec, replicas_of
+from agent.services.replicas import drain, replica_spec, replicas_of
 from agent.services.store import ServiceStore
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class ServiceManager:
         grace = service.spec.stop_grace_period
         for replica in replicas_of(self.runtime.list(all=True), name):
             if replica.running:
+                drain(replica, service.spec, self.context.proc)
                 self.runtime.stop(replica.id, timeout=grace)
             try:
                 self.runtime.remove(replica.id, force=True)
@@ -261,6 +262,8 @@ class ServiceManager:
         spec, the published port (another service's, a container's, a socket on the host)."""
         self._check_image(spec.image)
         replica_spec(Service(spec=spec), 1)
+        if self.networks is not None and spec.network not in ("bridge", "default", "none", "host"):
+            self.networks.get(spec.network)      # NotFound naming it
         port = spec.port
         if port is None:
             return

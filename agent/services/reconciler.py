@@ -30,7 +30,7 @@ from agent.runtime.model import CREATED, EXITED
 from agent.runtime.service import RuntimeService
 from agent.services.balancer import Balancer
 from agent.services.model import PastReplica, Service
-from agent.services.replicas import Replica, listening, open_connections, replica_spec, replicas_of
+from agent.services.replicas import Replica, drain, listening, replica_spec, replicas_of
 from agent.services.store import ServiceStore
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ RESYNC = 5.0              # seconds between passes when nothing happens
 YOUNG = 10.0              # a replica that exits sooner than this after its start grows the back-off
 MAX_BACKOFF = 30.0
 HISTORY = 5               # past replicas kept per slot, for `service ps`
-DRAIN_POLL = 0.05
 
 
 @dataclass
@@ -225,14 +224,8 @@ class ServiceWorker:
         try:
             self.balance()
             spec = self.context.store.get(self.name).spec
-            grace = spec.stop_grace_period
-            pid = replica.container.pid
-            if spec.port is not None and spec.port.protocol == "tcp" and pid:
-                deadline = self.context.clock() + grace
-                while open_connections(pid, spec.port.container_port, self.context.proc) and \
-                        self.context.clock() < deadline:
-                    time.sleep(DRAIN_POLL)
-            self.context.runtime.stop(replica.id, timeout=grace)
+            drain(replica, spec, self.context.proc)
+            self.context.runtime.stop(replica.id, timeout=spec.stop_grace_period)
             self._forget(replica, why)
         finally:
             self.draining.discard(replica.id)

@@ -11,8 +11,10 @@ replica takes traffic once its port listens, and is stopped once its connections
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from agent.runtime.model import RUNNING, Container, ContainerSpec
 from agent.services.model import SERVICE_LABEL, SLOT_LABEL, VERSION_LABEL, Service, ServiceSpec
@@ -110,3 +112,15 @@ def listening(pid: int, port: int, proc: Path = Path("/proc")) -> bool:
 def open_connections(pid: int, port: int, proc: Path = Path("/proc")) -> int:
     """Connections to TCP `port` in the namespace of `pid` that are not finished yet."""
     return sum(1 for local, state in _sockets(pid, proc) if local == port and state not in _DONE)
+
+
+def drain(replica: Replica, spec: ServiceSpec, proc: Path = Path("/proc"),
+          clock: Callable[[], float] = time.monotonic, poll: float = 0.05) -> None:
+    """Once a replica is out of the balancer: wait until its connections to the service's port
+    are done, at most the stop grace period (then it is stopped, and what is left is cut)."""
+    port, pid = spec.port, replica.container.pid
+    if port is None or port.protocol != "tcp" or not pid:
+        return
+    deadline = clock() + spec.stop_grace_period
+    while open_connections(pid, port.container_port, proc) and clock() < deadline:
+        time.sleep(poll)

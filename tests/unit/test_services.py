@@ -293,6 +293,9 @@ class Networks:
     def attachments(self):
         return []
 
+    def get(self, name: str):
+        raise NotFound(f"no such network: {name}")
+
     def reserve_port(self, owner, port) -> None:
         self.reserved[owner] = port
 
@@ -306,6 +309,9 @@ def test_the_manager_refuses_bad_input_and_saves_nothing(tmp_path):
     with pytest.raises(NotFound, match="image 'nope' is not on this host"):
         manager.create(ServiceSpec(name="web", image="nope"))
     assert manager.list() == [] and not host.store.exists("web")
+    with pytest.raises(NotFound, match="no such network: elsewhere"):
+        manager.create(ServiceSpec(name="web", image="busybox", network="elsewhere"))
+    assert manager.list() == [] and manager.networks.reserved == {}
     with pytest.raises(NotFound):
         manager.scale("web", 2)
     manager.close()
@@ -394,3 +400,18 @@ def test_a_health_command_is_kept_and_reaches_the_replicas_when_the_runtime_chec
     assert service.spec.health_cmd == "true"
     made = replica_spec(service, 1)
     assert ("healthcheck" in made.to_dict()) == replicas.HEALTH_CHECKS
+
+
+def test_a_replica_drains_until_its_connections_are_done_or_the_grace_ends(tmp_path):
+    from agent.services.replicas import drain
+    host = Host(tmp_path)
+    worker = host.worker(Service(spec=fast(replicas=1)))
+    worker.converge()
+    [replica] = host.running()
+    proc = proc_tree(tmp_path / "busy", 4242, [
+        "1: 0200D50A:0050 0100D50A:C350 01 00000000:00000000 00:00000000 00000000 0 0 2"])
+    ticks = iter(range(100))
+    drain(replica, spec(stop_grace_period=3), proc, clock=lambda: next(ticks), poll=0)
+    assert next(ticks) == 4                  # polled until the grace period (3 ticks) was over
+    drain(replica, spec(stop_grace_period=3), host.proc, clock=lambda: next(ticks), poll=0)
+    assert next(ticks) == 6                  # nothing open: no wait (the deadline read 5)
