@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.api import frames
-from agent.catalog.bus import BusEvent, ContainerRemoved, ContainerStopped
+from agent.catalog.bus import BusEvent, ContainerHealth, ContainerRemoved, ContainerStopped
 from agent.errors import Conflict, NotFound
 from agent.events import Event, EventLog
 from agent.network.ports import check_host_port, clash
@@ -64,14 +64,13 @@ class ServiceManager:
 
     def on_container(self, event: BusEvent) -> None:
         """Bus subscriber: a replica stopped or went, or its health check changed its verdict
-        (the health event, agent/health/, has a `status`): its service's worker looks at once."""
+        (agent/health/): its service's worker looks at once."""
         name = event.entry.labels.get(SERVICE_LABEL)
         worker = self._workers.get(name) if name else None
         if worker is None:
             return
-        status = getattr(event, "status", None)
-        if isinstance(status, str):
-            worker.note_health(event.entry.id, status)
+        if isinstance(event, ContainerHealth):
+            worker.note_health(event.entry.id, event.status)
         elif isinstance(event, (ContainerStopped, ContainerRemoved)):
             worker.wake()
 

@@ -19,10 +19,6 @@ from typing import Callable
 from agent.runtime.model import RUNNING, Container, ContainerSpec
 from agent.services.model import SERVICE_LABEL, SLOT_LABEL, VERSION_LABEL, Service, ServiceSpec
 
-# Whether the runtime runs health checks (ContainerSpec.healthcheck, agent/health/); without
-# them a service's --health-cmd is kept and replicas are judged by their port alone.
-HEALTH_CHECKS = "healthcheck" in ContainerSpec.__struct_fields__
-
 # /proc/net/tcp states (include/net/tcp_states.h)
 _LISTEN = "0A"
 _DONE = ("06", "07", "0A")        # TIME_WAIT, CLOSE, LISTEN: no connection left to serve
@@ -64,7 +60,7 @@ def replica_spec(service: Service, slot: int, spec: ServiceSpec | None = None) -
         fields["memory"] = spec.memory
     if spec.cpus is not None:
         fields["cpus"] = spec.cpus
-    if spec.health_cmd is not None and HEALTH_CHECKS:
+    if spec.health_cmd is not None:
         check: dict[str, object] = {"test": ["CMD-SHELL", spec.health_cmd]}
         if spec.health_interval is not None:
             check["interval"] = spec.health_interval

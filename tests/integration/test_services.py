@@ -182,6 +182,26 @@ def test_a_bad_update_rolls_back(daemon, service):
     assert len({get(service) for _ in range(30)}) >= 2
 
 
+def test_an_unhealthy_replica_leaves_the_balancer_and_is_replaced(daemon):
+    port = free_port()
+    create(daemon, "checked", port, "--replicas", "2", "--health-cmd", "test -f /www/index.html",
+           "--health-interval", "0.3s", "--health-retries", "1")
+    try:
+        until(lambda: len(inspect(daemon, "checked")["balanced"]) == 2, what="both replicas healthy and balanced")
+        sick = running(daemon, "checked")[0]
+        daemon.cli("exec", sick["id"], "rm", "/www/index.html")
+        until(lambda: any(t["name"] == sick["name"] and t["state"] == "unhealthy"
+                          for t in inspect(daemon, "checked")["tasks"]), what="the sick replica replaced")
+        now = until(lambda: [t for t in running(daemon, "checked") if t["slot"] == sick["slot"]],
+                    what="a new replica in its slot")
+        assert now[0]["id"] != sick["id"]
+        until(lambda: len(inspect(daemon, "checked")["balanced"]) == 2, what="the new replica healthy and balanced")
+        answers = {get(port) for _ in range(20)}
+        assert sick["id"][:12] not in answers and len(answers) == 2
+    finally:
+        daemon.cli("service", "rm", "checked", timeout=120)
+
+
 def test_bad_input_is_refused_and_changes_nothing(daemon):
     port = free_port()
     before = daemon.out("ps", "-a", "-q")

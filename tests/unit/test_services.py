@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.catalog.bus import ContainerStopped
+from agent.catalog.bus import ContainerHealth, ContainerStopped
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.events import EventLog
 from agent.network.model import PortMapping
@@ -361,12 +361,8 @@ def test_a_replica_spec_carries_the_service_labels():
     assert made.name.startswith("web.2.") and made.memory == 64 << 20 and made.cpus == 0.5 and made.ports == []
 
 
-class HealthEvent:
-    """The shape of the runtime's health event (agent/health/): the entry and its new status."""
-
-    def __init__(self, container, status: str) -> None:
-        self.entry = _entry(container)
-        self.status = status
+def HealthEvent(container, status: str) -> ContainerHealth:
+    return ContainerHealth(_entry(container), status, previous="")
 
 
 def test_health_verdicts_gate_traffic_and_replace_unhealthy_replicas(tmp_path):
@@ -394,12 +390,11 @@ def test_health_verdicts_gate_traffic_and_replace_unhealthy_replicas(tmp_path):
     assert sorted(host.balanced()) == sorted(r.address for r in running)   # the new one: no verdict yet
 
 
-def test_a_health_command_is_kept_and_reaches_the_replicas_when_the_runtime_checks_health():
-    from agent.services import replicas
-    service = Service(spec=spec(health_cmd="true", health_interval=2.0, health_retries=2))
-    assert service.spec.health_cmd == "true"
-    made = replica_spec(service, 1)
-    assert ("healthcheck" in made.to_dict()) == replicas.HEALTH_CHECKS
+def test_the_health_command_becomes_each_replicas_healthcheck():
+    made = replica_spec(Service(spec=spec(health_cmd="true", health_interval=2.0, health_retries=2)), 1)
+    assert made.healthcheck is not None and made.healthcheck.test == ["CMD-SHELL", "true"]
+    assert (made.healthcheck.interval, made.healthcheck.retries) == (2.0, 2)
+    assert replica_spec(Service(spec=spec()), 1).healthcheck is None
 
 
 def test_a_replica_drains_until_its_connections_are_done_or_the_grace_ends(tmp_path):
