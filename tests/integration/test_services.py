@@ -190,7 +190,7 @@ def test_an_unhealthy_replica_leaves_the_balancer_and_is_replaced(daemon):
         until(lambda: len(inspect(daemon, "checked")["balanced"]) == 2, what="both replicas healthy and balanced")
         sick = running(daemon, "checked")[0]
         daemon.cli("exec", sick["id"], "rm", "/www/index.html")
-        until(lambda: any(t["name"] == sick["name"] and t["state"] == "unhealthy"
+        until(lambda: any(t["name"] == sick["name"] and t["state"].startswith("unhealthy")
                           for t in inspect(daemon, "checked")["tasks"]), what="the sick replica replaced")
         now = until(lambda: [t for t in running(daemon, "checked") if t["slot"] == sick["slot"]],
                     what="a new replica in its slot")
