@@ -78,6 +78,26 @@ fi
 # only ignored, never wrong: Python checks each source's mtime.
 "$VENV/bin/python" -m compileall -q agent >/dev/null
 
+# The docker CLI, a real client of Corral's Docker API (tests/integration/test_docker_cli.py).
+# Debian's docker.io package holds it together with dockerd and containerd, which must not run
+# on a Corral host (dockerd would take /var/run/docker.sock, iptables and cgroups): only the
+# client binary is taken from the package, as /usr/local/bin/docker-debian (the older, second
+# client the tests drive) and as /usr/local/bin/docker when no docker is on PATH.
+if [ ! -x /usr/local/bin/docker-debian ]; then
+  DEB_DIR=$(mktemp -d)
+  if (cd "$DEB_DIR" && apt-get download -qq docker.io >/dev/null 2>&1) &&
+     dpkg-deb -x "$DEB_DIR"/docker.io_*.deb "$DEB_DIR/root"; then
+    install -m 0755 "$DEB_DIR/root/usr/bin/docker" /usr/local/bin/docker-debian
+    say "installed the docker CLI from Debian's docker.io as docker-debian (the client only)"
+  else
+    warn "could not fetch Debian's docker.io for its docker CLI; the Docker API tests need one"
+  fi
+  rm -rf "$DEB_DIR"
+fi
+if ! command -v docker >/dev/null 2>&1 && [ -x /usr/local/bin/docker-debian ]; then
+  ln -s docker-debian /usr/local/bin/docker
+fi
+
 # The launcher: a small C program, so launching never forks the big daemon.
 LAUNCHER=$VENV/bin/corral-launch
 # Every launcher/*.c is one program; rebuilt when any source or header is newer than the binary.

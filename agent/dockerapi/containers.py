@@ -16,14 +16,13 @@ from agent.dockerapi.app import Parts
 from agent.dockerapi.create import spec_of
 from agent.dockerapi.errors import NotModified, no_such_container, no_such_image
 from agent.dockerapi.router import Reply, Request, Router
-from agent.dockerapi.views import container_inspect, container_summary, endpoints
+from agent.dockerapi.views import container_inspect, container_summary
 from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.runtime.filters import CONTAINER_KEYS
+from agent.runtime.filters import containers as container_filters
 from agent.runtime.model import CREATED, EXITED, PAUSED, RUNNING, Container
 from agent.units import parse_signal
 
-_LIST_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "network", "before", "since",
-                 "volume", "health", "is-task", "expose", "publish")
-_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 _WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
@@ -66,49 +65,16 @@ class ContainerRoutes:
         return Reply.json({"Id": container.id, "Warnings": []}, status=201)
 
     def list(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), _LIST_FILTERS)
+        wanted = filters.parse(request.text("filters"), CONTAINER_KEYS, "containers")
         show_all = request.flag("all") or "status" in wanted or "exited" in wanted
         containers = sorted(self.runtime.list(all=True), key=lambda c: c.created_at, reverse=True)
+        containers = container_filters(containers, wanted)
         if not show_all:
             containers = [c for c in containers if c.state in (RUNNING, PAUSED)]
-        containers = [c for c in containers if self._wanted(c, wanted)]
         limit = request.integer("limit", -1) or -1
         if limit > 0:
             containers = containers[:limit]
         return Reply.json([container_summary(c, self.parts) for c in containers])
-
-    def _wanted(self, container: Container, wanted: filters.Filters) -> bool:
-        for status in wanted.get("status", []):
-            if status not in _STATUSES:
-                raise InvalidArgument(f"invalid filter 'status={status}'")
-        if not filters.any_match(wanted.get("id"), container.id, prefix=True):
-            return False
-        if not filters.any_match(wanted.get("name"), container.name, substring=True):
-            return False
-        if not filters.any_match(wanted.get("status"), container.state):
-            return False
-        if not filters.labels_match(wanted.get("label", []), container.spec.labels):
-            return False
-        if "ancestor" in wanted and not any(self._descends(container, ref) for ref in wanted["ancestor"]):
-            return False
-        if "exited" in wanted and (container.state != EXITED or str(container.exit_code) not in wanted["exited"]):
-            return False
-        if "network" in wanted and not set(endpoints(container, self.parts)) & set(wanted["network"]):
-            return False
-        for key in ("before", "since"):
-            for ref in wanted.get(key, []):
-                other = self.get(ref)
-                if (key == "before") != (container.created_at < other.created_at):
-                    return False
-        return True
-
-    def _descends(self, container: Container, ref: str) -> bool:
-        if ref in (container.spec.image, container.image_id) or container.image_id.startswith(f"sha256:{ref}"):
-            return True
-        try:
-            return self.parts.images.get(ref).id == container.image_id
-        except Exception:  # noqa: BLE001 - an unknown image is simply not an ancestor
-            return False
 
     def inspect(self, request: Request) -> Reply:
         return Reply.json(container_inspect(self.get(request.params["id"]), self.parts))
@@ -206,7 +172,7 @@ class ContainerRoutes:
         return Reply.empty()
 
     def prune(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), ("label", "until"))
+        wanted = filters.parse(request.text("filters"), ("label", "until"), "container prune")
         deleted = []
         for container in self.runtime.list(all=True):
             if container.state not in (EXITED, CREATED):

@@ -40,7 +40,9 @@ _HONOURED = {
     "HostConfig.AutoRemove", "HostConfig.CapAdd", "HostConfig.CapDrop", "HostConfig.Privileged",
     "HostConfig.ReadonlyRootfs", "HostConfig.SecurityOpt", "HostConfig.Tmpfs", "HostConfig.Memory",
     "HostConfig.MemorySwap", "HostConfig.NanoCpus", "HostConfig.CpuQuota", "HostConfig.CpuPeriod",
-    "HostConfig.PidsLimit", "HostConfig.Devices", "HostConfig.Mounts",
+    "HostConfig.PidsLimit", "HostConfig.Devices", "HostConfig.Mounts", "HostConfig.GroupAdd", "HostConfig.Init",
+    "HostConfig.Ulimits", "HostConfig.ShmSize", "HostConfig.Dns", "HostConfig.DnsSearch", "HostConfig.DnsOptions",
+    "HostConfig.ExtraHosts", "HostConfig.UsernsMode",
 }
 # Docker's spec field -> where a bad value came from, for error messages.
 _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Config.Entrypoint",
@@ -51,7 +53,10 @@ _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Conf
            "privileged": "HostConfig.Privileged", "read_only": "HostConfig.ReadonlyRootfs",
            "security_opt": "HostConfig.SecurityOpt", "tmpfs": "HostConfig.Tmpfs", "memory": "HostConfig.Memory",
            "cpus": "HostConfig.NanoCpus", "pids_limit": "HostConfig.PidsLimit", "devices": "HostConfig.Devices",
-           "name": "name"}
+           "group_add": "HostConfig.GroupAdd", "init": "HostConfig.Init", "ulimits": "HostConfig.Ulimits",
+           "shm_size": "HostConfig.ShmSize", "dns": "HostConfig.Dns", "dns_search": "HostConfig.DnsSearch",
+           "dns_options": "HostConfig.DnsOptions", "extra_hosts": "HostConfig.ExtraHosts",
+           "userns": "HostConfig.UsernsMode", "name": "name"}
 
 
 def is_zero(value: Any) -> bool:
@@ -108,6 +113,19 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
                             ("read_only", "ReadonlyRootfs"), ("security_opt", "SecurityOpt"), ("tmpfs", "Tmpfs")):
         _copy(fields, key, host.get(docker_key))
     _limits(fields, host)
+    for key, docker_key in (("group_add", "GroupAdd"), ("init", "Init"), ("shm_size", "ShmSize"), ("dns", "Dns"),
+                            ("dns_search", "DnsSearch"), ("dns_options", "DnsOptions"), ("extra_hosts", "ExtraHosts")):
+        _copy(fields, key, host.get(docker_key))
+    ulimits = host.get("Ulimits") or []
+    if ulimits:
+        fields["ulimits"] = [{"name": u.get("Name"), "soft": u.get("Soft"), "hard": u.get("Hard")}
+                             for u in ulimits if isinstance(u, dict)]
+    userns = host.get("UsernsMode") or ""
+    if userns:
+        if userns not in ("host", "auto"):
+            raise InvalidArgument(f"HostConfig.UsernsMode: Corral cannot honour {userns!r} (host or auto)",
+                                  field="HostConfig.UsernsMode")
+        fields["userns"] = userns
     fields["ports"] = _ports(host.get("PortBindings") or {})
     mounts, tmpfs = _mounts(host.get("Binds") or [], host.get("Mounts") or [])
     if mounts:

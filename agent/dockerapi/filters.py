@@ -1,48 +1,14 @@
-"""Docker's `filters` query parameter: JSON of {name: [values]} (or the older {name: {value: true}}).
-
-Each route says which names it knows; another is a 400 in dockerd's words ("invalid filter
-'x'"). Matching helpers here are the ones every list route shares (labels, names, ids).
-"""
+"""Docker's `filters` query parameter. Parsing and the rules for containers, images and
+events are Corral's own (agent/runtime/filters.py, shared with `corral ps --filter`); what is
+here matches the listings only this API has (networks, prunes)."""
 from __future__ import annotations
 
 import fnmatch
-import json
-from typing import Iterable, Mapping
 
 from agent.errors import InvalidArgument
+from agent.runtime.filters import Filters, labels_match, parse
 
-Filters = dict[str, list[str]]
-
-
-def parse(text: str, known: Iterable[str]) -> Filters:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidArgument(f"filters: not JSON: {text[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("filters: expected a JSON object of {name: [values]}")
-    allowed = set(known)
-    result: Filters = {}
-    for name, values in data.items():
-        if name not in allowed:
-            raise InvalidArgument(f"invalid filter '{name}'")
-        if isinstance(values, dict):          # {"label": {"a=b": true}}, what old clients send
-            values = [value for value, on in values.items() if on]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise InvalidArgument(f"filters: {name}: expected a list of strings")
-        result[name] = values
-    return result
-
-
-def labels_match(wanted: list[str], labels: Mapping[str, str]) -> bool:
-    """Every `key` or `key=value` of `wanted` is on `labels` (docker ANDs label filters)."""
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
+__all__ = ["Filters", "any_match", "labels_match", "parse", "truthy"]
 
 
 def any_match(wanted: list[str] | None, value: str, *, prefix: bool = False, substring: bool = False) -> bool:

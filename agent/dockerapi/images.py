@@ -20,11 +20,11 @@ from agent.dockerapi import filters
 from agent.dockerapi.app import Parts
 from agent.dockerapi.errors import no_such_image
 from agent.dockerapi.router import Reply, Request, Router
-from agent.dockerapi.views import image_summary, names_by_id, timestamp
+from agent.dockerapi.views import image_summary, names_by_id
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
 from agent.events import Event
-
-_LIST_FILTERS = ("dangling", "label", "reference", "before", "since", "until")
+from agent.runtime.filters import IMAGE_KEYS
+from agent.runtime.filters import images as image_filters
 
 
 class ImageRoutes:
@@ -43,10 +43,18 @@ class ImageRoutes:
         router.add("GET", "/images/{name*}/history", self.history)
         router.add("POST", "/images/{name*}/tag", self.tag)
         router.add("POST", "/images/{name*}/push", self.push)
+        router.add("GET", "/images/get", self.save)
+        router.add("GET", "/images/{name*}/get", self.save)
+        router.add("POST", "/images/load", self.load, raw_body=True)
         router.add("DELETE", "/images/{name*}", self.remove)
 
     def _get(self, ref: str):
-        return no_such_image(ref, lambda: self.images.get(ref))
+        def lookup():
+            try:
+                return self.images.get(ref)
+            except NotFound:
+                return self.images.get(familiar(ref))
+        return no_such_image(ref, lookup)
 
     def _registry(self) -> tuple[Any, Any]:
         """The puller and pusher, built on first use (httpx is imported only by a daemon that pulls)."""
@@ -61,38 +69,47 @@ class ImageRoutes:
     # Reading
 
     def list(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), _LIST_FILTERS)
-        dangling = filters.truthy(wanted.get("dangling"))
-        found = []
-        images = sorted(self.images.list(), key=lambda i: i.created, reverse=True)
-        names = names_by_id(images)
-        seen: set[str] = set()
-        for image in images:
-            if image.id in seen:
-                continue
-            seen.add(image.id)
-            if dangling is not None and dangling == bool(names[image.id]):
-                continue
-            if "reference" in wanted and not any(filters.any_match([ref], name) or filters.any_match([ref], name.rsplit(":", 1)[0])
-                                                 for ref in wanted["reference"] for name in names[image.id]):
-                continue
-            if wanted.get("label"):
-                continue                          # Corral's images carry no labels
-            found.append(image_summary(image, sorted(names[image.id])))
+        wanted = filters.parse(request.text("filters"), IMAGE_KEYS, "images")
+        every = self.images.list()
+        names = names_by_id(every)
+        found, seen = [], set()
+        for image in sorted(image_filters(every, wanted), key=lambda i: i.created, reverse=True):
+            if image.id not in seen:              # docker lists an id once, with all its names
+                seen.add(image.id)
+                found.append(image_summary(image, sorted(names[image.id])))
         return Reply.json(found)
 
     def inspect(self, request: Request) -> Reply:
+        from agent.images.describe import inspect
         image = self._get(request.params["name"])
-        return Reply.json(image_inspect(image, sorted(names_by_id(self.images.list())[image.id])))
+        return Reply.json(inspect(self.images, image, sorted(names_by_id(self.images.list())[image.id])))
 
     def history(self, request: Request) -> Reply:
-        image = self._get(request.params["name"])
-        entries = []
-        for index, layer in enumerate(reversed(image.layers)):
-            entries.append({"Id": image.id if index == 0 else "<missing>", "Created": int(image.created),
-                            "CreatedBy": f"layer {layer[7:19]}", "Tags": [image.reference] if index == 0 and image.tagged else None,
-                            "Size": image.size if len(image.layers) == 1 else 0, "Comment": ""})
-        return Reply.json(entries)
+        from agent.images.describe import history
+        return Reply.json(history(self.images, self._get(request.params["name"])))
+
+    def save(self, request: Request) -> Reply:
+        from agent.images.archive import save_stream
+        names = [request.params["name"]] if "name" in request.params else request.query.get("names", [])
+        if not names:
+            raise InvalidArgument("names: give the images to save")
+        for name in names:
+            self._get(name)
+        return Reply.chunks(save_stream(self.images, names), "application/x-tar")
+
+    def load(self, request: Request) -> Reply:
+        from agent.images.archive import load
+        workspace = tempfile.mkdtemp(prefix="docker-load-", dir="/var/tmp")
+        try:
+            path = f"{workspace}/images.tar"
+            _spool(request, path)
+            loaded = load(self.images, path)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+        lines = [json.dumps({"stream": f"Loaded image: {image.reference}\n"}).encode() + b"\n" for image in loaded]
+        for image in loaded:
+            self.parts.events.emit(Event("image", "load", image.id, image.reference))
+        return Reply.chunks(iter(lines))
 
     def search(self, request: Request) -> Reply:
         raise InvalidArgument("search: Corral does not search registries; pull a reference you know")
@@ -139,11 +156,7 @@ class ImageRoutes:
         workspace = tempfile.mkdtemp(prefix="docker-import-", dir="/var/tmp")
         try:
             path = f"{workspace}/rootfs.tar"
-            stream = request.body_stream
-            assert stream is not None
-            with open(path, "wb") as handle:
-                while chunk := stream.read(1 << 20):
-                    handle.write(chunk)
+            _spool(request, path)
             if reference == "<none>":
                 raise InvalidArgument("repo: Corral names every imported image; give repo (and tag)")
             image = self.parts.runtime.import_image(path, reference)
@@ -159,8 +172,9 @@ class ImageRoutes:
         if not repo:
             raise InvalidArgument("repo: a repository name is required")
         self._get(source)
-        image = self.images.tag(source, f"{repo}:{tag}")
-        self.parts.events.emit(Event("image", "tag", image.id, f"{repo}:{tag}"))
+        target = familiar(f"{repo}:{tag}")          # the CLI sends docker.io/... in full
+        image = self.images.tag(familiar(source), target)
+        self.parts.events.emit(Event("image", "tag", image.id, target))
         return Reply.empty(201)
 
     def push(self, request: Request) -> Reply:
@@ -178,7 +192,7 @@ class ImageRoutes:
         return Reply.chunks(progress(work))
 
     def remove(self, request: Request) -> Reply:
-        ref = request.params["name"]
+        ref = familiar(request.params["name"])
         image = self._get(ref)
         users = [c for c in self.parts.runtime.list(all=True) if c.image_id == image.id]
         if users:
@@ -195,7 +209,7 @@ class ImageRoutes:
         return Reply.json(answer)
 
     def prune(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), ("dangling", "label", "until"))
+        wanted = filters.parse(request.text("filters"), ("dangling", "label", "until"), "image prune")
         only_dangling = filters.truthy(wanted.get("dangling"))
         only_dangling = True if only_dangling is None else only_dangling
         used = {c.image_id for c in self.parts.runtime.list(all=True)}
@@ -212,20 +226,27 @@ class ImageRoutes:
         return Reply.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
-def image_inspect(image, tags: list[str]) -> dict:
-    config = image.config
-    return {
-        "Id": image.id, "RepoTags": tags,
-        "RepoDigests": list(image.repo_digests), "Parent": "", "Comment": "",
-        "Created": timestamp(image.created), "DockerVersion": "", "Author": "",
-        "Config": {"Env": list(config.env), "Cmd": list(config.cmd) or None,
-                   "Entrypoint": list(config.entrypoint) or None, "WorkingDir": config.workdir if config.workdir != "/" else "",
-                   "Labels": None, "User": "", "ExposedPorts": None, "Volumes": None, "OnBuild": None},
-        "Architecture": _arch(), "Os": "linux", "Size": image.size, "VirtualSize": image.size,
-        "GraphDriver": {"Name": "overlay2", "Data": None},
-        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
-        "Metadata": {"LastTagTime": timestamp(image.created)},
-    }
+def familiar(reference: str) -> str:
+    """docker's short form of a reference (`docker.io/library/busybox` -> `busybox`), as Corral's
+    store keeps names; an id or anything that is not a reference is left as it is."""
+    from agent.registry.reference import parse
+    if reference.startswith("sha256:") or "@" in reference or all(c in "0123456789abcdef" for c in reference):
+        return reference
+    try:
+        ref = parse(reference)
+    except CorralError:
+        return reference
+    return f"{ref.familiar_name}:{ref.tag}" if ref.tag else ref.familiar_name
+
+
+def _spool(request: Request, path: str) -> None:
+    """The request body (chunked or not) into `path`, as it arrives."""
+    stream = request.body_stream
+    if stream is None:
+        raise InvalidArgument("a request body is required")
+    with open(path, "wb") as handle:
+        while chunk := stream.read(1 << 20):
+            handle.write(chunk)
 
 
 def registry_credentials(header: str):

@@ -107,7 +107,7 @@ class NetworkRoutes:
     # Routes
 
     def list(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), _LIST_FILTERS)
+        wanted = filters.parse(request.text("filters"), _LIST_FILTERS, "networks")
         found = []
         for view in self._all():
             builtin = view["Name"] in ("bridge", "host", "none")
@@ -177,7 +177,7 @@ class NetworkRoutes:
                               "connecting or disconnecting a created container is not supported")
 
     def prune(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), ("label", "until"))
+        wanted = filters.parse(request.text("filters"), ("label", "until"), "network prune")
         deleted = []
         for view in self._all():
             if view["Name"] in ("bridge", "host", "none") or view["Containers"]:

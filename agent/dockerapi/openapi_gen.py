@@ -32,8 +32,8 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/commit"): (REFUSED, "501: images come from registries and imports"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
     ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
-                                              "Tty, OpenStdin, named volumes, restart policies, healthchecks, "
-                                              "ulimits, dns options and the like"),
+                                              "Tty, OpenStdin, named volumes, restart policies, healthchecks "
+                                              "and the like"),
     ("POST", "/containers/prune"): (FULL, "filters label, until"),
     ("GET", "/containers/{id}/json"): (PARTIAL, "RestartCount 0, ShmSize shows docker's default"),
     ("POST", "/containers/{id}/start"): (PARTIAL, "an exited container cannot start again until the runtime restarts"),
@@ -52,15 +52,18 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/exec/{id}/start"): (PARTIAL, "hijacked or detached; no Tty yet"),
     ("GET", "/exec/{id}/json"): (FULL, ""),
     ("POST", "/exec/{id}/resize"): (REFUSED, "400: execs have no terminal yet"),
-    ("GET", "/images/json"): (PARTIAL, "filters dangling, reference; images carry no labels"),
+    ("GET", "/images/json"): (FULL, "filters dangling, label, reference, before, since"),
     ("POST", "/images/create"): (PARTIAL, "fromImage pulls with NDJSON progress (X-Registry-Auth); "
                                           "fromSrc=- imports the body; fromSrc URLs and changes refused"),
     ("POST", "/images/prune"): (FULL, "dangling"),
     ("GET", "/images/search"): (REFUSED, "400: Corral does not search registries"),
-    ("GET", "/images/{name}/json"): (PARTIAL, "no labels, exposed ports or volumes in Config"),
-    ("GET", "/images/{name}/history"): (PARTIAL, "one entry per layer, no build commands"),
+    ("GET", "/images/{name}/json"): (FULL, ""),
+    ("GET", "/images/{name}/history"): (FULL, "from the config blob; one row per layer for imported rootfs tars"),
     ("POST", "/images/{name}/tag"): (FULL, ""),
     ("POST", "/images/{name}/push"): (FULL, "X-Registry-Auth"),
+    ("GET", "/images/get"): (FULL, "docker save's format (names=...)"),
+    ("GET", "/images/{name}/get"): (FULL, "docker save's format"),
+    ("POST", "/images/load"): (PARTIAL, "docker save and OCI layout tars; no quiet progress bars"),
     ("DELETE", "/images/{name}"): (PARTIAL, "an image a container uses is refused (409) even with force"),
     ("GET", "/networks"): (FULL, "filters name, id, label, driver, type, dangling"),
     ("POST", "/networks/create"): (PARTIAL, "bridge driver, one IPv4 subnet, labels, internal"),

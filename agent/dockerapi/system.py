@@ -17,12 +17,11 @@ from agent.dockerapi.errors import NotImplementedHere, Unavailable
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.views import LOG_DRIVER
 from agent.errors import InvalidArgument
+from agent.runtime.filters import EVENT_KEYS, event_matches
 
 ENGINE_VERSION = f"{__version__}-corral"
 SWARM_MESSAGE = ("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" "
                  "to connect this node to swarm and try again.")
-# Docker's event types for Corral's: the rest (probe, policy, oom) are Corral's own and kept.
-_EVENT_FILTERS = ("type", "event", "container", "image", "label", "network", "volume")
 
 
 class SystemRoutes:
@@ -104,7 +103,7 @@ class SystemRoutes:
         })
 
     def events(self, request: Request) -> Reply:
-        wanted = filters.parse(request.text("filters"), _EVENT_FILTERS)
+        wanted = filters.parse(request.text("filters"), EVENT_KEYS, "events")
         since = _timestamp(request.text("since"), "since")
         until = _timestamp(request.text("until"), "until")
         log = self.parts.events
@@ -125,9 +124,8 @@ class SystemRoutes:
             for event in source:
                 if until is not None and event.time > until:
                     return
-                shaped = docker_event(event, labels_of)
-                if shaped is not None and _event_wanted(shaped, wanted):
-                    yield json.dumps(shaped).encode() + b"\n"
+                if event_matches(event, wanted, labels_of):
+                    yield json.dumps(docker_event(event, labels_of)).encode() + b"\n"
         return Reply.chunks(lines())
 
     def _labels_of(self, container_id: str) -> dict[str, str]:
@@ -178,7 +176,7 @@ class SystemRoutes:
         raise NotImplementedHere("commit is not supported by Corral: images come from registries or imports")
 
 
-def docker_event(event, labels_of) -> dict | None:
+def docker_event(event, labels_of) -> dict:
     """Corral's event in Docker's shape (Type, Action, Actor, scope, time, timeNano, and the
     legacy status/id/from that old clients read)."""
     kind = event.type
@@ -202,22 +200,6 @@ def docker_event(event, labels_of) -> dict | None:
     if kind in ("container", "image"):
         shaped.update(status=action, id=event.id, **({"from": attributes["image"]} if "image" in attributes else {}))
     return shaped
-
-
-def _event_wanted(shaped: dict, wanted: filters.Filters) -> bool:
-    attributes = shaped["Actor"]["Attributes"]
-    if not filters.any_match(wanted.get("type"), shaped["Type"]):
-        return False
-    if not filters.any_match(wanted.get("event"), shaped["Action"].split(":", 1)[0]):
-        return False
-    for key in ("container", "network", "volume"):
-        if key in wanted and (shaped["Type"] != key or not any(
-                v in (shaped["Actor"]["ID"], attributes.get("name")) or shaped["Actor"]["ID"].startswith(v)
-                for v in wanted[key])):
-            return False
-    if "image" in wanted and not any(v in (attributes.get("image"), attributes.get("name")) for v in wanted["image"]):
-        return False
-    return filters.labels_match(wanted.get("label", []), attributes)
 
 
 def _timestamp(text: str, name: str) -> float | None:

@@ -17,10 +17,6 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
     ("HEAD", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
     ("PUT", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
-    ("GET", "/images/get", "save: Corral does not write image tarballs; push to a registry instead"),
-    ("GET", "/images/{name*}/get", "save: Corral does not write image tarballs; push to a registry instead"),
-    ("POST", "/images/load", "load: Corral imports root filesystems (POST /images/create?fromSrc=-) and "
-                             "OCI layouts (corral import), not docker save tarballs"),
     ("GET", "/distribution/{name*}/json", "distribution: ask the registry; Corral does not proxy it"),
 )
 

@@ -205,3 +205,28 @@ def test_pull_run_tag_push_and_remove_images(docker, registry):
     docker.run("rmi", f"{name}:copy")
     missing = docker.run("pull", f"{registry.host}/test/none:v1", check=False, timeout=120)
     assert missing.returncode != 0 and missing.stderr
+
+
+def test_save_load_and_host_config_fields_corral_now_honours(docker, tmp_path):
+    archive = tmp_path / "busybox.tar"
+    docker.run("save", "-o", str(archive), "busybox")
+    assert archive.stat().st_size > 1_000_000
+    docker.run("tag", "busybox", "saved/busybox:kept")
+    docker.run("rmi", "saved/busybox:kept")
+    loaded = docker.out("load", "-i", str(archive))
+    assert "Loaded image" in loaded
+    out = docker.out("run", "--rm", "--ulimit", "nofile=512:1024", "--add-host", "db:10.9.8.7",
+                     "--shm-size", "8m", "busybox", "sh", "-c", "ulimit -n; grep db /etc/hosts; df -k /dev/shm | tail -1")
+    lines = out.splitlines()
+    assert lines[0] == "512" and lines[1].split()[:2] == ["10.9.8.7", "db"] and " 8192 " in f" {lines[2]} "
+
+
+def test_debians_older_client_negotiates_down_and_works(daemon, tmp_path):
+    older = DockerCli(daemon, tmp_path, binary="docker-debian")      # docker.io 20.10: API 1.41
+    assert "1.41" in older.out("version", "--format", "{{.Client.APIVersion}}")
+    assert older.out("run", "--rm", "busybox", "echo", "from 20.10") == "from 20.10"
+    older.run("run", "-d", "--name", "old", "busybox", "sleep", "300")
+    assert older.out("ps", "--format", "{{.Names}}") == "old"
+    assert older.out("exec", "old", "echo", "inside") == "inside"
+    older.run("rm", "-f", "old")
+    assert older.out("ps", "-a", "-q") == ""

@@ -70,6 +70,12 @@ def test_honoured_fields_are_translated():
     assert spec.entrypoint == ["/bin/sh"] and spec.env == ["A=1"] and spec.labels == {"team": "a"}
     assert spec.devices[0].target == "/dev/mynull" and spec.cap_drop == ["NET_RAW"]
     assert spec_of(_body(CpuQuota=50000, CpuPeriod=100000), "").cpus == 0.5
+    more = spec_of(_body(GroupAdd=["audio"], Init=True, ShmSize=1 << 20, Dns=["10.0.0.1"], DnsSearch=["example.com"],
+                         DnsOptions=["ndots:2"], ExtraHosts=["db:10.0.0.2"], UsernsMode="host",
+                         Ulimits=[{"Name": "nofile", "Soft": 1024, "Hard": 2048}]), "")
+    assert (more.group_add, more.init, more.shm_size, more.dns, more.extra_hosts, more.userns) == \
+        (["audio"], True, 1 << 20, ["10.0.0.1"], ["db:10.0.0.2"], "host")
+    assert (more.ulimits[0].name, more.ulimits[0].soft, more.ulimits[0].hard) == ("nofile", 1024, 2048)
     none = _body(NetworkMode="none")
     none["NetworkingConfig"] = {"EndpointsConfig": {"none": {}}}
     assert spec_of(none, "").network == "none"
@@ -78,7 +84,9 @@ def test_honoured_fields_are_translated():
 @pytest.mark.parametrize(("host", "config", "field"), [
     ({"OomScoreAdj": 500}, {}, "HostConfig.OomScoreAdj"),
     ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}, {}, "HostConfig.RestartPolicy.Name"),
-    ({"Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 1}]}, {}, "HostConfig.Ulimits"),
+    ({"Ulimits": [{"Name": "nofile", "Soft": 2, "Hard": 1}]}, {}, "HostConfig.Ulimits"),
+    ({"UsernsMode": "private"}, {}, "HostConfig.UsernsMode"),
+    ({"CpuShares": 512}, {}, "HostConfig.CpuShares"),
     ({"MemorySwap": 1 << 30, "Memory": 64 << 20}, {}, "HostConfig.MemorySwap"),
     ({"NetworkMode": "container:other"}, {}, "HostConfig.NetworkMode"),
     ({"Binds": ["data:/data"]}, {}, "HostConfig.Binds[0]"),
@@ -113,15 +121,11 @@ def test_default_values_pass():
         spec_of([], "")
 
 
-def test_filters_parse_both_forms_and_refuse_unknown_names():
-    assert filters.parse('{"label": ["a=b"], "status": {"running": true}}', ("label", "status")) == \
+def test_filters_parse_with_corrals_parser_and_match_network_listings():
+    assert filters.parse('{"label": ["a=b"], "status": {"running": true}}', ("label", "status"), "containers") == \
         {"label": ["a=b"], "status": ["running"]}
-    assert filters.parse("", ()) == {}
-    for text in ('{"nope": ["x"]}', "not json", "[1]", '{"label": "a"}'):
-        with pytest.raises(InvalidArgument):
-            filters.parse(text, ("label",))
-    assert filters.labels_match(["a", "b=2"], {"a": "x", "b": "2"})
-    assert not filters.labels_match(["b=3"], {"b": "2"}) and not filters.labels_match(["c"], {})
+    with pytest.raises(InvalidArgument):
+        filters.parse('{"nope": ["x"]}', ("label",), "networks")
     assert filters.any_match(None, "x") and filters.any_match(["ab"], "abc", prefix=True)
     assert filters.any_match(["b"], "abc", substring=True) and not filters.any_match(["z"], "abc")
     assert filters.truthy(["true"]) is True and filters.truthy(None) is None
