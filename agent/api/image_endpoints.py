@@ -11,7 +11,7 @@ from typing import Annotated
 import msgspec
 
 from agent.api.routes import Request, Response, Router
-from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.errors import Conflict, NotFound
 from agent.schema import AbsolutePath, Name, Object, Text, decode
 
 TAR_TYPE = "application/x-tar"
@@ -96,26 +96,9 @@ class ImageEndpoints:
         return Response.json({"deleted": deleted, "space_reclaimed": reclaimed})
 
     def commit(self, request: Request) -> Response:
-        from pathlib import Path
-
-        from agent.cgroups.driver import CgroupPaths
-        from agent.images.changes import apply_changes
-        from agent.images.commit import commit_tree
+        from agent.images.commit import commit_container
         body = decode(request.body, CommitRequest)
-        container = self._runtime.get(request.params["ref"])
-        if container.observed or not container.rootfs:
-            raise InvalidArgument(f"container {container.name} was not started by Corral: it has no layer to commit")
-        base = self._images.get(container.image_id)
-        config = apply_changes(base.config, list(body.changes))
-        upper = Path(container.rootfs).parent / "upper"
-        paths = CgroupPaths.from_dict(container.cgroup) if container.cgroup else None
-        frozen = body.pause and container.state == "running" and paths is not None
-        if frozen:
-            self._cgroups.freeze(paths)
-        try:
-            image = commit_tree(self._images, upper, base, body.reference, config, comment=body.comment,
-                                author=body.author, created_by=" ".join(container.command))
-        finally:
-            if frozen:
-                self._cgroups.thaw(paths)
+        image = commit_container(self._images, self._cgroups, self._runtime.get(request.params["ref"]),
+                                 body.reference, list(body.changes), pause=body.pause, comment=body.comment,
+                                 author=body.author)
         return Response.json(image.to_dict(), status=201)

@@ -18,7 +18,8 @@ from typing import Any
 
 from agent.dockerapi import filters
 from agent.dockerapi.app import Parts
-from agent.dockerapi.errors import no_such_image
+from agent.dockerapi.create import is_zero
+from agent.dockerapi.errors import no_such_container, no_such_image
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.views import image_summary, names_by_id
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
@@ -43,6 +44,7 @@ class ImageRoutes:
         router.add("GET", "/images/{name*}/history", self.history)
         router.add("POST", "/images/{name*}/tag", self.tag)
         router.add("POST", "/images/{name*}/push", self.push)
+        router.add("POST", "/commit", self.commit)
         router.add("GET", "/images/get", self.save)
         router.add("GET", "/images/{name*}/get", self.save)
         router.add("POST", "/images/load", self.load, raw_body=True)
@@ -163,6 +165,24 @@ class ImageRoutes:
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
         return Reply.json({"status": image.id})
+
+    def commit(self, request: Request) -> Reply:
+        """docker commit: the container's changes as a new image (Corral's own commit)."""
+        from agent.images.commit import commit_container
+        ref = request.text("container")
+        container = no_such_container(ref, lambda: self.parts.runtime.get(ref))
+        repo, tag = request.text("repo"), request.text("tag") or "latest"
+        if not repo:
+            raise InvalidArgument("repo: Corral names every committed image; give repo (and tag)")
+        config = request.json(required=False)
+        if any(not is_zero(value) for value in config.values()):
+            raise InvalidArgument("Corral cannot honour a config in the commit body; use changes=")
+        image = commit_container(self.images, self.parts.cgroups, container, familiar(f"{repo}:{tag}"),
+                                 request.query.get("changes", []), pause=request.flag("pause", True),
+                                 comment=request.text("comment"), author=request.text("author"))
+        self.parts.events.emit(Event("container", "commit", container.id, container.name,
+                                     attributes={"image": image.reference}))
+        return Reply.json({"Id": image.id}, status=201)
 
     # Naming, pushing, removing
 

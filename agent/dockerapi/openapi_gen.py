@@ -29,7 +29,7 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/plugins"): (PARTIAL, "always empty: Corral has no plugins"),
     ("POST", "/build"): (REFUSED, "501: Corral does not build images"),
     ("POST", "/session"): (REFUSED, "501: BuildKit sessions, for builds"),
-    ("POST", "/commit"): (REFUSED, "501: images come from registries and imports"),
+    ("POST", "/commit"): (PARTIAL, "container, repo, tag, comment, author, changes, pause; a config body is refused"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
     ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
                                               "Tty, OpenStdin, named volumes, restart policies, healthchecks "

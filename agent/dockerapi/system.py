@@ -43,7 +43,6 @@ class SystemRoutes:
         router.add("GET", "/plugins", self.plugins)
         router.add("POST", "/build", self.build)
         router.add("POST", "/session", self.build)
-        router.add("POST", "/commit", self.commit)
 
     def ping(self, request: Request) -> Reply:
         reply = Reply.text("OK")
@@ -171,9 +170,6 @@ class SystemRoutes:
     def build(self, request: Request) -> Reply:
         raise NotImplementedHere("image builds are not supported by Corral; build with buildah or "
                                  "docker buildx and pull or import the result")
-
-    def commit(self, request: Request) -> Reply:
-        raise NotImplementedHere("commit is not supported by Corral: images come from registries or imports")
 
 
 def docker_event(event, labels_of) -> dict:

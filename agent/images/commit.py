@@ -71,6 +71,31 @@ def commit_tree(store: ImageStore, upper: Path, base: Image, reference: str, con
     return store.add_image(image)
 
 
+def commit_container(store: ImageStore, cgroups: Any, container: Any, reference: str, changes: list[str], *,
+                     pause: bool = True, comment: str = "", author: str = "") -> Image:
+    """`container`'s changes (agent.runtime.model.Container) as the image `reference`, the
+    container frozen while its upper directory is read when `pause` (as docker does); for
+    `corral commit` and the Docker API's POST /commit alike."""
+    from agent.cgroups.driver import CgroupPaths
+    from agent.errors import InvalidArgument
+    from agent.images.changes import apply_changes
+    if container.observed or not container.rootfs:
+        raise InvalidArgument(f"container {container.name} was not started by Corral: it has no layer to commit")
+    base = store.get(container.image_id)
+    config = apply_changes(base.config, changes)
+    upper = Path(container.rootfs).parent / "upper"
+    paths = CgroupPaths.from_dict(container.cgroup) if container.cgroup else None
+    frozen = pause and container.state == "running" and paths is not None
+    if frozen:
+        cgroups.freeze(paths)
+    try:
+        return commit_tree(store, upper, base, reference, config, comment=comment, author=author,
+                           created_by=" ".join(container.command))
+    finally:
+        if frozen:
+            cgroups.thaw(paths)
+
+
 def history_of(store: ImageStore, base: Image) -> list[dict[str, Any]]:
     """The parent's history rows, or one per layer when it has none that fits its layers."""
     entries = (stored_config(store, base) or {}).get("history")

@@ -230,3 +230,12 @@ def test_debians_older_client_negotiates_down_and_works(daemon, tmp_path):
     assert older.out("exec", "old", "echo", "inside") == "inside"
     older.run("rm", "-f", "old")
     assert older.out("ps", "-a", "-q") == ""
+
+
+def test_commit_makes_an_image_of_a_containers_changes(docker):
+    docker.run("run", "--name", "maker", "busybox", "sh", "-c", "echo made > /made")
+    image_id = docker.out("commit", "--change", 'CMD ["cat", "/made"]', "maker", "committed/made:1")
+    assert image_id.startswith("sha256:")
+    assert docker.out("run", "--rm", "committed/made:1") == "made"
+    docker.run("rm", "maker")
+    docker.run("rmi", "committed/made:1")
