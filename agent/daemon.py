@@ -145,7 +145,8 @@ class Daemon:
         from agent.dockerapi.app import Parts, build_router
         from agent.dockerapi.server import DockerApiServer
         parts = Parts(runtime=self.runtime, events=self.events, images=self.images, cgroups=self.cgroups,
-                      info=self.info, networks=self.networks, registry_options=self.registry_options())
+                      info=self.info, networks=self.networks, registry_options=self.registry_options(),
+                      health=self.health)
         server = DockerApiServer(path, build_router(parts))
         server.start()
 

@@ -19,6 +19,7 @@ class Parts:
     info: Callable[[], dict]               # the daemon's own info (root, cgroup driver, counts)
     networks: Any = None                   # agent.network.manager.NetworkManager, None without networking
     registry_options: Any = None           # agent.registry.transport.RegistryOptions
+    health: Any = None                     # agent.health.monitor.HealthMonitor: State.Health, "(healthy)"
     stopping: threading.Event = field(default_factory=threading.Event)   # set at stop: streams end
 
 

@@ -31,12 +31,11 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "HostConfig.Runtime": ("corral", "runc"),
     "HostConfig.VolumeDriver": ("local",),
     "Config.StopSignal": ("SIGTERM", "TERM", "15"),
-    "Config.Healthcheck.Test": (["NONE"],),
 }
 # Fields translated below.
 _HONOURED = {
     "Config.Cmd", "Config.Entrypoint", "Config.Env", "Config.WorkingDir", "Config.Hostname", "Config.User",
-    "Config.Labels", "HostConfig.Binds", "HostConfig.NetworkMode", "HostConfig.PortBindings",
+    "Config.Labels", "Config.Healthcheck", "HostConfig.Binds", "HostConfig.NetworkMode", "HostConfig.PortBindings",
     "HostConfig.AutoRemove", "HostConfig.CapAdd", "HostConfig.CapDrop", "HostConfig.Privileged",
     "HostConfig.ReadonlyRootfs", "HostConfig.SecurityOpt", "HostConfig.Tmpfs", "HostConfig.Memory",
     "HostConfig.MemorySwap", "HostConfig.NanoCpus", "HostConfig.CpuQuota", "HostConfig.CpuPeriod",
@@ -56,7 +55,7 @@ _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Conf
            "group_add": "HostConfig.GroupAdd", "init": "HostConfig.Init", "ulimits": "HostConfig.Ulimits",
            "shm_size": "HostConfig.ShmSize", "dns": "HostConfig.Dns", "dns_search": "HostConfig.DnsSearch",
            "dns_options": "HostConfig.DnsOptions", "extra_hosts": "HostConfig.ExtraHosts",
-           "userns": "HostConfig.UsernsMode", "name": "name"}
+           "userns": "HostConfig.UsernsMode", "healthcheck": "Config.Healthcheck", "name": "name"}
 
 
 def is_zero(value: Any) -> bool:
@@ -77,7 +76,7 @@ def _check_section(prefix: str, section: dict) -> None:
         path = f"{prefix}.{key}"
         if path in _CLIENT_SIDE or path in _HONOURED or is_zero(value):
             continue
-        if isinstance(value, dict) and path in ("HostConfig.RestartPolicy", "HostConfig.LogConfig", "Config.Healthcheck"):
+        if isinstance(value, dict) and path in ("HostConfig.RestartPolicy", "HostConfig.LogConfig"):
             _check_section(path, value)
             continue
         if path in _DEFAULTS and value in _DEFAULTS[path]:
@@ -105,6 +104,14 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
     _copy(fields, "hostname", body.get("Hostname"))
     _copy(fields, "user", body.get("User"))
     _copy(fields, "labels", body.get("Labels"))
+    if not is_zero(body.get("Healthcheck")):
+        from agent.health.model import HealthConfig
+        try:
+            check = HealthConfig.from_docker(body["Healthcheck"], "Config")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"Config.Healthcheck: {exc.message}", field="Config.Healthcheck") from None
+        if check is not None:
+            fields["healthcheck"] = check.to_dict()
     if name:
         fields["name"] = name.lstrip("/")
     fields["network"] = _network(host.get("NetworkMode"), body.get("NetworkingConfig"), fields.get("name", ""))

@@ -114,10 +114,19 @@ def container_summary(container: Container, parts) -> dict:
         "Id": container.id, "Names": [f"/{container.name}"], "Image": spec.image, "ImageID": container.image_id,
         "Command": " ".join(container.command), "Created": int(container.created_at),
         "Ports": port_list(container), "Labels": dict(spec.labels), "State": container.state,
-        "Status": status_text(container), "HostConfig": {"NetworkMode": network_mode},
+        "Status": status_text(container) + _health_suffix(container, parts), "HostConfig": {"NetworkMode": network_mode},
         "NetworkSettings": {"Networks": endpoints(container, parts)}, "Mounts": mounts(container),
         "SizeRw": 0, "SizeRootFs": 0,
     }
+
+
+def _health_suffix(container: Container, parts) -> str:
+    """docker's " (healthy)" after a running container's status when it has a check."""
+    health = getattr(parts, "health", None)
+    if health is None or container.state != RUNNING:
+        return ""
+    status = health.status(container.id)
+    return f" ({'health: starting' if status == 'starting' else status})" if status else ""
 
 
 def image_summary(image, tags: list[str] | None = None) -> dict:
@@ -144,6 +153,10 @@ def container_inspect(container: Container, parts) -> dict:
         "Error": container.error or "", "StartedAt": timestamp(container.started_at),
         "FinishedAt": timestamp(container.finished_at),
     }
+    health = getattr(parts, "health", None)
+    described = health.describe(container.id) if health is not None else None
+    if described is not None:
+        state["Health"] = described
     network_mode = "default" if spec.network == "bridge" else spec.network
     host_config = {
         "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts] or None,
@@ -177,6 +190,7 @@ def container_inspect(container: Container, parts) -> dict:
         "WorkingDir": container.workdir if container.workdir != "/" else "",
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
         "OnBuild": None, "Labels": dict(spec.labels), "StopSignal": "SIGTERM",
+        "Healthcheck": _docker_healthcheck(spec.healthcheck),
     }
     layers = []
     try:
@@ -208,6 +222,14 @@ def container_inspect(container: Container, parts) -> dict:
             "Networks": endpoints(container, parts),
         },
     }
+
+
+def _docker_healthcheck(check) -> dict | None:
+    if check is None:
+        return None
+    nanos = {"Interval": check.interval, "Timeout": check.timeout, "StartPeriod": check.start_period}
+    return {"Test": list(check.test), **{k: int(v * 1e9) for k, v in nanos.items() if v is not None},
+            **({"Retries": check.retries} if check.retries is not None else {})}
 
 
 def _port_bindings(container: Container) -> dict[str, list[dict]]:

@@ -239,3 +239,14 @@ def test_commit_makes_an_image_of_a_containers_changes(docker):
     assert docker.out("run", "--rm", "committed/made:1") == "made"
     docker.run("rm", "maker")
     docker.run("rmi", "committed/made:1")
+
+
+def test_health_checks_show_in_inspect_and_ps(docker):
+    docker.run("run", "-d", "--name", "checked", "--health-cmd", "true", "--health-interval", "1s",
+               "busybox", "sleep", "300")
+    deadline = time.monotonic() + 30
+    while docker.out("inspect", "-f", "{{.State.Health.Status}}", "checked") != "healthy":
+        assert time.monotonic() < deadline, "the container never turned healthy"
+        time.sleep(0.3)
+    assert docker.out("ps", "--format", "{{.Status}}", "--filter", "name=checked").endswith("(healthy)")
+    assert docker.out("inspect", "-f", "{{index .Config.Healthcheck.Test 0}}", "checked") == "CMD-SHELL"

@@ -97,7 +97,7 @@ def test_honoured_fields_are_translated():
     ({"NanoCpus": 1, "CpuQuota": 1}, {}, "HostConfig.NanoCpus"),
     ({}, {"Tty": True}, "Config.Tty"),
     ({}, {"OpenStdin": True}, "Config.OpenStdin"),
-    ({}, {"Healthcheck": {"Test": ["CMD", "true"]}}, "Config.Healthcheck.Test"),
+    ({}, {"Healthcheck": {"Test": ["BOGUS", "true"]}}, "Config.Healthcheck"),
     ({"Memory": 1024}, {}, "HostConfig.Memory"),
     ({}, {"Image": ""}, "Config.Image"),
     ({}, {"NetworkingConfig": {"EndpointsConfig": {"other": {}}}}, "NetworkingConfig"),
@@ -116,7 +116,10 @@ def test_default_values_pass():
     body = _body(RestartPolicy={"Name": "no"}, LogConfig={"Type": "json-file", "Config": {}}, Isolation="default",
                  MemorySwappiness=-1, PidsLimit=-1)
     body.update(StopSignal="SIGTERM", Healthcheck={"Test": ["NONE"]})
-    assert spec_of(body, "").pids_limit is None
+    assert spec_of(body, "").healthcheck.test == ["NONE"]
+    check = spec_of({**CLI_BODY, "Healthcheck": {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 2}},
+                    "").healthcheck
+    assert (check.test, check.interval, check.retries) == (["CMD", "true"], 2.0, 2)
     with pytest.raises(InvalidArgument):
         spec_of([], "")
 
