@@ -132,31 +132,45 @@ class ContainerRoutes:
         return Reply.chunks(self._waited(container, condition))
 
     def _waited(self, container: Container, condition: str) -> Iterator[bytes]:
-        """The exit code when the condition is met; the headers are sent before the first chunk."""
+        """The exit code when the condition is met; the headers are sent before the first chunk.
+        The exit code is also taken from the `die` event, since a `--rm` container may be gone
+        before a poll sees it exited."""
         yield b""
         runtime = self.runtime
         stopping = self.parts.stopping
-        if condition == "next-exit" and container.state == EXITED:
-            while not stopping.is_set():               # the next exit needs a start first
+        died: list[dict] = []
+
+        def on_event(event) -> None:
+            if event.type == "container" and event.action == "die" and event.id == container.id:
+                died.append(dict(event.attributes))
+        unsubscribe = self.parts.events.subscribe(on_event)
+        try:
+            if condition == "next-exit" and container.state == EXITED:
+                while not stopping.is_set() and not died:      # the next exit needs a start first
+                    try:
+                        if runtime.get(container.id).state == RUNNING:
+                            break
+                    except NotFound:
+                        break
+                    time.sleep(0.1)
+            last = container
+            while not stopping.is_set():
                 try:
-                    current = runtime.get(container.id)
+                    last = runtime.wait(container.id, timeout=0.5)
                 except NotFound:
-                    return
-                if current.state == RUNNING:
+                    break                                  # removed
+                ended = last.state not in (RUNNING, CREATED, PAUSED) or \
+                    (condition == "not-running" and last.state == CREATED)
+                if ended and condition != "removed":
                     break
-                time.sleep(0.1)
-        last = container
-        while not stopping.is_set():
-            try:
-                last = runtime.wait(container.id, timeout=0.5)
-            except NotFound:
-                break                                  # removed: the last state seen says how it ended
-            if last.state not in (RUNNING, CREATED, PAUSED) or \
-                    (condition == "not-running" and last.state == CREATED):
-                if condition != "removed":
-                    break
-        code = last.exit_code if last.exit_code is not None else 0
-        result: dict = {"StatusCode": code}
+                if ended:
+                    time.sleep(0.1)                        # exited; removal comes next
+        finally:
+            unsubscribe()
+        code = last.exit_code
+        if died and "exitCode" in died[-1]:
+            code = int(died[-1]["exitCode"])
+        result: dict = {"StatusCode": code if code is not None else 0}
         if last.error:
             result["Error"] = {"Message": last.error}
         yield json.dumps(result).encode() + b"\n"
