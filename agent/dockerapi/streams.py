@@ -91,9 +91,16 @@ class StreamRoutes:
                     return
                 time.sleep(_POLL)
 
-    def _open(self, container: Container, *, wait: bool) -> IO[bytes] | None:
-        """The log file, waiting (with `wait`) for the launcher to make it at start."""
+    def _open(self, container: Container, *, wait: bool, create: bool = False) -> IO[bytes] | None:
+        """The log file, waiting (with `wait`) for the launcher to make it at start. With
+        `create` it is made now (the launcher appends to it, O_APPEND|O_CREAT), so a `--rm`
+        container that runs and is removed between two polls still has its output read."""
         path = self._log_path(container)
+        if create:
+            try:
+                return os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640), "rb")
+            except FileNotFoundError:
+                return None                        # removed meanwhile: its state directory is gone
         while True:
             try:
                 return open(path, "rb")  # noqa: SIM115 - closed by the reader that owns it
@@ -111,7 +118,7 @@ class StreamRoutes:
             raise Conflict("You cannot attach to a stopped container, start it first")
         past = request.flag("logs")
         follow = request.flag("stream")
-        handle = self._open(container, wait=False)
+        handle = self._open(container, wait=False, create=follow and container.state == CREATED)
 
         def hijacked(connection: Any, rfile: IO[bytes], wfile: IO[bytes]) -> None:
             if not streams:

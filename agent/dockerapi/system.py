@@ -20,6 +20,8 @@ from agent.errors import InvalidArgument
 from agent.runtime.filters import EVENT_KEYS, event_matches
 
 ENGINE_VERSION = f"{__version__}-corral"
+# The event types docker clients know; Corral's own (probe, policy, oom, exec) stay on its API.
+DOCKER_TYPES = ("container", "image", "network", "volume")
 SWARM_MESSAGE = ("This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" "
                  "to connect this node to swarm and try again.")
 
@@ -123,7 +125,7 @@ class SystemRoutes:
             for event in source:
                 if until is not None and event.time > until:
                     return
-                if event_matches(event, wanted, labels_of):
+                if event.type in DOCKER_TYPES and event_matches(event, wanted, labels_of):
                     yield json.dumps(docker_event(event, labels_of)).encode() + b"\n"
         return Reply.chunks(lines())
 
