@@ -242,6 +242,8 @@ class Daemon:
                                                               self.service_figures)
         from agent.health.metrics import HealthCollector
         self.registry.register(HealthCollector(self.catalog.list))
+        from agent.volumes.metrics import VolumeCollector
+        self.registry.register(VolumeCollector(self.runtime.volumes.usage))
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)
         self._stack.append(("metrics", self.metrics.stop))
         log.info("metrics on http://%s/metrics", self.config.metrics_addr)

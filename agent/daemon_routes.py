@@ -9,6 +9,7 @@ from typing import Any
 from agent.api.attach_endpoints import AttachEndpoints
 from agent.api.build_endpoints import BuildEndpoints
 from agent.api.exec_endpoints import ExecEndpoints
+from agent.api.file_endpoints import FileEndpoints
 from agent.api.image_endpoints import ImageEndpoints
 from agent.api.incident_endpoints import IncidentEndpoints
 from agent.api.lifecycle_endpoints import LifecycleEndpoints
@@ -19,6 +20,8 @@ from agent.api.registry_endpoints import RegistryEndpoints
 from agent.api.routes import Router
 from agent.api.service_endpoints import ServiceEndpoints
 from agent.api.stats_endpoints import StatsEndpoints
+from agent.api.volume_endpoints import VolumeEndpoints
+from agent.runtime.files import ContainerFiles
 from agent.runtime.lifecycle import Lifecycle
 from agent.runtime.prune import Pruning
 
@@ -39,4 +42,7 @@ def route_groups(daemon: Any) -> list[Callable[[Router], None]]:
         LifecycleEndpoints(Lifecycle(daemon.runtime), Pruning(daemon.runtime)).register,
         AttachEndpoints(daemon.terminals).register,
         ExecEndpoints(daemon.terminals).register,
+        VolumeEndpoints(daemon.runtime.volumes).register,
+        FileEndpoints(ContainerFiles(daemon.runtime.store, daemon.runtime.rootfs, daemon.images,
+                                     daemon.runtime.volumes)).register,
     ]

@@ -92,6 +92,7 @@ class CreateQuery(Object, frozen=True):
 
 class RemoveQuery(Object, frozen=True):
     force: bool = False        # kill it first if it runs
+    volumes: bool = False      # remove its anonymous volumes too (docker's `rm -v`)
 
 
 class StopQuery(Object, frozen=True):
@@ -128,3 +129,26 @@ class ReplayQuery(Object, frozen=True):
 
 class StatsQuery(Object, frozen=True):
     syscalls: bool = False     # with per-syscall counts
+
+
+# Volumes and files (agent/api/volume_endpoints.py, agent/api/file_endpoints.py)
+
+class VolumeListQuery(Object, frozen=True):
+    filters: FiltersText | None = None     # dangling, driver, label, name
+
+
+class VolumeRemoveQuery(Object, frozen=True):
+    force: bool = False        # a missing volume is not an error (one in use is still refused)
+
+
+class VolumePruneQuery(Object, frozen=True):
+    all: bool = False          # named volumes too, not only anonymous ones
+
+
+class ArchiveQuery(Object, frozen=True):
+    path: AbsolutePath         # in the container
+
+
+class ArchiveUploadQuery(Object, frozen=True):
+    path: AbsolutePath         # an existing directory in the container
+    copy_uid_gid: bool = False     # keep the archive's owners (`cp -a`); else files belong to root

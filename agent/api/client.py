@@ -101,8 +101,9 @@ class ApiClient(LifecycleCalls):
         query = {} if condition == "not-running" else {"condition": condition}
         return self._json("POST", f"/v1/containers/{_ref(ref)}/wait", query=query)
 
-    def remove_container(self, ref: str, force: bool = False) -> None:
-        self._json("DELETE", f"/v1/containers/{_ref(ref)}", query={"force": force})
+    def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        query = {"force": force, "volumes": True} if volumes else {"force": force}
+        self._json("DELETE", f"/v1/containers/{_ref(ref)}", query=query)
 
     def logs(self, ref: str, follow: bool = False) -> Iterator[tuple[int, bytes]]:
         """(stream, data) frames of the container's log; 1 is stdout, 2 is stderr."""
@@ -248,6 +249,65 @@ class ApiClient(LifecycleCalls):
     def remove_network(self, name: str) -> None:
         self._json("DELETE", f"/v1/networks/{_ref(name)}")
 
+    # Volumes
+
+    def list_volumes(self, filters: dict | None = None) -> list[dict]:
+        """`filters`: docker's {"dangling": ["true"], "label": ["a=b"], "name": [...], "driver": [...]}."""
+        return self._json("GET", "/v1/volumes", query=_filters(filters))
+
+    def create_volume(self, name: str | None = None, labels: dict | None = None) -> dict:
+        body: dict[str, Any] = {"labels": dict(labels or {})}
+        if name is not None:
+            body["name"] = name
+        return self._json("POST", "/v1/volumes", body=body)
+
+    def inspect_volume(self, name: str) -> dict:
+        return self._json("GET", f"/v1/volumes/{_ref(name)}")
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self._json("DELETE", f"/v1/volumes/{_ref(name)}", query={"force": force})
+
+    def prune_volumes(self, all: bool = False) -> dict:
+        return self._json("POST", "/v1/volumes/prune", query={"all": all})
+
+    # Files of containers
+
+    def stat_path(self, ref: str, path: str) -> dict:
+        """Docker's stat of a container path (from the X-Docker-Container-Path-Stat header)."""
+        target = f"/v1/containers/{_ref(ref)}/archive"
+        try:
+            response = self._open("HEAD", target, query={"path": path})
+        except CorralError as exc:
+            if str(exc).startswith("the daemon answered"):
+                # A HEAD answer has no body to carry the error: ask again for the message.
+                self._open("GET", target, query={"path": path}).close()
+            raise
+        response.close()
+        return _stat_of(response)
+
+    def get_archive(self, ref: str, path: str) -> tuple[dict, Iterator[bytes]]:
+        """The stat of a container path and its tar stream, in chunks."""
+        response = self._open("GET", f"/v1/containers/{_ref(ref)}/archive", query={"path": path})
+        return _stat_of(response), self._chunks(response)
+
+    def put_archive(self, ref: str, path: str, chunks: Iterator[bytes], copy_uid_gid: bool = False) -> None:
+        """Send a tar stream (chunked, any size) to be extracted into the directory `path`."""
+        query = {"path": path, "copy_uid_gid": copy_uid_gid}
+        self._open("PUT", f"/v1/containers/{_ref(ref)}/archive", query=query, chunks=chunks).close()
+
+    def container_changes(self, ref: str) -> list[dict]:
+        return self._json("GET", f"/v1/containers/{_ref(ref)}/changes")
+
+    def export_container(self, ref: str) -> Iterator[bytes]:
+        return self._chunks(self._open("GET", f"/v1/containers/{_ref(ref)}/export"))
+
+    def _chunks(self, response: Response) -> Iterator[bytes]:
+        try:
+            while chunk := self._read(response):
+                yield chunk
+        finally:
+            response.close()
+
     # Policies
 
     def policies(self) -> dict:
@@ -344,7 +404,7 @@ class ApiClient(LifecycleCalls):
         return (*response.take_connection(), response.headers)
 
     def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None,
-              headers: dict[str, str] | None = None) -> Response:
+              headers: dict[str, str] | None = None, chunks: Iterator[bytes] | None = None) -> Response:
         target = path
         if query:
             target += "?" + "&".join(f"{_percent(str(k))}={_percent(_query_value(v))}" for k, v in query.items())
@@ -354,7 +414,8 @@ class ApiClient(LifecycleCalls):
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
-            response = request(self._path, method, target, body=payload, headers=headers, timeout=self._timeout)
+            response = request(self._path, method, target, body=payload, headers=headers, timeout=self._timeout,
+                               chunks=chunks)
         except (FileNotFoundError, ConnectionRefusedError):
             raise DaemonUnavailable(
                 f"cannot reach the Corral daemon at unix://{self._path}",
@@ -395,6 +456,15 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _stat_of(response: Response) -> dict:
+    import base64
+    header = response.headers.get("x-docker-container-path-stat", "")
+    try:
+        return json.loads(base64.b64decode(header)) if header else {}
+    except ValueError:
+        raise CorralError(f"the daemon sent an unreadable path stat: {header[:80]!r}") from None
 
 
 def _error_of(response: Response) -> CorralError:

@@ -112,7 +112,7 @@ class CoreEndpoints:
         return Response.json(described)
 
     def remove_container(self, request: Request) -> Response:
-        self._runtime.remove(request.params["ref"], force=request.flag("force"))
+        self._runtime.remove(request.params["ref"], force=request.flag("force"), volumes=request.flag("volumes"))
         return Response.empty()
 
     def start_container(self, request: Request) -> Response:

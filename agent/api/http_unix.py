@@ -15,6 +15,7 @@ the caller turns both into CorralErrors.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 _RECV_SIZE = 65536
 _MAX_LINE = 65536      # a status, header or chunk-size line longer than this is not our server
@@ -176,18 +177,23 @@ class Response:
 
 
 def request(path: str, method: str, target: str, *, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float | None = None) -> Response:
+            headers: dict[str, str] | None = None, timeout: float | None = None,
+            chunks: Iterator[bytes] | None = None) -> Response:
     """Send one request to the server on the UNIX socket `path` and read its status and headers.
 
-    `target` is the path and query, already percent-encoded. Raises OSError (FileNotFoundError,
-    ConnectionRefusedError, PermissionError when connecting) or ProtocolError.
+    `target` is the path and query, already percent-encoded. `chunks`, instead of `body`, is
+    sent with chunked transfer-encoding as it comes (an upload of unknown size); if the server
+    answers before taking it all (an error), its answer is read all the same. Raises OSError
+    (FileNotFoundError, ConnectionRefusedError, PermissionError when connecting) or ProtocolError.
     """
     lines = [f"{method} {target} HTTP/1.1"]
     if "Connection" not in (headers or {}):
         lines.append("Connection: close")
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
-    if body is not None or method in ("POST", "PUT", "PATCH"):
+    if chunks is not None:
+        lines.append("Transfer-Encoding: chunked")
+    elif body is not None or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body or b'')}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -195,6 +201,14 @@ def request(path: str, method: str, target: str, *, body: bytes | None = None,
         sock.settimeout(timeout)
         sock.connect(path)
         sock.sendall(head + body if body else head)
+        if chunks is not None:
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass        # the server stopped reading: its answer says why
         return Response(sock, method)
     except BaseException:
         sock.close()

@@ -33,7 +33,7 @@ OUTPUT = HERE / "openapi.yaml"
 REF = "#/components/schemas/{name}"
 PATH_PARAMETERS = {
     "ref": "full id, unique id prefix, or name",
-    "name": "the network's name",
+    "name": "the network's or the volume's name",
     "id": "the exec's id (its Corral-Exec-Id header)",
 }
 # As the router checks every path parameter (agent/api/routes.py MAX_PARAMETER).

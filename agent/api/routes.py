@@ -46,6 +46,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     args: Any = None       # the query as the route's query schema (agent/api/bodies.py), if it has one
+    stream: Any = None     # a route with `stream_body`: the body to read(), however long (a tar upload)
 
     def json(self) -> Any:
         if not self.body:
@@ -137,6 +138,7 @@ class Route:
     query: tuple[str, ...] = ()
     query_type: type | None = None
     body_type: type | None = None
+    stream_body: bool = False      # the handler reads request.stream; the body has no size limit
 
     def match(self, path: str) -> dict[str, str] | None:
         pattern_parts = self.pattern.strip("/").split("/")
@@ -164,9 +166,10 @@ class Router:
         self._routes: list[Route] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, query: type | Iterable[str] = (),
-            body: type | None = None) -> None:
+            body: type | None = None, stream_body: bool = False) -> None:
         """A route. `query` is its query schema (or, untyped, the names it reads); `body` the
-        schema of its JSON body, which the handler decodes with `request.decode(body)`."""
+        schema of its JSON body, which the handler decodes with `request.decode(body)`; with
+        `stream_body` the handler reads the raw body from `request.stream` instead."""
         method = method.upper()
         if not _PATTERN.match(pattern):
             raise ValueError(f"route pattern {pattern!r}: expected /segments with {{name}} parameters")
@@ -174,9 +177,9 @@ class Router:
             raise ValueError(f"route {method} {pattern} is already registered")
         if isinstance(query, type):
             names = tuple(f.name for f in msgspec.structs.fields(query))
-            self._routes.append(Route(method, pattern, handler, names, query, body))
+            self._routes.append(Route(method, pattern, handler, names, query, body, stream_body))
         else:
-            self._routes.append(Route(method, pattern, handler, tuple(query), None, body))
+            self._routes.append(Route(method, pattern, handler, tuple(query), None, body, stream_body))
 
     @property
     def routes(self) -> list[Route]:
@@ -198,6 +201,12 @@ class Router:
         allowed = self.allowed(path)
         raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})",
                                allowed=allowed)
+
+    def streams_body(self, method: str, target: str) -> bool:
+        """Whether the route `method target` reads its body as a stream (so the server does not)."""
+        path = urlsplit(target).path or "/"
+        return any(route.stream_body and route.method == method and route.match(path) is not None
+                   for route in self._routes)
 
     def allowed(self, path: str) -> tuple[str, ...]:
         """The methods `path` answers to (with HEAD where GET is, and OPTIONS), or () if none."""

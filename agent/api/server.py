@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 
 from agent import __version__
 from agent.api import http_limits
+from agent.api.body_stream import BodyReader
 from agent.api.endpoints import CoreEndpoints, HealthReader
 from agent.api.http_limits import LimitedHandler
 from agent.api.routes import MAX_BODY, Response, Router
@@ -157,12 +158,16 @@ class ApiServer:
         headers: dict[str, str] = {}
         try:
             http_limits.check_request(handler)
-            body = _read_body(handler)
+            streaming = self.router.streams_body(handler.command, handler.path)
+            body = b"" if streaming else _read_body(handler)
             handler.request_read()      # the rest of the connection's time is the handler's
             if handler.command == "OPTIONS":
                 response, headers = self._options(handler.path)
             else:
                 route, request = self.router.resolve("GET" if head else handler.command, handler.path, body)
+                if streaming:
+                    handler.close_connection = True     # a handler may stop reading half-way
+                    request.stream = BodyReader(handler.rfile, handler.headers)
                 response = route.handler(request)
         except CorralError as exc:
             response = Response.json(exc.to_dict(), status=exc.http_status)
@@ -196,9 +201,7 @@ class ApiServer:
             return
         handler.send_response(response.status)
         handler.send_header("Content-Type", response.content_type)
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        for name, value in response.headers.items():
+        for name, value in {**response.headers, **(headers or {})}.items():
             handler.send_header(name, value)
         if handler.close_connection:
             handler.send_header("Connection", "close")

@@ -63,6 +63,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     rm = verbs.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
     rm.add_argument("containers", metavar="CONTAINER", nargs="+", help="id, id prefix or name")
     rm.set_defaults(func=remove_containers)
 
@@ -162,7 +163,8 @@ def kill_containers(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def remove_containers(args: argparse.Namespace, client: ApiClient) -> int:
-    return for_each(args.containers, lambda ref: client.remove_container(ref, force=args.force), say=str)
+    return for_each(args.containers, lambda ref: client.remove_container(ref, force=args.force,
+                                                                             volumes=args.volumes), say=str)
 
 
 def wait_containers(args: argparse.Namespace, client: ApiClient) -> int:

@@ -38,6 +38,8 @@ VERB_MODULES = (
     "agent.cli.service",      # service create|ls|ps|inspect|logs|scale|update|rollback|rm
     "agent.cli.policy",       # policy check, test (local), ls, explain, replay
     "agent.cli.incidents",
+    "agent.cli.volume",       # volume create|ls|inspect|rm|prune
+    "agent.cli.files",        # cp, diff, export
 )
 # Verbs handed whole to another program's main(argv): (module, help).
 DELEGATED = {

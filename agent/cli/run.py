@@ -50,8 +50,12 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
     parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
                         help="set an environment variable; a bare K takes the value from this shell")
     parser.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
-    parser.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]",
-                        help="bind mount a host directory (repeat for more)")
+    parser.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:CTR[:ro]",
+                        help="bind mount a host directory (/host/dir:/ctr), mount a volume (NAME:/ctr, created "
+                             "and filled from the image on first use) or a new anonymous volume (/ctr)")
+    parser.add_argument("--mount", action="append", default=[], metavar="type=...,target=...",
+                        help="docker's --mount: type=bind|volume|tmpfs,source=,target=,readonly,volume-nocopy,"
+                             "tmpfs-size=,tmpfs-mode= (docs/volumes.md)")
     parser.add_argument("--device", action="append", default=[], metavar="HOST[:CTR[:rwm]]",
                         help="expose a host device node (repeat for more); others cannot be opened")
     parser.add_argument("--hostname", metavar="H", help="hostname inside the container (default: short id)")
@@ -143,6 +147,14 @@ def tmpfs_of(items: list[str]) -> dict[str, str]:
     return dict(item.partition(":")[::2] for item in items)
 
 
+def mounts_of(items: list[str]) -> list:
+    """`--mount` values as Mount objects (the parser is loaded only when the flag is given)."""
+    if not items:
+        return []
+    from agent.runtime.mount_flags import parse_mount
+    return [parse_mount(item) for item in items]
+
+
 def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerSpec:
     """The ContainerSpec the flags describe; bad values fail here, naming the flag."""
     # Imported here, not at the top: the models' dataclasses cost every other verb start-up time.
@@ -161,7 +173,7 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
         command=list(args.command),
         name=args.name,
         workdir=args.workdir,
-        mounts=[Mount.parse(item) for item in args.volume],
+        mounts=[Mount.parse(item) for item in args.volume] + mounts_of(args.mount),
         devices=[DeviceMapping.parse(item) for item in args.device],
         hostname=args.hostname,
         memory=None if args.memory is None else parse_size(args.memory, field="--memory"),
@@ -223,7 +235,7 @@ def run_container(args: argparse.Namespace, client: ApiClient) -> int:
         result = client.wait_container(container_id)
     if args.rm:
         try:
-            client.remove_container(container_id)
+            client.remove_container(container_id, volumes=True)    # docker's --rm takes anonymous volumes
         except NotFound:
             pass   # already removed by someone else: what --rm asked for
     code = result.get("exit_code")

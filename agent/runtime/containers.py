@@ -36,11 +36,13 @@ from agent.runtime.model import CREATED, EXITED, LIVE, PAUSED, RUNNING, Containe
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
+from agent.runtime.volumes import Volumes
 from agent.security import capabilities
 from agent.security.container_filter import FILTER_FILE, ContainerFilters
 from agent.security.options import of_spec
 from agent.userns.allocator import AUTO, HOST, UsernsAllocator, in_use, mode_of
 from agent.userns.ranges import IdRange
+from agent.volumes.store import VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class Runtime(Endings):
         self.filters = ContainerFilters(self.root / "seccomp")   # compiled once per distinct profile
         self.userns_default = userns_default     # --userns: auto | host
         self.userns = userns or UsernsAllocator()
+        self.volumes = Volumes(VolumeStore(self.root), self.store, events)
 
     # ---- life cycle of the runtime itself -------------------------------------------------
 
@@ -92,19 +95,22 @@ class Runtime(Endings):
     # ---- verbs ----------------------------------------------------------------------------
 
     def run(self, spec: ContainerSpec) -> Container:
+        known = {volume.name for volume in self.volumes.store.list()}
         container = self.create(spec)
         try:
             return self.start_container(container.id)
         except BaseException:
-            self._destroy(self.store.get(container.id))
+            self._destroy(self.store.get(container.id), volumes=True)
+            self.volumes.discard_unused(container, known)    # named volumes this run made
             raise
 
     def create(self, spec: ContainerSpec) -> Container:
         image = self.images.get(spec.image)
-        container, device_rules = plan_container(spec, image, self.networks, self.store.names())
-        container_id = container.id
-        undo = []
+        spec, new_volumes = self.volumes.claim(spec, image)     # anonymous volumes named, named ones made
+        undo = [lambda: self.volumes.discard(new_volumes)]
         try:
+            container, device_rules = plan_container(spec, image, self.networks, self.store.names())
+            container_id = container.id
             with self.userns.lock:        # choose a free range and record it as one step
                 if mode_of(spec, self.userns_default) == AUTO:
                     container.userns = self.userns.allocate(in_use(self.store.all())).to_dict()
@@ -121,6 +127,7 @@ class Runtime(Endings):
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
+            self.volumes.fill(container, rootfs)         # empty volumes get the image's content
             self.store.save(container, durable=True)     # the record that owns what is on disk
         except BaseException:
             for step in reversed(undo):
@@ -152,7 +159,7 @@ class Runtime(Endings):
         networked = container.spec.network not in ("none", "host")
         security = of_spec(container.spec)
         request = launch_request(container, directory, self.networks, security,
-                                 self._seccomp_filter(container, directory, security))
+                                 self._seccomp_filter(container, directory, security), self.volumes.data_dir)
 
         def place(pid: int) -> None:
             self.cgroups.add_process(paths, pid)
@@ -222,7 +229,7 @@ class Runtime(Endings):
                                attributes={"signal": int(signal)}))
         return container
 
-    def remove(self, ref: str, force: bool = False) -> None:
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         container = self.store.get(ref)
         if container.state in LIVE:
             if not force:
@@ -233,7 +240,7 @@ class Runtime(Endings):
             container = self.wait(container.id, timeout=10)
             if container.state in LIVE:
                 raise KernelError(f"container {container.name} did not die after SIGKILL")
-        self._destroy(container)
+        self._destroy(container, volumes=volumes)
 
     def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
         """Until the container is not running (`not-running`), has exited after this call

@@ -23,6 +23,7 @@ from agent.runtime.state import ContainerStore
 if TYPE_CHECKING:
     from agent.catalog.entry import CatalogEntry
     from agent.images.rootfs import RootfsManager
+    from agent.runtime.volumes import Volumes
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Endings:
     events: EventLog
     bus: ContainerBus
     networks: Any                  # agent.network.manager.NetworkManager, or None
+    volumes: Volumes
     _changed: threading.Condition
 
     def entry(self, container: Container) -> CatalogEntry:
@@ -51,7 +53,7 @@ class Endings:
             return
         self._record_exit(container)
         if container.spec.auto_remove:
-            quietly(lambda: self._destroy(self.store.get(container_id)))
+            quietly(lambda: self._destroy(self.store.get(container_id), volumes=True))
 
     def _record_exit(self, container: Container) -> None:
         exit_file = self.store.directory(container.id) / "exit"
@@ -96,9 +98,10 @@ class Endings:
         container.state = RUNNING
         self.store.save(container)
 
-    def _destroy(self, container: Container) -> None:
-        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state.
-        Marked `removing` first, so a daemon killed half-way finishes the removal at restart."""
+    def _destroy(self, container: Container, volumes: bool = False) -> None:
+        """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state,
+        and with `volumes` its anonymous volumes (`rm -v`, `--rm`). Marked `removing` first, so
+        a daemon killed half-way finishes the removal at restart."""
         if container.state != REMOVING:
             container.state = REMOVING
             self.store.save(container)
@@ -110,6 +113,8 @@ class Endings:
         if container.cgroup:
             self.cgroups.remove(CgroupPaths.from_dict(container.cgroup))
         self.store.delete(container.id)
+        if volumes:
+            quietly(lambda: self.volumes.release(container))
         with self._changed:
             self._changed.notify_all()
         self.events.emit(Event("container", "destroy", container.id, container.name))

@@ -288,3 +288,4 @@ def event_matches(event: Any, filters: Filters, labels_of: Callable[[str], dict]
         if not labels_match(filters["label"], labels):
             return False
     return True
+

@@ -60,7 +60,8 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "NanoCpus": int((spec.cpus or 0) * 1e9),
             "PidsLimit": spec.pids_limit or 0,
             "NetworkMode": spec.network,
-            "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts],
+            "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "")
+                      for m in spec.mounts if m.type != "tmpfs"],
             "AutoRemove": spec.auto_remove,
             "RestartPolicy": {"Name": spec.restart_policy.name,
                               "MaximumRetryCount": spec.restart_policy.maximum_retry_count},
@@ -80,6 +81,7 @@ def describe(container: Container, limits: Limits | None, cgroup_driver: str,
             "UpperDir": str(state_dir / "upper"),
             "LowerDirs": layers,
         },
+        "Mounts": mounts(spec),
         "LogPath": str(state_dir / "container.log"),
         "NetworkSettings": network_settings(container),
     }
@@ -134,6 +136,11 @@ def user_namespace(container: Container) -> dict:
             "IDMappings": {"UidMap": [f"0:{mapping['uid']}:{mapping['size']}"],
                            "GidMap": [f"0:{mapping['gid']}:{mapping['size']}"],
                            "Ownership": mapping.get("ownership", "")}}
+def mounts(spec) -> list[dict]:
+    """docker's Mounts: one entry per bind, volume and tmpfs mount (Source is a volume's name here,
+    not its host directory: `corral volume inspect` shows that)."""
+    return [{"Type": m.type, "Name": m.source if m.type == "volume" else "", "Source": m.source or "",
+             "Destination": m.target, "RW": not m.readonly} for m in spec.mounts]
 
 
 PRIVILEGED_WARNING = ("privileged: every capability, no seccomp profile, /proc, /sys and the cgroup files "

@@ -55,24 +55,52 @@ ConsoleSize = Annotated[list[TerminalSide], msgspec.Meta(
     min_length=2, max_length=2, description="[rows, columns] of the terminal")]
 
 
-class Mount(schema.Object, frozen=True):
-    """A bind mount of a host path into the container (`-v HOST:CTR[:ro]`)."""
+MountType = Literal["bind", "volume", "tmpfs"]
+MountSource = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=4096, pattern=r"^[^\x00]+$",
+    description="bind: an absolute host path; volume: a volume's name (none: a new anonymous volume)")]
+# Docker's volume-name rule; kept here (not imported from agent.volumes) so the model stays light.
+_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$")
 
-    source: AbsolutePath
+
+class Mount(schema.Object, frozen=True):
+    """What `-v` and `--mount` put at `target`: a host directory (`bind`), a volume the daemon
+    keeps (`volume`; `-v NAME:/path`, or `-v /path` for a new anonymous one), or a `tmpfs`."""
+
     target: AbsolutePath
+    source: MountSource | None = None
     readonly: bool = False
+    type: MountType = "bind"
+    volume_nocopy: bool = False              # volume: do not fill a new volume from the image
+    tmpfs_size: Annotated[int, msgspec.Meta(ge=0, le=1 << 50)] | None = None     # bytes
+    tmpfs_mode: Annotated[int, msgspec.Meta(ge=0, le=0o7777)] | None = None
+
+    def __post_init__(self) -> None:
+        # A ValueError: msgspec reports it with the mount's path (`mounts[1]: ...`).
+        if self.type == "bind" and not (self.source or "").startswith("/"):
+            raise ValueError(f"source: a bind mount needs an absolute host path, got {self.source!r}")
+        if self.type == "volume" and self.source is not None and not _VOLUME_NAME.match(self.source):
+            raise ValueError(f"source: {self.source!r} is not a volume name (2 to 128 letters, digits, "
+                             "'_', '.' or '-', starting with a letter or digit)")
+        if self.type == "tmpfs" and self.source is not None:
+            raise ValueError("source: a tmpfs mount has no source")
+        if self.type != "tmpfs" and (self.tmpfs_size is not None or self.tmpfs_mode is not None):
+            raise ValueError(f"tmpfs_size and tmpfs_mode are for tmpfs mounts, not {self.type}")
+        if self.type != "volume" and self.volume_nocopy:
+            raise ValueError(f"volume_nocopy is for volume mounts, not {self.type}")
 
     @classmethod
     def parse(cls, text: str) -> Mount:
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise InvalidArgument(f"volume {text!r}: expected HOST:CONTAINER[:ro]")
-        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-            raise InvalidArgument(f"volume {text!r}: mode must be ro or rw, got {parts[2]!r}")
-        if not parts[0].startswith("/") or not parts[1].startswith("/"):
-            raise InvalidArgument(f"volume {text!r}: both paths must be absolute")
-        return schema.convert({"source": parts[0], "target": parts[1],
-                               "readonly": len(parts) == 3 and parts[2] == "ro"}, cls, f"volume {text!r}")
+        """`-v`: HOST:CTR[:ro|rw] (a bind), NAME:CTR[:ro|rw] (a volume), or CTR (an anonymous volume)."""
+        from agent.runtime.mount_flags import parse_volume
+        return parse_volume(text)
+
+    def tmpfs_options(self) -> str:
+        """As a --tmpfs option string (agent/security/options.py)."""
+        options = [] if self.tmpfs_size is None else [f"size={self.tmpfs_size}"]
+        if self.tmpfs_mode is not None:
+            options.append(f"mode={self.tmpfs_mode:o}")
+        return ",".join(options + (["ro"] if self.readonly else []))
 
 
 DeviceAccess = Annotated[str, msgspec.Meta(

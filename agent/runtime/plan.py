@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from agent.cgroups.devices import DeviceRule, container_rules, rule_for
 from agent.cgroups.driver import Limits
@@ -44,10 +44,7 @@ def plan_container(spec: ContainerSpec, image: Image, networks: NetworkManager |
     if not command:
         raise InvalidArgument(f"no command given and image {spec.image!r} has none",
                               hint="add a command after the image name")
-    for mount in spec.mounts:
-        if not os.path.exists(mount.source):
-            raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
-                                  hint="create it first or fix the path given to -v")
+    check_mounts(spec)
     rules = device_rules(spec)          # checked now: a bad path fails before anything is made
     container_id = new_id()
     name = spec.name or new_name(names)
@@ -67,15 +64,43 @@ def device_rules(spec: ContainerSpec) -> tuple[DeviceRule, ...]:
     return container_rules(rule_for(device.host, device.access) for device in spec.devices)
 
 
+def check_mounts(spec: ContainerSpec) -> None:
+    """Bind sources exist; no two mounts (tmpfs included) share a target; nothing covers /."""
+    seen: set[str] = set()
+    targets = [(f"mounts[{i}]", m.target) for i, m in enumerate(spec.mounts)] + [("tmpfs", t) for t in spec.tmpfs]
+    for where, target in targets:
+        clean = os.path.normpath(target)
+        if clean == "/":
+            raise InvalidArgument(f"{where}.target: cannot mount over the container's root /", field=f"{where}.target")
+        if clean in seen:
+            raise InvalidArgument(f"{where}.target: duplicate mount point {clean}", field=f"{where}.target")
+        seen.add(clean)
+    for index, mount in enumerate(spec.mounts):
+        if mount.type == "bind" and not os.path.exists(mount.source or ""):
+            raise InvalidArgument(f"volume source {mount.source!r} does not exist on the host",
+                                  hint="create it first or fix the path given to -v", field=f"mounts[{index}].source")
+
+
+def mount_binds(spec: ContainerSpec, volume_dir: Callable[[str], Path]) -> list[str]:
+    """The launcher's --bind SRC:DST[:ro] of each bind and volume mount (tmpfs mounts are --tmpfs)."""
+    binds = []
+    for mount in spec.mounts:
+        if mount.type == "tmpfs" or not mount.source:
+            continue
+        source = mount.source if mount.type == "bind" else str(volume_dir(mount.source))
+        binds.append(f"{source}:{mount.target}" + (":ro" if mount.readonly else ""))
+    return binds
+
+
 def launch_request(container: Container, directory: Path, networks: NetworkManager | None, security: Settings,
-                   seccomp: Path | None) -> LaunchRequest:
+                   seccomp: Path | None, volume_dir: Callable[[str], Path]) -> LaunchRequest:
     """What the launcher is given to start `container`, whose state lives in `directory`;
     networked containers get their hostname, hosts and resolv.conf files there, bind-mounted."""
     networked = container.spec.network not in ("none", "host")
     if networked and networks is None:
         raise InvalidArgument(f"network {container.spec.network!r}: networking is not enabled in this daemon",
                               hint="use --net none or --net host")
-    binds = [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in container.spec.mounts]
+    binds = mount_binds(container.spec, volume_dir)
     binds += [device.bind() for device in container.spec.devices]
     spec = container.spec
     if networked and networks is not None:

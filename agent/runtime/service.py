@@ -41,8 +41,9 @@ class RuntimeService(Protocol):
 
     def kill(self, ref: str, signal: int = 9) -> Container: ...
 
-    def remove(self, ref: str, force: bool = False) -> None:
-        """Refused (Conflict) for a running container unless force, which kills it first."""
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """Refused (Conflict) for a running container unless force, which kills it first;
+        `volumes` removes its anonymous volumes too."""
 
     def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
         """Block until the container has exited (`next-exit`: exited after this call; `removed`:

@@ -123,5 +123,6 @@ def settings(*, cap_add: Iterable[str] = (), cap_drop: Iterable[str] = (), privi
 def of_spec(spec) -> Settings:
     """The settings of a ContainerSpec (fields named as in Docker's HostConfig, snake_case)."""
     return settings(cap_add=spec.cap_add, cap_drop=spec.cap_drop, privileged=spec.privileged,
-                    security_opt=spec.security_opt, read_only=spec.read_only, tmpfs=spec.tmpfs,
+                    security_opt=spec.security_opt, read_only=spec.read_only,
+                    tmpfs={**spec.tmpfs, **{m.target: m.tmpfs_options() for m in spec.mounts if m.type == "tmpfs"}},
                     user=spec.user)

@@ -113,8 +113,8 @@ class FakeRuntime:
         self.finish(ref, 128 + signal)
         return container
 
-    def remove(self, ref: str, force: bool = False) -> None:
-        self.calls.append(("remove", ref, force))
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        self.calls.append(("remove", ref, force) + (("volumes",) if volumes else ()))
         container = self.get(ref)
         if container.state == RUNNING and not force:
             raise Conflict(f"container {container.name} is running", hint="stop it first, or use `corral rm -f`")

@@ -23,6 +23,7 @@ from agent.api.openapi_gen import served_router
 from agent.api.policy_endpoints import PolicyEndpoints
 from agent.api.registry_endpoints import RegistryEndpoints
 from agent.api.service_endpoints import ServiceEndpoints
+from agent.api.volume_endpoints import VolumeEndpoints
 from agent.errors import InvalidArgument
 from agent.runtime.model import ContainerSpec
 from tests.unit.fake_runtime import FakeDaemon
@@ -45,7 +46,7 @@ def daemon():
     extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
              ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register,
              BuildEndpoints(None, None, None, "/nonexistent").register,
-             LifecycleEndpoints(None, None).register]
+             LifecycleEndpoints(None, None).register, VolumeEndpoints(None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
         yield instance

@@ -55,7 +55,7 @@ def test_every_run_flag_reaches_the_spec(monkeypatch):
     assert spec.command == ["-c", "echo hi", "--rm"]     # everything after IMAGE is the command's
     assert spec.env == ["A=1", "FROM_SHELL=yes"]
     assert spec.workdir == "/srv" and spec.hostname == "pony"
-    assert spec.mounts == [Mount("/host", "/data", True), Mount("/a", "/b", False)]
+    assert spec.mounts == [Mount(source="/host", target="/data", readonly=True), Mount(source="/a", target="/b")]
     assert (spec.memory, spec.cpus, spec.pids_limit) == (64 * 1024 * 1024, 0.5, 20)
     assert spec.network == "backend" and spec.labels == {"tier": "web", "team": ""}
     assert [str(port) for port in spec.ports] == ["0.0.0.0:8080:80/tcp", "127.0.0.1:5353:53/udp"]
@@ -76,7 +76,8 @@ def test_run_defaults_and_short_flags():
 @pytest.mark.parametrize("argv, words", [
     (["--memory", "64x", "busybox"], ["--memory", "64x"]),
     (["--cpus", "lots", "busybox"], ["--cpus", "lots"]),
-    (["-v", "relative:/data", "busybox"], ["relative:/data", "absolute"]),
+    (["-v", "rel/ative:/data", "busybox"], ["rel/ative", "volume name"]),
+    (["-v", "data:relative", "busybox"], ["data:relative", "absolute"]),
     (["-w", "srv", "busybox"], ["workdir", "srv"]),
     (["--name", "bad name", "busybox"], ["bad name"]),
     (["--label", "=x", "busybox"], ["--label", "=x"]),

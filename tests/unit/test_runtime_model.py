@@ -10,10 +10,13 @@ from agent.runtime.state import ContainerStore
 
 
 def test_mount_parsing():
-    assert Mount.parse("/a:/b") == Mount("/a", "/b", False)
-    assert Mount.parse("/a:/b:ro") == Mount("/a", "/b", True)
-    for bad in ["/a", "a:/b", "/a:/b:rx", ":/b"]:
-        with pytest.raises(InvalidArgument, match="volume"):
+    assert Mount.parse("/a:/b") == Mount(source="/a", target="/b")
+    assert Mount.parse("/a:/b:ro") == Mount(source="/a", target="/b", readonly=True)
+    assert Mount.parse("data:/b:ro") == Mount(type="volume", source="data", target="/b", readonly=True)
+    assert Mount.parse("data:/b:nocopy") == Mount(type="volume", source="data", target="/b", volume_nocopy=True)
+    assert Mount.parse("/b") == Mount(type="volume", target="/b")
+    for bad in ["a", "a:b", "/a:/b:rx", ":/b", "x:/b", "/a:/b:nocopy", "a/b:/c", "/a:/b:/c:/d"]:
+        with pytest.raises(InvalidArgument, match="-v "):
             Mount.parse(bad)
 
 
@@ -36,13 +39,15 @@ def test_spec_rejects_bad_values_naming_the_field_and_value(fields, field, word)
 
 
 def test_spec_round_trip_and_unknown_keys():
-    spec = ContainerSpec(image="busybox", command=["true"], mounts=[Mount("/a", "/b", True)],
+    spec = ContainerSpec(image="busybox", command=["true"], mounts=[Mount(source="/a", target="/b", readonly=True),
+                                                                     Mount(type="volume", source="v1", target="/c"),
+                                                                     Mount(type="tmpfs", target="/t", tmpfs_size=1024)],
                          labels={"tier": "web"}, memory=64 << 20)
     assert ContainerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     with pytest.raises(InvalidArgument, match="colour"):
         ContainerSpec.from_dict({"image": "busybox", "colour": "red"})
     assert ContainerSpec.from_dict({"image": "busybox", "mounts": [{"source": "/x", "target": "/y", "readonly": True}]}
-                                   ).mounts == [Mount("/x", "/y", True)]
+                                   ).mounts == [Mount(source="/x", target="/y", readonly=True)]
 
 
 def container(cid, name):
