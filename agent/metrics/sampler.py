@@ -141,4 +141,15 @@ class Sampler:
             by_syscall={self._syscall_name(nr) or str(nr): value for nr, value in per_syscall.items()}
             if with_syscalls else {},
             observed=entry.observed, errors=tuple(errors),
-            unhealthy=None if not entry.health else int(entry.health == "unhealthy"))
+            unhealthy=None if not entry.health else int(entry.health == "unhealthy"),
+            memory_pressure_some_seconds=_pressure(stats, "memory", "some_seconds"),
+            memory_pressure_full_seconds=_pressure(stats, "memory", "full_seconds"),
+            cpu_pressure_some_seconds=_pressure(stats, "cpu", "some_seconds"),
+            cpu_periods=stats.cpu_periods if stats else None,
+            cpu_throttled_periods=stats.cpu_throttled_periods if stats else None)
+
+
+def _pressure(stats: CgroupStats | None, resource: str, which: str) -> float | None:
+    """A PSI total of the cgroup (None on hosts without PSI, and on cgroup v1 without it)."""
+    pressure = stats.pressure.get(resource) if stats is not None else None
+    return None if pressure is None else float(getattr(pressure, which))

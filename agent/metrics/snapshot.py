@@ -32,6 +32,12 @@ class ContainerSnapshot:
     by_syscall: dict[str, tuple[int, int]] = field(default_factory=dict)   # name -> (calls, errors)
     observed: bool = False
     errors: tuple[str, ...] = ()
+    # Totals since start (seconds stalled, periods): their rates are the pressure and throttling signals.
+    memory_pressure_some_seconds: float | None = None
+    memory_pressure_full_seconds: float | None = None
+    cpu_pressure_some_seconds: float | None = None
+    cpu_periods: int | None = None
+    cpu_throttled_periods: int | None = None
     unhealthy: int | None = None                # 1 unhealthy, 0 starting or healthy; None: no health check                # sources whose read failed: cgroup, probes:<map>
 
     def to_dict(self) -> dict:

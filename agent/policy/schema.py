@@ -32,7 +32,9 @@ EgressAction = Literal["allow", "deny"]
 Protocol = Literal["tcp", "udp"]
 SignalName = Literal["memory_bytes", "memory_percent_of_limit", "cpu_percent", "syscalls_per_second",
                      "syscall_errors_per_second", "tcp_connects_per_second", "network_tx_bytes_per_second",
-                     "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy"]
+                     "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy",
+                     "memory_growth_bytes_per_second", "memory_pressure_some_percent",
+                     "memory_pressure_full_percent", "cpu_pressure_some_percent", "cpu_throttled_percent"]
 MODES: tuple[str, ...] = get_args(Mode)
 SYSCALL_ACTIONS: tuple[str, ...] = get_args(SyscallAction)
 THRESHOLD_ACTIONS: tuple[str, ...] = get_args(ThresholdAction)
@@ -51,6 +53,11 @@ SIGNALS = {
     "pids": "count",
     "oom_kills": "count",
     "unhealthy": "flag",                # 1 while the health check says unhealthy, else 0
+    "memory_growth_bytes_per_second": "bytes",
+    "memory_pressure_some_percent": "percent",
+    "memory_pressure_full_percent": "percent",
+    "cpu_pressure_some_percent": "percent",
+    "cpu_throttled_percent": "percent",
 }
 PER_SYSCALL_SIGNALS = ("syscalls_per_second", "syscall_errors_per_second")
 MIN_MEMORY = 4 * 1024 * 1024          # what `corral run --memory` accepts too

@@ -14,7 +14,9 @@ from agent.metrics.snapshot import ContainerSnapshot
 SIGNAL_NAMES = (
     "memory_bytes", "memory_percent_of_limit", "cpu_percent", "syscalls_per_second",
     "syscall_errors_per_second", "tcp_connects_per_second", "network_tx_bytes_per_second",
-    "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy",
+    "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy", "memory_growth_bytes_per_second",
+    "memory_pressure_some_percent", "memory_pressure_full_percent", "cpu_pressure_some_percent",
+    "cpu_throttled_percent",
 )
 
 
@@ -59,7 +61,9 @@ def compute_signals(previous: ContainerSnapshot | None, current: ContainerSnapsh
         "unhealthy": None if current.unhealthy is None else float(current.unhealthy),
     }
     rates = ("cpu_percent", "syscalls_per_second", "syscall_errors_per_second", "tcp_connects_per_second",
-             "network_tx_bytes_per_second", "network_rx_bytes_per_second")
+             "network_tx_bytes_per_second", "network_rx_bytes_per_second", "memory_growth_bytes_per_second",
+             "memory_pressure_some_percent", "memory_pressure_full_percent", "cpu_pressure_some_percent",
+             "cpu_throttled_percent")
     per_syscall: dict[str, tuple[float, float]] = {}
     if previous is None or previous.id != current.id:
         values.update(dict.fromkeys(rates))
@@ -72,6 +76,21 @@ def compute_signals(previous: ContainerSnapshot | None, current: ContainerSnapsh
     values["tcp_connects_per_second"] = _rate(current.tcp_connects, previous.tcp_connects, seconds)
     values["network_tx_bytes_per_second"] = _rate(current.net_tx_bytes, previous.net_tx_bytes, seconds)
     values["network_rx_bytes_per_second"] = _rate(current.net_rx_bytes, previous.net_rx_bytes, seconds)
+    # A gauge's slope: negative when memory is freed (a counter's rate would call that a restart).
+    values["memory_growth_bytes_per_second"] = (
+        None if current.memory_bytes is None or previous.memory_bytes is None or seconds <= 0
+        else (current.memory_bytes - previous.memory_bytes) / seconds)
+    # PSI: the share of the interval in which some (or all) of the container's tasks stalled.
+    for signal, now, before in (
+            ("memory_pressure_some_percent", current.memory_pressure_some_seconds, previous.memory_pressure_some_seconds),
+            ("memory_pressure_full_percent", current.memory_pressure_full_seconds, previous.memory_pressure_full_seconds),
+            ("cpu_pressure_some_percent", current.cpu_pressure_some_seconds, previous.cpu_pressure_some_seconds)):
+        stalled = _rate(now, before, seconds)
+        values[signal] = None if stalled is None else min(100.0, 100.0 * stalled)
+    periods = _rate(current.cpu_periods, previous.cpu_periods, 1.0)
+    throttled = _rate(current.cpu_throttled_periods, previous.cpu_throttled_periods, 1.0)
+    values["cpu_throttled_percent"] = (100.0 * throttled / periods if periods and throttled is not None
+                                       else (0.0 if periods == 0 and throttled == 0 else None))
     if values["syscalls_per_second"] is not None:
         for name, (calls, errors) in current.by_syscall.items():
             before_calls, before_errors = previous.by_syscall.get(name, (0, 0))

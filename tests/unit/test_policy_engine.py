@@ -211,11 +211,29 @@ def test_signals_from_two_snapshots():
         "memory_bytes": 150.0, "memory_percent_of_limit": 75.0, "pids": 4.0, "oom_kills": 1.0,
         "cpu_percent": 75.0, "syscalls_per_second": 100.0, "syscall_errors_per_second": 1.0,
         "tcp_connects_per_second": 2.0, "network_tx_bytes_per_second": 2048.0,
-        "network_rx_bytes_per_second": 1000.0, "unhealthy": None}    # no health check: unknown
+        "network_rx_bytes_per_second": 1000.0, "unhealthy": None,    # no health check: unknown
+        "memory_growth_bytes_per_second": 50.0,
+        # No PSI and no CFS figures in these snapshots (a host without them): unknown.
+        "memory_pressure_some_percent": None, "memory_pressure_full_percent": None,
+        "cpu_pressure_some_percent": None, "cpu_throttled_percent": None}
     assert sample.syscalls == {"openat": (90.0, 1.0), "write": (10.0, 0.0)}   # read was idle
     assert sample.value("syscalls_per_second", "openat") == 90.0
     assert sample.value("syscall_errors_per_second", "openat") == 1.0
     assert sample.value("syscalls_per_second", "read") == 0.0
+
+
+def test_pressure_throttling_and_growth_signals():
+    before = snap(10.0, memory_bytes=400, memory_pressure_some_seconds=1.0, memory_pressure_full_seconds=0.5,
+                  cpu_pressure_some_seconds=2.0, cpu_periods=100, cpu_throttled_periods=10)
+    after = snap(12.0, memory_bytes=100, memory_pressure_some_seconds=1.5, memory_pressure_full_seconds=0.6,
+                 cpu_pressure_some_seconds=6.0, cpu_periods=120, cpu_throttled_periods=15)
+    values = compute_signals(before, after).values
+    assert values["memory_growth_bytes_per_second"] == -150.0          # freed memory: a negative slope
+    assert values["memory_pressure_some_percent"] == 25.0 and round(values["memory_pressure_full_percent"], 6) == 5.0
+    assert values["cpu_pressure_some_percent"] == 100.0                # capped: several tasks stalled at once
+    assert values["cpu_throttled_percent"] == 25.0                     # 5 of 20 periods throttled
+    idle = compute_signals(after, snap(13.0, cpu_periods=120, cpu_throttled_periods=15)).values
+    assert idle["cpu_throttled_percent"] == 0.0
 
 
 def test_rates_are_unknown_without_a_previous_snapshot_or_after_a_counter_reset():
