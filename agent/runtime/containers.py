@@ -322,7 +322,7 @@ class Runtime(Endings):
         process = start_exec(self.launcher, container.pid, command, environment,
                              workdir or container.workdir, self.cgroups.procs_files(paths),
                              seccomp=seccomp if seccomp.exists() else None,
-                             caps=capabilities.mask(security.caps), user=security.user,
+                             caps=capabilities.mask(security.caps), user=container.user or security.user,
                              group_add=list(container.spec.group_add),
                              ulimits=[limit.launcher_arg() for limit in container.spec.ulimits],
                              tty=tty, stdin=stdin, console_size=console_size)

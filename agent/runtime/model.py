@@ -379,6 +379,7 @@ class Container:
     userns: dict | None = None
     restart_count: int = 0                  # restarts by its restart policy since the user's last start
     stopped_by_user: bool = False           # docker's HasBeenManuallyStopped: stop/kill, until the next start
+    user: str = ""                          # resolved at create: the spec's -u, else the image's USER; "": root
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

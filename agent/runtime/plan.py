@@ -52,7 +52,8 @@ def plan_container(spec: ContainerSpec, image: Image, networks: NetworkManager |
     container = Container(id=container_id, name=name, spec=spec, image_id=image.id,
                           created_at=time.time(), command=command, hostname=hostname,
                           env=merge_env(image.config.env, spec.env, hostname),
-                          workdir=spec.workdir or image.config.workdir or "/")
+                          workdir=spec.workdir or image.config.workdir or "/",
+                          user=spec.user or image.config.user or "")
     return container, rules
 
 
@@ -128,7 +129,7 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
         exit_file=directory / "exit",
         seccomp=seccomp,
         caps=capabilities.mask(security.caps),
-        user=security.user,
+        user=container.user or security.user,
         read_only=security.read_only,
         privileged=security.privileged,
         tmpfs=[item.launcher_arg() for item in security.tmpfs] + ([shm] if shm else []),

@@ -136,3 +136,21 @@ def test_dns_and_add_host_in_the_containers_files(daemon):
     bad = run(daemon, "--dns", "not-an-ip", "busybox", "true", check=False)
     assert bad.returncode == 125 and "dns" in bad.stderr.decode()
     assert daemon.out("ps", "-a", "-q") == ""
+
+
+def test_the_images_user_is_the_default(daemon):
+    # USER of the image (here set by `corral commit --change`), as docker: -u still wins.
+    source = daemon.out("create", "--net", "none", "busybox", "true")
+    try:
+        daemon.cli("commit", "--change", "USER nobody", source, "as-nobody:1")
+        assert run(daemon, "as-nobody:1", "id", "-u").stdout.decode().strip() == "65534"
+        assert run(daemon, "-u", "0", "as-nobody:1", "id", "-u").stdout.decode().strip() == "0"
+        cid = daemon.out("run", "-d", "--net", "none", "as-nobody:1", "sleep", "30")
+        try:
+            assert daemon.cli("exec", cid, "id", "-u").stdout.decode().strip() == "65534"
+            assert json.loads(daemon.out("inspect", cid))[0]["Config"]["User"] == "nobody"
+        finally:
+            daemon.cli("rm", "-f", cid, check=False)
+    finally:
+        daemon.cli("rm", "-f", source, check=False)
+        daemon.cli("image", "rm", "as-nobody:1", check=False)
