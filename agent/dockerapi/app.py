@@ -27,13 +27,14 @@ def build_router(parts: Parts) -> Router:
     from agent.dockerapi.containers import ContainerRoutes
     from agent.dockerapi.execs import ExecRoutes
     from agent.dockerapi.images import ImageRoutes
+    from agent.dockerapi.lifecycle import LifecycleRoutes
     from agent.dockerapi.networks import NetworkRoutes
     from agent.dockerapi.streams import StreamRoutes
     from agent.dockerapi.system import SystemRoutes
     from agent.dockerapi.unsupported import register as register_unsupported
     from agent.dockerapi.volumes import VolumeRoutes
     router = Router()
-    for routes in (SystemRoutes(parts), ContainerRoutes(parts), StreamRoutes(parts), ExecRoutes(parts),
+    for routes in (SystemRoutes(parts), ContainerRoutes(parts), LifecycleRoutes(parts), StreamRoutes(parts), ExecRoutes(parts),
                    ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts)):
         routes.register(router)
     register_unsupported(router)

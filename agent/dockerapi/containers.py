@@ -39,7 +39,6 @@ class ContainerRoutes:
         router.add("POST", "/containers/{id}/start", self.start)
         router.add("POST", "/containers/{id}/stop", self.stop)
         router.add("POST", "/containers/{id}/kill", self.kill)
-        router.add("POST", "/containers/{id}/restart", self.restart)
         router.add("POST", "/containers/{id}/wait", self.wait)
         router.add("DELETE", "/containers/{id}", self.remove)
 
@@ -85,14 +84,8 @@ class ContainerRoutes:
         container = self.get(request.params["id"])
         if container.state in (RUNNING, PAUSED):
             raise NotModified("container already started")
-        if container.state == EXITED:
-            self._restart_exited(container)
-        else:
-            self.runtime.start(container.id)
+        self.runtime.start(container.id)          # an exited container starts again, as docker's does
         return Reply.empty()
-
-    def _restart_exited(self, container: Container) -> None:
-        self.runtime.start(container.id)      # the runtime starts an exited container again
 
     def stop(self, request: Request) -> Reply:
         container = self.get(request.params["id"])
@@ -100,8 +93,10 @@ class ContainerRoutes:
             raise NotModified("container already stopped")
         timeout = request.integer("t", None)
         if timeout is None:
-            timeout = request.integer("timeout", 10)
-        self.runtime.stop(container.id, timeout=float(timeout if timeout is not None and timeout >= 0 else 10))
+            timeout = request.integer("timeout", None)
+        signal = request.text("signal")
+        self.runtime.stop(container.id, timeout=float(timeout) if timeout is not None and timeout >= 0 else None,
+                          signal=parse_signal(signal, field="query parameter signal") if signal else None)
         return Reply.empty()
 
     def kill(self, request: Request) -> Reply:
@@ -110,18 +105,6 @@ class ContainerRoutes:
         if container.state not in (RUNNING, PAUSED):
             raise Conflict(f"Cannot kill container: {request.params['id']}: container {container.id} is not running")
         self.runtime.kill(container.id, signal=number)
-        return Reply.empty()
-
-    def restart(self, request: Request) -> Reply:
-        container = self.get(request.params["id"])
-        timeout = request.integer("t", 10)
-        if container.state in (RUNNING, PAUSED):
-            self.runtime.stop(container.id, timeout=float(timeout if timeout is not None and timeout >= 0 else 10))
-            container = self.get(container.id)
-        if container.state == CREATED:
-            self.runtime.start(container.id)
-        else:
-            self._restart_exited(container)
         return Reply.empty()
 
     def wait(self, request: Request) -> Reply:

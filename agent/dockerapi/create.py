@@ -20,8 +20,6 @@ _CLIENT_SIDE = {"Config.AttachStdin", "Config.AttachStdout", "Config.AttachStder
                 "Config.ExposedPorts", "Config.Image", "HostConfig.ConsoleSize", "HostConfig.ContainerIDFile"}
 # Values that say "the default" for fields Corral has no other value for.
 _DEFAULTS: dict[str, tuple[Any, ...]] = {
-    "HostConfig.RestartPolicy.Name": ("no",),
-    "HostConfig.RestartPolicy.MaximumRetryCount": (0,),
     "HostConfig.LogConfig.Type": ("json-file", "local"),
     "HostConfig.Isolation": ("default",),
     "HostConfig.CgroupnsMode": ("private", "host"),
@@ -30,12 +28,12 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "HostConfig.PidsLimit": (-1,),
     "HostConfig.Runtime": ("corral", "runc"),
     "HostConfig.VolumeDriver": ("local",),
-    "Config.StopSignal": ("SIGTERM", "TERM", "15"),
 }
 # Fields translated below.
 _HONOURED = {
     "Config.Cmd", "Config.Entrypoint", "Config.Env", "Config.WorkingDir", "Config.Hostname", "Config.User",
-    "Config.Labels", "Config.Healthcheck", "HostConfig.Binds", "HostConfig.NetworkMode", "HostConfig.PortBindings",
+    "Config.Labels", "Config.Healthcheck", "Config.StopSignal", "Config.StopTimeout", "HostConfig.RestartPolicy",
+    "HostConfig.Binds", "HostConfig.NetworkMode", "HostConfig.PortBindings",
     "HostConfig.AutoRemove", "HostConfig.CapAdd", "HostConfig.CapDrop", "HostConfig.Privileged",
     "HostConfig.ReadonlyRootfs", "HostConfig.SecurityOpt", "HostConfig.Tmpfs", "HostConfig.Memory",
     "HostConfig.MemorySwap", "HostConfig.NanoCpus", "HostConfig.CpuQuota", "HostConfig.CpuPeriod",
@@ -55,7 +53,9 @@ _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Conf
            "group_add": "HostConfig.GroupAdd", "init": "HostConfig.Init", "ulimits": "HostConfig.Ulimits",
            "shm_size": "HostConfig.ShmSize", "dns": "HostConfig.Dns", "dns_search": "HostConfig.DnsSearch",
            "dns_options": "HostConfig.DnsOptions", "extra_hosts": "HostConfig.ExtraHosts",
-           "userns": "HostConfig.UsernsMode", "healthcheck": "Config.Healthcheck", "name": "name"}
+           "userns": "HostConfig.UsernsMode", "healthcheck": "Config.Healthcheck",
+           "stop_signal": "Config.StopSignal", "stop_timeout": "Config.StopTimeout",
+           "restart_policy": "HostConfig.RestartPolicy", "name": "name"}
 
 
 def is_zero(value: Any) -> bool:
@@ -76,7 +76,7 @@ def _check_section(prefix: str, section: dict) -> None:
         path = f"{prefix}.{key}"
         if path in _CLIENT_SIDE or path in _HONOURED or is_zero(value):
             continue
-        if isinstance(value, dict) and path in ("HostConfig.RestartPolicy", "HostConfig.LogConfig"):
+        if isinstance(value, dict) and path == "HostConfig.LogConfig":
             _check_section(path, value)
             continue
         if path in _DEFAULTS and value in _DEFAULTS[path]:
@@ -120,6 +120,12 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
                             ("read_only", "ReadonlyRootfs"), ("security_opt", "SecurityOpt"), ("tmpfs", "Tmpfs")):
         _copy(fields, key, host.get(docker_key))
     _limits(fields, host)
+    _copy(fields, "stop_signal", body.get("StopSignal"))
+    if body.get("StopTimeout") is not None:
+        fields["stop_timeout"] = body["StopTimeout"]
+    policy = host.get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no"):
+        fields["restart_policy"] = {"name": policy["Name"], "maximum_retry_count": policy.get("MaximumRetryCount") or 0}
     for key, docker_key in (("group_add", "GroupAdd"), ("init", "Init"), ("shm_size", "ShmSize"), ("dns", "Dns"),
                             ("dns_search", "DnsSearch"), ("dns_options", "DnsOptions"), ("extra_hosts", "ExtraHosts")):
         _copy(fields, key, host.get(docker_key))

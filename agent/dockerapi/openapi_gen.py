@@ -32,14 +32,17 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/commit"): (PARTIAL, "container, repo, tag, comment, author, changes, pause; a config body is refused"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
     ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
-                                              "Tty, OpenStdin, named volumes, restart policies, healthchecks "
-                                              "and the like"),
+                                              "Tty, OpenStdin, named volumes and the like"),
     ("POST", "/containers/prune"): (FULL, "filters label, until"),
-    ("GET", "/containers/{id}/json"): (PARTIAL, "RestartCount 0, ShmSize shows docker's default"),
-    ("POST", "/containers/{id}/start"): (PARTIAL, "an exited container cannot start again until the runtime restarts"),
-    ("POST", "/containers/{id}/stop"): (FULL, "304 when stopped; t/timeout"),
+    ("GET", "/containers/{id}/json"): (FULL, ""),
+    ("POST", "/containers/{id}/start"): (FULL, "304 when started; an exited container starts again"),
+    ("POST", "/containers/{id}/pause"): (FULL, "the cgroup freezer"),
+    ("POST", "/containers/{id}/unpause"): (FULL, ""),
+    ("POST", "/containers/{id}/rename"): (FULL, "the network's hosts files follow"),
+    ("POST", "/containers/{id}/update"): (PARTIAL, "Memory, NanoCpus, PidsLimit, RestartPolicy; other fields refused"),
+    ("POST", "/containers/{id}/stop"): (FULL, "304 when stopped; t, signal; the container's StopSignal/StopTimeout"),
     ("POST", "/containers/{id}/kill"): (FULL, ""),
-    ("POST", "/containers/{id}/restart"): (PARTIAL, "as start: a created container starts, an exited one cannot yet"),
+    ("POST", "/containers/{id}/restart"): (FULL, "t, signal"),
     ("POST", "/containers/{id}/wait"): (FULL, "headers at once; not-running, next-exit, removed"),
     ("DELETE", "/containers/{id}"): (PARTIAL, "force; v and link have nothing to remove"),
     ("GET", "/containers/{id}/logs"): (PARTIAL, "follow, tail, stdout/stderr; since, until and timestamps "

@@ -7,10 +7,6 @@ from agent.dockerapi.router import Reply, Request, Router
 
 _LIFECYCLE = "not in Corral's runtime yet (issue 15)"
 ROUTES: tuple[tuple[str, str, str], ...] = (
-    ("POST", "/containers/{id}/pause", f"pause: {_LIFECYCLE}"),
-    ("POST", "/containers/{id}/unpause", f"unpause: {_LIFECYCLE}"),
-    ("POST", "/containers/{id}/rename", f"rename: {_LIFECYCLE}"),
-    ("POST", "/containers/{id}/update", f"update: {_LIFECYCLE}"),
     ("POST", "/containers/{id}/resize", "resize: Corral's containers have no terminal through this API yet"),
     ("GET", "/containers/{id}/changes", f"changes (diff): {_LIFECYCLE}"),
     ("GET", "/containers/{id}/export", f"export: {_LIFECYCLE}"),

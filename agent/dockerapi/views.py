@@ -162,7 +162,9 @@ def container_inspect(container: Container, parts) -> dict:
         "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts] or None,
         "ContainerIDFile": "", "LogConfig": {"Type": LOG_DRIVER, "Config": {}},
         "NetworkMode": network_mode, "PortBindings": _port_bindings(container),
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": spec.auto_remove,
+        "RestartPolicy": {"Name": spec.restart_policy.name,
+                          "MaximumRetryCount": spec.restart_policy.maximum_retry_count},
+        "AutoRemove": spec.auto_remove,
         "VolumeDriver": "", "VolumesFrom": None, "CapAdd": list(spec.cap_add) or None,
         "CapDrop": list(spec.cap_drop) or None, "CgroupnsMode": "private", "Dns": list(spec.dns),
         "DnsOptions": list(spec.dns_options), "DnsSearch": list(spec.dns_search),
@@ -181,7 +183,7 @@ def container_inspect(container: Container, parts) -> dict:
         "Init": spec.init or None,
         "MaskedPaths": None, "ReadonlyPaths": None,
     }
-    config = {
+    config: dict = {
         "Hostname": container.hostname, "Domainname": "", "User": spec.user or "",
         "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
         "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports} or None,
@@ -189,7 +191,8 @@ def container_inspect(container: Container, parts) -> dict:
         "Cmd": list(spec.command) or None, "Image": spec.image, "Volumes": None,
         "WorkingDir": container.workdir if container.workdir != "/" else "",
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
-        "OnBuild": None, "Labels": dict(spec.labels), "StopSignal": "SIGTERM",
+        "OnBuild": None, "Labels": dict(spec.labels), "StopSignal": spec.stop_signal or "SIGTERM",
+        **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         "Healthcheck": _docker_healthcheck(spec.healthcheck),
     }
     layers = []
@@ -204,7 +207,8 @@ def container_inspect(container: Container, parts) -> dict:
         "ResolvConfPath": str(directory / "resolv.conf") if networked else "",
         "HostnamePath": str(directory / "hostname") if networked else "",
         "HostsPath": str(directory / "hosts") if networked else "",
-        "LogPath": str(directory / "container.log"), "Name": f"/{container.name}", "RestartCount": 0,
+        "LogPath": str(directory / "container.log"), "Name": f"/{container.name}",
+        "RestartCount": container.restart_count,
         "Driver": "overlay2", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": None, "HostConfig": host_config,
         "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(layers), "MergedDir": container.rootfs or "",

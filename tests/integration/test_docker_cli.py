@@ -250,3 +250,22 @@ def test_health_checks_show_in_inspect_and_ps(docker):
         time.sleep(0.3)
     assert docker.out("ps", "--format", "{{.Status}}", "--filter", "name=checked").endswith("(healthy)")
     assert docker.out("inspect", "-f", "{{index .Config.Healthcheck.Test 0}}", "checked") == "CMD-SHELL"
+
+
+def test_life_cycle_verbs(docker):
+    docker.run("run", "-d", "--name", "cycled", "--restart", "on-failure:2", "busybox", "sleep", "300")
+    assert docker.out("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "cycled") == "on-failure"
+    docker.run("pause", "cycled")
+    assert docker.out("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "cycled") == "paused true"
+    assert docker.out("ps", "--format", "{{.Status}}").endswith("(Paused)")
+    docker.run("unpause", "cycled")
+    docker.run("rename", "cycled", "renamed")
+    assert docker.out("ps", "--format", "{{.Names}}") == "renamed"
+    docker.run("update", "--memory", "96m", "renamed")
+    assert docker.out("inspect", "-f", "{{.HostConfig.Memory}}", "renamed") == str(96 * 1024 * 1024)
+    docker.run("restart", "-t", "1", "renamed")
+    assert docker.out("inspect", "-f", "{{.State.Running}}", "renamed") == "true"
+    docker.run("stop", "-t", "1", "renamed")
+    docker.run("start", "renamed")                      # an exited container starts again
+    assert docker.out("inspect", "-f", "{{.State.Running}}", "renamed") == "true"
+    docker.run("rm", "-f", "renamed")

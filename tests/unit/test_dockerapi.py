@@ -83,7 +83,7 @@ def test_honoured_fields_are_translated():
 
 @pytest.mark.parametrize(("host", "config", "field"), [
     ({"OomScoreAdj": 500}, {}, "HostConfig.OomScoreAdj"),
-    ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}, {}, "HostConfig.RestartPolicy.Name"),
+    ({"RestartPolicy": {"Name": "sometimes", "MaximumRetryCount": 0}}, {}, "HostConfig.RestartPolicy"),
     ({"Ulimits": [{"Name": "nofile", "Soft": 2, "Hard": 1}]}, {}, "HostConfig.Ulimits"),
     ({"UsernsMode": "private"}, {}, "HostConfig.UsernsMode"),
     ({"CpuShares": 512}, {}, "HostConfig.CpuShares"),
@@ -117,6 +117,9 @@ def test_default_values_pass():
                  MemorySwappiness=-1, PidsLimit=-1)
     body.update(StopSignal="SIGTERM", Healthcheck={"Test": ["NONE"]})
     assert spec_of(body, "").healthcheck.test == ["NONE"]
+    lifecycle = spec_of({**_body(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 3}),
+                         "StopSignal": "SIGQUIT", "StopTimeout": 5}, "")
+    assert (str(lifecycle.restart_policy), lifecycle.stop_signal, lifecycle.stop_timeout) == ("on-failure:3", "SIGQUIT", 5)
     check = spec_of({**CLI_BODY, "Healthcheck": {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 2}},
                     "").healthcheck
     assert (check.test, check.interval, check.retries) == (["CMD", "true"], 2.0, 2)
