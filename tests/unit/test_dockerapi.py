@@ -117,7 +117,7 @@ def test_default_values_pass():
                  MemorySwappiness=-1, PidsLimit=-1)
     body.update(StopSignal="SIGTERM", Healthcheck={"Test": ["NONE"]})
     assert spec_of(body, "").healthcheck.test == ["NONE"]
-    lifecycle = spec_of({**_body(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 3}),
+    lifecycle = spec_of({**_body(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 3}, AutoRemove=False),
                          "StopSignal": "SIGQUIT", "StopTimeout": 5}, "")
     assert (str(lifecycle.restart_policy), lifecycle.stop_signal, lifecycle.stop_timeout) == ("on-failure:3", "SIGQUIT", 5)
     check = spec_of({**CLI_BODY, "Healthcheck": {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 2}},
