@@ -57,6 +57,10 @@ def _benches(quick: bool) -> dict:
         from bench import seccomp_cost
         return seccomp_cost.run(rounds=8 if quick else 30)
 
+    def userns():
+        from bench import userns_cost
+        return userns_cost.run(rounds=8 if quick else 30)
+
     def pull():
         from bench import pull
         return pull.run(rounds=2 if quick else 3)
@@ -67,7 +71,7 @@ def _benches(quick: bool) -> dict:
 
     return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
             "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
-            "build": build}
+            "build": build, "userns": userns}
 
 
 def _number(value) -> str:

@@ -5,7 +5,7 @@ import json
 import os
 from typing import Callable
 
-from agent.doctor import filesystems, headers, isolation, kernel, software
+from agent.doctor import filesystems, headers, isolation, kernel, software, userns
 from agent.doctor.result import FAIL, OK, WARN, CheckResult, HostPaths, exit_code, problem
 
 
@@ -36,6 +36,7 @@ def run_checks(paths: HostPaths | None = None, euid: int | None = None) -> list[
         ("overlay", lambda: filesystems.check_overlay(paths, euid)),
         ("namespaces", isolation.check_namespaces),
         ("seccomp", lambda: isolation.check_seccomp(paths)),
+        ("userns", lambda: userns.check_userns(paths)),
         ("psi", lambda: kernel.check_psi(paths)),
         ("bcc", software.check_bcc),
         ("launcher", lambda: software.check_launcher(paths)),

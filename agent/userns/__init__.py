@@ -4,6 +4,6 @@
 (pure logic); `allocator.py` hands ranges out so that no two live containers share one, the
 container records being the persisted allocation; `ownership.py` makes the image's files
 belong to the mapped ids (idmapped lower layers, or a chown of the container's copy);
-`support.py` says whether this host can do it (`corral doctor`). The launcher writes the maps
+agent/doctor/userns.py says whether this host can do it (`corral doctor`). The launcher writes the maps
 and clones the user namespace (launcher/userns.c). docs/security.md, "User namespaces".
 """

@@ -159,3 +159,31 @@ class RootfsOwnership:
         mount_overlay(lowers, upper, work, target, extra="metacopy=on")
         shift_ownership(target, idrange)
         return CHOWN
+
+
+def try_idmapped_overlay(launcher: Path, scratch: Path = Path("/var/tmp")) -> str | None:
+    """Mount and unmount a one-layer idmapped overlay in a scratch directory: None when the
+    kernel takes it, else why not (for `corral doctor`)."""
+    import shutil
+    import tempfile
+
+    from agent.images.overlay import unmount
+    from agent.userns.ranges import RANGE_SIZE
+
+    base = Path(tempfile.mkdtemp(prefix="corral-doctor-idmap-", dir=scratch))
+    try:
+        for name in ("layer", "upper", "work", "target"):
+            (base / name).mkdir()
+        (base / "layer" / "probe").write_text("")        # host root's: the mapped root's through the idmap
+        userns_fd = hold_userns(launcher, IdRange(1 << 30, 1 << 30, RANGE_SIZE))
+        try:
+            mount_idmapped_overlay([base / "layer"], base / "upper", base / "work", base / "target", userns_fd)
+        finally:
+            os.close(userns_fd)
+        owner = os.stat(base / "target" / "probe").st_uid
+        unmount(base / "target")
+        return None if owner == 1 << 30 else f"the layer showed uid {owner}, not the mapped {1 << 30}"
+    except (OSError, KernelError) as exc:
+        return str(exc)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

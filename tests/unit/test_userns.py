@@ -163,3 +163,44 @@ def test_the_launcher_is_given_the_map():
                             userns="1000000:1000000:65536")
     argv = request.argv("/launcher")
     assert argv[argv.index("--userns") + 1] == "1000000:1000000:65536" and argv[-2:] == ["--", "true"]
+
+
+# ---- corral doctor ---------------------------------------------------------------------------
+
+def doctor(files, **seams):
+    from agent.doctor.result import HostPaths
+    from agent.doctor.userns import check_userns
+    allocator = UsernsAllocator(files / "subuid", files / "subgid", user="corral")
+    return check_userns(HostPaths(), allocator, **{"try_unshare": lambda flag: 0,
+                                                    "try_idmap": lambda paths: None, **seams})
+
+
+def test_doctor_says_the_host_can(files):
+    result = doctor(files)
+    assert result.status == "ok" and not result.required
+    assert result.found.startswith("2 ranges of 65536 ids for 'corral'")
+
+
+def test_doctor_names_missing_ranges_and_the_fix(files):
+    (files / "subuid").write_text("")
+    result = doctor(files)
+    assert result.status == "warn" and "lists no range" in result.found and "scripts/setup.sh" in result.fix
+
+
+def test_doctor_reports_user_namespaces_refused(files):
+    import errno
+    result = doctor(files, try_unshare=lambda flag: errno.ENOSPC)
+    assert result.status == "warn" and "cannot create a user namespace" in result.found
+    assert result.fix == "sysctl -w user.max_user_namespaces=10000"
+    assert "CONFIG_USER_NS" in doctor(files, try_unshare=lambda flag: errno.EINVAL).fix
+
+
+def test_doctor_warns_of_the_chown_fallback(files):
+    result = doctor(files, try_idmap=lambda paths: "mount_setattr: Invalid argument")
+    assert result.status == "warn" and "chowned instead" in result.found and "Invalid argument" in result.found
+
+
+def test_doctor_without_a_launcher_says_so(tmp_path):
+    from agent.doctor.result import HostPaths
+    from agent.doctor.userns import _idmapped_overlay
+    assert "no launcher at" in _idmapped_overlay(HostPaths(launcher=tmp_path / "missing"))
