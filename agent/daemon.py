@@ -98,7 +98,7 @@ class Daemon:
         if config.userns == AUTO:
             userns.spans()                # no subordinate ids: refuse to start, naming the file
         self.runtime = Runtime(root=config.root, images=self.images,
-                               rootfs=RootfsManager(config.root, ownership=RootfsOwnership(launcher)),
+                               rootfs=RootfsManager(config.root, ownership=RootfsOwnership()),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
                                bus=self.bus, networks=self.networks, decider=decider,
                                userns_default=config.userns, userns=userns)

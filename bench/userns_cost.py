@@ -53,7 +53,7 @@ def synthetic_layers(directory: Path) -> list[Path]:
     return layers
 
 
-def mount_cycle(work_root: Path, lowers: list[Path], method: str, idrange, launcher: Path) -> float:
+def mount_cycle(work_root: Path, lowers: list[Path], method: str, idrange) -> float:
     from agent.images.overlay import mount_overlay, unmount
     from agent.userns.ownership import RootfsOwnership
     base = Path(tempfile.mkdtemp(dir=work_root))
@@ -64,7 +64,7 @@ def mount_cycle(work_root: Path, lowers: list[Path], method: str, idrange, launc
     if method == "plain":
         mount_overlay(lowers, upper, work, target)
     else:
-        used = RootfsOwnership(launcher, method=method).mount(lowers, upper, work, target, idrange)
+        used = RootfsOwnership(method=method).mount(lowers, upper, work, target, idrange)
         if used != method:
             raise RuntimeError(f"asked for {method}, the kernel gave {used}")
     elapsed = time.perf_counter() - start
@@ -75,10 +75,8 @@ def mount_cycle(work_root: Path, lowers: list[Path], method: str, idrange, launc
 
 def rootfs_rows(rounds: int) -> tuple[list, dict]:
     from agent.images.store import ImageStore
-    from agent.runtime.launch import find_launcher
     from agent.userns.ownership import CHOWN, IDMAP
     from agent.userns.ranges import IdRange
-    launcher = find_launcher()
     idrange = IdRange(1 << 30, 1 << 30)          # never allocated by a daemon: nothing runs as it
     work_root = Path(tempfile.mkdtemp(prefix="corral-bench-userns-", dir="/var/tmp"))
     rows, raw = [], {}
@@ -89,7 +87,7 @@ def rootfs_rows(rounds: int) -> tuple[list, dict]:
         images = {"busybox": busybox.layer_paths(busybox.get(BUSYBOX)),
                   f"{MANY_FILES} files": synthetic_layers(work_root / "synthetic")}
         for image, lowers in images.items():
-            samples = interleave({method: (lambda m=method, layers=lowers: mount_cycle(work_root, layers, m, idrange, launcher))
+            samples = interleave({method: (lambda m=method, layers=lowers: mount_cycle(work_root, layers, m, idrange))
                                   for method in ("plain", IDMAP, CHOWN)}, rounds, warmup=2, progress=f"rootfs {image}")
             raw[image] = {k: [round(v * 1e3, 3) for v in vs] for k, vs in samples.items()}
             for method in (IDMAP, CHOWN):
@@ -102,7 +100,7 @@ def rootfs_rows(rounds: int) -> tuple[list, dict]:
 
 
 def run(rounds: int = 30) -> dict:
-    with BenchDaemon("--no-probes", name="userns") as daemon:
+    with BenchDaemon("--no-probes", "--no-network", name="userns") as daemon:   # touches no shared bridge
         samples = interleave({"auto": lambda: cycle(daemon, "auto"), "host": lambda: cycle(daemon, "host")},
                              rounds, warmup=3, progress="userns")
     rows = [row_from("userns", "API run /bin/true, --userns auto (idmapped)", "ms", samples["auto"], scale=1e3,

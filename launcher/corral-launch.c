@@ -1862,8 +1862,6 @@ int main(int argc, char **argv)
 		return cmd_run(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "exec") == 0)
 		return cmd_exec(argc, argv);
-	if (argc == 2 && strcmp(argv[1], "userns-hold") == 0)
-		return cmd_userns_hold();
 	error_line(2, 0, "usage: corral-launch run [options] -- CMD [ARG...] | exec --pid PID [options] -- CMD [ARG...] | --version");
 	return 2;
 }

@@ -1,7 +1,7 @@
 /*
- * User namespaces: parsing --userns, writing the maps of a cloned init, and the tiny
- * `userns-hold` helper. Why the shim (not the daemon) writes the maps: it is already host
- * root and the init's parent, three small writes in C cost microseconds and no round trip,
+ * User namespaces: parsing --userns, writing the maps of a cloned init, becoming its root.
+ * Why the shim (not the daemon) writes the maps: it is already host
+ * root and the init's parent, two small writes in C cost microseconds and no round trip,
  * the maps are in place before the daemon hears `pid` (so nothing the daemon does between
  * `pid` and `go` sees an unmapped init), and the launcher works the same without the daemon.
  */
@@ -67,21 +67,5 @@ int userns_become_root(void)
 {
 	if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
 		return -1;
-	return 0;
-}
-
-int cmd_userns_hold(void)
-{
-	if (unshare(CLONE_NEWUSER) < 0) {
-		dprintf(2, "corral-launch: unshare user namespace: %s\n", strerror(errno));
-		return 1;
-	}
-	if (write(1, "ready\n", 6) != 6)
-		return 1;
-	char buf[64];
-	ssize_t n;
-	while ((n = read(0, buf, sizeof(buf))) != 0)
-		if (n < 0 && errno != EINTR)
-			break;
 	return 0;
 }

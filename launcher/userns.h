@@ -26,8 +26,4 @@ int userns_write_maps(pid_t pid, const struct userns_map *map, char *msg, size_t
  * with EOVERFLOW. Drops the host's supplementary groups too. -1 with errno on failure. */
 int userns_become_root(void);
 
-/* `corral-launch userns-hold`: unshare a user namespace, say "ready" on fd 1, wait for EOF
- * on fd 0. The daemon maps it and keeps /proc/PID/ns/user to make idmapped mounts with. */
-int cmd_userns_hold(void);
-
 #endif

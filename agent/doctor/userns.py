@@ -41,6 +41,4 @@ def check_userns(paths: HostPaths, allocator: UsernsAllocator | None = None,
 
 def _idmapped_overlay(paths: HostPaths) -> str | None:
     from agent.userns.ownership import try_idmapped_overlay
-    if not paths.launcher.exists():
-        return f"no launcher at {paths.launcher} to make a user namespace with"
-    return try_idmapped_overlay(paths.launcher)
+    return try_idmapped_overlay()

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from agent.images.overlay import mount_overlay, unmount
-from agent.runtime.launch import find_launcher
 from agent.userns.ownership import CHOWN, IDMAP, RootfsOwnership, shift_ownership, try_idmapped_overlay
 from agent.userns.ranges import IdRange
 
@@ -71,7 +70,7 @@ EXPECTED = {"bin": (RANGE.uid, RANGE.gid), "bin/tool": (RANGE.uid, RANGE.gid), "
 def test_idmapped_layers_show_the_range_and_change_nothing_on_disk(scratch):
     base, mounted = scratch
     lowers = image(base)
-    target, method = mount(base, mounted, lowers, RootfsOwnership(find_launcher()))
+    target, method = mount(base, mounted, lowers, RootfsOwnership())
     assert method == IDMAP
     assert owners(target) == EXPECTED
     assert (target / "bin" / "tool").stat().st_mode & stat.S_ISUID
@@ -85,7 +84,7 @@ def test_idmapped_layers_show_the_range_and_change_nothing_on_disk(scratch):
 def test_the_chown_fallback_copies_up_metadata_with_shifted_owners(scratch):
     base, mounted = scratch
     lowers = image(base)
-    target, method = mount(base, mounted, lowers, RootfsOwnership(find_launcher(), method=CHOWN))
+    target, method = mount(base, mounted, lowers, RootfsOwnership(method=CHOWN))
     assert method == CHOWN
     assert owners(target) == EXPECTED
     assert stat.S_IMODE((target / "bin" / "tool").stat().st_mode) == 0o4755    # chown cleared it; put back
@@ -103,7 +102,7 @@ def test_a_layer_the_kernel_will_not_idmap_falls_back_to_chown(scratch):
         (base / name).mkdir()
     mount_overlay(layers, base / "o-upper", base / "o-work", base / "o-layer")
     mounted.append(base / "o-layer")
-    ownership = RootfsOwnership(find_launcher())
+    ownership = RootfsOwnership()
     target, method = mount(base, mounted, [base / "o-layer"], ownership)
     assert method == CHOWN and ownership.method == CHOWN     # for the rest of the daemon's life
     assert owners(target) == EXPECTED
@@ -111,5 +110,5 @@ def test_a_layer_the_kernel_will_not_idmap_falls_back_to_chown(scratch):
 
 
 def test_the_doctor_probe_works_here(scratch):
-    assert try_idmapped_overlay(find_launcher()) is None
+    assert try_idmapped_overlay() is None
     assert not [p for p in Path("/var/tmp").iterdir() if p.name.startswith("corral-doctor-idmap-")]

@@ -198,9 +198,3 @@ def test_doctor_reports_user_namespaces_refused(files):
 def test_doctor_warns_of_the_chown_fallback(files):
     result = doctor(files, try_idmap=lambda paths: "mount_setattr: Invalid argument")
     assert result.status == "warn" and "chowned instead" in result.found and "Invalid argument" in result.found
-
-
-def test_doctor_without_a_launcher_says_so(tmp_path):
-    from agent.doctor.result import HostPaths
-    from agent.doctor.userns import _idmapped_overlay
-    assert "no launcher at" in _idmapped_overlay(HostPaths(launcher=tmp_path / "missing"))
