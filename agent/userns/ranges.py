@@ -7,7 +7,7 @@ each container's ids 0..65535 onto a block of its own inside the ranges listed f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from agent.errors import InvalidArgument
 
@@ -81,15 +81,14 @@ def parse_subids(text: str, user: str, uid: int | None, where: str) -> list[Span
     return sorted(spans)
 
 
-def free_blocks(spans: Iterable[Span], size: int) -> list[int]:
-    """Starts of the `size`-id blocks that fit wholly inside `spans`, lowest first."""
-    starts = []
+def free_blocks(spans: Iterable[Span], size: int) -> Iterator[int]:
+    """Starts of the `size`-id blocks that fit wholly inside `spans`, lowest first (lazily:
+    a 4096-container range is not listed to find its first free block)."""
     for span in sorted(spans):
         start = span.start
         while start + size <= span.end:
-            starts.append(start)
+            yield start
             start += size
-    return starts
 
 
 def choose(uid_spans: list[Span], gid_spans: list[Span], in_use: Iterable[IdRange],

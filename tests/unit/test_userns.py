@@ -33,9 +33,9 @@ def test_other_users_bad_lines_are_not_ours_to_judge():
 
 
 def test_blocks_fit_wholly_inside_the_spans():
-    assert free_blocks([Span(0, 3 * RANGE_SIZE - 1), Span(10 * RANGE_SIZE, RANGE_SIZE)], RANGE_SIZE) == \
+    assert list(free_blocks([Span(0, 3 * RANGE_SIZE - 1), Span(10 * RANGE_SIZE, RANGE_SIZE)], RANGE_SIZE)) == \
         [0, RANGE_SIZE, 10 * RANGE_SIZE]
-    assert free_blocks([Span(0, RANGE_SIZE - 1)], RANGE_SIZE) == []
+    assert list(free_blocks([Span(0, RANGE_SIZE - 1)], RANGE_SIZE)) == []
 
 
 def test_each_container_gets_the_lowest_free_disjoint_range():
