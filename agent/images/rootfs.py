@@ -87,17 +87,17 @@ class RootfsManager:
         down to its root filesystem (it bind-mounts it, then pivot_roots). As Docker does with
         userns-remap: the state root and containers/ get o+x (no listing), and the container's
         own directory is group-owned by its mapped root group, mode 0710."""
+        for ancestor in self.dir.parent.resolve().parents:
+            if not ancestor.stat().st_mode & 0o001:
+                raise InvalidArgument(f"--userns auto: {str(ancestor)!r}, above the daemon's root, cannot be "
+                                      "searched by other users, so a container's root cannot reach its files",
+                                      hint=f"chmod o+x {ancestor}, or use a --root outside it", field="userns")
         for directory in (self.dir.parent, self.dir):
             mode = stat.S_IMODE(directory.stat().st_mode)
             if not mode & 0o001:
                 os.chmod(directory, mode | 0o001)
         os.chown(base, 0, idmap.gid)
         os.chmod(base, 0o710)
-        for ancestor in self.dir.parent.resolve().parents:
-            if not ancestor.stat().st_mode & 0o001:
-                raise InvalidArgument(f"--userns auto: {str(ancestor)!r}, above the daemon's root, cannot be "
-                                      "searched by other users, so a container's root cannot reach its files",
-                                      hint=f"chmod o+x {ancestor}, or use a --root outside it", field="userns")
 
     def unmount(self, container_id: str) -> None:
         """Unmount the root but keep what the container wrote (for a stop; prepare remounts)."""

@@ -112,3 +112,28 @@ def test_a_layer_the_kernel_will_not_idmap_falls_back_to_chown(scratch):
 def test_the_doctor_probe_works_here(scratch):
     assert try_idmapped_overlay() is None
     assert not [p for p in Path("/var/tmp").iterdir() if p.name.startswith("corral-doctor-idmap-")]
+
+
+def test_a_root_others_cannot_reach_is_refused_naming_the_directory(scratch):
+    from agent.errors import InvalidArgument
+    from agent.images.rootfs import RootfsManager
+    from agent.images.store import ImageStore
+    base, _ = scratch
+    base.chmod(0o755)
+    closed = base / "closed"
+    closed.mkdir(mode=0o700)
+    store = ImageStore(closed / "root")
+    image = store.build_busybox()
+    manager = RootfsManager(closed / "root", store, RootfsOwnership())
+    with pytest.raises(InvalidArgument, match=f"{closed}.*cannot be searched by other users") as caught:
+        manager.prepare("c1", image, RANGE)
+    assert caught.value.field == "userns" and f"chmod o+x {closed}" in caught.value.hint
+    assert not (closed / "root" / "containers" / "c1").exists()        # nothing left behind
+    closed.chmod(0o711)
+    rootfs = manager.prepare("c1", image, RANGE)
+    try:
+        directory = rootfs.parent.stat()
+        assert (stat.S_IMODE(directory.st_mode), directory.st_gid) == (0o710, RANGE.gid)
+        assert (rootfs / "bin" / "busybox").stat().st_uid == RANGE.uid
+    finally:
+        manager.release("c1")
