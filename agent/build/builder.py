@@ -259,7 +259,10 @@ class _Run:
         spec = ContainerSpec.checked(
             image=parent.id, command=command, entrypoint=[], env=[f"{k}={v}" for k, v in state.args.items()],
             workdir=state.config.workdir, user=state.config.user or None, network=self.options.network,
-            labels={"corral.build": self.id, "corral.build.step": str(self.step)})
+            labels={"corral.build": self.id, "corral.build.step": str(self.step)},
+            # The layer is the upper directory as is: under a user namespace its files would
+            # belong to the range's host ids, not the image's (docs/security.md, limits).
+            userns="host")
         layers = self.b.store.layer_paths(parent)
         container, upper = run_step.run_command(self.b.runtime, spec, layers, self.say, where)
         try:
