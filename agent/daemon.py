@@ -94,14 +94,13 @@ class Daemon:
                                                    limits=YamlLimits(max_bytes=config.policy_max_size)))
         from agent.userns.allocator import AUTO, UsernsAllocator
         from agent.userns.ownership import RootfsOwnership
-        userns = UsernsAllocator()
+        userns = UsernsAllocator(default=config.userns)
         if config.userns == AUTO:
             userns.spans()                # no subordinate ids: refuse to start, naming the file
         self.runtime = Runtime(root=config.root, images=self.images,
                                rootfs=RootfsManager(config.root, ownership=RootfsOwnership()),
                                cgroups=self.cgroups, events=self.events, launcher=launcher,
-                               bus=self.bus, networks=self.networks, decider=decider,
-                               userns_default=config.userns, userns=userns)
+                               bus=self.bus, networks=self.networks, decider=decider, userns=userns)
         from agent.health.monitor import HealthMonitor
         # Subscribed before reconcile, so the containers it adopts are checked again.
         self.health = HealthMonitor(self.runtime, self.events, self.bus)

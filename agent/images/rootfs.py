@@ -40,14 +40,16 @@ class RootfsManager:
     def rootfs(self, container_id: str) -> Path:
         return self.container_dir(container_id) / "rootfs"
 
-    def prepare(self, container_id: str, image: Image, idmap: IdRange | None = None) -> Path:
+    def prepare(self, container_id: str, image: Image, userns: dict | None = None) -> Path:
         """Mount the container's root (if it is not already) and return its path.
 
         A container that was prepared before keeps its upper directory: what it wrote
         survives a stop and start. On failure, whatever this call created is removed. With
-        `idmap` (a user namespace) the image's files are owned by the mapped ids, and the
-        container's root can reach its root filesystem (`_open_path_to`).
+        `userns` (the container's record of its range, Container.userns) the image's files are
+        owned by the mapped ids, how is recorded in it ("ownership"), and the container's root
+        can reach its root filesystem (`_open_path_to`).
         """
+        idmap = IdRange.of(userns)
         base = self.container_dir(container_id)
         lowers = self.images.layer_paths(image)
         upper, work, rootfs = base / "upper", base / "work", base / "rootfs"
@@ -66,13 +68,13 @@ class RootfsManager:
                 mapped = idmap or IdRange(0, 0, 0)
                 os.chown(upper, mapped.host_uid(top.st_uid), mapped.host_gid(top.st_gid))
                 os.chmod(upper, stat.S_IMODE(top.st_mode))
-            if idmap is None:
+            if idmap is None or userns is None:
                 mount_overlay(lowers, upper, work, rootfs)
             else:
                 self._open_path_to(base, idmap)
                 if self.ownership is None:
                     raise InvalidArgument("--userns auto: this daemon does not offer user namespaces", field="userns")
-                self.ownership.mount(lowers, upper, work, rootfs, idmap)
+                userns["ownership"] = self.ownership.mount(lowers, upper, work, rootfs, idmap)
         except BaseException as exc:
             for path in reversed(created):
                 remove_tree(path)

@@ -40,8 +40,7 @@ from agent.runtime.volumes import Volumes
 from agent.security import capabilities
 from agent.security.container_filter import FILTER_FILE, ContainerFilters
 from agent.security.options import of_spec
-from agent.userns.allocator import AUTO, HOST, UsernsAllocator, in_use, mode_of
-from agent.userns.ranges import IdRange
+from agent.userns.allocator import UsernsAllocator
 from agent.volumes.store import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,7 @@ class Runtime(Endings):
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
                  cgroups: CgroupDriver, events: EventLog, launcher: Path,
                  bus: ContainerBus | None = None, networks=None,
-                 decider: PolicyDecider | None = None, userns_default: str = HOST,
-                 userns: UsernsAllocator | None = None) -> None:
+                 decider: PolicyDecider | None = None, userns: UsernsAllocator | None = None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
         self.images = images
@@ -69,8 +67,7 @@ class Runtime(Endings):
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
         self.filters = ContainerFilters(self.root / "seccomp")   # compiled once per distinct profile
-        self.userns_default = userns_default     # --userns: auto | host
-        self.userns = userns or UsernsAllocator()
+        self.userns = userns or UsernsAllocator()   # --userns auto ranges, and the daemon's default
         self.volumes = Volumes(VolumeStore(self.root), self.store, events)
 
     # ---- life cycle of the runtime itself -------------------------------------------------
@@ -111,19 +108,13 @@ class Runtime(Endings):
         try:
             container, device_rules = plan_container(spec, image, self.networks, self.store.names())
             container_id = container.id
-            with self.userns.lock:        # choose a free range and record it as one step
-                if mode_of(spec, self.userns_default) == AUTO:
-                    container.userns = self.userns.allocate(in_use(self.store.all())).to_dict()
-                self.store.add(container)
+            self.userns.add(container, self.store)       # with its user-namespace range, if any
             undo.append(lambda: self.store.delete(container_id))
             paths = self.cgroups.create(container_id, self._policy_limits(container.name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
             self.cgroups.set_devices(paths, device_rules)
-            idmap = IdRange.from_dict(container.userns) if container.userns else None
-            rootfs = self.rootfs.prepare(container_id, image, idmap)
+            rootfs = self.rootfs.prepare(container_id, image, container.userns)
             undo.append(lambda: self.rootfs.release(container_id))
-            if container.userns and self.rootfs.ownership:
-                container.userns["ownership"] = self.rootfs.ownership.method
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
@@ -373,7 +364,7 @@ class Runtime(Endings):
             paths = self.cgroups.create(container.id, self._policy_limits(container.name, container.spec))
             self.cgroups.set_devices(paths, device_rules(container.spec))
             container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
-        self.rootfs.prepare(container.id, self.images.get(container.image_id))
+        self.rootfs.prepare(container.id, self.images.get(container.image_id), container.userns)
 
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:

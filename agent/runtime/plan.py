@@ -136,7 +136,7 @@ def launch_request(container: Container, directory: Path, networks: NetworkManag
         group_add=list(spec.group_add),
         ulimits=[limit.launcher_arg() for limit in spec.ulimits],
         init=spec.init,
-        userns=IdRange.from_dict(container.userns).launcher_option() if container.userns else None,
+        userns=idmap.launcher_option() if (idmap := IdRange.of(container.userns)) else None,
         tty=container.spec.tty,
         open_stdin=container.spec.open_stdin,
         attach_socket=directory / ATTACH_SOCKET,

@@ -41,7 +41,6 @@ from agent.errors import CorralError
 from agent.network.model import Attachment
 from agent.runtime.model import CREATED, LIVE, REMOVING, RUNNING, Container
 from agent.runtime.plan import device_rules
-from agent.userns.ranges import IdRange
 
 if TYPE_CHECKING:
     from agent.runtime.containers import Runtime
@@ -168,8 +167,7 @@ class Reconciler:
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             self.store.save(container)
-        idmap = IdRange.from_dict(container.userns) if container.userns else None
-        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), idmap)
+        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), container.userns)
 
     def _forget_dir(self, container_id: str) -> None:
         self._remove_cgroup(self.cgroups.paths_for(container_id))

@@ -25,9 +25,10 @@ class UsernsAllocator:
     """Chooses each container a free range inside the `user`'s subordinate ids."""
 
     def __init__(self, subuid: Path = SUBUID, subgid: Path = SUBGID, user: str = SUBID_USER,
-                 size: int = RANGE_SIZE) -> None:
+                 size: int = RANGE_SIZE, default: str = "host") -> None:
         self.subuid, self.subgid, self.user, self.size = Path(subuid), Path(subgid), user, size
-        self.lock = threading.Lock()   # held by the caller from choose to the durable save
+        self.default = default         # the daemon's --userns: auto | host
+        self.lock = threading.Lock()   # held from choose to the save that records the choice
 
     def spans(self) -> tuple[list[Span], list[Span]]:
         """The user's (uid spans, gid spans); InvalidArgument naming the file when it has none."""
@@ -47,6 +48,14 @@ class UsernsAllocator:
                                       f"{self.user!r}", hint=SETUP_HINT, field="userns")
             found.append(spans)
         return found[0], found[1]
+
+    def add(self, container, store) -> None:
+        """Give a new `container` its range when its mode is auto, and add it to the runtime's
+        `store` (which saves it) as one step, so two creates never choose the same range."""
+        with self.lock:
+            if mode_of(container.spec, self.default) == AUTO:
+                container.userns = self.allocate(in_use(store.all())).to_dict()
+            store.add(container)
 
     def allocate(self, in_use: Iterable[IdRange]) -> IdRange:
         """The lowest free range; Conflict when all are held. Call with `self.lock` held."""

@@ -49,6 +49,11 @@ class IdRange:
     def from_dict(cls, data: dict) -> IdRange:
         return cls(int(data["uid"]), int(data["gid"]), int(data.get("size", RANGE_SIZE)))
 
+    @classmethod
+    def of(cls, record: dict | None) -> IdRange | None:
+        """The range a container record holds (`Container.userns`), None in the host's ids."""
+        return cls.from_dict(record) if record else None
+
     def launcher_option(self) -> str:
         """corral-launch's `--userns UID:GID:SIZE`."""
         return f"{self.uid}:{self.gid}:{self.size}"

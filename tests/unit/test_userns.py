@@ -198,3 +198,19 @@ def test_doctor_reports_user_namespaces_refused(files):
 def test_doctor_warns_of_the_chown_fallback(files):
     result = doctor(files, try_idmap=lambda paths: "mount_setattr: Invalid argument")
     assert result.status == "warn" and "chowned instead" in result.found and "Invalid argument" in result.found
+
+
+def test_add_gives_auto_containers_a_free_range_and_stores_them(files):
+    class Store(list):
+        def all(self):
+            return list(self)
+
+    store = Store()
+    allocator = UsernsAllocator(files / "subuid", files / "subgid", user="corral", default=AUTO)
+    first, second, opted_out = container(), container(), container()
+    opted_out.spec = spec(userns="host")
+    for record in (first, second, opted_out):
+        allocator.add(record, store)
+    assert store == [first, second, opted_out]
+    assert (first.userns["uid"], second.userns["uid"], opted_out.userns) == (1000000, 1065536, None)
+    assert IdRange.of(first.userns) == IdRange(1000000, 2000000) and IdRange.of(None) is None
