@@ -205,6 +205,9 @@ def test_add_gives_auto_containers_a_free_range_and_stores_them(files):
         def all(self):
             return list(self)
 
+        def add(self, record):
+            self.append(record)
+
     store = Store()
     allocator = UsernsAllocator(files / "subuid", files / "subgid", user="corral", default=AUTO)
     first, second, opted_out = container(), container(), container()
