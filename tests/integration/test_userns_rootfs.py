@@ -126,12 +126,14 @@ def test_a_root_others_cannot_reach_is_refused_naming_the_directory(scratch):
     image = store.build_busybox()
     manager = RootfsManager(closed / "root", store, RootfsOwnership())
     with pytest.raises(InvalidArgument, match=f"{closed}.*cannot be searched by other users") as caught:
-        manager.prepare("c1", image, RANGE)
+        manager.prepare("c1", image, RANGE.to_dict())
     assert caught.value.field == "userns" and f"chmod o+x {closed}" in caught.value.hint
     assert not (closed / "root" / "containers" / "c1").exists()        # nothing left behind
     closed.chmod(0o711)
-    rootfs = manager.prepare("c1", image, RANGE)
+    record = RANGE.to_dict()
+    rootfs = manager.prepare("c1", image, record)
     try:
+        assert record["ownership"] == IDMAP                       # recorded for inspect
         directory = rootfs.parent.stat()
         assert (stat.S_IMODE(directory.st_mode), directory.st_gid) == (0o710, RANGE.gid)
         assert (rootfs / "bin" / "busybox").stat().st_uid == RANGE.uid
