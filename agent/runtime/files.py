@@ -20,7 +20,6 @@ from agent.images.store import ImageStore
 from agent.runtime.model import Container
 from agent.runtime.state import ContainerStore
 from agent.runtime.volumes import Volumes
-from agent.userns.ranges import IdRange
 
 # Mounted by the launcher in the container's own namespace only.
 _NAMESPACE_ONLY = ("/proc", "/dev", "/sys")
@@ -39,8 +38,7 @@ class ContainerFiles:
         """The container's mounted root, mounted again (with what it wrote) if it is not."""
         path = self._rootfs.rootfs(container.id)
         if not is_mounted(path):
-            idmap = IdRange.from_dict(container.userns) if container.userns else None
-            path = self._rootfs.prepare(container.id, self._images.get(container.image_id), idmap)
+            path = self._rootfs.prepare(container.id, self._images.get(container.image_id), container.userns)
         return path
 
     def tree(self, ref: str, path: str) -> ContainerTree:
