@@ -4,6 +4,7 @@ pipe, `exec -it`, and a shell that outlives a daemon restart."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -150,3 +151,22 @@ def test_exec_it_gives_a_terminal_of_the_containers(daemon, terminals):
         assert (piped.returncode, piped.stdout) == (2, b"through a pipe\n")
     finally:
         daemon.cli("rm", "-f", "host-of-exec")
+
+
+def test_a_terminal_for_a_user_and_under_init_with_job_control(daemon, terminals):
+    term = terminals(daemon, "run", "-it", "--rm", "--name", "jobs", "--init", "-u", "1000", "busybox", "sh")
+    term.expect(b"$ ")                       # not root: the prompt says so
+    term.send(b"echo uid=$(id -u) owner=$(stat -c %u $(tty))\r")
+    term.expect(b"uid=1000 owner=1000")      # the terminal is the user's
+    term.send(b"sleep 600\r")
+    # Typed ahead, ctrl-C would reach the shell's line editor as a byte: wait for the job.
+    deadline = time.monotonic() + 20
+    while b"sleep 600" not in daemon.cli("exec", "jobs", "ps", "-o", "args").stdout:
+        assert time.monotonic() < deadline, "sleep never started"
+        time.sleep(0.1)
+    term.send(b"\x03")                       # ctrl-C: the terminal signals its foreground job
+    term.expect(b"$ ")
+    term.send(b"echo back-$((2*21))\r")
+    term.expect(b"back-42")
+    term.send(b"exit 9\r")
+    assert term.wait() == 9
