@@ -27,7 +27,7 @@ from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
 from agent.runtime import inspect as inspection
 from agent.runtime.decider import NoPolicies, PolicyDecider
-from agent.runtime.endings import Endings, quietly, stop_signal
+from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import launch
@@ -199,7 +199,7 @@ class Runtime(Endings):
             return container
         if timeout is None:
             timeout = 10.0 if container.spec.stop_timeout is None else float(container.spec.stop_timeout)
-        self._signal(container, signal or stop_signal(container.spec))
+        self._signal(container, signal or self._stop_signal(container))
         if container.state == PAUSED:      # the signal is delivered once the processes thaw, as docker does
             self._thaw_quietly(container)
         finished = self.wait(container.id, timeout=None if timeout < 0 else timeout)
@@ -213,7 +213,7 @@ class Runtime(Endings):
         container = self.store.get(ref)
         if container.state not in LIVE:
             raise Conflict(f"container {container.name} is not running")
-        if signal in (signals.SIGKILL, stop_signal(container.spec)):
+        if signal in (signals.SIGKILL, self._stop_signal(container)):
             self._mark_stopped_by_user(container)     # docker: killing it is stopping it
         self._signal(container, signal)
         self.events.emit(Event("container", "kill", container.id, container.name,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog.bus import ContainerBus, ContainerRemoved, ContainerStopped
 from agent.cgroups.driver import CgroupDriver, CgroupPaths
-from agent.errors import NotFound
+from agent.errors import CorralError, InvalidArgument, NotFound
 from agent.events import Event, EventLog
 from agent.runtime.model import EXITED, REMOVING, RUNNING, Container, ContainerSpec
 from agent.runtime.state import ContainerStore
@@ -23,6 +23,7 @@ from agent.runtime.state import ContainerStore
 if TYPE_CHECKING:
     from agent.catalog.entry import CatalogEntry
     from agent.images.rootfs import RootfsManager
+    from agent.images.store import ImageStore
     from agent.runtime.volumes import Volumes
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Endings:
     """The Runtime's exit and removal steps (a mixin: the Runtime sets these attributes)."""
 
     store: ContainerStore
+    images: ImageStore
     cgroups: CgroupDriver
     rootfs: RootfsManager
     events: EventLog
@@ -92,6 +94,13 @@ class Endings:
             container.stopped_by_user = True
             self.store.save(container)
 
+    def _stop_signal(self, container: Container) -> int:
+        try:
+            image_default = self.images.get(container.image_id).config.stop_signal
+        except CorralError:
+            image_default = ""       # its image is gone: --stop-signal or SIGTERM
+        return stop_signal(container.spec, image_default)
+
     def _thaw_quietly(self, container: Container) -> None:
         """A paused container being stopped thaws, so the stop signal reaches it."""
         quietly(lambda: self.cgroups.thaw(CgroupPaths.from_dict(container.cgroup)))
@@ -121,10 +130,16 @@ class Endings:
 
 
 
-def stop_signal(spec: ContainerSpec) -> int:
-    """The signal `stop` sends first: --stop-signal, else SIGTERM."""
+def stop_signal(spec: ContainerSpec, image_default: str = "") -> int:
+    """The signal `stop` sends first: --stop-signal, else the image's STOPSIGNAL, else SIGTERM."""
     from agent.units import parse_signal
-    return signal.SIGTERM if spec.stop_signal is None else parse_signal(spec.stop_signal)
+    if spec.stop_signal:
+        return parse_signal(spec.stop_signal)
+    try:
+        return parse_signal(image_default) if image_default else signal.SIGTERM
+    except InvalidArgument:
+        log.warning("the image's STOPSIGNAL %r is not a signal; sending SIGTERM", image_default)
+        return signal.SIGTERM
 
 
 def quietly(step) -> None:

@@ -25,9 +25,11 @@ def failed(result, *words: bytes) -> bool:
 
 @pytest.fixture(autouse=True)
 def nothing_left(daemon):
-    """Each test starts from no containers, whatever the one before left when it failed."""
+    """Each test starts from no containers (nor the image one commits), whatever the one before
+    left when it failed."""
     yield
     daemon.remove_all()
+    daemon.cli("image", "rm", "hup-image:1", check=False)
 
 
 def test_pause_freezes_and_unpause_resumes(daemon):
@@ -144,7 +146,13 @@ def test_stop_signal_and_stop_timeout(daemon):
     assert daemon.out("logs", "hup").split("\n") == ["got hup", "got hup"]
     assert daemon.inspect("hup")["State"]["ExitCode"] == 0
     assert failed(daemon.cli("stop", "-s", "NOPE", "hup", check=False), b"--signal")
-    daemon.cli("rm", "usr1", "stubborn", "hup")
+    # Without --stop-signal, the image's STOPSIGNAL, as docker's.
+    daemon.cli("commit", "-c", "STOPSIGNAL SIGHUP", "hup", "hup-image:1")
+    daemon.cli("run", "-d", "--name", "hup2", "hup-image:1", "sh", "-c",
+               "trap 'echo got hup; exit 0' HUP; while :; do sleep 0.1; done")
+    daemon.cli("stop", "-t", "20", "hup2")
+    assert daemon.out("logs", "hup2") == "got hup" and daemon.inspect("hup2")["State"]["ExitCode"] == 0
+    daemon.cli("rm", "usr1", "stubborn", "hup", "hup2")
 
 
 def test_top_lists_the_containers_processes(daemon):
