@@ -125,3 +125,19 @@ def test_health_filter_and_template(clean):
         "(healthy)")
     assert lines(clean, "ps", "-f", "health=none", "-f", "name=fmt-", "--format", "{{.Names}}") == ["fmt-plain"]
     assert lines(clean, "ps", "-f", "health=unhealthy", "-q") == []
+
+
+def test_volumes_in_ps_and_volume_ls(clean):
+    clean.cli("run", "-d", "--name", "fmt-vol", "-v", "fmtvol:/data", "-v", "/tmp:/hosttmp:ro", "busybox",
+              "sleep", "60")
+    try:
+        assert clean.out("ps", "-f", "name=fmt-vol", "--format", "{{.Mounts}} {{.LocalVolumes}}") == "fmtvol,/tmp 1"
+        assert lines(clean, "ps", "-f", "volume=fmtvol", "--format", "{{.Names}}") == ["fmt-vol"]
+        assert lines(clean, "ps", "-f", "volume=/data", "--format", "{{.Names}}") == ["fmt-vol"]
+        assert lines(clean, "volume", "ls", "-f", "name=^fmtvol$", "--format", "table {{.Name}}\\t{{.Driver}}") == \
+            ["VOLUME NAME   DRIVER", "fmtvol        local"]
+        assert "fmtvol" not in lines(clean, "volume", "ls", "-q", "-f", "dangling=true")
+        assert clean.out("volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "fmtvol") == "fmtvol local"
+    finally:
+        clean.cli("rm", "-f", "fmt-vol")
+        clean.cli("volume", "rm", "fmtvol", check=False)
