@@ -19,12 +19,15 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Iterator
-from typing import IO, Protocol
+from typing import IO, Callable, Protocol
 
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.files.resolve import ContainerTree, normalize
 
 CHUNK = 1 << 20
+
+
+IdMap = Callable[[int, int], tuple[int, int]]
 
 
 class Readable(Protocol):
@@ -53,10 +56,11 @@ class ChunkReader:
 
 class _Extractor:
     def __init__(self, tree: ContainerTree, dest: str, *, owner: tuple[int, int] | None,
-                 rename: tuple[str, str] | None) -> None:
+                 rename: tuple[str, str] | None, ids: IdMap | None = None) -> None:
         self.tree = tree
         self.dest = normalize(dest)
         self.owner = owner                      # None: the archive's
+        self.ids = ids                          # container ids -> host ids (a user namespace)
         self.rename = rename
         self.parents: dict[str, int] = {}       # container path -> O_PATH fd of that directory
         self.directories: list[tuple[str, tarfile.TarInfo]] = []
@@ -156,7 +160,8 @@ class _Extractor:
             return None
 
     def _owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
-        return (member.uid, member.gid) if self.owner is None else self.owner
+        uid, gid = (member.uid, member.gid) if self.owner is None else self.owner
+        return (uid, gid) if self.ids is None else self.ids(uid, gid)
 
     def _finish_fd(self, fd: int, member: tarfile.TarInfo) -> None:
         """Owner, then mode (chown clears set-uid bits), xattrs, mtime."""
@@ -192,13 +197,14 @@ class _Extractor:
 
 
 def extract(tree: ContainerTree, dest: str, stream: Readable, *, owner: tuple[int, int] | None = (0, 0),
-            rename: tuple[str, str] | None = None) -> int:
+            rename: tuple[str, str] | None = None, ids: IdMap | None = None) -> int:
     """Write the tar in `stream` into the existing directory `dest` of the tree; returns the
     number of members. Files belong to `owner` (uid, gid), or with None to whom the archive
-    says. `rename=(old, new)` renames the top entry `old` to `new` (cp's `DEST`)."""
+    says; `ids` then maps them to the host's (a container in a user namespace). `rename=(old, new)`
+    renames the top entry `old` to `new` (cp's `DEST`)."""
     fd, _area, _real = tree.open_dir(dest, writing=True)      # NotFound / read-only before reading
     os.close(fd)
-    extractor = _Extractor(tree, dest, owner=owner, rename=rename)
+    extractor = _Extractor(tree, dest, owner=owner, rename=rename, ids=ids)
     count = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]

@@ -20,6 +20,7 @@ from agent.images.store import ImageStore
 from agent.runtime.model import Container
 from agent.runtime.state import ContainerStore
 from agent.runtime.volumes import Volumes
+from agent.userns.ranges import IdRange
 
 # Mounted by the launcher in the container's own namespace only.
 _NAMESPACE_ONLY = ("/proc", "/dev", "/sys")
@@ -68,7 +69,12 @@ class ContainerFiles:
         """Write a tar stream into the directory `path` (`PUT .../archive`); files belong to
         root unless `copy_uid_gid` keeps the archive's owners (`cp -a`)."""
         tree = self.tree(ref, _checked(path))
-        return tar_in.extract(tree, path, stream, owner=None if copy_uid_gid else (0, 0))
+        userns = self._containers.get(ref).userns
+        ids = None
+        if userns:      # the container's ids are the host's ids of its range
+            idmap = IdRange.from_dict(userns)
+            ids = lambda uid, gid: (idmap.host_uid(uid), idmap.host_gid(gid))  # noqa: E731
+        return tar_in.extract(tree, path, stream, owner=None if copy_uid_gid else (0, 0), ids=ids)
 
     def changes(self, ref: str) -> list[dict]:
         """docker's `GET /containers/{id}/changes`: [{"Path", "Kind"}], Kind 0 changed, 1 added, 2 deleted."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins  # Volumes.list shadows `list` in the annotations of the methods after it
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -157,7 +158,13 @@ class Volumes:
         image_root = ContainerTree(container.name, Area("/", rootfs))
         for mount in volume_mounts(container.spec):
             volume = self.store.get(mount.source or "")
-            if mount.volume_nocopy or not self.store.is_empty(volume):
+            if not self.store.is_empty(volume):
+                continue
+            if container.userns:
+                # An empty volume is given to the container's root (its range's first ids), as
+                # docker's userns-remap makes volumes owned by the remapped root.
+                os.chown(volume.mountpoint, int(container.userns["uid"]), int(container.userns["gid"]))
+            if mount.volume_nocopy:
                 continue
             try:
                 stream = tar_out.archive(image_root, mount.target.rstrip("/") + "/.")

@@ -54,8 +54,10 @@ class VolumeStore:
                 pass
             base = self.directory / name
             try:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                base.mkdir(mode=0o700, exist_ok=True)
+                # o+x, no listing: a container in a user namespace (not host root) binds _data
+                # from inside it, so it must be able to pass through (docker's volumes/ is 0701).
+                self.directory.mkdir(mode=0o711, parents=True, exist_ok=True)
+                base.mkdir(mode=0o711, exist_ok=True)
                 (base / DATA).mkdir(mode=0o755, exist_ok=True)
             except OSError as exc:
                 raise KernelError(f"cannot create volume {name} in {str(base)!r}: {exc.strerror}") from None

@@ -164,3 +164,19 @@ def test_export_is_a_tar_of_the_root(daemon, tmp_path):
         assert archive.getmember("bin/sh").issym()
     with tarfile.open(fileobj=io.BytesIO(piped)) as archive:
         assert "bin/busybox" in archive.getnames()
+
+
+def test_a_user_namespace_container_owns_its_volume_and_copies(daemon, tmp_path):
+    """--userns auto: the container's root (a host id of its range) can write a new volume, and
+    files copied in belong to the container's root as it sees it, not to the host's root."""
+    (tmp_path / "f").write_text("x")
+    daemon.cli("run", "-d", "--net", "none", "--userns", "auto", "--name", "mapped", "-v", "uvol:/data",
+               "busybox", "sleep", "600")
+    try:
+        assert sh(daemon, "mapped", "echo ok > /data/w && cat /data/w") == "ok"
+        daemon.cli("cp", str(tmp_path / "f"), "mapped:/tmp/f")
+        daemon.cli("cp", str(tmp_path / "f"), "mapped:/data/f")
+        assert sh(daemon, "mapped", "stat -c %u:%g /tmp/f /data/f") == "0:0\n0:0"
+    finally:
+        daemon.cli("rm", "-f", "-v", "mapped")
+        daemon.cli("volume", "rm", "-f", "uvol")
