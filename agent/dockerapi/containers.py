@@ -165,7 +165,8 @@ class ContainerRoutes:
         if container.state in (RUNNING, PAUSED) and not request.flag("force"):
             raise Conflict(f"You cannot remove a running container {container.id}. "
                            "Stop the container before attempting removal or force remove")
-        self.runtime.remove(container.id, force=request.flag("force"))
+        # v: its anonymous volumes go too (named ones stay, as with docker).
+        self.runtime.remove(container.id, force=request.flag("force"), volumes=request.flag("v"))
         return Reply.empty()
 
     def prune(self, request: Request) -> Reply:

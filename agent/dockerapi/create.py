@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.dockerapi.mounts import mounts_of
 from agent.errors import InvalidArgument
 from agent.runtime.model import ContainerSpec
 
@@ -40,6 +41,7 @@ _HONOURED = {
     "HostConfig.PidsLimit", "HostConfig.Devices", "HostConfig.Mounts", "HostConfig.GroupAdd", "HostConfig.Init",
     "HostConfig.Ulimits", "HostConfig.ShmSize", "HostConfig.Dns", "HostConfig.DnsSearch", "HostConfig.DnsOptions",
     "HostConfig.ExtraHosts", "HostConfig.UsernsMode",
+    "Config.Volumes",                                       # mounts.py
 }
 # Docker's spec field -> where a bad value came from, for error messages.
 _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Config.Entrypoint",
@@ -140,7 +142,7 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
                                   field="HostConfig.UsernsMode")
         fields["userns"] = userns
     fields["ports"] = _ports(host.get("PortBindings") or {})
-    mounts, tmpfs = _mounts(host.get("Binds") or [], host.get("Mounts") or [])
+    mounts, tmpfs = mounts_of(host.get("Binds"), host.get("Mounts"), body.get("Volumes"))
     if mounts:
         fields["mounts"] = mounts
     if tmpfs:
@@ -230,34 +232,3 @@ def _ports(bindings: Any) -> list[dict]:
                           "protocol": protocol or "tcp", "host_ip": (target or {}).get("HostIp") or "0.0.0.0"})
     return ports
 
-
-def _mounts(binds: list, mounts: list) -> tuple[list[dict], dict[str, str]]:
-    found: list[dict] = []
-    tmpfs: dict[str, str] = {}
-    for index, text in enumerate(binds):
-        parts = str(text).split(":")
-        if not parts[0].startswith("/"):
-            raise InvalidArgument(f"HostConfig.Binds[{index}]: named volume {parts[0]!r}: Corral cannot honour "
-                                  "named volumes through this API yet; bind a host path", field=f"HostConfig.Binds[{index}]")
-        options = parts[2].split(",") if len(parts) > 2 else []
-        unknown = [o for o in options if o not in ("ro", "rw", "z", "Z", "rprivate", "private")]
-        if len(parts) < 2 or unknown:
-            raise InvalidArgument(f"HostConfig.Binds[{index}]: {text!r}: expected HOST:CONTAINER[:ro|rw]"
-                                  + (f"; Corral cannot honour {','.join(unknown)}" if unknown else ""),
-                                  field=f"HostConfig.Binds[{index}]")
-        found.append({"source": parts[0], "target": parts[1], "readonly": "ro" in options})
-    for index, mount in enumerate(mounts):
-        kind = (mount or {}).get("Type")
-        where = f"HostConfig.Mounts[{index}]"
-        if kind == "bind":
-            found.append({"source": mount.get("Source"), "target": mount.get("Target"),
-                          "readonly": bool(mount.get("ReadOnly"))})
-        elif kind == "tmpfs":
-            sizes: dict = mount.get("TmpfsOptions") or {}
-            text = ",".join(([f"size={sizes['SizeBytes']}"] if sizes.get("SizeBytes") else [])
-                            + ([f"mode={sizes['Mode']:o}"] if sizes.get("Mode") else []))
-            tmpfs[mount.get("Target")] = text
-        else:
-            raise InvalidArgument(f"{where}.Type: Corral cannot honour {kind!r} mounts through this API yet",
-                                  field=f"{where}.Type")
-    return found, tmpfs

@@ -24,7 +24,7 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/version"): (FULL, ""),
     ("GET", "/info"): (PARTIAL, "figures Corral has no notion of (goroutines, listeners) are 0"),
     ("GET", "/events"): (PARTIAL, "container and image events; container labels only while the container exists"),
-    ("GET", "/system/df"): (PARTIAL, "no volumes, no build cache, container sizes 0"),
+    ("GET", "/system/df"): (PARTIAL, "volumes with sizes; no build cache, container sizes 0"),
     ("POST", "/auth"): (FULL, "checks the login; nothing is stored by the daemon"),
     ("GET", "/plugins"): (PARTIAL, "always empty: Corral has no plugins"),
     ("POST", "/build"): (REFUSED, "501: Corral does not build images"),
@@ -32,7 +32,7 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/commit"): (PARTIAL, "container, repo, tag, comment, author, changes, pause; a config body is refused"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
     ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
-                                              "Tty, OpenStdin, named volumes and the like"),
+                                              "Tty, OpenStdin, VolumesFrom and the like"),
     ("POST", "/containers/prune"): (FULL, "filters label, until"),
     ("GET", "/containers/{id}/json"): (FULL, ""),
     ("POST", "/containers/{id}/start"): (FULL, "304 when started; an exited container starts again"),
@@ -44,7 +44,8 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/containers/{id}/kill"): (FULL, ""),
     ("POST", "/containers/{id}/restart"): (FULL, "t, signal"),
     ("POST", "/containers/{id}/wait"): (FULL, "headers at once; not-running, next-exit, removed"),
-    ("DELETE", "/containers/{id}"): (PARTIAL, "force; v and link have nothing to remove"),
+    ("DELETE", "/containers/{id}"): (PARTIAL, "force; v removes its anonymous volumes; link refused: "
+                                              "Corral has no links"),
     ("GET", "/containers/{id}/logs"): (PARTIAL, "follow, tail, stdout/stderr; since, until and timestamps "
                                                 "refused (400): the log keeps no time per record"),
     ("POST", "/containers/{id}/attach"): (PARTIAL, "101 hijack with stdout/stderr (logs, stream); no stdin "
@@ -75,11 +76,13 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("DELETE", "/networks/{id}"): (FULL, ""),
     ("POST", "/networks/{id}/connect"): (REFUSED, "400: a Corral container joins one network, at create"),
     ("POST", "/networks/{id}/disconnect"): (REFUSED, "400: a Corral container joins one network, at create"),
-    ("GET", "/volumes"): (PARTIAL, "empty: named volumes are not in Corral yet"),
-    ("POST", "/volumes/create"): (REFUSED, "501: named volumes are not in Corral yet"),
-    ("POST", "/volumes/prune"): (PARTIAL, "nothing to prune"),
-    ("GET", "/volumes/{name}"): (PARTIAL, "404: there are no named volumes yet"),
-    ("DELETE", "/volumes/{name}"): (PARTIAL, "404: there are no named volumes yet"),
+    ("GET", "/volumes"): (FULL, "filters dangling, driver, label, name"),
+    ("POST", "/volumes/create"): (PARTIAL, "Name, Labels, driver local; DriverOpts refused by name (a volume is "
+                                           "a directory the daemon keeps)"),
+    ("POST", "/volumes/prune"): (FULL, "filters label, label!, all; anonymous volumes only unless all=true "
+                                       "(every unused one below API 1.42)"),
+    ("GET", "/volumes/{name}"): (FULL, ""),
+    ("DELETE", "/volumes/{name}"): (FULL, "409 while a container uses it, also with force"),
 }
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.cli.format import human_duration
+from agent.errors import CorralError
 from agent.runtime.model import CREATED, EXITED, PAUSED, REMOVING, RUNNING, Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -97,13 +98,34 @@ def port_map(container: Container) -> dict[str, Any]:
     return ports
 
 
-def mounts(container: Container) -> list[dict]:
+def mounts(container: Container, parts=None) -> list[dict]:
     found = []
     for mount in container.spec.mounts:
-        found.append({"Type": "bind", "Source": mount.source, "Destination": mount.target, "Mode": "ro" if mount.readonly else "",
-                      "RW": not mount.readonly, "Propagation": "rprivate"})
+        entry = {"Type": mount.type, "Source": mount.source or "", "Destination": mount.target,
+                 "Mode": "ro" if mount.readonly else "", "RW": not mount.readonly, "Propagation": "rprivate"}
+        if mount.type == "volume" and mount.source:
+            # Source is the volume's directory on the host, as dockerd shows it.
+            volumes = getattr(getattr(parts, "runtime", None), "volumes", None)
+            entry.update(Name=mount.source, Driver="local", Propagation="", Mode="z" if not mount.readonly else "ro",
+                         Source=str(volumes.data_dir(mount.source)) if volumes is not None else "")
+        elif mount.type == "tmpfs":
+            entry["Propagation"] = ""
+        found.append(entry)
     for target in container.spec.tmpfs:
         found.append({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": True, "Propagation": ""})
+    return found
+
+
+def _anonymous_volumes(container: Container, parts) -> set[str]:
+    """The container's volumes made for it (`-v /path`, the image's VOLUMEs)."""
+    found = set()
+    for mount in container.spec.mounts:
+        if mount.type == "volume" and mount.source:
+            try:
+                if parts.runtime.volumes.store.get(mount.source).anonymous:
+                    found.add(mount.source)
+            except CorralError:
+                continue                # a volume removed meanwhile: nothing to show
     return found
 
 
@@ -115,7 +137,7 @@ def container_summary(container: Container, parts) -> dict:
         "Command": " ".join(container.command), "Created": int(container.created_at),
         "Ports": port_list(container), "Labels": dict(spec.labels), "State": container.state,
         "Status": status_text(container) + _health_suffix(container, parts), "HostConfig": {"NetworkMode": network_mode},
-        "NetworkSettings": {"Networks": endpoints(container, parts)}, "Mounts": mounts(container),
+        "NetworkSettings": {"Networks": endpoints(container, parts)}, "Mounts": mounts(container, parts),
         "SizeRw": 0, "SizeRootFs": 0,
     }
 
@@ -158,8 +180,10 @@ def container_inspect(container: Container, parts) -> dict:
     if described is not None:
         state["Health"] = described
     network_mode = "default" if spec.network == "bridge" else spec.network
+    anonymous = _anonymous_volumes(container, parts)
     host_config = {
-        "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts] or None,
+        "Binds": [f"{m.source}:{m.target}" + (":ro" if m.readonly else "") for m in spec.mounts
+                  if m.type == "bind" or m.type == "volume" and m.source not in anonymous] or None,
         "ContainerIDFile": "", "LogConfig": {"Type": LOG_DRIVER, "Config": {}},
         "NetworkMode": network_mode, "PortBindings": _port_bindings(container),
         "RestartPolicy": {"Name": spec.restart_policy.name,
@@ -188,7 +212,8 @@ def container_inspect(container: Container, parts) -> dict:
         "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
         "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports} or None,
         "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": list(container.env),
-        "Cmd": list(spec.command) or None, "Image": spec.image, "Volumes": None,
+        "Cmd": list(spec.command) or None, "Image": spec.image,
+        "Volumes": {m.target: {} for m in spec.mounts if m.source in anonymous} or None,
         "WorkingDir": container.workdir if container.workdir != "/" else "",
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
         "OnBuild": None, "Labels": dict(spec.labels), "StopSignal": spec.stop_signal or "SIGTERM",
@@ -214,7 +239,7 @@ def container_inspect(container: Container, parts) -> dict:
         "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(layers), "MergedDir": container.rootfs or "",
                                                      "UpperDir": str(directory / "upper"),
                                                      "WorkDir": str(directory / "work")}},
-        "Mounts": mounts(container), "Config": config,
+        "Mounts": mounts(container, parts), "Config": config,
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "SandboxKey": f"/proc/{container.pid}/ns/net" if container.pid else "",
             "Ports": port_map(container), "HairpinMode": False, "LinkLocalIPv6Address": "",

@@ -14,6 +14,7 @@ import builtins  # Volumes.list shadows `list` in the annotations of the methods
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -79,13 +80,14 @@ class Volumes:
                 return
         self._events.emit(Event("volume", "destroy", name, name))
 
-    def prune(self, all: bool = False) -> dict:
-        """Remove the anonymous volumes no container uses (named ones too with `all`)."""
+    def prune(self, all: bool = False, select: Callable[[Volume], bool] | None = None) -> dict:
+        """Remove the anonymous volumes no container uses (named ones too with `all`), only
+        those `select` keeps when given (the Docker API's label filters)."""
         removed, reclaimed = [], 0
         with self._lock:
             used = self._users_by_volume()
             for volume in self.store.list():
-                if volume.name in used or not (all or volume.anonymous):
+                if volume.name in used or not (all or volume.anonymous) or (select and not select(volume)):
                     continue
                 size = tree_bytes(volume.mountpoint)
                 try:

@@ -105,3 +105,26 @@ def test_images_networks_and_volumes(client):
     assert client.volumes.list() == []
     with pytest.raises(docker.errors.NotFound):
         client.volumes.get("nothing")
+
+
+def test_volumes_create_get_list_remove(client):
+    volume = client.volumes.create("pyvol", labels={"owner": "pytest"})
+    try:
+        assert volume.name == "pyvol" and client.volumes.get("pyvol").attrs["Labels"] == {"owner": "pytest"}
+        assert [v.name for v in client.volumes.list(filters={"label": "owner=pytest"})] == ["pyvol"]
+        written = client.containers.run("busybox", ["sh", "-c", "echo py > /v/f; cat /v/f"], remove=True,
+                                        volumes={"pyvol": {"bind": "/v", "mode": "rw"}})
+        assert written == b"py\n"
+        holder = client.containers.run("busybox", ["sleep", "300"], detach=True, volumes=["pyvol:/v:ro"])
+        assert client.containers.run("busybox", ["cat", "/v/f"], remove=True, volumes=["pyvol:/v:ro"]) == b"py\n"
+        with pytest.raises(docker.errors.APIError) as caught:
+            volume.remove()
+        assert caught.value.status_code == 409
+        holder.remove(force=True, v=True)              # v: anonymous volumes only; pyvol stays
+        assert client.volumes.get("pyvol").name == "pyvol"
+        volume.remove()
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get("pyvol")
+    finally:
+        for left in client.volumes.list():
+            left.remove(force=True)
