@@ -17,7 +17,6 @@ the catalogue is `agent.metrics.model.FAMILIES` and the reference docs/metrics.m
 """
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import threading
@@ -31,6 +30,8 @@ from prometheus_client.samples import Sample
 from agent.cgroups.driver import CgroupDriver, CgroupStats
 from agent.metrics.model import FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions, WatchedContainer, container_label_name
 from agent.metrics.sampler import ProbeReading, Sampler
+from agent.metrics.syscall_series import CALLS, ERRORS, SyscallText
+from agent.metrics.text import TextMetric
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ _NETWORK = (
 # The cgroup_skb counters see every socket of the cgroup on every interface (loopback too),
 # so there is no per-interface figure to give; "all" says so without posing as a device name.
 NETWORK_INTERFACE = "all"
-_SYSCALL_FAMILIES = ("corral_syscalls_total", "corral_syscall_errors_total",
-                     "corral_syscall_duration_seconds")
+# Families whose samples arrive as text kept between scrapes (agent.metrics.syscall_series).
+_TEXT_FAMILIES = frozenset((CALLS, ERRORS))
 
 
 @dataclass
@@ -92,6 +93,7 @@ class _ContainerLabels:
     interface: dict                 # identity + interface="all"
     by_name: dict                   # {"name": ...}, Corral's own per-container series
     syscalls: dict = field(default_factory=dict)   # syscall nr -> {"name", "syscall"}
+    syscall_text: SyscallText | None = None        # the syscall series' text, kept between scrapes
 
 
 class ContainerCollector:
@@ -138,8 +140,10 @@ class ContainerCollector:
             yield Metric(family.base_name, family.help, family.type)
 
     def collect(self) -> Iterator[Metric]:
-        metrics = {f.name: Metric(f.base_name, f.help, f.type) for f in self._families}
-        samples = {name: metric.samples for name, metric in metrics.items()}
+        metrics = {f.name: (TextMetric if f.name in _TEXT_FAMILIES else Metric)(f.base_name, f.help, f.type)
+                   for f in self._families}
+        # The families filled sample by sample (the syscall series arrive as text chunks).
+        samples = {name: metric.samples for name, metric in metrics.items() if name not in _TEXT_FAMILIES}
         errors = dict.fromkeys(SCRAPE_ERROR_SOURCES, 0)
         try:
             containers = list(self._containers())
@@ -147,7 +151,7 @@ class ContainerCollector:
             log.warning("metrics: could not list containers", exc_info=True)
             errors["containers"] += 1
             containers = []
-        reading = self._read_probes(errors, samples) if self._probes is not None else None
+        reading = self._read_probes(errors, metrics) if self._probes is not None else None
         now = float(int(self._clock()))
         known = self._labels
         labels_now: dict[str, _ContainerLabels] = {}
@@ -156,7 +160,7 @@ class ContainerCollector:
             if labels is None or (labels.container is not container and labels.container != container):
                 labels = self._container_labels(container)
             labels_now[container.id] = labels
-            self._collect_container(container, labels, samples, reading, now, errors)
+            self._collect_container(container, labels, metrics, samples, reading, now, errors)
         self._labels = labels_now   # containers gone since the last scrape are dropped
         if "corral_containers" in samples:
             samples["corral_containers"].append(_sample("corral_containers", {}, len(containers)))
@@ -187,7 +191,7 @@ class ContainerCollector:
                                 interface={**identity, "interface": NETWORK_INTERFACE},
                                 by_name={"name": container.name})
 
-    def _collect_container(self, container: WatchedContainer, labels: _ContainerLabels,
+    def _collect_container(self, container: WatchedContainer, labels: _ContainerLabels, metrics: dict,
                            samples: dict, reading, now: float, errors: dict) -> None:
         # One label dict per container, shared by every series that carries only these labels:
         # the exposition code only reads it, and a scrape of 200 containers saves thousands.
@@ -210,7 +214,7 @@ class ContainerCollector:
 
         if reading is not None:
             try:
-                self._add_probe_counters(container, labels, reading, samples, add)
+                self._add_probe_counters(container, labels, reading, metrics, add)
             except Exception:  # a map entry of an unexpected shape: a decode error, counted
                 log.debug("metrics: probe values of %s could not be decoded", container.name,
                           exc_info=True)
@@ -288,7 +292,7 @@ class ContainerCollector:
 
     # -- BPF maps --------------------------------------------------------------------------
 
-    def _read_probes(self, errors: dict, samples: dict) -> ProbeReading:
+    def _read_probes(self, errors: dict, samples: dict[str, Any]) -> ProbeReading:
         """Read each map once; a failing map is counted and has no series this scrape."""
         wanted = [("status", True), ("errors", True), ("oom_kills", True),
                   ("map_entries", "corral_probe_map_entries" in samples),
@@ -299,7 +303,7 @@ class ContainerCollector:
         return self._sampler.read_probes((attribute for attribute, needed in wanted if needed), errors)
 
     def _add_probe_counters(self, container: WatchedContainer, labels: _ContainerLabels,
-                            reading: ProbeReading, samples: dict, add) -> None:
+                            reading: ProbeReading, metrics: dict, add) -> None:
         key = container.cgroup_id
         by_name = labels.by_name
         network = reading.network.get(key)
@@ -321,38 +325,25 @@ class ContainerCollector:
         counts = reading.syscalls.get(key)
         latency = reading.latency.get(key)
         if counts or latency:
-            self._add_syscalls(labels, counts or {}, latency or {}, samples)
+            self._add_syscalls(labels, counts or {}, latency or {}, metrics)
 
     def _add_syscalls(self, container_labels: _ContainerLabels, counts: dict, latency: dict,
-                      samples: dict) -> None:
-        name = container_labels.by_name["name"]
-        known = container_labels.syscalls
-        top = self._options.syscall_top
-        if top is None:
-            chosen = list(counts.items())
-        else:
-            chosen = heapq.nlargest(top, counts.items(), key=lambda item: item[1][0])
-        calls_out = samples.get("corral_syscalls_total")
-        errors_out = samples.get("corral_syscall_errors_total")
-        for nr, (calls, failed) in chosen:
-            labels = known.get(nr)
-            if labels is None:
-                labels = known[nr] = {"name": name, "syscall": self._name_of(nr)}
-            if calls_out is not None:
-                calls_out.append(_tuple_new(Sample, ("corral_syscalls_total", labels, calls, None, None)))
-            if errors_out is not None:
-                errors_out.append(_tuple_new(Sample, ("corral_syscall_errors_total", labels, failed, None, None)))
-        histogram_out = samples.get("corral_syscall_duration_seconds")
-        if histogram_out is None or not latency:
+                      metrics: dict) -> None:
+        series = container_labels.syscall_text
+        if series is None:
+            series = container_labels.syscall_text = SyscallText(
+                container_labels.by_name["name"], container_labels.syscalls, self._options.syscall_top,
+                self._name_of)
+        chosen = series.chosen(counts)
+        series.add_to(metrics.get(CALLS), metrics.get(ERRORS))
+        histogram = metrics.get("corral_syscall_duration_seconds")
+        if histogram is None or not latency:
             return
-        kept = None if top is None else {nr for nr, _ in chosen}
+        kept = None if self._options.syscall_top is None else {nr for nr, _ in chosen}
         for nr, buckets in latency.items():
             if kept is not None and nr not in kept:
                 continue  # top:N keeps the same syscalls in every family
-            labels = known.get(nr)
-            if labels is None:
-                labels = known[nr] = {"name": name, "syscall": self._name_of(nr)}
-            self._add_histogram(histogram_out, labels, buckets)
+            self._add_histogram(histogram.samples, series.labels_of(nr), buckets)
 
     def _add_histogram(self, out: list, labels: dict, buckets: list[int]) -> None:
         """log2 buckets (bucket i: [2^i, 2^(i+1)) ns) as a cumulative Prometheus histogram."""

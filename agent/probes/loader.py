@@ -81,6 +81,8 @@ class ProbeSet:
         self._status: dict[str, bool] = {}
         self._py_errors: dict[str, int] = {}
         self._slots = Slots(options.max_containers, watch_index_size - 1)
+        # The raw syscall counters last read per container, so unchanged ones are not summed again.
+        self._syscall_memo: readings.SyscallMemo = {}
         self._skb = CgroupAttachments("probe network", SKB_PROGRAMS, lambda: self._count_py_error("network"))
         self._enforcement = EnforcementTables(
             CgroupAttachments("egress enforcement", EGRESS_PROGRAMS, lambda: self._count_py_error("egress")))
@@ -184,7 +186,7 @@ class ProbeSet:
 
     @_locked
     def syscall_counts(self) -> dict[int, dict[int, tuple[int, int]]]:
-        return readings.syscall_counts(self._require_loaded(), self._slots.by_cgroup)
+        return readings.syscall_counts(self._require_loaded(), self._slots.by_cgroup, self._syscall_memo)
 
     @_locked
     def syscall_latency(self) -> dict[int, dict[int, list[int]]]:

@@ -22,8 +22,22 @@ from agent.syscall_table import OTHER
 Slots = Mapping[int, int]       # cgroup id -> slot
 
 
-def syscall_counts(probes: CompiledProbes, slots: Slots) -> dict[int, dict[int, tuple[int, int]]]:
+# cgroup id -> (the raw per-CPU counter bytes last read, the per-syscall figures made from them)
+SyscallMemo = dict[int, tuple[bytes, dict[int, tuple[int, int]]]]
+
+
+def syscall_counts(probes: CompiledProbes, slots: Slots,
+                   memo: SyscallMemo | None = None) -> dict[int, dict[int, tuple[int, int]]]:
+    """cgroup id -> {syscall nr: (calls, errors)}, summed over CPUs.
+
+    With `memo`, a container whose raw counters did not move since the last read gets the very
+    same dict object back without summing again: an idle container costs one memcmp of its
+    row range instead of ~1000 additions in Python, on every policy tick and every scrape, and
+    consumers (the /metrics renderer) can tell "unchanged" by identity. Callers never mutate
+    the dicts they are given.
+    """
     result: dict[int, dict[int, tuple[int, int]]] = {}
+    fresh: SyscallMemo = {}
     ncpus = probes.ncpus
     table = probes.table("syscall_counts")
     step = 2 * ncpus      # u64 words per syscall: (calls, errors) for each CPU
@@ -34,13 +48,25 @@ def syscall_counts(probes: CompiledProbes, slots: Slots) -> dict[int, dict[int, 
             words = [w for row in percpu.read_range(table, SyscallCount, ncpus, slot * NR_SYSCALLS, NR_SYSCALLS)
                      for value in row for w in (value.calls, value.errors)]
         else:
-            words = memoryview(values).cast("B").cast("Q")
+            raw = bytes(values)
+            last = memo.get(cgroup_id) if memo is not None else None
+            if last is not None and last[0] == raw:
+                fresh[cgroup_id] = last
+                result[cgroup_id] = last[1]
+                continue
+            words = memoryview(raw).cast("Q")
         # Summing per-CPU columns with slices and zip keeps the loop in C: the policy tick
         # and every scrape read 512 x ncpu counters per container.
         calls = [sum(column) for column in zip(*(words[2 * c::step] for c in range(ncpus)))]
         errors = [sum(column) for column in zip(*(words[2 * c + 1::step] for c in range(ncpus)))]
-        result[cgroup_id] = {OTHER if nr == NR_SYSCALLS - 1 else nr: (count, errors[nr])
-                             for nr, count in enumerate(calls) if count}
+        figures = {OTHER if nr == NR_SYSCALLS - 1 else nr: (count, errors[nr])
+                   for nr, count in enumerate(calls) if count}
+        result[cgroup_id] = figures
+        if values is not None:
+            fresh[cgroup_id] = (raw, figures)
+    if memo is not None:
+        memo.clear()          # containers gone since the last read drop out
+        memo.update(fresh)
     return result
 
 
