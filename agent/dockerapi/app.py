@@ -24,6 +24,7 @@ class Parts:
 
 
 def build_router(parts: Parts) -> Router:
+    from agent.dockerapi.archive import ArchiveRoutes
     from agent.dockerapi.containers import ContainerRoutes
     from agent.dockerapi.execs import ExecRoutes
     from agent.dockerapi.images import ImageRoutes
@@ -35,7 +36,7 @@ def build_router(parts: Parts) -> Router:
     from agent.dockerapi.volumes import VolumeRoutes
     router = Router()
     for routes in (SystemRoutes(parts), ContainerRoutes(parts), LifecycleRoutes(parts), StreamRoutes(parts), ExecRoutes(parts),
-                   ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts)):
+                   ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts), ArchiveRoutes(parts)):
         routes.register(router)
     register_unsupported(router)
     return router

@@ -67,7 +67,8 @@ class ContainerRoutes:
         wanted = filters.parse(request.text("filters"), CONTAINER_KEYS, "containers")
         show_all = request.flag("all") or "status" in wanted or "exited" in wanted
         containers = sorted(self.runtime.list(all=True), key=lambda c: c.created_at, reverse=True)
-        containers = container_filters(containers, wanted)
+        health = self.parts.health
+        containers = container_filters(containers, wanted, health.status if health is not None else None)
         if not show_all:
             containers = [c for c in containers if c.state in (RUNNING, PAUSED)]
         limit = request.integer("limit", -1) or -1

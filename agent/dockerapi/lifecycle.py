@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent import schema
 from agent.dockerapi.app import Parts
 from agent.dockerapi.create import is_zero
 from agent.dockerapi.errors import no_such_container
 from agent.dockerapi.router import Reply, Request, Router
 from agent.errors import InvalidArgument
+from agent.runtime.model import RestartPolicy
 from agent.units import parse_signal
 
 
@@ -72,8 +74,10 @@ class LifecycleRoutes:
             elif key == "PidsLimit" and value > 0:
                 changes["pids_limit"] = value
             elif key == "RestartPolicy":
-                changes["restart_policy"] = {"name": value.get("Name"),
-                                             "maximum_retry_count": value.get("MaximumRetryCount") or 0}
+                # The runtime takes the policy object, as Corral's own update hands it over.
+                changes["restart_policy"] = schema.convert(
+                    {"name": value.get("Name"), "maximum_retry_count": value.get("MaximumRetryCount") or 0},
+                    RestartPolicy, "RestartPolicy")
             elif key == "MemorySwap" and value == body.get("Memory"):
                 continue
             elif not (key == "PidsLimit" and value == -1):

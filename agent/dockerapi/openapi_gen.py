@@ -76,6 +76,14 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("DELETE", "/networks/{id}"): (FULL, ""),
     ("POST", "/networks/{id}/connect"): (REFUSED, "400: a Corral container joins one network, at create"),
     ("POST", "/networks/{id}/disconnect"): (REFUSED, "400: a Corral container joins one network, at create"),
+    ("GET", "/containers/{id}/archive"): (PARTIAL, "X-Docker-Container-Path-Stat; paths resolve inside the "
+                                                   "container; a path on a tmpfs, /proc, /dev or /sys is refused "
+                                                   "(409): only the container's namespace has it"),
+    ("HEAD", "/containers/{id}/archive"): (PARTIAL, "the stat header alone; tmpfs paths as GET"),
+    ("PUT", "/containers/{id}/archive"): (PARTIAL, "copyUIDGID; noOverwriteDirNonDir is always on; tmpfs "
+                                                   "paths as GET"),
+    ("GET", "/containers/{id}/changes"): (FULL, ""),
+    ("GET", "/containers/{id}/export"): (FULL, "volumes and mounts left out, as docker does"),
     ("GET", "/volumes"): (FULL, "filters dangling, driver, label, name"),
     ("POST", "/volumes/create"): (PARTIAL, "Name, Labels, driver local; DriverOpts refused by name (a volume is "
                                            "a directory the daemon keeps)"),

@@ -5,14 +5,8 @@ from __future__ import annotations
 from agent.dockerapi.errors import NotImplementedHere
 from agent.dockerapi.router import Reply, Request, Router
 
-_LIFECYCLE = "not in Corral's runtime yet (issue 15)"
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/containers/{id}/resize", "resize: Corral's containers have no terminal through this API yet"),
-    ("GET", "/containers/{id}/changes", f"changes (diff): {_LIFECYCLE}"),
-    ("GET", "/containers/{id}/export", f"export: {_LIFECYCLE}"),
-    ("GET", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
-    ("HEAD", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
-    ("PUT", "/containers/{id}/archive", f"archive (cp): {_LIFECYCLE}"),
     ("GET", "/distribution/{name*}/json", "distribution: ask the registry; Corral does not proxy it"),
 )
 

@@ -249,7 +249,25 @@ def test_health_checks_show_in_inspect_and_ps(docker):
         assert time.monotonic() < deadline, "the container never turned healthy"
         time.sleep(0.3)
     assert docker.out("ps", "--format", "{{.Status}}", "--filter", "name=checked").endswith("(healthy)")
+    assert docker.out("ps", "--filter", "health=healthy", "--format", "{{.Names}}") == "checked"
+    assert docker.out("ps", "--filter", "health=unhealthy", "-q") == ""
+    docker.run("run", "-d", "--name", "unchecked", "busybox", "sleep", "300")
+    assert docker.out("ps", "--filter", "health=none", "--format", "{{.Names}}") == "unchecked"
+    health = json.loads(docker.out("inspect", "-f", "{{json .State.Health}}", "checked"))
+    assert health["FailingStreak"] == 0 and health["Log"][-1]["ExitCode"] == 0
     assert docker.out("inspect", "-f", "{{index .Config.Healthcheck.Test 0}}", "checked") == "CMD-SHELL"
+
+
+def test_restart_on_failure_counts_restarts(docker):
+    docker.run("run", "-d", "--name", "failing", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
+    deadline = time.monotonic() + 60
+    while docker.out("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "failing") != "2 exited":
+        assert time.monotonic() < deadline, "the container was not restarted twice"
+        time.sleep(0.2)
+    assert docker.out("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+                      " {{.State.ExitCode}}", "failing") == "on-failure:2 3"
+    docker.run("update", "--restart", "always", "failing")
+    assert docker.out("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "failing") == "always"
 
 
 def test_life_cycle_verbs(docker):

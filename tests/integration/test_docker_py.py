@@ -128,3 +128,51 @@ def test_volumes_create_get_list_remove(client):
     finally:
         for left in client.volumes.list():
             left.remove(force=True)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_put_and_get_archive(client):
+    import io
+    import tarfile
+    container = client.containers.run("busybox", ["sleep", "300"], detach=True, name="pyfiles")
+    try:
+        assert container.put_archive("/tmp", _tar({"hello.txt": b"hi\n", "sub/deep.txt": b"deep\n"})) is True
+        assert container.exec_run(["cat", "/tmp/sub/deep.txt"]).output == b"deep\n"
+        chunks, stat = container.get_archive("/tmp/hello.txt")
+        assert (stat["name"], stat["size"]) == ("hello.txt", 3)
+        archive = tarfile.open(fileobj=io.BytesIO(b"".join(chunks)))
+        assert archive.extractfile("hello.txt").read() == b"hi\n"
+        with pytest.raises(docker.errors.NotFound):
+            container.get_archive("/nothing")
+        with pytest.raises(docker.errors.APIError) as refused:
+            container.put_archive("/tmp/hello.txt", _tar({"x": b"x"}))
+        assert refused.value.status_code == 400 and "not a directory" in str(refused.value)
+    finally:
+        container.remove(force=True)
+
+
+def test_run_with_a_restart_policy_counts_restarts(client):
+    import time
+    container = client.containers.run("busybox", ["sh", "-c", "exit 3"], detach=True, name="pyrestarts",
+                                      restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    deadline = time.monotonic() + 60
+    while True:
+        container.reload()
+        if container.attrs["RestartCount"] == 2 and container.status == "exited":
+            break
+        assert time.monotonic() < deadline, f"restarts never settled: {container.attrs['State']}"
+        time.sleep(0.2)
+    assert container.attrs["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert container.attrs["State"]["ExitCode"] == 3
+    container.remove()

@@ -5,8 +5,10 @@ What a user sees: output, exit codes, `inspect -f` fields, and what is left behi
 """
 from __future__ import annotations
 
+import io
 import json
 import re
+import tarfile
 
 import pytest
 
@@ -97,3 +99,47 @@ def test_prune_and_system_df_see_volumes(docker):
     assert _volumes(docker) == ["named"]
     assert "named" in docker.out("volume", "prune", "--all", "--force")
     assert _volumes(docker) == []
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_cp_both_ways_through_planted_links_diff_and_export(docker, tmp_path):
+    docker.run("run", "-d", "--name", "files", "-v", "vol:/vol", "busybox", "sleep", "300")
+    docker.run("exec", "files", "sh", "-c", "echo inside > /etc/motd; mkdir /made; echo v > /vol/v; rm /bin/vi; "
+                                            "ln -s / /rootlink; ln -s /etc/hostname /hostlink")
+    docker.run("cp", "files:/etc/motd", str(tmp_path / "motd"))
+    assert (tmp_path / "motd").read_text() == "inside\n"
+    docker.run("cp", "files:/vol/v", str(tmp_path / "v"))          # a file in a volume
+    assert (tmp_path / "v").read_text() == "v\n"
+    docker.run("cp", "files:/rootlink/etc/motd", str(tmp_path / "through"))   # the container's /, not the host's
+    assert (tmp_path / "through").read_text() == "inside\n"
+    streamed = tarfile.open(fileobj=io.BytesIO(docker.run("cp", "files:/hostlink", "-").stdout))
+    (member,) = streamed.getmembers()
+    assert member.issym() and member.linkname == "/etc/hostname"   # the link itself, never the host's file
+    upload = tmp_path / "up"
+    upload.mkdir()
+    (upload / "a.txt").write_text("up\n")
+    docker.run("cp", str(upload), "files:/tmp/")
+    assert docker.out("exec", "files", "cat", "/tmp/up/a.txt") == "up"
+    assert docker.out("exec", "files", "stat", "-c", "%u", "/tmp/up/a.txt") == "0"
+    docker.run("cp", "-", "files:/vol", input=_tar({"piped.txt": b"piped\n"}))
+    assert docker.out("run", "--rm", "-v", "vol:/v", "busybox", "cat", "/v/piped.txt") == "piped"
+    missing = docker.run("cp", "files:/nothing", str(tmp_path / "x"), check=False)
+    assert missing.returncode == 1 and "/nothing" in missing.stderr.decode()
+    assert not (tmp_path / "x").exists()
+    changes = docker.out("diff", "files").splitlines()
+    assert {"A /etc/motd", "A /made", "D /bin/vi", "C /etc"} <= set(changes)
+    assert not [line for line in changes if "/vol" in line]
+    exported = tmp_path / "root.tar"
+    docker.run("export", "-o", str(exported), "files")
+    names = set(tarfile.open(exported).getnames())
+    assert {"etc/motd", "made", "bin/busybox"} <= {name.removeprefix("./") for name in names}
+    assert not [name for name in names if "vol/v" in name or name.endswith("bin/vi")]

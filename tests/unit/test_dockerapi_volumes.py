@@ -176,3 +176,15 @@ def test_mounts_refuse_what_they_cannot_honour_by_name(binds, mounts, volumes, f
     with pytest.raises(InvalidArgument) as caught:
         mounts_of(binds, mounts, volumes)
     assert caught.value.field == field
+
+
+def test_archive_stat_header_and_paths():
+    import base64
+
+    from agent.dockerapi.archive import _path, stat_header
+    stat = {"name": "f", "size": 3, "mode": 420, "mtime": "2026-01-01T00:00:00Z", "linkTarget": ""}
+    assert json.loads(base64.b64decode(stat_header(stat))) == stat
+    assert _path(Request("GET", "/containers/c/archive", query={"path": ["etc/motd"]})) == "/etc/motd"
+    with pytest.raises(InvalidArgument) as caught:
+        _path(_request("GET", "/containers/c/archive"))
+    assert caught.value.field == "path"
