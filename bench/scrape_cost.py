@@ -321,6 +321,28 @@ def measure_sizes(sizes: list[int], repeat: int, cgroups: str) -> list[dict]:
     return rows
 
 
+def slopes(measured: list[dict]) -> list[dict]:
+    """Per syscall-metrics mode, the served scrape's cost per added container between the
+    smallest and the largest size (medians), beside the file reads' own slope: a scrape that
+    grows linearly has the same slope whichever pair of sizes is taken."""
+    out = []
+    modes = sorted({(r["syscall_metrics"], r["latency_histogram"]) for r in measured})
+    for mode, latency in modes:
+        rows = sorted((r for r in measured if (r["syscall_metrics"], r["latency_histogram"]) == (mode, latency)),
+                      key=lambda r: r["containers"])
+        if len(rows) < 2:
+            continue
+        low, high = rows[0], rows[-1]
+        added = high["containers"] - low["containers"]
+        served = (high["median_ms"]["served"] - low["median_ms"]["served"]) / added
+        io = (high["median_ms"]["io"] - low["median_ms"]["io"]) / added
+        out.append({"syscall_metrics": mode, "latency_histogram": latency,
+                    "from": low["containers"], "to": high["containers"],
+                    "served_ms_per_container": round(served, 4), "io_ms_per_container": round(io, 4),
+                    "per_io": round(served / io, 2) if io > 0 else None})
+    return out
+
+
 def run(sizes: tuple[int, ...] = (10, 50, 200), repeat: int = 15, cgroups: str | None = None) -> dict:
     """`python -m bench`'s entry point: measure_sizes() as result rows (bench.common.Row dicts),
     one per size and mode: the served scrape, best and median of `repeat`, and its ratio to
@@ -339,6 +361,13 @@ def run(sizes: tuple[int, ...] = (10, 50, 200), repeat: int = 15, cgroups: str |
         row.ratio = round(median / r["median_ms"]["io"], 2) if r["median_ms"]["io"] else None
         if r["containers"] == 200 and mode == "all":
             row.target, row.met = "<= 50 ms", median <= 50
+        rows.append(row.to_dict())
+    for slope in slopes(measured):
+        mode = slope["syscall_metrics"] + (" + latency" if slope["latency_histogram"] else "")
+        row = Row("scrape", f"served /metrics per added container, syscalls {mode}", "ms",
+                  slope["served_ms_per_container"],
+                  note=f"slope between {slope['from']} and {slope['to']} containers (medians)")
+        row.anchor, row.ratio = "io slope", slope["per_io"]
         rows.append(row.to_dict())
     return {"cgroups": cgroups, "repeat": repeat, "statistic": "median of repeat, ms (best in note)",
             "measured": measured, "rows": rows}
@@ -365,6 +394,11 @@ def main(argv=None) -> int:
               f"{r['samples']:>8} {r['bytes'] / 1024:>6.0f} {r['gzip_bytes'] / 1024:>6.0f} "
               f"{r['io_anchor_ms']:>7.2f} {r['collect_ms']:>8.2f} {r['generate_latest_ms']:>10.2f} "
               f"{r['served_ms']:>7.2f} {r['served_per_io']:>5.1f}")
+    print("per added container (medians, smallest to largest size): served ms, io ms, x io")
+    for slope in slopes(rows):
+        print(f"{slope['syscall_metrics']:>8} {'on' if slope['latency_histogram'] else 'off':>7} "
+              f"{slope['from']:>4}->{slope['to']:<4} {slope['served_ms_per_container']:>8.3f} "
+              f"{slope['io_ms_per_container']:>8.3f} {slope['per_io'] or 0:>5.1f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
