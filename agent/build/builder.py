@@ -106,8 +106,10 @@ class _Run:
         for tag in options.tags:
             parse_reference(tag)
 
-    def say(self, text: str) -> None:
-        self.emit({"stream": text})
+    def say(self, text: str, **marks: Any) -> None:
+        """A line of the build's output; `marks` say what it is (a step, a cached step, a layer)
+        for a display that draws more than lines (agent/cli/build_progress.py)."""
+        self.emit({"stream": text, **marks})
 
     def build(self) -> Image:
         try:
@@ -137,9 +139,9 @@ class _Run:
         for index, state in results.items():
             if index != target:
                 self.kept.add(self._record(state, UNTAGGED, UNTAGGED).id)
-        self.say(f"Successfully built {image.short_id}\n")
+        self.say(f"Successfully built {image.short_id}\n", built=image.id)
         for tag in self.options.tags:
-            self.say(f"Successfully tagged {tag}\n")
+            self.say(f"Successfully tagged {tag}\n", tagged=tag)
         return image
 
     def _global_args(self, items: list[Instruction]) -> dict[str, str]:
@@ -173,11 +175,13 @@ class _Run:
     def _stage(self, stage: Stage, stages: list[Stage], results: dict[int, _State],
                global_args: dict[str, str]) -> _State:
         base = dockerfile.expand(stage.base, global_args, f"{self.path}:{stage.line}: FROM")
-        self._announce(f"FROM {base}" + (f" AS {stage.name}" if not stage.name.isdigit() else ""))
+        label = stage.name if not stage.name.isdigit() else (f"stage-{stage.index}" if len(stages) > 1 else "")
+        count = 1 + len(stage.instructions)
+        self._announce(f"FROM {base}" + (f" AS {stage.name}" if not stage.name.isdigit() else ""), label, 1, count)
         state = self._from(base, stages, results, stage)
-        for item in stage.instructions:
+        for number, item in enumerate(stage.instructions, start=2):
             where = f"{self.path}:{item.line}: {item.keyword}"
-            self._announce(item.original)
+            self._announce(item.original, label, number, count)
             if item.keyword == "ARG":
                 name, value = _arg(item, {**global_args, **state.args}, where)
                 value = self.options.build_args.get(name, value if value is not None else global_args.get(name))
@@ -212,9 +216,10 @@ class _Run:
             image = self.b.pull(base, lambda event: None)
         return _State(list(image.layers), image.config, history_of(self.b.store, image), image.size)
 
-    def _announce(self, text: str) -> None:
+    def _announce(self, text: str, stage: str, number: int, count: int) -> None:
         self.step += 1
-        self.say(f"Step {self.step}/{self.steps} : {text}\n")
+        self.say(f"Step {self.step}/{self.steps} : {text}\n",
+                 step={"stage": stage, "number": number, "count": count, "text": text})
 
     def _values(self, state: _State) -> dict[str, str]:
         env = dict(item.split("=", 1) for item in state.config.env)
@@ -225,7 +230,7 @@ class _Run:
     def _layer_step(self, state: _State, item: Instruction, key: str, make: Callable[[], tuple[str, int]]) -> None:
         cached = None if self.options.no_cache else self._cached(key)
         if cached is not None:
-            self.say(" ---> CACHED\n")
+            self.say(" ---> CACHED\n", cached=True)
             layer, size = cached
         else:
             layer, size = make()
@@ -233,7 +238,7 @@ class _Run:
         state.layers.append(layer)
         state.size += size
         state.history.append({"created": timestamp(time.time()), "created_by": item.original})
-        self.say(f" ---> {layer.split(':')[1][:12]}\n")
+        self.say(f" ---> {layer.split(':')[1][:12]}\n", layer=layer)
 
     def _cached(self, key: str) -> tuple[str, int] | None:
         path = self.b.cache_dir / f"{key.split(':')[1]}.json"

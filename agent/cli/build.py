@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 from agent.api.client import ApiClient
@@ -25,6 +26,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     build.add_argument("--network", default="", metavar="NET", help="network of the RUN steps (default: bridge)")
     build.add_argument("--platform", default="", metavar="OS/ARCH", help="only this host's platform is built")
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    build.add_argument("--progress", choices=("auto", "tty", "plain"), default="auto",
+                       help="tty: each step on a line with its time and the tail of its output, redrawn in "
+                            "place; plain: the output as lines; auto (default): tty on a terminal")
     build.set_defaults(func=build_image)
 
 
@@ -38,15 +42,27 @@ def build_image(args: argparse.Namespace, client: ApiClient) -> int:
     body = {"context": context, "dockerfile": dockerfile, "tags": args.tag, "build_args": _pairs(args.build_arg, True),
             "target": args.target, "no_cache": args.no_cache, "labels": _pairs(args.label, False),
             "network": args.network, "platform": args.platform}
+    tty = args.progress == "tty" or (args.progress == "auto" and sys.stdout.isatty()
+                                      and os.environ.get("TERM", "") != "dumb")
+    display = None
+    if tty and not args.quiet:
+        from agent.cli.build_progress import TerminalDisplay
+        display = TerminalDisplay(sys.stdout, lambda: shutil.get_terminal_size().columns)
     image = None
-    for event in client.build(body):
-        if "message" in event and "error" in event:
-            raise from_dict(event)
-        if "stream" in event and not args.quiet:
-            sys.stdout.write(event["stream"])
-            sys.stdout.flush()
-        if "image" in event:
-            image = event["image"]
+    try:
+        for event in client.build(body):
+            if "message" in event and "error" in event:
+                raise from_dict(event)
+            if display is not None:
+                display.feed(event)
+            elif "stream" in event and not args.quiet:
+                sys.stdout.write(event["stream"])
+                sys.stdout.flush()
+            if "image" in event:
+                image = event["image"]
+    finally:
+        if display is not None:
+            display.close(ok=image is not None)
     if args.quiet and image is not None:
         print(image["id"])
     return 0

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.integration.build_support import MULTI_STAGE, toolchain_rootfs
+from tests.integration.pty_client import PtyClient
 
 pytestmark = pytest.mark.privileged
 
@@ -127,3 +128,49 @@ def test_add_extracts_a_local_archive_and_target_stops_early(daemon, tmp_path):
         assert daemon.out("run", "--rm", "packed:1", "cat", "/opt/inner/x") == "from the archive"
     finally:
         daemon.cli("image", "rm", "packed:1", check=False)
+
+
+PROGRESS = """\
+FROM busybox
+COPY files/a /a
+RUN for i in $(seq 12); do echo out-$i; done; sleep 2
+RUN echo made > /made
+"""
+
+
+def _screen(daemon, *args: str) -> tuple[list[str], bytes]:
+    """`corral build ARGS` at an 80x60 terminal: the screen's lines when it exits, and every byte it wrote."""
+    import pyte  # here, not at the top: the other tests of this file run without it
+    term = PtyClient(daemon, "build", *args, rows=60, cols=80)
+    try:
+        assert term.wait(timeout=120) == 0, term.seen.decode(errors="replace")
+    finally:
+        term.close()
+    screen = pyte.Screen(80, 60)
+    pyte.ByteStream(screen).feed(term.seen)
+    return [line.rstrip() for line in screen.display if line.strip()], term.seen
+
+
+def test_progress_tty_draws_steps_cached_and_the_running_output(daemon, tmp_path):
+    context = _context(tmp_path, PROGRESS, files__a="a\n")
+    try:
+        lines, raw = _screen(daemon, "--progress", "tty", "-t", "progress:1", str(context))
+        steps = [line.rsplit(" ", 1)[0].rstrip() for line in lines if line.startswith(" => ")]
+        assert steps == [" => [1/4] FROM busybox", " => [2/4] COPY files/a /a",
+                         " => [3/4] RUN for i in $(seq 12); do echo out-$i; done; sleep 2",
+                         " => [4/4] RUN echo made > /made"], lines
+        assert all(line.rsplit(" ", 1)[1].endswith("s") for line in lines if line.startswith(" => "))
+        assert b" => => # out-12" in raw and b"out-6" not in raw.split(b"out-12")[-1]     # the tail while it ran
+        assert lines[-1].startswith("[+] Built ") and lines[-1].endswith("(4 steps, 0 cached), tagged progress:1")
+        assert "Step 1/4" not in "\n".join(lines)
+        # Again: the layer steps come from the cache and say so.
+        lines, _ = _screen(daemon, "--progress", "tty", "-t", "progress:1", str(context))
+        assert [line.split("]")[0] for line in lines if "CACHED" in line] == [
+            " => CACHED [2/4", " => CACHED [3/4", " => CACHED [4/4"], lines
+        assert lines[-1].endswith("(4 steps, 3 cached), tagged progress:1")
+        # Plain stays what it was, even at a terminal.
+        lines, _ = _screen(daemon, "--progress", "plain", "-t", "progress:1", str(context))
+        assert "Step 3/4 : RUN echo made > /made" not in lines and "Step 4/4 : RUN echo made > /made" in lines
+        assert lines.count(" ---> CACHED") == 3
+    finally:
+        daemon.cli("image", "rm", "progress:1", check=False)
