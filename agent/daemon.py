@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from agent.cgroups.driver import CgroupDriver
     from agent.discovery.observed import ObservedContainers
     from agent.policy.metrics import PolicyMetrics
+    from agent.policy.prover import EnforcementProver
     from agent.policy.service import PolicyService
     from agent.probes.loader import ProbeSet
     from agent.services.manager import ServiceManager
@@ -45,6 +46,7 @@ class Daemon:
         self._stack: list[tuple[str, Callable[[], object]]] = []   # (what, stop), stopped in reverse
         self.probes: ProbeSet | None = None
         self.policy: PolicyService | None = None              # with --policies
+        self.prover: EnforcementProver | None = None          # with --policies
         self.registry: CollectorRegistry | None = None        # the /metrics registry, shared by the collectors
         self.alert_sink: AlertFanOut | None = None            # with --alertmanager/--alert-webhook
         self.observed: ObservedContainers | None = None       # with --observe
@@ -262,6 +264,7 @@ class Daemon:
 
     def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
+        from agent.policy.prover import EnforcementProver
         from agent.policy.service import PolicyService
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
         self.policy = PolicyService(decider.library, catalog=self.catalog,
@@ -273,6 +276,13 @@ class Daemon:
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
+        self.prover = EnforcementProver(
+            catalog=self.catalog, effective=self.policy.policy_for, cgroups=self.host_cgroups or self.cgroups,
+            probes=self.probes, enforcer=self.policy.enforcer, events=self.events,
+            gauge=self.policy.metrics.enforced,
+            number=self.policy.enforcer.syscall_number, interval=self.config.prove_interval)
+        self.prover.start()
+        self._stack.append(("policy prover", self.prover.stop))
         # After the probes' subscription: a container's rules go to probes that already watch it.
         self._stack.append(("policy enforcer", self.bus.subscribe("policy enforcer", self.policy.enforcer.on_container)))
         log.info("policies from %s: %s", self.config.policies,

@@ -40,6 +40,7 @@ class DaemonConfig:
     observe_root: str = "/"            # the cgroup path below which to look for them
     observe_state_root: Path = Path("/")   # prefix of the runtimes' state dirs (/host in a pod)
     policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
+    prove_interval: float = 10.0       # seconds between enforcement proofs (agent/policy/prover.py); 0: on request
     policy_max_size: int = 1024 * 1024  # bytes: a bigger policy file is refused (docs/policies.md)
     alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
     alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="HOST:PORT of the Prometheus endpoint; empty to disable (default %(default)s)")
     parser.add_argument("--policies", type=Path, default=None, help="folder of policy YAML files")
     parser.add_argument("--policy-interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--prove-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="check every SECONDS that the kernel still holds each enforcing rule, export "
+                             "corral_policy_enforced and put lost rules back; 0 only on `corral policy prove` "
+                             "(default %(default)s)")
     parser.add_argument("--policy-max-size", type=_size, default=1024 * 1024, metavar="SIZE",
                         help="refuse policy files larger than this, like 1Mi (default 1Mi)")
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")

@@ -31,7 +31,7 @@ def route_groups(daemon: Any) -> list[Callable[[Router], None]]:
     return [
         NetworkEndpoints(daemon.networks).register,
         StatsEndpoints(daemon.snapshots).register,
-        PolicyEndpoints(daemon.policy.queries if daemon.policy else None).register,
+        PolicyEndpoints(daemon.policy.queries if daemon.policy else None, daemon.prover).register,
         ObservedEndpoints(daemon.observed).register,
         ServiceEndpoints(daemon.services).register,
         registry.register,

@@ -9,6 +9,7 @@ listener, subscribed to the EventLog, turns them into alerts on the same sink:
 | policy `kill` | CorralContainerKilled | critical | one-shot: active for `event_hold` |
 | policy `freeze` | CorralContainerFrozen | critical | resolved by the rule's `thaw` |
 | policy `throttle` | CorralContainerThrottled | warning | resolved by the rule's `restore` |
+| policy `enforcement_lost` | CorralPolicyNotEnforced | critical | resolved by `enforcement_restored` (agent/policy/prover.py) |
 | `oom` (type oom, or container/oom) | CorralContainerOOMKilled | critical | one-shot |
 | container `die` / `destroy` | — | — | resolves every alert still active for the container |
 
@@ -28,6 +29,7 @@ ENFORCEMENT = {
     "kill": ("CorralContainerKilled", "critical", None),
     "freeze": ("CorralContainerFrozen", "critical", "thaw"),
     "throttle": ("CorralContainerThrottled", "warning", "restore"),
+    "enforcement_lost": ("CorralPolicyNotEnforced", "critical", "enforcement_restored"),
 }
 ENDED_BY = {end: start for start, (_, _, end) in ENFORCEMENT.items() if end}
 OOM_ALERT = "CorralContainerOOMKilled"
@@ -67,7 +69,9 @@ class EventAlerts:
                 key=f"{event.id}/{policy}/{rule}/{event.action}", container_id=event.id,
                 container_name=event.name, policy=policy, rule=rule, signal="", value=None, above=None,
                 mode="enforce", time=event.time,
-                summary=f"{event.name}: {event.action} by policy {policy}, rule {rule} ({result})",
+                summary=(f"{event.name}: rule {policy}/{rule} is not enforced: {attributes.get('reason', '')}"
+                         if event.action == "enforcement_lost" else
+                         f"{event.name}: {event.action} by policy {policy}, rule {rule} ({result})"),
                 labels={"alertname": alertname, "severity": severity, "action": event.action},
                 incident=str(attributes.get("incident", "")))
             if ends_with is None:

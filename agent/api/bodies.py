@@ -127,6 +127,10 @@ class ReplayQuery(Object, frozen=True):
     since: Timestamp | None = None   # default: an hour ago
 
 
+class ProveQuery(Object, frozen=True):
+    container: str | None = None    # id, id prefix or name; default: every running container
+
+
 class StatsQuery(Object, frozen=True):
     syscalls: bool = False     # with per-syscall counts
 

@@ -1,4 +1,4 @@
-"""The v1 endpoints of policies: list, explain, replay, and unfreezing a container.
+"""The v1 endpoints of policies: list, explain, replay, prove, and unfreezing a container.
 
 `PolicyEndpoints(queries).register(router)` puts them on the server's Router. `queries` is the
 daemon's agent.policy.queries.PolicyQueries; with None (a daemon started without --policies)
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from agent.api.bodies import ReplayQuery, ReplayRequest
+from agent.api.bodies import ProveQuery, ReplayQuery, ReplayRequest
 from agent.api.routes import Request, Response, Router
 from agent.errors import Conflict
 
@@ -16,13 +16,16 @@ from agent.errors import Conflict
 class PolicyEndpoints:
     """Handlers of /v1/policies and /v1/containers/{ref}/unfreeze; `register` adds them."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service, prover=None) -> None:
         self._service = service
+        self._prover = prover
 
     def register(self, router: Router) -> None:
         router.add("GET", "/v1/policies", self.list_policies)
         router.add("GET", "/v1/policies/explain/{ref}", self.explain)
         router.add("POST", "/v1/policies/replay", self.replay, query=ReplayQuery, body=ReplayRequest)
+        router.add("GET", "/v1/policies/prove", self.prove, query=ProveQuery)
+        router.add("POST", "/v1/policies/prove", self.prove_and_repair, query=ProveQuery)
         router.add("POST", "/v1/containers/{ref}/unfreeze", self.unfreeze)
 
     def _policies(self):
@@ -43,6 +46,20 @@ class PolicyEndpoints:
         if since is None:
             since = time.time() - 3600.0
         return Response.json(self._policies().replay(body.text, body.file, since))
+
+    def prove(self, request: Request) -> Response:
+        """Each enforcing rule of the running containers, read back from the kernel."""
+        return self._prove(request, repair=False)
+
+    def prove_and_repair(self, request: Request) -> Response:
+        """The same, putting back what the kernel lost (the daemon's periodic check does too)."""
+        return self._prove(request, repair=True)
+
+    def _prove(self, request: Request, *, repair: bool) -> Response:
+        self._policies()
+        query: ProveQuery = request.args or ProveQuery()
+        proofs = self._prover.prove(query.container, repair=repair)
+        return Response.json([p.to_dict() for p in proofs])
 
     def unfreeze(self, request: Request) -> Response:
         return Response.json(self._policies().unfreeze(request.params["ref"]))

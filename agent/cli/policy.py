@@ -67,6 +67,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     replay.set_defaults(func=replay_policy)
     from agent.cli.policy_test import register as register_test
     register_test(sub)
+    from agent.cli.policy_prove import register as register_prove
+    register_prove(sub)
 
     unfreeze = verbs.add_parser("unfreeze", help="thaw a container a policy froze",
                                 description="Thaw a container frozen by a policy's freeze action; the "

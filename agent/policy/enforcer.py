@@ -131,7 +131,7 @@ class Enforcer:
 
     # --- BPF enforcement: syscall kill rules and egress rules -----------------------------------
 
-    def _syscall_number(self, name: str) -> int | None:
+    def syscall_number(self, name: str) -> int | None:
         if self._numbers is None:
             from agent.syscall_table import load_syscall_table
             self._numbers = load_syscall_table().number
@@ -145,7 +145,7 @@ class Enforcer:
         for entry in effective.syscalls:
             if entry.action != "kill" or entry.source.mode != "enforce":
                 continue
-            nr = self._syscall_number(entry.syscall)
+            nr = self.syscall_number(entry.syscall)
             if nr is None:
                 log.warning("policy %s: syscall %s has no number on this host; not killed",
                             entry.source, entry.syscall)
@@ -205,6 +205,20 @@ class Enforcer:
                                   f"or egress rules: {error}",
                                   hint="`corral info` shows the probes; `corral policy explain` the rules") from None
             log.warning("policy audit egress rules of container %s not set: %s", container.name, error)
+
+    def repair(self, container: CatalogEntry) -> bool:
+        """Push the container's BPF rules again whatever the daemon believes it pushed (the
+        prover found the kernel without them); limits are written again too. True when the
+        push went through."""
+        with self._enforce_lock:
+            self._enforced.pop(container.cgroup_id, None)
+        try:
+            self.enforce_at_start(container)
+        except CorralError as error:
+            log.error("policy rules of container %s could not be put back: %s", container.name, error)
+            return False
+        self.apply_live_limits([container])
+        return True
 
     def forget_enforcement(self, cgroup_id: int) -> None:
         """The probes forgot the container (removed): so does the service."""

@@ -31,6 +31,11 @@ class PolicyMetrics:
                                ["action", "result"], registry=registry)
         self.loaded = Gauge("corral_policy_loaded", "1 for each policy in force", ["policy", "mode"],
                             registry=registry)
+        # agent/policy/prover.py: read back from the kernel every --prove-interval.
+        self.enforced = Gauge("corral_policy_enforced",
+                              "1 while the kernel holds an enforcing rule of a running container, 0 when "
+                              "it does not (reason says why)", ["policy", "rule", "name", "kind", "reason"],
+                              registry=registry)
         self.load_errors = Counter("corral_policy_load_errors_total",
                                    "Policy files that failed to load (previous version kept)",
                                    registry=registry)

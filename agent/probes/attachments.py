@@ -36,9 +36,8 @@ class CgroupAttachments:
         return bool(self.fds)
 
     def attach(self, cgroup_id: int, directory: str) -> None:
-        """Put every program on `directory`; all or none (KernelError, nothing left attached)."""
-        if self.dirs.get(cgroup_id) == directory:
-            return
+        """Put every program on `directory` that the kernel does not list there (so a program
+        detached behind our back is put back); all or none (KernelError, nothing left attached)."""
         try:
             for name, attach_type in self.programs.items():
                 own = cgroup_programs.program_id(self.fds[name])
@@ -70,6 +69,16 @@ class CgroupAttachments:
             except KernelError as error:
                 self._on_error()
                 log.warning("%s: cannot detach %s from %s: %s", self.what, name, directory, error)
+
+    def missing(self, directory: str) -> tuple[str, ...]:
+        """The names of our programs that the kernel does not list on `directory` (asked with
+        BPF_PROG_QUERY, so a program detached behind our back shows here)."""
+        gone = []
+        for name, attach_type in self.programs.items():
+            fd = self.fds.get(name)
+            if fd is None or cgroup_programs.program_id(fd) not in cgroup_programs.attached_programs(directory, attach_type):
+                gone.append(name)
+        return tuple(gone)
 
     def detach_all(self) -> None:
         for cgroup_id in list(self.dirs):

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.probes.egress import EgressPolicy
-from agent.probes.interface import NetCounters, ProbeEvent, ProcessCounters, TcpCounters
+from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.structs import NR_SYSCALLS
 
 DEFAULT_STATUS = {"syscalls": True, "oom": True, "tcp_connect": True, "tcp_retransmit": True,
@@ -36,6 +36,7 @@ class ProbeDouble:
         self.kill: dict[int, dict[int, int]] = {}         # cgroup id -> syscall nr -> signal
         self.egress: dict[int, tuple[EgressPolicy, ...]] = {}
         self.egress_dirs: dict[int, str] = {}
+        self.tampered: set[int] = set()          # cgroup ids whose egress programs a test "detached"
         self.generation = 0
         # The maps' contents, as tests set them; readings return them as they are.
         self.counts: dict[int, dict[int, tuple[int, int]]] = {}
@@ -130,6 +131,13 @@ class ProbeDouble:
 
     def egress_attached(self) -> dict[int, str]:
         return dict(self.egress_dirs)
+
+    def enforcement_in_kernel(self, cgroup_id: int, unified_dir: str) -> KernelEnforcement:
+        """What the tables hold; `tampered` (cgroup ids) plays a program detached behind our back."""
+        self._require_watched(cgroup_id)
+        rules = bool(self.egress.get(cgroup_id))
+        missing = ("egress",) if rules and cgroup_id in self.tampered else ()
+        return KernelEnforcement(dict(self.kill.get(cgroup_id, {})), rules, missing)
 
     def close(self) -> None:
         for cgroup_id in list(self.watched):

@@ -16,6 +16,7 @@ from agent.probes.attachments import CgroupAttachments
 from agent.probes.compiled import CompiledProbes
 from agent.probes.egress import EgressPolicy, encode, rule_of
 from agent.probes.events import EgressEvent
+from agent.probes.interface import KernelEnforcement
 from agent.probes.structs import NR_SYSCALLS, EgressTable, KillTable
 
 KEPT_GENERATIONS = 4            # egress updates whose rule names late events can still be given
@@ -73,6 +74,15 @@ class EnforcementTables:
             self._policies.pop(cgroup_id, None)
             raise
         return self.generation
+
+    def in_kernel(self, probes: CompiledProbes, slot: int, unified_dir: str) -> KernelEnforcement:
+        """The slot's kill and egress tables and the egress attachments, as the kernel has them."""
+        table = probes.table("kill_tables")[ct.c_uint32(slot)]
+        kill = {nr: int(signal) for nr, signal in enumerate(table.signal) if signal} if table.armed else {}
+        egress = probes.table("egress_tables")[ct.c_uint32(slot)]
+        rules = bytes(egress) != bytes(EgressTable())
+        missing = self.egress.missing(unified_dir) if rules and self.egress.loaded else ()
+        return KernelEnforcement(kill, rules, missing)
 
     def forget(self, cgroup_id: int, unified_dir: str | None) -> None:
         """The container is unwatched (its table rows are zeroed with its slot)."""

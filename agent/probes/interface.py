@@ -38,6 +38,16 @@ class ProcessCounters:
     exits: int                      # tasks ended, threads included
 
 
+@dataclass(frozen=True)
+class KernelEnforcement:
+    """What the kernel holds for one container's BPF rules, read back from the kernel itself
+    (not from the daemon's memory of what it pushed): `corral policy prove`'s evidence."""
+
+    kill: Mapping[int, int]             # syscall number -> signal, from the armed kill table
+    egress_rules: bool                  # the container's egress table has rules
+    egress_missing: tuple[str, ...]     # egress programs not attached to its directory
+
+
 @runtime_checkable
 class ProbeControl(Protocol):
     """Following containers (by cgroup v2 id and directory) and their BPF enforcement."""
@@ -59,6 +69,10 @@ class ProbeControl(Protocol):
 
     def egress_attached(self) -> dict[int, str]:
         """cgroup id -> directory, for every container whose egress programs are attached."""
+
+    def enforcement_in_kernel(self, cgroup_id: int, unified_dir: str) -> KernelEnforcement:
+        """Read the container's kill table, egress table and program attachments back from the
+        kernel (KernelError when the probes are not loaded or it is not watched)."""
 
     def close(self) -> None:
         """Detach everything and unload."""

@@ -32,7 +32,7 @@ from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes,
 from agent.probes.egress import EgressPolicy
 from agent.probes.enforcement import KEPT_GENERATIONS, EnforcementTables
 from agent.probes.events import EgressEvent
-from agent.probes.interface import NetCounters, ProbeEvent, ProcessCounters, TcpCounters
+from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
@@ -181,6 +181,11 @@ class ProbeSet:
     def egress_attached(self) -> dict[int, str]:
         """cgroup id -> directory, for every container whose egress programs are attached."""
         return dict(self._enforcement.egress.dirs)
+
+    @_locked
+    def enforcement_in_kernel(self, cgroup_id: int, unified_dir: str) -> KernelEnforcement:
+        compiled = self._require_loaded()
+        return self._enforcement.in_kernel(compiled, self._slots.of(cgroup_id), unified_dir)
 
     # -- readings ------------------------------------------------------------------------------
 
