@@ -21,6 +21,7 @@ from agent.api.routes import Router
 from agent.api.service_endpoints import ServiceEndpoints
 from agent.api.stats_endpoints import StatsEndpoints
 from agent.api.volume_endpoints import VolumeEndpoints
+from agent.runtime.connections import Connections
 from agent.runtime.files import ContainerFiles
 from agent.runtime.lifecycle import Lifecycle
 from agent.runtime.prune import Pruning
@@ -29,7 +30,7 @@ from agent.runtime.prune import Pruning
 def route_groups(daemon: Any) -> list[Callable[[Router], None]]:
     registry = RegistryEndpoints(daemon.images, daemon.registry_options())
     return [
-        NetworkEndpoints(daemon.networks).register,
+        NetworkEndpoints(daemon.networks, Connections(daemon.runtime)).register,
         StatsEndpoints(daemon.snapshots).register,
         PolicyEndpoints(daemon.policy.queries if daemon.policy else None, daemon.prover).register,
         ObservedEndpoints(daemon.observed).register,

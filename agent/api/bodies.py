@@ -10,9 +10,9 @@ from typing import Annotated
 
 import msgspec
 
-from agent.network.model import NETWORK_NAME
+from agent.network.model import NETWORK_NAME, Aliases
 from agent.runtime.model import ConsoleSize
-from agent.schema import AbsolutePath, Argument, Environment, Name, Object
+from agent.schema import AbsolutePath, Argument, Environment, IPv4, Name, Object
 
 NetworkName = Annotated[str, msgspec.Meta(
     pattern=NETWORK_NAME.pattern, max_length=64,
@@ -50,6 +50,21 @@ class NetworkCreateRequest(Object, frozen=True):
     name: NetworkName
     subnet: Subnet | None = None
     internal: bool = False
+
+
+class NetworkConnectRequest(Object, frozen=True):
+    """`POST /v1/networks/{name}/connect`: a container, its aliases on the network, its address."""
+
+    container: Name
+    aliases: Aliases = []
+    ip: IPv4 | None = None
+
+
+class NetworkDisconnectRequest(Object, frozen=True):
+    """`POST /v1/networks/{name}/disconnect`: a container; `force` also when it is not connected."""
+
+    container: Name
+    force: bool = False
 
 
 class ReplayRequest(Object, frozen=True):

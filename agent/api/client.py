@@ -249,6 +249,17 @@ class ApiClient(LifecycleCalls):
     def remove_network(self, name: str) -> None:
         self._json("DELETE", f"/v1/networks/{_ref(name)}")
 
+    def connect_network(self, name: str, container: str, aliases: list[str] | None = None,
+                        ip: str | None = None) -> dict:
+        body: dict = {"container": container, "aliases": list(aliases or [])}
+        if ip is not None:
+            body["ip"] = ip
+        return self._json("POST", f"/v1/networks/{_ref(name)}/connect", body=body)
+
+    def disconnect_network(self, name: str, container: str, force: bool = False) -> dict:
+        return self._json("POST", f"/v1/networks/{_ref(name)}/disconnect",
+                          body={"container": container, "force": force})
+
     # Volumes
 
     def list_volumes(self, filters: dict | None = None) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Network verbs: `corral network create|ls|inspect|rm` and `corral port CONTAINER`."""
+"""Network verbs: `corral network create|ls|inspect|rm|connect|disconnect` and `corral port CONTAINER`."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,7 @@ from agent.errors import InvalidArgument, NotFound
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    network = verbs.add_parser("network", help="manage networks (create, ls, inspect, rm)")
+    network = verbs.add_parser("network", help="manage networks (create, ls, inspect, rm, connect, disconnect)")
     actions = network.add_subparsers(dest="network_action", metavar="ACTION", required=True)
 
     create = actions.add_parser("create", help="create a bridge network",
@@ -47,6 +47,26 @@ def register(verbs: argparse._SubParsersAction) -> None:
     rm = actions.add_parser("rm", help="remove networks (refused while containers use them)")
     rm.add_argument("networks", metavar="NETWORK", nargs="+", help="network name")
     rm.set_defaults(func=remove_networks)
+
+    connect = actions.add_parser("connect", help="connect a container to a network",
+                                 description="Connect a container to a further network: at once when it runs, "
+                                             "else at its next start. The network's containers reach it by "
+                                             "name and by each --alias.")
+    connect.add_argument("--alias", action="append", default=[], metavar="NAME",
+                         help="another name it has on this network (repeat)")
+    connect.add_argument("--ip", metavar="IP", help="its IPv4 address on the network (default: the next free one)")
+    connect.add_argument("network", metavar="NETWORK", help="network name")
+    connect.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    connect.set_defaults(func=connect_container)
+
+    disconnect = actions.add_parser("disconnect", help="disconnect a container from a network",
+                                    description="Remove a container's interface, address and names on a "
+                                                "network (its last one too).")
+    disconnect.add_argument("-f", "--force", action="store_true",
+                            help="clean up even when it is not connected or the network is gone")
+    disconnect.add_argument("network", metavar="NETWORK", help="network name")
+    disconnect.add_argument("container", metavar="CONTAINER", help="id, id prefix or name")
+    disconnect.set_defaults(func=disconnect_container)
 
     port = verbs.add_parser("port", help="list a container's published ports",
                             description="List the published ports of a container, like `80/tcp -> 0.0.0.0:8080`.")
@@ -91,6 +111,16 @@ def inspect_networks(args: argparse.Namespace, client: ApiClient) -> int:
 
 def remove_networks(args: argparse.Namespace, client: ApiClient) -> int:
     return for_each(args.networks, client.remove_network, say=str)
+
+
+def connect_container(args: argparse.Namespace, client: ApiClient) -> int:
+    client.connect_network(args.network, args.container, aliases=args.alias, ip=args.ip)
+    return 0
+
+
+def disconnect_container(args: argparse.Namespace, client: ApiClient) -> int:
+    client.disconnect_network(args.network, args.container, force=args.force)
+    return 0
 
 
 def port_lines(container: dict, private: str | None = None) -> list[str]:

@@ -62,8 +62,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None
     parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, like 64m or 1g")
     parser.add_argument("--cpus", metavar="N", help="CPU limit, like 0.5")
     parser.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of processes")
-    parser.add_argument("--net", "--network", dest="net", metavar="NET",
-                        help="none (only lo), host, bridge (the default network) or a network's name")
+    parser.add_argument("--net", "--network", dest="net", action="append", metavar="NET",
+                        help="none (only lo), host, bridge (the default network) or a network's name "
+                             "(repeat to join several)")
+    parser.add_argument("--network-alias", action="append", default=[], metavar="NAME",
+                        help="another name the first network's containers reach it by (repeat)")
     parser.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/udp]",
                         help="publish a container port on the host, like 8080:80 (repeat for more)")
     parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V",
@@ -164,7 +167,12 @@ def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerS
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else []
-    optional = {} if args.net is None else {"network": args.net}   # else the spec's default
+    optional: dict = {} if not args.net else {"network": args.net[0]}   # else the spec's default
+    further = [{"network": name} for name in (args.net or [])[1:]]
+    if args.network_alias:
+        further.insert(0, {"network": args.net[0] if args.net else "bridge", "aliases": args.network_alias})
+    if further:
+        optional["networks"] = further
     restart = RestartPolicy.parse(args.restart)
     if args.rm and restart.name != "no":     # the foreground run removes it itself: say so here too
         raise InvalidArgument(f"conflicting options: --restart {restart} and --rm")

@@ -146,18 +146,14 @@ class Links:
     # ---- container endpoints --------------------------------------------------------------
 
     def create_endpoint(self, *, pid: int, bridge: str, host_veth: str, address: str, prefix: int,
-                        mac: str, gateway: str, interface: str = "eth0") -> None:
+                        mac: str, gateway: str, interface: str = "eth0", default_route: bool = True) -> None:
         """A veth pair: `host_veth` on `bridge`, its peer `interface` in the network namespace of
-        `pid` with `address/prefix`, `mac`, up, and a default route via `gateway`.
+        `pid` with `address/prefix`, `mac`, up, and (with `default_route`: the container's first
+        network) a default route via `gateway`; the subnet's own route comes with the address.
 
         All or nothing: on failure the pair is deleted before this raises.
         """
-        try:
-            netns = os.open(f"{self._proc}/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise KernelError(f"process {pid} has exited: its network namespace is gone") from None
-        except OSError as exc:
-            raise KernelError(f"cannot open the network namespace of process {pid}: {exc.strerror}") from exc
+        netns = self._open_netns(pid)
         try:
             with _iproute() as ipr:
                 bridge_index = self._bridge_index(ipr, bridge)
@@ -170,7 +166,8 @@ class Links:
                 try:
                     index = _index(ipr, host_veth)
                     ipr.link("set", index=index, master=bridge_index, state="up")
-                    self._configure_inside(netns, pid, interface, address, prefix, gateway)
+                    self._configure_inside(netns, pid, interface, address, prefix,
+                                           gateway if default_route else None)
                 except BaseException as exc:
                     try:
                         ipr.link("del", ifname=host_veth)
@@ -182,6 +179,32 @@ class Links:
         finally:
             os.close(netns)
 
+    def set_default_route(self, pid: int, gateway: str) -> None:
+        """Point the default route of `pid`'s namespace at `gateway` (its first network left,
+        the next one takes over), as docker does when the gateway's network is disconnected."""
+        netns = self._open_netns(pid)
+        try:
+            inside = _namespace_socket(netns)
+        except OSError as exc:
+            raise _error(f"cannot enter the network namespace of process {pid}", exc) from exc
+        finally:
+            os.close(netns)
+        try:
+            inside.route("replace", dst="0.0.0.0/0", gateway=gateway)
+        except NetlinkError as exc:
+            raise _error(f"cannot set the default route via {gateway} in the network namespace of process {pid}",
+                         exc) from exc
+        finally:
+            inside.close()
+
+    def _open_netns(self, pid: int) -> int:
+        try:
+            return os.open(f"{self._proc}/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise KernelError(f"process {pid} has exited: its network namespace is gone") from None
+        except OSError as exc:
+            raise KernelError(f"cannot open the network namespace of process {pid}: {exc.strerror}") from exc
+
     def _bridge_index(self, ipr: IPRoute, bridge: str) -> int:
         index = _index(ipr, bridge)
         if index is None:
@@ -191,7 +214,7 @@ class Links:
 
     @staticmethod
     def _configure_inside(netns: int, pid: int, interface: str, address: str, prefix: int,
-                          gateway: str) -> None:
+                          gateway: str | None) -> None:
         try:
             inside = _namespace_socket(netns)
         except OSError as exc:
@@ -203,7 +226,8 @@ class Links:
             loopback = _index(inside, "lo")
             if loopback is not None:
                 inside.link("set", index=loopback, state="up")
-            inside.route("add", dst="0.0.0.0/0", gateway=gateway)
+            if gateway is not None:     # replace: a lower interface takes the route from a higher one
+                inside.route("replace", dst="0.0.0.0/0", gateway=gateway)
         except NetlinkError as exc:
             raise _error(f"cannot configure {interface} ({address}/{prefix} via {gateway}) in the "
                          f"network namespace of process {pid}", exc) from exc

@@ -34,8 +34,12 @@ class AddressAllocator:
         self.subnet = ipaddress.IPv4Network(subnet)
         self.gateway = ipaddress.IPv4Address(gateway_of(subnet))
 
-    def allocate(self, container_id: str) -> str:
-        """The container's address: the one it already has, else the lowest free one."""
+    def allocate(self, container_id: str, wanted: str | None = None) -> str:
+        """The container's address: the one it already has, else `wanted` (which must be a free
+        container address of the subnet), else the lowest free one."""
+        if wanted is not None:
+            self.reserve(container_id, wanted)
+            return wanted
         with self._locked() as addresses:
             if container_id in addresses:
                 return addresses[container_id]
@@ -52,7 +56,7 @@ class AddressAllocator:
     def reserve(self, container_id: str, address: str) -> None:
         """Record that `container_id` holds `address` (reconcile: the runtime says so)."""
         ip = ipaddress.IPv4Address(address)
-        if ip not in self.subnet or ip == self.gateway:
+        if ip not in self.subnet or ip in (self.gateway, self.subnet.network_address, self.subnet.broadcast_address):
             raise Conflict(f"address {address} of container {container_id[:12]} is not a container "
                            f"address of {self.subnet}")
         with self._locked() as addresses:

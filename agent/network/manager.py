@@ -18,11 +18,12 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
 from agent.network.ipam import gateway_of
 from agent.network.model import (
+    MAX_NETWORKS,
     RESERVED_NAMES,
     Attachment,
     Network,
@@ -49,12 +50,27 @@ DEFAULT_NETWORK = "corral0"
 DEFAULT_SUBNET = "10.213.0.0/16"
 SUBNET_POOL = "10.214.0.0/16"        # user networks without --subnet get the next free /24
 VETH_PREFIX = "cv"
-VETH_PATTERN = re.compile(VETH_PREFIX + r"[0-9a-f]{12}")
+VETH_PATTERN = re.compile(VETH_PREFIX + r"[0-9a-f]{12}[1-9]?")
 
 
-def host_veth_of(container_id: str) -> str:
-    """The host end of a container's veth: `cv` and the 12-digit short id (15 bytes at most)."""
-    return VETH_PREFIX + container_id[:12]
+def host_veth_of(container_id: str, slot: int = 0) -> str:
+    """The host end of a container's veth on its `eth<slot>`: `cv`, the 12-digit short id and,
+    past eth0, the slot (15 bytes at most, as IFNAMSIZ allows)."""
+    return VETH_PREFIX + container_id[:12] + (str(slot) if slot else "")
+
+
+def _slot(endpoint: Endpoint) -> int:
+    return int(endpoint.attachment.interface[3:] or 0)
+
+
+def _free_slot(interfaces: Iterable[str]) -> int:
+    """The lowest ethN a container does not use yet."""
+    used = set(interfaces)
+    for slot in range(MAX_NETWORKS):
+        if f"eth{slot}" not in used:
+            return slot
+    raise Conflict(f"a container can be connected to {MAX_NETWORKS} networks at most",
+                   hint="disconnect it from one first")
 
 
 def bridge_of(name: str) -> str:
@@ -157,31 +173,38 @@ class NetworkManager:
 
     def attach(self, container_id: str, container_name: str, pid: int, network_name: str,
                ports: Sequence[PortMapping] = (), *, hostname: str | None = None,
-               hosts_path: Path | None = None, extra_hosts: Sequence[str] = ()) -> Attachment:
-        """Give the container (its init is `pid`) an interface on the network, an address, a
-        default route and its published ports. Everything or nothing: on failure whatever was
-        made is removed before this raises."""
+               hosts_path: Path | None = None, extra_hosts: Sequence[str] = (),
+               aliases: Sequence[str] = (), ip: str | None = None) -> Attachment:
+        """Give the container (its init is `pid`) an interface on the network, an address (`ip`,
+        else the next free one), its published ports, and the default route if this is its first
+        network or its lowest interface (the default route goes via the lowest ethN). Its
+        network's peers resolve its name and `aliases` to it. Everything or nothing:
+        on failure whatever was made is removed before this raises."""
         with self._lock:
             name = self._resolve(network_name)
             network = self.ensure_default() if name == self.default_network else self.store.load(name)
             if name != self.default_network:
                 self._ensure_kernel(network)
-            if self.store.find_endpoint(container_id) is not None:
-                raise Conflict(f"container {container_name} is already attached to a network")
+            present = self.store.find_endpoints(container_id)
+            if any(e.attachment.network == network.name for e in present):
+                raise Conflict(f"container {container_name} is already connected to network {network.name}")
+            slot = _free_slot(e.attachment.interface for e in present)
             published = list(ports)
             check_ports(container_name, published, self.attachments(), reserved=self.reserved)
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:
-                address = allocator.allocate(container_id)
+                address = allocator.allocate(container_id, ip)
                 undo.append(lambda: allocator.release(container_id))
                 attachment = Attachment(network=network.name, container_id=container_id,
-                                        container_name=container_name, host_veth=host_veth_of(container_id),
+                                        container_name=container_name, host_veth=host_veth_of(container_id, slot),
                                         address=address, prefix=network.prefix, mac=mac_of(address),
-                                        gateway=network.gateway, ports=published)
+                                        gateway=network.gateway, interface=f"eth{slot}", ports=published,
+                                        aliases=list(dict.fromkeys(aliases)))
                 self.links.create_endpoint(pid=pid, bridge=network.bridge, host_veth=attachment.host_veth,
                                            address=address, prefix=network.prefix, mac=attachment.mac,
-                                           gateway=network.gateway)
+                                           gateway=network.gateway, interface=attachment.interface,
+                                           default_route=all(slot < _slot(e) for e in present))
                 undo.append(lambda: self.links.remove_link(attachment.host_veth))
                 if published:
                     self.nat.add(port_rules(self.nat.name, attachment))
@@ -190,8 +213,7 @@ class NetworkManager:
                                                   tuple(extra_hosts)))
                 undo.append(lambda: self.store.remove_endpoint(network.name, container_id))
                 if hosts_path is not None:
-                    write_hosts(Path(hosts_path), hosts_file(attachment, self.attachments(network.name), hostname,
-                                                             extra_hosts))
+                    self._write_hosts(container_id, strict=True)
             except BaseException:
                 for step in reversed(undo):
                     _quietly(step)
@@ -199,32 +221,50 @@ class NetworkManager:
             self._refresh_hosts(network.name, skip=container_id)
             return attachment
 
-    def detach(self, container_id: str) -> None:
-        """Remove the container's veth, address and rules; detaching twice is not an error."""
+    def detach(self, container_id: str, network_name: str | None = None, *, pid: int | None = None) -> None:
+        """Remove the container's veth, address, rules and names on `network_name`, or on every
+        network (None: the container has stopped or is being removed). When the network holding
+        its default route is left and `pid` runs, the next network's gateway takes the route.
+        Detaching twice is not an error."""
         with self._lock:
-            found = self.store.find_endpoint(container_id)
-            self.nat.remove_tagged(container_tag(container_id))
-            self.links.remove_link(host_veth_of(container_id))
-            if found is None:
-                return
-            network = found.attachment.network
-            try:
-                self.store.allocator(self.store.load(network)).release(container_id)
-            except NotFound:
-                pass
-            self.store.remove_endpoint(network, container_id)
-            self._refresh_hosts(network)
+            endpoints = self.store.find_endpoints(container_id)
+            if network_name is None:
+                leaving = endpoints
+                self.nat.remove_tagged(container_tag(container_id))
+                for slot in range(MAX_NETWORKS):
+                    self.links.remove_link(host_veth_of(container_id, slot))
+            else:
+                name = self._resolve(network_name)
+                leaving = [e for e in endpoints if e.attachment.network == name]
+                for endpoint in leaving:
+                    if endpoint.attachment.ports:
+                        self.nat.remove_tagged(container_tag(container_id))
+                    self.links.remove_link(endpoint.attachment.host_veth)
+            for endpoint in leaving:
+                network = endpoint.attachment.network
+                try:
+                    self.store.allocator(self.store.load(network)).release(container_id)
+                except NotFound:
+                    pass
+                self.store.remove_endpoint(network, container_id)
+                self._refresh_hosts(network)
+            staying = [e for e in endpoints if e not in leaving]
+            if network_name is not None and staying:
+                self._write_hosts(container_id)
+                if leaving and endpoints[0] in leaving and pid is not None:   # it held the default route
+                    self.links.set_default_route(pid, staying[0].attachment.gateway)
 
-    def rename(self, container_id: str, container_name: str) -> Attachment:
-        """The container's attachment under its new name; its peers' hosts files follow."""
+    def rename(self, container_id: str, container_name: str) -> list[Attachment]:
+        """The container's attachments under its new name; its peers' hosts files follow."""
         with self._lock:
-            found = self.store.find_endpoint(container_id)
-            if found is None:
-                raise NotFound(f"container {container_name} is not attached to a network")
-            attachment = dataclasses.replace(found.attachment, container_name=container_name)
-            self.store.save_endpoint(dataclasses.replace(found, attachment=attachment))
-            self._refresh_hosts(attachment.network)
-            return attachment
+            renamed = []
+            for found in self.store.find_endpoints(container_id):
+                attachment = dataclasses.replace(found.attachment, container_name=container_name)
+                self.store.save_endpoint(dataclasses.replace(found, attachment=attachment))
+                renamed.append(attachment)
+            for attachment in renamed:
+                self._refresh_hosts(attachment.network)
+            return renamed
 
     def reserve_port(self, owner: str, port: PortMapping) -> None:
         """Keep containers off a host port that `owner` publishes by other means (a service's
@@ -252,11 +292,14 @@ class NetworkManager:
 
     # ---- daemon start -------------------------------------------------------------------
 
-    def reconcile(self, live: dict[str, Attachment]) -> list[str]:
-        """At daemon start: keep what `live` (the running containers' attachments) uses and
-        remove the veths, addresses, records and nft rules of every other container. Bridges
-        and network rules are made again where missing (after a reboot). Returns the ids of
-        the containers whose leftovers were removed."""
+    def reconcile(self, live: Mapping[str, Attachment | Sequence[Attachment]]) -> list[str]:
+        """At daemon start: keep what `live` (the running containers' attachments, one or a list
+        per container) uses and remove every other veth, address, record and nft rule, those
+        of a live container's network it no longer is on included. Bridges and network rules
+        are made again where missing (after a reboot). Returns the ids of the containers whose
+        leftovers were removed."""
+        wanted = {cid: [found] if isinstance(found, Attachment) else list(found) for cid, found in live.items()}
+        pairs = {(a.network, cid) for cid, found in wanted.items() for a in found}
         with self._lock:
             self.ensure_default()
             networks = self.list_networks()
@@ -271,43 +314,49 @@ class NetworkManager:
                     log.error("%s; rebuilding it from the running containers", exc)
                     allocator.path.rename(allocator.path.with_name(allocator.path.name + ".torn"))
                 for container_id in allocator.addresses():
-                    if container_id not in live:
+                    if (network.name, container_id) not in pairs:
                         stale.add(container_id)
                         allocator.release(container_id)
                 for path in self.store.endpoint_paths(network.name):
-                    if path.stem not in live:
+                    if (network.name, path.stem) not in pairs:
                         stale.add(path.stem)
                         path.unlink(missing_ok=True)
-            live_short = {cid[:12] for cid in live}
+            kept = {a.host_veth for found in wanted.values() for a in found}
             for name in self.links.veths(VETH_PATTERN, [n.bridge for n in networks]):
-                if name[len(VETH_PREFIX):] not in live_short:
-                    stale.add(name[len(VETH_PREFIX):])
+                if name not in kept:
+                    stale.add(name[len(VETH_PREFIX):len(VETH_PREFIX) + 12])
                     self.links.remove_link(name)
+            published = {cid for cid, found in wanted.items() if any(a.ports for a in found)}
             tags = self.nat.tags()
             for tag in tags:
-                if tag.startswith("corral:container:") and tag.split(":", 2)[2] not in live:
+                if tag.startswith("corral:container:") and tag.split(":", 2)[2] not in published:
                     stale.add(tag.split(":", 2)[2])
                     self.nat.remove_tagged(tag)
             known = {n.name: n for n in networks}
-            for container_id, attachment in live.items():
-                owner = known.get(attachment.network)
-                if owner is None:
-                    log.warning("container %s is attached to network %s, which no longer exists",
-                                container_id[:12], attachment.network)
-                    continue
-                self.store.allocator(owner).reserve(container_id, attachment.address)
-                try:
-                    found = self.store.find_endpoint(container_id)
-                except CorralError as exc:
-                    log.error("%s; written again from the container's state", exc)
-                    found = None
-                if found is None:
-                    self.store.save_endpoint(Endpoint(attachment))
-                if attachment.ports and container_tag(container_id) not in tags:
-                    self.nat.add(port_rules(self.nat.name, attachment))
+            for container_id, found in wanted.items():
+                for attachment in found:
+                    self._keep(container_id, attachment, known, tags)
             for network in networks:
                 self._refresh_hosts(network.name)
             return sorted(stale)
+
+    def _keep(self, container_id: str, attachment: Attachment, known: dict[str, Network], tags: set[str]) -> None:
+        """Reconcile: the records of a live container's attachment, written again if missing."""
+        owner = known.get(attachment.network)
+        if owner is None:
+            log.warning("container %s is attached to network %s, which no longer exists",
+                        container_id[:12], attachment.network)
+            return
+        self.store.allocator(owner).reserve(container_id, attachment.address)
+        try:
+            found = self.store.find_endpoint(container_id, attachment.network)
+        except CorralError as exc:
+            log.error("%s; written again from the container's state", exc)
+            found = None
+        if found is None:
+            self.store.save_endpoint(Endpoint(attachment))
+        if attachment.ports and container_tag(container_id) not in tags:
+            self.nat.add(port_rules(self.nat.name, attachment))
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -337,16 +386,25 @@ class NetworkManager:
     def _refresh_hosts(self, network_name: str, skip: str | None = None) -> None:
         """Rewrite the hosts file of every container of the network (best effort: a container
         whose file is gone is being removed)."""
-        endpoints = self.store.endpoints(network_name)
-        peers = [endpoint.attachment for endpoint in endpoints]
-        for endpoint in endpoints:
-            attachment = endpoint.attachment
-            if endpoint.hosts_path and attachment.container_id != skip:
-                try:
-                    write_hosts(Path(endpoint.hosts_path),
-                                hosts_file(attachment, peers, endpoint.hostname, endpoint.extra_hosts))
-                except CorralError as exc:
-                    log.warning("cannot update the hosts file of container %s: %s", attachment.container_name, exc)
+        for endpoint in self.store.endpoints(network_name):
+            if endpoint.hosts_path and endpoint.attachment.container_id != skip:
+                self._write_hosts(endpoint.attachment.container_id)
+
+    def _write_hosts(self, container_id: str, *, strict: bool = False) -> None:
+        """The container's hosts file: itself and its peers on each of its networks."""
+        own = self.store.find_endpoints(container_id)
+        keeper = next((e for e in own if e.hosts_path), None)
+        if keeper is None:
+            return
+        peers = [a for name in dict.fromkeys(e.attachment.network for e in own) for a in self.attachments(name)]
+        try:
+            write_hosts(Path(keeper.hosts_path or ""), hosts_file([e.attachment for e in own], peers,
+                                                                  keeper.hostname, keeper.extra_hosts))
+        except CorralError as exc:
+            if strict:
+                raise
+            log.warning("cannot update the hosts file of container %s: %s", keeper.attachment.container_name, exc)
+
 
 def _quietly(step: Callable[[], object]) -> None:
     try:

@@ -1,5 +1,5 @@
-"""API objects of networking: a Network, a published port (PortMapping) and a container's
-place on a network (Attachment).
+"""API objects of networking: a Network, a published port (PortMapping), a container's place on
+a network (Attachment) and what a container asks of a network it joins (NetworkEndpoint).
 
 All three have one `from_dict` path that rejects unknown keys and names
 the field at fault, like the runtime's model; `to_dict` gives plain JSON.
@@ -10,7 +10,9 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from agent import schema
 from agent.errors import InvalidArgument
@@ -21,6 +23,16 @@ NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Names `--net` gives a meaning of its own; no user network may take them.
 RESERVED_NAMES = ("none", "host", "bridge", "default")
 PROTOCOLS = ("tcp", "udp")
+# A container has eth0..eth9: its host veth is `cv` + the short id + the slot (IFNAMSIZ is 16).
+MAX_NETWORKS = 10
+# A name other containers of the network resolve to this one (docker's --network-alias).
+Alias = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=253, pattern=r"^[a-zA-Z0-9_]([a-zA-Z0-9_.-]{0,251}[a-zA-Z0-9_])?$",
+    description="a host name: letters, digits, '_', '.' and '-'")]
+Aliases = Annotated[list[Alias], msgspec.Meta(max_length=32)]
+NetworkRef = Annotated[str, msgspec.Meta(
+    pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$", max_length=64,
+    description="bridge (the default network) or the name of a network")]
 DRIVERS = ("bridge",)
 
 
@@ -109,6 +121,22 @@ class PortMapping(schema.Object, frozen=True):
         return schema.convert(data, cls, where)
 
 
+class NetworkEndpoint(schema.Object, frozen=True):
+    """A network a container is connected to, with its aliases there and the address it asks
+    for (None: the next free one). Part of ContainerSpec.networks and of `network connect`."""
+
+    network: NetworkRef
+    aliases: Aliases = []
+    ip: IPv4 | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return schema.to_builtins(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "endpoint") -> NetworkEndpoint:
+        return schema.convert(data, cls, where)
+
+
 @dataclass(frozen=True)
 class Network:
     """A bridge network: its subnet, the gateway address the bridge holds, the bridge's name."""
@@ -161,6 +189,7 @@ class Attachment:
     gateway: str
     interface: str = "eth0"
     ports: list[PortMapping] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)   # names its network's peers resolve to it
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -175,6 +204,7 @@ class Attachment:
         if not isinstance(ports, list):
             raise InvalidArgument(f"{where}.ports: expected a list, got {type(ports).__name__}")
         parsed = [PortMapping.from_dict(item, f"{where}.ports[{index}]") for index, item in enumerate(ports)]
+        data["aliases"] = list(data.get("aliases") or [])
         _ip(data["address"], f"{where}.address")
         _ip(data["gateway"], f"{where}.gateway")
         try:

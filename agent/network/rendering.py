@@ -1,5 +1,6 @@
 """The name-resolution files a container on a network gets: /etc/hosts (itself and the
-other containers of its network), /etc/hostname and /etc/resolv.conf."""
+other containers of each of its networks, with their aliases there), /etc/hostname and
+/etc/resolv.conf."""
 from __future__ import annotations
 
 import ipaddress
@@ -14,19 +15,29 @@ LOCALHOST_LINES = ("127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loo
                    "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters")
 
 
-def hosts_file(attachment: Attachment, peers: Sequence[Attachment] = (), hostname: str | None = None,
-               extra_hosts: Sequence[str] = ()) -> str:
-    """/etc/hosts of a container: localhost, itself, the other containers of its network, then
-    its `--add-host` entries (host-gateway: the network's gateway, the host's address on it)."""
-    names = [n for n in dict.fromkeys([hostname, attachment.container_name, attachment.container_id[:12]]) if n]
-    lines = [*LOCALHOST_LINES, f"{attachment.address}\t{' '.join(names)}"]
-    others = sorted((p for p in peers if p.container_id != attachment.container_id), key=lambda p: p.container_name)
-    if others:
-        lines.append(f"# containers on network {attachment.network}")
-        lines += [f"{p.address}\t{p.container_name} {p.container_id[:12]}" for p in others]
-    if extra_hosts:
+def hosts_file(attachment: Attachment | Sequence[Attachment], peers: Sequence[Attachment] = (),
+               hostname: str | None = None, extra_hosts: Sequence[str] = ()) -> str:
+    """/etc/hosts of a container: localhost, itself (on each of its networks, with its aliases
+    there), the other containers of each of its networks (with their aliases on that network),
+    then its `--add-host` entries (host-gateway: the first network's gateway, the host's address
+    on it). A peer on two of its networks has a line on each; the first network's comes first."""
+    own = [attachment] if isinstance(attachment, Attachment) else list(attachment)
+    lines = list(LOCALHOST_LINES)
+    for index, mine in enumerate(own):
+        first = [hostname, mine.container_name, mine.container_id[:12]] if index == 0 else [mine.container_name]
+        names = [n for n in dict.fromkeys([*first, *mine.aliases]) if n]
+        lines.append(f"{mine.address}\t{' '.join(names)}")
+    ids = {mine.container_id for mine in own}
+    for mine in own:
+        others = sorted((p for p in peers if p.network == mine.network and p.container_id not in ids),
+                        key=lambda p: p.container_name)
+        if others:
+            lines.append(f"# containers on network {mine.network}")
+            lines += [f"{p.address}\t{' '.join(dict.fromkeys([p.container_name, p.container_id[:12], *p.aliases]))}"
+                      for p in others]
+    if extra_hosts and own:
         from agent.runtime.environment import extra_host_lines
-        lines += ["# --add-host", *extra_host_lines(extra_hosts, attachment.gateway)]
+        lines += ["# --add-host", *extra_host_lines(extra_hosts, own[0].gateway)]
     return "\n".join(lines) + "\n"
 
 

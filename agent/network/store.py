@@ -99,14 +99,23 @@ class NetworkStore:
     def endpoints(self, network: str) -> list[Endpoint]:
         return [self.read_endpoint(path) for path in self.endpoint_paths(network)]
 
-    def find_endpoint(self, container_id: str) -> Endpoint | None:
-        """The container's endpoint on whichever network it is attached to."""
+    def find_endpoint(self, container_id: str, network: str | None = None) -> Endpoint | None:
+        """The container's endpoint on `network`, or on the first network it is attached to."""
+        if network is not None:
+            path = self.endpoint_path(network, container_id)
+            return self.read_endpoint(path) if path.is_file() else None
+        found = self.find_endpoints(container_id)
+        return found[0] if found else None
+
+    def find_endpoints(self, container_id: str) -> list[Endpoint]:
+        """The container's endpoints on every network it is attached to, by interface (eth0 first)."""
+        found = []
         if self.directory.is_dir():
             for entry in self.directory.iterdir():
                 path = entry / "endpoints" / f"{container_id}.json"
                 if path.is_file():
-                    return self.read_endpoint(path)
-        return None
+                    found.append(self.read_endpoint(path))
+        return sorted(found, key=lambda e: (len(e.attachment.interface), e.attachment.interface))
 
     def remove_endpoint(self, network: str, container_id: str) -> None:
         self.endpoint_path(network, container_id).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
 from agent.runtime import inspect as inspection
+from agent.runtime.connections import attach_all, set_attachments
 from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
@@ -63,6 +64,9 @@ class Runtime(Endings):
         self.launcher = launcher
         self.bus = bus or ContainerBus()    # the catalogue, probes and enforcer follow it
         self.networks = networks            # agent.network.manager.NetworkManager, or None
+        # Start, connect and disconnect of one container, one at a time (striped by id: starts of
+        # different containers need not wait for each other).
+        self._network_locks = [threading.RLock() for _ in range(16)]
         self.decider: PolicyDecider = decider or NoPolicies()
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
@@ -138,8 +142,15 @@ class Runtime(Endings):
             container.restart_count = 0
         return self.start_container(container.id)
 
+    def network_lock(self, container_id: str) -> threading.RLock:
+        return self._network_locks[hash(container_id) % len(self._network_locks)]
+
     def start_container(self, container_id: str, *, by_policy: bool = False) -> Container:
         """Start a created or exited container; `by_policy`: its restart policy restarts it."""
+        with self.network_lock(self.store.get(container_id).id):  # a connect meanwhile would be lost
+            return self._start_container(container_id, by_policy=by_policy)
+
+    def _start_container(self, container_id: str, *, by_policy: bool) -> Container:
         container = self.store.get(container_id)
         if container.state in LIVE:
             raise Conflict(f"container {container.name} is already running")
@@ -156,11 +167,7 @@ class Runtime(Endings):
             self.cgroups.add_process(paths, pid)
             self._place(container)
             if networked:
-                attachment = self.networks.attach(container.id, container.name, pid, container.spec.network,
-                                                  container.spec.ports, hostname=container.hostname,
-                                                  hosts_path=directory / "hosts",
-                                                  extra_hosts=container.spec.extra_hosts)
-                container.network = attachment.to_dict()
+                attach_all(self.networks, container, pid, directory)
 
         try:
             launched = launch(self.launcher, request, directory / "shim.log", place)
@@ -168,7 +175,7 @@ class Runtime(Endings):
             quietly(lambda: self.bus.publish(ContainerStopped(self.entry(container), aborted=True)))
             if networked:
                 quietly(lambda: self.networks.detach(container.id))
-            container.network = None
+            set_attachments(container, [])
             raise
         container.pid = launched.pid
         container.shim_pid = launched.shim_pid

@@ -73,7 +73,7 @@ class Endings:
         if container.network and self.networks is not None:
             # The namespace and its veth are gone; free the address and the host ports, as docker does.
             quietly(lambda: self.networks.detach(container.id))
-            container.network = None
+            container.network, container.extra_attachments = None, []
         container.state = EXITED
         container.exit_code = code
         container.oom_killed = oom

@@ -145,8 +145,8 @@ def _ancestor(container: Any, refs: list[str]) -> bool:
 
 def _networks(container: Any) -> set[str]:
     """The network asked for (`bridge`) and the one attached (the default's own name, corral0)."""
-    attached = (container.network or {}).get("network")
-    return {container.spec.network} | ({attached} if attached else set())
+    attached = [container.network or {}, *getattr(container, "extra_attachments", [])]
+    return {container.spec.network} | {a["network"] for a in attached if a.get("network")}
 
 
 def _volumes(container: Any) -> set[str]:

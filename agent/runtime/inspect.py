@@ -154,12 +154,16 @@ def network_settings(container: Container) -> dict:
     for port in attachment.get("ports", []):
         ports.setdefault(f"{port['container_port']}/{port['protocol']}", []).append(
             {"HostIp": port["host_ip"], "HostPort": str(port["host_port"])})
-    networks = {}
-    if attachment:
-        networks[attachment["network"]] = {
-            "IPAddress": attachment["address"], "IPPrefixLen": attachment["prefix"],
-            "Gateway": attachment["gateway"], "MacAddress": attachment["mac"],
-            "Interface": attachment["interface"], "HostVeth": attachment["host_veth"]}
+    from agent.runtime.connections import attachments_of, wanted
+    attached = attachments_of(container)
+    networks: dict[str, dict] = {} if attached else {endpoint.network: {   # not running: those asked for
+        "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Interface": "", "HostVeth": "",
+        "Aliases": list(endpoint.aliases)} for endpoint in wanted(container)}
+    for found in attached:
+        networks[found["network"]] = {
+            "IPAddress": found["address"], "IPPrefixLen": found["prefix"],
+            "Gateway": found["gateway"], "MacAddress": found["mac"],
+            "Interface": found["interface"], "HostVeth": found["host_veth"], "Aliases": found.get("aliases", [])}
     return {
         "NetworkMode": container.spec.network,
         "IPAddress": attachment.get("address", ""),

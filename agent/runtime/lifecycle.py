@@ -71,7 +71,8 @@ class Lifecycle:
         self.store.rename(container, name)
         networks = self.runtime.networks
         if container.network and networks is not None:
-            container.network = networks.rename(container.id, name).to_dict()   # peers' /etc/hosts follow
+            from agent.runtime.connections import set_attachments
+            set_attachments(container, networks.rename(container.id, name))   # peers' /etc/hosts follow
             self.store.save(container)
         # The catalogue (and the metrics' name label) learn the new name; `again`: not a new start.
         self.runtime.bus.publish(ContainerStarted(self.runtime.entry(container), again=True))

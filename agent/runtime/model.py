@@ -21,7 +21,7 @@ from agent import schema
 from agent.errors import InvalidArgument
 from agent.fields import check_keys
 from agent.health.model import HealthConfig
-from agent.network.model import PortMapping
+from agent.network.model import MAX_NETWORKS, NetworkEndpoint, PortMapping
 from agent.schema import AbsolutePath, Arguments, Environment, Labels, Name
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -272,6 +272,9 @@ class ContainerSpec(schema.Object, frozen=True):
     pids_limit: PidsLimit | None = None
     network: NetworkMode = "bridge"          # none | host | bridge | a network name
     ports: Annotated[list[PortMapping], msgspec.Meta(max_length=256)] = []
+    # Further networks to join (`--network a --network b`), and the aliases and address on any
+    # of them, `network` included (`--network-alias`); agent/runtime/connections.py.
+    networks: Annotated[list[NetworkEndpoint], msgspec.Meta(max_length=MAX_NETWORKS)] = []
     labels: Labels = {}
     auto_remove: bool = False
     entrypoint: Arguments | None = None
@@ -318,6 +321,9 @@ class ContainerSpec(schema.Object, frozen=True):
         if self.ports and self.network in ("none", "host"):
             raise InvalidArgument(f"ports: {self.ports[0]} cannot be published with --net {self.network}",
                                   hint="use --net bridge or a network name", field="ports")
+        if self.networks:
+            from agent.runtime.connections import check_spec_networks
+            check_spec_networks(self)
         if self.auto_remove and self.restart_policy.name != "no":
             raise InvalidArgument(f"conflicting options: --restart {self.restart_policy} and --rm",
                                   field="restart_policy")
@@ -372,6 +378,10 @@ class Container:
     cgroup_id: int | None = None
     rootfs: str | None = None
     network: dict | None = None             # agent.network.model.Attachment.to_dict() while attached
+    extra_attachments: list[dict] = field(default_factory=list)   # its other networks' attachments
+    # The networks it is connected to, as connect/disconnect left them (NetworkEndpoint dicts);
+    # None: those of its spec (agent/runtime/connections.py).
+    networks: list[dict] | None = None
     error: str | None = None
     observed: bool = False                  # True for containers Corral did not start
     # The user-namespace range (IdRange.to_dict() + "ownership": idmapped | chown) when it has

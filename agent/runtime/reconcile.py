@@ -148,8 +148,8 @@ class Reconciler:
         paths = CgroupPaths.from_dict(container.cgroup or {})
         pid = child_in(self.cgroups.pids(paths), shim)
         if container.spec.network not in ("none", "host") and self.runtime.networks is not None:
-            found = [a for a in self.runtime.networks.attachments() if a.container_id == container.id]
-            container.network = found[0].to_dict() if found else None
+            from agent.runtime.connections import set_attachments
+            set_attachments(container, [a for a in self.runtime.networks.attachments() if a.container_id == container.id])
         container.pid = pid
         container.shim_pid = shim
         container.state = RUNNING
@@ -188,7 +188,8 @@ class Reconciler:
         networks = self.runtime.networks
         if networks is None:
             return
-        live = {c.id: Attachment.from_dict(c.network) for c in self.store.all()
+        from agent.runtime.connections import attachments_of
+        live = {c.id: [Attachment.from_dict(a) for a in attachments_of(c)] for c in self.store.all()
                 if c.state in LIVE and c.network}
         for container_id in networks.reconcile(live):
             self.done["network leftovers removed"].append(container_id)

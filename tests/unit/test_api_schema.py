@@ -33,7 +33,7 @@ VALID_REQUIRED = {
     "image": "busybox", "source": "/srv", "target": "/data", "host_port": 8080, "container_port": 80,
     "command": ["ls"], "path": "/a.tar", "reference": "app", "name": "net1", "text": "", "host": "/dev/null",
     "registry": "localhost:5000", "auth": {}, "names": ["busybox"], "soft": 1024, "hard": 2048, "replicas": 2,
-    "context": "/srv",
+    "context": "/srv", "network": "bridge", "container": "web",
     "Ulimit.name": "nofile",        # "Class.field" where the plain name's value does not fit
 }
 # Each body route, with a container `web` running for exec.

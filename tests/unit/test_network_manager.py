@@ -24,14 +24,20 @@ class LinksDouble:
         self.bridges: dict[str, str] = {}
         self.host_veths: dict[str, str] = {}      # host veth -> bridge
         self.host_routes = routes or []
+        self.default_routes: dict[int, str] = {}     # pid -> gateway
 
     def ensure_bridge(self, name, gateway, prefix): self.bridges[name] = f"{gateway}/{prefix}"
     def remove_bridge(self, name): self.bridges.pop(name, None)
     def remove_link(self, name): self.host_veths.pop(name, None)
     def routes(self): return list(self.host_routes)
 
-    def create_endpoint(self, *, pid, bridge, host_veth, address, prefix, mac, gateway):
+    def create_endpoint(self, *, pid, bridge, host_veth, address, prefix, mac, gateway, interface="eth0",
+                        default_route=True):
         self.host_veths[host_veth] = bridge
+        if default_route:
+            self.default_routes[pid] = gateway
+
+    def set_default_route(self, pid, gateway): self.default_routes[pid] = gateway
 
     def veths(self, pattern, bridges):
         return [v for v, b in self.host_veths.items() if pattern.fullmatch(v) and b in bridges]
@@ -100,6 +106,40 @@ def test_reconcile_removes_what_no_live_container_uses(manager):
     assert set(manager.reconcile({CID: kept})) == {OTHER, OTHER[:12]}     # by record and by veth name
     assert [a.container_id for a in manager.attachments()] == [CID]
     assert not any(r["comment"].endswith(OTHER) for r in manager.nat.rules)
+
+
+def test_a_container_on_two_networks_has_a_veth_address_and_names_on_each(manager, tmp_path):
+    manager.create_network("front", "10.214.1.0/24")
+    manager.create_network("back", "10.214.2.0/24")
+    me, peer_hosts = tmp_path / "me.hosts", tmp_path / "peer.hosts"
+    manager.attach(OTHER, "db", 2, "back", hosts_path=peer_hosts, aliases=["database"])
+    first = manager.attach(CID, "web", 1, "front", hosts_path=me)
+    second = manager.attach(CID, "web", 1, "back", hosts_path=me, aliases=["api", "api"], ip="10.214.2.9")
+    assert (first.interface, second.interface) == ("eth0", "eth1")
+    assert second.host_veth == host_veth_of(CID, 1) == f"cv{CID[:12]}1" and second.aliases == ["api"]
+    assert manager.links.default_routes[1] == "10.214.1.1"                 # the first network keeps it
+    assert f"10.214.2.2\tdb {OTHER[:12]} database" in me.read_text()
+    assert f"10.214.2.9\tweb {CID[:12]} api" in peer_hosts.read_text()
+    with pytest.raises(Conflict, match="already connected to network back"):
+        manager.attach(CID, "web", 1, "back")
+    manager.detach(CID, "front", pid=1)
+    assert manager.links.default_routes[1] == "10.214.2.1"                 # the next network takes it
+    assert host_veth_of(CID) not in manager.links.host_veths and second.host_veth in manager.links.host_veths
+    assert [a.network for a in manager.attachments() if a.container_id == CID] == ["back"]
+    assert "database" in me.read_text()
+    manager.detach(CID, "back")
+    assert "web" not in peer_hosts.read_text() and not manager.store.find_endpoints(CID)
+    assert CID not in manager.store.allocator(manager.get("back")).addresses()
+
+
+def test_reconcile_keeps_each_live_attachment_and_removes_a_left_network(manager):
+    manager.create_network("front", "10.214.1.0/24")
+    kept = manager.attach(CID, "web", 1, "bridge")
+    gone = manager.attach(CID, "web", 1, "front")
+    assert set(manager.reconcile({CID: [kept]})) == {CID, CID[:12]}      # front's lease, record and veth
+    assert manager.reconcile({CID: kept}) == []                           # one attachment, as before
+    assert gone.host_veth not in manager.links.host_veths and kept.host_veth in manager.links.host_veths
+    assert [a.network for a in manager.attachments()] == ["corral0"]
 
 
 # -- the pieces --------------------------------------------------------------------------------
