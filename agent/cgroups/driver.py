@@ -95,6 +95,7 @@ class CgroupStats:
     memory_limit_bytes: int | None = None    # None: unlimited
     oom_kills: int | None = None
     oom_events: int | None = None
+    memory_high_events: int | None = None    # v2 memory.events `high`: times memory.high throttled it
     pids_current: int | None = None
     pids_limit: int | None = None            # None: unlimited
     frozen: bool | None = None

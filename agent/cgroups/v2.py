@@ -280,6 +280,7 @@ def read_v2_stats(path: str, read=files.read_bytes) -> CgroupStats:
         memory_limit_bytes=as_max(get("memory.max")),
         oom_kills=keyed(events, b"oom_kill"),
         oom_events=keyed(events, b"oom"),
+        memory_high_events=keyed(events, b"high"),
         pids_current=as_int(get("pids.current")),
         pids_limit=as_max(get("pids.max")),
         frozen=None if frozen is None else frozen == 1,

@@ -54,6 +54,12 @@ _PLAIN_STATS = (
     ("container_memory_max_usage_bytes", "memory_max_usage_bytes"),
     ("container_memory_failcnt", "memory_failcnt"),
     ("container_spec_cpu_period", "cpu_period_us"),
+    # memory.events, one family per event (v1 has `max` as memory.failcnt and `oom_kill` in
+    # memory.oom_control, and neither `high` nor `oom`: those are absent there, not 0).
+    ("container_memory_events_high_total", "memory_high_events"),
+    ("container_memory_events_max_total", "memory_failcnt"),
+    ("container_memory_events_oom_total", "oom_events"),
+    ("container_memory_events_oom_kill_total", "oom_kills"),
 )
 # Exported only for containers with a CPU quota, as cAdvisor does: without one the kernel
 # counts no periods and a throttling ratio would be 0/0.

@@ -100,6 +100,9 @@ def test_exactly_one_oom_event(daemon):
     try:
         assert result.returncode == 137
         assert value(daemon, "container_oom_events_total", name="hog") == 1
+        # memory.events under its own names (v2 memory.events; v1 memory.failcnt and oom_control)
+        assert value(daemon, "container_memory_events_oom_kill_total", name="hog") == 1
+        assert value(daemon, "container_memory_events_max_total", name="hog") >= 1
         events = daemon.out("events", "--since", "5m", "--format", "json")
         # The OOM event itself; the `incident created` event that follows names it as its kind.
         assert sum(1 for line in events.splitlines()

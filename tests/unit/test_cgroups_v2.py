@@ -165,7 +165,7 @@ def test_stats_read_every_figure(driver):
                     "nr_periods 40\nnr_throttled 7\nthrottled_usec 350000\n",
         "memory.current": "10485760\n", "memory.peak": "20971520\n",
         "memory.stat": "anon 4194304\nfile 6291456\ninactive_file 2097152\nactive_file 4194304\n",
-        "memory.events": "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n",
+        "memory.events": "low 0\nhigh 5\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n",
         "pids.current": "3\n", "cgroup.events": "populated 1\nfrozen 1\n",
         "cpu.pressure": PSI.format(1_500_000, 250_000), "memory.pressure": PSI.format(0, 0),
         "io.pressure": PSI.format(3_000_000, 1_000_000),
@@ -181,7 +181,7 @@ def test_stats_read_every_figure(driver):
     assert (stats.memory_usage_bytes, stats.memory_max_usage_bytes) == (10 * MiB, 20 * MiB)
     assert stats.memory_working_set_bytes == 8 * MiB          # usage - inactive_file
     assert (stats.memory_rss_bytes, stats.memory_cache_bytes) == (4 * MiB, 6 * MiB)
-    assert (stats.memory_failcnt, stats.oom_events, stats.oom_kills) == (12, 2, 1)
+    assert (stats.memory_failcnt, stats.oom_events, stats.oom_kills, stats.memory_high_events) == (12, 2, 1, 5)
     assert stats.memory_limit_bytes == 64 * MiB
     assert (stats.pids_current, stats.pids_limit) == (3, 10)
     assert stats.frozen is True

@@ -29,7 +29,8 @@ class Driver:
             cpu_throttled_periods=1, cpu_throttled_seconds=0.01, cpu_quota_us=50_000,
             cpu_period_us=100_000, memory_usage_bytes=1 << 20, memory_max_usage_bytes=2 << 20,
             memory_working_set_bytes=1 << 19, memory_rss_bytes=1 << 18, memory_cache_bytes=1 << 18,
-            memory_failcnt=0, memory_limit_bytes=64 << 20, oom_kills=0, pids_limit=100,
+            memory_failcnt=0, memory_limit_bytes=64 << 20, oom_kills=0, oom_events=0, memory_high_events=2,
+            pids_limit=100,
             pressure={r: Pressure(0.1, 0.05) for r in ("cpu", "memory", "io")})
 
     def pids(self, paths):
