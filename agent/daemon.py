@@ -147,7 +147,7 @@ class Daemon:
         from agent.dockerapi.server import DockerApiServer
         parts = Parts(runtime=self.runtime, events=self.events, images=self.images, cgroups=self.cgroups,
                       info=self.info, networks=self.networks, registry_options=self.registry_options(),
-                      health=self.health)
+                      health=self.health, terminals=self.terminals)
         server = DockerApiServer(path, build_router(parts))
         server.start()
 

@@ -20,11 +20,13 @@ class Parts:
     networks: Any = None                   # agent.network.manager.NetworkManager, None without networking
     registry_options: Any = None           # agent.registry.transport.RegistryOptions
     health: Any = None                     # agent.health.monitor.HealthMonitor: State.Health, "(healthy)"
+    terminals: Any = None                  # agent.runtime.terminals.Terminals: attach, resize, exec
     stopping: threading.Event = field(default_factory=threading.Event)   # set at stop: streams end
 
 
 def build_router(parts: Parts) -> Router:
     from agent.dockerapi.archive import ArchiveRoutes
+    from agent.dockerapi.attach import AttachRoutes
     from agent.dockerapi.containers import ContainerRoutes
     from agent.dockerapi.execs import ExecRoutes
     from agent.dockerapi.images import ImageRoutes
@@ -35,7 +37,7 @@ def build_router(parts: Parts) -> Router:
     from agent.dockerapi.unsupported import register as register_unsupported
     from agent.dockerapi.volumes import VolumeRoutes
     router = Router()
-    for routes in (SystemRoutes(parts), ContainerRoutes(parts), LifecycleRoutes(parts), StreamRoutes(parts), ExecRoutes(parts),
+    for routes in (SystemRoutes(parts), ContainerRoutes(parts), LifecycleRoutes(parts), StreamRoutes(parts), AttachRoutes(parts), ExecRoutes(parts),
                    ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts), ArchiveRoutes(parts)):
         routes.register(router)
     register_unsupported(router)

@@ -5,12 +5,15 @@ field at its zero value is ignored; a field Corral honours is translated; a non-
 Corral cannot honour is refused with a 400 that names it (`HostConfig.OomScoreAdj`), so nothing
 runs differently from what was asked. A few fields carry values that mean "the default" and
 are accepted as such (`RestartPolicy.Name` "no", `NetworkMode` "default", `LogConfig.Type`
-"json-file"); ConsoleSize and the Attach flags are the client's business, not the container's.
+"json-file"); the Attach flags are the client's business, not the container's. Tty, OpenStdin
+and StdinOnce go to Corral's terminals (agent/runtime/terminals.py), with ConsoleSize as the
+terminal's size at start.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from agent.dockerapi.attach import console_size
 from agent.dockerapi.mounts import mounts_of
 from agent.errors import InvalidArgument
 from agent.runtime.model import ContainerSpec
@@ -18,7 +21,7 @@ from agent.runtime.model import ContainerSpec
 # Fields whose value is the client's business (sizes of its terminal, which streams it will
 # attach, where it writes the id) or metadata with no behaviour of its own.
 _CLIENT_SIDE = {"Config.AttachStdin", "Config.AttachStdout", "Config.AttachStderr", "Config.ArgsEscaped",
-                "Config.ExposedPorts", "Config.Image", "HostConfig.ConsoleSize", "HostConfig.ContainerIDFile"}
+                "Config.ExposedPorts", "Config.Image", "HostConfig.ContainerIDFile"}
 # Values that say "the default" for fields Corral has no other value for.
 _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "HostConfig.LogConfig.Type": ("json-file", "local"),
@@ -42,6 +45,7 @@ _HONOURED = {
     "HostConfig.Ulimits", "HostConfig.ShmSize", "HostConfig.Dns", "HostConfig.DnsSearch", "HostConfig.DnsOptions",
     "HostConfig.ExtraHosts", "HostConfig.UsernsMode",
     "Config.Volumes",                                       # mounts.py
+    "Config.Tty", "Config.OpenStdin", "Config.StdinOnce", "HostConfig.ConsoleSize",   # terminals
 }
 # Docker's spec field -> where a bad value came from, for error messages.
 _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Config.Entrypoint",
@@ -57,7 +61,9 @@ _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Conf
            "dns_options": "HostConfig.DnsOptions", "extra_hosts": "HostConfig.ExtraHosts",
            "userns": "HostConfig.UsernsMode", "healthcheck": "Config.Healthcheck",
            "stop_signal": "Config.StopSignal", "stop_timeout": "Config.StopTimeout",
-           "restart_policy": "HostConfig.RestartPolicy", "name": "name"}
+           "restart_policy": "HostConfig.RestartPolicy", "name": "name", "tty": "Config.Tty",
+           "open_stdin": "Config.OpenStdin", "stdin_once": "Config.StdinOnce",
+           "console_size": "HostConfig.ConsoleSize"}
 
 
 def is_zero(value: Any) -> bool:
@@ -106,6 +112,11 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
     _copy(fields, "hostname", body.get("Hostname"))
     _copy(fields, "user", body.get("User"))
     _copy(fields, "labels", body.get("Labels"))
+    for key, docker_key in (("tty", "Tty"), ("open_stdin", "OpenStdin"), ("stdin_once", "StdinOnce")):
+        _copy(fields, key, body.get(docker_key))
+    size = console_size(host.get("ConsoleSize"), "HostConfig.ConsoleSize")
+    if size and fields.get("tty"):
+        fields["console_size"] = list(size)
     if not is_zero(body.get("Healthcheck")):
         from agent.health.model import HealthConfig
         try:

@@ -32,7 +32,7 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/commit"): (PARTIAL, "container, repo, tag, comment, author, changes, pause; a config body is refused"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),
     ("POST", "/containers/create"): (PARTIAL, "a non-zero field Corral cannot honour is a 400 naming it: "
-                                              "Tty, OpenStdin, VolumesFrom and the like"),
+                                              "VolumesFrom, OomScoreAdj and the like"),
     ("POST", "/containers/prune"): (FULL, "filters label, until"),
     ("GET", "/containers/{id}/json"): (FULL, ""),
     ("POST", "/containers/{id}/start"): (FULL, "304 when started; an exited container starts again"),
@@ -48,14 +48,17 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
                                               "Corral has no links"),
     ("GET", "/containers/{id}/logs"): (PARTIAL, "follow, tail, stdout/stderr; since, until and timestamps "
                                                 "refused (400): the log keeps no time per record"),
-    ("POST", "/containers/{id}/attach"): (PARTIAL, "101 hijack with stdout/stderr (logs, stream); no stdin "
-                                                   "or tty yet"),
+    ("POST", "/containers/{id}/attach"): (FULL, "101 hijack: stdin (half-close is its end with StdinOnce), "
+                                                "raw for a terminal, detachKeys; held until a created one starts"),
+    ("POST", "/containers/{id}/resize"): (FULL, "h, w; 409 for a container without Tty or not running"),
     ("GET", "/containers/{id}/stats"): (PARTIAL, "stream and one-shot with precpu_stats; no blkio figures"),
     ("GET", "/containers/{id}/top"): (FULL, "ps_args"),
-    ("POST", "/containers/{id}/exec"): (PARTIAL, "no Tty, stdin, Privileged or another User yet"),
-    ("POST", "/exec/{id}/start"): (PARTIAL, "hijacked or detached; no Tty yet"),
+    ("POST", "/containers/{id}/exec"): (PARTIAL, "Tty, AttachStdin, User, WorkingDir, Env, ConsoleSize; "
+                                                 "Privileged only in a privileged container (else 400); "
+                                                 "DetachKeys left to the client"),
+    ("POST", "/exec/{id}/start"): (FULL, "hijacked (raw with Tty, stdin with AttachStdin) or detached; ConsoleSize"),
     ("GET", "/exec/{id}/json"): (FULL, ""),
-    ("POST", "/exec/{id}/resize"): (REFUSED, "400: execs have no terminal yet"),
+    ("POST", "/exec/{id}/resize"): (FULL, "h, w; 400 for an exec without Tty"),
     ("GET", "/images/json"): (FULL, "filters dangling, label, reference, before, since"),
     ("POST", "/images/create"): (PARTIAL, "fromImage pulls with NDJSON progress (X-Registry-Auth); "
                                           "fromSrc=- imports the body; fromSrc URLs and changes refused"),

@@ -1,6 +1,6 @@
-"""What streams out of a container: logs, attach (the 101 hijack), stats, top.
+"""What streams out of a container: logs, stats, top (attach and resize: attach.py).
 
-Logs and attach read the container's log file, which the launcher writes in Docker's own
+Logs read the container's log file, which the launcher writes in Docker's own
 frame format, so frames go out as they were written. The file is kept open while it is
 followed: a `--rm` container's state (its log with it) is removed at exit, and the last words
 must still reach the client. Docker's `since`, `until` and `timestamps` need a time per record,
@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Iterator
 
 from agent.api.frames import STDERR, STDOUT, FrameDecoder, encode
 from agent.cgroups.driver import CgroupPaths
@@ -36,7 +36,6 @@ class StreamRoutes:
 
     def register(self, router: Router) -> None:
         router.add("GET", "/containers/{id}/logs", self.logs)
-        router.add("POST", "/containers/{id}/attach", self.attach)
         router.add("GET", "/containers/{id}/stats", self.stats)
         router.add("GET", "/containers/{id}/top", self.top)
 
@@ -91,16 +90,9 @@ class StreamRoutes:
                     return
                 time.sleep(_POLL)
 
-    def _open(self, container: Container, *, wait: bool, create: bool = False) -> IO[bytes] | None:
-        """The log file, waiting (with `wait`) for the launcher to make it at start. With
-        `create` it is made now (the launcher appends to it, O_APPEND|O_CREAT), so a `--rm`
-        container that runs and is removed between two polls still has its output read."""
+    def _open(self, container: Container, *, wait: bool) -> IO[bytes] | None:
+        """The log file, waiting (with `wait`) for the launcher to make it at start."""
         path = self._log_path(container)
-        if create:
-            try:
-                return os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640), "rb")
-            except FileNotFoundError:
-                return None                        # removed meanwhile: its state directory is gone
         while True:
             try:
                 return open(path, "rb")  # noqa: SIM115 - closed by the reader that owns it
@@ -108,28 +100,6 @@ class StreamRoutes:
                 if not wait or not self._alive(container.id) or self.parts.stopping.is_set():
                     return None
                 time.sleep(_POLL)
-
-    # Attach: the connection is taken over after 101 UPGRADED
-
-    def attach(self, request: Request) -> Reply:
-        container = self._container(request.params["id"])
-        streams = _streams(request, default=False)
-        if container.state not in (RUNNING, CREATED, PAUSED) and request.flag("stream"):
-            raise Conflict("You cannot attach to a stopped container, start it first")
-        past = request.flag("logs")
-        follow = request.flag("stream")
-        handle = self._open(container, wait=False, create=follow and container.state == CREATED)
-
-        def hijacked(connection: Any, rfile: IO[bytes], wfile: IO[bytes]) -> None:
-            if not streams:
-                return
-            for stream, data in self._read(container, follow=follow, tail=None, since_start=past or handle is None,
-                                           handle=handle or self._open(container, wait=follow)):
-                if stream in streams:
-                    wfile.write(encode(stream, data))
-            _close_write(connection)
-
-        return Reply(content_type=MULTIPLEXED, hijack=hijacked)
 
     # Stats and top
 
@@ -212,12 +182,4 @@ def _last_lines(frames: list[tuple[int, bytes]], count: int) -> list[tuple[int, 
             partial[stream] = rest
     lines += [(stream, rest) for stream, rest in partial.items()]
     return lines[-count:] if count else []
-
-
-def _close_write(connection: Any) -> None:
-    import socket
-    try:
-        connection.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
 

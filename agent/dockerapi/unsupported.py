@@ -6,7 +6,6 @@ from agent.dockerapi.errors import NotImplementedHere
 from agent.dockerapi.router import Reply, Request, Router
 
 ROUTES: tuple[tuple[str, str, str], ...] = (
-    ("POST", "/containers/{id}/resize", "resize: Corral's containers have no terminal through this API yet"),
     ("GET", "/distribution/{name*}/json", "distribution: ask the registry; Corral does not proxy it"),
 )
 

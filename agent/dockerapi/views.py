@@ -211,7 +211,7 @@ def container_inspect(container: Container, parts) -> dict:
         "Hostname": container.hostname, "Domainname": "", "User": spec.user or "",
         "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
         "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports} or None,
-        "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": list(container.env),
+        "Tty": spec.tty, "OpenStdin": spec.open_stdin, "StdinOnce": spec.stdin_once, "Env": list(container.env),
         "Cmd": list(spec.command) or None, "Image": spec.image,
         "Volumes": {m.target: {} for m in spec.mounts if m.source in anonymous} or None,
         "WorkingDir": container.workdir if container.workdir != "/" else "",

@@ -7,16 +7,23 @@ as Docker's 8-byte multiplexed frames, or as raw bytes when the container has a 
 a terminal, the detach keys (ctrl-p ctrl-q unless given) end the attachment and leave the
 container running; at the end of the client's input the container's stdin is closed when the
 container asked for that (`stdin_once`, as `run -i` does).
+
+The log is opened when the attach is accepted (made if the container has not started yet; the
+launcher appends to it), not when the relay starts: Docker's clients attach before they start
+a container, and a `--rm` container that runs and is removed before the relay looks still has
+every byte it wrote read from the open file.
 """
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from agent.runtime.attach import DetachWatch, ShimConnection, ShimGone, connect_shim
 from agent.runtime.model import CREATED, RUNNING
@@ -53,30 +60,29 @@ class Attachment:
         self.tty = tty
         self.options = options
         self._state_dir = state_dir
-        self._log_path = log_path
         self._close_stdin_at_eof = close_stdin_at_eof
         self._state = state
         self._wait_change = wait_change
+        self._log = _open_log(log_path)
         # Without `logs`, what is written from now on: docker's attach to a created container
         # shows everything from its start.
-        self._since = 0 if options.logs else _size(log_path)
+        self._since = 0 if options.logs else self._log_size()
 
     def serve(self, conn: socket.socket, read: Callable[[int], bytes] | None = None) -> str:
         """Relay `conn` (its input read with `read`, default conn.recv: give the HTTP reader's
         read1 so bytes it buffered are not lost) until the container exits, the client detaches
         or goes away."""
-        if not self._wait_for_start(conn):
-            _shutdown(conn)
-            return ENDED
         shim = None
-        if self._state() == RUNNING:
-            try:
-                shim = connect_shim(self._state_dir)
-            except ShimGone:
-                shim = None                      # it exited meanwhile: the log has everything
-        end = shim.hello.log_offset if shim is not None else _size(self._log_path)
         try:
-            for stream, data in replay(self._log_path, self._since, end):
+            if not self._wait_for_start(conn):
+                return ENDED
+            if self._state() == RUNNING:
+                try:
+                    shim = connect_shim(self._state_dir)
+                except ShimGone:
+                    shim = None                  # it exited meanwhile: the log has everything
+            end = shim.hello.log_offset if shim is not None else self._log_size()
+            for stream, data in replay(self._log, self._since, end):
                 self._send(conn, stream, data)
             if shim is None or not self.options.stream:
                 return EXITED if shim is None else ENDED
@@ -96,13 +102,23 @@ class Attachment:
         finally:
             if shim is not None:
                 shim.close()
+            self.close()
             _shutdown(conn)
 
+    def close(self) -> None:
+        """Let go of the log (`serve` does at its end; call it when `serve` is never called)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _log_size(self) -> int:
+        return os.fstat(self._log.fileno()).st_size if self._log is not None else 0
+
     def _wait_for_start(self, conn: socket.socket) -> bool:
-        """Docker attaches before it starts: hold a created container's client until it runs.
-        False when the client hangs up or the container is removed meanwhile."""
+        """Docker attaches before it starts: hold a created container's client until it runs
+        (or has run and was removed: its log is open). False when the client hangs up."""
         poller = None
-        while (state := self._state()) == CREATED:
+        while self._state() == CREATED:
             if poller is None:
                 import select
                 poller = select.poll()
@@ -110,7 +126,7 @@ class Attachment:
             if poller.poll(0):
                 return False
             self._wait_change(START_POLL)
-        return state is not None
+        return True
 
     def _send(self, conn: socket.socket, stream: int, data: bytes) -> None:
         if (stream == 1 and not self.options.stdout) or (stream == 2 and not self.options.stderr) or not data:
@@ -134,32 +150,28 @@ class Attachment:
             log.exception("attach: relaying stdin failed")
 
 
-def replay(log_path: Path, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+def replay(handle: IO[bytes] | None, start: int, end: int) -> Iterator[tuple[int, bytes]]:
     """(stream, bytes) of the log's frames from byte `start` to `end` (both at frame bounds)."""
-    if end <= start:
+    if handle is None or end <= start:
         return
-    try:
-        handle = open(log_path, "rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        handle.seek(start)
-        left = end - start
-        while left >= FRAME.size:
-            header = handle.read(FRAME.size)
-            if len(header) < FRAME.size:
-                return
-            stream, length = FRAME.unpack(header)
-            payload = handle.read(min(length, left - FRAME.size))
-            left -= FRAME.size + len(payload)
-            yield stream, payload
+    handle.seek(start)
+    left = end - start
+    while left >= FRAME.size:
+        header = handle.read(FRAME.size)
+        if len(header) < FRAME.size:
+            return
+        stream, length = FRAME.unpack(header)
+        payload = handle.read(min(length, left - FRAME.size))
+        left -= FRAME.size + len(payload)
+        yield stream, payload
 
 
-def _size(path: Path) -> int:
+def _open_log(path: Path) -> IO[bytes] | None:
+    """The log, made when the container has not written it yet; None when its state is gone."""
     try:
-        return path.stat().st_size
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640), "rb")
     except FileNotFoundError:
-        return 0
+        return None
 
 
 def _shutdown(conn: socket.socket) -> None:

@@ -302,8 +302,9 @@ class Runtime(Endings):
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, *, announce: bool = True, tty: bool = False, stdin: bool = False,
-             console_size: tuple[int, int] | None = None) -> ExecProcess:
-        """`announce=False`: no exec_start event (health checks, which would flood the log)."""
+             console_size: tuple[int, int] | None = None, user: str | None = None) -> ExecProcess:
+        """`announce=False`: no exec_start event (health checks, which would flood the log);
+        `user` (USER[:GROUP], resolved in the container's /etc): instead of the container's."""
         container = self.store.get(ref)
         if container.state == PAUSED:
             raise Conflict(f"container {container.name} is paused, unpause the container before exec",
@@ -320,7 +321,7 @@ class Runtime(Endings):
         process = start_exec(self.launcher, container.pid, command, environment,
                              workdir or container.workdir, self.cgroups.procs_files(paths),
                              seccomp=seccomp if seccomp.exists() else None,
-                             caps=capabilities.mask(security.caps), user=container.user or security.user,
+                             caps=capabilities.mask(security.caps), user=user or container.user or security.user,
                              group_add=list(container.spec.group_add),
                              ulimits=[limit.launcher_arg() for limit in container.spec.ulimits],
                              tty=tty, stdin=stdin, console_size=console_size)

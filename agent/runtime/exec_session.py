@@ -52,15 +52,17 @@ class ExecSession:
         fcntl.ioctl(terminal.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def serve(self, conn: socket.socket, read: Callable[[int], bytes] | None = None, *,
-              raw: bool = False, exit_frame: bool = True) -> int | None:
+              raw: bool = False, exit_frame: bool = True, streams: frozenset[int] = frozenset({1, 2})) -> int | None:
         """Relay until the command has exited (its exit code) or the client went away (None;
-        the command's input and output are closed and it is reaped in the background)."""
+        the command's input and output are closed and it is reaped in the background). Output
+        of a stream not in `streams` is read and dropped (Docker's AttachStdout/AttachStderr)."""
         if self.stdin:
             threading.Thread(target=self._pump_input, args=(read or conn.recv,), name="exec-stdin",
                              daemon=True).start()
         try:
             for stream, data in self._output():
-                conn.sendall(data if raw else FRAME.pack(stream, len(data)) + data)
+                if stream in streams:
+                    conn.sendall(data if raw else FRAME.pack(stream, len(data)) + data)
             code = self._wait()
             if exit_frame:
                 text = str(code).encode()
@@ -76,6 +78,16 @@ class ExecSession:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def drain(self) -> int:
+        """Run to the end with no client (Docker's detached exec start): the output is read
+        and dropped, so the command never blocks on a full pipe; its exit code."""
+        try:
+            for _ in self._output():
+                pass
+            return self._wait()
+        finally:
+            self._close()
 
     def _output(self):
         """(stream, bytes) of the command's output until it is all read."""

@@ -62,10 +62,10 @@ class RuntimeService(Protocol):
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, *, tty: bool = False, stdin: bool = False,
-             console_size: tuple[int, int] | None = None) -> ExecProcess:
+             console_size: tuple[int, int] | None = None, user: str | None = None) -> ExecProcess:
         """Start a command in the running container; Conflict when it is not running. With
         `tty` in a terminal of the container's (`console_size` rows and columns), with `stdin`
-        its stdin a pipe the caller writes."""
+        its stdin a pipe the caller writes; as `user` instead of the container's user."""
 
     # Images go through the runtime because only it knows which containers use an image.
     def list_images(self) -> builtins.list: ...          # list[agent.images.model.Image]

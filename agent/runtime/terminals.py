@@ -66,11 +66,12 @@ class Terminals:
         resize_terminal(self._directory(container), rows, cols)
 
     def exec(self, ref: str, command: list[str], *, env: list[str] | None = None, workdir: str | None = None,
-             tty: bool = False, stdin: bool = False, console_size: tuple[int, int] | None = None) -> ExecSession:
+             tty: bool = False, stdin: bool = False, console_size: tuple[int, int] | None = None,
+             user: str | None = None) -> ExecSession:
         """Start a command in a running container, to be relayed with `serve`; it is kept
         (for `resize_exec` and its exit code) until MAX_EXECS newer ones have started."""
         process = self._runtime.exec(ref, command, env=env, workdir=workdir, tty=tty, stdin=stdin,
-                                     console_size=console_size)
+                                     console_size=console_size, user=user)
         session = ExecSession(secrets.token_hex(32), self._runtime.get(ref).id, process, stdin=stdin)
         with self._lock:
             self._execs[session.id] = session

@@ -15,11 +15,15 @@ TIMEOUT = 20.0
 
 
 class PtyClient:
-    def __init__(self, daemon, *args: str, rows: int = 24, cols: int = 80) -> None:
+    """`corral ARGS` (or `program ARGS` with `env`, like the docker CLI) in a terminal."""
+
+    def __init__(self, daemon, *args: str, rows: int = 24, cols: int = 80, program: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.master, slave = os.openpty()
         self.resize(rows, cols)
         self.process = subprocess.Popen(
-            [*daemon.cli_command(), *args], stdin=slave, stdout=slave, stderr=slave, env=daemon.env,
+            [*(program or daemon.cli_command()), *args], stdin=slave, stdout=slave, stderr=slave,
+            env=env or daemon.env,
             start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         os.close(slave)
         self.seen = b""

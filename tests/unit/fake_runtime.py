@@ -171,7 +171,7 @@ class FakeRuntime:
 
     def exec(self, ref: str, command: list[str], env: list[str] | None = None,
              workdir: str | None = None, *, tty: bool = False, stdin: bool = False,
-             console_size: tuple[int, int] | None = None) -> ExecProcess:
+             console_size: tuple[int, int] | None = None, user: str | None = None) -> ExecProcess:
         self.calls.append(("exec", ref, command, env, workdir))
         container = self.get(ref)
         if container.state != RUNNING:

@@ -236,8 +236,12 @@ def test_a_container_gone_meanwhile_gives_its_log(tmp_path):
     write_log(tmp_path / "container.log", (1, b"all of it"))
     att = attachment(tmp_path, [STATE_EXITED], logs=True)
     assert serve(att) == (EXITED, b"all of it")
-    removed = attachment(tmp_path, [CREATED, None])    # removed before it started
-    assert serve(removed) == (ENDED, b"")
+    later = tmp_path / "later"
+    later.mkdir()
+    removed = attachment(later, [CREATED, None])       # attached before the start: the log is made and held
+    write_log(later / "container.log", (1, b"ran and was removed"))
+    (later / "container.log").unlink()                 # --rm: its state is gone before the relay looks
+    assert serve(removed) == (EXITED, b"ran and was removed")
 
 
 def test_logs_without_stream_end_after_the_replay(tmp_path):
@@ -252,13 +256,14 @@ def test_replay_stops_at_the_end_given_and_at_a_torn_frame(tmp_path):
     path = tmp_path / "log"
     end = write_log(path, (1, b"a"), (2, b"bb"))
     write_log(path, (1, b"after"))
-    assert list(replay(path, 0, end)) == [(1, b"a"), (2, b"bb")]
-    assert list(replay(path, 9, end)) == [(2, b"bb")]
-    assert list(replay(path, 0, 0)) == []
-    assert list(replay(tmp_path / "none", 0, 10)) == []
-    with open(path, "ab") as handle:
-        handle.write(b"\x01\x00")
-    assert list(replay(path, end + 13, os.path.getsize(path))) == []
+    with open(path, "rb") as log:
+        assert list(replay(log, 0, end)) == [(1, b"a"), (2, b"bb")]
+        assert list(replay(log, 9, end)) == [(2, b"bb")]
+        assert list(replay(log, 0, 0)) == []
+        assert list(replay(None, 0, 10)) == []             # no log: the state was gone at attach
+        with open(path, "ab") as handle:
+            handle.write(b"\x01\x00")
+        assert list(replay(log, end + 13, os.path.getsize(path))) == []
 
 
 # The CLI's side

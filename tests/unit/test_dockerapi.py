@@ -97,8 +97,8 @@ def test_honoured_fields_are_translated():
     ({"PortBindings": {"80/tcp": [{"HostPort": ""}]}}, {}, "HostConfig.PortBindings.80/tcp"),
     ({"CpuPeriod": 100000}, {}, "HostConfig.CpuPeriod"),
     ({"NanoCpus": 1, "CpuQuota": 1}, {}, "HostConfig.NanoCpus"),
-    ({}, {"Tty": True}, "Config.Tty"),
-    ({}, {"OpenStdin": True}, "Config.OpenStdin"),
+    ({"ConsoleSize": [24, -1]}, {"Tty": True}, "HostConfig.ConsoleSize"),
+    ({"ConsoleSize": "24x80"}, {}, "HostConfig.ConsoleSize"),
     ({}, {"Healthcheck": {"Test": ["BOGUS", "true"]}}, "Config.Healthcheck"),
     ({"Memory": 1024}, {}, "HostConfig.Memory"),
     ({}, {"Image": ""}, "Config.Image"),
@@ -112,6 +112,15 @@ def test_a_non_zero_field_corral_cannot_honour_is_refused_by_name(host, config, 
     with pytest.raises(InvalidArgument) as caught:
         spec_of(body, "")
     assert caught.value.field == field and caught.value.message.startswith(field.split("[")[0])
+
+
+def test_terminal_fields_reach_the_spec():
+    interactive = spec_of({**_body(ConsoleSize=[30, 100]), "Tty": True, "OpenStdin": True, "StdinOnce": True,
+                           "AttachStdin": True}, "")
+    assert (interactive.tty, interactive.open_stdin, interactive.stdin_once, interactive.console_size) == (
+        True, True, True, [30, 100])
+    piped = spec_of({**_body(ConsoleSize=[30, 100]), "OpenStdin": True}, "")
+    assert (piped.tty, piped.open_stdin, piped.console_size) == (False, True, None)   # no terminal to size
 
 
 def test_default_values_pass():
