@@ -264,6 +264,7 @@ class Daemon:
 
     def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
+        from agent.cgroups.watch import kernel_watch
         from agent.policy.prover import EnforcementProver
         from agent.policy.service import PolicyService
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
@@ -273,6 +274,7 @@ class Daemon:
                                     interval=self.config.policy_interval,
                                     alert_sink=self.alert_sink, history=self.signal_history,
                                     before_action=self.incidents.before_action,
+                                    watch=kernel_watch(self.cgroups.mode),
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
@@ -285,6 +287,7 @@ class Daemon:
         self._stack.append(("policy prover", self.prover.stop))
         # After the probes' subscription: a container's rules go to probes that already watch it.
         self._stack.append(("policy enforcer", self.bus.subscribe("policy enforcer", self.policy.enforcer.on_container)))
+        self._stack.append(("policy watches", self.bus.subscribe("policy watches", self.policy.on_container)))
         log.info("policies from %s: %s", self.config.policies,
                  ", ".join(p.name for p in self.policy.library.policies()) or "none")
 

@@ -2,11 +2,20 @@
 thresholds on snapshots and acts; the composition of the parts that do each job.
 
 `PolicyService` composes the library (agent/policy/*) and is the only part of the policy
-package with a thread. Each tick (1 s by default) it reloads the folder, has the `Enforcer`
-apply the limits of changed policies live to running containers, takes one snapshot of every
-running container in the catalogue (Corral's own and observed ones), turns it into signals,
-records them for replay, advances the threshold engine and has the Enforcer execute its
-actions. `evaluate()` and `reload()` are public so tests can drive a tick by hand.
+package with a thread. That thread blocks in the kernel watch's epoll (agent/cgroups/watch.py)
+and wakes for whichever comes first:
+- a kernel event of one container (a memory threshold crossed, an OOM kill, a pressure
+  trigger): that container alone is evaluated at once (`evaluate_container`);
+- a container started or stopped (the bus) or a policy change: watches are re-armed;
+- a pending rule's `for:` running out: everything is evaluated at that moment;
+- the folder check (every second, or every interval when shorter): `reload()`, which has the
+  `Enforcer` apply the limits of changed policies live to running containers;
+- the periodic evaluation (`evaluate()`), only needed for signals without an event source:
+  one snapshot of every running container in the catalogue (Corral's own and observed ones),
+  turned into signals, recorded for replay, advanced through the threshold engine, actions
+  executed by the Enforcer. Its interval adapts (agent/policy/watches.py, `Pace`): the
+  configured one while a sampled signal is near a threshold, five times longer otherwise.
+`evaluate()` and `reload()` are public so tests can drive a tick by hand.
 
 Syscall `alert` rules (and the deny/kill rules of audit policies, which only alert) are
 evaluated here from the probes' per-cgroup syscall counters: one violation per rule and
@@ -25,9 +34,12 @@ from typing import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
+from agent.catalog.bus import BusEvent, ContainerHealth
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths
+from agent.cgroups.watch import PollingWatch, ThresholdWatch, WatchSpec
+from agent.errors import CorralError
 from agent.events import Event, EventLog
 from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
@@ -40,11 +52,15 @@ from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
 from agent.policy.provenance import Provenance
 from agent.policy.queries import PolicyQueries
-from agent.policy.signals import compute_signals
+from agent.policy.signals import SignalSample, compute_signals
+from agent.policy.watches import Pace, Watches, near, watch_spec
 from agent.probes.events import EgressEvent, KillEvent
 from agent.probes.interface import Probes
 
 log = logging.getLogger("corral.policy")
+
+RELOAD_EVERY = 1.0       # seconds between checks of the policy folder (at most the interval)
+MIN_RATE_WINDOW = 0.5    # an event's evaluation computes rates only over at least this long
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class PolicyService:
                  sampler: Sampler | None = None,
                  interval: float = 1.0, syscall_name: Callable[[int], str | None] | None = None,
                  before_action: BeforeAction | None = None,
+                 watch: ThresholdWatch | None = None, slow_factor: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
         if interval <= 0:
             raise ValueError(f"policy interval {interval!r}: must be above 0 seconds")
@@ -81,6 +98,11 @@ class PolicyService:
         self.history = history or SignalHistory(capacity=max(1, int(3600 / interval)))
         self.metrics = metrics or PolicyMetrics(registry if registry is not None else CollectorRegistry())
         self.interval = interval
+        self.pace = Pace(interval, slow_factor)
+        # Without a kernel watch (unit tests, a host without one) every signal is sampled.
+        self.watches = Watches(watch or PollingWatch())
+        self._resync = threading.Event()        # containers or policies changed: re-arm
+        self._resync.set()
         self._clock = clock
         self._lock = threading.RLock()          # the tick thread and API threads share engine state
         self._tracked: dict[str, _Tracked] = {}
@@ -110,31 +132,56 @@ class PolicyService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.watches.watch.wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.watches.close()
+
+    def on_container(self, event: BusEvent) -> None:
+        """The ContainerBus subscriber: a container placed, started, stopped or removed has its
+        watches re-armed or closed by the policy thread, now rather than at the next tick."""
+        if not isinstance(event, ContainerHealth):
+            self._resync.set()
+            self.watches.watch.wake()
 
     def _run(self) -> None:
-        """Reload and evaluate every interval; in between, evaluate once more at the moment a
-        pending rule's `for:` runs out, so the action is not rounded up to the next tick."""
-        next_tick = time.monotonic() + self.interval
+        """Wait for a kernel event, a container change, a due `for:` hold, the folder check or
+        the periodic evaluation, whichever comes first (docs/policies.md, "How fast actions
+        happen"); a `for:` hold is timed exactly, not rounded up to the next tick."""
+        reload_every = min(self.interval, RELOAD_EVERY)
+        next_reload = time.monotonic() + reload_every
+        next_tick = time.monotonic() + self.pace.current
         while True:
-            wait = next_tick - time.monotonic()
+            wait = min(next_tick, next_reload) - time.monotonic()
             with self._lock:
                 due = self.engine.next_due()
             if due is not None:
                 wait = min(wait, due - self._clock() + 0.001)
-            if self._stop.wait(max(0.0, wait)):
+            fired = self.watches.watch.wait(0.0 if self._resync.is_set() else max(0.0, wait))
+            if self._stop.is_set():
                 return
-            ticked = time.monotonic() >= next_tick
             try:
-                if ticked:
+                if time.monotonic() >= next_reload:
                     self.reload()
-                self.evaluate()
-            except Exception:  # one bad tick must not end enforcement
+                    next_reload = time.monotonic() + reload_every
+                if self._resync.is_set():
+                    self._resync.clear()
+                    armed = self._sync_watches()
+                    if armed:       # their values are not known yet: sample at the configured pace
+                        next_tick = min(next_tick, time.monotonic() + self.interval)
+                    fired.update(armed)
+                ticked = time.monotonic() >= next_tick
+                if ticked or (due is not None and self._clock() >= due):
+                    self.evaluate()
+                    fired.clear()
+                for container_id in sorted(fired):
+                    self.evaluate_container(container_id)
+            except Exception:  # one bad evaluation must not end enforcement
                 log.exception("policy evaluation failed")
+                ticked = time.monotonic() >= next_tick
             if ticked:
-                next_tick = max(next_tick + self.interval, time.monotonic())
+                next_tick = max(next_tick + self.pace.current, time.monotonic())
 
     def policy_for(self, name: str, image: str, labels: Mapping[str, str] | None = None) -> EffectivePolicy:
         return merge(selecting(self.library.policies(), name, image, dict(labels or {})))
@@ -142,8 +189,6 @@ class PolicyService:
     def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent) -> None:
         """The probe event pump's EnforcementReports: the Enforcer records them."""
         self.enforcer.record_enforcement(container, event)
-
-    # --- reload -------------------------------------------------------------------------------
 
     # --- reload -------------------------------------------------------------------------------
 
@@ -170,6 +215,7 @@ class PolicyService:
         if report.changed:
             self.metrics.set_loaded(self.library.policies())
             self.apply_live_limits()
+            self._resync.set()      # thresholds moved: re-arm (on the policy thread)
         return report
 
     def _was_loaded(self, file: str) -> bool:
@@ -190,7 +236,9 @@ class PolicyService:
         snapshots = self.sampler.snapshots(containers, with_syscalls=with_syscalls, clock=self._clock)
         by_id = {c.id: c for c in containers}
         self.enforcer.sync(containers, effective)
+        self._sync_watches(containers, effective)
         evaluations = []
+        close = False
         with self._lock:
             for snapshot in snapshots:
                 container = by_id[snapshot.id]
@@ -203,9 +251,77 @@ class PolicyService:
                 self._syscall_alerts(ref, effective[container.id], previous, snapshot, evaluation)
                 self.enforcer.run_actions(evaluation, self._paths_of)
                 evaluations.append(evaluation)
-            for gone in set(self._tracked) - set(by_id):
-                evaluations.append(self._gone(self._tracked.pop(gone)))
+                close = close or previous is None or self._close(container.id, effective[container.id], sample)
+            evaluations.extend(self._forget_gone(set(by_id)))
+        self.pace.settle(close)
         return evaluations
+
+    def evaluate_container(self, container_id: str) -> Evaluation | None:
+        """A kernel event of one container: evaluate it alone, now. Rates are computed from the
+        last periodic snapshot when it is at least MIN_RATE_WINDOW old (unknown otherwise, which
+        leaves their rules alone); that snapshot is kept, so the next tick's rates span its
+        whole interval."""
+        container = self.catalog.by_id(container_id)
+        if container is None or not container.running:
+            return None
+        effective = self.policy_for(container.name, container.image, container.labels)
+        if not effective.thresholds:
+            return None
+        snapshot = self.sampler.snapshots([container], with_syscalls=False, clock=self._clock)[0]
+        ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
+        with self._lock:
+            previous = self._tracked.get(container.id)
+            base = previous.snapshot if previous and snapshot.time - previous.snapshot.time >= MIN_RATE_WINDOW else None
+            if previous is None:
+                self._tracked[container.id] = _Tracked(ref, container.cgroup, snapshot)
+            evaluation = self.engine.evaluate(ref, effective, compute_signals(base, snapshot))
+            self.enforcer.run_actions(evaluation, self._paths_of)
+        return evaluation
+
+    def _sync_watches(self, containers: list[CatalogEntry] | None = None,
+                      effective: dict[str, EffectivePolicy] | None = None) -> list[str]:
+        """Arm each running container's kernel watches for its thresholds (closing those of
+        containers gone); the ids newly armed. Without arguments (a container or the policies
+        changed) it also resolves the rules of containers that stopped."""
+        if containers is None:
+            containers = self._running()
+            with self._lock:
+                self._forget_gone({c.id for c in containers})
+        if effective is None:
+            effective = {c.id: self.policy_for(c.name, c.image, c.labels) for c in containers}
+        wanted: dict[str, tuple[CgroupPaths, WatchSpec]] = {}
+        for container in containers:
+            policy = effective[container.id]
+            if policy.thresholds:
+                wanted[container.id] = (container.cgroup,
+                                        watch_spec(policy, self._memory_limit(container, policy),
+                                                   own=not container.observed))
+        return self.watches.sync(wanted)
+
+    def _memory_limit(self, container: CatalogEntry, effective: EffectivePolicy) -> int | None:
+        """The limit a memory_percent_of_limit rule is a share of (read only when one exists)."""
+        if not any(e.threshold.signal == "memory_percent_of_limit" for e in effective.thresholds):
+            return None
+        tracked = self._tracked.get(container.id)
+        if tracked is not None and tracked.snapshot.memory_limit_bytes:
+            return tracked.snapshot.memory_limit_bytes
+        try:
+            return self.cgroups.read_limits(container.cgroup).memory_bytes
+        except (CorralError, OSError):
+            return None
+
+    def _close(self, container_id: str, effective: EffectivePolicy, sample: SignalSample) -> bool:
+        """Whether this container keeps the periodic evaluation at its configured pace: a rule
+        pending or firing, or a sampled signal (one without a kernel watch) near its threshold."""
+        if self.engine.states(container_id):
+            return True
+        return any(not self.watches.evented(container_id, entry)
+                   and near(sample.value(entry.threshold.signal, entry.threshold.syscall),
+                            entry.threshold.above, self.pace.margin)
+                   for entry in effective.thresholds)
+
+    def _forget_gone(self, running: set[str]) -> list[Evaluation]:
+        return [self._gone(self._tracked.pop(gone)) for gone in set(self._tracked) - running]
 
     def _running(self) -> list[CatalogEntry]:
         """Running containers, Corral's own (with a cgroup id) and observed ones."""
