@@ -97,6 +97,8 @@ fi
 if ! command -v docker >/dev/null 2>&1 && [ -x /usr/local/bin/docker-debian ]; then
   ln -s docker-debian /usr/local/bin/docker
 fi
+# docker-compose 1.29.2 from PyPI in its own venv (tests/integration/test_compose.py).
+bash scripts/compose-venv.sh
 
 # The launcher: a small C program, so launching never forks the big daemon.
 LAUNCHER=$VENV/bin/corral-launch

@@ -83,7 +83,10 @@ class NetworkRoutes:
                 "Name": attachment.container_name, "EndpointID": endpoint_id(attachment.container_id, name),
                 "MacAddress": attachment.mac, "IPv4Address": f"{attachment.address}/{attachment.prefix}",
                 "IPv6Address": ""}
-        options = {"corral.network.bridge": network.bridge}
+        # As docker does: the default network names its bridge; a user network's Options are the
+        # options it was created with (none here). Compose compares them with the file's
+        # driver_opts and would recreate a network whose Options it did not set.
+        options = {"com.docker.network.bridge.name": network.bridge} if name == DEFAULT_NETWORK_NAME else {}
         return {"Name": name, "Id": network_id(name), "Created": timestamp(network.created), "Scope": "local",
                 "Driver": "bridge", "EnableIPv6": False,
                 "IPAM": {"Driver": "default", "Options": None,
