@@ -39,7 +39,7 @@ def compile_policy(document: schema.PolicyDocument, source: str = "") -> Policy:
     return Policy(name=document.metadata.name, mode=spec.mode, selector=_selector(spec.selector),
                   limits=_limits(spec.limits), syscalls=_syscalls(spec.syscalls), network=_network(spec.network),
                   thresholds=_thresholds(spec.thresholds), description=document.metadata.description,
-                  source=source)
+                  source=source, kill_order=_kill_order(spec.limits))
 
 
 def _selector(selector: schema.Selector | Any) -> Selector:
@@ -51,6 +51,10 @@ def _selector(selector: schema.Selector | Any) -> Selector:
     return Selector(names=tuple(selector.names) if selector.names is not UNSET else None,
                     images=tuple(selector.images) if selector.images is not UNSET else None,
                     labels=labels, services=tuple(selector.services) if selector.services is not UNSET else None)
+
+
+def _kill_order(limits: schema.Limits | Any) -> str | None:
+    return None if limits is UNSET or limits.killOrder is UNSET else str(limits.killOrder)
 
 
 def _limits(limits: schema.Limits | Any) -> Limits:

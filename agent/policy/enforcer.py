@@ -29,6 +29,7 @@ from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
 from agent.errors import CorralError, PolicyError
 from agent.events import Event, EventLog
+from agent.policy import kill_order
 from agent.policy.actions import ActionExecutor, ActionResult
 from agent.policy.engine import Action, Evaluation, Violation
 from agent.policy.merge import EffectivePolicy, Source
@@ -65,7 +66,7 @@ class Enforcer:
                  cgroups: CgroupDriver, events: EventLog, metrics: PolicyMetrics, executor: ActionExecutor,
                  probes: ProbeControl | None = None,
                  syscall_name: Callable[[int], str | None] | None = None,
-                 syscall_number: Callable[[str], int | None] | None = None) -> None:
+                 syscall_number: Callable[[str], int | None] | None = None, proc: str = "/proc") -> None:
         self._effective = effective
         self.cgroups = cgroups
         self.events = events
@@ -82,6 +83,8 @@ class Enforcer:
         self._enforced: dict[int, _Enforced] = {}        # cgroup id -> rules pushed
         self._enforce_errors: dict[int, str] = {}        # cgroup id -> last push failure
         self._reported: dict[tuple, tuple[float, int]] = {}   # (id, policy, rule) -> (last event, held back)
+        self._kill_orders: dict[str, int] = {}           # container id -> oom_score_adj written
+        self._proc = proc
 
     def syscall_label(self, nr: int) -> str:
         """A syscall number's name, or the number as text when the table does not know it."""
@@ -101,11 +104,33 @@ class Enforcer:
     def forget(self, container_id: str) -> None:
         with self._actions_lock:
             self.executor.forget(container_id)
+            self._kill_orders.pop(container_id, None)
+
+    def apply_kill_order(self, container: CatalogEntry, effective: EffectivePolicy) -> None:
+        """Every process's oom_score_adj from the policies' killOrder (agent/policy/kill_order.py);
+        back to 0 when a reload drops it."""
+        wanted = int(effective.kill_order.value) if effective.kill_order is not None else None
+        with self._actions_lock:
+            had = self._kill_orders.get(container.id)
+            if wanted is None and had is None:
+                return
+            try:
+                pids = self.cgroups.procs(container.cgroup)
+            except (CorralError, OSError):
+                return          # exited meanwhile
+            failed = kill_order.apply(pids, 0 if wanted is None else wanted, self._proc)
+            if wanted is None:
+                self._kill_orders.pop(container.id, None)
+            else:
+                self._kill_orders[container.id] = wanted
+        if failed:
+            log.warning("kill order of container %s: oom_score_adj not written for pids %s", container.name, failed)
 
     def apply_live_limits(self, running: list[CatalogEntry]) -> None:
         """Limits of running containers follow the policies at once (the strictest wins)."""
         for container in running:
             effective = self._effective(container.name, container.image, container.labels)
+            self.apply_kill_order(container, effective)
             paths = container.cgroup
             try:
                 before = self.cgroups.read_limits(paths)
@@ -190,9 +215,10 @@ class Enforcer:
         execs. A container of Corral's whose enforcing kill or egress rules cannot be pushed does
         not start (a gap in a deny rule is worse than a failed start); an observed one (already
         running) is retried each tick like any rule that failed to apply."""
+        effective = self._effective(container.name, container.image, container.labels)
+        self.apply_kill_order(container, effective)     # on the waiting init: its children inherit it
         if self.probes is None or not container.cgroup_id:
             return
-        effective = self._effective(container.name, container.image, container.labels)
         wanted = self._wanted(container.id, effective)
         try:
             self._push(container.id, container.name, container.cgroup_id, container.cgroup.unified, wanted)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from agent.cgroups.driver import Limits as CgroupLimits
+from agent.policy.kill_order import adjustment
 from agent.policy.model import EgressRule, Policy, Threshold
 
 
@@ -75,6 +76,7 @@ class EffectivePolicy:
     syscalls: tuple[SyscallEntry, ...] = ()
     egress: tuple[EgressPart, ...] = ()
     thresholds: tuple[ThresholdEntry, ...] = ()
+    kill_order: LimitValue | None = None       # oom_score_adj; the earliest-killed order wins
 
     # --- what the runtime and probes need ---------------------------------------------------
 
@@ -133,7 +135,8 @@ class EffectivePolicy:
             return None if value is None else {"value": value.value, "from": str(value.source)}
         return {
             "policies": [{"name": s.policy, "mode": s.mode} for s in self.policies],
-            "limits": {"memory": limit(self.memory), "cpus": limit(self.cpus), "pids": limit(self.pids)},
+            "limits": {"memory": limit(self.memory), "cpus": limit(self.cpus), "pids": limit(self.pids),
+                       "kill_order": limit(self.kill_order)},
             "audit_limits": [{"resource": r, "value": v.value, "from": str(v.source)} for r, v in self.audit_limits],
             "syscalls": [{"syscall": e.syscall, "action": e.action, "signal": e.signal, "from": str(e.source)}
                          for e in self.syscalls],
@@ -176,6 +179,12 @@ def merge(policies: Iterable[Policy]) -> EffectivePolicy:
                 audit_limits.append((resource, candidate))
             elif resource not in best or value < best[resource].value:
                 best[resource] = candidate
+        if policy.kill_order is not None:
+            candidate = LimitValue(adjustment(policy.kill_order), Source(policy.name, "limits.killOrder", policy.mode))
+            if not policy.enforcing:
+                audit_limits.append(("killOrder", candidate))
+            elif "killOrder" not in best or candidate.value > best["killOrder"].value:
+                best["killOrder"] = candidate       # the host's safety first: killed earliest wins
         for rule in policy.syscalls:
             source = Source(policy.name, rule.rule_id, policy.mode)
             syscalls.extend(SyscallEntry(name, rule.action, rule.signal, source) for name in rule.names)
@@ -187,5 +196,5 @@ def merge(policies: Iterable[Policy]) -> EffectivePolicy:
     return EffectivePolicy(
         policies=tuple(Source(p.name, "", p.mode) for p in policies),
         memory=best.get("memory"), cpus=best.get("cpus"), pids=best.get("pids"),
-        audit_limits=tuple(audit_limits), syscalls=tuple(syscalls), egress=tuple(egress),
+        kill_order=best.get("killOrder"), audit_limits=tuple(audit_limits), syscalls=tuple(syscalls), egress=tuple(egress),
         thresholds=tuple(thresholds))

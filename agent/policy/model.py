@@ -156,6 +156,7 @@ class Policy:
     thresholds: tuple[Threshold, ...] = ()
     description: str = ""
     source: str = field(default="", compare=False)      # file it was loaded from
+    kill_order: str | None = None      # limits.killOrder: first | early | normal | late | last
 
     @property
     def enforcing(self) -> bool:
@@ -165,6 +166,9 @@ class Policy:
         data = dataclasses.asdict(self)
         data["selector"] = self.selector.to_dict()
         data["limits"] = self.limits.in_user_units()
+        if self.kill_order is not None:
+            data["limits"]["killOrder"] = self.kill_order
+        data.pop("kill_order", None)
         return data
 
     @classmethod

@@ -9,7 +9,7 @@ kernel shows it:
 | syscall `kill` | the container's slot of the probes' kill table holds the syscall and its signal |
 | syscall `deny` | every process in the cgroup runs under a seccomp filter (`Seccomp: 2` in /proc) made with that deny list (the filter's record) |
 | egress | the egress table has rules and every egress program is attached to the container's directory (BPF_PROG_QUERY) |
-| limits | the cgroup's limit is at or below the rule's |
+| limits | the cgroup's limit is at or below the rule's; `killOrder`: every process's oom_score_adj |
 
 This module is the pure judgement (`prove`); `prover.EnforcementProver` gathers the evidence,
 exports `corral_policy_enforced` and raises the alert.
@@ -57,6 +57,7 @@ class Evidence:
     filter_denied: tuple[str, ...] | None = None    # the deny list its filter was made with
     limits: Limits | None = None
     observed: bool = False
+    oom_adj: Mapping[int, int] | None = None        # pid -> oom_score_adj
 
 
 def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Evidence,
@@ -86,6 +87,9 @@ def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Ev
         if value is not None and value.source.mode == "enforce":
             add(value.source.policy, value.source.rule or f"limits.{resource}", "limits",
                 _limit_problem(resource, value, evidence.limits))
+    order = effective.kill_order
+    if order is not None and order.source.mode == "enforce":
+        add(order.source.policy, order.source.rule, "limits", _kill_order_problem(int(order.value), evidence))
     return proofs
 
 
@@ -134,6 +138,15 @@ def _limit_problem(resource: str, value: LimitValue, limits: Limits | None) -> s
     if held is None or held > wanted:
         shown = "unlimited" if held is None else str(held)
         return f"the cgroup's {resource} limit is {shown}, the rule wants at most {wanted}"
+    return None
+
+
+def _kill_order_problem(wanted: int, evidence: Evidence) -> str | None:
+    if evidence.oom_adj is None:
+        return "its processes' oom_score_adj cannot be read"
+    wrong = sorted(pid for pid, adj in evidence.oom_adj.items() if adj != wanted)
+    if wrong:
+        return f"process {wrong[0]} has oom_score_adj {evidence.oom_adj[wrong[0]]}, the kill order wants {wanted}"
     return None
 
 

@@ -22,6 +22,7 @@ from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver
 from agent.errors import CorralError
 from agent.events import Event, EventLog
+from agent.policy import kill_order
 from agent.policy.enforcer import Enforcer
 from agent.policy.merge import EffectivePolicy
 from agent.policy.prove import Evidence, RuleProof, prove, seccomp_modes
@@ -112,12 +113,13 @@ class EnforcementProver:
             pids = self.cgroups.procs(container.cgroup)
         except (CorralError, OSError):
             limits, pids = None, []
+        adj = kill_order.read(pids, self._proc)
         if container.observed:
-            return Evidence(kernel, problem, None, None, limits, observed=True)
+            return Evidence(kernel, problem, None, None, limits, observed=True, oom_adj=adj)
         from agent.security.container_filter import in_force as filter_record
         record = filter_record(Path(container.seccomp_file).parent) if container.seccomp_file else None
         denied = tuple(record.get("denied") or ()) if record else ()
-        return Evidence(kernel, problem, seccomp_modes(pids, self._proc), denied, limits)
+        return Evidence(kernel, problem, seccomp_modes(pids, self._proc), denied, limits, oom_adj=adj)
 
     def _publish(self, proofs: list[RuleProof], *, whole: bool) -> None:
         """The gauge and the lost/restored events. `whole`: every running container was

@@ -30,6 +30,7 @@ SyscallAction = Literal["deny", "kill", "alert"]
 ThresholdAction = Literal["alert", "throttle", "freeze", "kill"]
 EgressAction = Literal["allow", "deny"]
 Protocol = Literal["tcp", "udp"]
+KillOrder = Literal["first", "early", "normal", "late", "last"]
 SignalName = Literal["memory_bytes", "memory_percent_of_limit", "cpu_percent", "syscalls_per_second",
                      "syscall_errors_per_second", "tcp_connects_per_second", "network_tx_bytes_per_second",
                      "network_rx_bytes_per_second", "pids", "oom_kills", "unhealthy",
@@ -134,6 +135,9 @@ class Limits(Struct, forbid_unknown_fields=True, frozen=True):
         "expected": "a number of CPUs between 0.01 and 1024 like 0.5"})] | UnsetType = UNSET
     pids: Annotated[int, Meta(ge=1, le=MAX_PIDS, extra={
         "expected": f"a whole number of processes between 1 and {MAX_PIDS}"})] | UnsetType = UNSET
+    # When the host runs out of memory: first | early | normal | late | last (the processes'
+    # oom_score_adj: 1000, 500, 0, -500, -999; agent/policy/kill_order.py).
+    killOrder: KillOrder | UnsetType = UNSET
 
 
 class SyscallRule(Struct, forbid_unknown_fields=True, frozen=True):

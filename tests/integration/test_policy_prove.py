@@ -33,7 +33,7 @@ pytestmark = pytest.mark.privileged
 
 GUARD = """
 selector: {names: ["prove-*"]}
-limits: {memory: 64Mi, pids: 40}
+limits: {memory: 64Mi, pids: 40, killOrder: first}
 syscalls:
   - {names: [ptrace], action: kill}
   - {names: [mount], action: deny}
@@ -69,6 +69,14 @@ def detach_egress(directory: str) -> int:
     return detached
 
 
+def cgroup_procs(name: str, daemon) -> list[str]:
+    return open(f"{unified_dir(name, daemon)}/cgroup.procs").read().split()
+
+
+def oom_score_adj(pid: int) -> int:
+    return int(open(f"/proc/{pid}/oom_score_adj").read())
+
+
 def proofs(daemon, *args: str) -> tuple[int, list[dict]]:
     result = daemon.cli("policy", "prove", *args, "--format", "json", check=False)
     return result.returncode, json.loads(result.stdout)
@@ -92,8 +100,11 @@ def test_prove_reads_every_rule_back_and_finds_a_detached_egress_program(pdaemon
     assert code == 0, found
     assert {(p["kind"], p["rule"]) for p in found if p["policy"] == "prove-guard"} == {
         ("syscall_kill", "syscalls[0]"), ("syscall_deny", "syscalls[1]"), ("egress", "network.egress"),
-        ("limits", "limits.memory"), ("limits", "limits.pids")}
+        ("limits", "limits.memory"), ("limits", "limits.pids"), ("limits", "limits.killOrder")}
     assert all(p["enforced"] and p["reason"] == "" for p in found)
+    # The kill order was written on the init before it ran anything: both sleeps inherited it.
+    pids = [int(p) for p in cgroup_procs("prove-1", pdaemon)]
+    assert len(pids) >= 2 and {oom_score_adj(pid) for pid in pids} == {1000}
     assert enforced_series(pdaemon, "prove-1") == {"syscall_kill": 1, "syscall_deny": 1, "egress": 1, "limits": 1}
     table = pdaemon.out("policy", "prove")
     assert "prove-1" in table and "NO" not in table
@@ -111,9 +122,14 @@ def test_prove_reads_every_rule_back_and_finds_a_detached_egress_program(pdaemon
                       what="the enforcement_lost event")
     assert lost[0]["attributes"]["kind"] == "egress" and lost[0]["attributes"]["policy"] == "prove-guard"
 
+    os.system(f"echo 0 > /proc/{pids[-1]}/oom_score_adj")      # a kill order undone by hand, too
+    code, found = proofs(pdaemon, "prove-1")
+    assert [p["reason"] for p in found if p["rule"] == "limits.killOrder"] == [
+        f"process {pids[-1]} has oom_score_adj 0, the kill order wants 1000"]
+
     code, found = proofs(pdaemon, "--repair", "prove-1")
     assert code == 0 and all(p["enforced"] for p in found)
-    assert len(egress_programs(directory)) == 4
+    assert len(egress_programs(directory)) == 4 and oom_score_adj(pids[-1]) == 1000
     assert enforced_series(pdaemon, "prove-1")["egress"] == 1
     wait_until(lambda: policy_events(pdaemon, started, "prove-1", "enforcement_restored"),
                what="the enforcement_restored event")

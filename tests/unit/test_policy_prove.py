@@ -154,3 +154,42 @@ def test_a_lost_rule_reads_0_is_recorded_and_put_back(prover):
     actions = [(e.action, e.attributes["kind"]) for e in events.since() if e.action.startswith("enforcement_")]
     assert ("enforcement_lost", "egress") in actions and ("enforcement_restored", "egress") in actions
     assert ("enforcement_lost", "syscall_kill") in actions and ("enforcement_restored", "syscall_kill") in actions
+
+
+def test_kill_order_the_earliest_wins_and_is_proved_on_every_process(tmp_path):
+    from agent.policy.merge import merge
+    from agent.policy.model import Policy
+    policies = [Policy.from_dict({"apiVersion": "corral/v1", "kind": "Policy", "metadata": {"name": name},
+                                  "spec": {"limits": {"killOrder": order}}})
+                for name, order in (("keep", "last"), ("spare", "early"), ("watch", "first"))]
+    policies[2] = Policy.from_dict({"apiVersion": "corral/v1", "kind": "Policy", "metadata": {"name": "watch"},
+                                    "spec": {"mode": "audit", "limits": {"killOrder": "first"}}})
+    effective = merge(policies)
+    assert effective.kill_order.value == 500 and effective.kill_order.source.policy == "spare"
+    assert effective.to_dict()["limits"]["kill_order"] == {"value": 500, "from": "spare/limits.killOrder"}
+    right = Evidence(None, "x", limits=Limits(), oom_adj={1: 500, 2: 500}, seccomp={}, filter_denied=())
+    wrong = Evidence(None, "x", limits=Limits(), oom_adj={1: 500, 2: 0}, seccomp={}, filter_denied=())
+    assert kinds(prove("c", "n", effective, right, NUMBERS)) == {("limits", "limits.killOrder"): (True, "")}
+    assert kinds(prove("c", "n", effective, wrong, NUMBERS)) == {
+        ("limits", "limits.killOrder"): (False, "process 2 has oom_score_adj 0, the kill order wants 500")}
+
+
+def test_the_enforcer_writes_the_kill_order_and_resets_it_when_dropped(tmp_path):
+    from agent.policy.kill_order import read
+    from agent.policy.merge import merge
+    from agent.policy.model import Policy
+    for pid in (5, 6):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "oom_score_adj").write_text("0\n")
+    driver, events = Driver(), EventLog(tmp_path / "events.jsonl")
+    driver.pids = [5, 6]
+    enforcer = Enforcer(effective=lambda *a: None, cgroups=driver, events=events,
+                        metrics=PolicyMetrics(CollectorRegistry()), executor=ActionExecutor(driver, events=events),
+                        proc=str(tmp_path))
+    web = CatalogEntry(id="w" * 12, name="web-1", image="busybox", cgroup=CgroupPaths("/cg/web"), cgroup_id=21)
+    late = merge([Policy.from_dict({"apiVersion": "corral/v1", "kind": "Policy", "metadata": {"name": "p"},
+                                    "spec": {"limits": {"killOrder": "late"}}})])
+    enforcer.apply_kill_order(web, late)
+    assert read([5, 6], str(tmp_path)) == {5: -500, 6: -500}
+    enforcer.apply_kill_order(web, merge([]))
+    assert read([5, 6], str(tmp_path)) == {5: 0, 6: 0}

@@ -29,7 +29,7 @@ def errors_of(spec: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize("spec, field, message", [
     # YAML's empty value (`limits:` and nothing: what a truncated write leaves) is never "none".
-    ({"limits": None}, "spec.limits", "expected a mapping with memory, cpus, pids, got nothing"),
+    ({"limits": None}, "spec.limits", "expected a mapping with memory, cpus, pids, killOrder, got nothing"),
     ({"syscalls": None}, "spec.syscalls", "expected a list of syscall rules, got nothing"),
     ({"selector": {"names": None}}, "spec.selector.names", "expected a list of name globs, got nothing"),
     # no bool as a number, no float as an integer, bounds on every number
