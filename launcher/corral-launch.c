@@ -45,6 +45,7 @@
 
 #include "groups.h"
 #include "init.h"
+#include "logfile.h"
 #include "rlimits.h"
 #include "userns.h"
 #include "tty.h"
@@ -1401,45 +1402,6 @@ static int exit_code(int status)
 	return WEXITSTATUS(status);
 }
 
-struct log_sink {
-	int fd;      /* -1: no log, output is dropped */
-	const char *path;
-	int failed;  /* reported once */
-};
-
-/* Append one Docker stream frame: [stream,0,0,0,len BE32] payload. */
-static void write_frame(struct log_sink *log, int stream, const char *data, size_t len)
-{
-	if (log->fd < 0 || log->failed)
-		return;
-	unsigned char hdr[8] = {(unsigned char)stream, 0, 0, 0, (unsigned char)(len >> 24),
-				(unsigned char)(len >> 16), (unsigned char)(len >> 8), (unsigned char)len};
-	struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)data, len}};
-	int cnt = 2;
-	struct iovec *v = iov;
-	while (cnt > 0) {
-		ssize_t n = writev(log->fd, v, cnt);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			/* Keep draining the pipes so the container never blocks on a full disk. */
-			note(errno, "write log \"%s\" (dropping output from now on)", log->path);
-			log->failed = 1;
-			return;
-		}
-		size_t done = (size_t)n;
-		while (cnt > 0 && done >= v->iov_len) {
-			done -= v->iov_len;
-			v++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			v->iov_base = (char *)v->iov_base + done;
-			v->iov_len -= done;
-		}
-	}
-}
-
 /* Read what is in the pipe once; returns 0 on EOF or error (the pipe is done), 1 otherwise. */
 static int pump_once(int fd, int stream, struct log_sink *log, char *buf)
 {
@@ -1447,7 +1409,7 @@ static int pump_once(int fd, int stream, struct log_sink *log, char *buf)
 	while ((n = read(fd, buf, PUMP_CHUNK)) < 0 && errno == EINTR)
 		;
 	if (n > 0) {
-		write_frame(log, stream, buf, (size_t)n);
+		log_write_frame(log, stream, buf, (size_t)n);
 		return 1;
 	}
 	if (n < 0 && errno == EAGAIN)
@@ -1516,7 +1478,7 @@ static int pump_until_exit(pid_t pid, int out_r, int err_r, struct log_sink *log
 				;
 			if (n <= 0)
 				break;
-			write_frame(log, i + 1, buf, (size_t)n);
+			log_write_frame(log, i + 1, buf, (size_t)n);
 		}
 		close(fds[i]);
 	}
@@ -1556,7 +1518,7 @@ static int write_exit_file(const char *path, int code)
 
 static void log_output(void *sink, int stream, const char *data, size_t len)
 {
-	write_frame(sink, stream, data, len);
+	log_write_frame(sink, stream, data, len);
 }
 
 static void kill_and_reap(pid_t pid)
@@ -1579,8 +1541,8 @@ static int cmd_run(int argc, char **argv)
 	setsid(); /* a Ctrl-C of the daemon must not reach containers (fails if already leader) */
 	signal(SIGPIPE, SIG_IGN);
 
-	struct log_sink log = {.fd = -1, .path = o.log, .failed = 0};
-	if (o.log && (log.fd = open(o.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0) {
+	struct log_sink log;
+	if (log_open(&log, o.log) < 0) {
 		error_line(1, errno, "open log \"%s\"", o.log);
 		return 1;
 	}

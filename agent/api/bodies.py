@@ -132,6 +132,25 @@ class FollowQuery(Object, frozen=True):
     follow: bool = False       # keep the stream open for what comes
 
 
+LogTime = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=64, pattern=r"^[0-9A-Za-z.:+ -]+$",
+    description="a duration back from now (10m, 1h30m), UNIX seconds (1700000000.5) or an RFC 3339 date")]
+LogTail = Annotated[str, msgspec.Meta(max_length=12, pattern=r"^(all|[0-9]+)$",
+                                      description="a number of lines, or all")]
+
+
+class LogsQuery(Object, frozen=True):
+    """`GET /v1/containers/{ref}/logs` (agent/runtime/logs.py says how each is read)."""
+
+    follow: bool = False       # keep the stream open for what comes
+    timestamps: bool = False   # each line starts with its time (RFC3339Nano, UTC) and a space
+    since: LogTime | None = None   # lines at or after
+    until: LogTime | None = None   # lines at or before
+    tail: LogTail = "all"      # the last N lines of the log first
+    stdout: bool = True
+    stderr: bool = True
+
+
 class EventsQuery(Object, frozen=True):
     since: Timestamp | None = None
     follow: bool = False

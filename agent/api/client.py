@@ -105,9 +105,20 @@ class ApiClient(LifecycleCalls):
         query = {"force": force, "volumes": True} if volumes else {"force": force}
         self._json("DELETE", f"/v1/containers/{_ref(ref)}", query=query)
 
-    def logs(self, ref: str, follow: bool = False) -> Iterator[tuple[int, bytes]]:
-        """(stream, data) frames of the container's log; 1 is stdout, 2 is stderr."""
-        response = self._open("GET", f"/v1/containers/{_ref(ref)}/logs", query={"follow": follow})
+    def logs(self, ref: str, follow: bool = False, *, timestamps: bool = False, since: str | None = None,
+             until: str | None = None, tail: str = "all") -> Iterator[tuple[int, bytes]]:
+        """(stream, data) frames of the container's log; 1 is stdout, 2 is stderr. `since` and
+        `until` in docker's syntax (agent/log_time.py), `tail` a number or all."""
+        query: dict[str, Any] = {"follow": follow}
+        if timestamps:
+            query["timestamps"] = True
+        if since is not None:
+            query["since"] = since
+        if until is not None:
+            query["until"] = until
+        if tail != "all":
+            query["tail"] = tail
+        response = self._open("GET", f"/v1/containers/{_ref(ref)}/logs", query=query)
         yield from self._frames(response)
 
     def exec(self, ref: str, command: list[str], env: list[str] | None = None,

@@ -18,10 +18,10 @@ from agent.api.bodies import (
     CreateQuery,
     EventsQuery,
     FiltersQuery,
-    FollowQuery,
     ImportRequest,
     KillQuery,
     ListQuery,
+    LogsQuery,
     RemoveQuery,
     StopQuery,
     WaitQuery,
@@ -29,7 +29,9 @@ from agent.api.bodies import (
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
 from agent.errors import CorralError
 from agent.events import EventLog
+from agent.log_time import parse_log_time, parse_tail
 from agent.runtime import filters
+from agent.runtime.logs import LogQuery
 from agent.runtime.model import ContainerSpec
 from agent.runtime.service import RuntimeService
 from agent.units import parse_signal
@@ -69,7 +71,7 @@ class CoreEndpoints:
         add("POST", "/v1/containers/{ref}/stop", self.stop_container, query=StopQuery)
         add("POST", "/v1/containers/{ref}/kill", self.kill_container, query=KillQuery)
         add("POST", "/v1/containers/{ref}/wait", self.wait_container, query=WaitQuery)
-        add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=FollowQuery)
+        add("GET", "/v1/containers/{ref}/logs", self.container_logs, query=LogsQuery)
         # POST /v1/containers/{ref}/exec: agent/api/exec_endpoints.py (interactive execs need Terminals)
         add("GET", "/v1/images", self.list_images, query=FiltersQuery)
         add("POST", "/v1/images/import", self.import_image, body=ImportRequest)
@@ -134,8 +136,14 @@ class CoreEndpoints:
 
     def container_logs(self, request: Request) -> Response:
         ref = request.params["ref"]
+        args = request.args
+        query = LogQuery(
+            follow=args.follow, timestamps=args.timestamps, tail=parse_tail(args.tail),
+            since=None if args.since is None else parse_log_time(args.since, field="query parameter since"),
+            until=None if args.until is None else parse_log_time(args.until, field="query parameter until"),
+            stdout=args.stdout, stderr=args.stderr)
         self._runtime.get(ref)  # a NotFound now, while an error response can still be sent
-        return Response.chunks(self._runtime.logs(ref, follow=request.flag("follow")), frames.MEDIA_TYPE)
+        return Response.chunks(self._runtime.logs(ref, query=query), frames.MEDIA_TYPE)
 
     # Images
 

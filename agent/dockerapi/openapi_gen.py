@@ -46,8 +46,8 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/containers/{id}/wait"): (FULL, "headers at once; not-running, next-exit, removed"),
     ("DELETE", "/containers/{id}"): (PARTIAL, "force; v removes its anonymous volumes; link refused: "
                                               "Corral has no links"),
-    ("GET", "/containers/{id}/logs"): (PARTIAL, "follow, tail, stdout/stderr; since, until and timestamps "
-                                                "refused (400): the log keeps no time per record"),
+    ("GET", "/containers/{id}/logs"): (FULL, "follow, tail, since, until, timestamps, stdout/stderr (the "
+                                             "shim's time index); details: Corral keeps no attributes"),
     ("POST", "/containers/{id}/attach"): (FULL, "101 hijack: stdin (half-close is its end with StdinOnce), "
                                                 "raw for a terminal, detachKeys; held until a created one starts"),
     ("POST", "/containers/{id}/resize"): (FULL, "h, w; 409 for a container without Tty or not running"),

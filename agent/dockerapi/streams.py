@@ -1,32 +1,21 @@
-"""What streams out of a container: logs, stats, top (attach and resize: attach.py).
-
-Logs read the container's log file, which the launcher writes in Docker's own
-frame format, so frames go out as they were written. The file is kept open while it is
-followed: a `--rm` container's state (its log with it) is removed at exit, and the last words
-must still reach the client. Docker's `since`, `until` and `timestamps` need a time per record,
-which the log does not keep: they are refused (400) rather than answered wrongly.
-"""
+"""What streams out of a container: logs (read by agent/dockerapi/logs.py), stats, top
+(attach and resize: attach.py)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
-from agent.api.frames import STDERR, STDOUT, FrameDecoder, encode
 from agent.cgroups.driver import CgroupPaths
 from agent.dockerapi.app import Parts
 from agent.dockerapi.errors import no_such_container
+from agent.dockerapi.logs import MULTIPLEXED, RAW, log_query, log_reply  # noqa: F401 - attach.py and execs.py take them from here
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.stats import stats_of
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.runtime.model import CREATED, PAUSED, RUNNING, Container
-
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-RAW = "application/vnd.docker.raw-stream"
-_POLL = 0.1
 
 
 class StreamRoutes:
@@ -55,51 +44,8 @@ class StreamRoutes:
 
     def logs(self, request: Request) -> Reply:
         container = self._container(request.params["id"])
-        streams = _streams(request)
-        for name in ("since", "until"):
-            if request.text(name) not in ("", "0"):
-                raise InvalidArgument(f"{name}: Corral's log keeps no time per record, so it cannot honour "
-                                      f"{name}={request.text(name)!r}")
-        if request.flag("timestamps"):
-            raise InvalidArgument("timestamps: Corral's log keeps no time per record, so it cannot honour timestamps")
-        tail_text = request.text("tail", "all") or "all"
-        if tail_text != "all" and not tail_text.lstrip("-").isdigit():
-            raise InvalidArgument(f"tail: expected a number of lines or all, got {tail_text!r}")
-        tail = None if tail_text == "all" or int(tail_text) < 0 else int(tail_text)
-        frames = self._read(container, follow=request.flag("follow"), tail=tail, since_start=True)
-        return Reply.chunks((encode(s, d) for s, d in frames if s in streams), MULTIPLEXED)
-
-    def _read(self, container: Container, *, follow: bool, tail: int | None, since_start: bool,
-              handle: IO[bytes] | None = None) -> Iterator[tuple[int, bytes]]:
-        """(stream, bytes) records of the log: the last `tail` lines first, then, with `follow`,
-        every frame written until the container has exited and its log is drained."""
-        handle = handle or self._open(container, wait=follow)
-        if handle is None:
-            return
-        with handle:
-            if not since_start:
-                handle.seek(0, os.SEEK_END)
-            decoder = FrameDecoder()
-            if tail is not None:
-                yield from _last_lines(decoder.feed(handle.read()), tail)
-            while True:
-                alive = follow and self._alive(container.id)   # before reading: nothing written before exit is missed
-                while chunk := handle.read(65536):
-                    yield from decoder.feed(chunk)
-                if not alive or self.parts.stopping.is_set():
-                    return
-                time.sleep(_POLL)
-
-    def _open(self, container: Container, *, wait: bool) -> IO[bytes] | None:
-        """The log file, waiting (with `wait`) for the launcher to make it at start."""
-        path = self._log_path(container)
-        while True:
-            try:
-                return open(path, "rb")  # noqa: SIM115 - closed by the reader that owns it
-            except FileNotFoundError:
-                if not wait or not self._alive(container.id) or self.parts.stopping.is_set():
-                    return None
-                time.sleep(_POLL)
+        return log_reply(container, self._log_path(container), log_query(request),
+                         alive=lambda: self._alive(container.id), stopping=self.parts.stopping)
 
     # Stats and top
 
@@ -161,25 +107,3 @@ def top_table(output: str, pids: set[int]) -> dict:
         if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
             processes.append(fields)
     return {"Titles": titles, "Processes": processes}
-
-
-def _streams(request: Request, default: bool = False) -> set[int]:
-    wanted = {stream for stream, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if request.flag(name, default)}
-    if not wanted and request.path.endswith("/logs"):
-        raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    return wanted
-
-
-def _last_lines(frames: list[tuple[int, bytes]], count: int) -> list[tuple[int, bytes]]:
-    """The last `count` lines of the records, each as its own record (docker's tail counts lines)."""
-    lines: list[tuple[int, bytes]] = []
-    partial: dict[int, bytes] = {}
-    for stream, data in frames:
-        pending = partial.pop(stream, b"") + data
-        *complete, rest = pending.split(b"\n")
-        lines += [(stream, line + b"\n") for line in complete]
-        if rest:
-            partial[stream] = rest
-    lines += [(stream, rest) for stream, rest in partial.items()]
-    return lines[-count:] if count else []
-

@@ -32,7 +32,7 @@ from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import launch
-from agent.runtime.logs import follow_log
+from agent.runtime.logs import LogQuery, encoded_log
 from agent.runtime.model import CREATED, EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.service import ExecProcess
@@ -288,7 +288,9 @@ class Runtime(Endings):
         return inspection.describe(container, limits, self.cgroups.mode, layers,
                                    self.store.directory(container.id))
 
-    def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
+    def logs(self, ref: str, follow: bool = False, query: LogQuery | None = None) -> Iterator[bytes]:
+        """Docker frames of the log; `query` (agent/runtime/logs.py) says which, else all, followed
+        with `follow`."""
         container = self.store.get(ref)
         path = self.store.directory(container.id) / "container.log"
 
@@ -298,7 +300,7 @@ class Runtime(Endings):
             except NotFound:
                 return False
 
-        return follow_log(path, follow=follow, running=running, wait=self.wait_change)
+        return encoded_log(path, query or LogQuery(follow=follow), alive=running, wait=self.wait_change)
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, *, announce: bool = True, tty: bool = False, stdin: bool = False,

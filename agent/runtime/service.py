@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator, Protocol
 
 from agent.images.model import Image
+from agent.runtime.logs import LogQuery
 from agent.runtime.model import Container, ContainerSpec
 
 
@@ -57,8 +58,9 @@ class RuntimeService(Protocol):
         """JSON-ready: state, pid, exit code, OOMKilled, times, cgroup paths and id, limits,
         rootfs, labels, image."""
 
-    def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
-        """Raw Docker-framed log bytes; with follow, keeps yielding until the container exits."""
+    def logs(self, ref: str, follow: bool = False, query: LogQuery | None = None) -> Iterator[bytes]:
+        """Docker-framed log bytes; with follow, keeps yielding until the container exits;
+        `query` picks lines by time, tail and stream and adds timestamps (it has its own follow)."""
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, *, tty: bool = False, stdin: bool = False,

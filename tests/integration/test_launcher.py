@@ -10,10 +10,12 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from agent.runtime.log_file import LogFile
 from tests.host import skip_topology
 
 try:
@@ -171,6 +173,44 @@ def test_log_frames_keep_streams_apart_and_in_order(launcher):
     shim = launcher.run(command=sh("echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2"))
     assert shim.exit_code() == 0
     assert shim.frames() == [(1, b"out1\n"), (2, b"err1\n"), (1, b"out2\n")]
+
+
+def test_each_frame_has_its_time_in_the_log_index(launcher):
+    before = time.time_ns()
+    shim = launcher.run(command=sh("echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2"))
+    after = time.time_ns()
+    assert shim.exit_code() == 0
+    with LogFile.open(shim.log) as log:
+        records = list(log.records())
+    assert [(r.stream, r.data) for r in records] == [(1, b"out1\n"), (2, b"err1\n"), (1, b"out2\n")]
+    times = [r.time for r in records]
+    assert None not in times and times == sorted(times) and before <= times[0] and times[-1] <= after
+    assert (shim.workdir / "log.idx").stat().st_size == 16 * len(records)
+
+
+def test_a_killed_shim_leaves_a_readable_timed_log_and_a_restart_appends_to_it(launcher):
+    shim = launcher.start(command=sh("i=0; while true; do i=$((i+1)); echo line$i; done"))
+    wait_until(lambda: shim.log.exists() and shim.log.stat().st_size > 200000, "output in the log")
+    shim.process.send_signal(signal.SIGKILL)
+    shim.process.wait()
+    os.kill(shim.pid, signal.SIGKILL)
+    wait_until(lambda: process_gone(shim.pid), "the container's init to go")
+    with open(shim.workdir / "log.idx", "ab") as index:
+        index.write(b"\x07" * 5)                  # as if the machine died mid-record
+    with LogFile.open(shim.log) as log:
+        records = list(log.records())
+    assert records and all(r.time is not None for r in records[:-1])
+    text = b"".join(r.data for r in records).decode()
+    numbers = [int(line[4:]) for line in text.split("\n")[:-1]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    # the daemon starts the container again with the same log: the new shim cuts the torn
+    # record and appends frames with times after the old ones
+    again = launcher.run("--log", str(shim.log), command=sh("echo again"))
+    assert again.exit_code() == 0
+    with LogFile.open(shim.log) as log:
+        after = list(log.records())
+    assert after[-1].data == b"again\n" and after[-1].time is not None
+    assert after[-1].time >= max(r.time for r in records if r.time is not None)
 
 
 def test_large_output_is_drained_completely(launcher):

@@ -17,6 +17,7 @@ from agent.api import frames
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.events import Event, EventLog
 from agent.images.model import Image, ImageConfig
+from agent.runtime.logs import LogQuery
 from agent.runtime.model import CREATED, EXITED, RUNNING, Container, ContainerSpec
 from agent.runtime.service import ExecProcess
 
@@ -152,8 +153,11 @@ class FakeRuntime:
                           "ExitCode": container.exit_code, "OOMKilled": container.oom_killed},
                 "Labels": dict(container.spec.labels)}
 
-    def logs(self, ref: str, follow: bool = False) -> Iterator[bytes]:
+    def logs(self, ref: str, follow: bool = False, query: LogQuery | None = None) -> Iterator[bytes]:
         container = self.get(ref)
+        if query is not None:
+            self.calls.append(("logs", ref, query))
+            follow = query.follow
 
         def chunks() -> Iterator[bytes]:
             sent = 0

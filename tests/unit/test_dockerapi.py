@@ -8,14 +8,13 @@ import json
 
 import pytest
 
-from agent.api.frames import STDERR, STDOUT
 from agent.dockerapi import filters, version
 from agent.dockerapi.create import spec_of
 from agent.dockerapi.errors import NotModified, Unavailable, body_of, no_such_container, no_such_image
 from agent.dockerapi.images import registry_credentials
 from agent.dockerapi.router import Reply, Router
 from agent.dockerapi.server import ChunkedReader
-from agent.dockerapi.streams import _last_lines, top_table
+from agent.dockerapi.streams import top_table
 from agent.dockerapi.system import _timestamp, docker_event
 from agent.dockerapi.views import status_text, timestamp
 from agent.errors import CorralError, InvalidArgument, MethodNotAllowed, NotFound
@@ -218,10 +217,7 @@ def test_chunked_request_bodies_are_read_as_a_stream():
         cut.read(5)
 
 
-def test_tail_counts_lines_per_stream_and_top_keeps_the_containers_processes():
-    frames = [(STDOUT, b"one\ntw"), (STDERR, b"err\n"), (STDOUT, b"o\nthree")]
-    assert _last_lines(frames, 2) == [(STDOUT, b"two\n"), (STDOUT, b"three")]
-    assert _last_lines(frames, 0) == []
+def test_top_keeps_the_containers_processes():   # tail: tests/unit/test_log_times.py
     table = top_table("UID PID CMD\nroot 10 sleep 30\nroot 11 other\n", {10})
     assert table == {"Titles": ["UID", "PID", "CMD"], "Processes": [["root", "10", "sleep 30"]]}
     assert top_table("", set()) == {"Titles": [], "Processes": []}

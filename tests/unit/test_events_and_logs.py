@@ -1,7 +1,9 @@
 import threading
 
+from agent.api.frames import decode_all
 from agent.events import Event, EventLog
-from agent.runtime.logs import follow_log
+from agent.runtime.log_file import encode_frame
+from agent.runtime.logs import LogQuery, encoded_log
 
 
 def test_event_log_persists_and_follows(tmp_path):
@@ -21,14 +23,15 @@ def test_event_log_persists_and_follows(tmp_path):
 
 def test_follow_log_reads_until_exit(tmp_path):
     path = tmp_path / "container.log"
-    path.write_bytes(b"first")
+    path.write_bytes(encode_frame(1, b"first"))
     states = iter([True, True, False])
-    writes = iter([b"second", b"third"])
+    writes = iter([encode_frame(1, b"second"), encode_frame(2, b"third")])
 
     def wait(_seconds):
         with open(path, "ab") as handle:
             handle.write(next(writes, b""))
 
-    chunks = list(follow_log(path, follow=True, running=lambda: next(states), wait=wait))
-    assert b"".join(chunks) == b"firstsecondthird"
-    assert b"".join(follow_log(path, follow=False, running=lambda: True, wait=wait)) == b"firstsecondthird"
+    followed = list(encoded_log(path, LogQuery(follow=True), alive=lambda: next(states), wait=wait))
+    assert [data for _, data in decode_all(b"".join(followed))] == [b"first", b"second", b"third"]
+    again = b"".join(encoded_log(path, LogQuery(), alive=lambda: True, wait=wait))
+    assert decode_all(again) == [(1, b"first"), (1, b"second"), (2, b"third")]
