@@ -132,6 +132,11 @@ class Daemon:
             self._start_policies(decider)
         self._start_probe_events()
         self._start_services()
+        from agent.build.builder import Builder
+        from agent.build.pull import BasePull
+        # One builder for `corral build` and the Docker API's POST /build.
+        self.builder = Builder(self.images, self.runtime, BasePull(self.images, self.registry_options()),
+                               config.root / "build-cache", "bridge" if self.networks else "none")
         from agent.api.server import ApiServer
         from agent.daemon_routes import route_groups
         self.api = ApiServer(config.socket, self.runtime, self.events, self.info,
@@ -147,7 +152,7 @@ class Daemon:
         from agent.dockerapi.server import DockerApiServer
         parts = Parts(runtime=self.runtime, events=self.events, images=self.images, cgroups=self.cgroups,
                       info=self.info, networks=self.networks, registry_options=self.registry_options(),
-                      health=self.health, terminals=self.terminals)
+                      health=self.health, terminals=self.terminals, builder=self.builder)
         server = DockerApiServer(path, build_router(parts))
         server.start()
 

@@ -30,28 +30,24 @@ class BuildRequest(Object, frozen=True):
     labels: Annotated[dict[_Key, Text], msgspec.Meta(max_length=256)] = {}
     network: Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[a-zA-Z0-9_.-]*$")] = ""   # "": the default
     platform: Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[a-zA-Z0-9_./-]*$")] = ""
+    pull: bool = False                           # pull FROM images even when the store has them
 
 
 class BuildEndpoints:
-    def __init__(self, images, runtime, pull, root, default_network: str = "bridge") -> None:
-        self._images = images
-        self._runtime = runtime
-        self._pull = pull
-        self._root = root
-        self._network = default_network
+    def __init__(self, builder) -> None:
+        self._builder = builder                  # agent.build.builder.Builder, shared with the Docker API
 
     def register(self, router: Router) -> None:
         router.add("POST", "/v1/build", self.build, body=BuildRequest)
 
     def build(self, request: Request) -> Response:
-        from agent.build.builder import Builder, BuildOptions
+        from agent.build.builder import BuildOptions
         body = decode(request.body, BuildRequest)
         options = BuildOptions(context=Path(body.context), dockerfile=Path(body.dockerfile) if body.dockerfile else None,
                                tags=list(body.tags), build_args=dict(body.build_args), target=body.target,
-                               no_cache=body.no_cache, labels=dict(body.labels),
-                               network=body.network or self._network, platform=body.platform)
-        builder = Builder(self._images, self._runtime, self._pull, Path(self._root) / "build-cache")
+                               no_cache=body.no_cache, labels=dict(body.labels), network=body.network,
+                               platform=body.platform, pull=body.pull)
 
         def work(emit) -> dict:
-            return {"image": builder.build(options, emit).to_dict()}
+            return {"image": self._builder.build(options, emit).to_dict()}
         return Response.chunks(streamed(work, name="build"), JSON_LINES_TYPE)

@@ -95,12 +95,6 @@ class RegistryEndpoints:
                 self._pusher = Pusher(self._images, self._options, self._puller.tokens)
         return self._puller, self._pusher
 
-    def pull_image(self, reference: str, emit: Callable[[dict], None]):
-        """Pull `reference` with no credentials (a build's FROM); the image."""
-        from agent.registry.reference import parse
-        puller, _ = self._parts()
-        return puller.pull(parse(reference), None, None, emit)
-
     def pull(self, request: Request) -> Response:
         from agent.registry import platform as platforms
         from agent.registry.reference import parse

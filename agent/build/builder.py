@@ -53,8 +53,9 @@ class BuildOptions:
     target: str = ""
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
-    network: str = "bridge"
+    network: str = ""                       # "": the builder's default (bridge, or none without networking)
     platform: str = ""
+    pull: bool = False                      # pull FROM images even when the store has them
 
 
 @dataclass
@@ -71,11 +72,16 @@ class _State:
 
 
 class Builder:
-    def __init__(self, store: ImageStore, runtime: RuntimeService, pull: Pull | None, cache_dir: Path) -> None:
+    """The daemon's one builder: `corral build` (agent/api/build_endpoints.py) and the Docker
+    API's `POST /build` (agent/dockerapi/build.py) both build through it."""
+
+    def __init__(self, store: ImageStore, runtime: RuntimeService, pull: Pull | None, cache_dir: Path,
+                 network: str = "bridge") -> None:
         self.store = store
         self.runtime = runtime
         self.pull = pull
         self.cache_dir = cache_dir
+        self.network = network
         cache_dir.mkdir(parents=True, exist_ok=True)
 
     def build(self, options: BuildOptions, emit: Emit) -> Image:
@@ -99,6 +105,7 @@ class _Run:
         self.kept: set[str] = set()          # the images the build made on purpose
         self.step = 0
         self.steps = 0
+        self.network = options.network or builder.network
         path = options.dockerfile or (self.context.root / "Dockerfile")
         self.path = str(path)
         if options.platform and options.platform not in (f"linux/{host_architecture()}", "linux"):
@@ -207,11 +214,15 @@ class _Run:
                 return _State(list(previous.layers), previous.config, list(previous.history), previous.size)
         if base == "scratch":
             return _State([], ImageConfig(env=[]), [], 0)
-        try:
-            image = self.b.store.get(base)
-        except NotFound:
-            if self.b.pull is None:
-                raise
+        image = None
+        if not self.options.pull or self.b.pull is None:
+            try:
+                image = self.b.store.get(base)
+            except NotFound:
+                if self.b.pull is None:
+                    raise
+        if image is None:
+            assert self.b.pull is not None
             self.say(f"Pulling {base}\n")
             image = self.b.pull(base, lambda event: None)
         return _State(list(image.layers), image.config, history_of(self.b.store, image), image.size)
@@ -255,7 +266,7 @@ class _Run:
         return "sha256:" + hashlib.sha256(json.dumps([state.id, *parts], sort_keys=True).encode()).hexdigest()
 
     def _run_key(self, state: _State, item: Instruction) -> str:
-        return self._key(state, item.original, sorted(state.args.items()), self.options.network)
+        return self._key(state, item.original, sorted(state.args.items()), self.network)
 
     def _run(self, state: _State, item: Instruction, where: str) -> tuple[str, int]:
         parent = self._record(state, UNTAGGED, UNTAGGED)
@@ -263,7 +274,7 @@ class _Run:
         command = item.exec_form or [*(state.config.shell or ["/bin/sh", "-c"]), item.arguments]
         spec = ContainerSpec.checked(
             image=parent.id, command=command, entrypoint=[], env=[f"{k}={v}" for k, v in state.args.items()],
-            workdir=state.config.workdir, user=state.config.user or None, network=self.options.network,
+            workdir=state.config.workdir, user=state.config.user or None, network=self.network,
             labels={"corral.build": self.id, "corral.build.step": str(self.step)},
             # The layer is the upper directory as is: under a user namespace its files would
             # belong to the range's host ids, not the image's (docs/security.md, limits).

@@ -25,6 +25,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     build.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
     build.add_argument("--network", default="", metavar="NET", help="network of the RUN steps (default: bridge)")
     build.add_argument("--platform", default="", metavar="OS/ARCH", help="only this host's platform is built")
+    build.add_argument("--pull", action="store_true", help="pull FROM images even when the store has them")
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     build.add_argument("--progress", choices=("auto", "tty", "plain"), default="auto",
                        help="tty: each step on a line with its time and the tail of its output, redrawn in "
@@ -41,7 +42,7 @@ def build_image(args: argparse.Namespace, client: ApiClient) -> int:
     dockerfile = os.path.abspath(args.file) if args.file else None
     body = {"context": context, "dockerfile": dockerfile, "tags": args.tag, "build_args": _pairs(args.build_arg, True),
             "target": args.target, "no_cache": args.no_cache, "labels": _pairs(args.label, False),
-            "network": args.network, "platform": args.platform}
+            "network": args.network, "platform": args.platform, "pull": args.pull}
     tty = args.progress == "tty" or (args.progress == "auto" and sys.stdout.isatty()
                                       and os.environ.get("TERM", "") != "dumb")
     display = None

@@ -21,12 +21,14 @@ class Parts:
     registry_options: Any = None           # agent.registry.transport.RegistryOptions
     health: Any = None                     # agent.health.monitor.HealthMonitor: State.Health, "(healthy)"
     terminals: Any = None                  # agent.runtime.terminals.Terminals: attach, resize, exec
+    builder: Any = None                    # agent.build.builder.Builder: POST /build, shared with `corral build`
     stopping: threading.Event = field(default_factory=threading.Event)   # set at stop: streams end
 
 
 def build_router(parts: Parts) -> Router:
     from agent.dockerapi.archive import ArchiveRoutes
     from agent.dockerapi.attach import AttachRoutes
+    from agent.dockerapi.build import BuildRoutes
     from agent.dockerapi.containers import ContainerRoutes
     from agent.dockerapi.execs import ExecRoutes
     from agent.dockerapi.images import ImageRoutes
@@ -38,7 +40,7 @@ def build_router(parts: Parts) -> Router:
     from agent.dockerapi.volumes import VolumeRoutes
     router = Router()
     for routes in (SystemRoutes(parts), ContainerRoutes(parts), LifecycleRoutes(parts), StreamRoutes(parts), AttachRoutes(parts), ExecRoutes(parts),
-                   ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts), ArchiveRoutes(parts)):
+                   ImageRoutes(parts), NetworkRoutes(parts), VolumeRoutes(parts), ArchiveRoutes(parts), BuildRoutes(parts)):
         routes.register(router)
     register_unsupported(router)
     return router

@@ -27,7 +27,9 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/system/df"): (PARTIAL, "volumes with sizes; no build cache, container sizes 0"),
     ("POST", "/auth"): (FULL, "checks the login; nothing is stored by the daemon"),
     ("GET", "/plugins"): (PARTIAL, "always empty: Corral has no plugins"),
-    ("POST", "/build"): (REFUSED, "501: Corral does not build images"),
+    ("POST", "/build"): (PARTIAL, "classic builder over Corral's own: tar context (gzip/bzip2/xz), t, dockerfile, "
+                                  "buildargs, target, labels, nocache, pull, q, networkmode, platform; RUN containers are "
+                                  "always removed (rm, forcerm); remote and version=2 (BuildKit) refused"),
     ("POST", "/session"): (REFUSED, "501: BuildKit sessions, for builds"),
     ("POST", "/commit"): (PARTIAL, "container, repo, tag, comment, author, changes, pause; a config body is refused"),
     ("GET", "/containers/json"): (FULL, "filters id, name, label, status, ancestor, exited, network, before, since"),

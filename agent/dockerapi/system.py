@@ -1,5 +1,5 @@
 """The daemon itself: _ping, version, info, events, system/df, and the parts Docker has and
-Corral does not run (swarm, services, nodes, secrets, configs, plugins, build), which answer
+Corral does not run (swarm, services, nodes, secrets, configs, plugins, BuildKit sessions), which answer
 the way dockerd answers when they are unavailable so clients degrade cleanly."""
 from __future__ import annotations
 
@@ -43,8 +43,7 @@ class SystemRoutes:
                 router.add(method, prefix, self.swarm)
                 router.add(method, prefix + "/{rest*}", self.swarm)
         router.add("GET", "/plugins", self.plugins)
-        router.add("POST", "/build", self.build)
-        router.add("POST", "/session", self.build)
+        router.add("POST", "/session", self.session)
 
     def ping(self, request: Request) -> Reply:
         reply = Reply.text("OK")
@@ -169,9 +168,9 @@ class SystemRoutes:
     def plugins(self, request: Request) -> Reply:
         return Reply.json([])
 
-    def build(self, request: Request) -> Reply:
-        raise NotImplementedHere("image builds are not supported by Corral; build with buildah or "
-                                 "docker buildx and pull or import the result")
+    def session(self, request: Request) -> Reply:
+        raise NotImplementedHere("BuildKit sessions are not supported by Corral; build with the classic "
+                                 "builder (DOCKER_BUILDKIT=0), which POST /build serves")
 
 
 def docker_event(event, labels_of) -> dict:

@@ -45,7 +45,7 @@ BODY_ROUTES = {route.body_type: (route.method, route.pattern.replace("{ref}", "w
 def daemon():
     extra = [NetworkEndpoints(None).register, PolicyEndpoints(None).register, RegistryEndpoints(None).register,
              ImageEndpoints(None, None, None).register, ServiceEndpoints(None).register,
-             BuildEndpoints(None, None, None, "/nonexistent").register,
+             BuildEndpoints(None).register,
              LifecycleEndpoints(None, None).register, VolumeEndpoints(None).register]
     with FakeDaemon(extra_routes=extra) as instance:
         instance.client.create_container({"image": "busybox", "name": "web"}, start=True)
