@@ -130,6 +130,7 @@ class Daemon:
         self._start_incidents()
         if decider is not None:
             self._start_policies(decider)
+        self._adopt_pinned()
         self._start_probe_events()
         self._start_services()
         from agent.build.builder import Builder
@@ -165,6 +166,17 @@ class Daemon:
         from agent.registry.transport import CERT_DIRS, RegistryOptions
         return RegistryOptions(insecure=self.config.insecure_registries, mirrors=self.config.registry_mirrors,
                                cert_dirs=self.config.registry_certs_dirs or CERT_DIRS)
+
+    def _adopt_pinned(self) -> None:
+        """Push the adopted containers' rules now, then retire what a previous daemon left
+        pinned (its rules were in force while none ran; agent/probes/pins.py)."""
+        if self.probes is None:
+            return
+        if self.policy is not None:
+            self.policy.enforce_running()
+        lost = self.probes.adopt_pinned()
+        if lost:
+            log.warning("%d probe events were lost while no daemon read them", lost)
 
     def _start_probe_events(self) -> None:
         """OOM kills and execs to the event log, enforcement reports to the policies; each
@@ -224,8 +236,10 @@ class Daemon:
     def _load_probes(self, launcher: Path):
         from agent.probes.loader import ProbeOptions, ProbeSet, ensure_mounts
         ensure_mounts()
+        from agent.probes.pins import pin_dir_of
         probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency,
-                                                               launcher=str(launcher)))
+                                                               launcher=str(launcher)),
+                          pin_dir=pin_dir_of(self.config.root), pin=self.config.pin)
         started = time.monotonic()
         try:
             probes.load()

@@ -31,6 +31,7 @@ class DaemonConfig:
     probes: bool = True
     probes_dir: Path = REPO_PROBES
     syscall_latency: bool = False
+    pin: bool = True                   # enforcing BPF programs pinned in bpffs: rules outlive the daemon
     network: bool = True
     default_subnet: str = "10.213.0.0/16"
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse policy files larger than this, like 1Mi (default 1Mi)")
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")
     parser.add_argument("--probes-dir", type=Path, default=REPO_PROBES, help=argparse.SUPPRESS)
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the enforcing BPF programs in /sys/fs/bpf/corral: syscall kill and "
+                             "egress rules then stop with the daemon (docs/policies.md)")
     parser.add_argument("--no-network", dest="network", action="store_false",
                         help="no bridge networking (containers may use --net none or host)")
     parser.add_argument("--default-subnet", default="10.213.0.0/16", metavar="CIDR",

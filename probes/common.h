@@ -69,6 +69,18 @@ enum probe_error {
     N_PROBE_ERRORS = 11,
 };
 
+/* Why an event did not fit in the ring buffer: index of event_loss. agent/probes/structs.py
+ * LOST_REASONS lists the same names in the same order. */
+enum lost_reason {
+    LOST_RING_FULL = 0,             /* the daemon reads, but not fast enough */
+    LOST_DAEMON_DOWN = 1,           /* nobody read for CONSUMER_GONE_NS: the daemon is down */
+    N_LOST_REASONS = 2,
+};
+
+/* The daemon writes the time of its last ring poll into `consumer` every half second or so;
+ * a reader silent for longer than this is gone (killed, or stopped with enforcement pinned). */
+#define CONSUMER_GONE_NS 2000000000ULL
+
 enum event_type {
     EVENT_OOM = 1,
     EVENT_EXEC = 2,
@@ -206,6 +218,11 @@ BPF_ARRAY(watch_index, struct watch_entry, WATCH_INDEX_SIZE);
 BPF_HASH(watch_overflow, __u64, __u32, MAX_CONTAINERS);
 BPF_PERCPU_ARRAY(probe_errors, __u64, N_PROBE_ERRORS);
 BPF_RINGBUF_OUTPUT(events, EVENT_RING_PAGES);
+/* Events that found the ring buffer full, by lost_reason; consumer[0] is the daemon's last
+ * poll (bpf_ktime_get_ns clock). Both are pinned with the enforcing programs (agent/probes/
+ * pins.py), so the next daemon reads what was lost while none ran. */
+BPF_PERCPU_ARRAY(event_loss, __u64, N_LOST_REASONS);
+BPF_ARRAY(consumer, __u64, 1);
 
 /* The slot of a watched cgroup, or -1. */
 static __always_inline int watched_slot(__u64 cgroup_id)
@@ -225,6 +242,18 @@ static __always_inline int watched_slot(__u64 cgroup_id)
 static __always_inline void count_error(__u32 probe)
 {
     __u64 *count = probe_errors.lookup(&probe);
+    if (count)
+        *count += 1;
+}
+
+/* An event that did not fit in the ring buffer: counted by why. */
+static __always_inline void count_lost_event(void)
+{
+    __u32 zero = 0, reason = LOST_RING_FULL;
+    __u64 *seen = consumer.lookup(&zero);
+    if (!seen || bpf_ktime_get_ns() - *seen > CONSUMER_GONE_NS)
+        reason = LOST_DAEMON_DOWN;
+    __u64 *count = event_loss.lookup(&reason);
     if (count)
         *count += 1;
 }

@@ -42,6 +42,7 @@ static __always_inline void enforce_kill(int slot, __u64 cgroup_id, __u32 nr)
     struct kill_event *event = events.ringbuf_reserve(sizeof(struct kill_event));
     if (!event) {
         count_error(ERR_SYSCALL_KILL);  /* the kill happened; its report is lost */
+        count_lost_event();
         return;
     }
     event->type = EVENT_KILL;
@@ -171,6 +172,7 @@ static __always_inline int egress_verdict(__u8 family, __u32 *addr, __u16 port, 
     struct egress_event *event = events.ringbuf_reserve(sizeof(struct egress_event));
     if (!event) {
         count_error(ERR_EGRESS);    /* the verdict stands; its report is lost */
+        count_lost_event();
         return !blocked;
     }
     event->type = EVENT_EGRESS;

@@ -30,6 +30,7 @@ int corral_mark_victim(struct mark_victim_args *ctx)
     struct oom_event *event = events.ringbuf_reserve(sizeof(struct oom_event));
     if (!event) {
         count_error(ERR_OOM);       /* ring buffer full: the event is lost, the count is not */
+        count_lost_event();
         return 0;
     }
     event->type = EVENT_OOM;

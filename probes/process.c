@@ -45,6 +45,7 @@ int corral_process_exec(struct sched_process_exec_args *ctx)
     struct exec_event *event = events.ringbuf_reserve(sizeof(struct exec_event));
     if (!event) {
         count_error(ERR_PROCESS_EXEC);
+        count_lost_event();
         return 0;
     }
     event->type = EVENT_EXEC;

@@ -302,6 +302,7 @@ class ContainerCollector:
         """Read each map once; a failing map is counted and has no series this scrape."""
         wanted = [("status", True), ("errors", True), ("oom_kills", True),
                   ("map_entries", "corral_probe_map_entries" in samples),
+                  ("events_lost", "corral_events_lost_total" in samples),
                   ("syscalls", "corral_syscalls_total" in samples
                    or "corral_syscall_errors_total" in samples),
                   ("latency", "corral_syscall_duration_seconds" in samples),
@@ -395,6 +396,10 @@ class ContainerCollector:
         if entries is not None:
             entries.extend(_sample("corral_probe_map_entries", {"map": name}, count)
                            for name, count in sorted(reading.map_entries.items()))
+        lost = samples.get("corral_events_lost_total")
+        if lost is not None:
+            lost.extend(_sample("corral_events_lost_total", {"reason": reason}, count)
+                        for reason, count in sorted(reading.events_lost.items()))
 
 
 def _adder(samples: dict) -> Callable[[str, dict, float | None], None]:

@@ -221,6 +221,9 @@ FAMILIES: tuple[Family, ...] = (
        "1 when the BPF probe is attached, 0 when it failed or is disabled."),
     _f("corral_probe_errors_total", "counter", ("probe",), "errors", "the probes' own error maps",
        "Errors and lost events the BPF probe counted."),
+    _f("corral_events_lost_total", "counter", ("reason",), "events", "the probes' event_loss map",
+       "Probe events (OOM kills, execs, kill and egress reports) that found the ring buffer full: "
+       "reason ring_full (read too slowly) or daemon_down (no daemon read, e.g. killed)."),
     _f("corral_probe_map_entries", "gauge", ("map",), "entries", "the probe loader",
        "Entries held for watched containers in each keyed BPF map; 0 everywhere with no container."),
     _f("corral_scrape_errors_total", "counter", ("source",), "errors", "the collector",

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # ProbeReading attribute -> the probe (agent.probes.loader.ProbeSet) method that reads its map.
 PROBE_READERS = {"syscalls": "syscall_counts", "latency": "syscall_latency", "network": "network",
                  "tcp": "tcp", "processes": "processes", "oom_kills": "oom_kills", "status": "status",
-                 "errors": "errors", "map_entries": "map_entries"}
+                 "errors": "errors", "map_entries": "map_entries", "events_lost": "events_lost"}
 
 
 @dataclass
@@ -47,6 +47,7 @@ class ProbeReading:
     status: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     map_entries: dict[str, int] = field(default_factory=dict)
+    events_lost: dict[str, int] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
 
 

@@ -221,6 +221,14 @@ class PolicyService:
     def _was_loaded(self, file: str) -> bool:
         return any(p.source == file for p in self.library.policies())
 
+    def enforce_running(self) -> None:
+        """Push the BPF rules of every running container now, not at the first tick: at start,
+        before the probes retire the rules a previous daemon left pinned."""
+        policies = self.library.policies()
+        containers = self._running()
+        self.enforcer.sync(containers, {c.id: merge(selecting(policies, c.name, c.image, c.labels))
+                                        for c in containers})
+
     def apply_live_limits(self) -> None:
         self.enforcer.apply_live_limits(self._running())
 

@@ -4,8 +4,8 @@ taken off again. Both sets go through here, so attaching, replacing a crashed da
 leftovers and detaching are written once.
 
 Attachments outlive the process that made them (until detached or the cgroup is removed), so
-attaching first detaches programs of the same name that are not ours, and detaching also
-removes such leftovers. A directory whose inode is no longer the container's cgroup id was
+attaching then detaches programs of the same name that are not ours (an earlier daemon's:
+ours go on first, so pinned enforcement has no gap), and detaching also removes such leftovers. A directory whose inode is no longer the container's cgroup id was
 removed and its name reused: it is left alone.
 """
 from __future__ import annotations
@@ -41,9 +41,11 @@ class CgroupAttachments:
         try:
             for name, attach_type in self.programs.items():
                 own = cgroup_programs.program_id(self.fds[name])
-                cgroup_programs.detach_stale(directory, attach_type, {name}, own)
+                # Ours first, then the leftovers off: a rule an earlier daemon left in force
+                # never has a gap.
                 if own not in cgroup_programs.attached_programs(directory, attach_type):
                     cgroup_programs.attach(directory, self.fds[name], attach_type)
+                cgroup_programs.detach_stale(directory, attach_type, {name}, own)
         except (KernelError, OSError) as error:
             self._on_error()
             self.dirs[cgroup_id] = directory
@@ -79,6 +81,17 @@ class CgroupAttachments:
             if fd is None or cgroup_programs.program_id(fd) not in cgroup_programs.attached_programs(directory, attach_type):
                 gone.append(name)
         return tuple(gone)
+
+    def detach_leftovers(self, directory: str) -> int:
+        """Detach programs of our names that are not ours (an earlier daemon's) from a directory
+        we have not attached to; how many."""
+        count = 0
+        for name, attach_type in self.programs.items():
+            try:
+                count += cgroup_programs.detach_stale(directory, attach_type, {name}, -1)
+            except KernelError as error:
+                log.warning("%s: cannot detach leftovers from %s: %s", self.what, directory, error)
+        return count
 
     def detach_all(self) -> None:
         for cgroup_id in list(self.dirs):

@@ -12,9 +12,11 @@ from __future__ import annotations
 import ctypes as ct
 import errno
 import os
-import platform
 
 from agent.errors import KernelError
+from agent.probes.bpf_syscall import bpf as _bpf
+from agent.probes.bpf_syscall import new_attr
+from agent.probes.bpf_syscall import put as _put
 
 CGROUP_INET_INGRESS = 0
 CGROUP_INET_EGRESS = 1
@@ -24,28 +26,10 @@ CGROUP_UDP4_SENDMSG = 14
 CGROUP_UDP6_SENDMSG = 15
 BPF_F_ALLOW_MULTI = 1 << 1
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "loongarch64": 280}
 _BPF_PROG_ATTACH, _BPF_PROG_DETACH = 8, 9
 _BPF_PROG_GET_FD_BY_ID, _BPF_OBJ_GET_INFO_BY_FD, _BPF_PROG_QUERY = 13, 15, 16
-_ATTR_SIZE = 128                 # larger than every union bpf_attr member used here
 _PROG_INFO_SIZE = 80             # struct bpf_prog_info up to and including name[16]
 _PROG_INFO_ID, _PROG_INFO_NAME = 4, 64
-
-
-def _bpf(command: int, attr: ct.Array) -> int:
-    libc = ct.CDLL(None, use_errno=True)
-    number = _SYS_BPF.get(platform.machine())
-    if number is None:
-        raise KernelError(f"bpf(): unknown syscall number on {platform.machine()}")
-    result = libc.syscall(ct.c_long(number), ct.c_int(command), attr, ct.c_uint(ct.sizeof(attr)))
-    if result < 0:
-        code = ct.get_errno()
-        raise OSError(code, os.strerror(code))
-    return result
-
-
-def _put(attr: ct.Array, offset: int, ctype: type[ct.c_uint32] | type[ct.c_uint64], value: int) -> None:
-    ctype.from_buffer(attr, offset).value = value
 
 
 def open_directory(directory: str) -> int:
@@ -61,7 +45,7 @@ def attached_programs(directory: str, attach_type: int) -> list[int]:
     fd = open_directory(directory)
     try:
         ids = (ct.c_uint32 * 64)()
-        attr = (ct.c_uint8 * _ATTR_SIZE)()
+        attr = new_attr()
         _put(attr, 0, ct.c_uint32, fd)
         _put(attr, 4, ct.c_uint32, attach_type)
         _put(attr, 16, ct.c_uint64, ct.addressof(ids))
@@ -78,7 +62,7 @@ def attached_programs(directory: str, attach_type: int) -> list[int]:
 
 def _program_info(prog_fd: int) -> bytes:
     info = (ct.c_uint8 * _PROG_INFO_SIZE)()
-    attr = (ct.c_uint8 * _ATTR_SIZE)()
+    attr = new_attr()
     _put(attr, 0, ct.c_uint32, prog_fd)
     _put(attr, 4, ct.c_uint32, _PROG_INFO_SIZE)
     _put(attr, 8, ct.c_uint64, ct.addressof(info))
@@ -92,7 +76,7 @@ def program_id(prog_fd: int) -> int:
 
 
 def _program_fd(prog_id: int) -> int:
-    attr = (ct.c_uint8 * _ATTR_SIZE)()
+    attr = new_attr()
     _put(attr, 0, ct.c_uint32, prog_id)
     return _bpf(_BPF_PROG_GET_FD_BY_ID, attr)
 
@@ -101,7 +85,7 @@ def _attach_or_detach(command: int, directory: str, prog_fd: int, attach_type: i
                       flags: int) -> None:
     fd = open_directory(directory)
     try:
-        attr = (ct.c_uint8 * _ATTR_SIZE)()
+        attr = new_attr()
         _put(attr, 0, ct.c_uint32, fd)
         _put(attr, 4, ct.c_uint32, prog_fd)
         _put(attr, 8, ct.c_uint32, attach_type)

@@ -45,12 +45,34 @@ class CompiledProbes:
         """Every loaded program by function name (for tests and bench/probe_cost.py)."""
         return {name.decode(): fn.fd for name, fn in self.bpf.funcs.items()}
 
+    def link_fd(self, tracepoint: str) -> int | None:
+        """The fd of a raw tracepoint's attachment (a BPF link, which can be pinned)."""
+        fd = self.bpf.raw_tracepoint_fds.get(tracepoint.encode())
+        return int(fd) if fd is not None else None
+
     def cleanup(self) -> None:
         """Detach every tracepoint and close the programs (cgroup attachments are the caller's)."""
         from bcc.libbcc import lib
         while self.tracepoint_fds:
             lib.bpf_close_perf_event_fd(self.tracepoint_fds.pop())
         self.bpf.cleanup()
+
+
+def drain_ring(map_fd: int, on_event: Callable[[Any, Any, int], None]) -> None:
+    """Read every record waiting in a ring buffer other than our own (a retired generation's)."""
+    from bcc.libbcc import _RINGBUF_CB_TYPE, lib
+
+    def callback(ctx: Any, data: Any, size: int) -> int:
+        on_event(ctx, data, size)
+        return 0
+    function = _RINGBUF_CB_TYPE(callback)
+    manager = lib.bpf_new_ringbuf(map_fd, function, None)
+    if not manager:
+        raise KernelError("opening a pinned event ring buffer failed")
+    try:
+        lib.bpf_consume_ringbuf(manager)
+    finally:
+        lib.bpf_free_ringbuf(manager)
 
 
 def compile_probes(source: str, flags: list[str], options: ProbeOptions, tracefs: Path,

@@ -51,6 +51,8 @@ class ProbeDouble:
         self.fail: set[str] = set()
         self.reads: dict[str, int] = {}
         self.closed = False
+        self.lost: dict[str, int] = {"ring_full": 0, "daemon_down": 0}
+        self.left_pinned = 0                               # adopt_pinned() returns it once
 
     # -- test helpers ----------------------------------------------------------------------------
 
@@ -139,6 +141,14 @@ class ProbeDouble:
         missing = ("egress",) if rules and cgroup_id in self.tampered else ()
         return KernelEnforcement(dict(self.kill.get(cgroup_id, {})), rules, missing)
 
+    def adopt_pinned(self) -> int:
+        adopted, self.left_pinned = self.left_pinned, 0
+        self.lost["daemon_down"] = self.lost.get("daemon_down", 0) + adopted
+        return adopted
+
+    def pinned(self) -> str | None:
+        return "/sys/fs/bpf/corral/double/gen-1" if self.kill or self.egress else None
+
     def close(self) -> None:
         for cgroup_id in list(self.watched):
             self.unwatch(cgroup_id, None)
@@ -181,6 +191,9 @@ class ProbeDouble:
         result = {name: 0 for name in self.probe_status}
         result.update(self.probe_errors)
         return self._read("errors", result)
+
+    def events_lost(self) -> dict[str, int]:
+        return self._read("events_lost", dict(self.lost))
 
     # -- ProbeEvents -----------------------------------------------------------------------------
 

@@ -96,7 +96,12 @@ class EnforcementTables:
         policy, rule = rule_of(policies, event.policy_index, event.rule_index)
         return dataclasses.replace(event, policy=policy, rule=rule)
 
-    def clear(self) -> None:
-        self.egress.detach_all()
+    def clear(self, detach: bool = True) -> None:
+        """Forget every container; `detach` False leaves the egress programs attached (they
+        are pinned to outlive the daemon)."""
+        if detach:
+            self.egress.detach_all()
+        else:
+            self.egress.dirs.clear()
         self._policies.clear()
         self.armed.clear()

@@ -74,8 +74,15 @@ class ProbeControl(Protocol):
         """Read the container's kill table, egress table and program attachments back from the
         kernel (KernelError when the probes are not loaded or it is not watched)."""
 
+    def adopt_pinned(self) -> int:
+        """Retire the enforcement an earlier daemon left pinned (call once this daemon's rules
+        are pushed); returns the events it lost while no daemon ran."""
+
+    def pinned(self) -> str | None:
+        """The bpffs directory this daemon's enforcement is pinned in; None: not pinned."""
+
     def close(self) -> None:
-        """Detach everything and unload."""
+        """Detach everything and unload (pinned enforcement stays in force)."""
 
 
 @runtime_checkable
@@ -108,6 +115,9 @@ class ProbeReader(Protocol):
 
     def errors(self) -> dict[str, int]:
         """Probe name -> errors counted (by the BPF programs and by the Python side)."""
+
+    def events_lost(self) -> dict[str, int]:
+        """Events that found the ring buffer full: {"ring_full": n, "daemon_down": n}."""
 
 
 @runtime_checkable

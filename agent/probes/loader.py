@@ -14,26 +14,31 @@ directory. Maps are read when asked (at scrape time), never on a timer.
 Policy enforcement (probes/enforce.c) is set per watched container: `set_syscall_actions`
 (syscall kill rules, checked in the sys_exit program) and `set_egress` (egress rules, in
 cgroup sock_addr programs attached to the container's directory only while it has rules).
-`unwatch` clears both, `close` detaches everything.
+`unwatch` clears both, `close` detaches everything, except what pins.py keeps in force while
+the daemon is down (with `pin`): a restarted daemon's `adopt_pinned` retires it once its own
+rules are pushed.
 """
 from __future__ import annotations
 
+import ctypes as ct
 import functools
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
 
 from agent.errors import CorralError, InvalidArgument, KernelError
-from agent.probes import readings, setup_exemption
+from agent.probes import cgroup_programs, percpu, readings, setup_exemption
 from agent.probes.attachments import CgroupAttachments
-from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, compile_probes
+from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, compile_probes, drain_ring
 from agent.probes.egress import EgressPolicy
 from agent.probes.enforcement import KEPT_GENERATIONS, EnforcementTables
 from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
+from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
 from agent.probes.source import (
@@ -45,7 +50,7 @@ from agent.probes.source import (
     cflags,
     tracepoints,
 )
-from agent.probes.structs import NR_SYSCALLS
+from agent.probes.structs import LOST_REASONS, NR_SYSCALLS
 
 __all__ = ["KEPT_GENERATIONS", "NR_SYSCALLS", "PROBE_FILES", "WATCH_INDEX_SIZE", "NetCounters", "ProbeOptions",
            "ProbeSet", "ProcessCounters", "TcpCounters", "Tracepoint", "build_source", "cflags",
@@ -54,6 +59,7 @@ __all__ = ["KEPT_GENERATIONS", "NR_SYSCALLS", "PROBE_FILES", "WATCH_INDEX_SIZE",
 log = logging.getLogger("corral.probes")
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+HEARTBEAT_NS = 500_000_000          # how often poll_events tells the programs a daemon reads
 
 
 def _locked(method: _Method) -> _Method:
@@ -70,8 +76,11 @@ class ProbeSet:
 
     def __init__(self, probes_dir: Path, options: ProbeOptions,
                  tracefs: Path = Path("/sys/kernel/tracing"), *,
-                 watch_index_size: int = WATCH_INDEX_SIZE) -> None:
-        """`watch_index_size` (cells of the filter array) is for tests that force collisions."""
+                 watch_index_size: int = WATCH_INDEX_SIZE, pin_dir: Path | None = None,
+                 pin: bool = True) -> None:
+        """`watch_index_size` (cells of the filter array) is for tests that force collisions.
+        `pin_dir` (pins.pin_dir_of the daemon's root): where enforcement is pinned, and where an
+        earlier daemon's is found; `pin` False only retires what is found there."""
         self.probes_dir = Path(probes_dir)
         self.options = options
         self.tracefs = Path(tracefs)
@@ -87,6 +96,11 @@ class ProbeSet:
         self._enforcement = EnforcementTables(
             CgroupAttachments("egress enforcement", EGRESS_PROGRAMS, lambda: self._count_py_error("egress")))
         self._ring = EventRing(self._count_py_error, self._name_rule)
+        self.pin_dir = pin_dir
+        self._pin = pin and pin_dir is not None
+        self._pins: PinnedEnforcement | None = None
+        self._dirs: dict[int, str] = {}          # watched cgroup id -> unified directory
+        self._heartbeat = 0
         # The collector reads from its scrape thread while the daemon watches and unwatches.
         self._lock = threading.RLock()
         self._events_lock = threading.Lock()
@@ -114,6 +128,8 @@ class ProbeSet:
             setup_exemption.arm(compiled.table("launcher_config"), self.options.launcher)
         self._skb.fds = compiled.skb_fds
         self._enforcement.egress.fds = compiled.egress_fds
+        self._pins = PinnedEnforcement(self.pin_dir if self._pin else None, found_in=self.pin_dir)
+        self._beat(compiled)
 
     def _require_loaded(self) -> CompiledProbes:
         if self._compiled is None:
@@ -137,6 +153,7 @@ class ProbeSet:
         if actual != cgroup_id:
             raise InvalidArgument(f"cgroup id {cgroup_id} is not the id of {unified_dir} ({actual})")
         self._slots.acquire(compiled, cgroup_id)
+        self._dirs[cgroup_id] = unified_dir
         if self._status.get("network"):
             try:
                 self._skb.attach(cgroup_id, unified_dir)
@@ -149,6 +166,8 @@ class ProbeSet:
         self._skb.detach(cgroup_id, unified_dir)
         self._enforcement.forget(cgroup_id, unified_dir)
         self._slots.release(compiled, cgroup_id, self.options.syscall_latency)
+        self._dirs.pop(cgroup_id, None)
+        self._update_pins(compiled)
 
     # -- enforcement ---------------------------------------------------------------------------
 
@@ -167,6 +186,7 @@ class ProbeSet:
         call returns."""
         compiled = self._require_loaded()
         self._enforcement.set_kill(compiled, self._slots.of(cgroup_id), cgroup_id, kill)
+        self._update_pins(compiled)
 
     @_locked
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
@@ -174,8 +194,58 @@ class ProbeSet:
         and audit ones) and return the update's generation. The sock_addr programs are attached
         to `unified_dir` on first use and detached when `policies` is empty."""
         compiled = self._require_loaded()
-        return self._enforcement.set_egress(compiled, self._slots.of(cgroup_id), cgroup_id, unified_dir,
-                                            policies)
+        try:
+            return self._enforcement.set_egress(compiled, self._slots.of(cgroup_id), cgroup_id, unified_dir,
+                                                policies)
+        finally:
+            self._update_pins(compiled)
+
+    def _update_pins(self, compiled: CompiledProbes) -> None:
+        """Pinned while some container has rules (so they outlive the daemon), else not."""
+        if self._pins is None:
+            return
+        if not (self._enforcement.armed or self._enforcement.egress.dirs):
+            self._pins.release()
+            return
+        link = compiled.link_fd(LINK)
+        if link is None:
+            return                              # no sys_exit program: no rule was set either
+        objects = {LINK: link, **{name: compiled.table(name).map_fd for name in PINNED_MAPS}}
+        self._pins.hold(f"gen-{cgroup_programs.program_id(compiled.bpf.funcs[b'corral_sys_exit'].fd)}",
+                        objects)
+
+    def pinned(self) -> str | None:
+        """The directory this daemon's enforcement is pinned in, None when it is not."""
+        with self._lock:
+            held = self._pins.held if self._pins is not None else None
+            return str(held) if held is not None else None
+
+    def adopt_pinned(self) -> int:
+        """Retire what an earlier daemon left pinned, once this one's rules are pushed: its
+        waiting events are delivered (by the next poll_events), its egress programs come off
+        the directories this daemon gave no egress rules, its link is unpinned. Returns the
+        events it lost while no daemon ran (also in `events_lost`)."""
+        with self._events_lock, self._lock:
+            compiled = self._require_loaded()
+            if self._pins is None or not self._pins.previous:
+                return 0
+            late = EventRing(self._count_py_error, lambda event: event)
+            lost = self._pins.retire_previous(compiled.ncpus, lambda fd: drain_ring(fd, late.on_event))
+            self._ring.push(late.drain())
+            for cgroup_id, directory in self._dirs.items():
+                if cgroup_id not in self._enforcement.egress.dirs and self._enforcement.egress.loaded:
+                    self._enforcement.egress.detach_leftovers(directory)
+            return lost
+
+    @_locked
+    def events_lost(self) -> dict[str, int]:
+        """Events that found the ring buffer full, by reason: `ring_full` (read too slowly)
+        and `daemon_down` (no daemon read; an earlier generation's included once retired)."""
+        compiled = self._require_loaded()
+        cpus = percpu.read_range(compiled.table("event_loss"), ct.c_uint64, compiled.ncpus, 0, len(LOST_REASONS))
+        result = {reason: percpu.total(values) for reason, values in zip(LOST_REASONS, cpus)}
+        result["daemon_down"] += self._pins.adopted_lost if self._pins is not None else 0
+        return result
 
     @_locked
     def egress_attached(self) -> dict[int, str]:
@@ -238,7 +308,17 @@ class ProbeSet:
                 bpf.ring_buffer_poll(timeout_ms)
             else:
                 bpf.ring_buffer_consume()
+            self._beat(self._require_loaded())
             return self._ring.drain()
+
+    def _beat(self, compiled: CompiledProbes) -> None:
+        """Tell the programs a daemon reads the ring (probes/common.h `consumer`): an event
+        lost long after the last beat is counted as lost while the daemon was down."""
+        now = time.monotonic_ns()          # CLOCK_MONOTONIC: the clock of bpf_ktime_get_ns
+        if now - self._heartbeat < HEARTBEAT_NS:
+            return
+        compiled.table("consumer")[ct.c_uint32(0)] = ct.c_uint64(now)
+        self._heartbeat = now
 
     # -- health --------------------------------------------------------------------------------
 
@@ -269,8 +349,14 @@ class ProbeSet:
             self._skb.detach_all()
         except CorralError as error:
             log.warning("probe network: cannot detach: %s", error)
-        self._enforcement.clear()
+        # Pinned: the rules stay in force until the next daemon adopts them (pins.py).
+        kept = self._pins is not None and self._pins.held is not None
+        self._enforcement.clear(detach=not kept)
         self._slots.clear()
+        self._dirs.clear()
+        if kept:
+            log.info("policy enforcement stays in force while the daemon is down (pinned in %s)",
+                     self._pins.held if self._pins else "")
         try:
             self._compiled.cleanup()        # detaches every tracepoint and closes the programs
         finally:

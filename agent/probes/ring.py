@@ -41,6 +41,10 @@ class EventRing:
             event = self._name_rule(event)
         self._pending.append(event)
 
+    def push(self, events: list[ProbeEvent]) -> None:
+        """Events read elsewhere (a retired generation's ring), delivered with the next drain."""
+        self._pending.extend(events)
+
     def drain(self) -> list[ProbeEvent]:
         events, self._pending = self._pending, []
         return events

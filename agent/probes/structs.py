@@ -32,6 +32,10 @@ PROBE_ERRORS = (
     "egress",
 )
 
+# enum lost_reason in probes/common.h, in order: index -> the reason label of
+# corral_events_lost_total.
+LOST_REASONS = ("ring_full", "daemon_down")
+
 # enum event_type in probes/common.h.
 EVENT_OOM = 1
 EVENT_EXEC = 2

@@ -271,15 +271,16 @@ def test_unconnected_udp_ipv6_and_v4_mapped_destinations_are_covered(tmp_path):
 
 # --- nothing left behind -------------------------------------------------------------------
 
-def test_stopping_the_daemon_detaches_everything_and_a_restart_enforces_again(tmp_path):
-    """A daemon of its own: stopped while an enforced container runs, then started again."""
+def test_stopping_an_unpinned_daemon_detaches_everything_and_a_restart_enforces_again(tmp_path):
+    """A daemon of its own with --no-pin: stopped while an enforced container runs, then started
+    again. (Pinned, the default, the rules stay: test_pinned_enforcement.py.)"""
     folder = tmp_path / "policies"
     folder.mkdir()
     (folder / "deny.yaml").write_text(
         "apiVersion: corral/v1\nkind: Policy\nmetadata: {name: deny-all}\nspec:\n"
         "  syscalls: [{names: [sync], action: kill}]\n"
         "  network: {egress: {default: deny}}\n")
-    with running_daemon("--policies", str(folder), "--policy-interval", str(INTERVAL)) as daemon:
+    with running_daemon("--policies", str(folder), "--policy-interval", str(INTERVAL), "--no-pin") as daemon:
         if not probes_loaded(daemon):
             pytest.fail("the daemon's probes are not loaded")
         daemon.cli("run", "-d", "--name", "survivor", "busybox", "sleep", "600")

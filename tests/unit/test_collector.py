@@ -47,7 +47,7 @@ class FakeDriver:
 
 
 READINGS = ("syscall_counts", "syscall_latency", "network", "tcp", "processes", "oom_kills", "status",
-            "errors", "map_entries")
+            "errors", "map_entries", "events_lost")
 
 
 def fake_probes(**maps) -> ProbeDouble:

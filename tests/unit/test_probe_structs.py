@@ -64,6 +64,12 @@ def test_error_names_follow_the_c_enum():
     assert {f"ERR_{name.upper()}": index for index, name in enumerate(structs.PROBE_ERRORS)} == enum
 
 
+def test_lost_reasons_follow_the_c_enum():
+    enum = c_enum("lost_reason")
+    assert enum.pop("N_LOST_REASONS") == len(structs.LOST_REASONS)
+    assert {f"LOST_{name.upper()}": index for index, name in enumerate(structs.LOST_REASONS)} == enum
+
+
 def test_event_types_follow_the_c_enum():
     assert c_enum("event_type") == {"EVENT_OOM": structs.EVENT_OOM, "EVENT_EXEC": structs.EVENT_EXEC,
                                      "EVENT_KILL": structs.EVENT_KILL, "EVENT_EGRESS": structs.EVENT_EGRESS}
