@@ -239,7 +239,8 @@ class Daemon:
         from agent.probes.pins import pin_dir_of
         probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency,
                                                                launcher=str(launcher)),
-                          pin_dir=pin_dir_of(self.config.root), pin=self.config.pin)
+                          pin_dir=pin_dir_of(self.config.root), pin=self.config.pin,
+                          owner=str(self.config.root.resolve()))
         started = time.monotonic()
         try:
             probes.load()

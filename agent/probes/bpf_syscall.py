@@ -14,7 +14,8 @@ from agent.errors import KernelError
 
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "loongarch64": 280}
 ATTR_SIZE = 128                 # larger than every union bpf_attr member used here
-BPF_MAP_LOOKUP_ELEM, BPF_OBJ_PIN, BPF_OBJ_GET = 1, 6, 7
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_OBJ_PIN, BPF_OBJ_GET = 0, 1, 2, 6, 7
+BPF_MAP_TYPE_ARRAY = 2
 
 
 def bpf(command: int, attr: ct.Array) -> int:
@@ -53,6 +54,24 @@ def open_pinned(path: str) -> int:
     attr = new_attr()
     put(attr, 0, ct.c_uint64, ct.addressof(name))
     return bpf(BPF_OBJ_GET, attr)
+
+
+def create_array(value_size: int, entries: int = 1) -> int:
+    """A new BPF array map with u32 keys: its fd (the caller closes it)."""
+    attr = new_attr()
+    put(attr, 0, ct.c_uint32, BPF_MAP_TYPE_ARRAY)
+    put(attr, 4, ct.c_uint32, 4)
+    put(attr, 8, ct.c_uint32, value_size)
+    put(attr, 12, ct.c_uint32, entries)
+    return bpf(BPF_MAP_CREATE, attr)
+
+
+def update(map_fd: int, key: ct._SimpleCData, value: ct.Array | ct._SimpleCData) -> None:
+    attr = new_attr()
+    put(attr, 0, ct.c_uint32, map_fd)
+    put(attr, 8, ct.c_uint64, ct.addressof(key))
+    put(attr, 16, ct.c_uint64, ct.addressof(value))
+    bpf(BPF_MAP_UPDATE_ELEM, attr)
 
 
 def lookup(map_fd: int, key: ct._SimpleCData, value: ct.Array | ct._SimpleCData) -> bool:

@@ -38,7 +38,7 @@ from agent.probes.enforcement import KEPT_GENERATIONS, EnforcementTables
 from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
-from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement
+from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement, sweep_orphans
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
 from agent.probes.source import (
@@ -77,10 +77,11 @@ class ProbeSet:
     def __init__(self, probes_dir: Path, options: ProbeOptions,
                  tracefs: Path = Path("/sys/kernel/tracing"), *,
                  watch_index_size: int = WATCH_INDEX_SIZE, pin_dir: Path | None = None,
-                 pin: bool = True) -> None:
+                 pin: bool = True, owner: str = "") -> None:
         """`watch_index_size` (cells of the filter array) is for tests that force collisions.
         `pin_dir` (pins.pin_dir_of the daemon's root): where enforcement is pinned, and where an
-        earlier daemon's is found; `pin` False only retires what is found there."""
+        earlier daemon's is found; `pin` False only retires what is found there. `owner` (the
+        daemon's root) is pinned beside, so a generation whose root is gone can be swept."""
         self.probes_dir = Path(probes_dir)
         self.options = options
         self.tracefs = Path(tracefs)
@@ -98,6 +99,7 @@ class ProbeSet:
         self._ring = EventRing(self._count_py_error, self._name_rule)
         self.pin_dir = pin_dir
         self._pin = pin and pin_dir is not None
+        self._owner = owner
         self._pins: PinnedEnforcement | None = None
         self._dirs: dict[int, str] = {}          # watched cgroup id -> unified directory
         self._heartbeat = 0
@@ -128,6 +130,8 @@ class ProbeSet:
             setup_exemption.arm(compiled.table("launcher_config"), self.options.launcher)
         self._skb.fds = compiled.skb_fds
         self._enforcement.egress.fds = compiled.egress_fds
+        if self.pin_dir is not None:
+            sweep_orphans(self.pin_dir.parent)
         self._pins = PinnedEnforcement(self.pin_dir if self._pin else None, found_in=self.pin_dir)
         self._beat(compiled)
 
@@ -212,7 +216,7 @@ class ProbeSet:
             return                              # no sys_exit program: no rule was set either
         objects = {LINK: link, **{name: compiled.table(name).map_fd for name in PINNED_MAPS}}
         self._pins.hold(f"gen-{cgroup_programs.program_id(compiled.bpf.funcs[b'corral_sys_exit'].fd)}",
-                        objects)
+                        objects, self._owner)
 
     def pinned(self) -> str | None:
         """The directory this daemon's enforcement is pinned in, None when it is not."""

@@ -7,9 +7,12 @@ daemon's fd, so that link is pinned. With it go the maps the next daemon reads: 
 ring buffer, drained when that daemon retires this generation) and `event_loss` (events that
 found the ring full, counted by why: `daemon_down` once nobody polled for a while).
 
-Layout: `/sys/fs/bpf/corral/<root hash>/gen-<program id>/{sys_exit,events,event_loss,consumer}`,
-one `gen-` directory per loaded probe object (the id of its sys_exit program names it), held
-only while some container has enforcement rules. A starting daemon always loads its own
+Layout: `/sys/fs/bpf/corral/<root hash>/gen-<program id>/{sys_exit,events,event_loss,consumer,
+owner}`, one `gen-` directory per loaded probe object (the id of its sys_exit program names it),
+held only while some container has enforcement rules. `owner` is a one-entry array holding the
+daemon's --root (bpffs holds no plain files): a starting daemon removes the generations whose
+root no longer exists (`sweep_orphans`), so a test daemon's deleted root never leaves a program
+on every syscall of the host. A starting daemon always loads its own
 programs (a new version may have come); the generations it finds are retired once its own
 rules are in force: attached first, then the old link unpinned (the kernel detaches it when
 the last reference goes) and the directory removed.
@@ -31,6 +34,8 @@ log = logging.getLogger("corral.probes")
 PIN_BASE = Path("/sys/fs/bpf/corral")
 LINK = "sys_exit"
 PINNED_MAPS = ("events", "event_loss", "consumer")
+OWNER = "owner"
+OWNER_SIZE = 256                    # bytes of the root path kept in `owner`
 
 
 def pin_dir_of(root: Path, base: Path = PIN_BASE) -> Path:
@@ -80,6 +85,44 @@ def read_lost(path: Path, ncpus: int) -> dict[str, int]:
         os.close(fd)
 
 
+def pin_owner(path: Path, root: str) -> None:
+    """Pin at `path` a one-entry array map holding `root` (the daemon's --root)."""
+    value = ct.create_string_buffer(root.encode()[:OWNER_SIZE - 1], OWNER_SIZE)
+    fd = bpf_syscall.create_array(OWNER_SIZE)
+    try:
+        bpf_syscall.update(fd, ct.c_uint32(0), value)
+        bpf_syscall.pin(fd, str(path))
+    finally:
+        os.close(fd)
+
+
+def read_owner(path: Path) -> str | None:
+    """The root kept in an `owner` map; None when it cannot be read."""
+    try:
+        fd = bpf_syscall.open_pinned(str(path))
+    except OSError:
+        return None
+    try:
+        value = ct.create_string_buffer(OWNER_SIZE)
+        return value.value.decode(errors="replace") if bpf_syscall.lookup(fd, ct.c_uint32(0), value) else None
+    finally:
+        os.close(fd)
+
+
+def sweep_orphans(base: Path = PIN_BASE) -> list[Path]:
+    """Remove the generations whose daemon root is gone (its daemon will never adopt them)."""
+    removed = []
+    for directory in sorted(base.iterdir()) if base.is_dir() else []:
+        for generation in generations(directory):
+            root = read_owner(generation / OWNER)
+            if root and not os.path.exists(root):
+                remove_generation(generation)
+                removed.append(generation)
+                log.info("removed the pinned enforcement %s of %s, a root that no longer exists",
+                         generation, root)
+    return removed
+
+
 class PinnedEnforcement:
     """This daemon's generation (`hold`/`release`) and the ones it found (`retire_previous`).
     `directory` None: pinning is off (--no-pin); earlier generations are still retired."""
@@ -91,8 +134,9 @@ class PinnedEnforcement:
         self.held: Path | None = None
         self.adopted_lost = 0                   # events lost while no daemon ran (retired generations)
 
-    def hold(self, generation: str, objects: Mapping[str, int]) -> None:
-        """Pin `objects` (name -> fd) as generation `generation`; nothing when already held."""
+    def hold(self, generation: str, objects: Mapping[str, int], owner: str = "") -> None:
+        """Pin `objects` (name -> fd) as generation `generation`, with `owner` (the daemon's
+        root; "" for none); nothing when already held."""
         if self.directory is None or self.held is not None:
             return
         path = self.directory / generation
@@ -101,6 +145,8 @@ class PinnedEnforcement:
             for name, fd in objects.items():
                 if not (path / name).exists():
                     bpf_syscall.pin(fd, str(path / name))
+            if owner and not (path / OWNER).exists():
+                pin_owner(path / OWNER, owner)
         except OSError as error:
             remove_generation(path)
             log.warning("pinning the enforcing programs in %s: %s; rules stop with the daemon",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.probes import cgroup_programs
+from agent.probes import cgroup_programs, pins
 from agent.probes.pins import pin_dir_of
 from tests.integration.corral_daemon import CorralDaemon, until
 from tests.integration.test_policies import metric
@@ -242,3 +242,18 @@ def test_no_pin_leaves_nothing_under_bpffs(daemons, servers, workdir):
     assert result["denied"] != 0 and result["killed"] == 137, result
     assert not pin_dir_of(daemon.root).exists()
     assert metric(daemon, "corral_events_lost_total", reason="daemon_down") == 0
+
+
+def test_generations_whose_root_is_gone_are_swept(workdir):
+    """What a deleted root left pinned (a test daemon's, say) goes at the next daemon's start."""
+    base = Path(f"/sys/fs/bpf/corral-test-{os.getpid()}")
+    try:
+        gone, kept = base / "a" / "gen-1", base / "b" / "gen-2"
+        for generation, root in ((gone, "/nonexistent/corral-root"), (kept, str(workdir))):
+            generation.mkdir(parents=True)
+            pins.pin_owner(generation / pins.OWNER, root)
+        assert pins.read_owner(kept / pins.OWNER) == str(workdir)
+        assert pins.sweep_orphans(base) == [gone]
+        assert not (base / "a").exists() and (kept / pins.OWNER).exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
