@@ -51,7 +51,7 @@ _HONOURED = {
 _ORIGIN = {"image": "Config.Image", "command": "Config.Cmd", "entrypoint": "Config.Entrypoint",
            "env": "Config.Env", "workdir": "Config.WorkingDir", "hostname": "Config.Hostname",
            "user": "Config.User", "labels": "Config.Labels", "mounts": "HostConfig.Binds",
-           "network": "HostConfig.NetworkMode", "ports": "HostConfig.PortBindings",
+           "network": "HostConfig.NetworkMode", "networks": "NetworkingConfig.EndpointsConfig", "ports": "HostConfig.PortBindings",
            "auto_remove": "HostConfig.AutoRemove", "cap_add": "HostConfig.CapAdd", "cap_drop": "HostConfig.CapDrop",
            "privileged": "HostConfig.Privileged", "read_only": "HostConfig.ReadonlyRootfs",
            "security_opt": "HostConfig.SecurityOpt", "tmpfs": "HostConfig.Tmpfs", "memory": "HostConfig.Memory",
@@ -127,7 +127,9 @@ def spec_of(body: Any, name: str, default_network: str = "bridge") -> ContainerS
             fields["healthcheck"] = check.to_dict()
     if name:
         fields["name"] = name.lstrip("/")
-    fields["network"] = _network(host.get("NetworkMode"), body.get("NetworkingConfig"), fields.get("name", ""))
+    fields["network"], networks = _network(host.get("NetworkMode"), body.get("NetworkingConfig"), fields.get("name", ""))
+    if networks:
+        fields["networks"] = networks
     _copy(fields, "auto_remove", host.get("AutoRemove"))
     for key, docker_key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("privileged", "Privileged"),
                             ("read_only", "ReadonlyRootfs"), ("security_opt", "SecurityOpt"), ("tmpfs", "Tmpfs")):
@@ -201,7 +203,9 @@ def _limits(fields: dict, host: dict) -> None:
         fields["pids_limit"] = pids
 
 
-def _network(mode: Any, networking: Any, name: str) -> str:
+def _network(mode: Any, networking: Any, name: str) -> tuple[str, list[dict]]:
+    """NetworkMode, and the spec's `networks`: each further network of EndpointsConfig, and the
+    aliases and IPv4 address asked for on any of them (NetworkMode's included)."""
     if is_zero(mode) or mode == "default":
         mode = "bridge"
     if not isinstance(mode, str):
@@ -210,19 +214,50 @@ def _network(mode: Any, networking: Any, name: str) -> str:
         raise InvalidArgument(f"HostConfig.NetworkMode: Corral cannot honour {mode!r} (sharing another "
                               "container's network namespace is not supported)", field="HostConfig.NetworkMode")
     endpoints = (networking or {}).get("EndpointsConfig") or {}
+    if not isinstance(endpoints, dict):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig: expected an object of network -> endpoint",
+                              field="NetworkingConfig.EndpointsConfig")
+    networks = []
     for network, endpoint in endpoints.items():
-        if network != mode and not (mode == "bridge" and network == "default"):
-            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{network}: a container joins one network "
-                                  f"here ({mode}); connect it to others after create", field="NetworkingConfig")
-        for key, value in (endpoint or {}).items():
-            if key == "Aliases" and all(alias == name for alias in value or []):
-                continue
-            if key in ("NetworkID", "EndpointID", "MacAddress", "DriverOpts", "Links", "DNSNames") and is_zero(value):
-                continue
-            if not is_zero(value):
-                raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{network}.{key}: Corral cannot honour "
-                                      f"{value!r}", field=f"NetworkingConfig.EndpointsConfig.{network}.{key}")
-    return mode
+        where = f"NetworkingConfig.EndpointsConfig.{network}"
+        own = network == mode or (mode == "bridge" and network == "default")
+        if mode in ("none", "host") and not own:
+            raise InvalidArgument(f"{where}: a container with NetworkMode {mode} joins no other network",
+                                  field="NetworkingConfig")
+        entry = endpoint_settings(where, "bridge" if network == "default" else network, endpoint or {}, name)
+        if not own or len(entry) > 1:        # NetworkMode's own entry only when it asks for something
+            networks.append(entry)
+    return mode, networks
+
+
+def endpoint_settings(where: str, network: str, endpoint: Any, name: str) -> dict:
+    """One EndpointsConfig entry as a NetworkEndpoint dict (network, aliases, ip)."""
+    if not isinstance(endpoint, dict):
+        raise InvalidArgument(f"{where}: expected an object", field=where)
+    entry: dict[str, Any] = {"network": network}
+    builtin = network in ("bridge", "none", "host")
+    for key, value in endpoint.items():
+        if key == "Aliases":
+            aliases = [alias for alias in value or [] if alias != name]     # the name resolves anyway
+            if aliases and builtin:
+                raise InvalidArgument(f"{where}.Aliases: network-scoped aliases are supported only on "
+                                      f"user-defined networks", field=f"{where}.Aliases")
+            if aliases:
+                entry["aliases"] = aliases
+        elif key == "IPAMConfig":
+            ipam = value or {}
+            if ipam.get("IPv4Address"):
+                if builtin:
+                    raise InvalidArgument(f"{where}.IPAMConfig.IPv4Address: an address can be asked for only on "
+                                          f"user-defined networks", field=f"{where}.IPAMConfig.IPv4Address")
+                entry["ip"] = ipam["IPv4Address"]
+            for other, setting in ipam.items():
+                if other != "IPv4Address" and not is_zero(setting):
+                    raise InvalidArgument(f"{where}.IPAMConfig.{other}: Corral cannot honour {setting!r}",
+                                          field=f"{where}.IPAMConfig.{other}")
+        elif not is_zero(value) and key not in ("NetworkID", "EndpointID", "DNSNames"):
+            raise InvalidArgument(f"{where}.{key}: Corral cannot honour {value!r}", field=f"{where}.{key}")
+    return entry
 
 
 def _ports(bindings: Any) -> list[dict]:

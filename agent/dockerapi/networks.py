@@ -35,7 +35,7 @@ class NetworkRoutes:
         router.add("GET", "/networks/{id}", self.inspect)
         router.add("DELETE", "/networks/{id}", self.remove)
         router.add("POST", "/networks/{id}/connect", self.connect)
-        router.add("POST", "/networks/{id}/disconnect", self.connect)
+        router.add("POST", "/networks/{id}/disconnect", self.disconnect)
 
     # Labels kept beside Corral's records
 
@@ -174,10 +174,37 @@ class NetworkRoutes:
         self._set_labels(view["Name"], None)
         return Reply.empty()
 
+    def _connections(self):
+        from agent.runtime.connections import Connections
+        self._manager()
+        return Connections(self.parts.runtime)
+
+    def _container(self, body: dict) -> str:
+        ref = body.get("Container")
+        if not isinstance(ref, str) or not ref.strip("/"):
+            raise InvalidArgument("Container: a container id or name is required", field="Container")
+        return ref.lstrip("/")
+
     def connect(self, request: Request) -> Reply:
-        self._find(request.params["id"])
-        raise InvalidArgument("Corral containers join one network, at create (HostConfig.NetworkMode); "
-                              "connecting or disconnecting a created container is not supported")
+        """Container, EndpointConfig.Aliases and EndpointConfig.IPAMConfig.IPv4Address."""
+        view = self._find(request.params["id"])
+        body = request.json() or {}
+        if not isinstance(body, dict):
+            raise InvalidArgument("the connect body must be a JSON object with Container and EndpointConfig")
+        ref = self._container(body)
+        from agent.dockerapi.create import endpoint_settings
+        entry = endpoint_settings("EndpointConfig", view["Name"], body.get("EndpointConfig") or {},
+                          self.parts.runtime.get(ref).name)
+        self._connections().connect(ref, self._corral_name(view), entry.get("aliases", []), entry.get("ip"))
+        return Reply.empty(status=200)
+
+    def disconnect(self, request: Request) -> Reply:
+        view = self._find(request.params["id"])
+        body = request.json() or {}
+        if not isinstance(body, dict):
+            raise InvalidArgument("the disconnect body must be a JSON object with Container and Force")
+        self._connections().disconnect(self._container(body), self._corral_name(view), force=bool(body.get("Force")))
+        return Reply.empty(status=200)
 
     def prune(self, request: Request) -> Reply:
         wanted = filters.parse(request.text("filters"), ("label", "until"), "network prune")

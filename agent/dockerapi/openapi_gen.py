@@ -79,8 +79,9 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/networks/prune"): (FULL, ""),
     ("GET", "/networks/{id}"): (FULL, ""),
     ("DELETE", "/networks/{id}"): (FULL, ""),
-    ("POST", "/networks/{id}/connect"): (REFUSED, "400: a Corral container joins one network, at create"),
-    ("POST", "/networks/{id}/disconnect"): (REFUSED, "400: a Corral container joins one network, at create"),
+    ("POST", "/networks/{id}/connect"): (PARTIAL, "Container, EndpointConfig.Aliases, "
+                                                  "EndpointConfig.IPAMConfig.IPv4Address; live or at the next start"),
+    ("POST", "/networks/{id}/disconnect"): (FULL, "Container, Force; the last network too"),
     ("GET", "/containers/{id}/archive"): (PARTIAL, "X-Docker-Container-Path-Stat; paths resolve inside the "
                                                    "container; a path on a tmpfs, /proc, /dev or /sys is refused "
                                                    "(409): only the container's namespace has it"),

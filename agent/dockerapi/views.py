@@ -59,24 +59,38 @@ def _default_network(parts) -> str:
 
 
 def endpoints(container: Container, parts) -> dict[str, dict]:
-    """NetworkSettings.Networks: the network the container is on, with real ids and address."""
+    """NetworkSettings.Networks: every network the container is on (asked for, when it does not
+    run), with real ids, its address there and its aliases."""
+    from agent.runtime.connections import attachments_of, wanted
     spec_network = container.spec.network
-    attachment = container.network or {}
     if spec_network in ("none", "host"):
-        name = "none" if spec_network == "none" else "host"
-    else:
-        name = network_name(attachment.get("network") or spec_network, _default_network(parts))
-        if spec_network == "bridge":
-            name = DEFAULT_NETWORK_NAME
-    aliases = None if name in ("bridge", "host", "none") else [container.name, container.id[:12]]
-    return {name: {
-        "IPAMConfig": None, "Links": None, "Aliases": aliases, "MacAddress": attachment.get("mac", ""),
+        return {spec_network: _endpoint(container, spec_network, {}, None)}
+    default = _default_network(parts)
+    attached = attachments_of(container)
+    if attached:
+        return {network_name(a["network"], default): _endpoint(container, network_name(a["network"], default), a,
+                                                               a.get("aliases") or [])
+                for a in attached}
+    found = {}
+    for endpoint in wanted(container):
+        name = DEFAULT_NETWORK_NAME if endpoint.network in ("bridge", "default") else network_name(endpoint.network, default)
+        found[name] = _endpoint(container, name, {}, list(endpoint.aliases), endpoint.ip)
+    return found
+
+
+def _endpoint(container: Container, name: str, attachment: dict, aliases: list[str] | None,
+              ip: str | None = None) -> dict:
+    names = None if aliases is None or name == DEFAULT_NETWORK_NAME else [*aliases, container.name, container.id[:12]]
+    return {
+        "IPAMConfig": {"IPv4Address": ip} if ip else None, "Links": None,
+        "Aliases": None if names is None else list(aliases or []) or None,
+        "MacAddress": attachment.get("mac", ""),
         "DriverOpts": None, "NetworkID": network_id(name),
         "EndpointID": endpoint_id(container.id, name) if attachment else "",
         "Gateway": attachment.get("gateway", ""), "IPAddress": attachment.get("address", ""),
         "IPPrefixLen": attachment.get("prefix", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "DNSNames": aliases,
-    }}
+        "GlobalIPv6PrefixLen": 0, "DNSNames": names,
+    }
 
 
 def port_list(container: Container) -> list[dict]:

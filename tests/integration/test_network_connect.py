@@ -21,7 +21,8 @@ def leases(daemon, network: str) -> dict:
 
 
 def reach(daemon, container: str, *names: str) -> list[str]:
-    """The names `container` reaches by ping, each printed on a line of its own when it does."""
+    """The names `container` reaches by ping, each printed on a line of its own when it does
+    (`daemon`: Corral's CLI, or docker's: anything whose `out` runs `exec`)."""
     script = "; ".join(f"ping -c 1 -W 2 {name} >/dev/null 2>&1 && echo {name}" for name in names)
     return daemon.out("exec", container, "sh", "-c", script + "; true").split()
 

@@ -101,7 +101,9 @@ def test_honoured_fields_are_translated():
     ({}, {"Healthcheck": {"Test": ["BOGUS", "true"]}}, "Config.Healthcheck"),
     ({"Memory": 1024}, {}, "HostConfig.Memory"),
     ({}, {"Image": ""}, "Config.Image"),
-    ({}, {"NetworkingConfig": {"EndpointsConfig": {"other": {}}}}, "NetworkingConfig"),
+    ({"NetworkMode": "none"}, {"NetworkingConfig": {"EndpointsConfig": {"other": {}}}}, "NetworkingConfig"),
+    ({}, {"NetworkingConfig": {"EndpointsConfig": {"a": {"IPAMConfig": {"IPv6Address": "fd00::2"}}}}},
+     "NetworkingConfig.EndpointsConfig.a.IPAMConfig.IPv6Address"),
     ({}, {"NetworkingConfig": {"EndpointsConfig": {"default": {"Aliases": ["db"]}}}},
      "NetworkingConfig.EndpointsConfig.default.Aliases"),
 ])
@@ -120,6 +122,18 @@ def test_terminal_fields_reach_the_spec():
         True, True, True, [30, 100])
     piped = spec_of({**_body(ConsoleSize=[30, 100]), "OpenStdin": True}, "")
     assert (piped.tty, piped.open_stdin, piped.console_size) == (False, True, None)   # no terminal to size
+
+
+def test_endpoints_config_gives_further_networks_aliases_and_addresses():
+    body = _body(NetworkMode="front")
+    body["NetworkingConfig"] = {"EndpointsConfig": {
+        "front": {"Aliases": ["web", "app"], "DNSNames": None},
+        "back": {"Aliases": None, "IPAMConfig": {"IPv4Address": "10.214.9.5", "IPv6Address": ""}}}}
+    spec = spec_of(body, "/web")
+    assert spec.network == "front"
+    assert [e.to_dict() for e in spec.networks] == [
+        {"network": "front", "aliases": ["app"], "ip": None}, {"network": "back", "aliases": [], "ip": "10.214.9.5"}]
+    assert spec_of(CLI_BODY, "").networks == []
 
 
 def test_default_values_pass():
