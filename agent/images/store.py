@@ -15,7 +15,8 @@ Layout under `<root>/images/`:
   lock                       flock(2) serialising changes to the index between processes
 
 The parts live next door: `extract` writes a layer tree safely, `oci` reads OCI image layouts,
-`busybox` builds the embedded default image's root, `records` reads and writes the JSON files.
+`busybox` builds the embedded default image's root, `records` reads and writes the JSON files,
+`blobs` keeps what registries need (layer records, compressed blobs, manifests and configs).
 This module is the facade over them: the index, references, lookups, removal and layer paths.
 """
 from __future__ import annotations
@@ -30,11 +31,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from agent.atomic_file import write_atomically
 from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
 from agent.images import busybox, oci
+from agent.images.blobs import LayerBlobs, hex_of
 from agent.images.extract import Extracted, extract_layer, remove_tree
 from agent.images.model import UNTAGGED, Image, ImageConfig, image_id, parse_reference
 from agent.images.records import read_json, write_json
@@ -45,12 +46,9 @@ log = logging.getLogger(__name__)
 _LIST_HINT = "list images with `corral images`, or add one with `corral image import`"
 
 
-def _hex(digest: str) -> str:
-    return digest.split(":", 1)[1]
-
-
-class ImageStore:
-    """Images and their layers under `<root>/images/`."""
+class ImageStore(LayerBlobs):
+    """Images and their layers under `<root>/images/`; the layer and blob records registries
+    need are LayerBlobs' (agent/images/blobs.py)."""
 
     def __init__(self, root: Path) -> None:
         self.dir = Path(root) / "images"
@@ -75,7 +73,7 @@ class ImageStore:
     def _record_path(self, image: Image) -> Path:
         if image.tagged:
             return self._repositories / image.name / f"{image.tag}.json"
-        return self._untagged / f"{_hex(image.id)}.json"
+        return self._untagged / f"{hex_of(image.id)}.json"
 
     def _load(self, path: Path) -> Image:
         return Image.from_dict(read_json(path, "image record"), where=str(path))
@@ -117,7 +115,7 @@ class ImageStore:
         write_json(self._record_path(image), image.to_dict())
         if image.tagged:        # the content has a name now: it is no longer dangling
             with contextlib.suppress(FileNotFoundError):
-                (self._untagged / f"{_hex(image.id)}.json").unlink()
+                (self._untagged / f"{hex_of(image.id)}.json").unlink()
         return image
 
     def list(self) -> list[Image]:
@@ -143,11 +141,11 @@ class ImageStore:
         if prefix and all(char in "0123456789abcdef" for char in prefix):
             matches: dict[str, list[Image]] = {}
             for image in self._records():
-                if _hex(image.id).startswith(prefix):
+                if hex_of(image.id).startswith(prefix):
                     matches.setdefault(image.id, []).append(image)
             if len(matches) > 1:
                 raise InvalidArgument(f"image id prefix {query!r} is ambiguous: it matches "
-                                      + ", ".join(sorted(_hex(key)[:12] for key in matches)),
+                                      + ", ".join(sorted(hex_of(key)[:12] for key in matches)),
                                       hint="give more characters of the id")
             if matches:
                 images = next(iter(matches.values()))
@@ -202,14 +200,14 @@ class ImageStore:
     # -- layers
 
     def layer_dir(self, digest: str) -> Path:
-        return self.layers_dir / _hex(digest)
+        return self.layers_dir / hex_of(digest)
 
     def layer_paths(self, image: Image) -> builtins.list[Path]:
         """The extracted layer directories of `image`, lowest first (overlayfs wants them reversed)."""
         paths = [self.layer_dir(digest) for digest in image.layers]
         for digest, path in zip(image.layers, paths):
             if not path.is_dir():
-                raise NotFound(f"layer {_hex(digest)[:12]} of image {image.reference} is missing from "
+                raise NotFound(f"layer {hex_of(digest)[:12]} of image {image.reference} is missing from "
                                f"{str(self.layers_dir)!r}",
                                hint=f"remove the image (`corral rmi {image.short_id}`) and import it again")
         return paths
@@ -253,11 +251,12 @@ class ImageStore:
         os.rename(staging / "tree", final)
 
     def commit_image(self, staged: builtins.list[tuple[Path, Extracted]], name: str, tag: str,
-                     config: ImageConfig, *, base: Image | None = None, config_digest: str = "") -> Image:
-        """Move staged layers into place and record `name:tag` as `base`'s layers (if any) plus
-        them; `config_digest` names the image's config blob, when it has one (save_blob)."""
-        layers = (base.layers if base else []) + [extracted.digest for _, extracted in staged]
-        size = (base.size if base else 0) + sum(extracted.size for _, extracted in staged)
+                     config: ImageConfig, *, config_digest: str = "") -> Image:
+        """Move staged layers into place and record `name:tag` as those layers (an import or a
+        load; commit and build make their layers with images/commit.layer_from_tree and record
+        them with add_image); `config_digest` names the image's config blob, if any (save_blob)."""
+        layers = [extracted.digest for _, extracted in staged]
+        size = sum(extracted.size for _, extracted in staged)
         image = Image(id=image_id(layers, config), name=name, tag=tag, layers=layers, config=config,
                       created=time.time(), size=size, config_digest=config_digest)
         with self._locked():
@@ -312,62 +311,11 @@ class ImageStore:
             log.warning("removed %d half-made entries from %s (a daemon stopped mid-import)", len(stale), self._tmp)
         return len(stale)
 
-    # -- registries (agent/registry pulls through these; layers are keyed by diff_id)
-
-    def has_layer(self, diff_id: str) -> bool:
-        return self.layer_dir(diff_id).is_dir()
-
-    def stage_layer(self, blob: Path | Readable, label: str) -> tuple[Path, Extracted]:
-        """Extract a downloaded layer blob into staging; `commit_layer` or `discard` it after checks."""
-        return self._stage(blob, whiteouts=True, label=label)
-
-    def commit_layer(self, staging: Path, extracted: Extracted, blob: dict[str, Any] | None) -> None:
-        """Move a verified layer into place; `blob` (digest, mediaType, size), if any, is kept
-        for push (a layer made here has none until a push writes one)."""
-        with self._locked():
-            self._commit_layer(staging, extracted)
-        if blob is not None:
-            self.add_layer_blob(extracted.digest, blob)
-
-    def add_layer_blob(self, diff_id: str, blob: dict[str, Any]) -> None:
-        """Remember a compressed blob of a layer (digest, mediaType, size, and the diff_id of the
-        tar inside when it is not the layer's own)."""
-        with self._locked():
-            record_path = self.layer_dir(diff_id).with_suffix(".json")
-            record = read_json(record_path, "layer record")
-            blobs = [b for b in record.get("blobs", []) if b.get("digest") != blob["digest"]]
-            record["blobs"] = blobs + [blob]
-            write_json(record_path, record)
-
-    def discard(self, staging: Path) -> None:
-        remove_tree(staging)
-
-    def layer_record(self, diff_id: str) -> dict[str, Any]:
-        return read_json(self.layer_dir(diff_id).with_suffix(".json"), "layer record")
-
-    def blob_path(self, digest: str) -> Path:
-        return self.dir / "blobs" / "sha256" / _hex(digest)
-
-    def save_blob(self, content: bytes) -> str:
-        """A small blob (manifest, config) kept by digest, so a push re-sends it byte for byte."""
-        digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        path = self.blob_path(digest)
-        if not path.is_file():
-            write_atomically(path, content)
-        return digest
-
-    def keep_blob(self, path: Path, digest: str) -> None:
-        """Move a verified blob file into the blob store (a no-op if it is there already)."""
-        target = self.blob_path(digest)
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-
     def add_image(self, image: Image) -> Image:
         """Record an image whose layers are all in place (a pull's last step)."""
         for digest in image.layers:
             if not self.has_layer(digest):
-                raise NotFound(f"layer {_hex(digest)[:12]} of {image.reference} is not in the store")
+                raise NotFound(f"layer {hex_of(digest)[:12]} of {image.reference} is not in the store")
         with self._locked():
             return self._save(image)
 
@@ -377,13 +325,6 @@ class ImageStore:
         name, tag = parse_reference(target)
         with self._locked():
             return self._save(dataclasses.replace(image, name=name, tag=tag, created=time.time()))
-
-    def by_repo_digest(self, reference: str) -> Image | None:
-        """The image pulled as `name@sha256:...` (the familiar name), if the store has it."""
-        for image in self._records():
-            if reference in image.repo_digests:
-                return image
-        return None
 
     def build_busybox(self, busybox_path: Path | str = "/bin/busybox",
                       reference: str = "busybox:latest") -> Image:

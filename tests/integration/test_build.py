@@ -3,6 +3,7 @@ multi-stage builds that compile with the host's gcc, reproducible layers, errors
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -174,3 +175,36 @@ def test_progress_tty_draws_steps_cached_and_the_running_output(daemon, tmp_path
         assert lines.count(" ---> CACHED") == 3
     finally:
         daemon.cli("image", "rm", "progress:1", check=False)
+
+
+def test_run_steps_show_in_events_and_metrics_with_the_build_label(daemon, tmp_path):
+    """A RUN step is a container like any other: its lifecycle in `corral events`, its series on
+    /metrics with a `build` label. The step waits for a file the test makes with `exec`, so the
+    scrape happens while it runs, however slow the host."""
+    from tests.integration.corral_daemon import until
+    from tests.integration.test_metrics_endpoint import samples, scrape
+    context = _context(tmp_path, "FROM busybox\nRUN while [ ! -e /go ]; do sleep 0.1; done; rm /go\n")
+    build = subprocess.Popen([*daemon.cli_command(), "build", "--no-cache", "-t", "watched:1", str(context)],
+                             env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        step = until(lambda: daemon.out("ps", "-q", "--filter", "label=corral.build"), "the RUN step's container")
+        labels = daemon.inspect(step)["Config"]["Labels"]
+        build_id = labels["corral.build"]
+        assert labels["corral.build.step"] == "2"
+        text = until(lambda: (lambda t: t if samples(t, "container_processes", build=build_id) else "")(scrape(daemon)),
+                     "the RUN step's series on /metrics")
+        assert samples(text, "container_memory_usage_bytes", build=build_id)
+        daemon.cli("exec", step, "touch", "/go")
+        output = build.communicate(timeout=120)[0].decode()
+        assert build.returncode == 0, output
+        events = [json.loads(line) for line in daemon.out("events", "--format", "json", "--filter",
+                                                          f"container={step}").splitlines()]
+        actions = [event.get("Action", event.get("action")) for event in events]
+        assert [a for a in actions if a in ("create", "start", "die", "destroy")] == ["create", "start", "die",
+                                                                                        "destroy"], events
+        assert build_id not in scrape(daemon)                  # its series went with it
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+        daemon.cli("image", "rm", "watched:1", check=False)
