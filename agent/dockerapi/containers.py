@@ -7,6 +7,7 @@ headers at once and its body at the event, for every `condition`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Iterator
@@ -17,7 +18,7 @@ from agent.dockerapi.create import spec_of
 from agent.dockerapi.errors import NotModified, no_such_container, no_such_image
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.views import container_inspect, container_summary
-from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.errors import Conflict, CorralError, InvalidArgument, LaunchError, NotFound
 from agent.runtime.filters import CONTAINER_KEYS
 from agent.runtime.filters import containers as container_filters
 from agent.runtime.model import CREATED, EXITED, PAUSED, RUNNING, Container
@@ -85,7 +86,17 @@ class ContainerRoutes:
         container = self.get(request.params["id"])
         if container.state in (RUNNING, PAUSED):
             raise NotModified("container already started")
-        self.runtime.start(container.id)          # an exited container starts again, as docker's does
+        try:
+            self.runtime.start(container.id)      # an exited container starts again, as docker's does
+        except CorralError as exc:
+            if container.spec.auto_remove:
+                # As dockerd: a --rm container whose start failed is removed, and `docker run
+                # --rm` waits for that removal before it reports the error.
+                with contextlib.suppress(CorralError):
+                    self.runtime.remove(container.id, force=True, volumes=True)
+            if isinstance(exc, LaunchError):
+                raise LaunchError(runc_words(exc.message), hint=exc.hint) from None
+            raise
         return Reply.empty()
 
     def stop(self, request: Request) -> Reply:
@@ -198,3 +209,15 @@ def _seconds(text: str) -> float:
 def _arch() -> str:
     from agent.dockerapi.system import _go_arch
     return _go_arch()
+
+
+# strerror's words as runc writes them (Go's lower case): the docker CLI picks `run`'s exit
+# code from them, 127 for a command not found and 126 for one it may not run.
+_RUNC_WORDS = {"No such file or directory": "no such file or directory", "Permission denied": "permission denied",
+               "Is a directory": "is a directory"}
+
+
+def runc_words(message: str) -> str:
+    for words, runc in _RUNC_WORDS.items():
+        message = message.replace(words, runc)
+    return message

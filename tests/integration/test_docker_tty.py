@@ -68,6 +68,20 @@ def test_run_it_gives_a_shell_and_its_exit_code(docker, terminal):
     assert docker.out("ps", "-aq") == ""    # --rm: nothing left
 
 
+def test_create_then_start_ai_and_a_command_that_cannot_start(docker, terminal):
+    docker.run("create", "-it", "--name", "later", "busybox", "sh")
+    shell = terminal("start", "-ai", "later")
+    shell.expect(PROMPT)
+    shell.send(b"echo started-$((3 * 3))\r")
+    shell.expect(b"started-9")
+    shell.send(b"exit 7\r")
+    assert shell.wait() == 7
+    missing = terminal("run", "--rm", "-it", "busybox", "no-such-command")
+    assert missing.wait() == 127                  # docker's code for a command not found
+    assert b"no-such-command" in missing.seen
+    assert docker.out("ps", "-aq", "--filter", "status=created") == ""    # --rm: removed after the failed start
+
+
 def test_piped_stdin_reaches_run_i_and_its_end_ends_the_container(docker):
     done = docker.run("run", "--rm", "-i", "busybox", "cat", input=b"hi\n")
     assert done.stdout == b"hi\n"
@@ -125,6 +139,20 @@ def test_debians_older_client_pipes_stdin_too(daemon, tmp_path):
     assert older.run("run", "--rm", "-i", "busybox", "cat", input=b"from 20.10\n").stdout == b"from 20.10\n"
     older.run("run", "-d", "--name", "old", "busybox", "sleep", "300")
     assert older.run("exec", "-i", "old", "cat", input=b"exec 20.10\n").stdout == b"exec 20.10\n"
+
+
+def test_debians_older_client_in_a_terminal(daemon, tmp_path):
+    older = DockerCli(daemon, tmp_path, binary="docker-debian")
+    older.run("run", "-d", "--name", "old", "busybox", "sleep", "300")
+    shell = PtyClient(daemon, "exec", "-it", "old", "sh", rows=21, cols=77, program=[older.path], env=older.env)
+    try:
+        shell.expect(PROMPT)
+        shell.send(b"stty size\r")
+        shell.expect(b"21 77")                   # API 1.41 sends no ConsoleSize: the CLI resizes after start
+        shell.send(b"exit 2\r")
+        assert shell.wait() == 2
+    finally:
+        shell.close()
 
 
 # docker-py
