@@ -274,7 +274,11 @@ class Daemon:
         from agent.incidents.recorder import IncidentRecorder
         from agent.incidents.store import IncidentStore
         from agent.policy.history import SignalHistory
-        self.signal_history = SignalHistory(capacity=max(1, int(3600 / self.config.policy_interval)))
+        from agent.policy.history_store import HistoryStore
+        capacity = max(1, int(3600 / self.config.policy_interval))
+        store = HistoryStore(self.config.root / "policy-history", capacity)   # kept across restarts
+        self.signal_history = SignalHistory(capacity=capacity, store=store)
+        store.load(self.signal_history)
         self.incidents = IncidentRecorder(
             IncidentStore(self.config.root), events=self.events, catalog=self.catalog,
             cgroups=self.host_cgroups or self.cgroups, history=self.signal_history,

@@ -34,6 +34,9 @@
 #ifndef MAX_TCP_SOCKETS
 #define MAX_TCP_SOCKETS 16384       /* TCP sockets of watched containers open at once */
 #endif
+#ifndef MAX_DESTINATIONS
+#define MAX_DESTINATIONS 16384      /* (container, TCP destination) pairs remembered at once */
+#endif
 #ifndef EXEC_FILENAME_LEN
 #define EXEC_FILENAME_LEN 256
 #endif
@@ -120,6 +123,15 @@ struct net_counters {
 struct tcp_counters {
     __u64 connects;
     __u64 retransmits;
+};
+
+/* tcp_destinations' key (probes/network.c): one destination a container connected to. */
+struct tcp_destination {
+    __u64 cgroup_id;
+    __u16 family;                   /* AF_INET or AF_INET6 */
+    __u16 port;                     /* host byte order, as the tracepoint gives it */
+    __u32 pad;
+    __u8 addr[16];                  /* IPv4: the first 4 bytes */
 };
 
 struct process_counters {

@@ -12,8 +12,13 @@
  * socket reaches CLOSE. Sockets accepted from a listener are not in tcp_owner: their state
  * changes all happen in softirq context; their retransmits are not counted.
  *
+ * The destination of each connect (address, port) is counted per container in
+ * tcp_destinations, for `corral policy suggest`: what a container reached is what its egress
+ * rules must allow. Entries go when the container is unwatched; a full table counts an error.
+ *
  * Exports: net_counters PERCPU_ARRAY[slot] = {rx_bytes, rx_packets, tx_bytes, tx_packets}
  *          tcp_counters PERCPU_ARRAY[slot] = {connects, retransmits}
+ *          tcp_destinations HASH{cgroup_id, family, port, addr} = connects
  */
 #include "common.h"
 
@@ -31,7 +36,14 @@ struct inet_sock_set_state_args {
     __u16 dport;                    /* 26 */
     __u16 family;                   /* 28 */
     __u16 protocol;                 /* 30 */
+    __u8 saddr[4];                  /* 32 */
+    __u8 daddr[4];                  /* 36 */
+    __u8 saddr_v6[16];              /* 40 */
+    __u8 daddr_v6[16];              /* 56 */
 };
+
+#define AF_INET_ 2
+
 
 /* From /sys/kernel/tracing/events/tcp/tcp_retransmit_skb/format (fields up to skaddr). */
 struct tcp_retransmit_skb_args {
@@ -43,6 +55,7 @@ struct tcp_retransmit_skb_args {
 BPF_PERCPU_ARRAY(net_counters, struct net_counters, MAX_CONTAINERS);
 BPF_PERCPU_ARRAY(tcp_counters, struct tcp_counters, MAX_CONTAINERS);
 BPF_HASH(tcp_owner, __u64, __u64, MAX_TCP_SOCKETS);
+BPF_HASH(tcp_destinations, struct tcp_destination, __u64, MAX_DESTINATIONS);
 
 static __always_inline void count_skb(struct __sk_buff *skb, int egress)
 {
@@ -77,6 +90,26 @@ int corral_skb_out(struct __sk_buff *skb)
     return 1;
 }
 
+static __always_inline void count_destination(struct inet_sock_set_state_args *ctx, __u64 cgroup_id)
+{
+    struct tcp_destination dest = {};
+    dest.cgroup_id = cgroup_id;
+    dest.family = ctx->family;
+    dest.port = ctx->dport;
+    if (ctx->family == AF_INET_)
+        __builtin_memcpy(dest.addr, ctx->daddr, 4);
+    else
+        __builtin_memcpy(dest.addr, ctx->daddr_v6, 16);
+    __u64 *connects = tcp_destinations.lookup(&dest);
+    if (connects) {
+        __sync_fetch_and_add(connects, 1);
+        return;
+    }
+    __u64 one = 1;
+    if (tcp_destinations.update(&dest, &one) != 0)
+        count_error(ERR_TCP_CONNECT);   /* table full: this destination is not remembered */
+}
+
 int corral_sock_state(struct inet_sock_set_state_args *ctx)
 {
     if (ctx->protocol != IPPROTO_TCP_)
@@ -98,6 +131,7 @@ int corral_sock_state(struct inet_sock_set_state_args *ctx)
         counters->connects += 1;
     if (tcp_owner.update(&sock, &cgroup_id) != 0)
         count_error(ERR_TCP_CONNECT);   /* table full: this socket's retransmits are lost */
+    count_destination(ctx, cgroup_id);
     return 0;
 }
 

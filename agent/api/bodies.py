@@ -6,13 +6,13 @@ it strictly and names a bad field by its path; the OpenAPI generator reads the s
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from agent.network.model import NETWORK_NAME, Aliases
 from agent.runtime.model import ConsoleSize
-from agent.schema import AbsolutePath, Argument, Environment, IPv4, Name, Object
+from agent.schema import AbsolutePath, Argument, Environment, IPv4, Labels, Name, Object
 
 NetworkName = Annotated[str, msgspec.Meta(
     pattern=NETWORK_NAME.pattern, max_length=64,
@@ -74,12 +74,30 @@ class ReplayRequest(Object, frozen=True):
     file: Name = "<replay>"
 
 
+class SuggestRequest(Object, frozen=True):
+    """`POST /v1/policies/suggest`: the containers to learn from, by `container` (id, id prefix
+    or name, also of a removed container the history still holds) or by selector fields
+    (the policy's selector: names, images, labels, services)."""
+
+    container: Name | None = None
+    names: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=64)] | None = None
+    images: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=64)] | None = None
+    labels: Labels | None = None
+    services: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=64)] | None = None
+    since: Timestamp | None = None         # default: an hour ago
+    holdout: Annotated[float, msgspec.Meta(ge=0, le=0.9)] = 0.2
+    mode: Literal["enforce", "audit"] = "enforce"
+    name: PolicyNameText | None = None     # default: suggested-<container>
+
+
 # Query parameters: one schema per route that takes any, given to `Router.add(query=...)`. Values
 # arrive as text; the router reads booleans as flags (`?all`, `?all=1`, `?all=true`) and numbers
 # as decimals, then validates them against these bounds like a body.
 
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=86400, description="seconds")]
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11, description="a UNIX time in seconds")]
+PolicyNameText = Annotated[str, msgspec.Meta(max_length=63, pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$",
+                                             description="a policy name (agent.policy.schema.POLICY_NAME)")]
 SignalName = Annotated[str, msgspec.Meta(
     min_length=1, max_length=16, pattern=r"^[A-Za-z0-9+]+$",
     description="a signal name (KILL, SIGTERM, RTMIN+1) or number")]

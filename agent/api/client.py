@@ -349,6 +349,10 @@ class ApiClient(LifecycleCalls):
         query = {} if since is None else {"since": since}
         return self._json("POST", "/v1/policies/replay", body={"text": text, "file": file}, query=query)
 
+    def policy_suggest(self, body: dict) -> dict:
+        """{"name", "policy" (YAML text), "seccomp", "containers", "start", "end", "holdout"...}."""
+        return self._json("POST", "/v1/policies/suggest", body=body)
+
     def incidents(self) -> list[dict]:
         return self._json("GET", "/v1/incidents")
 

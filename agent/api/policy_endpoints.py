@@ -1,4 +1,4 @@
-"""The v1 endpoints of policies: list, explain, replay, prove, and unfreezing a container.
+"""The v1 endpoints of policies: list, explain, replay, prove, suggest, and unfreezing a container.
 
 `PolicyEndpoints(queries).register(router)` puts them on the server's Router. `queries` is the
 daemon's agent.policy.queries.PolicyQueries; with None (a daemon started without --policies)
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from agent.api.bodies import ProveQuery, ReplayQuery, ReplayRequest
+from agent.api.bodies import ProveQuery, ReplayQuery, ReplayRequest, SuggestRequest
 from agent.api.routes import Request, Response, Router
-from agent.errors import Conflict
+from agent.errors import Conflict, InvalidArgument
 
 
 class PolicyEndpoints:
@@ -26,6 +26,7 @@ class PolicyEndpoints:
         router.add("POST", "/v1/policies/replay", self.replay, query=ReplayQuery, body=ReplayRequest)
         router.add("GET", "/v1/policies/prove", self.prove, query=ProveQuery)
         router.add("POST", "/v1/policies/prove", self.prove_and_repair, query=ProveQuery)
+        router.add("POST", "/v1/policies/suggest", self.suggest, body=SuggestRequest)
         router.add("POST", "/v1/containers/{ref}/unfreeze", self.unfreeze)
 
     def _policies(self):
@@ -60,6 +61,17 @@ class PolicyEndpoints:
         query: ProveQuery = request.args or ProveQuery()
         proofs = self._prover.prove(query.container, repair=repair)
         return Response.json([p.to_dict() for p in proofs])
+
+    def suggest(self, request: Request) -> Response:
+        body = request.decode(SuggestRequest)
+        fields = {"names": body.names, "images": body.images, "labels": body.labels, "services": body.services}
+        selector = fields if any(v is not None for v in fields.values()) else None
+        if body.container is not None and selector is not None:
+            raise InvalidArgument("give a container or selector fields, not both", field="container")
+        return Response.json(self._policies().suggest(
+            container=body.container, selector=selector,
+            since=time.time() - 3600.0 if body.since is None else body.since,
+            holdout=body.holdout, mode=body.mode, name=body.name))
 
     def unfreeze(self, request: Request) -> Response:
         return Response.json(self._policies().unfreeze(request.params["ref"]))

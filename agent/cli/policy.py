@@ -2,8 +2,9 @@
 
 Prints every problem as `file:line:col: path: message` and exits 1, or prints a summary and
 exits 0, so it works as a git pre-commit hook and as a CI step (docs/policies.md). The
-daemon-backed verbs `policy ls`, `policy explain CONTAINER`, `policy replay FILE --since 1h`
-and `unfreeze CONTAINER` ask the daemon's API.
+daemon-backed verbs `policy ls`, `policy explain CONTAINER`, `policy replay FILE --since 1h`,
+`policy suggest CONTAINER` (agent/cli/policy_suggest.py) and `unfreeze CONTAINER` ask the
+daemon's API.
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     register_test(sub)
     from agent.cli.policy_prove import register as register_prove
     register_prove(sub)
+    from agent.cli.policy_suggest import register as register_suggest
+    register_suggest(sub)
 
     unfreeze = verbs.add_parser("unfreeze", help="thaw a container a policy froze",
                                 description="Thaw a container frozen by a policy's freeze action; the "

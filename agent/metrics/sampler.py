@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 # ProbeReading attribute -> the probe (agent.probes.loader.ProbeSet) method that reads its map.
 PROBE_READERS = {"syscalls": "syscall_counts", "latency": "syscall_latency", "network": "network",
-                 "tcp": "tcp", "processes": "processes", "oom_kills": "oom_kills", "status": "status",
-                 "errors": "errors", "map_entries": "map_entries", "events_lost": "events_lost"}
+                 "tcp": "tcp", "destinations": "tcp_destinations", "processes": "processes",
+                 "oom_kills": "oom_kills", "status": "status", "errors": "errors", "map_entries": "map_entries",
+                 "events_lost": "events_lost"}
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ProbeReading:
     latency: dict[int, dict[int, list[int]]] = field(default_factory=dict)
     network: dict[int, NetCounters] = field(default_factory=dict)
     tcp: dict[int, TcpCounters] = field(default_factory=dict)
+    destinations: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
     processes: dict[int, ProcessCounters] = field(default_factory=dict)
     oom_kills: dict[int, int] = field(default_factory=dict)
     status: dict[str, bool] = field(default_factory=dict)
@@ -104,6 +106,15 @@ class Sampler:
         entries = list(entries)
         reading = self.read_probes(("syscalls", "network", "tcp", "oom_kills"))
         return [self._snapshot(entry, reading, with_syscalls, clock()) for entry in entries]
+
+    def destinations(self, entries: Iterable[CatalogEntry]) -> dict[str, dict[tuple[str, int], int]] | None:
+        """Container id -> (address, port) -> TCP connects since it started, for the policy
+        history (`corral policy suggest`); None when the probes cannot say (none, or a failed read)."""
+        reading = self.read_probes(("destinations",))
+        if self.probes is None or reading.failed:
+            return None
+        return {entry.id: reading.destinations.get(entry.cgroup_id, {})
+                for entry in entries if entry.probes and entry.cgroup_id}
 
     def _snapshot(self, entry: CatalogEntry, reading: ProbeReading, with_syscalls: bool,
                   now: float) -> ContainerSnapshot:

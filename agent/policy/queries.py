@@ -43,6 +43,7 @@ class PolicyQueries:
         self._effective = effective
         self._clock = clock
         self._known: Callable[[str], bool] | None = None   # syscall table, for replayed files
+        self.egress_recorded: Callable[[], bool] = lambda: False   # do the probes record destinations?
 
     def list_policies(self) -> dict:
         """Every policy in force with its mode, file, commit and the containers it selects."""
@@ -125,6 +126,22 @@ class PolicyQueries:
             raise PolicyError("\n".join(str(p) for p in loaded.problems),
                               hint="`corral policy check FILE` shows the same problems without a daemon")
         return [replay(policy, self.history, since).to_dict() for policy in loaded.policies]
+
+    def suggest(self, *, container: str | None, selector: dict | None, since: float, holdout: float,
+                mode: str, name: str | None) -> dict:
+        """A least-privilege policy from the history (agent/policy/suggest_query.py)."""
+        from agent.policy.model import Selector
+        from agent.policy.suggest_query import suggestion
+        if self._known is None:
+            from agent.syscall_table import known_syscall, load_syscall_table
+            self._known = known_syscall(load_syscall_table())
+        def globs(key: str) -> tuple[str, ...] | None:
+            return None if selector is None or selector.get(key) is None else tuple(selector[key])
+        chosen = None if selector is None else Selector(globs("names"), globs("images"),
+                                                        dict(selector.get("labels") or {}), globs("services"))
+        return suggestion(self.history, self.catalog, container=container, selector=chosen, since=since,
+                          holdout=holdout, mode=mode, name=name, egress_recorded=self.egress_recorded(),
+                          syscall_known=self._known)
 
     def unfreeze(self, reference: str) -> dict:
         """Thaw a container; the rules that froze it resolve (and start over if still true)."""

@@ -120,6 +120,7 @@ class PolicyService:
                                      engine=self.engine, engine_lock=self._lock, history=self.history,
                                      enforcer=self.enforcer, provenance=self.provenance,
                                      effective=self.policy_for, clock=clock)
+        self.queries.egress_recorded = lambda: probes is not None and bool(probes.status().get("tcp_connect"))
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -239,9 +240,9 @@ class PolicyService:
         policies = self.library.policies()
         containers = self._running()
         effective = {c.id: merge(selecting(policies, c.name, c.image, c.labels)) for c in containers}
-        with_syscalls = any(t.threshold.syscall for e in effective.values() for t in e.thresholds) \
-            or any(e.alerted_syscalls() for e in effective.values())
-        snapshots = self.sampler.snapshots(containers, with_syscalls=with_syscalls, clock=self._clock)
+        # Per-syscall counts always: the history keeps every syscall seen (`policy suggest`).
+        snapshots = self.sampler.snapshots(containers, with_syscalls=True, clock=self._clock)
+        destinations = self.sampler.destinations(containers) or {}
         by_id = {c.id: c for c in containers}
         self.enforcer.sync(containers, effective)
         self._sync_watches(containers, effective)
@@ -254,7 +255,8 @@ class PolicyService:
                 previous = self._tracked.get(container.id)
                 sample = compute_signals(previous.snapshot if previous else None, snapshot)
                 self._tracked[container.id] = _Tracked(ref, container.cgroup, snapshot)
-                self.history.record(ref, sample)
+                self.history.record(ref, sample, syscall_totals=snapshot.by_syscall,
+                                    tcp_destinations=destinations.get(container.id))
                 evaluation = self.engine.evaluate(ref, effective[container.id], sample)
                 self._syscall_alerts(ref, effective[container.id], previous, snapshot, evaluation)
                 self.enforcer.run_actions(evaluation, self._paths_of)

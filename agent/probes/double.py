@@ -43,6 +43,7 @@ class ProbeDouble:
         self.latency: dict[int, dict[int, list[int]]] = {}
         self.net: dict[int, NetCounters] = {}
         self.tcp_counts: dict[int, TcpCounters] = {}
+        self.destinations: dict[int, dict[tuple[str, int], int]] = {}
         self.process_counts: dict[int, ProcessCounters] = {}
         self.ooms: dict[int, int] = {}
         self.probe_errors: dict[str, int] = {}
@@ -57,6 +58,7 @@ class ProbeDouble:
     # -- test helpers ----------------------------------------------------------------------------
 
     _READINGS = {"syscall_counts": "counts", "syscall_latency": "latency", "network": "net", "tcp": "tcp_counts",
+                 "tcp_destinations": "destinations",
                  "processes": "process_counts", "oom_kills": "ooms", "status": "probe_status",
                  "errors": "probe_errors", "map_entries": "entries"}
 
@@ -95,7 +97,8 @@ class ProbeDouble:
         self.kill.pop(cgroup_id, None)
         self.egress.pop(cgroup_id, None)
         self.egress_dirs.pop(cgroup_id, None)
-        for reading in (self.counts, self.latency, self.net, self.tcp_counts, self.process_counts, self.ooms):
+        for reading in (self.counts, self.latency, self.net, self.tcp_counts, self.destinations,
+                        self.process_counts, self.ooms):
             reading.pop(cgroup_id, None)
 
     def set_syscall_actions(self, cgroup_id: int, kill: Iterable[int] | Mapping[int, int]) -> None:
@@ -169,6 +172,9 @@ class ProbeDouble:
     def tcp(self) -> dict[int, TcpCounters]:
         return self._read("tcp", self.tcp_counts)
 
+    def tcp_destinations(self) -> dict[int, dict[tuple[str, int], int]]:
+        return self._read("tcp_destinations", self.destinations)
+
     def processes(self) -> dict[int, ProcessCounters]:
         return self._read("processes", self.process_counts)
 
@@ -179,7 +185,8 @@ class ProbeDouble:
         entries = self.entries
         if entries is None:
             entries = {"slots": len(self.watched), "watch_index": len(self.watched), "watch_overflow": 0,
-                       "tcp_owner": 0, "kill_tables": len(self.kill), "egress_tables": len(self.egress)}
+                       "tcp_owner": 0, "tcp_destinations": sum(len(v) for v in self.destinations.values()),
+                       "kill_tables": len(self.kill), "egress_tables": len(self.egress)}
             if self.latency_enabled:
                 entries["syscall_latency"] = sum(len(v) for v in self.latency.values())
         return self._read("map_entries", entries)

@@ -101,6 +101,9 @@ class ProbeReader(Protocol):
     def tcp(self) -> dict[int, TcpCounters]:
         """cgroup id -> TCP connects and retransmits."""
 
+    def tcp_destinations(self) -> dict[int, dict[tuple[str, int], int]]:
+        """cgroup id -> (address, port) -> TCP connects to it (`corral policy suggest`)."""
+
     def processes(self) -> dict[int, ProcessCounters]:
         """cgroup id -> execs, forks, exits."""
 

@@ -283,6 +283,10 @@ class ProbeSet:
         return readings.tcp(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
 
     @_locked
+    def tcp_destinations(self) -> dict[int, dict[tuple[str, int], int]]:
+        return readings.tcp_destinations(self._require_loaded(), self._slots.by_cgroup)
+
+    @_locked
     def processes(self) -> dict[int, ProcessCounters]:
         return readings.processes(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
 

@@ -3,6 +3,8 @@ timer): per-CPU columns summed into one figure per container."""
 from __future__ import annotations
 
 import ctypes as ct
+import ipaddress
+import socket
 from typing import Any, Callable, Mapping
 
 from agent.probes import percpu
@@ -98,6 +100,19 @@ def tcp(probes: CompiledProbes, slots: Slots, max_containers: int) -> dict[int, 
         sum(c.connects for c in cpus), sum(c.retransmits for c in cpus)))
 
 
+def tcp_destinations(probes: CompiledProbes, slots: Slots) -> dict[int, dict[tuple[str, int], int]]:
+    """cgroup id -> (address, port) -> connects, for the watched containers."""
+    result: dict[int, dict[tuple[str, int], int]] = {}
+    for key, connects in probes.table("tcp_destinations").items():
+        if key.cgroup_id not in slots:
+            continue
+        raw = bytes(key.addr)
+        address = ipaddress.ip_address(raw[:4] if key.family == socket.AF_INET else raw)
+        per = result.setdefault(key.cgroup_id, {})
+        per[(str(address), key.port)] = per.get((str(address), key.port), 0) + connects.value
+    return result
+
+
 def processes(probes: CompiledProbes, slots: Slots, max_containers: int) -> dict[int, ProcessCounters]:
     return _per_slot(probes, slots, max_containers, "process_counters", ProcessCountersC,
                      lambda cpus: ProcessCounters(sum(c.execs for c in cpus), sum(c.forks for c in cpus),
@@ -116,6 +131,7 @@ def map_entries(probes: CompiledProbes, slots: Slots, latency: bool) -> dict[str
         "watch_index": sum(1 for cell in probes.table("watch_index").values() if cell.cgroup_id),
         "watch_overflow": len(probes.table("watch_overflow")),
         "tcp_owner": len(probes.table("tcp_owner")),
+        "tcp_destinations": len(probes.table("tcp_destinations")),
         "kill_tables": sum(1 for cell in probes.table("kill_tables").values() if cell.armed),
         "egress_tables": sum(1 for cell in probes.table("egress_tables").values()
                              if cell.count or cell.deny_default),

@@ -65,6 +65,9 @@ class Slots:
         for key, value in list(owners.items()):
             if value.value == cgroup_id:
                 owners.pop(key, None)
+        destinations = probes.table("tcp_destinations")
+        for key in [k for k in destinations.keys() if k.cgroup_id == cgroup_id]:
+            destinations.pop(key, None)
         if latency:
             table = probes.table("syscall_latency")
             for key in [k for k in table.keys() if k.cgroup_id == cgroup_id]:

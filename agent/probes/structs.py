@@ -80,6 +80,13 @@ class TcpCountersC(ct.Structure):
     _fields_ = [("connects", ct.c_uint64), ("retransmits", ct.c_uint64)]
 
 
+class TcpDestinationC(ct.Structure):
+    """struct tcp_destination (probes/common.h): the key of tcp_destinations."""
+
+    _fields_ = [("cgroup_id", ct.c_uint64), ("family", ct.c_uint16), ("port", ct.c_uint16),
+                ("pad", ct.c_uint32), ("addr", ct.c_uint8 * 16)]
+
+
 class ProcessCountersC(ct.Structure):
     """struct process_counters (probes/common.h)."""
 
@@ -147,6 +154,7 @@ MIRRORS = {
     "latency_hist": LatencyHist,
     "net_counters": NetCountersC,
     "tcp_counters": TcpCountersC,
+    "tcp_destination": TcpDestinationC,
     "process_counters": ProcessCountersC,
     "oom_event": OomEventC,
     "exec_event": ExecEventC,

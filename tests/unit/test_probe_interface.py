@@ -74,6 +74,7 @@ def test_unwatch_forgets_counters_and_rules():
     probes.unwatch(7, "/c")
     assert probes.syscall_counts() == {} and probes.network() == {} and probes.egress_attached() == {}
     assert probes.map_entries() == {"slots": 0, "watch_index": 0, "watch_overflow": 0, "tcp_owner": 0,
+                                    "tcp_destinations": 0,
                                     "kill_tables": 0, "egress_tables": 0}
 
 
