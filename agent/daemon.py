@@ -312,6 +312,9 @@ class Daemon:
         # After the probes' subscription: a container's rules go to probes that already watch it.
         self._stack.append(("policy enforcer", self.bus.subscribe("policy enforcer", self.policy.enforcer.on_container)))
         self._stack.append(("policy watches", self.bus.subscribe("policy watches", self.policy.on_container)))
+        from agent.policy.history_follow import record_on_stop
+        self._stack.append(("policy history", self.bus.subscribe(
+            "policy history", record_on_stop(self.signal_history, self.policy.sampler))))
         log.info("policies from %s: %s", self.config.policies,
                  ", ".join(p.name for p in self.policy.library.policies()) or "none")
 

@@ -73,3 +73,31 @@ def test_a_torn_line_is_skipped_and_old_files_are_dropped(tmp_path):
     assert store.skipped == 1
     assert len(restored.samples(REF.id)) == 5
     assert not (tmp_path / "stale.jsonl").exists()
+
+
+def test_a_stopped_container_gets_a_last_look_at_its_counters():
+    from agent.catalog.bus import ContainerStarted, ContainerStopped
+    from agent.catalog.entry import CatalogEntry
+    from agent.cgroups.double import CgroupDouble
+    from agent.cgroups.driver import CgroupPaths
+    from agent.metrics.sampler import Sampler
+    from agent.policy.history_follow import record_on_stop
+    from agent.probes.double import ProbeDouble
+
+    probes = ProbeDouble.with_readings(syscall_counts={7: {0: (5, 0), 59: (1, 0)}},
+                                       tcp_destinations={7: {("10.0.0.1", 80): 2}})
+    sampler = Sampler(CgroupDouble(), probes, {0: "read", 59: "execve"}.get)
+    history = SignalHistory(capacity=10)
+    follow = record_on_stop(history, sampler, clock=lambda: T0)
+    entry = CatalogEntry(id="c7", name="short", image="busybox", cgroup=CgroupPaths("/fake/corral/c7"), cgroup_id=7)
+    follow(ContainerStarted(entry))
+    follow(ContainerStopped(entry, aborted=True))
+    assert history.behaviour("c7") is None                    # only a real stop counts
+    follow(ContainerStopped(entry))
+    behaviour = history.behaviour("c7")
+    assert behaviour is not None and set(behaviour.syscalls) == {"read", "execve"}
+    assert behaviour.destinations["tcp 10.0.0.1 80"].count == 2 and len(behaviour.samples) == 1
+    # A container not counted (known from before a restart) adds nothing.
+    other = CatalogEntry(id="c8", name="old", image="busybox", cgroup=CgroupPaths("/fake/corral/c8"), cgroup_id=8)
+    follow(ContainerStopped(other))
+    assert history.behaviour("c8") is None
