@@ -93,7 +93,7 @@ def _running(compose: ComposeCli) -> dict[str, str]:
     return {row.split()[0]: row.split()[-1] for row in rows if row.strip()}
 
 
-def test_a_two_service_project_up_scale_and_down_leaves_nothing(daemon, project, tmp_path):
+def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, project, tmp_path):
     docker = DockerCli(daemon, tmp_path / ".docker")
     before = host_state.snapshot(daemon.root)
     bridges_before, nft_before = _bridges(), _nft_comments()
@@ -110,6 +110,10 @@ def test_a_two_service_project_up_scale_and_down_leaves_nothing(daemon, project,
     until(lambda: "served from the volume" in project.out("logs", "client"), "client fetched web's page")
     web_log = project.out("logs", "web")
     assert re.search(r"^web_[12]\s+\| .*response:200", web_log, re.M), web_log
+    assert project.out("exec", "-T", "web", "cat", "/www/index.html") == "served from the volume\n"
+    assert project.out("exec", "-T", "--index=2", "web", "cat", input=b"through stdin\n") == "through stdin\n"
+    failed = project.run("exec", "-T", "web", "sh", "-c", "exit 7", check=False)
+    assert failed.returncode == 7
 
     # Corral's own view: the same containers, Compose's labels exactly as Compose sent them
     ids = project.out("ps", "-q").split()
@@ -141,6 +145,8 @@ def test_a_two_service_project_up_scale_and_down_leaves_nothing(daemon, project,
     assert "Recreating" not in scaled
     assert _running(project) == {f"{PROJECT}_client_1": "Up", f"{PROJECT}_web_1": "Up", f"{PROJECT}_web_2": "Up",
                                  f"{PROJECT}_web_3": "Up"}
+    fetch = f"until wget -q -O - http://{PROJECT}_web_3:8080/; do sleep 0.2; done"
+    assert project.out("exec", "-T", "client", "sh", "-c", fetch) == "served from the volume\n"
 
     down = project.run("down", "-v", "-t", "1").stderr.decode()
     for line in (f"Removing {PROJECT}_web_3", f"Removing {PROJECT}_client_1", f"Removing volume {PROJECT}_www"):
