@@ -1,6 +1,6 @@
 """docker-compose 1.29 (PyPI, its own venv: scripts/compose-venv.sh) drives Corral through the
-Docker Engine API: a two-service project with a named volume, depends_on and deploy.replicas,
-through up, ps, logs, exec -T, up --scale and down.
+Docker Engine API: a two-service project with a user network, a named volume, depends_on and
+deploy.replicas, through up, ps, logs, exec -T, up --scale and down.
 
 What a user sees is checked (exit codes, output), then that Corral sees the same containers
 with Compose's labels exactly, that its probes count them, and that `down -v` leaves nothing on
@@ -24,9 +24,8 @@ from tests.integration.test_metrics_endpoint import samples, scrape
 pytestmark = pytest.mark.privileged
 COMPOSE_VENV = Path(os.environ.get("COMPOSE_VENV", "/opt/corral-test/compose-venv"))
 PROJECT = "corralcompose"
-# web serves a file from the named volume; client fetches it from web's first replica by its
-# container name, once a second, from the moment web has been started (depends_on). Both sit on
-# the default network until network aliases (the service name) come to the Docker API.
+# web serves a file from the named volume; client fetches it by the service name over the
+# project's network, once a second, from the moment web has been started (depends_on).
 COMPOSE_FILE = """\
 version: "3.8"
 services:
@@ -34,16 +33,18 @@ services:
     image: busybox
     command: ["sh", "-c", "echo served from the volume > /www/index.html && exec httpd -f -v -p 8080 -h /www"]
     volumes: ["www:/www"]
-    network_mode: bridge
+    networks: [back]
     deploy:
       replicas: 2
   client:
     image: busybox
-    command: ["sh", "-c", "while :; do wget -q -O - http://corralcompose_web_1:8080/; sleep 1; done"]
+    command: ["sh", "-c", "while :; do wget -q -O - http://web:8080/; sleep 1; done"]
     depends_on: [web]
-    network_mode: bridge
+    networks: [back]
 volumes:
   www: {}
+networks:
+  back: {}
 """
 
 
@@ -100,13 +101,13 @@ def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, pro
 
     up = project.run("up", "-d")
     said = up.stderr.decode()
-    for line in (f'Creating volume "{PROJECT}_www"',
+    for line in (f'Creating network "{PROJECT}_back"', f'Creating volume "{PROJECT}_www"',
                  f"Creating {PROJECT}_web_1", f"Creating {PROJECT}_web_2", f"Creating {PROJECT}_client_1"):
         assert line in said
     assert said.index(f"Creating {PROJECT}_client_1") > said.index(f"Creating {PROJECT}_web_2")   # depends_on
     assert _running(project) == {f"{PROJECT}_client_1": "Up", f"{PROJECT}_web_1": "Up", f"{PROJECT}_web_2": "Up"}
 
-    # client reaches web over the network; web's log shows the requests
+    # client reaches web by its service name over the project network; web's log shows the requests
     until(lambda: "served from the volume" in project.out("logs", "client"), "client fetched web's page")
     web_log = project.out("logs", "web")
     assert re.search(r"^web_[12]\s+\| .*response:200", web_log, re.M), web_log
@@ -147,9 +148,11 @@ def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, pro
                                  f"{PROJECT}_web_3": "Up"}
     fetch = f"until wget -q -O - http://{PROJECT}_web_3:8080/; do sleep 0.2; done"
     assert project.out("exec", "-T", "client", "sh", "-c", fetch) == "served from the volume\n"
+    network = json.loads(daemon.out("network", "inspect", f"{PROJECT}_back"))[0]
 
     down = project.run("down", "-v", "-t", "1").stderr.decode()
-    for line in (f"Removing {PROJECT}_web_3", f"Removing {PROJECT}_client_1", f"Removing volume {PROJECT}_www"):
+    for line in (f"Removing {PROJECT}_web_3", f"Removing {PROJECT}_client_1", f"Removing network {PROJECT}_back",
+                 f"Removing volume {PROJECT}_www"):
         assert line in down
     assert _running(project) == {}
     assert daemon.out("ps", "-a", "-q") == ""
@@ -157,5 +160,5 @@ def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, pro
     assert docker.out("volume", "ls", "-q") == ""
     assert not (daemon.root / "volumes" / f"{PROJECT}_www").exists()
     assert host_state.leaks(before, host_state.snapshot(daemon.root), set()) == []
-    assert _bridges() <= bridges_before
+    assert network["bridge"] not in _bridges() and _bridges() <= bridges_before
     assert not {c for c in _nft_comments() - nft_before if PROJECT in c}
