@@ -121,6 +121,10 @@ class Daemon:
         self.restarts.start()
         self._stack.append(("restart policies", self.restarts.close))
         self._start_observer()
+        from agent.budget.budget import Budget, BudgetOptions
+        self.budget = Budget(BudgetOptions(cpu=config.cpu_budget, series=config.series_budget))
+        self.budget.start()
+        self._stack.append(("budget", self.budget.stop))
         from agent.metrics.sampler import Sampler
         # The one reader of cgroup figures and BPF counters: metrics, `corral stats` and policies.
         self.sampler = Sampler(self.host_cgroups or self.cgroups, self.probes, self._syscall_name())
@@ -184,7 +188,7 @@ class Daemon:
         if self.probes is None:
             return
         from agent.probes.pump import ProbeEventPump
-        pump = ProbeEventPump(self.probes, self.events, self.catalog, reports=self.policy)
+        pump = ProbeEventPump(self.probes, self.events, self.catalog, reports=self.policy, shed=self.budget.shed)
         pump.start()
         self._stack.append(("probe events", pump.stop))
 
@@ -256,13 +260,15 @@ class Daemon:
         from agent.metrics.server import build_registry, serve_metrics
         collector = ContainerCollector(self.watched_containers, self.host_cgroups or self.cgroups, self.probes,
                                        self.config.metrics, syscall_name=self._syscall_name(),
-                                       sampler=self.sampler)
+                                       sampler=self.sampler, budget=self.budget)
         sink = self.alert_sink
         self.registry, self.policy_metrics = metrics_registry(build_registry(collector),
                                                               sink.stats if sink is not None else list,
                                                               self.service_figures)
         from agent.health.metrics import HealthCollector
         self.registry.register(HealthCollector(self.catalog.list))
+        from agent.budget.metrics import BudgetCollector
+        self.registry.register(BudgetCollector(self.budget))
         from agent.volumes.metrics import VolumeCollector
         self.registry.register(VolumeCollector(self.runtime.volumes.usage))
         self.metrics = serve_metrics(self.config.metrics_addr, registry=self.registry)

@@ -32,6 +32,8 @@ class DaemonConfig:
     probes_dir: Path = REPO_PROBES
     syscall_latency: bool = False
     pin: bool = True                   # enforcing BPF programs pinned in bpffs: rules outlive the daemon
+    cpu_budget: float = 0.0            # --cpu-budget: the agent's own CPU, in CPUs (0: none; agent/budget)
+    series_budget: int = 0             # --series-budget: series per scrape (0: none)
     network: bool = True
     default_subnet: str = "10.213.0.0/16"
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
@@ -93,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the enforcing BPF programs in /sys/fs/bpf/corral: syscall kill and "
                              "egress rules then stop with the daemon (docs/policies.md)")
+    parser.add_argument("--cpu-budget", type=float, default=0.0, metavar="CPUS",
+                        help="the agent's own CPU budget, like 0.25 of one CPU: above it optional work is shed "
+                             "(docs/metrics.md, \"The agent's budget\"; default 0: none)")
+    parser.add_argument("--series-budget", type=int, default=0, metavar="N",
+                        help="series per scrape of /metrics: above it optional series are shed (default 0: none)")
     parser.add_argument("--no-network", dest="network", action="store_false",
                         help="no bridge networking (containers may use --net none or host)")
     parser.add_argument("--default-subnet", default="10.213.0.0/16", metavar="CIDR",

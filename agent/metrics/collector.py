@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
+from agent.budget.budget import SHED_TOP, Budget, SeriesEstimate
 from agent.cgroups.driver import CgroupDriver, CgroupStats
 from agent.metrics.model import FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions, WatchedContainer, container_label_name
 from agent.metrics.sampler import ProbeReading, Sampler
@@ -84,6 +85,8 @@ _NETWORK = (
 NETWORK_INTERFACE = "all"
 # Families whose samples arrive as text kept between scrapes (agent.metrics.syscall_series).
 _TEXT_FAMILIES = frozenset((CALLS, ERRORS))
+HISTOGRAM = "corral_syscall_duration_seconds"
+LATENCY_SERIES = 35             # series of one syscall's histogram: 32 buckets, +Inf, count, sum
 
 
 @dataclass
@@ -111,12 +114,14 @@ class ContainerCollector:
     syscall_name: syscall number -> name (agent.syscall_table); numbers as text without.
     proc_root: where /proc is, so tests can point at a fixture tree.
     clock: unix time, for container_last_seen.
+    budget: the agent's budget (agent/budget): what to shed, told each scrape's series count.
     """
 
     def __init__(self, containers: Callable[[], Iterable[WatchedContainer]], cgroups: CgroupDriver,
                  probes: Any | None, options: MetricsOptions | None = None, *,
                  syscall_name: Callable[[int], str] | None = None, proc_root: str = "/proc",
-                 clock: Callable[[], float] = time.time, sampler: Sampler | None = None) -> None:
+                 clock: Callable[[], float] = time.time, sampler: Sampler | None = None,
+                 budget: Budget | None = None) -> None:
         self._containers = containers
         self._cgroups = cgroups
         self._probes = probes
@@ -127,6 +132,8 @@ class ContainerCollector:
         self._syscall_name = syscall_name or str
         self._proc_root = proc_root.rstrip("/") or "/"
         self._clock = clock
+        self._budget = budget
+        self._latency_on = False           # a latency histogram was ever read: the feature is on
         self._families = tuple(f for f in FAMILIES if self._options.keeps_metric(f.name))
         self._lock = threading.Lock()      # scrapes may run in parallel server threads
         self._scrape_errors = dict.fromkeys(SCRAPE_ERROR_SOURCES, 0)
@@ -157,6 +164,8 @@ class ContainerCollector:
             log.warning("metrics: could not list containers", exc_info=True)
             errors["containers"] += 1
             containers = []
+        usage = {"syscalls_all": 0, "syscalls_top": 0, "syscalls": 0, "latency_all": 0, "latency": 0,
+                 "top": self._syscall_top()}
         reading = self._read_probes(errors, metrics) if self._probes is not None else None
         now = float(int(self._clock()))
         known = self._labels
@@ -166,7 +175,7 @@ class ContainerCollector:
             if labels is None or (labels.container is not container and labels.container != container):
                 labels = self._container_labels(container)
             labels_now[container.id] = labels
-            self._collect_container(container, labels, metrics, samples, reading, now, errors)
+            self._collect_container(container, labels, metrics, samples, reading, now, errors, usage)
         self._labels = labels_now   # containers gone since the last scrape are dropped
         if "corral_containers" in samples:
             samples["corral_containers"].append(_sample("corral_containers", {}, len(containers)))
@@ -180,7 +189,23 @@ class ContainerCollector:
             samples["corral_scrape_errors_total"].extend(
                 _sample("corral_scrape_errors_total", {"source": source}, count)
                 for source, count in totals.items())
+        if self._budget is not None:
+            self._tell_budget(self._budget, samples, usage)
         yield from metrics.values()
+
+    def _syscall_top(self) -> int | None:
+        """--syscall-metrics' top, or SHED_TOP while the budget sheds per-syscall series."""
+        top = self._options.syscall_top
+        if self._budget is not None and top != 0 and self._budget.shed("syscall_series"):
+            return SHED_TOP if top is None else min(top, SHED_TOP)
+        return top
+
+    @staticmethod
+    def _tell_budget(budget: Budget, samples: dict, usage: dict) -> None:
+        exported = sum(len(out) for out in samples.values()) + usage["syscalls"]
+        base = exported - usage["syscalls"] - usage["latency"]
+        budget.observe_series(SeriesEstimate(base, usage["syscalls_all"], usage["syscalls_top"],
+                                                   usage["latency_all"]), exported)
 
     @property
     def scrape_errors(self) -> dict[str, int]:
@@ -198,7 +223,7 @@ class ContainerCollector:
                                 by_name={"name": container.name})
 
     def _collect_container(self, container: WatchedContainer, labels: _ContainerLabels, metrics: dict,
-                           samples: dict, reading, now: float, errors: dict) -> None:
+                           samples: dict, reading, now: float, errors: dict, usage: dict) -> None:
         # One label dict per container, shared by every series that carries only these labels:
         # the exposition code only reads it, and a scrape of 200 containers saves thousands.
         identity = labels.identity
@@ -220,7 +245,7 @@ class ContainerCollector:
 
         if reading is not None:
             try:
-                self._add_probe_counters(container, labels, reading, metrics, add)
+                self._add_probe_counters(container, labels, reading, metrics, add, usage)
             except Exception:  # a map entry of an unexpected shape: a decode error, counted
                 log.debug("metrics: probe values of %s could not be decoded", container.name,
                           exc_info=True)
@@ -305,12 +330,13 @@ class ContainerCollector:
                   ("events_lost", "corral_events_lost_total" in samples),
                   ("syscalls", "corral_syscalls_total" in samples
                    or "corral_syscall_errors_total" in samples),
-                  ("latency", "corral_syscall_duration_seconds" in samples),
+                  ("latency", HISTOGRAM in samples
+                   and not (self._budget is not None and self._budget.shed("latency_histograms"))),
                   ("network", True), ("tcp", True), ("processes", True)]
         return self._sampler.read_probes((attribute for attribute, needed in wanted if needed), errors)
 
     def _add_probe_counters(self, container: WatchedContainer, labels: _ContainerLabels,
-                            reading: ProbeReading, metrics: dict, add) -> None:
+                            reading: ProbeReading, metrics: dict, add, usage: dict) -> None:
         key = container.cgroup_id
         by_name = labels.by_name
         network = reading.network.get(key)
@@ -332,25 +358,36 @@ class ContainerCollector:
         counts = reading.syscalls.get(key)
         latency = reading.latency.get(key)
         if counts or latency:
-            self._add_syscalls(labels, counts or {}, latency or {}, metrics)
+            self._add_syscalls(labels, counts or {}, latency or {}, metrics, usage)
 
     def _add_syscalls(self, container_labels: _ContainerLabels, counts: dict, latency: dict,
-                      metrics: dict) -> None:
+                      metrics: dict, usage: dict) -> None:
+        top = usage["top"]
         series = container_labels.syscall_text
-        if series is None:
+        if series is None or series.top != top:
             series = container_labels.syscall_text = SyscallText(
-                container_labels.by_name["name"], container_labels.syscalls, self._options.syscall_top,
-                self._name_of)
+                container_labels.by_name["name"], container_labels.syscalls, top, self._name_of)
         chosen = series.chosen(counts)
         series.add_to(metrics.get(CALLS), metrics.get(ERRORS))
-        histogram = metrics.get("corral_syscall_duration_seconds")
+        # What each budget level would export (agent/budget): both families, per syscall.
+        families = (CALLS in metrics) + (ERRORS in metrics)
+        usage["syscalls"] += families * len(chosen)
+        usage["syscalls_all"] += families * len(counts)
+        usage["syscalls_top"] += families * min(len(counts), SHED_TOP if top is None else min(top, SHED_TOP))
+        if latency:
+            self._latency_on = True
+        histogram = metrics.get(HISTOGRAM)
+        if histogram is not None and self._latency_on:
+            # Shed, the maps are not read: each syscall called would have its histogram.
+            usage["latency_all"] += LATENCY_SERIES * (len(latency) if latency else len(counts))
         if histogram is None or not latency:
             return
-        kept = None if self._options.syscall_top is None else {nr for nr, _ in chosen}
+        kept = None if top is None else {nr for nr, _ in chosen}
         for nr, buckets in latency.items():
             if kept is not None and nr not in kept:
                 continue  # top:N keeps the same syscalls in every family
             self._add_histogram(histogram.samples, series.labels_of(nr), buckets)
+            usage["latency"] += len(buckets) + 3
 
     def _add_histogram(self, out: list, labels: dict, buckets: list[int]) -> None:
         """log2 buckets (bucket i: [2^i, 2^(i+1)) ns) as a cumulative Prometheus histogram."""

@@ -39,6 +39,7 @@ class SyscallText:
         self._name = name
         self._labels = labels
         self._top = top
+        self.top = top
         self._syscall_name = syscall_name
         self._counts: Counts | None = None
         self._chosen: list[tuple[int, tuple[int, int]]] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
@@ -41,12 +41,16 @@ class ProbeEventPump:
     it to `reports`."""
 
     def __init__(self, probes: ProbeEvents, events: EventLog, catalog: ContainerCatalog,
-                 *, exec_per_second: int = 50, reports: EnforcementReports | None = None) -> None:
+                 *, exec_per_second: int = 50, reports: EnforcementReports | None = None,
+                 shed: Callable[[str], bool] | None = None) -> None:
+        """`shed(what)`: the agent's budget (agent/budget); exec events are dropped (counted)
+        while it sheds `exec_events`."""
         self._probes = probes
         self._events = events
         self._catalog = catalog
         self._reports = reports
         self._exec_budget = exec_per_second
+        self._shed = shed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe-events", daemon=True)
         self.dropped_execs = 0
@@ -70,6 +74,9 @@ class ProbeEventPump:
                 continue
             for event in batch:
                 if isinstance(event, ExecEvent):
+                    if self._shed is not None and self._shed("exec_events"):
+                        self.dropped_execs += 1
+                        continue
                     second = int(event.time)
                     if second != window:
                         window, used = second, 0
