@@ -5,8 +5,8 @@ Each line is one record: {"container": {...}} (its name, image and labels, writt
 they change), {"sample": {...}} (a SignalSample), {"syscalls": {name: [first, last, count]}}
 or {"destinations": {...}} (what was seen; only new entries and ones whose last time moved a
 minute or more). Appending costs one write per container and tick. A file is rewritten from
-the history's ring once it holds twice the ring's capacity in lines, so disk use stays
-bounded like memory; files of containers the history let go of are removed, and files older
+the history's ring once it holds a quarter more lines than the ring's capacity, so disk use
+stays within about 1.25 times what the ring holds in memory; files of containers the history let go of are removed, and files older
 than `max_age` are removed at load. A line that does not parse (a crash mid-write) is
 skipped and counted in `skipped`; it never stops the load.
 """
@@ -25,7 +25,8 @@ from agent.policy.signals import SignalSample
 
 log = logging.getLogger("corral.policy.history")
 
-SLACK_LINES = 64                 # lines past 2 x capacity before a file is rewritten
+MIN_SLACK_LINES = 64             # lines past the capacity before a file is rewritten: at least this...
+SLACK_SHARE = 0.25               # ... or this share of the capacity
 
 
 def _ref_dict(ref: ContainerRef) -> dict:
@@ -82,7 +83,8 @@ class HistoryStore:
             log.warning("policy history of %s not removed: %s", container_id, exc)
 
     def compact_due(self, container_id: str) -> bool:
-        return self._lines.get(container_id, 0) > 2 * self.capacity + SLACK_LINES
+        slack = max(MIN_SLACK_LINES, int(self.capacity * SLACK_SHARE))
+        return self._lines.get(container_id, 0) > self.capacity + slack
 
     def rewrite(self, ref: ContainerRef, samples: list[SignalSample], syscalls: Mapping[str, Seen],
                 destinations: Mapping[str, Seen]) -> None:

@@ -103,3 +103,27 @@ def test_the_history_survives_a_restart_and_the_container(daemon):
     assert "getdents64" in answer["seccomp"]["syscalls"][0]["names"]         # what ls did
     missing = daemon.cli("policy", "suggest", "sg-never-ran", check=False)
     assert missing.returncode != 0 and b"no history of container sg-never-ran" in missing.stderr
+
+
+def test_the_held_out_check_lists_what_only_the_end_of_the_run_did(daemon):
+    # ~6 s of listing and fetching, then, at the very end, a mkdir and a connect to a new port:
+    # the policy from the first part of the window would have refused both.
+    late = ("echo hi > /tmp/index.html && httpd -p 127.0.0.1:8080 -h /tmp && httpd -p 127.0.0.1:8081 -h /tmp "
+            "|| exit 2; i=0; while [ $i -lt 12 ]; do ls / > /dev/null; wget -q -O /dev/null "
+            "http://127.0.0.1:8080/index.html || exit 3; i=$((i+1)); sleep 0.5; done; mkdir /tmp/late && "
+            "wget -q -O /dev/null http://127.0.0.1:8081/index.html && echo finished")
+    result = daemon.cli("run", "--name", "sg-late", "busybox", "sh", "-c", late, timeout=120)
+    assert b"finished" in result.stdout
+    answer = json.loads(daemon.out("policy", "suggest", "sg-late", "--format", "json", "--holdout", "0.3"))
+    findings = {(f["what"], f["detail"].split(":")[0]) for f in answer["holdout"]["findings"]}
+    assert ("syscall", "mkdir") in findings
+    assert ("egress", "tcp 127.0.0.1") in findings
+    assert not any(f["what"] == "syscall" and f["detail"].startswith(("getdents64", "connect"))
+                   for f in answer["holdout"]["findings"])            # seen early: allowed
+    # The policy printed is built from the whole run: both are in it.
+    assert "ports: [8080, 8081]" in answer["policy"]
+    assert "mkdir" in answer["seccomp"]["syscalls"][0]["names"]
+    # The text report says the same.
+    text = daemon.cli("policy", "suggest", "sg-late", "--holdout", "0.3")
+    assert b"syscall mkdir: not in the seccomp allow-list -> deny (with the profile)" in text.stderr
+    daemon.cli("rm", "-f", "sg-late")

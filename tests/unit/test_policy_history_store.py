@@ -53,7 +53,7 @@ def test_files_stay_bounded_and_go_with_the_container(tmp_path):
     history = SignalHistory(capacity=10, max_containers=1, store=store)
     fill(history, 500)
     lines = (tmp_path / "abc123.jsonl").read_text().splitlines()
-    assert len(lines) <= 2 * 10 + 64 + 4
+    assert len(lines) <= 10 + 64 + 4
     history.record(ContainerRef("other", "db"), sample(0))       # pushes abc123 out
     assert not (tmp_path / "abc123.jsonl").exists()
     history.forget("other")
