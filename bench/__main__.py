@@ -69,7 +69,11 @@ def _benches(quick: bool) -> dict:
         from bench import build
         return build.run(rounds=2 if quick else 3)
 
-    return {"launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
+    def cli():
+        from bench import cli_startup
+        return cli_startup.run(rounds=5 if quick else 20)
+
+    return {"cli": cli, "launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
             "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
             "build": build, "userns": userns}
 

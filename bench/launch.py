@@ -147,6 +147,10 @@ class OciAnchors:
             "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
             "--cgroup-parent", f"/{self.cgroup}/podman", self._podman_image, "/bin/true"))
 
+    def podman_ps(self) -> float:
+        """`podman ps -a` on the private store: podman's start-up and one listing (bench/cli_startup.py)."""
+        return timed_command(self._podman("ps", "-a"))
+
     def close(self) -> list[str]:
         """Remove everything; returns what could not be removed."""
         problems = []

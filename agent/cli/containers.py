@@ -23,7 +23,6 @@ from agent.cli.formatting import (
     write_rows,
 )
 from agent.errors import CorralError, DaemonUnavailable
-from agent.units import parse_signal
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -152,12 +151,14 @@ def _list_with_observed(args: argparse.Namespace, containers: list[dict], client
 
 def stop_containers(args: argparse.Namespace, client: ApiClient) -> int:
     if args.signal is not None:
+        from agent.units import parse_signal  # here, not at the top: `ps` starts without it
         parse_signal(args.signal, field="--signal")      # a bad name fails here, before any container
     return for_each(args.containers, lambda ref: client.stop_container(ref, timeout=args.timeout, signal=args.signal),
                     say=str)
 
 
 def kill_containers(args: argparse.Namespace, client: ApiClient) -> int:
+    from agent.units import parse_signal
     number = parse_signal(args.signal, field="--signal")
     return for_each(args.containers, lambda ref: client.kill_container(ref, signal=number), say=str)
 

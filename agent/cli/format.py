@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 
 _COLUMN_GAP = "   "
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -139,6 +138,7 @@ def _repo_digest(image: dict) -> str:
 
 def event_line(event: dict) -> str:
     """`2024-05-01T12:00:00.123456+00:00 container start <id> (name=web, exit_code=0)`."""
+    from datetime import datetime  # here: every verb imports this module, few print a date
     when = datetime.fromtimestamp(event.get("time", 0)).astimezone().isoformat(timespec="microseconds")
     attributes = dict(event.get("attributes") or {})
     if event.get("name"):

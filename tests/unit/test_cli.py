@@ -386,3 +386,21 @@ def test_the_cli_imports_nothing_heavy():
     loaded = _loaded(modules, FORBIDDEN)
     runtime_internals = [m for m in modules if m.startswith("agent.runtime.") and m != "agent.runtime.model"]
     assert loaded == [] and runtime_internals == []
+
+
+def test_the_verb_table_names_each_module_s_verbs():
+    """`corral VERB` registers only VERBS[VERB]'s module: the table must say what each registers."""
+    import argparse
+    import importlib
+
+    from agent.cli.main import VERB_MODULES, VERBS, Parser
+    registered = {}
+    for module in VERB_MODULES:
+        verbs = Parser(prog="corral").add_subparsers()
+        importlib.import_module(module).register(verbs)
+        registered.update(dict.fromkeys(verbs.choices, module))
+    assert registered == VERBS
+    assert isinstance(build_parser("ps")._subparsers._group_actions[0], argparse._SubParsersAction)
+    assert set(build_parser("ps")._subparsers._group_actions[0].choices) == {
+        "start", "ps", "stop", "kill", "rm", "wait", "inspect", "daemon", "doctor"}
+    assert set(VERBS) <= set(build_parser("no-such-verb")._subparsers._group_actions[0].choices)
