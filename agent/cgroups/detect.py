@@ -6,6 +6,7 @@ tmpfs that hybrid hosts mount at /sys/fs/cgroup do not have.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from agent.cgroups.driver import CgroupDriver
 from agent.cgroups.hybrid import HybridDriver, find_hierarchy
@@ -37,13 +38,15 @@ def cgroup_mode(root: str = "/sys/fs/cgroup") -> str:
     return "v1" if v1 else "none"
 
 
-def detect_driver(root: str = "/sys/fs/cgroup", parent: str = "corral") -> CgroupDriver:
-    """The driver for this host's layout; KernelError saying how to fix a layout Corral cannot use."""
+def detect_driver(root: str = "/sys/fs/cgroup", parent: str = "corral", *,
+                  io_paths: Sequence[str] = ()) -> CgroupDriver:
+    """The driver for this host's layout; KernelError saying how to fix a layout Corral cannot use.
+    `io_paths`: where containers write, whose disks' block I/O v1 is to count (agent/cgroups/io.py)."""
     mode = cgroup_mode(root)
     if mode == "v2":
         return V2Driver(root, parent)
     if mode == "hybrid":
-        return HybridDriver(root, parent)
+        return HybridDriver(root, parent, io_paths=io_paths)
     if mode == "v1":
         unified = os.path.join(root, "unified")
         raise KernelError(

@@ -4,7 +4,7 @@
 drivers), keeps Corral's ownership rule (only cgroups it created, below its parent, are
 written or removed), and lets tests set what the kernel would report.
 
-Tests set `memory` / `stats_by_dir` / `procs_by_dir` (keyed by the unified directory), read
+Tests set `memory` / `stats_by_dir` / `procs_by_dir` / `io_by_dir` (keyed by the unified directory), read
 `limits`, `frozen`, `killed`, and set `fail` to make every write raise KernelError.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
+from agent.cgroups.io import IoEntry
 from agent.errors import Conflict, InvalidArgument, KernelError
 
 
@@ -25,6 +26,7 @@ class CgroupDouble(CgroupDriver):
         self.memory: dict[str, int] = {}                   # unified dir -> memory usage
         self.stats_by_dir: dict[str, CgroupStats] = {}     # unified dir -> a full reading
         self.procs_by_dir: dict[str, list[int]] = {}
+        self.io_by_dir: dict[str, list[IoEntry]] = {}      # unified dir -> block I/O entries
         self.frozen: set[str] = set()
         self.killed: set[str] = set()
         self.ids: dict[str, int] = {}                     # unified dir -> made-up cgroup id
@@ -56,6 +58,9 @@ class CgroupDouble(CgroupDriver):
 
     def read_limits(self, paths: CgroupPaths) -> Limits:
         return self.limits.get(paths.unified, Limits())
+
+    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
+        return list(self.io_by_dir.get(paths.unified, []))
 
     def stats(self, paths: CgroupPaths) -> CgroupStats:
         if paths.unified in self.stats_by_dir:

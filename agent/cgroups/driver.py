@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from agent.cgroups.devices import DeviceRule
 from agent.errors import CorralError
+
+if TYPE_CHECKING:
+    from agent.cgroups.io import IoEntry  # io.py reads through files.py, which needs this module
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,11 @@ class CgroupDriver(ABC):
     @abstractmethod
     def stats(self, paths: CgroupPaths) -> CgroupStats:
         """Read every figure the host exposes; a missing file leaves its fields None."""
+
+    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
+        """Bytes the container read and wrote per disk (agent/cgroups/io.py), as Docker's
+        `blkio_stats.io_service_bytes_recursive`; empty where the host keeps no figure."""
+        return []
 
     @abstractmethod
     def pids(self, paths: CgroupPaths) -> list[int]:

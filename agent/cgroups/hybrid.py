@@ -9,17 +9,20 @@ per v1 hierarchy, <root>/<controller>/<parent>/<name>, for its limits and figure
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from typing import Sequence
 
-from agent.cgroups import files
+from agent.cgroups import files, io
 from agent.cgroups.devices import DeviceGuard, DeviceRule, v1_lines
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
+from agent.cgroups.io import IoEntry
 from agent.cgroups.v2 import PRESSURE, freeze_unified, kill_unified, working_set
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
-CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
+log = logging.getLogger(__name__)
+CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio")
 LIMIT_CONTROLLER = {"memory_bytes": "memory", "cpu_quota_us": "cpu", "pids_max": "pids"}
 
 
@@ -46,8 +49,12 @@ class HybridDriver(CgroupDriver):
     def __init__(self, root: str = "/sys/fs/cgroup", parent: str = "corral", *,
                  unified_root: str | None = None, remove_timeout: float = 5.0,
                  freeze_timeout: float = 2.0, user_hz: int | None = None,
-                 keep_files_open: bool | None = None, devices: DeviceGuard | None = None) -> None:
+                 keep_files_open: bool | None = None, devices: DeviceGuard | None = None,
+                 io_paths: Sequence[str] = ()) -> None:
         self.root = root
+        # Where containers write (Corral's state: layers, volumes): the disks whose block I/O
+        # v1 is to count (agent/cgroups/io.py), set up once, at the first create.
+        self._io_paths: Sequence[str] | None = io_paths
         # Devices: the v1 controller where it is mounted, else the v2 BPF program (made on use).
         self._devices = devices
         self.parent = files.check_name(parent, "cgroup parent")
@@ -135,11 +142,29 @@ class HybridDriver(CgroupDriver):
                                    hint="a container of that name was not cleaned up; remove it first") from None
                 made.append(path)
             self.set_limits(paths, limits)
+            self._enable_io_accounting()
         except BaseException:
             for path in reversed(made):
                 files.remove_tree(path, timeout=self.remove_timeout)
             raise
         return paths
+
+    def _enable_io_accounting(self) -> None:
+        if not self._io_paths or "blkio" not in self.hierarchies:
+            return
+        disks = io.disks_under(self._io_paths)
+        self._io_paths = None                      # once: what it sets up is the disk's, for good
+        try:
+            io.enable_v1_accounting(self.hierarchies["blkio"], disks)
+        except KernelError as error:
+            log.warning("block I/O figures stay 0: %s", error)
+
+    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
+        blkio = paths.controllers.get("blkio")
+        if blkio is None:                          # a container made before Corral joined blkio
+            return []
+        data = files.optional_bytes(files.read_bytes, os.path.join(blkio, io.V1_FILE))
+        return io.parse_v1(data.decode()) if data else []
 
     def procs_files(self, paths: CgroupPaths) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in _unique(list(paths.controllers.values()))

@@ -1,6 +1,8 @@
 """One reading of a container in the shape of Docker's stats (cpu_stats, precpu_stats,
-memory_stats, pids_stats, networks), from the cgroup files and the container's network
-namespace; `docker stats` computes its CPU % from the difference with the previous reading."""
+memory_stats, pids_stats, networks, blkio_stats), from the cgroup files and the container's
+network namespace; `docker stats` computes its CPU % from the difference with the previous
+reading, and its BLOCK I/O column from blkio_stats.io_service_bytes_recursive (the read and
+write entries; agent/cgroups/io.py says what the kernel counts)."""
 from __future__ import annotations
 
 import os
@@ -19,10 +21,12 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
 def stats_of(container: Container, cgroups, previous: dict | None) -> dict:
     now = time.time()
     figures = None
+    io_bytes = None
     if container.cgroup:
         paths = CgroupPaths.from_dict(container.cgroup)
         if cgroups.exists(paths):
             figures = cgroups.stats(paths)
+            io_bytes = [entry.to_docker() for entry in cgroups.io_service_bytes(paths)]
     cpus = os.cpu_count() or 1
     cpu = dict(_EMPTY_CPU)
     memory: dict = {}
@@ -45,7 +49,7 @@ def stats_of(container: Container, cgroups, previous: dict | None) -> dict:
         "pids_stats": pids, "cpu_stats": cpu,
         "precpu_stats": previous["cpu_stats"] if previous else dict(_EMPTY_CPU),
         "memory_stats": memory, "networks": network_counters(container.pid) if container.pid else {},
-        "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,
+        "blkio_stats": {"io_service_bytes_recursive": io_bytes or None, "io_serviced_recursive": None,
                         "io_queue_recursive": None, "io_service_time_recursive": None,
                         "io_wait_time_recursive": None, "io_merged_recursive": None,
                         "io_time_recursive": None, "sectors_recursive": None},

@@ -52,7 +52,7 @@ def test_create_makes_a_directory_in_every_hierarchy_with_its_limits(driver):
     limits = Limits(memory_bytes=64 * MiB, cpu_quota_us=50_000, cpu_period_us=100_000, pids_max=10)
     paths = driver.create("c1", limits)
 
-    assert set(paths.controllers) == {"memory", "cpu", "cpuacct", "pids", "freezer", "devices"}
+    assert set(paths.controllers) == {"memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio"}
     for path in [paths.unified, *paths.controllers.values()]:
         assert os.path.isdir(path), path
     assert driver.exists(paths)
@@ -91,9 +91,9 @@ def test_add_process_joins_every_hierarchy_and_shows_in_stats(driver, spawn):
     assert driver.pids(paths) == [sleeper.pid]
     where = cgroup_lines(sleeper.pid)
     expected = f"/{driver.parent}/c1"
-    for controllers in ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", ""):
+    for controllers in ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", ""):
         assert where[controllers] == expected, (controllers, where)
-    assert len(driver.procs_files(paths)) == 7
+    assert len(driver.procs_files(paths)) == 8
     stats = driver.stats(paths)
     assert stats.pids_current == 1
     assert stats.memory_usage_bytes is not None

@@ -6,13 +6,14 @@ user sees (output, exit codes) and that Corral itself sees the same containers.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import urllib.request
 
 import pytest
 
-from tests.integration.corral_daemon import free_port, running_daemon
+from tests.integration.corral_daemon import free_port, running_daemon, until
 from tests.integration.docker_support import DockerCli
 
 pytestmark = pytest.mark.privileged
@@ -287,3 +288,32 @@ def test_life_cycle_verbs(docker):
     docker.run("start", "renamed")                      # an exited container starts again
     assert docker.out("inspect", "-f", "{{.State.Running}}", "renamed") == "true"
     docker.run("rm", "-f", "renamed")
+
+
+UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def block_io(docker, name: str) -> tuple[float, float]:
+    """(read, written) bytes of the BLOCK I/O column, e.g. "0B / 2.1MB"."""
+    text = docker.out("stats", "--no-stream", "--format", "{{.BlockIO}}", name)
+    sizes = re.fullmatch(r"([\d.]+)(B|kB|MB|GB) / ([\d.]+)(B|kB|MB|GB)", text)
+    assert sizes, text
+    return float(sizes[1]) * UNITS[sizes[2]], float(sizes[3]) * UNITS[sizes[4]]
+
+
+def test_direct_writes_to_a_volume_show_in_block_io(daemon, docker):
+    """BLOCK I/O from the container's blkio cgroup (agent/cgroups/io.py): 2 MiB written with
+    O_DIRECT to a volume (a disk, not a tmpfs) show; a container that writes nothing shows 0."""
+    docker.run("run", "-d", "--name", "writer", "-v", "blk:/data", "busybox", "sh", "-c",
+               "dd if=/dev/zero of=/data/f bs=64k count=32 oflag=direct && echo written && sleep 300")
+    docker.run("run", "-d", "--name", "idle", "busybox", "sleep", "300")
+    until(lambda: "written" in docker.out("logs", "writer"), "the direct write")
+    _read, written = block_io(docker, "writer")
+    assert written >= 2 * 1024 * 1024
+    assert block_io(docker, "idle") == (0, 0)
+    reading = json.loads(_raw(daemon, b"GET /v1.44/containers/writer/stats?stream=false&one-shot=true HTTP/1.1\r\n"
+                                      b"Host: d\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n", 1)[1])
+    entries = reading["blkio_stats"]["io_service_bytes_recursive"]
+    assert any(e["op"].lower() == "write" and e["value"] >= 2 * 1024 * 1024 for e in entries)
+    docker.run("rm", "-f", "writer", "idle")
+    docker.run("volume", "rm", "blk")
