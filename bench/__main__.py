@@ -53,6 +53,10 @@ def _benches(quick: bool) -> dict:
         from bench import state_save
         return state_save.run(rounds=100 if quick else 300)
 
+    def history():
+        from bench import policy_history
+        return policy_history.run(rounds=50 if quick else 200)
+
     def seccomp():
         from bench import seccomp_cost
         return seccomp_cost.run(rounds=8 if quick else 30)
@@ -75,7 +79,7 @@ def _benches(quick: bool) -> dict:
 
     return {"cli": cli, "launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
             "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
-            "build": build, "userns": userns}
+            "build": build, "userns": userns, "history": history}
 
 
 def _number(value) -> str:
