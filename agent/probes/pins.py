@@ -23,6 +23,7 @@ import ctypes as ct
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -36,6 +37,7 @@ LINK = "sys_exit"
 PINNED_MAPS = ("events", "event_loss", "consumer")
 OWNER = "owner"
 OWNER_SIZE = 256                    # bytes of the root path kept in `owner`
+OWNERLESS_AGE = 60.0                # seconds after which a generation without an owner is swept
 
 
 def pin_dir_of(root: Path, base: Path = PIN_BASE) -> Path:
@@ -109,13 +111,20 @@ def read_owner(path: Path) -> str | None:
         os.close(fd)
 
 
-def sweep_orphans(base: Path = PIN_BASE) -> list[Path]:
-    """Remove the generations whose daemon root is gone (its daemon will never adopt them)."""
+def sweep_orphans(base: Path = PIN_BASE, *, now: float | None = None) -> list[Path]:
+    """Remove the generations whose daemon root is gone (its daemon will never adopt them), and
+    those without an owner (pinned by the first version of this code) older than OWNERLESS_AGE
+    seconds (younger, another daemon may be pinning it: `hold` pins the owner first)."""
     removed = []
+    now = time.time() if now is None else now
     for directory in sorted(base.iterdir()) if base.is_dir() else []:
         for generation in generations(directory):
             root = read_owner(generation / OWNER)
-            if root and not os.path.exists(root):
+            try:
+                ownerless_old = root is None and now - generation.stat().st_mtime > OWNERLESS_AGE
+            except OSError:
+                continue
+            if ownerless_old or (root and not os.path.exists(root)):
                 remove_generation(generation)
                 removed.append(generation)
                 log.info("removed the pinned enforcement %s of %s, a root that no longer exists",
@@ -142,11 +151,11 @@ class PinnedEnforcement:
         path = self.directory / generation
         path.mkdir(parents=True, exist_ok=True)
         try:
+            if owner and not (path / OWNER).exists():
+                pin_owner(path / OWNER, owner)      # first: a sweep never takes it for ownerless
             for name, fd in objects.items():
                 if not (path / name).exists():
                     bpf_syscall.pin(fd, str(path / name))
-            if owner and not (path / OWNER).exists():
-                pin_owner(path / OWNER, owner)
         except OSError as error:
             remove_generation(path)
             log.warning("pinning the enforcing programs in %s: %s; rules stop with the daemon",

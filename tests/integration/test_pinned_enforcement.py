@@ -252,8 +252,12 @@ def test_generations_whose_root_is_gone_are_swept(workdir):
         for generation, root in ((gone, "/nonexistent/corral-root"), (kept, str(workdir))):
             generation.mkdir(parents=True)
             pins.pin_owner(generation / pins.OWNER, root)
+        ownerless = base / "c" / "gen-3"
+        ownerless.mkdir(parents=True)
         assert pins.read_owner(kept / pins.OWNER) == str(workdir)
-        assert pins.sweep_orphans(base) == [gone]
+        assert pins.sweep_orphans(base) == [gone]             # the ownerless one is too young
         assert not (base / "a").exists() and (kept / pins.OWNER).exists()
+        assert pins.sweep_orphans(base, now=time.time() + 2 * pins.OWNERLESS_AGE) == [ownerless]
+        assert (kept / pins.OWNER).exists()
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
