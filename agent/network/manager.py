@@ -154,7 +154,8 @@ class NetworkManager:
         network = self.get(name)
         return {**network.to_dict(),
                 "containers": {a.container_id: {"name": a.container_name, "address": f"{a.address}/{a.prefix}",
-                                                "mac": a.mac, "ports": [str(p) for p in a.ports]}
+                                                "mac": a.mac, "ports": [str(p) for p in a.ports],
+                                                "interface": a.interface, "aliases": list(a.aliases)}
                                for a in self.attachments(network.name)}}
 
     def remove_network(self, name: str) -> None:

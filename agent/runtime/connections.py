@@ -141,7 +141,8 @@ class Connections:
                 set_attachments(container, [*attachments_of(container), attachment])
             container.networks = [e.to_dict() for e in [*endpoints, endpoint]]
             self.store.save(container)
-            return container
+        self._event("connect", target.name, container)
+        return container
 
     def disconnect(self, ref: str, network: str, force: bool = False) -> Container:
         manager = self._networks()
@@ -166,4 +167,11 @@ class Connections:
             set_attachments(container, staying)
             self.store.save(container)
             manager.detach(container.id, name, pid=container.pid if container.state in LIVE else None)
-            return container
+        self._event("disconnect", name, container)
+        return container
+
+    def _event(self, action: str, network: str, container: Container) -> None:
+        """docker's network event: the network is the actor, the container an attribute."""
+        from agent.events import Event
+        self.runtime.events.emit(Event("network", action, network, network,
+                                       attributes={"container": container.id, "name": network, "type": "bridge"}))

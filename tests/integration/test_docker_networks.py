@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -28,7 +29,11 @@ def test_docker_network_connect_alias_inspect_and_disconnect(docker, nets):
     docker.run("run", "-d", "--name", "web", "--network", "dk-front", "busybox", "sleep", "300")
     assert reach(docker, "web", "db", "database") == []
 
+    since = str(int(time.time()) - 1)
     docker.run("network", "connect", "--alias", "x", "--ip", "10.252.42.77", "dk-back", "web")
+    events = docker.out("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "type=network",
+                        "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}")
+    assert f"connect dk-back {docker.out('inspect', '-f', '{{.Id}}', 'web')}" in events.splitlines()
     assert reach(docker, "web", "db", "database") == ["db", "database"]
     assert reach(docker, "db", "web", "x") == ["web", "x"]
     networks = json.loads(docker.out("inspect", "-f", "{{json .NetworkSettings.Networks}}", "web"))

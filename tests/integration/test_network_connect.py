@@ -52,7 +52,8 @@ def test_connect_reaches_peers_on_both_networks_and_disconnect_takes_it_back(dae
     info = daemon.inspect("hub")["NetworkSettings"]["Networks"]
     assert sorted(info) == ["conn-a", "conn-b"] and info["conn-b"]["Aliases"] == ["center"]
     inspected = json.loads(daemon.out("network", "inspect", "conn-b"))[0]["containers"]
-    assert sorted(c["name"] for c in inspected.values()) == ["hub", "pb"]
+    assert sorted((c["name"], c["interface"], c["aliases"]) for c in inspected.values()) == [
+        ("hub", "eth1", ["center"]), ("pb", "eth0", ["beta"])]
     refused = daemon.cli("network", "connect", "conn-b", "hub", check=False)
     assert refused.returncode != 0 and b"already connected to network conn-b" in refused.stderr
 
@@ -121,3 +122,28 @@ def test_connect_refuses_host_and_none_containers(daemon, networks):
     assert refused.returncode != 0 and b"--net none" in refused.stderr
     refused = daemon.cli("network", "connect", "nosuchnet", "alone", check=False)
     assert refused.returncode != 0
+
+
+def test_a_connect_the_dead_daemon_never_recorded_is_undone_at_its_restart(daemon, networks):
+    """The daemon dies (SIGKILL) after a connect made its veth, lease and endpoint record but
+    before the container's record said so: the restart's reconcile removes all three and keeps
+    the network the record does claim."""
+    daemon.cli("run", "-d", "--name", "torn", "--net", "conn-a", *SLEEPER)
+    daemon.cli("network", "connect", "conn-b", "torn")
+    container_id = daemon.inspect("torn")["Id"]
+    assert f"cv{container_id[:12]}1" in veths() and container_id in leases(daemon, "conn-b")
+    daemon.process.kill()                              # no clean shutdown
+    daemon.process.wait()
+    daemon.process = None
+    directory = daemon.root / "containers" / container_id
+    latest = max(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
+    record = json.loads(latest.read_text())
+    assert [a["network"] for a in record["extra_attachments"]] == ["conn-b"]
+    record["extra_attachments"], record["networks"] = [], [{"network": "conn-a", "aliases": [], "ip": None}]
+    (directory / f"state.{int(latest.name.split('.')[1]) + 1}.json").write_text(json.dumps(record))
+    daemon.start()
+    assert f"cv{container_id[:12]}1" not in veths() and f"cv{container_id[:12]}" in veths()
+    assert container_id not in leases(daemon, "conn-b") and container_id in leases(daemon, "conn-a")
+    assert not (daemon.root / "networks" / "conn-b" / "endpoints" / f"{container_id}.json").exists()
+    assert daemon.out("exec", "torn", "ls", "/sys/class/net").split() == ["eth0", "lo"]
+    assert sorted(daemon.inspect("torn")["NetworkSettings"]["Networks"]) == ["conn-a"]
