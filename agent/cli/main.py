@@ -9,6 +9,7 @@ their modules are imported only when asked for, so `corral ps` never loads BCC.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -63,8 +64,18 @@ class Parser(argparse.ArgumentParser):
         raise InvalidArgument(message, hint=f"see `{self.prog} --help`")
 
 
+def _ask_gettext_once() -> None:
+    """argparse translates each of its words through gettext.gettext, which looks for .mo files
+    on disk at every call: ~2 ms of stat calls for the parsers of one verb, a twentieth of `corral
+    ps`. A message's translation does not change within a process, so each is asked for once."""
+    translate = getattr(argparse, "_")  # noqa: B009 - argparse's type stubs do not declare `_`
+    if not hasattr(translate, "cache_info"):
+        setattr(argparse, "_", functools.lru_cache(maxsize=None)(translate))  # noqa: B010
+
+
 def build_parser(verb: str | None = None) -> Parser:
     """The parser of every verb, or of `verb` alone when it is one (a faster start)."""
+    _ask_gettext_once()
     parser = Parser(prog="corral", description="Run and watch containers through the Corral daemon.")
     parser.add_argument("-H", "--host", default=None,
                         help=f"daemon socket (default: $CORRAL_HOST or {DEFAULT_HOST})")
