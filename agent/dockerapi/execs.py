@@ -6,7 +6,9 @@ interactive exec (agent/runtime/terminals.py, the one terminal path the v1 API's
 frames) and the client's bytes as stdin when `AttachStdin` (its half-close is the command's
 end of input). An instance is held here from create to a while after it ends, so a client
 reads its exit code (`docker exec` and docker-py ask for it after the stream closes: it is
-recorded before the connection is closed).
+recorded before the connection is closed). As dockerd's, an exec outlives its client: one that
+detaches (`DetachKeys`, ctrl-p,ctrl-q unless given, with a terminal) or goes away leaves the
+command running, its output dropped.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from agent.dockerapi.errors import no_such_container
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.streams import MULTIPLEXED, RAW
 from agent.errors import Conflict, InvalidArgument, NotFound
+from agent.runtime.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
 from agent.runtime.exec_session import ExecSession
 from agent.runtime.model import PAUSED, RUNNING
 
@@ -106,7 +109,7 @@ class ExecRoutes:
                                 attach_stderr=bool(body.get("AttachStderr", True)),
                                 attach_stdin=bool(body.get("AttachStdin")), tty=bool(body.get("Tty")),
                                 user=body.get("User") or "", privileged=privileged,
-                                detach_keys=body.get("DetachKeys") or "",
+                                detach_keys=_detach_keys(body.get("DetachKeys")),
                                 console_size=console_size(body.get("ConsoleSize"), "ConsoleSize"))
         with self._guard:
             self._execs[instance.id] = instance
@@ -161,7 +164,8 @@ class ExecRoutes:
         def hijacked(connection: Any, rfile: IO[bytes], wfile: IO[bytes]) -> None:
             wfile.flush()
             session.serve(connection, rfile.read1, raw=instance.tty, exit_frame=False,  # type: ignore[attr-defined]
-                          streams=streams)
+                          streams=streams, detach_keys=parse_detach_keys(instance.detach_keys or DEFAULT_DETACH_KEYS),
+                          outlive_client=True)
 
         return Reply(content_type=RAW if instance.tty else MULTIPLEXED, hijack=hijacked)
 
@@ -172,3 +176,12 @@ def _strings(value: Any, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidArgument(f"{name}: expected a list of strings", field=name)
     return list(value)
+
+
+def _detach_keys(value: Any) -> str:
+    if is_zero(value):
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"DetachKeys: expected keys like ctrl-p,ctrl-q, got {value!r}", field="DetachKeys")
+    parse_detach_keys(value, field="DetachKeys")
+    return value

@@ -56,9 +56,9 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/containers/{id}/stats"): (PARTIAL, "stream and one-shot with precpu_stats; blkio_stats."
                                                  "io_service_bytes_recursive (the other blkio lists are null)"),
     ("GET", "/containers/{id}/top"): (FULL, "ps_args"),
-    ("POST", "/containers/{id}/exec"): (PARTIAL, "Tty, AttachStdin, User, WorkingDir, Env, ConsoleSize; "
-                                                 "Privileged only in a privileged container (else 400); "
-                                                 "DetachKeys left to the client"),
+    ("POST", "/containers/{id}/exec"): (PARTIAL, "Tty, AttachStdin, User, WorkingDir, Env, ConsoleSize, "
+                                                 "DetachKeys; Privileged only in a privileged container "
+                                                 "(else 400)"),
     ("POST", "/exec/{id}/start"): (FULL, "hijacked (raw with Tty, stdin with AttachStdin) or detached; ConsoleSize"),
     ("GET", "/exec/{id}/json"): (FULL, ""),
     ("POST", "/exec/{id}/resize"): (FULL, "h, w; 400 for an exec without Tty"),

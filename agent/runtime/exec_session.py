@@ -1,8 +1,9 @@
 """One interactive exec over a connection taken over from HTTP: the client's input to the
 command's stdin (or its terminal), the command's output back, its exit code at the end.
 
-The terminal of an exec is the daemon's (the launcher hands its master over): an exec lives
-as long as the connection that started it, as Docker's does. Output is Docker's multiplexed
+The terminal of an exec is the daemon's (the launcher hands its master over). Corral's own
+`exec -it` lives as long as the connection that started it; Docker's (`outlive_client`) goes
+on when its client detaches or goes away, its output read and dropped. Output is Docker's multiplexed
 frames, or a terminal's raw bytes when `raw`; `exit_frame` adds Corral's stream-3 frame with
 the exit code (agent/api/frames.py) for clients that read the code from the stream.
 """
@@ -19,6 +20,7 @@ import termios
 import threading
 from collections.abc import Callable
 
+from agent.runtime.attach import DetachWatch
 from agent.runtime.service import ExecProcess
 
 log = logging.getLogger(__name__)
@@ -52,15 +54,21 @@ class ExecSession:
         fcntl.ioctl(terminal.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def serve(self, conn: socket.socket, read: Callable[[int], bytes] | None = None, *,
-              raw: bool = False, exit_frame: bool = True, streams: frozenset[int] = frozenset({1, 2})) -> int | None:
-        """Relay until the command has exited (its exit code) or the client went away (None;
-        the command's input and output are closed and it is reaped in the background). Output
-        of a stream not in `streams` is read and dropped (Docker's AttachStdout/AttachStderr)."""
+              raw: bool = False, exit_frame: bool = True, streams: frozenset[int] = frozenset({1, 2}),
+              detach_keys: bytes = b"", outlive_client: bool = False) -> int | None:
+        """Relay until the command has exited (its exit code) or the client went away (None).
+        Output of a stream not in `streams` is read and dropped (Docker's AttachStdout/
+        AttachStderr). With a terminal, `detach_keys` let the client go. When the client is
+        gone the command's input and output are closed and it is reaped in the background, or
+        with `outlive_client` it runs on, its output read and dropped (Docker's exec)."""
         if self.stdin:
-            threading.Thread(target=self._pump_input, args=(read or conn.recv,), name="exec-stdin",
+            watch = DetachWatch(detach_keys if self.tty else b"")
+            threading.Thread(target=self._pump_input, args=(read or conn.recv, watch, conn), name="exec-stdin",
                              daemon=True).start()
+        output = self._output()
+        handed_over = False
         try:
-            for stream, data in self._output():
+            for stream, data in output:
                 if stream in streams:
                     conn.sendall(data if raw else FRAME.pack(stream, len(data)) + data)
             code = self._wait()
@@ -69,11 +77,16 @@ class ExecSession:
                 conn.sendall(FRAME.pack(EXIT_STREAM, len(text)) + text)
             return code
         except OSError:
-            self._close()
-            threading.Thread(target=self._wait, name="exec-reap", daemon=True).start()
+            if outlive_client:
+                handed_over = True
+                threading.Thread(target=self._finish, args=(output,), name="exec-outlive", daemon=True).start()
+            else:
+                self._close()
+                threading.Thread(target=self._wait, name="exec-reap", daemon=True).start()
             return None
         finally:
-            self._close()
+            if not handed_over:
+                self._close()
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -82,8 +95,11 @@ class ExecSession:
     def drain(self) -> int:
         """Run to the end with no client (Docker's detached exec start): the output is read
         and dropped, so the command never blocks on a full pipe; its exit code."""
+        return self._finish(self._output())
+
+    def _finish(self, output) -> int:
         try:
-            for _ in self._output():
+            for _ in output:
                 pass
             return self._wait()
         finally:
@@ -111,11 +127,16 @@ class ExecSession:
         finally:
             selector.close()
 
-    def _pump_input(self, read: Callable[[int], bytes]) -> None:
+    def _pump_input(self, read: Callable[[int], bytes], watch: DetachWatch, conn: socket.socket) -> None:
         target = self.process.stdout if self.tty else self.process.stdin
         try:
             while (data := read(READ_SIZE)) and target is not None:
-                target.write(data)
+                data = watch.feed(data)
+                if data:
+                    target.write(data)
+                if watch.detached:
+                    conn.shutdown(socket.SHUT_RDWR)  # the client is let go; the output side sees it
+                    return
             if not self.tty and target is not None:
                 target.close()                       # end of input: the command reads end-of-file
         except (OSError, ValueError):

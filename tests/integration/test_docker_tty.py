@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -105,6 +106,22 @@ def test_exec_it_in_a_terminal_follows_its_size(docker, terminal):
     assert _running(docker, "box")
 
 
+def test_an_exec_outlives_its_detached_client_as_dockers_does(docker, terminal):
+    docker.run("run", "-d", "--name", "box", "busybox", "sleep", "300")
+    shell = terminal("exec", "-it", "box", "sh")
+    shell.expect(PROMPT)
+    # Output after the detach reaches no one: the shell must go on past it (not be hung up).
+    shell.send(b"sleep 1; echo late; sleep 1; echo on > /tmp/marker\r")
+    shell.send(b"\x10\x11")
+    shell.wait()
+    for _ in range(200):
+        if docker.run("exec", "box", "test", "-e", "/tmp/marker", check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    assert docker.out("exec", "box", "cat", "/tmp/marker") == "on"
+    assert "sh" in docker.out("exec", "box", "ps", "-o", "args").splitlines()
+
+
 def test_exec_i_with_piped_stdin_and_exec_options(docker):
     docker.run("run", "-d", "--name", "box", "busybox", "sleep", "300")
     assert docker.run("exec", "-i", "box", "cat", input=b"piped in\n").stdout == b"piped in\n"
@@ -132,6 +149,23 @@ def test_attach_relays_the_terminal_and_detach_keys_leave_it_running(docker, ter
     again.send(b"\x18")
     again.wait()
     assert _running(docker, "att")
+
+
+def test_run_it_detached_from_and_attached_again_with_its_log_raw(docker, terminal):
+    shell = terminal("run", "-it", "--name", "back", "busybox", "sh")
+    shell.expect(PROMPT)
+    shell.send(b"echo before-$((5 + 5))\r")
+    shell.expect(b"before-10")
+    shell.send(b"\x10\x11")
+    shell.wait()
+    assert _running(docker, "back")
+    again = terminal("attach", "back")
+    again.send(b"echo after-$((5 + 6))\r")
+    again.expect(b"after-11")
+    again.send(b"exit 9\r")
+    assert again.wait() == 9
+    logs = docker.run("logs", "back").stdout     # a terminal's log is one raw stream, as dockerd's
+    assert b"before-10\r\n" in logs and b"after-11\r\n" in logs and b"\x01\x00\x00\x00" not in logs
 
 
 def test_debians_older_client_pipes_stdin_too(daemon, tmp_path):

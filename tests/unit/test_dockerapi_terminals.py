@@ -69,6 +69,7 @@ def test_exec_create_records_terminal_and_stdin_and_inspect_shows_them():
     ({"Cmd": ["true"], "Env": "A=b"}, "Env"),
     ({"Cmd": ["true"], "ConsoleSize": [1]}, "ConsoleSize"),
     ({"Cmd": ["true"], "Whatever": 1}, "Whatever"),
+    ({"Cmd": ["true"], "DetachKeys": "ctrl-"}, "DetachKeys"),
 ])
 def test_exec_create_refuses_by_name(body, field):
     with pytest.raises(InvalidArgument) as caught:
