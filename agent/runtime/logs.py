@@ -76,12 +76,16 @@ class LineSplitter:
         text = before + record.data
         lines = []
         start = 0
-        while (end := text.find(b"\n", start)) >= 0:
-            lines.append(Record(record.stream, text[start:end + 1], record.time))
-            start = end + 1
-        while len(text) - start >= LINE_MAX:
-            lines.append(Record(record.stream, text[start:start + LINE_MAX], record.time))
-            start += LINE_MAX
+        while True:
+            end = text.find(b"\n", start, start + LINE_MAX)
+            if end >= 0:
+                lines.append(Record(record.stream, text[start:end + 1], record.time))
+                start = end + 1
+            elif len(text) - start >= LINE_MAX:      # a longer line goes out in parts, as docker's
+                lines.append(Record(record.stream, text[start:start + LINE_MAX], record.time))
+                start += LINE_MAX
+            else:
+                break
         if start < len(text):
             self._pending[record.stream] = (text[start:], record.time)
         return lines

@@ -140,3 +140,19 @@ def test_tail():
     assert parse_tail("-1") is None
     with pytest.raises(InvalidArgument, match="--tail.*'many'"):
         parse_tail("many", field="--tail")
+
+
+def test_tail_is_the_last_lines_of_a_whole_read_and_no_line_exceeds_16k(tmp_path):
+    import random
+    rng = random.Random(7)
+    for case in range(40):
+        shim = ShimDouble(tmp_path / f"log{case}")
+        for i in range(rng.randint(0, 60)):
+            pieces = [rng.choice([b"a", b"bb", b"\n", b"ccc\n", b"x" * rng.randint(0, 40000)]) for _ in range(3)]
+            shim.frame(rng.choice([1, 2]), b"".join(pieces), T0 + i, index=rng.random() > 0.05)
+        for count in (0, 1, 2, 5, 17):
+            everything = list(read_log(LogFile.open(shim.path), LogQuery(timestamps=True), alive=lambda: False,
+                                       wait=lambda _s: None))
+            assert all(len(r.data) <= 16384 for r in everything)
+            expected = everything[-count:] if count else []
+            assert read(shim.path, LogQuery(tail=count)) == expected, (case, count)
