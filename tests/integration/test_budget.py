@@ -48,3 +48,15 @@ def test_a_syscall_storm_sheds_per_syscall_series_to_top_n_and_they_come_back():
         daemon.cli("run", "-d", "--name", "calm", "busybox", "sh", "-c", "ls / >/dev/null; exec sleep 600")
         until(lambda: syscall_series(scrape(daemon), "calm") > SHED_TOP, what="every syscall series of a calm container")
         assert shed(daemon) == 0
+
+
+def test_a_daemon_over_its_cpu_budget_sheds_one_level_per_window_in_order():
+    """A budget no daemon keeps (0.0001 CPU): each 10 s window sheds one more level."""
+    with running_daemon("--cpu-budget", "0.0001", "--no-observe") as daemon:
+        until(lambda: metric(daemon, "corral_budget_shed", what="latency_histograms") == 1,
+              what="the first level to be shed", timeout=60, interval=0.2)
+        assert metric(daemon, "corral_budget_cpu_ratio") > 0.0001
+        assert metric(daemon, "corral_budget_shed", what="exec_events") == 0
+        until(lambda: metric(daemon, "corral_budget_shed", what="exec_events") == 1,
+              what="the last level to be shed", timeout=90, interval=0.5)
+        assert metric(daemon, "corral_budget_shed", what="syscall_series") == 1

@@ -161,3 +161,35 @@ def test_latency_histograms_come_back_when_they_fit():
     series_of(registry, "corral_syscalls_total")
     assert budget.level == 0
     assert series_of(registry, "corral_syscall_duration_seconds_bucket") == 10 * 33
+
+
+def test_the_event_pump_counts_exec_events_instead_of_logging_them_while_shed(tmp_path):
+    import time
+
+    from agent.catalog.catalog import ContainerCatalog
+    from agent.events import EventLog
+    from agent.probes.events import ExecEvent, OomEvent
+    from agent.probes.pump import ProbeEventPump
+    from tests.unit.test_catalog import entry
+
+    catalog, log, probes = ContainerCatalog(), EventLog(tmp_path / "events.jsonl"), ProbeDouble()
+    catalog.put(entry("c1", "web", 32))
+    shedding = {"exec_events": True}
+    pump = ProbeEventPump(probes, log, catalog, shed=lambda what: shedding.get(what, False))
+
+    def actions(count: int, dropped: int) -> list[str]:
+        """The event log's actions once `count` are logged and `dropped` execs counted."""
+        deadline = time.monotonic() + 10
+        while (len(log.since()) < count or pump.dropped_execs < dropped) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [e.action for e in log.since()]
+
+    pump.start()
+    try:
+        probes.emit(ExecEvent(32, 78, "/bin/sh", 1001.0), OomEvent(32, 77, "tail", 1001.5))
+        assert actions(1, 1) == ["oom"] and pump.dropped_execs == 1
+        shedding["exec_events"] = False
+        probes.emit(ExecEvent(32, 79, "/bin/ls", 1002.0))
+        assert actions(2, 1) == ["oom", "exec"] and pump.dropped_execs == 1
+    finally:
+        pump.stop()
