@@ -9,6 +9,7 @@ Containers keep running while the daemon is down and are adopted when it starts 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -343,7 +344,9 @@ class Daemon:
             from agent.syscall_table import syscall_name
         except ImportError:
             return None
-        return syscall_name
+        # syscall_name reads the header on each call (~1 ms); the sampler asks for every syscall
+        # of every container at each policy evaluation (most of the policy thread's idle CPU).
+        return functools.lru_cache(maxsize=1024)(syscall_name)
 
     def service_figures(self) -> list:
         """Each service's replica counts and connections for /metrics (none before services start)."""

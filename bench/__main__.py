@@ -35,7 +35,7 @@ def _benches(quick: bool) -> dict:
 
     def reaction():
         from bench import reaction
-        return reaction.run(trials=3 if quick else 10)
+        return reaction.run(trials=3 if quick else 5)
 
     def churn():
         from bench import churn

@@ -1,18 +1,23 @@
 """Reaction: from a threshold breach to the action (kill, freeze) and to the alert's arrival.
 
-A daemon follows a policy folder the bench writes: containers named bench-kill-* are killed and
-bench-freeze-* frozen when `pids` goes above 10 for 500 ms, both with an alert, posted by
-`--alert-webhook` to an HTTP server in the bench. Each container sleeps a second, then starts
-20 background sleeps at once; each trial starts after a random fraction of the interval, so
-breaches fall at every phase of the daemon's ticks. The bench watches the kernel's own files with a ~1 ms poll:
-  breach    the first instant pids.current (v1 pids controller) is above the threshold
+A daemon at the default evaluation interval (1 s) follows a policy folder the bench writes:
+memory above 64 MiB kills (`bench-mkill-*`) or freezes (`bench-mfreeze-*`) at once (no `for:`),
+with an alert posted by `--alert-webhook` to an HTTP server in the bench; `pids` above 10 kills
+`bench-pkill-*` the same way. Memory is watched by the kernel (agent/cgroups/watch.py); `pids`
+has no event source and is found by the periodic evaluation, so it is the anchor measured in
+the same run: what sampling gives on this machine now.
+
+Each workload marks its own breach: it writes 40 MiB of page cache (charged to its memory
+cgroup), touches a file in a directory the bench bind-mounts (the bench polls it every ~1 ms),
+then writes 40 MiB more, crossing 64 MiB about 24 MiB in (the memory subject), or starts 20
+background sleeps (the pids subject). The time from the mark to the crossing itself (writing
+24 MiB, ~10 ms) is counted in the reaction, so the figures overstate it a little. Observed:
   kill      the container's unified cgroup.events says `populated 0`
   freeze    its cgroup.events says `frozen 1`
   alert     the webhook's POST naming the container arrives
-Reaction = observed - breach - hold (500 ms). Kill and freeze trials alternate. It runs at the
-production evaluation interval (1 s) and at 0.1 s (--policy-interval, hidden): a sampler
-cannot do better than a delay uniform in [0, interval), so the anchor is that expected delay,
-interval / 2, and the ratio says how much the daemon adds to the sampling it was asked for.
+Each round runs the three subjects in a fresh shuffled order, each after a random fraction of
+the interval, so breaches fall at every phase of the daemon's ticks. Ratios are per round:
+memory's reaction over the pids kill's of the same round.
 """
 from __future__ import annotations
 
@@ -26,27 +31,40 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.common import BenchDaemon, Row, summary
+from bench.common import BenchDaemon, Row, paired_ratios, summary
 
-HOLD = 0.5
-THRESHOLD = 10
+MEMORY_ABOVE = "64Mi"
+PIDS_ABOVE = 10
 POLICIES = f"""apiVersion: corral/v1
 kind: Policy
-metadata: {{name: bench-kill}}
+metadata: {{name: bench-mkill}}
 spec:
-  selector: {{names: ["bench-kill-*"]}}
+  selector: {{names: ["bench-mkill-*"]}}
   thresholds:
-    - {{name: fork-burst, signal: pids, above: {THRESHOLD}, for: {int(HOLD * 1000)}ms, actions: [alert, kill]}}
+    - {{name: big, signal: memory_bytes, above: {MEMORY_ABOVE}, actions: [alert, kill]}}
 ---
 apiVersion: corral/v1
 kind: Policy
-metadata: {{name: bench-freeze}}
+metadata: {{name: bench-mfreeze}}
 spec:
-  selector: {{names: ["bench-freeze-*"]}}
+  selector: {{names: ["bench-mfreeze-*"]}}
   thresholds:
-    - {{name: fork-burst, signal: pids, above: {THRESHOLD}, for: {int(HOLD * 1000)}ms, actions: [alert, freeze]}}
+    - {{name: big, signal: memory_bytes, above: {MEMORY_ABOVE}, actions: [alert, freeze]}}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {{name: bench-pkill}}
+spec:
+  selector: {{names: ["bench-pkill-*"]}}
+  thresholds:
+    - {{name: fork-burst, signal: pids, above: {PIDS_ABOVE}, actions: [alert, kill]}}
 """
-BURST = ("sleep 1; i=0; while [ $i -lt 20 ]; do sleep 600 & i=$((i+1)); done; wait")
+FILL = "dd if=/dev/zero of=/tmp/{0} bs=1M count=40 2>/dev/null"
+WORKLOADS = {
+    "memory": f"sleep 1; {FILL.format('a')}; touch /mark/m; {FILL.format('b')}; sleep 600",
+    "pids": "sleep 1; touch /mark/m; i=0; while [ $i -lt 20 ]; do sleep 600 & i=$((i+1)); done; wait",
+}
+SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill": ("pids", "kill")}
 POLL = 0.001
 TIMEOUT = 15.0
 
@@ -104,25 +122,26 @@ def _poll(predicate, deadline: float) -> float | None:
     return None
 
 
-def trial(daemon: BenchDaemon, webhook: Webhook, action: str, number: int) -> dict:
-    """One container breaching once; seconds from breach + hold to the action and the alert."""
-    name = f"bench-{action}-{number}"
+def trial(daemon: BenchDaemon, webhook: Webhook, subject: str, number: int) -> dict:
+    """One container breaching once; seconds from its mark to the action and to the alert."""
+    workload, action = SUBJECTS[subject]
+    name = f"bench-{subject}-{number}"
     client = daemon.client()
-    container_id = daemon.run({"image": "busybox:latest", "command": ["sh", "-c", BURST], "name": name,
-                               "network": "none"})
+    marks = Path(tempfile.mkdtemp(prefix="corral-bench-mark-", dir="/var/tmp"))
+    container_id = daemon.run({"image": "busybox:latest", "command": ["sh", "-c", WORKLOADS[workload]],
+                               "name": name, "network": "none",
+                               "mounts": [{"type": "bind", "source": str(marks), "target": "/mark"}]})
     try:
-        cgroup = client.inspect_container(container_id)["Cgroup"]["Paths"]
-        pids = Path(cgroup["controllers"]["pids"]) / "pids.current"
-        events = Path(cgroup["unified"]) / "cgroup.events"
+        events = Path(client.inspect_container(container_id)["Cgroup"]["Paths"]["unified"]) / "cgroup.events"
         deadline = time.monotonic() + TIMEOUT
-        breach = _poll(lambda: (_read(pids).strip() or "0").isdigit() and int(_read(pids)) > THRESHOLD, deadline)
-        if breach is None:
-            raise RuntimeError(f"{name}: pids never went above {THRESHOLD}")
+        mark = _poll((marks / "m").exists, deadline)
+        if mark is None:
+            raise RuntimeError(f"{name}: the workload never marked its breach")
         wanted = "populated 0" if action == "kill" else "frozen 1"
         acted = _poll(lambda: wanted in _read(events) or (action == "kill" and not events.exists()), deadline)
         alerted = _poll(lambda: name in webhook.arrivals, deadline + 5)
-        return {"action": None if acted is None else acted - breach - HOLD,
-                "alert": None if alerted is None else webhook.arrivals[name] - breach - HOLD}
+        return {"action": None if acted is None else acted - mark,
+                "alert": None if alerted is None else webhook.arrivals[name] - mark}
     finally:
         if action == "freeze":
             try:
@@ -130,53 +149,53 @@ def trial(daemon: BenchDaemon, webhook: Webhook, action: str, number: int) -> di
             except Exception:
                 pass
         client.remove_container(container_id, force=True)
+        shutil.rmtree(marks, ignore_errors=True)
 
 
-def run(trials: int = 10, intervals: tuple[float, ...] = (1.0, 0.1)) -> dict:
-    results: dict = {}
-    rows = []
+def run(trials: int = 5, interval: float = 1.0) -> dict:
+    samples: dict[str, list[float | None]] = {f"{s}:{k}": [] for s in SUBJECTS for k in ("action", "alert")}
     with Webhook() as webhook:
-        for interval in intervals:
-            samples: dict[str, list[float]] = {"kill": [], "freeze": [], "alert": []}
-            missing: dict[str, int] = {"kill": 0, "freeze": 0, "alert": 0}
-            policies = Path(tempfile.mkdtemp(prefix="corral-bench-policies-", dir="/var/tmp"))
-            (policies / "bench.yaml").write_text(POLICIES)
-            try:
-                with BenchDaemon("--policies", str(policies), "--policy-interval", str(interval),
-                                 "--alert-webhook", webhook.url, name="reaction") as daemon:
-                    for number in range(trials):
-                        for action in (("kill", "freeze") if number % 2 else ("freeze", "kill")):
-                            # Each trial starts right after the previous one was seen acting, i.e.
-                            # just after a tick: without a random phase every breach would land at
-                            # the same point of the interval (the worst one, as first measured).
-                            time.sleep(random.uniform(0, interval))
-                            measured = trial(daemon, webhook, action, f"{interval:g}-{number}".replace(".", "p"))
-                            for key, value in (("action", action), ("alert", "alert")):
-                                seconds = measured[key]
-                                if seconds is None:
-                                    missing[value] += 1
-                                else:
-                                    samples[value].append(seconds)
-            finally:
-                shutil.rmtree(policies, ignore_errors=True)
-            results[f"{interval:g}"] = {"samples_ms": {k: [round(v * 1e3, 1) for v in vs] for k, vs in samples.items()},
-                                        "missing": missing}
-            anchor = interval / 2 * 1e3
-            for what, limit in (("kill", 100), ("freeze", 100), ("alert", 2000)):
-                values = [v * 1e3 for v in samples[what]]
-                if not values:
-                    rows.append(Row("reaction", f"{what} after hold, interval {interval:g}s", "ms", float("nan"),
-                                    note=f"never observed in {trials * (2 if what == 'alert' else 1)} trials").to_dict())
-                    continue
-                s = summary(values)
-                ratios = summary([v / anchor for v in values])
-                rows.append(Row("reaction", f"{what} after hold, interval {interval:g}s", "ms", s["median"],
-                                s["p25"], s["p75"], anchor=f"interval/2 ({anchor:g} ms)", ratio=ratios["median"],
-                                ratio_p25=ratios["p25"], ratio_p75=ratios["p75"], target=f"<= {limit} ms",
-                                met=s["median"] <= limit,
-                                note=f"max {s['max']:.0f} ms" + (f"; {missing[what]} not observed" if missing[what] else "")
-                                ).to_dict())
-    return {"hold_seconds": HOLD, "threshold_pids": THRESHOLD, "trials": trials, "intervals": results, "rows": rows}
+        policies = Path(tempfile.mkdtemp(prefix="corral-bench-policies-", dir="/var/tmp"))
+        (policies / "bench.yaml").write_text(POLICIES)
+        try:
+            with BenchDaemon("--policies", str(policies), "--policy-interval", str(interval),
+                             "--alert-webhook", webhook.url, name="reaction") as daemon:
+                for number in range(trials):
+                    for subject in random.sample(list(SUBJECTS), len(SUBJECTS)):
+                        # Without a random phase every trial would start just after the previous
+                        # one's action, i.e. at the same point of the daemon's interval.
+                        time.sleep(random.uniform(0, interval))
+                        measured = trial(daemon, webhook, subject, number)
+                        for key in ("action", "alert"):
+                            samples[f"{subject}:{key}"].append(measured[key])
+        finally:
+            shutil.rmtree(policies, ignore_errors=True)
+    rows = []
+    anchor = samples["pkill:action"]
+    for subject, (workload, action) in SUBJECTS.items():
+        for key, limit in (("action", 100), ("alert", 1000)):
+            raw = samples[f"{subject}:{key}"]
+            values = [v * 1e3 for v in raw if v is not None]
+            what = f"{workload} above threshold -> {action if key == 'action' else 'alert'}"
+            missing = len(raw) - len(values)
+            if not values:
+                rows.append(Row("reaction", what, "ms", float("nan"), note=f"never observed in {len(raw)} trials").to_dict())
+                continue
+            s = summary(values)
+            pairs = [(v, a) for v, a in zip(raw, anchor) if v is not None and a is not None]
+            ratios = summary(paired_ratios([v for v, _ in pairs], [a for _, a in pairs])) \
+                if subject != "pkill" and pairs else None
+            rows.append(Row("reaction", what, "ms", s["median"], s["p25"], s["p75"],
+                            anchor="pids -> kill (sampled)" if ratios else None,
+                            ratio=ratios["median"] if ratios else None,
+                            ratio_p25=ratios["p25"] if ratios else None, ratio_p75=ratios["p75"] if ratios else None,
+                            target=f"<= {limit} ms" if workload == "memory" else None,
+                            met=s["median"] <= limit if workload == "memory" else None,
+                            note=f"max {s['max']:.0f} ms" + (f"; {missing} not observed" if missing else "")
+                            ).to_dict())
+    return {"interval_seconds": interval, "memory_above": MEMORY_ABOVE, "pids_above": PIDS_ABOVE, "trials": trials,
+            "samples_ms": {k: [None if v is None else round(v * 1e3, 1) for v in vs] for k, vs in samples.items()},
+            "rows": rows}
 
 
 if __name__ == "__main__":
