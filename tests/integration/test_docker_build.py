@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import socket
+import tarfile
 
 import pytest
 
@@ -108,8 +109,24 @@ def test_docker_py_builds_and_runs(daemon, tmp_path):  # noqa: F811
         assert "pybuilt:1" in image.tags
         assert any("Step 4/5" in entry.get("stream", "") for entry in logs)
         assert client.containers.run("pybuilt:1", remove=True) == b"built for docker-py\n"
+        # A gzip'd context of its own (custom_context), a target stage and labels.
+        packed = io.BytesIO()
+        with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+            text = b"FROM busybox AS one\nRUN echo one > /stage\nFROM one\nRUN exit 9\n"
+            entry = tarfile.TarInfo("Dockerfile")
+            entry.size = len(text)
+            archive.addfile(entry, io.BytesIO(text))
+        packed.seek(0)
+        staged, _ = client.images.build(fileobj=packed, custom_context=True, encoding="gzip", tag="pystaged:1",
+                                        target="one", labels={"made.by": "docker-py"})
+        assert staged.labels == {"made.by": "docker-py"}
+        assert client.containers.run("pystaged:1", ["cat", "/stage"], remove=True) == b"one\n"
         with pytest.raises(docker_py.errors.BuildError, match="non-zero code: 7"):
             client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN exit 7\n"), tag="pybad:1")
     finally:
-        client.images.remove("pybuilt:1", force=True)
+        for tag in ("pybuilt:1", "pystaged:1"):
+            try:
+                client.images.remove(tag, force=True)
+            except docker_py.errors.ImageNotFound:
+                pass
         client.close()
