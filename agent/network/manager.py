@@ -11,16 +11,15 @@ file lists the container and every other container of its network, and is rewrit
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
 import logging
-import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
+from agent.network.interfaces import VETH_PATTERN, VETH_PREFIX, bridge_of, free_slot, host_veth_of, slot_of
 from agent.network.ipam import gateway_of
 from agent.network.model import (
     MAX_NETWORKS,
@@ -49,33 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NETWORK = "corral0"
 DEFAULT_SUBNET = "10.213.0.0/16"
 SUBNET_POOL = "10.214.0.0/16"        # user networks without --subnet get the next free /24
-VETH_PREFIX = "cv"
-VETH_PATTERN = re.compile(VETH_PREFIX + r"[0-9a-f]{12}[1-9]?")
-
-
-def host_veth_of(container_id: str, slot: int = 0) -> str:
-    """The host end of a container's veth on its `eth<slot>`: `cv`, the 12-digit short id and,
-    past eth0, the slot (15 bytes at most, as IFNAMSIZ allows)."""
-    return VETH_PREFIX + container_id[:12] + (str(slot) if slot else "")
-
-
-def _slot(endpoint: Endpoint) -> int:
-    return int(endpoint.attachment.interface[3:] or 0)
-
-
-def _free_slot(interfaces: Iterable[str]) -> int:
-    """The lowest ethN a container does not use yet."""
-    used = set(interfaces)
-    for slot in range(MAX_NETWORKS):
-        if f"eth{slot}" not in used:
-            return slot
-    raise Conflict(f"a container can be connected to {MAX_NETWORKS} networks at most",
-                   hint="disconnect it from one first")
-
-
-def bridge_of(name: str) -> str:
-    """The bridge of a user network: a hash, since names may be longer than IFNAMSIZ allows."""
-    return "cbr-" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 class NetworkManager:
@@ -189,7 +161,7 @@ class NetworkManager:
             present = self.store.find_endpoints(container_id)
             if any(e.attachment.network == network.name for e in present):
                 raise Conflict(f"container {container_name} is already connected to network {network.name}")
-            slot = _free_slot(e.attachment.interface for e in present)
+            slot = free_slot(e.attachment.interface for e in present)
             published = list(ports)
             check_ports(container_name, published, self.attachments(), reserved=self.reserved)
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
@@ -205,7 +177,7 @@ class NetworkManager:
                 self.links.create_endpoint(pid=pid, bridge=network.bridge, host_veth=attachment.host_veth,
                                            address=address, prefix=network.prefix, mac=attachment.mac,
                                            gateway=network.gateway, interface=attachment.interface,
-                                           default_route=all(slot < _slot(e) for e in present))
+                                           default_route=all(slot < slot_of(e) for e in present))
                 undo.append(lambda: self.links.remove_link(attachment.host_veth))
                 if published:
                     self.nat.add(port_rules(self.nat.name, attachment))

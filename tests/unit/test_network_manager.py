@@ -185,3 +185,11 @@ def test_store_round_trips_endpoints(tmp_path):
     assert store.find_endpoint(CID) == Endpoint(attachment, "h", "/x/hosts") == store.endpoints("n")[0]
     store.remove_endpoint("n", CID)
     assert store.find_endpoint(CID) is None
+
+
+def test_slots_fill_the_lowest_free_ethN_and_stop_at_ten():
+    from agent.network.interfaces import VETH_PATTERN, free_slot
+    assert free_slot(["eth0", "eth2"]) == 1 and free_slot([]) == 0
+    with pytest.raises(Conflict, match="10 networks at most"):
+        free_slot([f"eth{n}" for n in range(10)])
+    assert VETH_PATTERN.fullmatch(host_veth_of(CID, 9)) and not VETH_PATTERN.fullmatch(host_veth_of(CID) + "0")
