@@ -209,9 +209,14 @@ class KernelWatch:
         self._add(entry, _Source(key, fd, "psi", select.EPOLLPRI))
 
     def _add(self, entry: _Key, source: _Source) -> None:
+        """Poll `source`; its fd is closed if the epoll refuses it (EPERM: not a pollable file)."""
+        try:
+            self._epoll.register(source.fd, source.events)
+        except OSError:
+            os.close(source.fd)
+            raise
         entry.sources.append(source)
         self._by_fd[source.fd] = source
-        self._epoll.register(source.fd, source.events)
 
     def _drop(self, source: _Source) -> None:
         if self._by_fd.pop(source.fd, None) is not None:
@@ -329,7 +334,7 @@ def kernel_watch(mode: str) -> ThresholdWatch:
 
 
 def _write(path: str, value: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)    # as a shell's `>` does
     try:
         os.write(fd, value)
     except OSError as error:
