@@ -59,5 +59,7 @@ def suggestion(history: SignalHistory, catalog: ContainerCatalog, *, container: 
                selector: Selector | None, since: float, holdout: float, mode: str, name: str | None,
                egress_recorded: bool, syscall_known: Callable[[str], bool] | None) -> dict:
     behaviours, chosen = selected(history, catalog, container, selector)
-    return suggest_report(behaviours, SuggestRequest(chosen, name, since, holdout, mode, egress_recorded),
+    entries = [catalog.by_id(b.container.id) for b in behaviours]
+    observed = tuple(sorted(e.name for e in entries if e is not None and e.observed))
+    return suggest_report(behaviours, SuggestRequest(chosen, name, since, holdout, mode, egress_recorded, observed),
                           syscall_known)

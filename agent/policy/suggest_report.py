@@ -25,6 +25,7 @@ class SuggestRequest:
     holdout: float = DEFAULT_HOLDOUT
     mode: str = "enforce"
     egress_recorded: bool = True
+    observed: tuple[str, ...] = ()          # containers Corral did not start (deny rules skip them)
 
 
 def suggest_report(behaviours: Sequence[Behaviour], request: SuggestRequest,
@@ -50,7 +51,7 @@ def suggest_report(behaviours: Sequence[Behaviour], request: SuggestRequest,
         held = holdout(trial, _compiled(policy_yaml(trial), syscall_known), behaviours, split, end)
     final = suggest(observe(behaviours, start, end), request.selector, name=name, mode=request.mode,
                     egress_recorded=request.egress_recorded, syscall_known=syscall_known)
-    text = policy_yaml(final, holdout_note=note if held is not None else "")
+    text = policy_yaml(final, holdout_note=note if held is not None else "", observed=request.observed)
     _compiled(text, syscall_known)
     return {"name": name, "policy": text, "seccomp": seccomp_profile(final),
             "containers": list(final.observed.containers), "unnamed": list(final.unnamed), "start": start, "end": end,

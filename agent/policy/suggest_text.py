@@ -50,7 +50,8 @@ def _wrap(items: list[str], indent: str, width: int = 96) -> list[str]:
     return lines
 
 
-def policy_yaml(s: Suggestion, *, holdout_note: str = "") -> str:
+def policy_yaml(s: Suggestion, *, holdout_note: str = "", observed: tuple[str, ...] = ()) -> str:
+    """The policy file; `observed` names containers Corral did not start (deny rules skip them)."""
     o = s.observed
     out = [
         f"# Suggested by `corral policy suggest` from {o.samples} samples of "
@@ -69,6 +70,9 @@ def policy_yaml(s: Suggestion, *, holdout_note: str = "") -> str:
     ]
     out.extend(_selector(s))
     out.extend(_limits(s))
+    if observed and s.denied:
+        out.append(f"  # deny rules do not reach {', '.join(observed)}: Corral did not start "
+                   f"{'it' if len(observed) == 1 else 'them'}, and seccomp is installed by its launcher")
     out.extend(_syscalls(s))
     out.extend(_network(s))
     out.extend(_thresholds(s))

@@ -46,6 +46,19 @@ def test_a_running_container_is_found_through_the_catalogue(history):
                              cgroup_id=3))
     behaviours, _ = selected(history, catalog, "db-renamed", None)
     assert [b.container.id for b in behaviours] == ["bbb333"]
+    answer = suggestion(history, catalog, container="db-renamed", selector=None, since=0.0, holdout=0.2,
+                        mode="enforce", name=None, egress_recorded=True, syscall_known=None)
+    assert "deny rules do not reach" not in answer["policy"]
+
+
+def test_a_container_corral_did_not_start_is_told_deny_rules_skip_it(history):
+    from agent.catalog.entry import OBSERVED
+    catalog = ContainerCatalog()
+    catalog.put(CatalogEntry(id="bbb333", name="db-1", image="postgres", cgroup=CgroupPaths("/x"),
+                             cgroup_id=3, origin=OBSERVED, runtime="docker"))
+    answer = suggestion(history, catalog, container="db-1", selector=None, since=0.0, holdout=0.2,
+                        mode="enforce", name=None, egress_recorded=True, syscall_known=None)
+    assert "# deny rules do not reach db-1: Corral did not start it" in answer["policy"]
 
 
 def test_a_selector_learns_from_every_container_it_matches(history):
