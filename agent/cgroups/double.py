@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
-from agent.cgroups.io import IoEntry
+from agent.cgroups.io import BlockIo
 from agent.errors import Conflict, InvalidArgument, KernelError
 
 
@@ -26,7 +26,7 @@ class CgroupDouble(CgroupDriver):
         self.memory: dict[str, int] = {}                   # unified dir -> memory usage
         self.stats_by_dir: dict[str, CgroupStats] = {}     # unified dir -> a full reading
         self.procs_by_dir: dict[str, list[int]] = {}
-        self.io_by_dir: dict[str, list[IoEntry]] = {}      # unified dir -> block I/O entries
+        self.io_by_dir: dict[str, BlockIo] = {}            # unified dir -> block I/O
         self.frozen: set[str] = set()
         self.killed: set[str] = set()
         self.ids: dict[str, int] = {}                     # unified dir -> made-up cgroup id
@@ -59,8 +59,8 @@ class CgroupDouble(CgroupDriver):
     def read_limits(self, paths: CgroupPaths) -> Limits:
         return self.limits.get(paths.unified, Limits())
 
-    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
-        return list(self.io_by_dir.get(paths.unified, []))
+    def block_io(self, paths: CgroupPaths) -> BlockIo:
+        return self.io_by_dir.get(paths.unified, BlockIo())
 
     def stats(self, paths: CgroupPaths) -> CgroupStats:
         if paths.unified in self.stats_by_dir:

@@ -16,7 +16,7 @@ from agent.cgroups.devices import DeviceRule
 from agent.errors import CorralError
 
 if TYPE_CHECKING:
-    from agent.cgroups.io import IoEntry  # io.py reads through files.py, which needs this module
+    from agent.cgroups.io import BlockIo  # io.py reads through files.py, which needs this module
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,11 @@ class CgroupDriver(ABC):
     def stats(self, paths: CgroupPaths) -> CgroupStats:
         """Read every figure the host exposes; a missing file leaves its fields None."""
 
-    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
-        """Bytes the container read and wrote per disk (agent/cgroups/io.py), as Docker's
-        `blkio_stats.io_service_bytes_recursive`; empty where the host keeps no figure."""
-        return []
+    def block_io(self, paths: CgroupPaths) -> BlockIo:
+        """Bytes and operations the container read and wrote per disk (agent/cgroups/io.py), as
+        Docker's `blkio_stats`; empty where the host keeps no figure."""
+        from agent.cgroups.io import BlockIo
+        return BlockIo()
 
     @abstractmethod
     def pids(self, paths: CgroupPaths) -> list[int]:

@@ -17,7 +17,7 @@ from typing import Sequence
 from agent.cgroups import files, io
 from agent.cgroups.devices import DeviceGuard, DeviceRule, v1_lines
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
-from agent.cgroups.io import IoEntry
+from agent.cgroups.io import BlockIo
 from agent.cgroups.v2 import PRESSURE, freeze_unified, kill_unified, working_set
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
@@ -159,12 +159,11 @@ class HybridDriver(CgroupDriver):
         except KernelError as error:
             log.warning("block I/O figures stay 0: %s", error)
 
-    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
+    def block_io(self, paths: CgroupPaths) -> BlockIo:
         blkio = paths.controllers.get("blkio")
         if blkio is None:                          # a container made before Corral joined blkio
-            return []
-        data = files.optional_bytes(files.read_bytes, os.path.join(blkio, io.V1_FILE))
-        return io.parse_v1(data.decode()) if data else []
+            return BlockIo()
+        return io.read_v1(files.read_bytes, blkio)
 
     def procs_files(self, paths: CgroupPaths) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in _unique(list(paths.controllers.values()))

@@ -1,5 +1,6 @@
-"""Block I/O a container's cgroup has done, per device: v1 `blkio.throttle.io_service_bytes_recursive`,
-v2 `io.stat`, in the shape of Docker's `blkio_stats.io_service_bytes_recursive`.
+"""Block I/O a container's cgroup has done, per device: v1 `blkio.throttle.io_service_bytes_recursive`
+and `..._io_serviced_recursive`, v2 `io.stat`, in the shape of Docker's
+`blkio_stats.io_service_bytes_recursive` and `io_serviced_recursive`.
 
 On cgroup v1 the kernel counts a cgroup's bios in blk-throttle, and since Linux 6.9 blk-throttle
 is set up on a disk only once a throttle rule has been written for it: until then every v1
@@ -19,6 +20,7 @@ from typing import Iterable
 from agent.cgroups import files
 
 V1_FILE = "blkio.throttle.io_service_bytes_recursive"
+V1_COUNT_FILE = "blkio.throttle.io_serviced_recursive"
 V1_RULE_FILE = "blkio.throttle.read_bps_device"
 V2_FILE = "io.stat"
 
@@ -36,6 +38,14 @@ class IoEntry:
         return {"major": self.major, "minor": self.minor, "op": self.op, "value": self.value}
 
 
+@dataclass(frozen=True)
+class BlockIo:
+    """One reading: bytes and operations per disk and op."""
+
+    service_bytes: tuple[IoEntry, ...] = ()
+    serviced: tuple[IoEntry, ...] = ()
+
+
 def parse_v1(text: str) -> list[IoEntry]:
     """`8:0 Read 4096` lines; the closing `Total N` line (all devices) is left out, as runc does."""
     entries = []
@@ -48,8 +58,9 @@ def parse_v1(text: str) -> list[IoEntry]:
     return entries
 
 
-def parse_v2(text: str) -> list[IoEntry]:
-    """`8:0 rbytes=1 wbytes=2 rios=...` lines as dockerd turns them into entries: read and write."""
+def parse_v2(text: str, read: str = "rbytes", write: str = "wbytes") -> list[IoEntry]:
+    """`8:0 rbytes=1 wbytes=2 rios=...` lines as dockerd turns them into entries: read and write
+    (bytes; with read="rios", write="wios" the operations)."""
     entries = []
     for line in text.splitlines():
         device, *pairs = line.split()
@@ -57,9 +68,25 @@ def parse_v2(text: str) -> list[IoEntry]:
             continue
         major, _, minor = device.partition(":")
         values = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
-        entries.append(IoEntry(int(major), int(minor), "read", int(values.get("rbytes", 0))))
-        entries.append(IoEntry(int(major), int(minor), "write", int(values.get("wbytes", 0))))
+        entries.append(IoEntry(int(major), int(minor), "read", int(values.get(read, 0))))
+        entries.append(IoEntry(int(major), int(minor), "write", int(values.get(write, 0))))
     return entries
+
+
+def read_v1(read, blkio_dir: str) -> BlockIo:
+    """From a v1 blkio directory with `read(path) -> bytes` (files.read_bytes)."""
+    def entries(name: str) -> tuple[IoEntry, ...]:
+        data = files.optional_bytes(read, os.path.join(blkio_dir, name))
+        return tuple(parse_v1(data.decode())) if data else ()
+    return BlockIo(entries(V1_FILE), entries(V1_COUNT_FILE))
+
+
+def read_v2(read, unified_dir: str) -> BlockIo:
+    data = files.optional_bytes(read, os.path.join(unified_dir, V2_FILE))
+    if not data:
+        return BlockIo()
+    text = data.decode()
+    return BlockIo(tuple(parse_v2(text)), tuple(parse_v2(text, "rios", "wios")))
 
 
 def whole_disk(device: int, sys_root: str = "/sys") -> str | None:

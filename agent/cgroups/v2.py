@@ -13,7 +13,7 @@ from typing import Sequence
 from agent.cgroups import files, io
 from agent.cgroups.devices import DeviceGuard, DeviceRule
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
-from agent.cgroups.io import IoEntry
+from agent.cgroups.io import BlockIo
 from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
 
 CONTROLLERS = ("memory", "cpu", "pids")
@@ -139,9 +139,8 @@ class V2Driver(CgroupDriver):
     def stats(self, paths: CgroupPaths) -> CgroupStats:
         return read_v2_stats(paths.unified, self._read)
 
-    def io_service_bytes(self, paths: CgroupPaths) -> list[IoEntry]:
-        data = files.optional_bytes(files.read_bytes, os.path.join(paths.unified, io.V2_FILE))
-        return io.parse_v2(data.decode()) if data else []
+    def block_io(self, paths: CgroupPaths) -> BlockIo:
+        return io.read_v2(files.read_bytes, paths.unified)
 
     def pids(self, paths: CgroupPaths) -> list[int]:
         return files.pids_of(files.optional_bytes(self._read, os.path.join(paths.unified, "cgroup.procs"))) or []

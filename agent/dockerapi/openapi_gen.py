@@ -53,8 +53,9 @@ STATUS: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "/containers/{id}/attach"): (FULL, "101 hijack: stdin (half-close is its end with StdinOnce), "
                                                 "raw for a terminal, detachKeys; held until a created one starts"),
     ("POST", "/containers/{id}/resize"): (FULL, "h, w; 409 for a container without Tty or not running"),
-    ("GET", "/containers/{id}/stats"): (PARTIAL, "stream and one-shot with precpu_stats; blkio_stats."
-                                                 "io_service_bytes_recursive (the other blkio lists are null)"),
+    ("GET", "/containers/{id}/stats"): (PARTIAL, "stream and one-shot with precpu_stats; blkio_stats "
+                                                 "io_service_bytes_recursive and io_serviced_recursive "
+                                                 "(the other blkio lists are null, as dockerd's on v2)"),
     ("GET", "/containers/{id}/top"): (FULL, "ps_args"),
     ("POST", "/containers/{id}/exec"): (PARTIAL, "Tty, AttachStdin, User, WorkingDir, Env, ConsoleSize, "
                                                  "DetachKeys; Privileged only in a privileged container "

@@ -21,12 +21,12 @@ _EMPTY_CPU = {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_i
 def stats_of(container: Container, cgroups, previous: dict | None) -> dict:
     now = time.time()
     figures = None
-    io_bytes = None
+    block = None
     if container.cgroup:
         paths = CgroupPaths.from_dict(container.cgroup)
         if cgroups.exists(paths):
             figures = cgroups.stats(paths)
-            io_bytes = [entry.to_docker() for entry in cgroups.io_service_bytes(paths)]
+            block = cgroups.block_io(paths)
     cpus = os.cpu_count() or 1
     cpu = dict(_EMPTY_CPU)
     memory: dict = {}
@@ -49,12 +49,18 @@ def stats_of(container: Container, cgroups, previous: dict | None) -> dict:
         "pids_stats": pids, "cpu_stats": cpu,
         "precpu_stats": previous["cpu_stats"] if previous else dict(_EMPTY_CPU),
         "memory_stats": memory, "networks": network_counters(container.pid) if container.pid else {},
-        "blkio_stats": {"io_service_bytes_recursive": io_bytes or None, "io_serviced_recursive": None,
+        "blkio_stats": {"io_service_bytes_recursive": _entries(block.service_bytes if block else ()),
+                        "io_serviced_recursive": _entries(block.serviced if block else ()),
                         "io_queue_recursive": None, "io_service_time_recursive": None,
                         "io_wait_time_recursive": None, "io_merged_recursive": None,
                         "io_time_recursive": None, "sectors_recursive": None},
         "storage_stats": {},
     }
+
+
+def _entries(entries) -> list[dict] | None:
+    """Docker's list of BlkioStatEntry, null when there is none (as dockerd's nil slice)."""
+    return [entry.to_docker() for entry in entries] or None
 
 
 def _ns(seconds: float | None) -> int:

@@ -315,5 +315,7 @@ def test_direct_writes_to_a_volume_show_in_block_io(daemon, docker):
                                       b"Host: d\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n", 1)[1])
     entries = reading["blkio_stats"]["io_service_bytes_recursive"]
     assert any(e["op"].lower() == "write" and e["value"] >= 2 * 1024 * 1024 for e in entries)
+    operations = reading["blkio_stats"]["io_serviced_recursive"]
+    assert any(e["op"].lower() == "write" and e["value"] >= 32 for e in operations)   # 32 direct writes of 64 KiB
     docker.run("rm", "-f", "writer", "idle")
     docker.run("volume", "rm", "blk")
