@@ -138,7 +138,11 @@ class Connections:
                                             hosts_path=self.store.directory(container.id) / "hosts",
                                             extra_hosts=container.spec.extra_hosts, aliases=endpoint.aliases,
                                             ip=endpoint.ip)
-                set_attachments(container, [*attachments_of(container), attachment])
+                container = self.store.get(container.id)    # it may have exited meanwhile (not under this lock)
+                if container.state in LIVE:
+                    set_attachments(container, [*attachments_of(container), attachment])
+                else:                                       # its exit detached the rest: this one goes too
+                    manager.detach(container.id, target.name)
             container.networks = [e.to_dict() for e in [*endpoints, endpoint]]
             self.store.save(container)
         self._event("connect", target.name, container)
