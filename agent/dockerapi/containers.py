@@ -16,6 +16,7 @@ from agent.dockerapi import filters
 from agent.dockerapi.app import Parts
 from agent.dockerapi.create import spec_of
 from agent.dockerapi.errors import NotModified, no_such_container, no_such_image
+from agent.dockerapi.links import links_as_hosts
 from agent.dockerapi.router import Reply, Request, Router
 from agent.dockerapi.views import container_inspect, container_summary
 from agent.errors import Conflict, CorralError, InvalidArgument, LaunchError, NotFound
@@ -51,6 +52,10 @@ class ContainerRoutes:
     def create(self, request: Request) -> Reply:
         body = request.json()
         name = request.text("name")
+        host = body.get("HostConfig") if isinstance(body, dict) else None
+        if isinstance(host, dict) and host.get("Links"):
+            linked = links_as_hosts(host.pop("Links"), host.get("NetworkMode"), self.get)
+            host["ExtraHosts"] = [*(host.get("ExtraHosts") or []), *linked]
         spec = spec_of(body, name)
         if request.text("platform") not in ("", "linux", f"linux/{_arch()}"):
             raise InvalidArgument(f"platform {request.text('platform')!r}: Corral runs linux/{_arch()} only")

@@ -1,6 +1,6 @@
 """docker-compose 1.29 (PyPI, its own venv: scripts/compose-venv.sh) drives Corral through the
 Docker Engine API: a two-service project with a user network, a named volume, depends_on and
-deploy.replicas, through up, ps, logs, exec -T, up --scale and down.
+deploy.replicas, through up, ps, logs, exec -T, up --scale, run and down.
 
 What a user sees is checked (exit codes, output), then that Corral sees the same containers
 with Compose's labels exactly, that its probes count them, and that `down -v` leaves nothing on
@@ -94,7 +94,7 @@ def _running(compose: ComposeCli) -> dict[str, str]:
     return {row.split()[0]: row.split()[-1] for row in rows if row.strip()}
 
 
-def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, project, tmp_path):
+def test_a_two_service_project_up_scale_exec_run_and_down_leaves_nothing(daemon, project, tmp_path):
     docker = DockerCli(daemon, tmp_path / ".docker")
     before = host_state.snapshot(daemon.root)
     bridges_before, nft_before = _bridges(), _nft_comments()
@@ -148,6 +148,11 @@ def test_a_two_service_project_up_scale_exec_and_down_leaves_nothing(daemon, pro
                                  f"{PROJECT}_web_3": "Up"}
     fetch = f"until wget -q -O - http://{PROJECT}_web_3:8080/; do sleep 0.2; done"
     assert project.out("exec", "-T", "client", "sh", "-c", fetch) == "served from the volume\n"
+    # a one-off container of the client service, linked to the service's containers, removed after
+    assert project.out("run", "--rm", "-T", "client", "wget", "-q", "-O", "-", "http://web:8080/") \
+        == "served from the volume\n"
+    assert project.run("run", "--rm", "-T", "client", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert len(daemon.out("ps", "-a", "-q").split()) == 4
     network = json.loads(daemon.out("network", "inspect", f"{PROJECT}_back"))[0]
 
     down = project.run("down", "-v", "-t", "1").stderr.decode()
