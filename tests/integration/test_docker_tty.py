@@ -189,6 +189,34 @@ def test_debians_older_client_in_a_terminal(daemon, tmp_path):
         shell.close()
 
 
+def test_compose_exec_and_run_get_a_terminal(daemon, tmp_path):
+    from tests.integration.test_compose import ComposeCli
+    (tmp_path / "docker-compose.yml").write_text(
+        'version: "3.8"\nservices:\n  box:\n    image: busybox\n    command: ["sleep", "300"]\n')
+    compose = ComposeCli(daemon, tmp_path)
+    argv = [*compose.argv, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml")]
+    shells: list[PtyClient] = []
+    try:
+        # A one-off first: while a container of the service runs, compose links the one-off to
+        # it (HostConfig.Links), which the create here refuses (docs/docker-api.md).
+        shells.append(one_off := PtyClient(daemon, "run", "--rm", "box", "sh", program=argv, env=compose.env))
+        one_off.expect(PROMPT)
+        one_off.send(b"echo one-off-$((4 * 4)); exit 5\r")
+        one_off.expect(b"one-off-16")
+        assert one_off.wait() == 5
+        compose.run("up", "-d")
+        shells.append(shell := PtyClient(daemon, "exec", "box", "sh", rows=27, cols=88, program=argv, env=compose.env))
+        shell.expect(PROMPT)
+        shell.send(b"stty size\r")
+        shell.expect(b"27 88")                  # compose (dockerpty) sizes the exec's terminal
+        shell.send(b"exit 4\r")
+        assert shell.wait() == 4
+    finally:
+        for shell in shells:
+            shell.close()
+        compose.run("down", "-t", "1", check=False)
+
+
 # docker-py
 
 @pytest.fixture(scope="module")
