@@ -197,13 +197,6 @@ def test_compose_exec_and_run_get_a_terminal(daemon, tmp_path):
     argv = [*compose.argv, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml")]
     shells: list[PtyClient] = []
     try:
-        # A one-off first: while a container of the service runs, compose links the one-off to
-        # it (HostConfig.Links), which the create here refuses (docs/docker-api.md).
-        shells.append(one_off := PtyClient(daemon, "run", "--rm", "box", "sh", program=argv, env=compose.env))
-        one_off.expect(PROMPT)
-        one_off.send(b"echo one-off-$((4 * 4)); exit 5\r")
-        one_off.expect(b"one-off-16")
-        assert one_off.wait() == 5
         compose.run("up", "-d")
         shells.append(shell := PtyClient(daemon, "exec", "box", "sh", rows=27, cols=88, program=argv, env=compose.env))
         shell.expect(PROMPT)
@@ -211,6 +204,12 @@ def test_compose_exec_and_run_get_a_terminal(daemon, tmp_path):
         shell.expect(b"27 88")                  # compose (dockerpty) sizes the exec's terminal
         shell.send(b"exit 4\r")
         assert shell.wait() == 4
+        # A one-off beside the running service (compose links it to the service's container).
+        shells.append(one_off := PtyClient(daemon, "run", "--rm", "box", "sh", program=argv, env=compose.env))
+        one_off.expect(PROMPT)
+        one_off.send(b"ping -c 1 -W 5 box >/dev/null && echo one-off-$((4 * 4)); exit 5\r")
+        one_off.expect(b"one-off-16")
+        assert one_off.wait() == 5
     finally:
         for shell in shells:
             shell.close()
