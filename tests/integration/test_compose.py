@@ -4,10 +4,12 @@ deploy.replicas, through up, ps, logs, exec -T, up --scale, run and down.
 
 What a user sees is checked (exit codes, output), then that Corral sees the same containers
 with Compose's labels exactly, that its probes count them, and that `down -v` leaves nothing on
-the host: no container, network, bridge, volume, veth, nft rule, cgroup or mount.
+the host: no container, network, bridge, volume, veth, nft rule, cgroup or mount. A policy
+selecting Compose's labels applies to the containers Compose made.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -61,9 +63,23 @@ class ComposeCli(DockerCli):
         return self.run(*args, **kwargs).stdout.decode()
 
 
+# A policy selecting web's containers by the labels Compose gives them.
+POLICY = f"""\
+apiVersion: corral/v1
+kind: Policy
+metadata: {{name: compose-web}}
+spec:
+  selector:
+    labels: {{com.docker.compose.project: {PROJECT}, com.docker.compose.service: web}}
+  limits: {{memory: 48Mi}}
+"""
+
+
 @pytest.fixture(scope="module")
-def daemon():
-    with running_daemon() as instance:
+def daemon(tmp_path_factory):
+    policies = tmp_path_factory.mktemp("policies")
+    (policies / "compose-web.yaml").write_text(POLICY)
+    with running_daemon("--policies", str(policies)) as instance:
         yield instance
 
 
@@ -136,6 +152,13 @@ def test_a_two_service_project_up_scale_exec_run_and_down_leaves_nothing(daemon,
     web = daemon.out("ps", "--filter", f"label=com.docker.compose.project={PROJECT}",
                      "--filter", "label=com.docker.compose.service=web", "--format", "{{.Names}}").split()
     assert sorted(web) == [f"{PROJECT}_web_1", f"{PROJECT}_web_2"]
+    # a policy selects web's containers by Compose's labels, and its limit is in their cgroups
+    listed = json.loads(daemon.out("policy", "ls", "--format", "json"))["policies"]
+    assert sorted(next(p for p in listed if p["name"] == "compose-web")["containers"]) == sorted(web)
+    for name in web:
+        limit = glob.glob(f"/sys/fs/cgroup/memory/corral/{daemon.inspect(name)['Id']}/memory.limit_in_bytes") \
+            or glob.glob(f"/sys/fs/cgroup/corral/{daemon.inspect(name)['Id']}/memory.max")
+        assert limit and Path(limit[0]).read_text().strip() == str(48 << 20)
     # the probes see the client's connections like any Corral container's
     until(lambda: sum(samples(scrape(daemon), "corral_tcp_connects_total", name=f"{PROJECT}_client_1")) >= 1,
           "the client's TCP connects counted")
