@@ -296,8 +296,10 @@ class Daemon:
     def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
         from agent.cgroups.watch import kernel_watch
+        from agent.policy.canary import Canaries
         from agent.policy.prover import EnforcementProver
         from agent.policy.service import PolicyService
+        from agent.runtime.launch import find_launcher
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
         self.policy = PolicyService(decider.library, catalog=self.catalog,
                                     cgroups=self.host_cgroups or self.cgroups, events=self.events,
@@ -309,11 +311,14 @@ class Daemon:
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
+        canaries = Canaries(find_launcher())
         self.prover = EnforcementProver(
             catalog=self.catalog, effective=self.policy.policy_for, cgroups=self.host_cgroups or self.cgroups,
             probes=self.probes, enforcer=self.policy.enforcer, events=self.events,
             gauge=self.policy.metrics.enforced,
-            number=self.policy.enforcer.syscall_number, interval=self.config.prove_interval)
+            number=self.policy.enforcer.syscall_number, interval=self.config.prove_interval,
+            canaries=canaries, canary_interval=self.config.canary_interval)
+        self.policy.enforcer.is_canary = canaries.is_canary
         self.prover.start()
         self._stack.append(("policy prover", self.prover.stop))
         # After the probes' subscription: a container's rules go to probes that already watch it.

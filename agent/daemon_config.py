@@ -44,6 +44,7 @@ class DaemonConfig:
     observe_state_root: Path = Path("/")   # prefix of the runtimes' state dirs (/host in a pod)
     policy_interval: float = 1.0       # seconds between policy evaluations (hidden flag, for tests)
     prove_interval: float = 10.0       # seconds between enforcement proofs (agent/policy/prover.py); 0: on request
+    canary_interval: float = 0.0       # seconds between canary trials (agent/policy/canary.py); 0: on request
     policy_max_size: int = 1024 * 1024  # bytes: a bigger policy file is refused (docs/policies.md)
     alertmanagers: tuple[str, ...] = ()    # --alertmanager URL (repeatable): Alertmanager API v2
     alert_webhooks: tuple[str, ...] = ()   # --alert-webhook URL (repeatable): the same JSON, POSTed
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check every SECONDS that the kernel still holds each enforcing rule, export "
                              "corral_policy_enforced and put lost rules back; 0 only on `corral policy prove` "
                              "(default %(default)s)")
+    parser.add_argument("--canary-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="every SECONDS (at most as often as --prove-interval), try each egress and "
+                             "syscall kill rule for real with a short-lived process in the container's "
+                             "cgroup; 0 only on `corral policy prove --canary` (default %(default)s)")
     parser.add_argument("--policy-max-size", type=_size, default=1024 * 1024, metavar="SIZE",
                         help="refuse policy files larger than this, like 1Mi (default 1Mi)")
     parser.add_argument("--no-probes", dest="probes", action="store_false", help="run without BPF probes")

@@ -43,6 +43,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 
+#include "canary.h"
 #include "groups.h"
 #include "init.h"
 #include "logfile.h"
@@ -1824,6 +1825,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "exec") == 0)
 		return cmd_exec(argc, argv);
-	error_line(2, 0, "usage: corral-launch run [options] -- CMD [ARG...] | exec --pid PID [options] -- CMD [ARG...] | --version");
+	if (argc >= 2 && strcmp(argv[1], "canary") == 0)
+		return cmd_canary(argc, argv);
+	error_line(2, 0, "usage: corral-launch run [options] -- CMD [ARG...] | exec --pid PID [options] -- CMD [ARG...] | canary ... | --version");
 	return 2;
 }

@@ -181,6 +181,7 @@ class ReplayQuery(Object, frozen=True):
 
 class ProveQuery(Object, frozen=True):
     container: str | None = None    # id, id prefix or name; default: every running container
+    canary: bool = False            # also try each egress and kill rule with a canary process
 
 
 class StatsQuery(Object, frozen=True):

@@ -339,9 +339,12 @@ class ApiClient(LifecycleCalls):
     def policy_explain(self, ref: str) -> dict:
         return self._json("GET", f"/v1/policies/explain/{_ref(ref)}")
 
-    def policy_prove(self, container: str | None = None, *, repair: bool = False) -> list[dict]:
+    def policy_prove(self, container: str | None = None, *, repair: bool = False,
+                     canary: bool = False) -> list[dict]:
         """One RuleProof dict per enforcing rule of the running containers (or of one)."""
-        query = {} if container is None else {"container": container}
+        query: dict = {} if container is None else {"container": container}
+        if canary:
+            query["canary"] = "true"
         return self._json("POST" if repair else "GET", "/v1/policies/prove", query=query)
 
     def policy_replay(self, text: str, file: str, since: float | None = None) -> list[dict]:

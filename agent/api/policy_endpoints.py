@@ -59,7 +59,7 @@ class PolicyEndpoints:
     def _prove(self, request: Request, *, repair: bool) -> Response:
         self._policies()
         query: ProveQuery = request.args or ProveQuery()
-        proofs = self._prover.prove(query.container, repair=repair)
+        proofs = self._prover.prove(query.container, repair=repair, canary=query.canary)
         return Response.json([p.to_dict() for p in proofs])
 
     def suggest(self, request: Request) -> Response:

@@ -21,12 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     prove.add_argument("--repair", action="store_true",
                        help="put back what the kernel lost, then check again (the daemon does this every "
                             "--prove-interval seconds)")
+    prove.add_argument("--canary", action="store_true",
+                       help="also try each egress and syscall kill rule for real, with a short-lived process "
+                            "in the container's cgroup and network namespace (docs/policies.md)")
     prove.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     prove.set_defaults(func=prove_policies)
 
 
 def prove_policies(args: argparse.Namespace, client: ApiClient) -> int:
-    proofs = client.policy_prove(args.container, repair=args.repair)
+    proofs = client.policy_prove(args.container, repair=args.repair, canary=args.canary)
     if args.format == "json":
         print(json.dumps(proofs, indent=2))
     else:

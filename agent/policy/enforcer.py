@@ -84,6 +84,7 @@ class Enforcer:
         self._enforce_errors: dict[int, str] = {}        # cgroup id -> last push failure
         self._reported: dict[tuple, tuple[float, int]] = {}   # (id, policy, rule) -> (last event, held back)
         self._kill_orders: dict[str, int] = {}           # container id -> oom_score_adj written
+        self.is_canary: Callable[[int], bool] = lambda pid: False   # set by the daemon with canaries
         self._proc = proc
 
     def syscall_label(self, nr: int) -> str:
@@ -279,7 +280,10 @@ class Enforcer:
                                            attributes={"error": message}))
 
     def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent) -> None:
-        """A probe report (the probe event pump's EnforcementReports) as a violation."""
+        """A probe report (the probe event pump's EnforcementReports) as a violation; a
+        canary's own (agent/policy/canary.py, known by pid) is not one."""
+        if self.is_canary(event.pid):
+            return
         if isinstance(event, KillEvent):
             self._record_kill(container.id, container.name, event)
         elif isinstance(event, EgressEvent):

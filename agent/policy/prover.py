@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from agent.cgroups.driver import CgroupDriver
 from agent.errors import CorralError
 from agent.events import Event, EventLog
 from agent.policy import kill_order
+from agent.policy.canary import Canaries, trials
 from agent.policy.enforcer import Enforcer
 from agent.policy.merge import EffectivePolicy
 from agent.policy.prove import Evidence, RuleProof, prove, seccomp_modes
@@ -37,7 +39,8 @@ class EnforcementProver:
     def __init__(self, *, catalog: ContainerCatalog, effective: Callable[[str, str, dict], EffectivePolicy],
                  cgroups: CgroupDriver, probes: ProbeControl | None, enforcer: Enforcer, events: EventLog,
                  gauge: Gauge, number: Callable[[str], int | None],
-                 interval: float = 10.0, proc: str = "/proc") -> None:
+                 interval: float = 10.0, proc: str = "/proc", canaries: Canaries | None = None,
+                 canary_interval: float = 0.0) -> None:
         self.catalog = catalog
         self._effective = effective
         self.cgroups = cgroups
@@ -47,6 +50,9 @@ class EnforcementProver:
         self._number = number
         self.interval = interval
         self._proc = proc
+        self.canaries = canaries
+        self.canary_interval = canary_interval
+        self._canary_due = 0.0
         self.gauge = gauge
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str, str, str], RuleProof] = {}
@@ -68,18 +74,23 @@ class EnforcementProver:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            canary = self.canaries is not None and self.canary_interval > 0 and time.monotonic() >= self._canary_due
+            if canary:
+                self._canary_due = time.monotonic() + self.canary_interval
             try:
-                self.prove(repair=True)
+                self.prove(repair=True, canary=canary)
             except Exception:       # noqa: BLE001 - a failed round must not end the checks
                 log.exception("proving the policies' enforcement failed; trying again in %.0f s", self.interval)
 
     # --- proving --------------------------------------------------------------------------------
 
-    def prove(self, reference: str | None = None, *, repair: bool = False) -> list[RuleProof]:
+    def prove(self, reference: str | None = None, *, repair: bool = False,
+              canary: bool = False) -> list[RuleProof]:
         """Judge every enforcing rule of the running containers (or of one), export the result,
-        and with `repair` put back what the kernel lost (then judge those containers again)."""
+        and with `repair` put back what the kernel lost (then judge those containers again).
+        With `canary` (and canaries configured), also try each egress and kill rule for real."""
         containers = [self.catalog.get(reference)] if reference else self.catalog.list(running=True)
-        proofs = [p for c in containers if c.state == "running" for p in self._prove_one(c)]
+        proofs = [p for c in containers if c.state == "running" for p in self._prove_one(c, canary)]
         self._publish(proofs, whole=reference is None)      # the loss is recorded before the repair
         if not repair:
             return proofs
@@ -93,9 +104,32 @@ class EnforcementProver:
         ids = {c.id for c in repaired}
         return [p for p in proofs if p.container_id not in ids] + again
 
-    def _prove_one(self, container: CatalogEntry) -> list[RuleProof]:
+    def _prove_one(self, container: CatalogEntry, canary: bool = False) -> list[RuleProof]:
         effective = self._effective(container.name, container.image, dict(container.labels))
-        return prove(container.id, container.name, effective, self._evidence(container), self._number)
+        proofs = prove(container.id, container.name, effective, self._evidence(container), self._number)
+        if canary and self.canaries is not None:
+            proofs += self._canary_proofs(container, effective)
+        return proofs
+
+    def _canary_proofs(self, container: CatalogEntry, effective: EffectivePolicy) -> list[RuleProof]:
+        """Each egress part and kill rule tried by a canary in the container's cgroup (kind
+        `canary`); not applicable without a cgroup v2 directory or a process to take the
+        network namespace of."""
+        assert self.canaries is not None
+        found = []
+        try:
+            pids = self.cgroups.procs(container.cgroup)
+        except (CorralError, OSError):
+            pids = []
+        for trial in trials(effective, self._number):
+            if not container.cgroup.unified or not pids:
+                found.append(RuleProof(container.id, container.name, trial.policy, trial.rule, "canary", False,
+                                       "no cgroup v2 directory or process to try it in", applicable=False))
+                continue
+            ok, detail = self.canaries.run(trial, container.cgroup.unified, f"{self._proc}/{pids[0]}/ns/net")
+            found.append(RuleProof(container.id, container.name, trial.policy, trial.rule, "canary", ok,
+                                   "" if ok else detail))
+        return found
 
     def _evidence(self, container: CatalogEntry) -> Evidence:
         kernel, problem = None, ""
@@ -140,7 +174,11 @@ class EnforcementProver:
                 elif proof.enforced and before is not None and not before.enforced:
                     self._emit("enforcement_restored", proof)
             if whole:
-                for key in [k for k in self._last if k not in seen]:
+                # A canary's result stays until its next trial; everything else of a container
+                # or rule that is gone goes.
+                running = {p.container_id for p in proofs}
+                for key in [k for k in self._last if k not in seen
+                            and not (k[3] == "canary" and k[0] in running)]:
                     self._remove_series(self._last.pop(key))
 
     def _remove_series(self, proof: RuleProof) -> None:

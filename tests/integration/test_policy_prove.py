@@ -187,3 +187,35 @@ def test_the_daemon_finds_the_loss_itself_puts_the_rule_back_and_alerts(tmp_path
                        what="the CorralPolicyNotEnforced alert")
     finally:
         server.shutdown()
+
+
+def test_the_canary_tries_each_rule_for_real(pdaemon, policy_files, containers):  # noqa: F811
+    """--net none: the canary's connect never leaves (EPERM when enforced, no route when not)."""
+    policy_files.write("canary.yaml", "prove-canary", """
+selector: {names: ["canary-*"]}
+syscalls:
+  - {names: [syslog], action: kill}
+network:
+  egress: {default: deny}
+""")
+    containers.append("canary-1")
+    pdaemon.cli("run", "-d", "--net", "none", "--name", "canary-1", "busybox", "sleep", "600")
+    started = time.time()
+    code, found = proofs(pdaemon, "--canary", "canary-1")
+    tried = {(p["policy"], p["rule"]): (p["enforced"], p["reason"]) for p in found if p["kind"] == "canary"}
+    assert code == 0 and tried == {("prove-canary", "network.egress"): (True, ""),
+                                   ("prove-canary", "syscalls[0]"): (True, "")}, \
+        [(p["kind"], p["rule"], p["reason"]) for p in found if not p["enforced"]]
+    # The canary's own kill and refused connect are not the container's violations.
+    time.sleep(1.5)
+    violations = policy_events(pdaemon, started, "canary-1", "violation")
+    assert not violations, [v["attributes"] for v in violations]
+    assert len(cgroup_procs("canary-1", pdaemon)) == 1           # the canaries are gone
+
+    directory = unified_dir("canary-1", pdaemon)
+    assert detach_egress(directory) == 4
+    code, found = proofs(pdaemon, "--canary", "canary-1")
+    egress = [p for p in found if p["kind"] == "canary" and p["rule"] == "network.egress"]
+    assert code == 1 and not egress[0]["enforced"]
+    assert "connect to 192.0.2.1:9 was not stopped" in egress[0]["reason"]
+    assert proofs(pdaemon, "--repair", "--canary", "canary-1")[0] == 0

@@ -193,3 +193,26 @@ def test_the_enforcer_writes_the_kill_order_and_resets_it_when_dropped(tmp_path)
     assert read([5, 6], str(tmp_path)) == {5: -500, 6: -500}
     enforcer.apply_kill_order(web, merge([]))
     assert read([5, 6], str(tmp_path)) == {5: 0, 6: 0}
+
+
+def test_canary_trials_pick_a_denied_destination_and_safe_kill_rules():
+    from agent.policy.canary import DENIED_BY_DEFAULT, trials
+    from agent.policy.merge import merge
+    from agent.policy.model import Policy
+
+    def policy(spec):
+        return merge([Policy.from_dict({"apiVersion": "corral/v1", "kind": "Policy", "metadata": {"name": "p"},
+                                        "spec": spec})])
+    numbers = {"syslog": 103, "ptrace": PTRACE, "reboot": 169}.get
+    rules = policy({"syscalls": [{"names": ["syslog", "reboot"], "action": "kill"},
+                                 {"names": ["ptrace"], "action": "kill"}, {"names": ["ptrace"], "action": "alert"}],
+                    "network": {"egress": {"default": "allow", "rules": [
+                        {"action": "deny", "cidr": "10.9.0.0/16", "ports": [443], "protocol": "tcp"}]}}})
+    found = {(t.kind, t.connect, t.nr) for t in trials(rules, numbers)}
+    # reboot is never tried; ptrace is watched by an alert rule, which a trial would raise
+    assert found == {("egress", "10.9.0.1:443", -1), ("syscall_kill", "", 103)}
+    closed = trials(policy({"network": {"egress": {"default": "deny", "rules": [
+        {"action": "allow", "cidr": "192.0.2.0/24"}]}}}), numbers)
+    assert closed == []          # the default's address is allowed by a rule: nothing denied to try
+    assert trials(policy({"network": {"egress": {"default": "deny"}}}), numbers)[0].connect == \
+        f"{DENIED_BY_DEFAULT[0]}:{DENIED_BY_DEFAULT[1]}"
