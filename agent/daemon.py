@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.daemon_config import DaemonConfig, parse_args
+from agent.daemon_metrics import metrics_registry, raise_open_files_limit
 from agent.errors import CorralError
 
 if TYPE_CHECKING:
@@ -296,10 +297,8 @@ class Daemon:
     def _start_policies(self, decider) -> None:
         """Load the policy folder now (before the API lets any container start), then follow it."""
         from agent.cgroups.watch import kernel_watch
-        from agent.policy.canary import Canaries
         from agent.policy.prover import EnforcementProver
         from agent.policy.service import PolicyService
-        from agent.runtime.launch import find_launcher
         # host_cgroups reaches observed containers' cgroups too (never creating or removing them).
         self.policy = PolicyService(decider.library, catalog=self.catalog,
                                     cgroups=self.host_cgroups or self.cgroups, events=self.events,
@@ -311,14 +310,9 @@ class Daemon:
                                     syscall_name=self._syscall_name())
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
-        canaries = Canaries(find_launcher())
-        self.prover = EnforcementProver(
-            catalog=self.catalog, effective=self.policy.policy_for, cgroups=self.host_cgroups or self.cgroups,
-            probes=self.probes, enforcer=self.policy.enforcer, events=self.events,
-            gauge=self.policy.metrics.enforced,
-            number=self.policy.enforcer.syscall_number, interval=self.config.prove_interval,
-            canaries=canaries, canary_interval=self.config.canary_interval)
-        self.policy.enforcer.is_canary = canaries.is_canary
+        self.prover = EnforcementProver.for_policies(
+            self.policy, catalog=self.catalog, cgroups=self.host_cgroups or self.cgroups, probes=self.probes,
+            events=self.events, interval=self.config.prove_interval, canary_interval=self.config.canary_interval)
         self.prover.start()
         self._stack.append(("policy prover", self.prover.stop))
         # After the probes' subscription: a container's rules go to probes that already watch it.
@@ -402,31 +396,6 @@ class Daemon:
             except Exception:  # stopping goes on: a part left running is worse than a log line
                 log.exception("stopping %s failed", what)
         log.info("stopped")
-
-
-def metrics_registry(registry: CollectorRegistry, alert_stats: Callable[[], list],
-                     service_figures: Callable[[], list] = list) -> tuple[CollectorRegistry, PolicyMetrics]:
-    """The /metrics registry (the container collector already on it) with the policy,
-    alerting and service families. They are registered whether or not policies and alert targets are
-    configured, so every family a dashboard or alert rule names is described (and at 0 where
-    it can be) from the first scrape, instead of "No data" until first used."""
-    from agent.alerting.metrics import AlertCollector
-    from agent.policy.metrics import PolicyMetrics
-    policy_metrics = PolicyMetrics(registry)
-    from agent.services.metrics import ServiceCollector
-    registry.register(AlertCollector(alert_stats))
-    registry.register(ServiceCollector(service_figures))
-    return registry, policy_metrics
-
-
-def raise_open_files_limit() -> None:
-    """The cgroup drivers keep each container's files open (a re-read is 5x cheaper than an
-    open), up to a quarter of the soft limit: lift the soft limit to the hard one. Raising the
-    hard limit needs CAP_SYS_RESOURCE, which not every host grants, so it is left alone."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,21 @@ class EnforcementProver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def for_policies(cls, policies, *, catalog: ContainerCatalog, cgroups: CgroupDriver,
+                     probes: ProbeControl | None, events: EventLog, interval: float,
+                     canary_interval: float) -> EnforcementProver:
+        """The daemon's prover over its PolicyService, with canaries through the launcher (whose
+        reports its Enforcer then knows not to take for violations)."""
+        from agent.runtime.launch import find_launcher
+        canaries = Canaries(find_launcher())
+        enforcer = policies.enforcer
+        enforcer.is_canary = canaries.is_canary
+        return cls(catalog=catalog, effective=policies.policy_for, cgroups=cgroups, probes=probes,
+                   enforcer=enforcer, events=events, gauge=policies.metrics.enforced,
+                   number=enforcer.syscall_number, interval=interval, canaries=canaries,
+                   canary_interval=canary_interval)
+
     # --- life cycle -----------------------------------------------------------------------------
 
     def start(self) -> None:

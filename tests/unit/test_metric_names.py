@@ -163,7 +163,7 @@ def test_a_fresh_daemon_exports_every_family_a_dashboard_or_alert_rule_names(tmp
     """The daemon's registry, with no container, no policy folder and no alert target yet: every
     metric the shipped dashboards and alert rules query is described, and the unlabelled or
     pre-initialised counters read 0, so nothing shows "No data" on a fresh install."""
-    from agent.daemon import metrics_registry
+    from agent.daemon_metrics import metrics_registry
     from agent.metrics.server import build_registry
     from tests.unit.test_dashboards import PROMETHEUS_OWN, dashboard_queries, metric_names, rule_queries
 
