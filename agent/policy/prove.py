@@ -69,17 +69,25 @@ def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Ev
         proofs.append(RuleProof(container_id, name, policy, rule, kind, problem is None and applicable,
                                 problem or "", applicable))
 
+    # One proof per rule (a rule names many syscalls): its first syscall the kernel lacks.
+    rules: dict[tuple[str, str, str], list[str | None]] = {}
     for entry in effective.syscalls:
         if entry.source.mode != "enforce" or entry.action not in ("kill", "deny"):
             continue
+        key = (entry.source.policy, entry.source.rule, entry.action)
         if entry.action == "kill":
-            add(entry.source.policy, entry.source.rule, "syscall_kill",
-                _kill_problem(entry.syscall, entry.signal, number(entry.syscall), evidence))
+            problem = _kill_problem(entry.syscall, entry.signal, number(entry.syscall), evidence)
         elif evidence.observed:
-            add(entry.source.policy, entry.source.rule, "syscall_deny",
-                "seccomp applies only to containers Corral starts", applicable=False)
+            problem = "seccomp applies only to containers Corral starts"
         else:
-            add(entry.source.policy, entry.source.rule, "syscall_deny", _seccomp_problem(entry.syscall, evidence))
+            problem = _seccomp_problem(entry.syscall, evidence)
+        rules.setdefault(key, []).append(problem)
+    for (policy, rule, action), problems in rules.items():
+        first = next((p for p in problems if p), None)
+        if action == "kill":
+            add(policy, rule, "syscall_kill", first)
+        else:
+            add(policy, rule, "syscall_deny", first, applicable=not evidence.observed)
     for part in effective.egress:
         if part.source.mode == "enforce":
             add(part.source.policy, part.source.rule or "network.egress", "egress", _egress_problem(evidence))
