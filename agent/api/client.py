@@ -7,23 +7,19 @@ prints exactly what the daemon said.
 """
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 
-from agent.api import frames
-from agent.api.http_unix import ProtocolError, Response, request
+from agent.api.image_client import ImageCalls
 from agent.api.lifecycle_client import LifecycleCalls
-from agent.errors import CorralError, DaemonUnavailable, InvalidArgument, from_dict
+from agent.api.transport import _filters, _ref, _stat_of
+from agent.errors import CorralError, InvalidArgument
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
 if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_HOST = "unix:///run/corral/corral.sock"
-_READ_SIZE = 65536
-# RFC 3986's unreserved characters: everything else in a path segment or query is %-encoded.
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def socket_path_of(host: str) -> str:
@@ -40,23 +36,10 @@ def socket_path_of(host: str) -> str:
     return path
 
 
-def _percent(text: str) -> str:
-    """`urllib.parse.quote(text, safe="")` without importing urllib (start-up time)."""
-    return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in text.encode())
-
-
-def _ref(ref: str) -> str:
-    return _percent(ref)
-
-
-def _filters(filters: dict | None) -> dict:
-    """The `filters` query parameter (docker's JSON) when there are any."""
-    return {"filters": json.dumps(filters, separators=(",", ":"))} if filters else {}
-
-
-class ApiClient(LifecycleCalls):
+class ApiClient(LifecycleCalls, ImageCalls):
     """A client of the daemon at `host`. Holds no connection: each call opens its own.
-    The life-cycle routes' methods are in agent/api/lifecycle_client.py."""
+    The life-cycle routes' methods are in agent/api/lifecycle_client.py, the images' in
+    agent/api/image_client.py, the requests under them in agent/api/transport.py."""
 
     def __init__(self, host: str = DEFAULT_HOST, *, timeout: float | None = None) -> None:
         self.host = host
@@ -159,67 +142,6 @@ class ApiClient(LifecycleCalls):
     def resize_exec(self, exec_id: str, rows: int, cols: int) -> None:
         self._json("POST", f"/v1/execs/{_ref(exec_id)}/resize", query={"h": rows, "w": cols})
 
-    # Images
-
-    def list_images(self, filters: dict | None = None) -> list[dict]:
-        return self._json("GET", "/v1/images", query=_filters(filters))
-
-    def import_image(self, path: str, reference: str) -> dict:
-        return self._json("POST", "/v1/images/import", body={"path": path, "reference": reference})
-
-    def remove_image(self, ref: str) -> None:
-        self._json("DELETE", f"/v1/images/{_ref(ref)}")
-
-    def pull_image(self, reference: str, platform: str = "", auth: dict | None = None) -> Iterator[dict]:
-        """Progress lines of a pull; the last is {"image": ...} or an error object."""
-        body: dict[str, Any] = {"reference": reference, "platform": platform}
-        if auth:
-            body["auth"] = auth
-        return self._lines("POST", "/v1/images/pull", body=body)
-
-    def push_image(self, reference: str, auth: dict | None = None) -> Iterator[dict]:
-        body: dict[str, Any] = {"reference": reference}
-        if auth:
-            body["auth"] = auth
-        return self._lines("POST", "/v1/images/push", body=body)
-
-    def tag_image(self, source: str, target: str) -> dict:
-        return self._json("POST", "/v1/images/tag", body={"source": source, "target": target})
-
-    def inspect_image(self, ref: str) -> dict:
-        return self._json("GET", f"/v1/images/{_ref(ref)}/json")
-
-    def image_history(self, ref: str) -> list[dict]:
-        return self._json("GET", f"/v1/images/{_ref(ref)}/history")
-
-    def save_images(self, names: list[str]) -> Iterator[bytes]:
-        """The tar of `docker save`'s format, in chunks as they arrive."""
-        response = self._open("POST", "/v1/images/save", body={"names": list(names)})
-        try:
-            while chunk := self._read(response):
-                yield chunk
-        finally:
-            response.close()
-
-    def load_images(self, path: str) -> list[dict]:
-        return self._json("POST", "/v1/images/load", body={"path": path})["images"]
-
-    def prune_images(self, every: bool = False) -> dict:
-        return self._json("POST", "/v1/images/prune", query={"all": every})
-
-    def commit(self, ref: str, reference: str, changes: list[str], pause: bool = True, comment: str = "",
-               author: str = "") -> dict:
-        return self._json("POST", f"/v1/containers/{_ref(ref)}/commit",
-                          body={"reference": reference, "changes": list(changes), "pause": pause,
-                                "comment": comment, "author": author})
-
-    def build(self, body: dict) -> Iterator[dict]:
-        """Progress lines of a build; the last is {"image": ...} or an error object."""
-        return self._lines("POST", "/v1/build", body=body)
-
-    def login(self, registry: str, auth: dict) -> dict:
-        return self._json("POST", "/v1/auth", body={"registry": registry, "auth": auth})
-
     # Events
 
     def events(self, since: float | None = None, follow: bool = False,
@@ -228,20 +150,6 @@ class ApiClient(LifecycleCalls):
         if since is not None:
             query["since"] = since
         return self._lines("GET", "/v1/events", query=query)
-
-    def _lines(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Iterator[dict]:
-        """A JSON-lines stream, one object per line as it arrives."""
-        response = self._open(method, path, body=body, query=query)
-        pending = b""
-        try:
-            while chunk := self._read(response):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-        finally:
-            response.close()
 
     # Networks
 
@@ -323,13 +231,6 @@ class ApiClient(LifecycleCalls):
     def export_container(self, ref: str) -> Iterator[bytes]:
         return self._chunks(self._open("GET", f"/v1/containers/{_ref(ref)}/export"))
 
-    def _chunks(self, response: Response) -> Iterator[bytes]:
-        try:
-            while chunk := self._read(response):
-                yield chunk
-        finally:
-            response.close()
-
     # Policies
 
     def policies(self) -> dict:
@@ -409,108 +310,3 @@ class ApiClient(LifecycleCalls):
     def list_observed(self) -> list[dict]:
         """Containers Corral watches but did not start (`GET /v1/observed`)."""
         return self._json("GET", "/v1/observed")
-
-    # Transport
-
-    def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:
-        response = self._open(method, path, body=body, query=query)
-        try:
-            data = response.read()
-        except (ProtocolError, OSError) as exc:
-            raise CorralError(f"{method} {path}: the daemon's answer was cut off: {exc}") from None
-        finally:
-            response.close()
-        if response.status == 204 or not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise CorralError(f"{method} {path}: the daemon answered with invalid JSON: {data[:200]!r}") from None
-
-    def _upgrade(self, path: str, *, body: Any = None,
-                 query: dict | None = None) -> tuple[socket.socket, bytes, dict[str, str]]:
-        """The connection after `101 UPGRADED`, the bytes already read past it, its headers."""
-        response = self._open("POST", path, body=body, query=query,
-                              headers={"Connection": "Upgrade", "Upgrade": "tcp"})
-        if response.status != 101:
-            response.close()
-            raise CorralError(f"POST {path}: the daemon answered {response.status} instead of upgrading the connection")
-        return (*response.take_connection(), response.headers)
-
-    def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None,
-              headers: dict[str, str] | None = None, chunks: Iterator[bytes] | None = None) -> Response:
-        target = path
-        if query:
-            target += "?" + "&".join(f"{_percent(str(k))}={_percent(_query_value(v))}" for k, v in query.items())
-        headers = {"Host": "corral", "Accept": "application/json", **(headers or {})}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        try:
-            response = request(self._path, method, target, body=payload, headers=headers, timeout=self._timeout,
-                               chunks=chunks)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonUnavailable(
-                f"cannot reach the Corral daemon at unix://{self._path}",
-                hint="start it with `sudo corral daemon` or `make run`, or set CORRAL_HOST / --host") from None
-        except PermissionError:
-            raise DaemonUnavailable(
-                f"permission denied on the Corral daemon's socket unix://{self._path}",
-                hint="run as root, or as a member of the socket's group") from None
-        except (ProtocolError, OSError) as exc:
-            raise DaemonUnavailable(f"lost the connection to the Corral daemon at unix://{self._path}: {exc}",
-                                    hint="check the daemon's log") from None
-        if response.status >= 400:
-            try:
-                raise _error_of(response)
-            finally:
-                response.close()
-        return response
-
-    def _frames(self, response: Response) -> Iterator[tuple[int, bytes]]:
-        decoder = frames.FrameDecoder()
-        try:
-            while chunk := self._read(response):
-                yield from decoder.feed(chunk)
-            decoder.close()
-        finally:
-            response.close()
-
-    @staticmethod
-    def _read(response: Response) -> bytes:
-        try:
-            return response.read1(_READ_SIZE)
-        except (ProtocolError, OSError) as exc:
-            raise CorralError(f"the daemon ended the stream early: {exc}",
-                              hint="the daemon may have stopped; check its log") from None
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _stat_of(response: Response) -> dict:
-    import base64
-    header = response.headers.get("x-docker-container-path-stat", "")
-    try:
-        return json.loads(base64.b64decode(header)) if header else {}
-    except ValueError:
-        raise CorralError(f"the daemon sent an unreadable path stat: {header[:80]!r}") from None
-
-
-def _error_of(response: Response) -> CorralError:
-    try:
-        data = response.read()
-    except (ProtocolError, OSError):
-        data = b""
-    try:
-        payload = json.loads(data)
-        if isinstance(payload, dict) and "message" in payload:
-            return from_dict(payload)
-    except ValueError:
-        pass
-    text = data.decode(errors="replace").strip() or response.reason
-    return CorralError(f"the daemon answered {response.status}: {text}")

@@ -1,22 +1,16 @@
 """The life-cycle routes from the caller's side (agent/api/lifecycle_endpoints.py); part of
-ApiClient, which holds the transport (`_json`)."""
+ApiClient; the requests are agent/api/transport.py's."""
 from __future__ import annotations
+
+from agent.api.transport import Transport, _filters, _ref
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (CLI start-up time)
 if TYPE_CHECKING:
     from typing import Any
 
 
-def _ref(ref: str) -> str:
-    from agent.api.client import _percent
-    return _percent(ref)
-
-
-class LifecycleCalls:
+class LifecycleCalls(Transport):
     """Mixed into ApiClient: one method per life-cycle route."""
-
-    def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:
-        raise NotImplementedError    # ApiClient's
 
     def pause_container(self, ref: str) -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/pause")
@@ -50,9 +44,3 @@ class LifecycleCalls:
 
     def disk_usage(self) -> dict:
         return self._json("GET", "/v1/system/df")
-
-
-
-def _filters(filters: dict[str, list[str]] | None) -> dict:
-    from agent.api.client import _filters as query_of
-    return query_of(filters)
