@@ -216,8 +216,11 @@ def test_save_load_and_host_config_fields_corral_now_honours(docker, tmp_path):
     docker.run("rmi", "saved/busybox:kept")
     loaded = docker.out("load", "-i", str(archive))
     assert "Loaded image" in loaded
+    # Only the added entry: a bare `grep db` also matched the container's own line whenever its
+    # id (its hostname) began with "db".
+    hosts_entry = r"grep -E '^10\.9\.8\.7[[:space:]]+db([[:space:]]|$)' /etc/hosts"
     out = docker.out("run", "--rm", "--ulimit", "nofile=512:1024", "--add-host", "db:10.9.8.7",
-                     "--shm-size", "8m", "busybox", "sh", "-c", "ulimit -n; grep db /etc/hosts; df -k /dev/shm | tail -1")
+                     "--shm-size", "8m", "busybox", "sh", "-c", f"ulimit -n; {hosts_entry}; df -k /dev/shm | tail -1")
     lines = out.splitlines()
     assert lines[0] == "512" and lines[1].split()[:2] == ["10.9.8.7", "db"] and " 8192 " in f" {lines[2]} "
 
