@@ -18,61 +18,25 @@ the catalogue is `agent.metrics.model.FAMILIES` and the reference docs/metrics.m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
 
 from agent.budget.budget import SHED_TOP, Budget, SeriesEstimate
 from agent.cgroups.driver import CgroupDriver, CgroupStats
+from agent.metrics.cgroup_samples import add_cgroup_stats
 from agent.metrics.model import FAMILIES, SCRAPE_ERROR_SOURCES, MetricsOptions, WatchedContainer, container_label_name
+from agent.metrics.proc_status import read_small, threads_of
+from agent.metrics.sample import make_sample, sample_adder
 from agent.metrics.sampler import ProbeReading, Sampler
 from agent.metrics.syscall_series import CALLS, ERRORS, SyscallText
 from agent.metrics.text import TextMetric
 
 log = logging.getLogger(__name__)
 
-# Sample(...) goes through a generated __new__ that checks arguments; a scrape builds tens of
-# thousands of them, and building the tuple directly costs a third less.
-_tuple_new = tuple.__new__
-
-
-def _sample(name: str, labels: dict, value) -> Sample:
-    return _tuple_new(Sample, (name, labels, value, None, None))
-
-# cgroup figures exported as they are: (family, CgroupStats attribute).
-_PLAIN_STATS = (
-    ("container_cpu_user_seconds_total", "cpu_user_seconds"),
-    ("container_cpu_system_seconds_total", "cpu_system_seconds"),
-    ("container_memory_usage_bytes", "memory_usage_bytes"),
-    ("container_memory_working_set_bytes", "memory_working_set_bytes"),
-    ("container_memory_rss", "memory_rss_bytes"),
-    ("container_memory_cache", "memory_cache_bytes"),
-    ("container_memory_max_usage_bytes", "memory_max_usage_bytes"),
-    ("container_memory_failcnt", "memory_failcnt"),
-    ("container_spec_cpu_period", "cpu_period_us"),
-    # memory.events, one family per event (v1 has `max` as memory.failcnt and `oom_kill` in
-    # memory.oom_control, and neither `high` nor `oom`: those are absent there, not 0).
-    ("container_memory_events_high_total", "memory_high_events"),
-    ("container_memory_events_max_total", "memory_failcnt"),
-    ("container_memory_events_oom_total", "oom_events"),
-    ("container_memory_events_oom_kill_total", "oom_kills"),
-)
-# Exported only for containers with a CPU quota, as cAdvisor does: without one the kernel
-# counts no periods and a throttling ratio would be 0/0.
-_CFS_STATS = (
-    ("container_cpu_cfs_periods_total", "cpu_periods"),
-    ("container_cpu_cfs_throttled_periods_total", "cpu_throttled_periods"),
-    ("container_cpu_cfs_throttled_seconds_total", "cpu_throttled_seconds"),
-)
-_PRESSURE = tuple(
-    (resource, f"container_pressure_{resource}_waiting_seconds_total",
-     f"container_pressure_{resource}_stalled_seconds_total")
-    for resource in ("cpu", "memory", "io"))
 # (container_* family, corral_* family, NetCounters field)
 _NETWORK = (
     ("container_network_receive_bytes_total", "corral_network_receive_bytes_total", "rx_bytes"),
@@ -178,7 +142,7 @@ class ContainerCollector:
             self._collect_container(container, labels, metrics, samples, reading, now, errors, usage)
         self._labels = labels_now   # containers gone since the last scrape are dropped
         if "corral_containers" in samples:
-            samples["corral_containers"].append(_sample("corral_containers", {}, len(containers)))
+            samples["corral_containers"].append(make_sample("corral_containers", {}, len(containers)))
         if reading is not None:
             self._add_probe_health(reading, samples)
         with self._lock:
@@ -187,7 +151,7 @@ class ContainerCollector:
             totals = dict(self._scrape_errors)
         if "corral_scrape_errors_total" in samples:
             samples["corral_scrape_errors_total"].extend(
-                _sample("corral_scrape_errors_total", {"source": source}, count)
+                make_sample("corral_scrape_errors_total", {"source": source}, count)
                 for source, count in totals.items())
         if self._budget is not None:
             self._tell_budget(self._budget, samples, usage)
@@ -227,14 +191,14 @@ class ContainerCollector:
         # One label dict per container, shared by every series that carries only these labels:
         # the exposition code only reads it, and a scrape of 200 containers saves thousands.
         identity = labels.identity
-        add = _adder(samples)
+        add = sample_adder(samples)
 
         add("container_start_time_seconds", identity, container.started_at)
         add("container_last_seen", identity, now)
 
         stats = self._sampler.cgroup_stats(container, errors)
         if stats is not None:
-            self._add_cgroup_stats(stats, labels, add)
+            add_cgroup_stats(stats, labels, add)
 
         oom_kills = stats.oom_kills if stats is not None else None
         if oom_kills is None and reading is not None:
@@ -269,26 +233,6 @@ class ContainerCollector:
                 labels[label] = str(container.labels[key])
         return labels
 
-    @staticmethod
-    def _add_cgroup_stats(stats: CgroupStats, labels: _ContainerLabels, add) -> None:
-        identity = labels.identity
-        if stats.cpu_usage_seconds is not None:
-            add("container_cpu_usage_seconds_total", labels.cpu_total, stats.cpu_usage_seconds)
-        for family, attribute in _PLAIN_STATS:
-            add(family, identity, getattr(stats, attribute))
-        if stats.cpu_quota_us is not None:
-            add("container_spec_cpu_quota", identity, stats.cpu_quota_us)
-            for family, attribute in _CFS_STATS:
-                add(family, identity, getattr(stats, attribute))
-        # cAdvisor shows "unlimited" as 0 for both limits.
-        add("container_spec_memory_limit_bytes", identity, stats.memory_limit_bytes or 0)
-        add("container_threads_max", identity, stats.pids_limit or 0)
-        for resource, waiting, stalled in _PRESSURE:
-            pressure = stats.pressure.get(resource)
-            if pressure is not None:
-                add(waiting, identity, pressure.some_seconds)
-                add(stalled, identity, pressure.full_seconds)
-
     def _add_processes(self, container: WatchedContainer, identity: dict,
                        stats: CgroupStats | None, add, errors: dict) -> None:
         try:
@@ -309,7 +253,7 @@ class ContainerCollector:
         processes = threads = 0
         for pid in pids:
             try:
-                status = _read_small(f"{self._proc_root}/{pid}/status")
+                status = read_small(f"{self._proc_root}/{pid}/status")
             except (FileNotFoundError, ProcessLookupError):
                 continue  # exited since the cgroup was listed: no longer one of its processes
             except OSError:
@@ -317,7 +261,7 @@ class ContainerCollector:
                 errors["processes"] += 1
                 return
             processes += 1
-            threads += _threads(status)
+            threads += threads_of(status)
         add("container_processes", identity, processes)
         add("container_threads", identity, threads)
 
@@ -397,11 +341,11 @@ class ContainerCollector:
         for index, count in enumerate(buckets):
             cumulative += count
             estimate += count * midpoints[index]
-            out.append(_sample("corral_syscall_duration_seconds_bucket",
+            out.append(make_sample("corral_syscall_duration_seconds_bucket",
                                {**labels, "le": bounds[index]}, cumulative))
-        out.append(_sample("corral_syscall_duration_seconds_bucket", {**labels, "le": "+Inf"}, cumulative))
-        out.append(_sample("corral_syscall_duration_seconds_count", labels, cumulative))
-        out.append(_sample("corral_syscall_duration_seconds_sum", labels, estimate))
+        out.append(make_sample("corral_syscall_duration_seconds_bucket", {**labels, "le": "+Inf"}, cumulative))
+        out.append(make_sample("corral_syscall_duration_seconds_count", labels, cumulative))
+        out.append(make_sample("corral_syscall_duration_seconds_sum", labels, estimate))
 
     def _bounds(self, length: int) -> tuple[list[str], list[float]]:
         cached = self._bucket_bounds.get(length)
@@ -423,50 +367,17 @@ class ContainerCollector:
     def _add_probe_health(reading: ProbeReading, samples: dict) -> None:
         attached = samples.get("corral_probe_attached")
         if attached is not None:
-            attached.extend(_sample("corral_probe_attached", {"probe": probe}, 1 if up else 0)
+            attached.extend(make_sample("corral_probe_attached", {"probe": probe}, 1 if up else 0)
                             for probe, up in sorted(reading.status.items()))
         errors = samples.get("corral_probe_errors_total")
         if errors is not None:
-            errors.extend(_sample("corral_probe_errors_total", {"probe": probe}, count)
+            errors.extend(make_sample("corral_probe_errors_total", {"probe": probe}, count)
                           for probe, count in sorted(reading.errors.items()))
         entries = samples.get("corral_probe_map_entries")
         if entries is not None:
-            entries.extend(_sample("corral_probe_map_entries", {"map": name}, count)
+            entries.extend(make_sample("corral_probe_map_entries", {"map": name}, count)
                            for name, count in sorted(reading.map_entries.items()))
         lost = samples.get("corral_events_lost_total")
         if lost is not None:
-            lost.extend(_sample("corral_events_lost_total", {"reason": reason}, count)
+            lost.extend(make_sample("corral_events_lost_total", {"reason": reason}, count)
                         for reason, count in sorted(reading.events_lost.items()))
-
-
-def _adder(samples: dict) -> Callable[[str, dict, float | None], None]:
-    """add(family, labels, value): one sample, unless the family is dropped or the value unknown."""
-    get = samples.get
-
-    def add(family: str, labels: dict, value) -> None:
-        out = get(family)
-        if out is not None and value is not None:
-            out.append(_tuple_new(Sample, (family, labels, value, None, None)))
-    return add
-
-
-def _read_small(path: str) -> bytes:
-    """A /proc file in one read: os.open/os.read skip the buffered file object, which is most
-    of the cost of reading a 1 KiB file and adds up over every process of every container."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 65536)
-    finally:
-        os.close(fd)
-
-
-def _threads(status: bytes) -> int:
-    """The Threads: field of a /proc/<pid>/status file (1 if the kernel left it out)."""
-    start = status.find(b"\nThreads:")
-    if start < 0:
-        return 1
-    end = status.find(b"\n", start + 9)
-    try:
-        return int(status[start + 9:end if end > 0 else None])
-    except ValueError:
-        return 1
