@@ -6,20 +6,18 @@ only its own figure empty in a stats reading. Writes and directory changes turn 
 `KernelError` naming the file and the value, here and nowhere else.
 
 Stats readings are on the scrape path (tens of files per container, every few seconds), so
-they read bytes with raw os calls, keep cgroupfs files open between readings (`OpenFiles`) and
+they read bytes with raw os calls, keep cgroupfs files open between readings (`kept_files.OpenFiles`) and
 pick the few figures they need out of the bytes (`keyed_value`) instead of parsing every line.
 """
 from __future__ import annotations
 
 import errno
 import os
-import resource
-import threading
 import time
 
 from agent.cgroups.driver import Pressure
+from agent.cgroups.kept_files import OpenFiles, pread_all
 from agent.errors import InvalidArgument, KernelError
-from agent.mount_table import MOUNTINFO, mount_holding, read_mount_table
 
 # v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes (9223372036854771712 with 4 KiB
 # pages); anything this large cannot be a limit somebody set.
@@ -100,32 +98,12 @@ def parse_pids(text: str) -> list[int]:
 
 # --- readers ---------------------------------------------------------------------------------
 
-# Every cgroup file but a big cgroup.procs fits in one read of this size.
-_CHUNK = 65536
-
-
-def _pread_all(fd: int) -> bytes:
-    """The whole file from offset 0. On cgroupfs a read at offset 0 makes the kernel write the
-    file afresh, so this is also how a kept-open file is re-read."""
-    data = os.pread(fd, _CHUNK, 0)
-    if len(data) < _CHUNK:
-        return data
-    parts = [data]
-    offset = len(data)
-    while True:
-        more = os.pread(fd, _CHUNK, offset)
-        if not more:
-            return b"".join(parts)
-        parts.append(more)
-        offset += len(more)
-
-
 def read_bytes(path: str) -> bytes:
     """The file's bytes through os.open/os.pread/os.close: half the cost of a buffered open()
     for the small files cgroups are made of."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return _pread_all(fd)
+        return pread_all(fd)
     finally:
         os.close(fd)
 
@@ -220,82 +198,6 @@ def pids_of(data: bytes | None) -> list[int] | None:
         return [int(word) for word in data.split()]
     except ValueError:
         return None
-
-
-class OpenFiles:
-    """Cgroup files kept open between readings and re-read with pread at offset 0.
-
-    Why: on cgroupfs (kernfs) opening and closing a file costs ~10 µs and a pread of an open
-    one ~2 µs, and a scrape reads ~17 files per container. Nothing is served stale: kernfs
-    writes the file afresh on every read from offset 0, and once the cgroup is removed a kept
-    file answers ENODEV, so it is closed and the path opened again (a cgroup made anew under
-    the same name) or reported missing like any absent file. That holds on cgroupfs only: on
-    a regular filesystem a file replaced by rename would be read stale, so drivers keep files
-    open only where `on_cgroupfs` says so.
-
-    At most `max_open` files are kept (a quarter of the soft RLIMIT_NOFILE by default, so the
-    daemon's own sockets and containers' launches never run short); past that, files are
-    opened, read and closed. `forget(directory)` closes the files of a removed cgroup. Safe
-    across threads: one lock keeps a file from being closed while another thread reads it.
-    """
-
-    def __init__(self, max_open: int | None = None) -> None:
-        if max_open is None:
-            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            max_open = 4096 if soft == resource.RLIM_INFINITY else max(0, soft // 4)
-        self.max_open = max_open
-        self._fds: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._fds)
-
-    def read(self, path: str) -> bytes:
-        """The file's bytes now; OSError when it cannot be opened or read."""
-        with self._lock:
-            fd = self._fds.get(path)
-            if fd is not None:
-                try:
-                    data = os.pread(fd, _CHUNK, 0)
-                    return data if len(data) < _CHUNK else _pread_all(fd)
-                except OSError:
-                    # ENODEV: the cgroup was removed since; look the path up again below.
-                    del self._fds[path]
-                    os.close(fd)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                data = _pread_all(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            if len(self._fds) < self.max_open:
-                self._fds[path] = fd
-            else:
-                os.close(fd)
-            return data
-
-    def forget(self, directory: str) -> None:
-        """Close the kept files below `directory` (a cgroup being removed)."""
-        prefix = directory.rstrip("/") + "/"
-        with self._lock:
-            for path in [p for p in self._fds if p.startswith(prefix)]:
-                os.close(self._fds.pop(path))
-
-    def close(self) -> None:
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
-
-
-def on_cgroupfs(path: str, mountinfo: str = str(MOUNTINFO)) -> bool:
-    """Whether `path` is on a cgroup or cgroup2 filesystem (the mount holding it, by the
-    longest mount point that is a prefix of its real path)."""
-    try:
-        holder = mount_holding(read_mount_table(mountinfo), path)
-    except OSError:
-        return False
-    return holder is not None and holder.fstype in ("cgroup", "cgroup2")
 
 
 def optional(parse, path: str):

@@ -14,7 +14,7 @@ import os
 import signal
 from typing import Sequence
 
-from agent.cgroups import files, io
+from agent.cgroups import files, io, kept_files
 from agent.cgroups.devices import DeviceGuard, DeviceRule, v1_lines
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
 from agent.cgroups.io import BlockIo
@@ -75,11 +75,11 @@ class HybridDriver(CgroupDriver):
                 self.hierarchies[controller] = os.path.join(mount, self.parent)
         self.unified_parent = os.path.join(self.unified_root, self.parent)
         # Stats re-read the same files every scrape: keep them open where that is safe
-        # (cgroupfs; see files.OpenFiles). None: decide from the mounts.
+        # (cgroupfs; see kept_files.OpenFiles). None: decide from the mounts.
         if keep_files_open is None:
-            keep_files_open = all(files.on_cgroupfs(os.path.dirname(d))
+            keep_files_open = all(kept_files.on_cgroupfs(os.path.dirname(d))
                                   for d in [*self.hierarchies.values(), self.unified_parent])
-        self._open_files = files.OpenFiles() if keep_files_open else None
+        self._open_files = kept_files.OpenFiles() if keep_files_open else None
         self._read = self._open_files.read if self._open_files is not None else files.read_bytes
 
     # --- naming -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import signal
 from typing import Sequence
 
-from agent.cgroups import files, io
+from agent.cgroups import files, io, kept_files
 from agent.cgroups.devices import DeviceGuard, DeviceRule
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
 from agent.cgroups.io import BlockIo
@@ -36,10 +36,10 @@ class V2Driver(CgroupDriver):
         self.remove_timeout = remove_timeout
         self.freeze_timeout = freeze_timeout
         # Stats re-read the same files every scrape: keep them open where that is safe
-        # (cgroupfs; see files.OpenFiles). None: decide from the mount.
+        # (cgroupfs; see kept_files.OpenFiles). None: decide from the mount.
         if keep_files_open is None:
-            keep_files_open = files.on_cgroupfs(root)
-        self._open_files = files.OpenFiles() if keep_files_open else None
+            keep_files_open = kept_files.on_cgroupfs(root)
+        self._open_files = kept_files.OpenFiles() if keep_files_open else None
         self._read = self._open_files.read if self._open_files is not None else files.read_bytes
 
     # --- naming -------------------------------------------------------------------------------

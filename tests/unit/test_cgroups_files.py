@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.cgroups import files
+from agent.cgroups import files, kept_files
 from agent.cgroups.driver import Pressure
 from agent.errors import InvalidArgument, KernelError
 
@@ -175,13 +175,13 @@ def test_read_bytes_reads_files_larger_than_one_chunk(tmp_path):
     content = "".join(f"{pid}\n" for pid in range(100_000)).encode()   # ~590 KB
     big.write_bytes(content)
     assert files.read_bytes(str(big)) == content
-    assert files.OpenFiles(max_open=4).read(str(big)) == content
+    assert kept_files.OpenFiles(max_open=4).read(str(big)) == content
 
 
 def test_open_files_read_the_content_of_now(tmp_path):
     target = tmp_path / "memory.usage_in_bytes"
     target.write_text("100\n")
-    kept = files.OpenFiles(max_open=8)
+    kept = kept_files.OpenFiles(max_open=8)
     assert kept.read(str(target)) == b"100\n"
     files.write_value(str(target), 200)      # in place, as the kernel changes a cgroup file
     assert kept.read(str(target)) == b"200"
@@ -195,7 +195,7 @@ def test_open_files_keep_at_most_max_open_and_still_read_the_rest(tmp_path):
     for index in range(5):
         (tmp_path / f"f{index}").write_text(f"{index}\n")
         paths.append(str(tmp_path / f"f{index}"))
-    kept = files.OpenFiles(max_open=2)
+    kept = kept_files.OpenFiles(max_open=2)
     assert [kept.read(p) for p in paths] == [f"{i}\n".encode() for i in range(5)]
     assert len(kept) == 2
     with pytest.raises(FileNotFoundError):
@@ -207,7 +207,7 @@ def test_forget_closes_the_files_of_one_directory(tmp_path):
     for name in ("a", "ab"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "pids.current").write_text("1\n")
-    kept = files.OpenFiles(max_open=8)
+    kept = kept_files.OpenFiles(max_open=8)
     kept.read(str(tmp_path / "a" / "pids.current"))
     kept.read(str(tmp_path / "ab" / "pids.current"))
     kept.forget(str(tmp_path / "a"))
@@ -219,7 +219,7 @@ def test_a_kept_file_that_fails_is_opened_again(tmp_path, monkeypatch):
     """A removed cgroup's files answer ENODEV; the path may name a cgroup made anew since."""
     target = tmp_path / "cpu.stat"
     target.write_text("usage_usec 1\n")
-    kept = files.OpenFiles(max_open=8)
+    kept = kept_files.OpenFiles(max_open=8)
     kept.read(str(target))
     failures = []
     real_pread = os.pread
@@ -243,9 +243,9 @@ def test_on_cgroupfs_goes_by_the_mount_holding_the_path(tmp_path):
         "30 22 0:26 / /sys/fs/cgroup ro shared:9 - tmpfs tmpfs ro,mode=755\n"
         "35 30 0:30 / /sys/fs/cgroup/memory rw shared:14 - cgroup cgroup rw,memory\n"
         "31 30 0:27 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw\n")
-    assert files.on_cgroupfs("/sys/fs/cgroup/memory/corral", str(mountinfo))
-    assert files.on_cgroupfs("/sys/fs/cgroup/unified", str(mountinfo))
-    assert not files.on_cgroupfs("/sys/fs/cgroup", str(mountinfo))          # the tmpfs
-    assert not files.on_cgroupfs("/sys/fs/cgroup/memoryx", str(mountinfo))
-    assert not files.on_cgroupfs(str(tmp_path), str(mountinfo))
-    assert not files.on_cgroupfs("/", str(tmp_path / "missing"))
+    assert kept_files.on_cgroupfs("/sys/fs/cgroup/memory/corral", str(mountinfo))
+    assert kept_files.on_cgroupfs("/sys/fs/cgroup/unified", str(mountinfo))
+    assert not kept_files.on_cgroupfs("/sys/fs/cgroup", str(mountinfo))          # the tmpfs
+    assert not kept_files.on_cgroupfs("/sys/fs/cgroup/memoryx", str(mountinfo))
+    assert not kept_files.on_cgroupfs(str(tmp_path), str(mountinfo))
+    assert not kept_files.on_cgroupfs("/", str(tmp_path / "missing"))
