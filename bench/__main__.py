@@ -77,9 +77,14 @@ def _benches(quick: bool) -> dict:
         from bench import cli_startup
         return cli_startup.run(rounds=5 if quick else 20)
 
+    def footprint():
+        from bench import footprint
+        return footprint.run()
+
     return {"cli": cli, "launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
             "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
-            "build": build, "userns": userns, "history": history}
+            "build": build, "userns": userns, "history": history,
+            "footprint": footprint}
 
 
 def _number(value) -> str:

@@ -6,7 +6,7 @@ alone. The real daemon runs as `make run` does (probes, metrics, bridge networki
 policies/ folder), from its own root; after it settles, its idle CPU is the growth of
 utime+stime in /proc/PID/stat over ~10 s windows (% of one core), its RSS is VmRSS, and its
 /metrics endpoint is scraped with gzip as Prometheus does. The RSS anchor is a fresh Python
-process that only compiles and attaches the same probes (BCC keeps ~60 MiB per compile), so
+process that only compiles and attaches the same probes (libbcc's LLVM and clang: ~85 MiB, bench/footprint.py), so
 the ratio says how much the daemon carries beyond the BPF toolchain it cannot do without.
 """
 from __future__ import annotations

@@ -1,0 +1,86 @@
+"""Footprint: a real daemon's RSS with and without probes, at 0 and 20 `sleep` containers, split
+by mapping (libLLVM, libclang, libbcc, the heap, anonymous mmaps, Python), and its time from exec
+to an answering API with the probes' compile share from its own log line.
+
+Each daemon runs from its own root with `--no-network --docker-socket ""` (containers use
+`--net none`), so the figures are the core daemon's. The anchor is the probes-only process of
+bench/daemon_cost.py, measured in the same run.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import sys
+import time
+from pathlib import Path
+
+from bench.common import BenchDaemon, Row
+from bench.daemon_cost import MIB, probes_only_rss
+
+SLEEPER = {"image": "busybox:latest", "command": ["sleep", "3600"], "network": "none"}
+CONTAINERS = 20
+_COMPILED = re.compile(r"probes compiled and attached in ([0-9.]+)s")
+
+
+def _group(name: str) -> str:
+    """Which part of the process a mapping (its path or [name]) belongs to."""
+    for key, group in (("LLVM", "libLLVM"), ("clang", "libclang"), ("libbcc", "libbcc"), ("python", "python")):
+        if key in name:
+            return group
+    return "other files" if name.startswith("/") else name or "[anon]"
+
+
+def breakdown(pid: int) -> dict[str, float]:
+    """Resident MiB per mapping group, from /proc/PID/smaps (status gives the anon/file split)."""
+    resident: collections.Counter[str] = collections.Counter()
+    group = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            group = _group(fields[5] if len(fields) > 5 else "")
+        elif fields and fields[0] == "Rss:":
+            resident[group] += int(fields[1])
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "RssAnon:", "RssFile:")):
+            resident[line.split(":")[0]] = int(line.split()[1])
+    return {name: round(kib / 1024, 1) for name, kib in resident.most_common()}
+
+
+def measure(*extra: str) -> dict:
+    start = time.monotonic()
+    with BenchDaemon("--docker-socket", "", "--no-network", *extra, name="footprint") as daemon:
+        ready = time.monotonic() - start
+        time.sleep(4)       # the first policy pass and metrics collection settle
+        result: dict = {"ready_seconds": ready, "0": breakdown(daemon.pid)}
+        for index in range(CONTAINERS):
+            daemon.run({**SLEEPER, "name": f"bench-footprint-{index}"})
+        time.sleep(4)
+        for _ in range(5):
+            daemon.metrics()
+        result[str(CONTAINERS)] = breakdown(daemon.pid)
+        compiled = _COMPILED.search(daemon.log.read_text())
+        result["compile_seconds"] = float(compiled.group(1)) if compiled else None
+    return result
+
+
+def run() -> dict:
+    anchor = probes_only_rss()
+    measured = {"probes": measure(), "no probes": measure("--no-probes")}
+    rows = []
+    for mode, figures in measured.items():
+        for count in ("0", str(CONTAINERS)):
+            parts = figures[count]
+            rss = parts["VmRSS"]
+            rows.append(Row("footprint", f"RSS, {mode}, {count} containers", "MiB", rss, anchor="probes-only process",
+                            ratio=rss * MIB / anchor, target="<= 140 MiB", met=rss <= 140,
+                            note=", ".join(f"{name} {mib:g}" for name, mib in parts.items()
+                                           if name != "VmRSS" and mib >= 1)).to_dict())
+        compile_note = f"compile {figures['compile_seconds']:.2f} s" if figures["compile_seconds"] else "no compile"
+        rows.append(Row("footprint", f"exec to API ready, {mode}", "s", figures["ready_seconds"],
+                        target="<= 0.5 s", met=figures["ready_seconds"] <= 0.5, note=compile_note).to_dict())
+    return {"daemons": measured, "probes_only_rss_bytes": anchor, "rows": rows}
+
+
+if __name__ == "__main__":
+    from bench.__main__ import main
+    sys.exit(main(["footprint", *sys.argv[1:]]))
