@@ -16,25 +16,23 @@ import signal as signals
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerStarted, ContainerStopped
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, Limits
-from agent.errors import Conflict, CorralError, InvalidArgument, KernelError, NotFound
+from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
-from agent.runtime import inspect as inspection
 from agent.runtime.connections import attach_all, set_attachments
 from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
 from agent.runtime.launch import launch
-from agent.runtime.logs import LogQuery, encoded_log
-from agent.runtime.model import CREATED, EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
+from agent.runtime.model import EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
+from agent.runtime.queries import ContainerQueries
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
 from agent.runtime.volumes import Volumes
@@ -48,7 +46,7 @@ log = logging.getLogger(__name__)
 
 # The container's seccomp filter (profile + policies' deny rules), in its state directory.
 SECCOMP_FILE = FILTER_FILE
-class Runtime(Endings):
+class Runtime(Endings, ContainerQueries):
     """Implements agent.runtime.service.RuntimeService."""
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
@@ -239,68 +237,6 @@ class Runtime(Endings):
             if container.state in LIVE:
                 raise KernelError(f"container {container.name} did not die after SIGKILL")
         self._destroy(container, volumes=volumes)
-
-    def wait(self, ref: str, timeout: float | None = None, condition: str = "not-running") -> Container:
-        """Until the container is not running (`not-running`), has exited after this call
-        (`next-exit`) or is removed (`removed`: the container as last seen); or timeout."""
-        container = self.store.get(ref)
-        container_id, exited_before = container.id, container.finished_at
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while True:
-                try:
-                    container = self.store.get(container_id)
-                except NotFound:
-                    if condition == "removed":
-                        return container
-                    raise NotFound(f"container {ref} was removed while waiting for it") from None
-                if container.state not in LIVE and container.state != CREATED and (
-                        condition == "not-running"
-                        or condition == "next-exit" and container.finished_at != exited_before):
-                    return container
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return container
-                self._changed.wait(remaining)
-
-    def get(self, ref: str) -> Container:
-        return self.store.get(ref)
-
-    def wait_change(self, seconds: float) -> None:
-        """Sleep until any container changes state, or `seconds` pass."""
-        with self._changed:
-            self._changed.wait(seconds)
-
-    def list(self, all: bool = False) -> list[Container]:
-        containers = self.store.all()
-        return containers if all else [c for c in containers if c.state in LIVE]
-
-    def inspect(self, ref: str) -> dict:
-        container = self.store.get(ref)
-        limits = None
-        if container.cgroup and self.cgroups.exists(CgroupPaths.from_dict(container.cgroup)):
-            limits = self.cgroups.read_limits(CgroupPaths.from_dict(container.cgroup))
-        layers = []
-        try:
-            layers = [str(p) for p in self.images.layer_paths(self.images.get(container.image_id))]
-        except CorralError:
-            pass
-        return inspection.describe(container, limits, self.cgroups.mode, layers,
-                                   self.store.directory(container.id))
-
-    def logs(self, ref: str, follow: bool = False, query: LogQuery | None = None) -> Iterator[bytes]:
-        """Docker frames of the log; `query` (agent/runtime/logs.py) says which, else all, followed
-        with `follow`."""
-        container = self.store.get(ref)
-        path = self.store.directory(container.id) / "container.log"
-
-        def running() -> bool:
-            try:
-                return self.store.get(container.id).state in (*LIVE, CREATED)
-            except NotFound:
-                return False
-
-        return encoded_log(path, query or LogQuery(follow=follow), alive=running, wait=self.wait_change)
 
     def exec(self, ref: str, command: builtins.list[str], env: builtins.list[str] | None = None,
              workdir: str | None = None, *, announce: bool = True, tty: bool = False, stdin: bool = False,
