@@ -21,20 +21,17 @@ the registry works out what changed.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import logging
 import os
 import select
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterator, cast
+from typing import Callable, Iterator, cast
 
 from agent.cgroups.driver import CgroupPaths
 from agent.discovery.classify import classify
+from agent.discovery.inotify import DirEvent, Inotify
 from agent.errors import InvalidArgument, KernelError
 
 log = logging.getLogger(__name__)
@@ -45,15 +42,6 @@ MAX_DEPTH = 8          # kubepods.slice/<qos>.slice/<pod>.slice/<scope> is 4; le
 OWN_PARENT = "corral"  # the cgroup drivers' parent (agent/cgroups/detect.py); the daemon passes its own
 DEGRADED_INTERVAL = 2.0  # full walks this often when inotify cannot watch the whole tree
 
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_ONLYDIR = 0x01000000
-IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
-_EVENT = struct.Struct("iIII")      # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
 @dataclass(frozen=True)
@@ -180,88 +168,6 @@ def scan(trees: CgroupTrees, root: str = "/", *,
     return {rel: trees.paths(rel) for rel in sorted(found)}, walked
 
 
-@dataclass(frozen=True)
-class DirEvent:
-    """A directory made or removed (`name`) in a watched directory (`where`, its watch's tag)."""
-
-    where: Hashable
-    name: str
-
-
-class Inotify:
-    """inotify through ctypes (the standard library has none): directories only. Each watch
-    carries a tag the events are reported with."""
-
-    MASK = IN_CREATE | IN_DELETE | IN_ONLYDIR
-
-    def __init__(self) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if self.fd < 0:
-            err = ctypes.get_errno()
-            raise KernelError(f"inotify_init1: {os.strerror(err)}",
-                              hint="raise fs.inotify.max_user_instances; the rescan still finds cgroups")
-        self._tags: dict[int, Hashable] = {}    # wd -> tag
-        self._wds: dict[str, int] = {}          # directory -> wd
-        self._paths: dict[int, str] = {}        # wd -> directory
-        self.limit_reached = False              # a watch was refused (ENOSPC) since last cleared
-
-    def add(self, directory: str, tag: Hashable) -> bool:
-        """Watch `directory`; False when it vanished or the watch limit is reached.
-
-        Asks the kernel every time (one syscall): a directory removed and remade under the same
-        path gets a new watch even when the old one's IN_IGNORED has not been read yet."""
-        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), self.MASK)
-        if wd < 0:
-            if ctypes.get_errno() == errno.ENOSPC:
-                if not self.limit_reached:
-                    log.warning("observe: inotify watch limit reached at %s; relying on rescans every "
-                                "%.0fs (raise fs.inotify.max_user_watches)", directory, DEGRADED_INTERVAL)
-                self.limit_reached = True
-            return False
-        self._tags[wd] = tag
-        self._paths[wd] = directory
-        self._wds[directory] = wd
-        return True
-
-    def __len__(self) -> int:
-        return len(self._tags)
-
-    def read(self) -> tuple[list[DirEvent], bool]:
-        """Drain pending events: the directories made or removed, and whether events were lost."""
-        events: list[DirEvent] = []
-        overflow = False
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return events, overflow
-            if not data:
-                return events, overflow
-            offset = 0
-            while offset + _EVENT.size <= len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
-                offset += _EVENT.size + length
-                if mask & IN_Q_OVERFLOW:
-                    overflow = True
-                if mask & IN_IGNORED:
-                    self._forget(wd)
-                elif mask & (IN_CREATE | IN_DELETE) and mask & IN_ISDIR and wd in self._tags:
-                    events.append(DirEvent(self._tags[wd], os.fsdecode(name)))
-
-    def _forget(self, wd: int) -> None:
-        self._tags.pop(wd, None)
-        directory = self._paths.pop(wd, None)
-        if directory is not None and self._wds.get(directory) == wd:
-            del self._wds[directory]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 class CgroupWatcher:
     """Calls `on_scan(found)` at start, within ~`settle` seconds of any cgroup created or removed
     below `root`, and after every full rescan (every `rescan_interval` seconds or more).
@@ -292,7 +198,7 @@ class CgroupWatcher:
     def start(self) -> None:
         """Scan once now (so the first listing is complete) and follow changes in a thread."""
         try:
-            self._inotify = Inotify()
+            self._inotify = Inotify(degraded_interval=DEGRADED_INTERVAL)
         except KernelError as exc:
             log.warning("observe: %s; discovering by rescans every %.0fs", exc, DEGRADED_INTERVAL)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)

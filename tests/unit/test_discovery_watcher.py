@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from agent.discovery.watcher import CgroupTrees, CgroupWatcher, DirEvent, Inotify, scan
+from agent.discovery.inotify import DirEvent, Inotify
+from agent.discovery.watcher import CgroupTrees, CgroupWatcher, scan
 
 ID = "ab" * 32
 OTHER = "cd" * 32
