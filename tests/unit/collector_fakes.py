@@ -2,6 +2,7 @@
 double with given readings, a /proc tree, two containers and the scrape helpers."""
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.cgroups.driver import CgroupPaths, CgroupStats, Pressure
@@ -67,6 +68,14 @@ def write_proc(root, pid: int, threads: int) -> None:
     directory = root / str(pid)
     directory.mkdir(parents=True)
     (directory / "status").write_text(f"Name:\tsh\nPid:\t{pid}\nThreads:\t{threads}\nVmRSS:\t1 kB\n")
+
+
+@pytest.fixture
+def proc(tmp_path):
+    """An empty /proc tree the collector reads instead of the host's."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    return root
 
 
 WEB = container("aaa111", "web", 1001, labels={"com.example.tier": "front", "team": "a"})

@@ -7,8 +7,6 @@ would see them (`get_sample_value`).
 """
 from __future__ import annotations
 
-import pytest
-
 from agent.cgroups.driver import CgroupStats
 from agent.metrics.collector import ContainerCollector
 from agent.metrics.model import MetricsOptions, cadvisor_id
@@ -24,17 +22,10 @@ from tests.unit.collector_fakes import (
     full_stats,
     make,
     probes_for_web,
+    proc,  # noqa: F401 (a fixture: pytest finds it by name)
     scrape,
     write_proc,
 )
-
-
-@pytest.fixture
-def proc(tmp_path):
-    """An empty /proc tree the collector reads instead of the host's."""
-    root = tmp_path / "proc"
-    root.mkdir()
-    return root
 
 
 def test_cgroup_figures_carry_cadvisor_names_and_labels(proc):

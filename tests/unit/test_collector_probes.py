@@ -24,18 +24,10 @@ from tests.unit.collector_fakes import (
     full_stats,
     make,
     probes_for_web,
+    proc,  # noqa: F401 (a fixture: pytest finds it by name)
     scrape,
     snapshot,
 )
-
-
-@pytest.fixture
-def proc(tmp_path):
-    """An empty /proc tree the collector reads instead of the host's."""
-    root = tmp_path / "proc"
-    root.mkdir()
-    return root
-
 
 # -- BPF counters ----------------------------------------------------------------------------
 
