@@ -140,6 +140,9 @@ WaitCondition = Annotated[str, msgspec.Meta(
 
 class WaitQuery(Object, frozen=True):
     condition: WaitCondition = "not-running"
+    # Once it has exited, remove it with its anonymous volumes (`rm -v`) before answering: the
+    # foreground `run --rm` in one round trip instead of wait + remove.
+    remove: bool = False
 
 
 class KillQuery(Object, frozen=True):

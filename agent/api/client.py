@@ -78,10 +78,13 @@ class ApiClient(LifecycleCalls, ImageCalls):
     def kill_container(self, ref: str, signal: str | int = "KILL") -> dict:
         return self._json("POST", f"/v1/containers/{_ref(ref)}/kill", query={"signal": signal})
 
-    def wait_container(self, ref: str, condition: str = "not-running") -> dict:
+    def wait_container(self, ref: str, condition: str = "not-running", *, remove: bool = False) -> dict:
         """{"exit_code": int, "oom_killed": bool} once the container has exited (`condition`:
-        not-running, next-exit or removed)."""
-        query = {} if condition == "not-running" else {"condition": condition}
+        not-running, next-exit or removed); `remove`: the daemon then removes it with its
+        anonymous volumes before it answers."""
+        query: dict[str, Any] = {} if condition == "not-running" else {"condition": condition}
+        if remove:
+            query["remove"] = True
         return self._json("POST", f"/v1/containers/{_ref(ref)}/wait", query=query)
 
     def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:

@@ -7,6 +7,7 @@ reference is a clean 404 and not a broken stream.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import threading
@@ -27,12 +28,12 @@ from agent.api.bodies import (
     WaitQuery,
 )
 from agent.api.routes import JSON_LINES_TYPE, Request, Response, Router
-from agent.errors import CorralError
+from agent.errors import CorralError, NotFound
 from agent.events import EventLog
 from agent.log_time import parse_log_time, parse_tail
 from agent.runtime import filters
 from agent.runtime.logs import LogQuery
-from agent.runtime.model import ContainerSpec
+from agent.runtime.model import LIVE, ContainerSpec
 from agent.runtime.service import RuntimeService
 from agent.units import parse_signal
 
@@ -132,6 +133,9 @@ class CoreEndpoints:
 
     def wait_container(self, request: Request) -> Response:
         container = self._runtime.wait(request.params["ref"], condition=request.args.condition)
+        if request.args.remove and container.state not in LIVE:
+            with contextlib.suppress(NotFound):      # removed by someone else: what was asked
+                self._runtime.remove(container.id, volumes=True)
         return Response.json({"exit_code": container.exit_code, "oom_killed": container.oom_killed})
 
     def container_logs(self, request: Request) -> Response:

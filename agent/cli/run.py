@@ -10,7 +10,7 @@ import sys
 from agent.api.client import ApiClient
 from agent.cli.logs import copy_frames
 from agent.cli.run_environment import add_environment_arguments, environment_fields
-from agent.errors import CorralError, InvalidArgument, NotFound
+from agent.errors import CorralError, InvalidArgument
 from agent.units import parse_cpus, parse_size
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -240,12 +240,9 @@ def run_container(args: argparse.Namespace, client: ApiClient) -> int:
         return 0
     with SignalProxy(client, container_id):
         copy_frames(client.logs(container_id, follow=True))
-        result = client.wait_container(container_id)
-    if args.rm:
-        try:
-            client.remove_container(container_id, volumes=True)    # docker's --rm takes anonymous volumes
-        except NotFound:
-            pass   # already removed by someone else: what --rm asked for
+        # With --rm the daemon removes it (and its anonymous volumes, as docker's --rm) once it
+        # has exited, before it answers: one round trip for wait and remove.
+        result = client.wait_container(container_id, remove=args.rm)
     code = result.get("exit_code")
     return 125 if code is None else code
 

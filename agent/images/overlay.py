@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from errno import EBUSY
+from errno import EBUSY, EINVAL, ENOENT
 from pathlib import Path
 
 from agent.errors import InvalidArgument, KernelError
@@ -67,18 +67,42 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
                           hint=f"options were {options}")
 
 
-def unmount(target: Path, *, lazy_if_busy: bool = False) -> None:
-    """umount2(2). With `lazy_if_busy`, a busy mount is detached at once (MNT_DETACH) and the
-    kernel finishes when its last user goes: the path is free either way."""
+def _umount2(target: Path, lazy_if_busy: bool) -> int:
+    """umount2(2); the errno, 0 on success."""
     libc = _libc()
     result = libc.umount2(os.fsencode(target), 0)
     errno = ctypes.get_errno() if result != 0 else 0
     if errno == EBUSY and lazy_if_busy:
         result = libc.umount2(os.fsencode(target), MNT_DETACH)
         errno = ctypes.get_errno() if result != 0 else 0
+    return errno
+
+
+def _unmount_error(target: Path, errno: int) -> KernelError:
+    return KernelError(f"unmounting {str(target)!r}: {os.strerror(errno)}",
+                       hint="see what holds it with `fuser -vm PATH`" if errno == EBUSY else None)
+
+
+def unmount(target: Path, *, lazy_if_busy: bool = False) -> None:
+    """umount2(2). With `lazy_if_busy`, a busy mount is detached at once (MNT_DETACH) and the
+    kernel finishes when its last user goes: the path is free either way."""
+    errno = _umount2(target, lazy_if_busy)
     if errno:
-        raise KernelError(f"unmounting {str(target)!r}: {os.strerror(errno)}",
-                          hint="see what holds it with `fuser -vm PATH`" if errno == EBUSY else None)
+        raise _unmount_error(target, errno)
+
+
+def unmount_stack(target: Path, *, limit: int = 8) -> int:
+    """Unmount whatever is mounted at `target` (several overlays stacked by a crash each need
+    an unmount; a busy one is detached lazily) without reading the mount table, which takes the
+    kernel's global mount lock: umount2 answers EINVAL once `target` is no mount point (ENOENT
+    when it is gone). Returns how many were unmounted."""
+    for count in range(limit + 1):
+        errno = _umount2(target, lazy_if_busy=True)
+        if errno in (EINVAL, ENOENT):
+            return count
+        if errno:
+            raise _unmount_error(target, errno)
+    raise KernelError(f"{str(target)!r} is still mounted after {limit} unmounts", hint="check `findmnt -R PATH`")
 
 
 def is_mounted(target: Path, mountinfo: Path = MOUNTINFO) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.errors import InvalidArgument, KernelError
 from agent.images.model import Image
-from agent.images.overlay import is_mounted, mount_overlay, unmount
+from agent.images.overlay import is_mounted, mount_overlay, unmount, unmount_stack
 from agent.images.store import ImageStore, remove_tree
 from agent.userns.ownership import RootfsOwnership
 from agent.userns.ranges import IdRange
@@ -109,6 +109,14 @@ class RootfsManager:
         rootfs = self.rootfs(container_id)
         if is_mounted(rootfs):
             unmount(rootfs, lazy_if_busy=True)
+
+    def unmount_stack(self, container_id: str) -> Path:
+        """Unmount the root (each overlay a crash may have stacked there; a busy one lazily)
+        without reading the mount table, for a removal that then moves the whole container
+        directory to the trash (agent/runtime/trash.py). Returns the container's directory."""
+        base = self.container_dir(container_id)
+        unmount_stack(base / "rootfs")
+        return base
 
     def release(self, container_id: str) -> None:
         """Unmount the root (detaching it lazily if busy) and remove upper, work and rootfs.

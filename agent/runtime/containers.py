@@ -35,6 +35,7 @@ from agent.runtime.plan import device_rules, launch_request, merge_env, plan_con
 from agent.runtime.queries import ContainerQueries
 from agent.runtime.service import ExecProcess
 from agent.runtime.state import ContainerStore
+from agent.runtime.trash import Trash
 from agent.runtime.volumes import Volumes
 from agent.security import capabilities
 from agent.security.container_filter import FILTER_FILE, ContainerFilters
@@ -55,6 +56,7 @@ class Runtime(Endings, ContainerQueries):
                  decider: PolicyDecider | None = None, userns: UsernsAllocator | None = None) -> None:
         self.root = Path(root)
         self.store = ContainerStore(self.root)
+        self.trash = Trash(self.root)       # removed containers' files, deleted in the background
         self.images = images
         self.rootfs = rootfs
         self.cgroups = cgroups
@@ -78,6 +80,7 @@ class Runtime(Endings, ContainerQueries):
         """Reconcile the state on disk with what really runs, then follow every live shim
         (agent/runtime/reconcile.py says what each step handles)."""
         from agent.runtime.reconcile import Reconciler
+        self.trash.start()                  # first empties what a crash left mid-delete
         self._exits.start()
         done = Reconciler(self).run()
         # Every container left on disk is in the catalogue; the running ones were placed and
@@ -88,8 +91,10 @@ class Runtime(Endings, ContainerQueries):
         return done
 
     def close(self) -> None:
-        """Stop following containers; they keep running and are adopted at the next start."""
+        """Stop following containers; they keep running and are adopted at the next start.
+        What the trash still holds is deleted at the next start."""
         self._exits.stop()
+        self.trash.close()
 
     # ---- verbs ----------------------------------------------------------------------------
 

@@ -28,10 +28,14 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.atomic_file import sync_directory
 from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.runtime.model import Container
+
+if TYPE_CHECKING:
+    from agent.runtime.trash import Trash
 
 _GENERATION = re.compile(r"^state\.(\d+)\.json$")
 # Written by earlier versions; read as generation 0.
@@ -153,12 +157,17 @@ class ContainerStore:
             container.name = name
             self.save(container)
 
-    def delete(self, container_id: str) -> None:
+    def delete(self, container_id: str, trash: Trash | None = None) -> None:
+        """Forget a container and its directory; with `trash`, the directory is moved there
+        (one rename) and deleted in the background (agent/runtime/trash.py)."""
         with self._lock:
+            if trash is not None:
+                trash.put(self.directory(container_id), container_id)
+            else:
+                shutil.rmtree(self.directory(container_id), ignore_errors=True)
             self._containers.pop(container_id, None)
             self._generation.pop(container_id, None)
             self._kept.pop(container_id, None)
-            shutil.rmtree(self.directory(container_id), ignore_errors=True)
 
     def quarantine(self, container_id: str) -> Path:
         """Move a container's directory out of the way (its rootfs must be unmounted first)."""
