@@ -246,15 +246,15 @@ class Daemon:
         probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency,
                                                                launcher=str(launcher)),
                           pin_dir=pin_dir_of(self.config.root), pin=self.config.pin,
-                          owner=str(self.config.root.resolve()))
+                          owner=str(self.config.root.resolve()), cache_dir=self.config.root / "probe-cache")
         started = time.monotonic()
         try:
             probes.load()
         except CorralError as exc:
             log.error("BPF probes are not loaded: %s; containers run unobserved (`corral doctor` says why)", exc)
             return None
-        log.info("probes compiled and attached in %.2fs: %s", time.monotonic() - started,
-                 ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in probes.status().items()))
+        log.info("probes %s and attached in %.2fs: %s", "compiled" if probes.cache.compiled else "loaded from the cache",
+                 time.monotonic() - started, ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in probes.status().items()))
         return probes
 
     def _start_metrics(self) -> None:

@@ -1,153 +1,163 @@
-"""Loading the probes with BCC: compile the one BPF object, attach each tracepoint on its
-own (one that fails is recorded in `status` and the others still run), and load the cgroup
-programs that `attachments.CgroupAttachments` later puts on containers' directories.
+"""Loading the compiled probes (object_file.ProbeObject) into the kernel without libbcc: create
+every map of the object, load each program with the fds of those maps written in (the
+verifier runs here), attach each tracepoint on its own (one that fails is recorded in
+`status` and the others still run), and load the cgroup programs that
+`attachments.CgroupAttachments` later puts on containers' directories.
 
-This is the only module that imports bcc (lazily: ~27 ms and ~62 MiB, paid at `load`;
-the compile then leaves ~21 MiB of freed heap, handed back by `release_compiler_heap`).
+The object comes from cache.py (compiled once, in a child process that imports bcc): a daemon
+never maps libbcc, libLLVM or libclang. Each load makes new maps and programs, so a restarted
+daemon starts from zeroed counters and never shares state with an earlier one's programs,
+which pins.py may keep enforcing until this daemon retires them.
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from agent.errors import KernelError
-from agent.probes import cgroup_programs
+from agent.probes import bpf_syscall, cgroup_programs, layout, ringbuf, tracing
+from agent.probes.maps import Table
+from agent.probes.object_file import ProbeObject, link_maps
 from agent.probes.source import ProbeOptions, Tracepoint, tracepoints
 
 log = logging.getLogger("corral.probes")
 
+PROG_TRACEPOINT, PROG_CGROUP_SKB, PROG_RAW_TRACEPOINT, PROG_CGROUP_SOCK_ADDR = 5, 8, 17, 18
 SKB_PROGRAMS = {"corral_skb_in": cgroup_programs.CGROUP_INET_INGRESS,
                 "corral_skb_out": cgroup_programs.CGROUP_INET_EGRESS}
 EGRESS_PROGRAMS = {"corral_connect4": cgroup_programs.CGROUP_INET4_CONNECT,
                    "corral_sendmsg4": cgroup_programs.CGROUP_UDP4_SENDMSG,
                    "corral_connect6": cgroup_programs.CGROUP_INET6_CONNECT,
                    "corral_sendmsg6": cgroup_programs.CGROUP_UDP6_SENDMSG}
+EVENTS = "events"                       # the ring buffer map (probes/common.h)
 
 
 class CompiledProbes:
-    """One loaded BPF object: its maps by name, its program fds, and which probes attached."""
+    """One loaded object: its maps by name, its program fds, and which probes attached."""
 
-    def __init__(self, bpf: Any, ncpus: int) -> None:
-        self.bpf = bpf
+    def __init__(self, compiled: ProbeObject, ncpus: int) -> None:
+        self.object = compiled
         self.ncpus = ncpus
         self.status: dict[str, bool] = {}
         self.skb_fds: dict[str, int] = {}       # empty: the cgroup_skb counters did not load
         self.egress_fds: dict[str, int] = {}    # empty: the sock_addr egress programs did not load
-        # Our own record of every tracepoint attachment: BCC keeps one per tracepoint name, so a
-        # second program on the same tracepoint would replace the first in its table and
-        # `cleanup` would leave the first attached (and alive) for as long as this process runs.
-        self.tracepoint_fds: list[int] = []
+        self.tracepoint_fds: list[int] = []     # perf events holding tracepoint programs
+        self.links: dict[str, int] = {}         # raw tracepoint -> its link's fd
+        self.map_fds: dict[str, int] = {}
+        self._programs: dict[str, int] = {}
+        self._tables: dict[str, Table] = {}
+        self.ring: ringbuf.RingBuffer | None = None
 
-    def table(self, name: str) -> Any:
-        return self.bpf[name.encode()]
+    def create_maps(self) -> None:
+        try:
+            for spec in self.object.maps:
+                self.map_fds[spec.name] = bpf_syscall.create_map(spec.type, spec.key_size, spec.value_size,
+                                                                 spec.max_entries, spec.flags, spec.name)
+        except OSError as error:
+            self.cleanup()
+            raise KernelError(f"creating the probes' BPF map {spec.name}: {error.strerror}") from None
+
+    def table(self, name: str) -> Table:
+        if name not in self._tables:
+            spec = next((m for m in self.object.maps if m.name == name), None)
+            if spec is None:
+                raise KeyError(name)
+            self._tables[name] = Table(name, self.map_fds[name], spec.type, layout.decode(spec.key_desc),
+                                       layout.decode(spec.leaf_desc), spec.max_entries, self.ncpus)
+        return self._tables[name]
+
+    def load(self, name: str, prog_type: int, expected_attach_type: int = 0) -> int:
+        """The fd of program `name`, loaded on first use."""
+        if name not in self._programs:
+            spec = self.object.programs.get(name)
+            if spec is None:
+                raise KernelError(f"program {name} is not in the compiled probes")
+            try:
+                self._programs[name] = bpf_syscall.load_program(
+                    prog_type, link_maps(spec, self.map_fds), self.object.license, name,
+                    kern_version=self.object.kern_version, expected_attach_type=expected_attach_type)
+            except OSError as error:
+                raise KernelError(f"loading BPF program {name}: {error.strerror}") from None
+        return self._programs[name]
 
     def program_fds(self) -> dict[str, int]:
         """Every loaded program by function name (for tests and bench/probe_cost.py)."""
-        return {name.decode(): fn.fd for name, fn in self.bpf.funcs.items()}
+        return dict(self._programs)
 
     def link_fd(self, tracepoint: str) -> int | None:
         """The fd of a raw tracepoint's attachment (a BPF link, which can be pinned)."""
-        fd = self.bpf.raw_tracepoint_fds.get(tracepoint.encode())
-        return int(fd) if fd is not None else None
+        return self.links.get(tracepoint)
+
+    def open_ring(self, on_event: ringbuf.OnEvent) -> None:
+        spec = next(m for m in self.object.maps if m.name == EVENTS)
+        self.ring = ringbuf.RingBuffer(self.map_fds[EVENTS], spec.max_entries, on_event)
 
     def cleanup(self) -> None:
-        """Detach every tracepoint and close the programs (cgroup attachments are the caller's)."""
-        from bcc.libbcc import lib
-        while self.tracepoint_fds:
-            lib.bpf_close_perf_event_fd(self.tracepoint_fds.pop())
-        self.bpf.cleanup()
+        """Detach every tracepoint and close programs and maps (cgroup attachments are the caller's)."""
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        fds = [*self.tracepoint_fds, *self.links.values(), *self._programs.values(), *self.map_fds.values()]
+        for collection in (self.tracepoint_fds, self.links, self._programs, self.map_fds, self._tables):
+            collection.clear()
+        for fd in fds:
+            os.close(fd)
 
 
-def drain_ring(map_fd: int, on_event: Callable[[Any, Any, int], None]) -> None:
-    """Read every record waiting in a ring buffer other than our own (a retired generation's)."""
-    from bcc.libbcc import _RINGBUF_CB_TYPE, lib
-
-    def callback(ctx: Any, data: Any, size: int) -> int:
-        on_event(ctx, data, size)
-        return 0
-    function = _RINGBUF_CB_TYPE(callback)
-    manager = lib.bpf_new_ringbuf(map_fd, function, None)
-    if not manager:
-        raise KernelError("opening a pinned event ring buffer failed")
+def load_probes(compiled: ProbeObject, options: ProbeOptions, tracefs: Path,
+                on_event: ringbuf.OnEvent) -> CompiledProbes:
+    probes = CompiledProbes(compiled, len(tracing.possible_cpus()))
+    probes.create_maps()
     try:
-        lib.bpf_consume_ringbuf(manager)
-    finally:
-        lib.bpf_free_ringbuf(manager)
-
-
-def compile_probes(source: str, flags: list[str], options: ProbeOptions, tracefs: Path,
-                   probes_dir: Path, on_event: Callable[[Any, Any, int], None]) -> CompiledProbes:
-    try:
-        from bcc import BPF
-        from bcc.utils import get_possible_cpus
-    except ImportError:
-        raise KernelError("BCC is not importable", hint="install Debian's python3-bpfcc") from None
-    try:
-        bpf = BPF(text=source.encode(), cflags=flags)
-    except Exception as error:  # BCC raises bare Exception for compile errors
-        raise KernelError(f"compiling probes from {probes_dir}: {error}",
-                          hint="run with --dump-bpf to see the program") from None
-    probes = CompiledProbes(bpf, len(get_possible_cpus()))
-    for point in tracepoints(options):
-        probes.status.setdefault(point.probe, True)
-        try:
-            _attach(probes, point, tracefs)
-        except Exception as error:  # noqa: BLE001 - one probe's failure must not stop the rest
-            probes.status[point.probe] = False
-            log.warning("probe %s: cannot attach %s to %s: %s", point.probe, point.function,
-                        point.target, error)
-    probes.skb_fds = _load_cgroup_programs(bpf, BPF.CGROUP_SKB, SKB_PROGRAMS, with_attach_type=False,
-                                           what="probe network: cannot load cgroup_skb programs")
-    probes.status["network"] = bool(probes.skb_fds)
-    # Without them egress rules fail loudly in set_egress.
-    probes.egress_fds = _load_cgroup_programs(bpf, BPF.CGROUP_SOCK_ADDR, EGRESS_PROGRAMS, with_attach_type=True,
-                                              what="egress enforcement: cannot load the cgroup sock_addr programs")
-    probes.table("events").open_ring_buffer(on_event)
-    release_compiler_heap()
+        for point in tracepoints(options):
+            probes.status.setdefault(point.probe, True)
+            try:
+                _attach(probes, point, tracefs)
+            except KernelError as error:        # one probe's failure must not stop the rest
+                probes.status[point.probe] = False
+                log.warning("probe %s: cannot attach %s to %s: %s", point.probe, point.function,
+                            point.target, error)
+        probes.skb_fds = _load_cgroup_programs(probes, PROG_CGROUP_SKB, SKB_PROGRAMS, with_attach_type=False,
+                                               what="probe network: cannot load cgroup_skb programs")
+        probes.status["network"] = bool(probes.skb_fds)
+        # Without them egress rules fail loudly in set_egress.
+        probes.egress_fds = _load_cgroup_programs(
+            probes, PROG_CGROUP_SOCK_ADDR, EGRESS_PROGRAMS, with_attach_type=True,
+            what="egress enforcement: cannot load the cgroup sock_addr programs")
+        probes.open_ring(on_event)
+    except BaseException:
+        probes.cleanup()
+        raise
     return probes
 
 
-def release_compiler_heap() -> None:
-    """Give back the heap clang and LLVM freed: glibc keeps it (in the main arena's top and its
-    free lists) unless asked, ~23 MiB of the ~31 MiB heap a compile leaves (bench/README.md,
-    Footprint). Harmless where it is not glibc: the call is skipped."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc (musl has no malloc_trim)
-        log.debug("malloc_trim is not available; the compiler's freed heap stays mapped")
-
-
-def _load_cgroup_programs(bpf: Any, prog_type: int, programs: Mapping[str, int], *,
+def _load_cgroup_programs(probes: CompiledProbes, prog_type: int, programs: Mapping[str, int], *,
                           with_attach_type: bool, what: str) -> dict[str, int]:
     """Program fds by name, or {} when any of them does not load (all or nothing)."""
     fds = {}
     try:
         for name, attach_type in programs.items():
-            extra = {"attach_type": attach_type} if with_attach_type else {}
-            fds[name] = bpf.load_func(name.encode(), prog_type, **extra).fd
-    except Exception as error:  # noqa: BLE001 - the other probes work without these
+            fds[name] = probes.load(name, prog_type, attach_type if with_attach_type else 0)
+    except KernelError as error:            # the other probes work without these
         log.warning("%s: %s", what, error)
         return {}
     return fds
 
 
 def _attach(probes: CompiledProbes, point: Tracepoint, tracefs: Path) -> None:
-    bpf = probes.bpf
     if point.raw:
-        bpf.attach_raw_tracepoint(tp=point.target.encode(), fn_name=point.function.encode())
+        prog = probes.load(point.function, PROG_RAW_TRACEPOINT)
+        try:
+            probes.links[point.target] = bpf_syscall.raw_tracepoint_open(point.target, prog)
+        except OSError as error:
+            raise KernelError(f"raw tracepoint {point.target}: {error.strerror}") from None
         return
-    category, event = point.target.split(":")
-    if not (tracefs / "events" / category / event).is_dir():
-        raise KernelError(f"tracepoint {point.target} does not exist in {tracefs}")
-    # What BPF.attach_tracepoint does, but the attachment is recorded in our list (see above).
-    from bcc import BPF
-    from bcc.libbcc import lib
-    function = bpf.load_func(point.function.encode(), BPF.TRACEPOINT)
-    fd = lib.bpf_attach_tracepoint(function.fd, category.encode(), event.encode())
-    if fd < 0:
-        raise KernelError(f"attaching {point.function} to tracepoint {point.target} failed")
-    probes.tracepoint_fds.append(fd)
+    prog = probes.load(point.function, PROG_TRACEPOINT)
+    probes.tracepoint_fds.append(tracing.attach_tracepoint(prog, tracefs, point.target))
+
+
+def drain_ring(map_fd: int, on_event: Callable[[Any, Any, int], None]) -> None:
+    """Read every record waiting in a ring buffer other than our own (a retired generation's)."""
+    ringbuf.drain(map_fd, on_event)

@@ -1,7 +1,8 @@
-"""`ProbeSet`: Corral's probes (probes/*.c) loaded with BCC, following containers, read when asked.
+"""`ProbeSet`: Corral's probes (probes/*.c), following containers, read when asked.
 
-A facade over one module per job: source.py assembles the C text and its -D flags,
-compiled.py compiles and attaches it, slots.py gives each watched container its counter row,
+A facade over one module per job: source.py assembles the C text and its -D flags, cache.py
+has it compiled by BCC in a child process (build.py) once per kernel and source, compiled.py
+loads and attaches the compiled object through bpf() (no bcc in this process), slots.py gives each watched container its counter row,
 attachments.py puts cgroup programs on container directories, enforcement.py holds the kill
 and egress tables, readings.py (over percpu.py's batch I/O) reads the counters, ring.py
 decodes the event ring buffer. It implements the seams of interface.py (`ProbeControl`,
@@ -32,7 +33,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
 from agent.errors import CorralError, InvalidArgument, KernelError
 from agent.probes import cgroup_programs, percpu, readings, setup_exemption
 from agent.probes.attachments import CgroupAttachments
-from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, compile_probes, drain_ring
+from agent.probes.cache import ProbeCache
+from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, drain_ring, load_probes
 from agent.probes.egress import EgressPolicy
 from agent.probes.enforcement import KEPT_GENERATIONS, EnforcementTables
 from agent.probes.events import EgressEvent
@@ -77,17 +79,20 @@ class ProbeSet:
     def __init__(self, probes_dir: Path, options: ProbeOptions,
                  tracefs: Path = Path("/sys/kernel/tracing"), *,
                  watch_index_size: int = WATCH_INDEX_SIZE, pin_dir: Path | None = None,
-                 pin: bool = True, owner: str = "") -> None:
+                 pin: bool = True, owner: str = "", cache_dir: Path | None = None) -> None:
         """`watch_index_size` (cells of the filter array) is for tests that force collisions.
         `pin_dir` (pins.pin_dir_of the daemon's root): where enforcement is pinned, and where an
         earlier daemon's is found; `pin` False only retires what is found there. `owner` (the
-        daemon's root) is pinned beside, so a generation whose root is gone can be swept."""
+        daemon's root) is pinned beside, so a generation whose root is gone can be swept.
+        `cache_dir`: where the compiled probes are kept between starts (cache.py); None
+        compiles at every load."""
         self.probes_dir = Path(probes_dir)
         self.options = options
         self.tracefs = Path(tracefs)
         self._flags = cflags(options, watch_index_size)
         self._source = build_source(self.probes_dir)
         self._compiled: CompiledProbes | None = None
+        self.cache = ProbeCache(cache_dir)
         self._status: dict[str, bool] = {}
         self._py_errors: dict[str, int] = {}
         self._slots = Slots(options.max_containers, watch_index_size - 1)
@@ -120,8 +125,8 @@ class ProbeSet:
         ensure_mounts(self.tracefs)
         if self.options.debug_dump:
             log.info("BPF program:\n%s", self.dump())
-        compiled = compile_probes(self._source, self._flags, self.options, self.tracefs, self.probes_dir,
-                                  self._ring.on_event)
+        compiled = load_probes(self.cache.obtain(self._source, self._flags), self.options, self.tracefs,
+                               self._ring.on_event)
         self._compiled = compiled
         self._status = compiled.status
         # launcher.c runs inside the process_* programs (probes/process.c).
@@ -215,7 +220,7 @@ class ProbeSet:
         if link is None:
             return                              # no sys_exit program: no rule was set either
         objects = {LINK: link, **{name: compiled.table(name).map_fd for name in PINNED_MAPS}}
-        self._pins.hold(f"gen-{cgroup_programs.program_id(compiled.bpf.funcs[b'corral_sys_exit'].fd)}",
+        self._pins.hold(f"gen-{cgroup_programs.program_id(compiled.program_fds()['corral_sys_exit'])}",
                         objects, self._owner)
 
     def pinned(self) -> str | None:
@@ -311,12 +316,10 @@ class ProbeSet:
 
     def poll_events(self, timeout_ms: int = 0) -> list[ProbeEvent]:
         with self._events_lock:
-            bpf = self._require_loaded().bpf
-            if timeout_ms > 0:
-                bpf.ring_buffer_poll(timeout_ms)
-            else:
-                bpf.ring_buffer_consume()
-            self._beat(self._require_loaded())
+            compiled = self._require_loaded()
+            if compiled.ring is not None:
+                compiled.ring.poll(timeout_ms)
+            self._beat(compiled)
             return self._ring.drain()
 
     def _beat(self, compiled: CompiledProbes) -> None:
