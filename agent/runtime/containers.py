@@ -34,7 +34,7 @@ from agent.runtime.model import EXITED, LIVE, PAUSED, RUNNING, Container, Contai
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.queries import ContainerQueries
 from agent.runtime.service import ExecProcess
-from agent.runtime.state import ContainerStore
+from agent.runtime.state import ContainerStore, PendingSync
 from agent.runtime.trash import Trash
 from agent.runtime.volumes import Volumes
 from agent.security import capabilities
@@ -100,15 +100,29 @@ class Runtime(Endings, ContainerQueries):
 
     def run(self, spec: ContainerSpec) -> Container:
         known = {volume.name for volume in self.volumes.store.list()}
-        container = self.create(spec)
+        # The create's durable save syncs while the container launches; `run` answers only once
+        # the record is durable, as `create` does.
+        container, pending = self._create(spec, sync_later=True)
         try:
-            return self.start_container(container.id)
+            started = self.start_container(container.id)
         except BaseException:
+            if pending is not None:
+                quietly(pending.wait)               # before its directory goes to the trash
             self._destroy(self.store.get(container.id), volumes=True)
             self.volumes.discard_unused(container, known)    # named volumes this run made
             raise
+        if pending is not None:
+            try:
+                pending.wait()
+            except BaseException:
+                quietly(lambda: self.remove(container.id, force=True, volumes=True))
+                raise
+        return started
 
     def create(self, spec: ContainerSpec) -> Container:
+        return self._create(spec, sync_later=False)[0]
+
+    def _create(self, spec: ContainerSpec, *, sync_later: bool) -> tuple[Container, PendingSync | None]:
         image = self.images.get(spec.image)
         spec, new_volumes = self.volumes.claim(spec, image)     # anonymous volumes named, named ones made
         undo = [lambda: self.volumes.discard(new_volumes)]
@@ -126,14 +140,15 @@ class Runtime(Endings, ContainerQueries):
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
             self.volumes.fill(container, rootfs)         # empty volumes get the image's content
-            self.store.save(container, durable=True)     # the record that owns what is on disk
+            # The record that owns what is on disk.
+            pending = self.store.save(container, durable=True, sync_later=sync_later)
         except BaseException:
             for step in reversed(undo):
                 quietly(step)
             raise
         self.events.emit(Event("container", "create", container.id, container.name,
                                attributes={"image": spec.image}))
-        return container
+        return container, pending
 
     def start(self, ref: str) -> Container:
         """The user's start: as docker's, it forgets an earlier stop and the restart count."""

@@ -75,3 +75,20 @@ def test_store_delete_forgets_the_container_and_trashes_its_directory(tmp_path):
         assert ContainerStore(tmp_path).all() == [], "a new store (a restart) does not see it"
     finally:
         trash.close()
+
+
+def test_a_deferred_durable_save_syncs_by_descriptor_even_after_the_directory_moved(tmp_path):
+    """`run` overlaps the create's fsyncs with the launch; a --rm container may be in the trash
+    before they finish, so they hold descriptors, not paths."""
+    from agent.runtime.model import Container, ContainerSpec
+    store = ContainerStore(tmp_path)
+    container = Container(id="b" * 64, name="quick", spec=ContainerSpec(image="busybox"), image_id="sha256:0",
+                          created_at=1.0)
+    pending = store.save(container, durable=True, sync_later=True)
+    assert pending is not None
+    store.directory(container.id).rename(tmp_path / "moved")
+    pending.wait()
+    assert [p.name for p in (tmp_path / "moved").iterdir()] == ["state.1.json"]
+    other = Container(id="c" * 64, name="slow", spec=ContainerSpec(image="busybox"), image_id="sha256:0",
+                      created_at=2.0)
+    assert store.save(other, durable=True) is None, "an immediate durable save has nothing pending"
