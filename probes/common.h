@@ -49,6 +49,9 @@
 #ifndef EGRESS_MAX_POLICIES
 #define EGRESS_MAX_POLICIES 16      /* policies with egress rules selecting one container */
 #endif
+#ifndef RATE_WINDOW_NS
+#define RATE_WINDOW_NS 1000000000ULL  /* rate limits count per window of this length (1 s) */
+#endif
 #ifndef EGRESS_MAX_DEPTH
 #define EGRESS_MAX_DEPTH 16         /* cgroup levels searched for the container of a sub-cgroup */
 #endif
@@ -69,7 +72,8 @@ enum probe_error {
     ERR_PROCESS_EXIT = 8,
     ERR_SYSCALL_KILL = 9,
     ERR_EGRESS = 10,
-    N_PROBE_ERRORS = 11,
+    ERR_RATE_LIMITS = 11,
+    N_PROBE_ERRORS = 12,
 };
 
 /* Why an event did not fit in the ring buffer: index of event_loss. agent/probes/structs.py
@@ -89,6 +93,18 @@ enum event_type {
     EVENT_EXEC = 2,
     EVENT_KILL = 3,
     EVENT_EGRESS = 4,
+    EVENT_RATE = 5,
+};
+
+/* The signals rate limits are checked on (probes/rates.c); agent/probes/structs.py
+ * RATE_SIGNALS lists the same names in the same order. */
+enum rate_signal {
+    RATE_SYSCALLS = 0,              /* syscalls.c, per call */
+    RATE_SYSCALL_ERRORS = 1,        /* syscalls.c, per call returning -4095..-1 */
+    RATE_TCP_CONNECTS = 2,          /* network.c, per active open */
+    RATE_NET_TX_BYTES = 3,          /* network.c, skb->len leaving */
+    RATE_NET_RX_BYTES = 4,          /* network.c, skb->len entering */
+    N_RATE_SIGNALS = 5,
 };
 
 /* Value of watch_index: the full cgroup id stored at (id & mask), and its slot. */
@@ -175,6 +191,35 @@ struct kill_event {
     __s32 result;                   /* bpf_send_signal(): 0 sent, else -errno */
     __u32 pad;
     char comm[16];
+};
+
+/* One signal's limit in a container's rate_table: a count per window, reported once when
+ * it goes above `limit` and again only after a window at or under it (or an empty one). */
+struct rate_limit {
+    __u64 limit;                    /* report when the window's count goes above it */
+    __u64 window;                   /* the window counted: bpf_ktime_get_ns() / RATE_WINDOW_NS */
+    __u64 count;                    /* calls (bytes, connects) in `window` so far */
+    __u64 reported;                 /* 0: armed; else the crossing was reported (a ticket) */
+};
+
+/* Rate limits of one container (rates.c): rate_limits ARRAY[slot]. `armed` is 0 for a
+ * container without any, so its syscalls pay one array lookup and one load. */
+struct rate_table {
+    __u32 armed;                    /* bit s: signal s (enum rate_signal) has a limit */
+    __u32 generation;               /* changes with every update; events carry it */
+    struct rate_limit limits[N_RATE_SIGNALS];
+};
+
+struct rate_event {
+    __u32 type;                     /* EVENT_RATE */
+    __u32 pid;                      /* the task that crossed; 0 for bytes (counted in softirq) */
+    __u64 cgroup_id;
+    __u64 time_ns;
+    __u64 count;                    /* in the window, at the crossing */
+    __u64 limit;
+    __u32 signal;                   /* enum rate_signal */
+    __u32 generation;
+    char comm[16];                  /* empty with pid 0 */
 };
 
 /* One egress rule entry. A policy's rule with several ports is several consecutive entries

@@ -16,6 +16,9 @@
  * tcp_destinations, for `corral policy suggest`: what a container reached is what its egress
  * rules must allow. Entries go when the container is unwatched; a full table counts an error.
  *
+ * Rate limits (rates.c, compiled before this file) are counted where the counters are: bytes in
+ * count_skb, connects in corral_sock_state.
+ *
  * Exports: net_counters PERCPU_ARRAY[slot] = {rx_bytes, rx_packets, tx_bytes, tx_packets}
  *          tcp_counters PERCPU_ARRAY[slot] = {connects, retransmits}
  *          tcp_destinations HASH{cgroup_id, family, port, addr} = connects
@@ -76,6 +79,9 @@ static __always_inline void count_skb(struct __sk_buff *skb, int egress)
         counters->rx_bytes += skb->len;
         counters->rx_packets += packets;
     }
+    struct rate_table *rates = rate_table_of(slot);
+    if (rates)          /* often softirq context: the current task need not be the container's */
+        rate_add(rates, egress ? RATE_NET_TX_BYTES : RATE_NET_RX_BYTES, skb->len, bpf_skb_cgroup_id(skb), 0);
 }
 
 int corral_skb_in(struct __sk_buff *skb)
@@ -129,6 +135,9 @@ int corral_sock_state(struct inet_sock_set_state_args *ctx)
     struct tcp_counters *counters = tcp_counters.lookup(&index);
     if (counters)
         counters->connects += 1;
+    struct rate_table *rates = rate_table_of(slot);
+    if (rates)
+        rate_add(rates, RATE_TCP_CONNECTS, 1, cgroup_id, 1);
     if (tcp_owner.update(&sock, &cgroup_id) != 0)
         count_error(ERR_TCP_CONNECT);   /* table full: this socket's retransmits are lost */
     count_destination(ctx, cgroup_id);

@@ -9,8 +9,9 @@
  * Calls of the launcher setting a container up (launcher.c, compiled before this file) are
  * skipped: counts and kill rules start with the container's command.
  *
- * The syscall kill rules of enforce.c (compiled before this file) run here too, after counting:
- * a second program on sys_exit would cost every process of the host its own invocation.
+ * The syscall kill rules of enforce.c and the rate limits of rates.c (both compiled before this
+ * file) run here too, after counting: a second program on sys_exit would cost every process of
+ * the host its own invocation.
  *
  * Exports: syscall_counts  PERCPU_ARRAY[slot * NR_SYSCALLS + nr] = {calls, errors}
  *          syscall_latency HASH{cgroup_id, nr} = log2(ns) histogram   (-DSYSCALL_LATENCY only)
@@ -102,8 +103,16 @@ int corral_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     /* Per-CPU value: no other CPU writes it, so a plain add is enough. */
     count->calls += 1;
     long ret = (long)ctx->args[1];
-    if (ret < 0 && ret >= -4095)
+    int failed = ret < 0 && ret >= -4095;
+    if (failed)
         count->errors += 1;
+    /* Rate limits (rates.c): one array lookup for a container without any. */
+    struct rate_table *rates = rate_table_of(slot);
+    if (rates) {
+        rate_add(rates, RATE_SYSCALLS, 1, cgroup_id, 1);
+        if (failed)
+            rate_add(rates, RATE_SYSCALL_ERRORS, 1, cgroup_id, 1);
+    }
 #ifdef SYSCALL_LATENCY
     record_latency(cgroup_id, nr);
 #endif

@@ -55,9 +55,15 @@ class Violation:
     mode: str
     actions: tuple[str, ...]   # what is done: alert, throttle, freeze, kill
     suppressed: tuple[str, ...] = ()   # enforcing actions audit mode did not take
+    # Who saw the condition begin: "kernel" (a rate limit crossing, agent/probes/rate_limits.py)
+    # or "sampled" (the periodic evaluation); "" for records that are not threshold rules.
+    trigger: str = ""
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__, actions=list(self.actions), suppressed=list(self.suppressed))
+        data = dict(self.__dict__, actions=list(self.actions), suppressed=list(self.suppressed))
+        if not self.trigger:
+            data.pop("trigger")
+        return data
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class RuleState:
     taken: tuple[str, ...] = ()          # actions taken when it fired
     entry: ThresholdEntry | None = None
     violation: Violation | None = None
+    trigger: str = "sampled"             # who saw the condition begin (Violation.trigger)
 
 
 class Engine:
@@ -153,12 +160,7 @@ class Engine:
                 continue
             state = self._states.get(key)
             if value > entry.threshold.above:
-                if state is None:
-                    state = RuleState(entry.source.policy, entry.source.rule, "pending", now, value, entry=entry)
-                state = replace(state, value=value, entry=entry)
-                if state.phase == "pending" and now - state.since >= entry.threshold.for_seconds:
-                    state = self._fire(container, entry, state, now, result)
-                self._states[key] = state
+                self._above(container, entry, value, now, result, "sampled")
             elif state is not None:
                 if state.phase == "pending":
                     del self._states[key]
@@ -172,6 +174,30 @@ class Engine:
             else:
                 del self._states[key]
         return result
+
+    def cross(self, container: ContainerRef, entries: tuple[ThresholdEntry, ...], value: float, now: float,
+              trigger: str = "kernel") -> Evaluation:
+        """A crossing the kernel saw (a rate limit, probes/rates.c): each of `entries` whose
+        threshold `value` is above advances as `evaluate` would advance it (pending, or firing
+        when its `for:` is 0 or has run out). Nothing else changes: `value` is a lower bound (a
+        count so far in one window), so a rule it is not above is not cleared by it."""
+        result = Evaluation()
+        for entry in entries:
+            if value > entry.threshold.above:
+                self._above(container, entry, value, now, result, trigger)
+        return result
+
+    def _above(self, container: ContainerRef, entry: ThresholdEntry, value: float, now: float,
+               result: Evaluation, trigger: str) -> None:
+        key = (container.id, entry.source.policy, entry.source.rule)
+        state = self._states.get(key)
+        if state is None:
+            state = RuleState(entry.source.policy, entry.source.rule, "pending", now, value, entry=entry,
+                              trigger=trigger)
+        state = replace(state, value=value, entry=entry)
+        if state.phase == "pending" and now - state.since >= entry.threshold.for_seconds:
+            state = self._fire(container, entry, state, now, result)
+        self._states[key] = state
 
     def released(self, container: ContainerRef, now: float) -> Evaluation:
         """The user unfroze the container: rules holding the freeze resolve, so a condition
@@ -194,7 +220,8 @@ class Engine:
         violation = Violation(container.id, container.name, entry.source.policy, entry.source.rule,
                               # state.value is set from the first reading that made the rule pending
                               entry.threshold.signal, entry.threshold.syscall, float(cast(float, state.value)),
-                              entry.threshold.above, state.since, now, entry.source.mode, taken, suppressed)
+                              entry.threshold.above, state.since, now, entry.source.mode, taken, suppressed,
+                              state.trigger)
         result.violations.append(violation)
         for kind in taken:
             if kind in SHARED_ACTIONS:

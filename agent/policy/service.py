@@ -6,6 +6,8 @@ package with a thread. That thread blocks in the kernel watch's epoll (agent/cgr
 and wakes for whichever comes first:
 - a kernel event of one container (a memory threshold crossed, an OOM kill, a pressure
   trigger): that container alone is evaluated at once (`evaluate_container`);
+- a rate limit crossed in the probes (agent/policy/kernel_rates.py), which the probe event pump
+  hands over: the rules of that signal advance at once (`evaluate_crossing`);
 - a container started or stopped (the bus) or a policy change: watches are re-armed;
 - a pending rule's `for:` running out: everything is evaluated at that moment;
 - the folder check (every second, or every interval when shorter): `reload()`, which has the
@@ -45,16 +47,18 @@ from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
 from agent.policy.enforcer import Enforcer
-from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution, Violation
+from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution
 from agent.policy.history import SignalHistory
+from agent.policy.kernel_rates import KernelRates, crossed_rules, kernel_limits
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
 from agent.policy.provenance import Provenance
 from agent.policy.queries import PolicyQueries
 from agent.policy.signals import SignalSample, compute_signals
+from agent.policy.syscall_alerts import syscall_alerts
 from agent.policy.watches import Pace, Watches, near, watch_spec
-from agent.probes.events import EgressEvent, KillEvent
+from agent.probes.events import EgressEvent, KillEvent, RateEvent
 from agent.probes.interface import Probes
 
 log = logging.getLogger("corral.policy")
@@ -101,6 +105,7 @@ class PolicyService:
         self.pace = Pace(interval, slow_factor)
         # Without a kernel watch (unit tests, a host without one) every signal is sampled.
         self.watches = Watches(watch or PollingWatch())
+        self.rates = KernelRates(probes)
         self._resync = threading.Event()        # containers or policies changed: re-arm
         self._resync.set()
         self._clock = clock
@@ -178,6 +183,8 @@ class PolicyService:
                     fired.clear()
                 for container_id in sorted(fired):
                     self.evaluate_container(container_id)
+                for container_id, crossing in self.rates.take(self._clock()):
+                    self.evaluate_crossing(container_id, crossing)
             except Exception:  # one bad evaluation must not end enforcement
                 log.exception("policy evaluation failed")
                 ticked = time.monotonic() >= next_tick
@@ -187,8 +194,13 @@ class PolicyService:
     def policy_for(self, name: str, image: str, labels: Mapping[str, str] | None = None) -> EffectivePolicy:
         return merge(selecting(self.library.policies(), name, image, dict(labels or {})))
 
-    def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent) -> None:
-        """The probe event pump's EnforcementReports: the Enforcer records them."""
+    def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent | RateEvent) -> None:
+        """The probe event pump's EnforcementReports: the Enforcer records them; a rate limit
+        crossing wakes the policy thread, which evaluates it."""
+        if isinstance(event, RateEvent):
+            self.rates.offer(container.id, event)
+            self.watches.watch.wake()
+            return
         self.enforcer.record_enforcement(container, event)
 
     # --- reload -------------------------------------------------------------------------------
@@ -258,7 +270,8 @@ class PolicyService:
                 self.history.record(ref, sample, syscall_totals=snapshot.by_syscall,
                                     tcp_destinations=destinations.get(container.id))
                 evaluation = self.engine.evaluate(ref, effective[container.id], sample)
-                self._syscall_alerts(ref, effective[container.id], previous, snapshot, evaluation)
+                syscall_alerts(ref, effective[container.id], previous.snapshot if previous else None, snapshot,
+                               self._started_at(ref.id, snapshot.time), evaluation)
                 self.enforcer.run_actions(evaluation, self._paths_of)
                 evaluations.append(evaluation)
                 close = close or previous is None or self._close(container.id, effective[container.id], sample)
@@ -288,6 +301,23 @@ class PolicyService:
             self.enforcer.run_actions(evaluation, self._paths_of)
         return evaluation
 
+    def evaluate_crossing(self, container_id: str, event: RateEvent) -> Evaluation | None:
+        """The kernel saw a rate limit crossed (`event.count` in one 1 s window): the rules of
+        that signal it is above advance now (Engine.cross), without a snapshot."""
+        container = self.catalog.by_id(container_id)
+        if container is None or not container.running:
+            return None
+        rules = crossed_rules(self.policy_for(container.name, container.image, container.labels), event)
+        if not rules:
+            return None
+        log.info("container %s: %s crossed in the kernel (%d in 1 s, limit %d)", container.name,
+                 event.signal, event.count, event.limit)
+        ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
+        with self._lock:
+            evaluation = self.engine.cross(ref, rules, float(event.count), event.time)
+            self.enforcer.run_actions(evaluation, lambda cid: self._paths_of(cid) or container.cgroup)
+        return evaluation
+
     def _sync_watches(self, containers: list[CatalogEntry] | None = None,
                       effective: dict[str, EffectivePolicy] | None = None) -> list[str]:
         """Arm each running container's kernel watches for its thresholds (closing those of
@@ -300,12 +330,16 @@ class PolicyService:
         if effective is None:
             effective = {c.id: self.policy_for(c.name, c.image, c.labels) for c in containers}
         wanted: dict[str, tuple[CgroupPaths, WatchSpec]] = {}
+        rates: dict[str, tuple[int, dict[str, int]]] = {}
         for container in containers:
             policy = effective[container.id]
             if policy.thresholds:
                 wanted[container.id] = (container.cgroup,
                                         watch_spec(policy, self._memory_limit(container, policy),
                                                    own=not container.observed))
+                if container.cgroup_id:
+                    rates[container.id] = (container.cgroup_id, kernel_limits(policy))
+        self.rates.sync(rates)
         return self.watches.sync(wanted)
 
     def _memory_limit(self, container: CatalogEntry, effective: EffectivePolicy) -> int | None:
@@ -325,7 +359,7 @@ class PolicyService:
         pending or firing, or a sampled signal (one without a kernel watch) near its threshold."""
         if self.engine.states(container_id):
             return True
-        return any(not self.watches.evented(container_id, entry)
+        return any(not self.watches.evented(container_id, entry) and not self.rates.evented(container_id, entry)
                    and near(sample.value(entry.threshold.signal, entry.threshold.syscall),
                             entry.threshold.above, self.pace.margin)
                    for entry in effective.thresholds)
@@ -361,28 +395,6 @@ class PolicyService:
     def _paths_of(self, container_id: str) -> CgroupPaths | None:
         tracked = self._tracked.get(container_id)
         return tracked.paths if tracked else None
-
-    def _syscall_alerts(self, ref: ContainerRef, effective: EffectivePolicy, previous: _Tracked | None,
-                        snapshot: ContainerSnapshot, evaluation: Evaluation) -> None:
-        """Alert rules (and audit deny/kill rules) on syscalls, from the probes' counters."""
-        alerted = effective.alerted_syscalls()
-        if not alerted:
-            return
-        if any(e == "probes:syscalls" for e in snapshot.errors + (previous.snapshot.errors if previous else ())):
-            return      # no counts to compare this interval (a failed read is not zero calls)
-        before = previous.snapshot.by_syscall if previous else {}
-        since = previous.snapshot.time if previous else self._started_at(ref.id, snapshot.time)
-        for syscall, sources in sorted(alerted.items()):
-            calls = snapshot.by_syscall.get(syscall, (0, 0))[0] - before.get(syscall, (0, 0))[0]
-            if calls <= 0:
-                continue
-            for source in sources:
-                entry = next(e for e in effective.syscalls if e.syscall == syscall and e.source == source)
-                violation = Violation(ref.id, ref.name, source.policy, source.rule, "syscall", syscall,
-                                      float(calls), 0.0, since, snapshot.time, source.mode, ("alert",),
-                                      () if entry.action == "alert" else (entry.action,))
-                evaluation.violations.append(violation)
-                evaluation.actions.append(Action("alert", ref.id, ref.name, source.policy, source.rule, violation))
 
     def _started_at(self, container_id: str, default: float) -> float:
         container = self.catalog.by_id(container_id)

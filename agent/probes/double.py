@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence, TypeVar
 from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.probes.egress import EgressPolicy
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
-from agent.probes.structs import NR_SYSCALLS
+from agent.probes.rate_limits import armable, validate
+from agent.probes.structs import NR_SYSCALLS, RATE_SIGNALS
 
 DEFAULT_STATUS = {"syscalls": True, "oom": True, "tcp_connect": True, "tcp_retransmit": True,
                   "process_exec": True, "process_fork": True, "process_exit": True, "network": True}
@@ -36,6 +37,7 @@ class ProbeDouble:
         self.kill: dict[int, dict[int, int]] = {}         # cgroup id -> syscall nr -> signal
         self.egress: dict[int, tuple[EgressPolicy, ...]] = {}
         self.egress_dirs: dict[int, str] = {}
+        self.rate_limits: dict[int, dict[str, int]] = {}  # cgroup id -> signal -> limit armed
         self.tampered: set[int] = set()          # cgroup ids whose egress programs a test "detached"
         self.generation = 0
         # The maps' contents, as tests set them; readings return them as they are.
@@ -97,6 +99,7 @@ class ProbeDouble:
         self.kill.pop(cgroup_id, None)
         self.egress.pop(cgroup_id, None)
         self.egress_dirs.pop(cgroup_id, None)
+        self.rate_limits.pop(cgroup_id, None)
         for reading in (self.counts, self.latency, self.net, self.tcp_counts, self.destinations,
                         self.process_counts, self.ooms):
             reading.pop(cgroup_id, None)
@@ -129,6 +132,15 @@ class ProbeDouble:
         self.egress[cgroup_id] = policies
         self.egress_dirs[cgroup_id] = unified_dir
         return self.generation
+
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
+        self._require_watched(cgroup_id)
+        armed = armable(validate(limits), self.probe_status)
+        if armed:
+            self.rate_limits[cgroup_id] = armed
+        else:
+            self.rate_limits.pop(cgroup_id, None)
+        return tuple(signal for signal in RATE_SIGNALS if signal in armed)
 
     def enforcement(self) -> dict[str, bool]:
         return {"syscall_kill": not self.closed and bool(self.probe_status.get("syscalls")),

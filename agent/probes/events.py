@@ -1,6 +1,7 @@
 """Events the probes send through their ring buffer, decoded: OOM kills, execs, and the
 enforcement reports of probes/enforce.c (a process killed by a syscall rule, a connection an
-egress rule refused or, in audit mode, would have refused).
+egress rule refused or, in audit mode, would have refused), and the rate limit crossings of
+probes/rates.c.
 
 The BPF side stamps events with bpf_ktime_get_ns() (CLOCK_MONOTONIC); `EventDecoder` turns
 that into wall-clock seconds so events line up with the daemon's event log.
@@ -19,10 +20,13 @@ from agent.probes.structs import (
     EVENT_EXEC,
     EVENT_KILL,
     EVENT_OOM,
+    EVENT_RATE,
+    RATE_SIGNALS,
     EgressEventC,
     ExecEventC,
     KillEventC,
     OomEventC,
+    RateEventC,
 )
 
 PROTOCOLS = {6: "tcp", 17: "udp"}
@@ -84,6 +88,21 @@ class EgressEvent:
     rule: str = ""
 
 
+@dataclass(frozen=True)
+class RateEvent:
+    """A watched container's count of `signal` (agent/probes/structs.py RATE_SIGNALS) went above
+    the limit set by ProbeSet.set_rate_limits within one 1 s window: `count` when it did."""
+
+    cgroup_id: int
+    pid: int             # 0 for bytes (counted in softirq context)
+    comm: str
+    signal: str
+    count: int
+    limit: int
+    generation: int
+    time: float
+
+
 class DecodeError(ValueError):
     """A ring buffer record that is not an event this version knows; counted, never raised up."""
 
@@ -96,7 +115,7 @@ class EventDecoder:
             boot_offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
         self.boot_offset = boot_offset
 
-    def decode(self, data: bytes) -> OomEvent | ExecEvent | KillEvent | EgressEvent:
+    def decode(self, data: bytes) -> OomEvent | ExecEvent | KillEvent | EgressEvent | RateEvent:
         if len(data) < 4:
             raise DecodeError(f"event record of {len(data)} bytes is too short")
         kind = int.from_bytes(data[:4], "little")
@@ -116,6 +135,12 @@ class EventDecoder:
                                raw.port, PROTOCOLS.get(raw.protocol, str(raw.protocol)), bool(raw.blocked),
                                raw.policy, None if raw.rule == EGRESS_DEFAULT_RULE else raw.rule,
                                raw.generation, self._time(raw.time_ns))
+        if kind == EVENT_RATE:
+            raw = self._struct(RateEventC, data)
+            if raw.signal >= len(RATE_SIGNALS):
+                raise DecodeError(f"rate event with signal {raw.signal}")
+            return RateEvent(raw.cgroup_id, raw.pid, _text(raw.comm), RATE_SIGNALS[raw.signal], raw.count,
+                             raw.limit, raw.generation, self._time(raw.time_ns))
         raise DecodeError(f"unknown event type {kind}")
 
     def _time(self, monotonic_ns: int) -> float:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from agent.probes.egress import EgressPolicy
-from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
+from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent, RateEvent
 
-ProbeEvent = OomEvent | ExecEvent | KillEvent | EgressEvent
+ProbeEvent = OomEvent | ExecEvent | KillEvent | EgressEvent | RateEvent
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ class ProbeControl(Protocol):
 
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
         """Replace its egress rules; returns the update's generation."""
+
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
+        """Replace its rate limits (structs.RATE_SIGNALS name -> count per second; empty clears
+        them): one RateEvent when a 1 s window's count goes above one. Returns the signals
+        armed, those whose probe is attached; the others are not checked in the kernel."""
 
     def enforcement(self) -> dict[str, bool]:
         """Which enforcement is available: {"syscall_kill": ..., "egress": ...}."""

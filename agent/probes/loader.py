@@ -41,6 +41,7 @@ from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
 from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement, sweep_orphans
+from agent.probes.rate_limits import RateLimits
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
 from agent.probes.source import (
@@ -101,6 +102,7 @@ class ProbeSet:
         self._skb = CgroupAttachments("probe network", SKB_PROGRAMS, lambda: self._count_py_error("network"))
         self._enforcement = EnforcementTables(
             CgroupAttachments("egress enforcement", EGRESS_PROGRAMS, lambda: self._count_py_error("egress")))
+        self._rates = RateLimits()
         self._ring = EventRing(self._count_py_error, self._name_rule)
         self.pin_dir = pin_dir
         self._pin = pin and pin_dir is not None
@@ -196,6 +198,18 @@ class ProbeSet:
         compiled = self._require_loaded()
         self._enforcement.set_kill(compiled, self._slots.of(cgroup_id), cgroup_id, kill)
         self._update_pins(compiled)
+
+    @_locked
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
+        """Replace the container's rate limits (probes/rates.c): signal -> count per 1 s window,
+        above which one RateEvent is sent. Returns the signals armed (their probe attached)."""
+        compiled = self._require_loaded()
+        return self._rates.set(compiled, self._slots.of(cgroup_id), limits)
+
+    def rate_limits_in_kernel(self, cgroup_id: int) -> dict[str, int]:
+        """The container's rate limits as the kernel holds them (tests read them back)."""
+        with self._lock:
+            return self._rates.in_kernel(self._require_loaded(), self._slots.of(cgroup_id))
 
     @_locked
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
@@ -363,6 +377,8 @@ class ProbeSet:
         # Pinned: the rules stay in force until the next daemon adopts them (pins.py).
         kept = self._pins is not None and self._pins.held is not None
         self._enforcement.clear(detach=not kept)
+        for slot in self._slots.by_cgroup.values():     # a pinned sys_exit must not report for nobody
+            RateLimits.clear(self._compiled, slot)
         self._slots.clear()
         self._dirs.clear()
         if kept:

@@ -1,5 +1,6 @@
 """Moving probe events from the BPF ring buffer into the event log (OOM kills, execs) and to
-the policy service (syscall kills, refused connections: the service records the violation).
+the policy service (syscall kills, refused connections: the service records the violation;
+rate limit crossings: the service evaluates the rules of that rate at once).
 
 Each event names its container by cgroup id; the ContainerCatalog answers in one lookup, for
 Corral's own containers and observed ones alike (an event of a cgroup no longer known is
@@ -22,7 +23,7 @@ from typing import Callable, Protocol
 from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.events import Event, EventLog
-from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent
+from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent, RateEvent
 from agent.probes.interface import ProbeEvents
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ POLL_MS = 200
 
 
 class EnforcementReports(Protocol):
-    """Where KillEvent and EgressEvent reports go: the policy service."""
+    """Where KillEvent, EgressEvent and RateEvent reports go: the policy service."""
 
-    def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent) -> None: ...
+    def record_enforcement(self, container: CatalogEntry, event: KillEvent | EgressEvent | RateEvent) -> None: ...
 
 
 class ProbeEventPump:
@@ -86,12 +87,12 @@ class ProbeEventPump:
                         continue
                 self.handle(event)
 
-    def handle(self, event: OomEvent | ExecEvent | KillEvent | EgressEvent) -> None:
+    def handle(self, event: OomEvent | ExecEvent | KillEvent | EgressEvent | RateEvent) -> None:
         owner = self._catalog.by_cgroup_id(event.cgroup_id)
         if owner is None:
             self.unattributed += 1
             return      # a cgroup unwatched since: nothing to attribute it to
-        if isinstance(event, (KillEvent, EgressEvent)):
+        if isinstance(event, (KillEvent, EgressEvent, RateEvent)):
             if self._reports is not None:
                 try:
                     self._reports.record_enforcement(owner, event)

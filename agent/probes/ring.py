@@ -9,12 +9,12 @@ from typing import Any, Callable
 
 from agent.probes.events import DecodeError, EgressEvent, EventDecoder
 from agent.probes.interface import ProbeEvent
-from agent.probes.structs import EVENT_EGRESS, EVENT_EXEC, EVENT_KILL, EVENT_OOM
+from agent.probes.structs import EVENT_EGRESS, EVENT_EXEC, EVENT_KILL, EVENT_OOM, EVENT_RATE
 
 log = logging.getLogger("corral.probes")
 
 _PROBE_OF_EVENT = {EVENT_OOM: "oom", EVENT_EXEC: "process_exec", EVENT_KILL: "syscall_kill",
-                   EVENT_EGRESS: "egress"}
+                   EVENT_EGRESS: "egress", EVENT_RATE: "rate_limits"}
 
 
 class EventRing:

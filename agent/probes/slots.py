@@ -18,6 +18,7 @@ from agent.probes.structs import (
     KillTable,
     NetCountersC,
     ProcessCountersC,
+    RateTable,
     SyscallCount,
     TcpCountersC,
     WatchEntry,
@@ -109,3 +110,4 @@ def zero(probes: CompiledProbes, slot: int) -> None:
         percpu.zero_range(probes.table(name), ctype, ncpus, slot, 1)
     probes.table("kill_tables")[ct.c_uint32(slot)] = KillTable()
     probes.table("egress_tables")[ct.c_uint32(slot)] = EgressTable()
+    probes.table("rate_limits")[ct.c_uint32(slot)] = RateTable()

@@ -14,8 +14,9 @@ from pathlib import Path
 from agent.errors import InvalidArgument, KernelError
 from agent.probes.structs import NR_SYSCALLS
 
-# launcher.c and enforce.c first: syscalls.c calls their in_setup() and enforce_kill().
-PROBE_FILES = ("launcher.c", "enforce.c", "syscalls.c", "memory.c", "network.c", "process.c")
+# launcher.c, enforce.c and rates.c first: syscalls.c calls their in_setup(), enforce_kill() and
+# rate_add() (network.c too).
+PROBE_FILES = ("launcher.c", "enforce.c", "rates.c", "syscalls.c", "memory.c", "network.c", "process.c")
 WATCH_INDEX_SIZE = 1024
 _INCLUDE = re.compile(r'^#include "common\.h"\n', re.MULTILINE)
 

@@ -30,6 +30,7 @@ PROBE_ERRORS = (
     "process_exit",
     "syscall_kill",
     "egress",
+    "rate_limits",
 )
 
 # enum lost_reason in probes/common.h, in order: index -> the reason label of
@@ -41,6 +42,10 @@ EVENT_OOM = 1
 EVENT_EXEC = 2
 EVENT_KILL = 3
 EVENT_EGRESS = 4
+EVENT_RATE = 5
+
+# enum rate_signal in probes/common.h, in order: index -> the signal name rate limits use.
+RATE_SIGNALS = ("syscalls", "syscall_errors", "tcp_connects", "net_tx_bytes", "net_rx_bytes")
 
 
 class WatchEntry(ct.Structure):
@@ -121,6 +126,28 @@ class KillEventC(ct.Structure):
                 ("result", ct.c_int32), ("pad", ct.c_uint32), ("comm", ct.c_char * 16)]
 
 
+class RateLimitC(ct.Structure):
+    """struct rate_limit (probes/common.h)."""
+
+    _fields_ = [("limit", ct.c_uint64), ("window", ct.c_uint64), ("count", ct.c_uint64),
+                ("reported", ct.c_uint64)]
+
+
+class RateTable(ct.Structure):
+    """struct rate_table (probes/common.h)."""
+
+    _fields_ = [("armed", ct.c_uint32), ("generation", ct.c_uint32),
+                ("limits", RateLimitC * len(RATE_SIGNALS))]
+
+
+class RateEventC(ct.Structure):
+    """struct rate_event (probes/common.h)."""
+
+    _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
+                ("time_ns", ct.c_uint64), ("count", ct.c_uint64), ("limit", ct.c_uint64),
+                ("signal", ct.c_uint32), ("generation", ct.c_uint32), ("comm", ct.c_char * 16)]
+
+
 class EgressRuleC(ct.Structure):
     """struct egress_rule (probes/common.h)."""
 
@@ -163,4 +190,7 @@ MIRRORS = {
     "egress_rule": EgressRuleC,
     "egress_table": EgressTable,
     "egress_event": EgressEventC,
+    "rate_limit": RateLimitC,
+    "rate_table": RateTable,
+    "rate_event": RateEventC,
 }

@@ -16,7 +16,7 @@ import pytest
 from agent.errors import KernelError
 from agent.probes import structs
 from agent.probes.egress import words
-from agent.probes.events import DecodeError, EgressEvent, EventDecoder, ExecEvent, KillEvent, OomEvent
+from agent.probes.events import DecodeError, EgressEvent, EventDecoder, ExecEvent, KillEvent, OomEvent, RateEvent
 from agent.probes.loader import PROBE_FILES, ProbeOptions, ProbeSet
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"
@@ -72,7 +72,25 @@ def test_lost_reasons_follow_the_c_enum():
 
 def test_event_types_follow_the_c_enum():
     assert c_enum("event_type") == {"EVENT_OOM": structs.EVENT_OOM, "EVENT_EXEC": structs.EVENT_EXEC,
-                                     "EVENT_KILL": structs.EVENT_KILL, "EVENT_EGRESS": structs.EVENT_EGRESS}
+                                     "EVENT_KILL": structs.EVENT_KILL, "EVENT_EGRESS": structs.EVENT_EGRESS,
+                                     "EVENT_RATE": structs.EVENT_RATE}
+
+
+def test_rate_signals_follow_the_c_enum():
+    enum = c_enum("rate_signal")
+    assert enum.pop("N_RATE_SIGNALS") == len(structs.RATE_SIGNALS)
+    assert {f"RATE_{name.upper()}": index for index, name in enumerate(structs.RATE_SIGNALS)} == enum
+
+
+def test_a_rate_event_decodes():
+    raw = structs.RateEventC(type=structs.EVENT_RATE, pid=8, cgroup_id=99, time_ns=2_000_000_000, count=5001,
+                             limit=5000, signal=structs.RATE_SIGNALS.index("tcp_connects"), generation=3,
+                             comm=b"dd")
+    event = EventDecoder(boot_offset=100.0).decode(bytes(raw))
+    assert event == RateEvent(99, 8, "dd", "tcp_connects", 5001, 5000, 3, 102.0)
+    raw.signal = 9
+    with pytest.raises(DecodeError, match="signal 9"):
+        EventDecoder().decode(bytes(raw))
 
 
 def test_array_lengths_follow_the_c_defaults():

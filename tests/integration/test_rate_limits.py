@@ -1,0 +1,150 @@
+"""Rate thresholds checked in the kernel (probes/rates.c): a syscall storm crosses the limit the
+policy wrote into the container's rate_limits row, the probes send one event, and the daemon
+acts on it at once, with `--policy-interval 30` (each test's daemon is new, and every wait is
+bounded below the first periodic evaluation, so the sampled path cannot be what acted; the
+violation also says `trigger: kernel`). A container under the limit is left alone, and a hot
+reload that raises the limit rewrites the row: the same storm then does nothing.
+
+The first test drives the probes alone: the row as the kernel holds it, one event per storm."""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.corral_daemon import running_daemon, until
+from tests.integration.test_policy_events import policy_events, reloads
+
+pytestmark = pytest.mark.privileged
+
+REPO = Path(__file__).resolve().parents[2]
+INTERVAL = "30"
+BEFORE_TICK = 25.0      # seconds: a bound below the first periodic evaluation
+LIMIT = 20000           # syscalls per second
+POLICY = """\
+apiVersion: corral/v1
+kind: Policy
+metadata: {name: storm-kill}
+spec:
+  selector: {names: ["storm-kill-*"]}
+  thresholds:
+    - {name: storm, signal: syscalls_per_second, above: ABOVE, actions: [alert, kill]}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {name: storm-alert}
+spec:
+  selector: {names: ["storm-alert-*"]}
+  thresholds:
+    - {name: noisy, signal: syscalls_per_second, above: ABOVE, actions: [alert]}
+"""
+# Two syscalls per byte: far above LIMIT per second, for a few seconds; then a mark.
+STORM = "dd if=/dev/zero of=/dev/null bs=1 count=4000000 2>/dev/null"
+
+
+@pytest.fixture
+def unified_cgroup():
+    path = Path(f"/sys/fs/cgroup/unified/corral-test-rates-{secrets.token_hex(4)}")
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for _ in range(50):
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_the_probes_report_one_crossing_per_storm(unified_cgroup):
+    from agent.probes.loader import ProbeOptions, ProbeSet
+    cgroup_id = os.stat(unified_cgroup).st_ino
+    with ProbeSet(REPO / "probes", ProbeOptions(), pin=False) as probes:
+        probes.watch(cgroup_id, str(unified_cgroup))
+        assert probes.set_rate_limits(cgroup_id, {"syscalls": LIMIT, "tcp_connects": 5}) == ("syscalls",
+                                                                                               "tcp_connects")
+        assert probes.rate_limits_in_kernel(cgroup_id) == {"syscalls": LIMIT, "tcp_connects": 5}
+        subprocess.run(["sh", "-c", f'echo $$ > {unified_cgroup}/cgroup.procs && exec "$@"', "sh",
+                        "dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"], check=True,
+                       capture_output=True)
+        crossings = until(lambda: [e for e in probes.poll_events(100) if type(e).__name__ == "RateEvent"],
+                          "the storm's crossing reported", timeout=10)
+        assert len(crossings) == 1                      # 400k calls, one event
+        event = crossings[0]
+        assert (event.cgroup_id, event.signal, event.limit, event.comm) == (cgroup_id, "syscalls", LIMIT, "dd")
+        assert event.count == LIMIT + 1
+        probes.set_rate_limits(cgroup_id, {})
+        assert probes.rate_limits_in_kernel(cgroup_id) == {}
+        probes.unwatch(cgroup_id, str(unified_cgroup))
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", str(LIMIT)))
+    with running_daemon("--policies", str(folder), "--policy-interval", INTERVAL) as running:
+        running.policies = folder
+        running.started = time.monotonic()
+        yield running
+
+
+def running(daemon, cid: str) -> bool:
+    return daemon.inspect(cid)["State"]["Running"]
+
+
+def test_a_syscall_storm_is_killed_from_the_kernel_crossing(daemon):
+    cid = daemon.out("run", "-d", "--name", "storm-kill-1", "busybox", "sh", "-c", f"sleep 1; {STORM}; sleep 600")
+    until(lambda: not running(daemon, cid), "the storming container killed",
+          timeout=BEFORE_TICK - (time.monotonic() - daemon.started))
+    violation = until(lambda: policy_events(daemon, cid, "violation"), "the violation recorded", timeout=5)[0]
+    attributes = violation["attributes"]
+    assert (attributes["rule"], attributes["policy"], attributes["trigger"]) == ("storm", "storm-kill", "kernel")
+    assert attributes["value"] > LIMIT and attributes["actions"] == ["alert", "kill"]
+    assert daemon.inspect(cid)["State"]["ExitCode"] == 137
+    assert "syscalls crossed in the kernel" in daemon.log.read_text()
+
+
+def test_an_alert_rule_alerts_once_and_the_container_keeps_running(daemon, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cid = daemon.out("run", "-d", "--name", "storm-alert-1", "-v", f"{marks}:/marks", "busybox", "sh", "-c",
+                     f"sleep 1; {STORM}; touch /marks/done; sleep 600")
+    violation = until(lambda: policy_events(daemon, cid, "violation"), "the alert's violation",
+                      timeout=BEFORE_TICK - (time.monotonic() - daemon.started))[0]
+    assert (violation["attributes"]["rule"], violation["attributes"]["trigger"]) == ("noisy", "kernel")
+    assert violation["attributes"]["actions"] == ["alert"]
+    until(lambda: (marks / "done").exists(), "the storm finished", timeout=60)
+    assert running(daemon, cid)
+    assert len(policy_events(daemon, cid, "violation")) == 1
+
+
+def test_a_container_under_the_limit_is_untouched(daemon, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # ~100 calls per round, a few rounds a second: far under LIMIT.
+    cid = daemon.out("run", "-d", "--name", "storm-kill-2", "-v", f"{marks}:/marks", "busybox", "sh", "-c",
+                     "i=0; while [ $i -lt 20 ]; do dd if=/dev/zero of=/dev/null bs=1 count=50 2>/dev/null; "
+                     "sleep 0.1; i=$((i+1)); done; touch /marks/done; sleep 600")
+    until(lambda: (marks / "done").exists(), "the light workload finished", timeout=60)
+    assert running(daemon, cid)
+    assert policy_events(daemon, cid, "violation") == []
+
+
+def test_a_reload_that_raises_the_limit_rewrites_it(daemon, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cid = daemon.out("run", "-d", "--name", "storm-kill-3", "-v", f"{marks}:/marks", "busybox", "sh", "-c",
+                     f"until [ -e /marks/go ]; do sleep 0.1; done; {STORM}; touch /marks/done; sleep 600")
+    count = reloads(daemon)
+    (daemon.policies / "storm.yaml").write_text(POLICY.replace("ABOVE", "100000000"))
+    until(lambda: reloads(daemon) > count, "the raised limit reloaded", timeout=10)
+    (marks / "go").touch()
+    until(lambda: (marks / "done").exists(), "the storm finished under the raised limit", timeout=60)
+    assert running(daemon, cid)
+    assert policy_events(daemon, cid, "violation") == []

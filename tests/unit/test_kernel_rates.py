@@ -1,0 +1,212 @@
+"""Rate thresholds checked in the kernel, without a kernel: which rules get a limit and which
+value (kernel_limits), the probes' validation (shared by ProbeSet and ProbeDouble), writing
+limits only when they change, the engine advancing rules on a crossing without clearing others,
+and the policy service acting on a RateEvent from the pump's thread, once per breach."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.catalog.catalog import ContainerCatalog
+from agent.catalog.entry import CatalogEntry
+from agent.cgroups.double import CgroupDouble
+from agent.cgroups.driver import CgroupPaths, Limits
+from agent.cgroups.watch_double import WatchDouble
+from agent.errors import InvalidArgument
+from agent.events import EventLog
+from agent.policy.engine import ContainerRef, Engine
+from agent.policy.kernel_rates import STALE_SECONDS, KernelRates, crossed_rules, kernel_limits
+from agent.policy.library import PolicyLibrary
+from agent.policy.merge import merge
+from agent.policy.model import Policy
+from agent.policy.service import PolicyService
+from agent.policy.signals import SignalSample
+from agent.probes.double import ProbeDouble
+from agent.probes.events import RateEvent
+from agent.probes.rate_limits import encode, validate
+from agent.probes.structs import RATE_SIGNALS
+from tests.unit.test_policy_watches import Clock
+
+
+def effective(*thresholds: dict, mode: str = "enforce"):
+    doc = {"apiVersion": "corral/v1", "kind": "Policy", "metadata": {"name": "p"},
+           "spec": {"mode": mode, "thresholds": list(thresholds)}}
+    return merge([Policy.from_dict(doc)])
+
+
+def rate(count: int, signal: str = "syscalls", time: float = 1000.0, limit: int = 0) -> RateEvent:
+    return RateEvent(10, 7, "dd", signal, count, limit, 1, time)
+
+
+# --- which rules the kernel checks ----------------------------------------------------------------
+
+def test_plain_rate_rules_get_the_lowest_limit_of_their_signal_rounded_down():
+    policy = effective({"signal": "syscalls_per_second", "above": 5000, "actions": ["kill"]},
+                       {"signal": "syscalls_per_second", "above": 1000.5},
+                       {"signal": "syscalls_per_second", "syscall": "read", "above": 10},   # per syscall: sampled
+                       {"signal": "tcp_connects_per_second", "above": 20},
+                       {"signal": "network_rx_bytes_per_second", "above": "1Mi"},
+                       {"signal": "pids", "above": 5})
+    assert kernel_limits(policy) == {"syscalls": 1000, "tcp_connects": 20, "net_rx_bytes": 1024 * 1024}
+    names = [e.threshold.signal for e in crossed_rules(policy, rate(2000))]
+    assert names == ["syscalls_per_second", "syscalls_per_second"]      # not the per-syscall rule
+
+
+def test_the_probes_validate_limits_and_encode_one_bit_per_signal():
+    with pytest.raises(InvalidArgument, match="'forks'"):
+        validate({"forks": 1})
+    with pytest.raises(InvalidArgument, match="rate limit of syscalls"):
+        validate({"syscalls": -1})
+    table = encode({"syscalls": 9, "net_tx_bytes": 100}, generation=4)
+    assert table.armed == 0b01001 and table.limits[0].limit == 9 and table.limits[3].limit == 100
+    assert table.generation == 4 and encode({}, 4).generation == 0
+    assert len(RATE_SIGNALS) == 5
+
+
+def test_the_double_arms_only_signals_whose_probe_is_attached():
+    probes = ProbeDouble(status={"syscalls": True, "tcp_connect": False, "network": True})
+    with pytest.raises(InvalidArgument, match="not watched"):
+        probes.set_rate_limits(7, {"syscalls": 1})
+    probes.watch(7, "/cg/7")
+    assert probes.set_rate_limits(7, {"syscalls": 1, "tcp_connects": 2}) == ("syscalls",)
+    assert probes.rate_limits == {7: {"syscalls": 1}}
+    probes.unwatch(7, None)
+    assert probes.rate_limits == {}
+
+
+def test_limits_are_written_when_they_change_and_cleared_when_gone():
+    probes = ProbeDouble()
+    probes.watch(10, "/cg/10")
+    writes = []
+    original = probes.set_rate_limits
+    probes.set_rate_limits = lambda cid, limits: (writes.append(dict(limits)), original(cid, limits))[1]  # type: ignore[method-assign]
+    rates = KernelRates(probes)
+    rates.sync({"a": (10, {"syscalls": 100})})
+    rates.sync({"a": (10, {"syscalls": 100})})
+    assert writes == [{"syscalls": 100}]
+    rule = effective({"signal": "syscalls_per_second", "above": 100}).thresholds[0]
+    higher = effective({"signal": "syscalls_per_second", "above": 500}).thresholds[0]
+    assert rates.evented("a", rule) and not rates.evented("a", higher)
+    rates.sync({"a": (10, {"syscalls": 500})})
+    assert probes.rate_limits[10] == {"syscalls": 500} and rates.evented("a", higher)
+    rates.sync({})
+    assert probes.rate_limits == {} and not rates.evented("a", higher)
+
+
+def test_a_container_not_watched_yet_is_retried_at_the_next_sync():
+    probes = ProbeDouble()
+    rates = KernelRates(probes)
+    rates.sync({"a": (10, {"syscalls": 100})})
+    assert probes.rate_limits == {}
+    probes.watch(10, "/cg/10")
+    rates.sync({"a": (10, {"syscalls": 100})})
+    assert probes.rate_limits == {10: {"syscalls": 100}}
+
+
+def test_stale_crossings_are_left_to_sampling():
+    rates = KernelRates(None)
+    rates.offer("a", rate(10, time=100.0))
+    rates.offer("b", rate(10, time=100.0 - STALE_SECONDS - 1))
+    assert [cid for cid, _ in rates.take(100.5)] == ["a"]
+    assert rates.take(100.5) == []
+
+
+# --- the engine on a crossing ---------------------------------------------------------------------
+
+def test_a_crossing_fires_the_rules_it_is_above_and_leaves_the_others():
+    policy = effective({"name": "low", "signal": "syscalls_per_second", "above": 1000, "actions": ["kill"]},
+                       {"name": "high", "signal": "syscalls_per_second", "above": 5000, "for": "60s"},
+                       {"name": "held", "signal": "syscalls_per_second", "above": 1000, "for": "10s"})
+    engine, ref = Engine(), ContainerRef("c", "web")
+    evaluation = engine.cross(ref, crossed_rules(policy, rate(1001)), 1001.0, 1000.0)
+    assert [(a.kind, a.rule) for a in evaluation.actions] == [("kill", "low")]
+    assert evaluation.violations[0].trigger == "kernel" and evaluation.violations[0].to_dict()["trigger"] == "kernel"
+    phases = {s.rule: (s.phase, s.trigger) for s in engine.states("c")}
+    assert phases == {"low": ("firing", "kernel"), "held": ("pending", "kernel")}
+    assert engine.next_due() == 1010.0                      # the hold runs from the crossing
+    again = engine.cross(ref, crossed_rules(policy, rate(9000)), 9000.0, 1000.5)
+    assert again.actions == []                              # already firing: no second kill
+    assert {s.rule: s.phase for s in engine.states("c")}["high"] == "pending"
+
+
+def test_a_crossing_below_a_pending_rule_does_not_clear_it():
+    policy = effective({"name": "high", "signal": "syscalls_per_second", "above": 5000, "for": "60s"})
+    engine, ref = Engine(), ContainerRef("c", "web")
+    engine.evaluate(ref, policy, SignalSample(990.0, {"syscalls_per_second": 6000.0}))
+    engine.cross(ref, policy.thresholds, 1001.0, 1000.0)
+    assert [(s.phase, s.since) for s in engine.states("c")] == [("pending", 990.0)]
+
+
+def test_a_sampled_firing_is_not_repeated_by_a_crossing():
+    policy = effective({"name": "low", "signal": "syscalls_per_second", "above": 1000, "actions": ["alert"]})
+    engine, ref = Engine(), ContainerRef("c", "web")
+    fired = engine.evaluate(ref, policy, SignalSample(999.0, {"syscalls_per_second": 2000.0}))
+    assert fired.violations[0].trigger == "sampled"
+    assert engine.cross(ref, policy.thresholds, 1500.0, 1000.0).actions == []
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+POLICY = """apiVersion: corral/v1
+kind: Policy
+metadata: {name: storm}
+spec:
+  selector: {names: ["web-*"]}
+  thresholds:
+    - {name: storm, signal: syscalls_per_second, above: ABOVE, actions: [alert, kill]}
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", "1000"))
+    driver, catalog, probes = CgroupDouble(), ContainerCatalog(), ProbeDouble()
+    events = EventLog(tmp_path / "events.jsonl")
+    service = PolicyService(PolicyLibrary(str(folder), syscall_known=lambda name: True), catalog=catalog,
+                            cgroups=driver, events=events, probes=probes, registry=CollectorRegistry(),
+                            clock=Clock(), watch=WatchDouble())
+    service.reload()
+    entry = CatalogEntry(id="w" * 12, name="web-1", image="busybox", cgroup=CgroupPaths("/fake/corral/web-1"),
+                         cgroup_id=10, requested=Limits())
+    catalog.put(entry)
+    probes.watch(10, "/fake/corral/web-1")
+    return service, folder, driver, probes, entry, events
+
+
+def test_the_limits_follow_the_policy_and_a_reload(world):
+    service, folder, driver, probes, entry, events = world
+    service._sync_watches()
+    assert probes.rate_limits == {10: {"syscalls": 1000}}
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", "50000"))
+    service.reload()
+    service._sync_watches()
+    assert probes.rate_limits == {10: {"syscalls": 50000}}
+
+
+def test_a_crossing_kills_and_the_violation_says_the_kernel_saw_it(world):
+    service, folder, driver, probes, entry, events = world
+    service._sync_watches()
+    evaluation = service.evaluate_crossing(entry.id, rate(1001, limit=1000))
+    assert evaluation is not None and [a.kind for a in evaluation.actions] == ["alert", "kill"]
+    assert entry.cgroup.unified in driver.killed
+    violation = [e for e in events.since() if e.action == "violation"][0]
+    assert violation.attributes["rule"] == "storm" and violation.attributes["trigger"] == "kernel"
+    assert service.evaluate_crossing(entry.id, rate(5000, limit=1000)).actions == []
+
+
+def test_a_rate_event_from_the_pump_wakes_the_policy_thread(world):
+    service, folder, driver, probes, entry, events = world
+    service.interval = service.pace.interval = service.pace.current = 3600.0   # the tick never comes
+    killed = threading.Event()
+    original = driver.kill
+    driver.kill = lambda paths: (original(paths), killed.set())   # type: ignore[method-assign]
+    service.start()
+    try:
+        service.record_enforcement(entry, rate(1001, time=service._clock(), limit=1000))
+        assert killed.wait(10), "a rate crossing did not lead to the kill"
+    finally:
+        service.stop()
