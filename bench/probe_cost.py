@@ -8,6 +8,8 @@ never gives back the ~60 MiB a compile takes):
   probes_unwatched  the probes, the loop's cgroup not watched        (what host processes pay)
   probes_kill_rule  the probes, watched, with a syscall kill rule (on sync, which the loop never
                     calls): what a container with kill rules pays over `probes`
+  probes_rate_limit the probes, watched, with a syscall rate limit never reached (probes/rates.c):
+                    what a container with a kernel-checked rate threshold pays over `probes`
   empty_enter_exit  empty programs on sys_enter and sys_exit         (anchor of `latency`)
   latency           the probes with syscall latency histograms, watched
 
@@ -40,8 +42,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "probes_kill_rule", "empty_enter_exit", "latency")
+CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "probes_kill_rule", "probes_rate_limit",
+           "empty_enter_exit", "latency")
 ANCHORS = {"probes": "empty_exit", "probes_unwatched": "empty_exit", "probes_kill_rule": "empty_exit",
+           "probes_rate_limit": "empty_exit",
            "latency": "empty_enter_exit"}
 
 LOOP = r"""
@@ -118,6 +122,8 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
         if config == "probes_kill_rule":
             from agent.syscall_table import load_syscall_table
             probes.set_syscall_actions(cgroup_id, {load_syscall_table().require("sync")})
+        if config == "probes_rate_limit":
+            probes.set_rate_limits(cgroup_id, {"syscalls": 2**62})
         result = run_loop(cgroup, loop, calls, reps)
         inside = program_ns(probes.program_fds()["corral_sys_exit"], cgroup, loop, calls)
         if config != "probes_unwatched":
@@ -211,6 +217,7 @@ def run(rounds: int = 5, calls: int = 500_000, reps: int = 5) -> dict:
     rows = []
     labels = {"probes": "probes, container watched", "probes_unwatched": "probes, host process (unwatched)",
               "probes_kill_rule": "probes, container watched with a syscall kill rule",
+              "probes_rate_limit": "probes, container watched with a syscall rate limit",
               "latency": "probes + latency histograms, watched", "empty_exit": "anchor: empty sys_exit program",
               "empty_enter_exit": "anchor: empty sys_enter+sys_exit"}
     for config, label in labels.items():

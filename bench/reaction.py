@@ -5,12 +5,16 @@ memory above 64 MiB kills (`bench-mkill-*`) or freezes (`bench-mfreeze-*`) at on
 with an alert posted by `--alert-webhook` to an HTTP server in the bench; `pids` above 10 kills
 `bench-pkill-*` the same way. Memory is watched by the kernel (agent/cgroups/watch.py); `pids`
 has no event source and is found by the periodic evaluation, so it is the anchor measured in
-the same run: what sampling gives on this machine now.
+the same run: what sampling gives on this machine now. Syscalls above 20000/s kill
+`bench-skill-*` (a container-wide rate: checked in the kernel, probes/rates.c) and, as its own
+sampled anchor, `bench-sskill-*` (the same storm against a per-syscall rule on `read`, which
+only the periodic evaluation sees).
 
 Each workload marks its own breach: it writes 40 MiB of page cache (charged to its memory
 cgroup), touches a file in a directory the bench bind-mounts (the bench polls it every ~1 ms),
 then writes 40 MiB more, crossing 64 MiB about 24 MiB in (the memory subject), or starts 20
-background sleeps (the pids subject). The time from the mark to the crossing itself (writing
+background sleeps (the pids subject), or starts a `dd bs=1` storm (~2 syscalls per byte; the
+syscall subjects: 20001 calls take a few ms after dd's exec). The time from the mark to the crossing itself (writing
 24 MiB, ~10 ms) is counted in the reaction, so the figures overstate it a little. Observed:
   kill      the container's unified cgroup.events says `populated 0`
   freeze    its cgroup.events says `frozen 1`
@@ -35,6 +39,7 @@ from bench.common import BenchDaemon, Row, paired_ratios, summary
 
 MEMORY_ABOVE = "64Mi"
 PIDS_ABOVE = 10
+SYSCALLS_ABOVE = 20000
 POLICIES = f"""apiVersion: corral/v1
 kind: Policy
 metadata: {{name: bench-mkill}}
@@ -58,13 +63,34 @@ spec:
   selector: {{names: ["bench-pkill-*"]}}
   thresholds:
     - {{name: fork-burst, signal: pids, above: {PIDS_ABOVE}, actions: [alert, kill]}}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {{name: bench-skill}}
+spec:
+  selector: {{names: ["bench-skill-*"]}}
+  thresholds:
+    - {{name: storm, signal: syscalls_per_second, above: {SYSCALLS_ABOVE}, actions: [alert, kill]}}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {{name: bench-sskill}}
+spec:
+  selector: {{names: ["bench-sskill-*"]}}
+  thresholds:
+    - {{name: read-storm, signal: syscalls_per_second, syscall: read, above: {SYSCALLS_ABOVE}, actions: [alert, kill]}}
 """
 FILL = "dd if=/dev/zero of=/tmp/{0} bs=1M count=40 2>/dev/null"
 WORKLOADS = {
     "memory": f"sleep 1; {FILL.format('a')}; touch /mark/m; {FILL.format('b')}; sleep 600",
     "pids": "sleep 1; touch /mark/m; i=0; while [ $i -lt 20 ]; do sleep 600 & i=$((i+1)); done; wait",
+    "syscalls": "sleep 1; touch /mark/m; dd if=/dev/zero of=/dev/null bs=1 count=1000000000 2>/dev/null",
 }
-SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill": ("pids", "kill")}
+SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill": ("pids", "kill"),
+            "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill")}
+# subject -> the sampled subject its ratio is taken against (same run, same round)
+ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "sskill"}
+WHAT = {"skill": "syscalls/s above threshold", "sskill": "read calls/s above threshold (sampled anchor)"}
 POLL = 0.001
 TIMEOUT = 15.0
 
@@ -171,12 +197,13 @@ def run(trials: int = 5, interval: float = 1.0) -> dict:
         finally:
             shutil.rmtree(policies, ignore_errors=True)
     rows = []
-    anchor = samples["pkill:action"]
     for subject, (workload, action) in SUBJECTS.items():
+        anchor = samples[f"{ANCHORS.get(subject, 'pkill')}:action"]
+        evented = subject in ANCHORS
         for key, limit in (("action", 100), ("alert", 1000)):
             raw = samples[f"{subject}:{key}"]
             values = [v * 1e3 for v in raw if v is not None]
-            what = f"{workload} above threshold -> {action if key == 'action' else 'alert'}"
+            what = f"{WHAT.get(subject, f'{workload} above threshold')} -> {action if key == 'action' else 'alert'}"
             missing = len(raw) - len(values)
             if not values:
                 rows.append(Row("reaction", what, "ms", float("nan"), note=f"never observed in {len(raw)} trials").to_dict())
@@ -184,16 +211,17 @@ def run(trials: int = 5, interval: float = 1.0) -> dict:
             s = summary(values)
             pairs = [(v, a) for v, a in zip(raw, anchor) if v is not None and a is not None]
             ratios = summary(paired_ratios([v for v, _ in pairs], [a for _, a in pairs])) \
-                if subject != "pkill" and pairs else None
+                if evented and pairs else None
             rows.append(Row("reaction", what, "ms", s["median"], s["p25"], s["p75"],
-                            anchor="pids -> kill (sampled)" if ratios else None,
+                            anchor=f"{WHAT.get(ANCHORS[subject], 'pids')} -> kill (sampled)" if ratios else None,
                             ratio=ratios["median"] if ratios else None,
                             ratio_p25=ratios["p25"] if ratios else None, ratio_p75=ratios["p75"] if ratios else None,
-                            target=f"<= {limit} ms" if workload == "memory" else None,
-                            met=s["median"] <= limit if workload == "memory" else None,
+                            target=f"<= {limit} ms" if evented else None,
+                            met=s["median"] <= limit if evented else None,
                             note=f"max {s['max']:.0f} ms" + (f"; {missing} not observed" if missing else "")
                             ).to_dict())
-    return {"interval_seconds": interval, "memory_above": MEMORY_ABOVE, "pids_above": PIDS_ABOVE, "trials": trials,
+    return {"interval_seconds": interval, "memory_above": MEMORY_ABOVE, "pids_above": PIDS_ABOVE,
+            "syscalls_above": SYSCALLS_ABOVE, "trials": trials,
             "samples_ms": {k: [None if v is None else round(v * 1e3, 1) for v in vs] for k, vs in samples.items()},
             "rows": rows}
 

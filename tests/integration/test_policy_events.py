@@ -102,9 +102,12 @@ def test_watch_fds_are_armed_while_running_and_closed_after_rm(daemon):
     pid = daemon.process.pid
     before = watch_fds(pid)
     cid = daemon.out("run", "-d", "--name", "mem-kill-2", "busybox", "sleep", "600")
-    armed = until(lambda: (fds := watch_fds(pid)) != before and fds, "the container's watches armed", timeout=10)
-    assert any(f.endswith("memory.pressure") for f in armed)          # the PSI trigger
-    assert armed.count("anon_inode:[eventfd]") > before.count("anon_inode:[eventfd]")   # the usage threshold
+    # Armed one fd at a time: wait for both (the first change alone may be the eventfd only).
+    def armed() -> bool:
+        fds = watch_fds(pid)
+        return (any(f.endswith("memory.pressure") for f in fds)           # the PSI trigger
+                and fds.count("anon_inode:[eventfd]") > before.count("anon_inode:[eventfd]"))   # the usage threshold
+    until(armed, "the container's watches armed: the PSI trigger and the usage threshold's eventfd", timeout=10)
     daemon.out("rm", "-f", cid)
     until(lambda: watch_fds(pid) == before, "the watches' fds closed after rm", timeout=10)
 
