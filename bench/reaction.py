@@ -90,7 +90,8 @@ SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill
             "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill")}
 # subject -> the sampled subject its ratio is taken against (same run, same round)
 ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "sskill"}
-WHAT = {"skill": "syscalls/s above threshold", "sskill": "read calls/s above threshold (sampled anchor)"}
+WHAT = {"pkill": "pids above threshold", "skill": "syscalls/s above threshold",
+        "sskill": "read calls/s above threshold (sampled)"}
 POLL = 0.001
 TIMEOUT = 15.0
 
@@ -213,7 +214,7 @@ def run(trials: int = 5, interval: float = 1.0) -> dict:
             ratios = summary(paired_ratios([v for v, _ in pairs], [a for _, a in pairs])) \
                 if evented and pairs else None
             rows.append(Row("reaction", what, "ms", s["median"], s["p25"], s["p75"],
-                            anchor=f"{WHAT.get(ANCHORS[subject], 'pids')} -> kill (sampled)" if ratios else None,
+                            anchor=f"{WHAT[ANCHORS[subject]]} -> kill" if ratios else None,
                             ratio=ratios["median"] if ratios else None,
                             ratio_p25=ratios["p25"] if ratios else None, ratio_p75=ratios["p75"] if ratios else None,
                             target=f"<= {limit} ms" if evented else None,
