@@ -1,6 +1,8 @@
 """Footprint: a real daemon's RSS with and without probes, at 0 and 20 `sleep` containers, split
 by mapping (libLLVM, libclang, libbcc, the heap, anonymous mmaps, Python), and its time from exec
-to an answering API with the probes' compile share from its own log line.
+to an answering API with the probes' share from its own log line: cold (a new root, the probes
+compiled in a child) and warm (restarted on that root, the probes loaded from its cache,
+agent/probes/cache.py). RSS is the warm daemon's.
 
 Each daemon runs from its own root with `--no-network --docker-socket ""` (containers use
 `--net none`), so the figures are the core daemon's. The anchor is the probes-only process of
@@ -19,7 +21,8 @@ from bench.daemon_cost import MIB, probes_only_rss
 
 SLEEPER = {"image": "busybox:latest", "command": ["sleep", "3600"], "network": "none"}
 CONTAINERS = 20
-_COMPILED = re.compile(r"probes compiled and attached in ([0-9.]+)s")
+_PROBES = re.compile(r"probes (compiled|loaded from the cache) and attached in ([0-9.]+)s")
+WARM_RESTARTS = 3
 
 
 def _group(name: str) -> str:
@@ -46,20 +49,29 @@ def breakdown(pid: int) -> dict[str, float]:
     return {name: round(kib / 1024, 1) for name, kib in resident.most_common()}
 
 
+def _probe_seconds(log: str) -> list[tuple[str, float]]:
+    """(compiled | loaded from the cache, seconds) of each start in a daemon log."""
+    return [(match.group(1), float(match.group(2))) for match in _PROBES.finditer(log)]
+
+
 def measure(*extra: str) -> dict:
     start = time.monotonic()
     with BenchDaemon("--docker-socket", "", "--no-network", *extra, name="footprint") as daemon:
-        ready = time.monotonic() - start
+        result: dict = {"ready_seconds": time.monotonic() - start, "warm_ready_seconds": []}
+        for _ in range(WARM_RESTARTS):      # the same root: the probes come from its cache
+            daemon.stop()
+            start = time.monotonic()
+            daemon.start()
+            result["warm_ready_seconds"].append(time.monotonic() - start)
         time.sleep(4)       # the first policy pass and metrics collection settle
-        result: dict = {"ready_seconds": ready, "0": breakdown(daemon.pid)}
+        result["0"] = breakdown(daemon.pid)
         for index in range(CONTAINERS):
             daemon.run({**SLEEPER, "name": f"bench-footprint-{index}"})
         time.sleep(4)
         for _ in range(5):
             daemon.metrics()
         result[str(CONTAINERS)] = breakdown(daemon.pid)
-        compiled = _COMPILED.search(daemon.log.read_text())
-        result["compile_seconds"] = float(compiled.group(1)) if compiled else None
+        result["probe_seconds"] = _probe_seconds(daemon.log.read_text())
     return result
 
 
@@ -75,9 +87,12 @@ def run() -> dict:
                             ratio=rss * MIB / anchor, target="<= 140 MiB", met=rss <= 140,
                             note=", ".join(f"{name} {mib:g}" for name, mib in parts.items()
                                            if name != "VmRSS" and mib >= 1)).to_dict())
-        compile_note = f"compile {figures['compile_seconds']:.2f} s" if figures["compile_seconds"] else "no compile"
-        rows.append(Row("footprint", f"exec to API ready, {mode}", "s", figures["ready_seconds"],
-                        target="<= 0.5 s", met=figures["ready_seconds"] <= 0.5, note=compile_note).to_dict())
+        probes = figures["probe_seconds"] or [("no probes", 0.0)] * (1 + WARM_RESTARTS)
+        warm = sorted(figures["warm_ready_seconds"])[len(figures["warm_ready_seconds"]) // 2]
+        for start, seconds, (how, share) in (("cold", figures["ready_seconds"], probes[0]),
+                                             ("warm, median", warm, probes[-1])):
+            rows.append(Row("footprint", f"exec to API ready, {mode}, {start}", "s", seconds, target="<= 0.5 s",
+                            met=seconds <= 0.5, note=f"probes {how} {share:.2f} s").to_dict())
     return {"daemons": measured, "probes_only_rss_bytes": anchor, "rows": rows}
 
 

@@ -23,6 +23,7 @@ BPF_OBJ_GET_INFO_BY_FD, BPF_RAW_TRACEPOINT_OPEN = 15, 17
 BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = 24, 26
 BPF_MAP_TYPE_ARRAY = 2
 OBJ_NAME_LEN = 16               # BPF_OBJ_NAME_LEN, the NUL included
+LOAD_ATTEMPTS = 5               # BPF_PROG_LOAD tries when a signal interrupts the verifier
 LOG_SIZE = 1 << 20              # the verifier log asked for when a program is refused
 _MAP_INFO_SIZE = 40             # struct bpf_map_info up to and including name[16]
 
@@ -178,11 +179,16 @@ def load_program(prog_type: int, insns: bytes, license: str, name: str, *, kern_
     put(attr, 40, ct.c_uint32, kern_version)
     _put_name(attr, 48, name)
     put(attr, 68, ct.c_uint32, expected_attach_type)
-    try:
-        return bpf(BPF_PROG_LOAD, attr)
-    except OSError as error:
-        if error.errno not in (errno.EACCES, errno.EINVAL):
-            raise
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            return bpf(BPF_PROG_LOAD, attr)
+        except OSError as error:
+            # EAGAIN: a signal came while the verifier ran (libbpf retries too).
+            if error.errno == errno.EAGAIN and attempt < LOAD_ATTEMPTS - 1:
+                continue
+            if error.errno not in (errno.EACCES, errno.EINVAL):
+                raise
+            break
     log = ct.create_string_buffer(LOG_SIZE)          # again, with the verifier's reasons
     put(attr, 24, ct.c_uint32, 1)
     put(attr, 28, ct.c_uint32, LOG_SIZE)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -43,6 +45,7 @@ class CompiledProbes:
         self.status: dict[str, bool] = {}
         self.skb_fds: dict[str, int] = {}       # empty: the cgroup_skb counters did not load
         self.egress_fds: dict[str, int] = {}    # empty: the sock_addr egress programs did not load
+        self._egress_thread: threading.Thread | None = None
         self.tracepoint_fds: list[int] = []     # perf events holding tracepoint programs
         self.links: dict[str, int] = {}         # raw tracepoint -> its link's fd
         self.map_fds: dict[str, int] = {}
@@ -94,8 +97,29 @@ class CompiledProbes:
         spec = next(m for m in self.object.maps if m.name == EVENTS)
         self.ring = ringbuf.RingBuffer(self.map_fds[EVENTS], spec.max_entries, on_event)
 
+    def load_egress_in_background(self) -> None:
+        """Load the egress programs on a thread: the verifier takes ~0.3 s over their four
+        programs (bench/README.md, Footprint), the bulk of a start from the cache, and nothing
+        needs them before the first egress rule. `egress_ready` waits for them."""
+        def work() -> None:
+            # Process signals go to the other threads: one arriving here would stop the verifier.
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            self.egress_fds = _load_cgroup_programs(
+                self, PROG_CGROUP_SOCK_ADDR, EGRESS_PROGRAMS, with_attach_type=True,
+                what="egress enforcement: cannot load the cgroup sock_addr programs")
+        self._egress_thread = threading.Thread(target=work, name="probe-egress-load", daemon=True)
+        self._egress_thread.start()
+
+    def egress_ready(self) -> dict[str, int]:
+        """The egress programs' fds, once loaded ({}: they did not load)."""
+        if self._egress_thread is not None:
+            self._egress_thread.join()
+            self._egress_thread = None
+        return self.egress_fds
+
     def cleanup(self) -> None:
         """Detach every tracepoint and close programs and maps (cgroup attachments are the caller's)."""
+        self.egress_ready()
         if self.ring is not None:
             self.ring.close()
             self.ring = None
@@ -122,11 +146,9 @@ def load_probes(compiled: ProbeObject, options: ProbeOptions, tracefs: Path,
         probes.skb_fds = _load_cgroup_programs(probes, PROG_CGROUP_SKB, SKB_PROGRAMS, with_attach_type=False,
                                                what="probe network: cannot load cgroup_skb programs")
         probes.status["network"] = bool(probes.skb_fds)
-        # Without them egress rules fail loudly in set_egress.
-        probes.egress_fds = _load_cgroup_programs(
-            probes, PROG_CGROUP_SOCK_ADDR, EGRESS_PROGRAMS, with_attach_type=True,
-            what="egress enforcement: cannot load the cgroup sock_addr programs")
         probes.open_ring(on_event)
+        # Without them egress rules fail loudly in set_egress.
+        probes.load_egress_in_background()
     except BaseException:
         probes.cleanup()
         raise

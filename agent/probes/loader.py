@@ -136,7 +136,6 @@ class ProbeSet:
                                                                            "process_exit")):
             setup_exemption.arm(compiled.table("launcher_config"), self.options.launcher)
         self._skb.fds = compiled.skb_fds
-        self._enforcement.egress.fds = compiled.egress_fds
         if self.pin_dir is not None:
             sweep_orphans(self.pin_dir.parent)
         self._pins = PinnedEnforcement(self.pin_dir if self._pin else None, found_in=self.pin_dir)
@@ -146,6 +145,12 @@ class ProbeSet:
         if self._compiled is None:
             raise CorralError("probes are not loaded", hint="call ProbeSet.load() first")
         return self._compiled
+
+    def _with_egress(self) -> CompiledProbes:
+        """The loaded probes, once their egress programs are (compiled.py loads them on a thread)."""
+        compiled = self._require_loaded()
+        self._enforcement.egress.fds = compiled.egress_ready()
+        return compiled
 
     def program_fds(self) -> dict[str, int]:
         """Every loaded program's fd by function name (tests and bench look at them)."""
@@ -173,7 +178,7 @@ class ProbeSet:
 
     @_locked
     def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
-        compiled = self._require_loaded()
+        compiled = self._with_egress()
         self._skb.detach(cgroup_id, unified_dir)
         self._enforcement.forget(cgroup_id, unified_dir)
         self._slots.release(compiled, cgroup_id, self.options.syscall_latency)
@@ -187,6 +192,8 @@ class ProbeSet:
         program is attached) and egress rules (the sock_addr programs loaded)."""
         with self._lock:
             loaded = self._compiled is not None
+            if loaded:
+                self._with_egress()
             return {"syscall_kill": bool(loaded and self._status.get("syscalls")),
                     "egress": bool(loaded and self._enforcement.egress.loaded)}
 
@@ -216,7 +223,7 @@ class ProbeSet:
         """Replace the container's egress rules (one EgressPolicy per selecting policy, enforcing
         and audit ones) and return the update's generation. The sock_addr programs are attached
         to `unified_dir` on first use and detached when `policies` is empty."""
-        compiled = self._require_loaded()
+        compiled = self._with_egress()
         try:
             return self._enforcement.set_egress(compiled, self._slots.of(cgroup_id), cgroup_id, unified_dir,
                                                 policies)
@@ -249,7 +256,7 @@ class ProbeSet:
         the directories this daemon gave no egress rules, its link is unpinned. Returns the
         events it lost while no daemon ran (also in `events_lost`)."""
         with self._events_lock, self._lock:
-            compiled = self._require_loaded()
+            compiled = self._with_egress()
             if self._pins is None or not self._pins.previous:
                 return 0
             late = EventRing(self._count_py_error, lambda event: event)
@@ -277,7 +284,7 @@ class ProbeSet:
 
     @_locked
     def enforcement_in_kernel(self, cgroup_id: int, unified_dir: str) -> KernelEnforcement:
-        compiled = self._require_loaded()
+        compiled = self._with_egress()
         return self._enforcement.in_kernel(compiled, self._slots.of(cgroup_id), unified_dir)
 
     # -- readings ------------------------------------------------------------------------------
@@ -370,6 +377,7 @@ class ProbeSet:
     def _close(self) -> None:
         if self._compiled is None:
             return
+        self._with_egress()
         try:
             self._skb.detach_all()
         except CorralError as error:
