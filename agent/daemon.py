@@ -169,7 +169,7 @@ class Daemon:
         self._stack.append(("docker api", stop))
 
     def registry_options(self):
-        from agent.registry.transport import CERT_DIRS, RegistryOptions
+        from agent.registry.options import CERT_DIRS, RegistryOptions  # not transport: httpx at first use
         return RegistryOptions(insecure=self.config.insecure_registries, mirrors=self.config.registry_mirrors,
                                cert_dirs=self.config.registry_certs_dirs or CERT_DIRS)
 
@@ -326,6 +326,8 @@ class Daemon:
 
     def _start_alerting(self) -> None:
         """Senders for --alertmanager/--alert-webhook; enforcement and OOM events alert too."""
+        if not (self.config.alertmanagers or self.config.alert_webhooks):
+            return      # and the senders' modules (urllib.request, ~15 ms of a start) stay unimported
         from agent.alerting.event_alerts import EventAlerts
         from agent.alerting.fanout import build_alerting
         self.alert_sink = build_alerting(self.config.alertmanagers, self.config.alert_webhooks,

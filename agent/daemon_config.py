@@ -59,6 +59,8 @@ class DaemonConfig:
             raise InvalidArgument(f"--metrics-addr {self.metrics_addr!r}: expected HOST:PORT like 127.0.0.1:9750")
         if self.policies is not None and not self.policies.is_dir():
             raise InvalidArgument(f"--policies {str(self.policies)!r}: not a directory")
+        if not (self.alertmanagers or self.alert_webhooks):
+            return      # the check's module imports urllib.request (~15 ms of the daemon's start)
         from agent.alerting.webhook import check_url
         object.__setattr__(self, "alertmanagers", tuple(check_url(u, "--alertmanager") for u in self.alertmanagers))
         object.__setattr__(self, "alert_webhooks", tuple(check_url(u, "--alert-webhook") for u in self.alert_webhooks))

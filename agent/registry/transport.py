@@ -16,8 +16,6 @@ import logging
 import ssl
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
@@ -29,24 +27,14 @@ from agent.registry.auth import (
     parse_challenge,
     token_from_response,
 )
+from agent.registry.options import CERT_DIRS, RegistryOptions
+
+__all__ = ["CERT_DIRS", "RegistryOptions", "Transport", "is_loopback"]
 
 log = logging.getLogger("corral.registry")
 
-CERT_DIRS = (Path("/etc/corral/certs.d"), Path("/etc/docker/certs.d"))
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _MAX_REDIRECTS = 5
-
-
-@dataclass(frozen=True)
-class RegistryOptions:
-    """Daemon-wide registry settings (the daemon config's `registries:`)."""
-
-    insecure: tuple[str, ...] = ()                        # hosts reached over plain http
-    mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)   # registry -> mirror hosts
-    cert_dirs: tuple[Path, ...] = CERT_DIRS
-    attempts: int = 4                                     # per request, on 429/5xx/connection errors
-    max_backoff: float = 10.0
-    timeout: float = 30.0
 
 
 def is_loopback(host: str) -> bool:
