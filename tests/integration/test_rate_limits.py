@@ -94,6 +94,42 @@ def daemon(tmp_path):
         yield running
 
 
+# Ten connects to a listener of its own, then 1 MiB through one of them: all over loopback, in
+# the test's cgroup (so both the sending and the receiving socket are the container's).
+TRAFFIC = """
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+port = server.getsockname()[1]
+clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+peers = [server.accept()[0] for _ in clients]
+clients[0].sendall(b"x" * (1 << 20))
+got = 0
+while got < 1 << 20:
+    got += len(peers[0].recv(1 << 16))
+"""
+
+
+def test_connects_and_bytes_cross_their_limits_once(unified_cgroup):
+    from agent.probes.loader import ProbeOptions, ProbeSet
+    cgroup_id = os.stat(unified_cgroup).st_ino
+    with ProbeSet(REPO / "probes", ProbeOptions(), pin=False) as probes:
+        probes.watch(cgroup_id, str(unified_cgroup))
+        limits = {"tcp_connects": 5, "net_tx_bytes": 100_000, "net_rx_bytes": 100_000}
+        assert set(probes.set_rate_limits(cgroup_id, limits)) == set(limits)
+        subprocess.run(["sh", "-c", f'echo $$ > {unified_cgroup}/cgroup.procs && exec "$@"', "sh",
+                        "python3", "-c", TRAFFIC], check=True, capture_output=True, timeout=60)
+
+        def crossings() -> dict:
+            seen.extend(e for e in probes.poll_events(100) if type(e).__name__ == "RateEvent")
+            return {e.signal: e for e in seen} if len(seen) >= 3 else {}
+        seen: list = []
+        found = until(crossings, "three crossings: connects, bytes out, bytes in", timeout=10)
+        assert sorted(e.signal for e in seen) == ["net_rx_bytes", "net_tx_bytes", "tcp_connects"]   # once each
+        assert (found["tcp_connects"].count, found["tcp_connects"].comm) == (6, "python3")
+        assert found["net_tx_bytes"].count > 100_000 and found["net_tx_bytes"].pid == 0
+        probes.unwatch(cgroup_id, str(unified_cgroup))
+
+
 def running(daemon, cid: str) -> bool:
     return daemon.inspect(cid)["State"]["Running"]
 
