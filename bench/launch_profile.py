@@ -9,7 +9,10 @@ shared bridge nor the integration lock), and per round, in a shuffled order:
             daemon, no cgroup, no overlay
   crun      `crun run` of the same rootfs (bench/launch.py's anchor, from its helper)
 
-    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE]
+    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE] [--net bridge]
+
+`--net bridge` runs the API subjects on the default bridge network (veth, address, routes; the
+daemon then has its network, so run it under the integration lock); the anchors stay as they are.
 
 `--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra cycles run, and
 prints the daemon's hottest frames (self and total) from the collapsed stacks.
@@ -27,14 +30,16 @@ from pathlib import Path
 from bench.common import VENV_BIN, BenchDaemon, interleave, row_from
 from bench.launch import BUSYBOX, OciAnchors, api_cycle
 
-SPEC = {"image": BUSYBOX, "command": ["/bin/true"], "network": "none"}
+
+def spec(network: str) -> dict:
+    return {"image": BUSYBOX, "command": ["/bin/true"], "network": network}
 
 
-def phases(daemon: BenchDaemon, into: dict[str, list[float]]) -> float:
+def phases(daemon: BenchDaemon, into: dict[str, list[float]], network: str = "none") -> float:
     """The cycle as four timed calls; appends each call's seconds to `into`, returns the sum."""
     client = daemon.client()
     marks = [time.perf_counter()]
-    container = client.create_container(SPEC, start=False)
+    container = client.create_container(spec(network), start=False)
     daemon.created.add(container["id"])
     marks.append(time.perf_counter())
     client.start_container(container["id"])
@@ -80,12 +85,13 @@ def hottest(raw: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def run(rounds: int = 30, spy: Path | None = None) -> dict:
+def run(rounds: int = 30, spy: Path | None = None, network: str = "none") -> dict:
     split: dict[str, list[float]] = {}
-    with BenchDaemon("--no-network", "--no-probes", name="launchprof") as daemon:
+    flags = ("--no-network", "--no-probes") if network == "none" else ("--no-probes",)
+    with BenchDaemon(*flags, name="launchprof") as daemon:
         anchors = OciAnchors(daemon.root, daemon.root / "anchors")
         try:
-            subjects = {"phases": lambda: phases(daemon, split), "cycle": lambda: api_cycle(daemon, "none"),
+            subjects = {"phases": lambda: phases(daemon, split, network), "cycle": lambda: api_cycle(daemon, network),
                         "launcher": lambda: launcher_alone(anchors.rootfs), "crun": anchors.crun}
             samples = interleave(subjects, rounds, warmup=2)
             for name in split:                       # drop the warm-up rounds' phases
@@ -97,7 +103,7 @@ def run(rounds: int = 30, spy: Path | None = None) -> dict:
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 time.sleep(1.0)
                 for _ in range(rounds * 3):
-                    api_cycle(daemon, "none")
+                    api_cycle(daemon, network)
                 recorder.send_signal(2)
                 recorder.wait(timeout=60)
                 report = hottest(spy)
@@ -115,7 +121,10 @@ def run(rounds: int = 30, spy: Path | None = None) -> dict:
 def main(argv: list[str]) -> int:
     rounds = int(argv[0]) if argv and argv[0].isdigit() else 30
     spy = Path(argv[argv.index("--spy") + 1]) if "--spy" in argv else None
-    result = run(rounds, spy)
+    if spy is not None and not (VENV_BIN / "py-spy").exists():
+        sys.exit("bench.launch_profile --spy: py-spy is not in the venv (`.venv/bin/pip install py-spy`)")
+    network = argv[argv.index("--net") + 1] if "--net" in argv else "none"
+    result = run(rounds, spy, network)
     for row in result["rows"]:
         print(f"{row['figure']:<22} {row['median']:8.2f} ms  p25-p75 {row['p25']:.2f}-{row['p75']:.2f}"
               f"  {row['ratio']:.2f}x crun ({row['ratio_p25']:.2f}-{row['ratio_p75']:.2f})")

@@ -203,9 +203,11 @@ class NetworkManager:
             endpoints = self.store.find_endpoints(container_id)
             if network_name is None:
                 leaving = endpoints
-                self.nat.remove_tagged(container_tag(container_id))
-                for slot in range(MAX_NETWORKS):
-                    self.links.remove_link(host_veth_of(container_id, slot))
+                # Only published ports make rules of a container (reading the table is ~1 ms);
+                # rules a crash left without their endpoint record go at the next start's reconcile.
+                if any(e.attachment.ports for e in endpoints):
+                    self.nat.remove_tagged(container_tag(container_id))
+                self.links.remove_links(host_veth_of(container_id, slot) for slot in range(MAX_NETWORKS))
             else:
                 name = self._resolve(network_name)
                 leaving = [e for e in endpoints if e.attachment.network == name]

@@ -84,8 +84,9 @@ class NetworkStore:
         attachment = endpoint.attachment
         record = {"attachment": attachment.to_dict(), "hostname": endpoint.hostname,
                   "hosts_path": endpoint.hosts_path, "extra_hosts": list(endpoint.extra_hosts)}
+        # Not fsync'd, as the addresses (ipam.py): an endpoint lives only while its container runs.
         write_atomically(self.endpoint_path(attachment.network, attachment.container_id),
-                         json.dumps(record, indent=1) + "\n")
+                         json.dumps(record, indent=1) + "\n", durable=False)
 
     @staticmethod
     def read_endpoint(path: Path) -> Endpoint:

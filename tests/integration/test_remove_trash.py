@@ -71,3 +71,17 @@ def test_what_a_crash_left_in_the_trash_is_deleted_at_the_next_start(daemon):
     assert mounts_below(daemon.root) == []
     assert leftovers(cid) == []
     assert daemon.cli("inspect", cid, check=False).returncode == 125
+
+
+def test_an_exited_containers_root_is_unmounted_and_mounted_again_with_its_files(daemon):
+    """As docker does, the root is unmounted at the exit (so rm need not wait for the overlay's
+    sync); a start mounts it again with what the container wrote."""
+    cid = daemon.out("run", "-d", "--net", "none", "busybox", "sh", "-c", "cat /kept 2>/dev/null; echo kept > /kept")
+    base = daemon.root / "containers" / cid
+    until(lambda: daemon.inspect(cid)["State"]["Status"] == "exited", "it exited")
+    until(lambda: mounts_below(base) == [], "its root is unmounted after the exit")
+    daemon.cli("start", cid)
+    assert daemon.out("wait", cid) == "0"
+    assert daemon.out("logs", cid) == "kept", "the second run read what the first wrote"
+    daemon.cli("rm", cid)
+    assert leftovers(cid) == []

@@ -29,6 +29,11 @@ class LinksDouble:
     def ensure_bridge(self, name, gateway, prefix): self.bridges[name] = f"{gateway}/{prefix}"
     def remove_bridge(self, name): self.bridges.pop(name, None)
     def remove_link(self, name): self.host_veths.pop(name, None)
+
+    def remove_links(self, names):
+        for name in names:
+            self.remove_link(name)
+
     def routes(self): return list(self.host_routes)
 
     def create_endpoint(self, *, pid, bridge, host_veth, address, prefix, mac, gateway, interface="eth0",
