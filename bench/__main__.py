@@ -77,6 +77,10 @@ def _benches(quick: bool) -> dict:
         from bench import cli_startup
         return cli_startup.run(rounds=5 if quick else 20)
 
+    def daemon_start():
+        from bench import cli_daemon_start
+        return cli_daemon_start.run(rounds=3 if quick else 10)
+
     def footprint():
         from bench import footprint
         return footprint.run()
@@ -84,7 +88,7 @@ def _benches(quick: bool) -> dict:
     return {"cli": cli, "launch": launch, "seccomp": seccomp, "probes": probes, "scrape": scrape, "reaction": reaction,
             "churn": churn, "policies": policies, "api": api, "state": state, "pull": pull,
             "build": build, "userns": userns, "history": history,
-            "footprint": footprint}
+            "footprint": footprint, "daemon-start": daemon_start}
 
 
 def _number(value) -> str:
