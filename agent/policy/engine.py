@@ -199,6 +199,23 @@ class Engine:
             state = self._fire(container, entry, state, now, result)
         self._states[key] = state
 
+    def gone(self, container: ContainerRef, now: float) -> Evaluation:
+        """The container stopped or was removed: its firing rules resolve with reason
+        `container gone` (alerts are resolved; nothing is left to restore or thaw). The caller
+        runs the actions, then `forget`s the container."""
+        evaluation = Evaluation()
+        for state in self.states(container.id):
+            if state.phase != "firing":
+                continue
+            kinds = ("resolve_alert",) if "alert" in state.taken else ()
+            resolution = Resolution(container.id, container.name, state.policy, state.rule,
+                                    state.entry.threshold.signal if state.entry else "", None,
+                                    state.fired_at or state.since, now, "container gone", kinds)
+            evaluation.resolutions.append(resolution)
+            evaluation.actions.extend(Action(kind, container.id, container.name, state.policy, state.rule,
+                                             resolution) for kind in kinds)
+        return evaluation
+
     def released(self, container: ContainerRef, now: float) -> Evaluation:
         """The user unfroze the container: rules holding the freeze resolve, so a condition
         that still holds starts over (pending, then firing after its `for:` again)."""

@@ -9,16 +9,23 @@ is above the threshold), counted in 1 s windows. A crossing advances every kerne
 of that signal whose `above` the window's count already exceeds (Engine.cross); the others
 (higher thresholds on the same signal, per-syscall rates, the other signals) stay with the
 periodic evaluation, which also resolves a rule once its sampled rate falls back. Both paths
-share the engine's one state per rule, so a rule never fires twice for one breach.
+share the engine's one state per rule, so a rule never fires twice for one breach. After a
+crossing that leaves a rule firing or pending, the next periodic evaluation takes these rates
+over the time since the crossing (`since_crossing`): over a tick interval that began before
+the storm, a storm just above the threshold would average below it, resolve the rule and
+fire it again at the next tick.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 
 from agent.errors import CorralError
+from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.merge import EffectivePolicy, ThresholdEntry
+from agent.policy.signals import SignalSample, compute_signals
 from agent.probes.events import RateEvent
 from agent.probes.interface import ProbeControl
 
@@ -54,6 +61,17 @@ def crossed_rules(effective: EffectivePolicy, event: RateEvent) -> tuple[Thresho
     """The kernel-checked rules on the signal of `event`."""
     signal = POLICY_SIGNAL.get(event.signal)
     return tuple(e for e in effective.thresholds if e.threshold.signal == signal and kernel_checked(e))
+
+
+def since_crossing(sample: SignalSample, base: ContainerSnapshot, snapshot: ContainerSnapshot,
+                   min_window: float) -> SignalSample:
+    """`sample` with its kernel-checked rates taken over [base, snapshot] (`base`: the
+    container's snapshot at a crossing), unknown while that is shorter than `min_window`."""
+    since = compute_signals(base, snapshot) if snapshot.time - base.time >= min_window else None
+    values = dict(sample.values)
+    for signal in PROBE_SIGNAL:
+        values[signal] = since.values.get(signal) if since is not None else None
+    return dataclasses.replace(sample, values=values)
 
 
 class KernelRates:

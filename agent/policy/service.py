@@ -47,9 +47,9 @@ from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
 from agent.policy.enforcer import Enforcer
-from agent.policy.engine import Action, ContainerRef, Engine, Evaluation, Resolution
+from agent.policy.engine import ContainerRef, Engine, Evaluation
 from agent.policy.history import SignalHistory
-from agent.policy.kernel_rates import KernelRates, crossed_rules, kernel_limits
+from agent.policy.kernel_rates import KernelRates, crossed_rules, kernel_limits, since_crossing
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
@@ -111,6 +111,7 @@ class PolicyService:
         self._clock = clock
         self._lock = threading.RLock()          # the tick thread and API threads share engine state
         self._tracked: dict[str, _Tracked] = {}
+        self._rate_base: dict[str, ContainerSnapshot] = {}    # snapshot at a container's last crossing
         self._not_applicable: set[tuple[str, str]] = set()   # (container id, policy) reported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -269,6 +270,11 @@ class PolicyService:
                 self._tracked[container.id] = _Tracked(ref, container.cgroup, snapshot)
                 self.history.record(ref, sample, syscall_totals=snapshot.by_syscall,
                                     tcp_destinations=destinations.get(container.id))
+                base = self._rate_base.pop(container.id, None)
+                if base is not None:        # kernel-checked rates since the crossing, not since the last tick
+                    sample = since_crossing(sample, base, snapshot, MIN_RATE_WINDOW)
+                    if snapshot.time - base.time < MIN_RATE_WINDOW:
+                        self._rate_base[container.id] = base
                 evaluation = self.engine.evaluate(ref, effective[container.id], sample)
                 syscall_alerts(ref, effective[container.id], previous.snapshot if previous else None, snapshot,
                                self._started_at(ref.id, snapshot.time), evaluation)
@@ -316,6 +322,13 @@ class PolicyService:
         with self._lock:
             evaluation = self.engine.cross(ref, rules, float(event.count), event.time)
             self.enforcer.run_actions(evaluation, lambda cid: self._paths_of(cid) or container.cgroup)
+        if evaluation.violations and not any(a.kind == "kill" for a in evaluation.actions) or any(
+                s.phase == "pending" for s in self.engine.states(container.id)):
+            # The next evaluation judges these rules on the rate since now: a tick interval that
+            # began before the storm would average it down and resolve (then re-fire) the rule.
+            base = self.sampler.snapshots([container], with_syscalls=False, clock=self._clock)[0]
+            with self._lock:
+                self._rate_base[container.id] = base
         return evaluation
 
     def _sync_watches(self, containers: list[CatalogEntry] | None = None,
@@ -403,20 +416,10 @@ class PolicyService:
     def _gone(self, tracked: _Tracked) -> Evaluation:
         """A container stopped or was removed: its firing rules resolve (alerts are resolved;
         nothing is left to restore or thaw), then its state is dropped."""
-        now = self._clock()
-        evaluation = Evaluation()
-        for state in self.engine.states(tracked.ref.id):
-            if state.phase != "firing":
-                continue
-            kinds = ("resolve_alert",) if "alert" in state.taken else ()
-            resolution = Resolution(tracked.ref.id, tracked.ref.name, state.policy, state.rule,
-                                    state.entry.threshold.signal if state.entry else "", None,
-                                    state.fired_at or state.since, now, "container gone", kinds)
-            evaluation.resolutions.append(resolution)
-            evaluation.actions.extend(Action(kind, tracked.ref.id, tracked.ref.name, state.policy, state.rule,
-                                             resolution) for kind in kinds)
+        evaluation = self.engine.gone(tracked.ref, self._clock())
         self.enforcer.run_actions(evaluation, lambda _: tracked.paths)
         self.engine.forget(tracked.ref.id)
+        self._rate_base.pop(tracked.ref.id, None)
         self.enforcer.forget(tracked.ref.id)
         return evaluation
 

@@ -210,3 +210,23 @@ def test_a_rate_event_from_the_pump_wakes_the_policy_thread(world):
         assert killed.wait(10), "a rate crossing did not lead to the kill"
     finally:
         service.stop()
+
+
+def test_after_a_crossing_the_next_tick_judges_the_rate_since_the_crossing(world):
+    service, folder, driver, probes, entry, events = world
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", "1000").replace("[alert, kill]", "[alert]"))
+    service.reload()
+    probes.counts = {10: {0: (0, 0)}}
+    service.evaluate()                                  # the tick's snapshot: 0 calls at 1000.0
+    service._clock.now = 1004.0
+    probes.counts = {10: {0: (1000, 0)}}                # the storm began just now
+    assert service.evaluate_crossing(entry.id, rate(1001, time=1004.0, limit=1000)).violations
+    service._clock.now = 1005.0
+    probes.counts = {10: {0: (2500, 0)}}                # 1500/s since the crossing, 500/s since the tick
+    service.evaluate()
+    assert [s.phase for s in service.engine.states(entry.id)] == ["firing"]
+    assert [e.action for e in events.since() if e.action in ("violation", "resolved")] == ["violation"]
+    service._clock.now = 1006.0
+    probes.counts = {10: {0: (2600, 0)}}                # the storm is over: resolved by sampling
+    service.evaluate()
+    assert service.engine.states(entry.id) == []
