@@ -77,8 +77,8 @@ class HybridDriver(CgroupDriver):
         # Stats re-read the same files every scrape: keep them open where that is safe
         # (cgroupfs; see kept_files.OpenFiles). None: decide from the mounts.
         if keep_files_open is None:
-            keep_files_open = all(kept_files.on_cgroupfs(os.path.dirname(d))
-                                  for d in [*self.hierarchies.values(), self.unified_parent])
+            keep_files_open = kept_files.all_on_cgroupfs(os.path.dirname(d)
+                                                         for d in [*self.hierarchies.values(), self.unified_parent])
         self._open_files = kept_files.OpenFiles() if keep_files_open else None
         self._read = self._open_files.read if self._open_files is not None else files.read_bytes
 

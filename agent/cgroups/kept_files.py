@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+from collections.abc import Iterable
 
 from agent.mount_table import MOUNTINFO, mount_holding, read_mount_table
 
@@ -97,8 +98,18 @@ class OpenFiles:
 def on_cgroupfs(path: str, mountinfo: str = str(MOUNTINFO)) -> bool:
     """Whether `path` is on a cgroup or cgroup2 filesystem (the mount holding it, by the
     longest mount point that is a prefix of its real path)."""
+    return all_on_cgroupfs([path], mountinfo)
+
+
+def all_on_cgroupfs(paths: Iterable[str], mountinfo: str = str(MOUNTINFO)) -> bool:
+    """Whether every one of `paths` is on a cgroup filesystem, reading the mount table once (a
+    daemon start asks for each controller's hierarchy; the table grows with each container)."""
     try:
-        holder = mount_holding(read_mount_table(mountinfo), path)
+        mounts = read_mount_table(mountinfo)
     except OSError:
         return False
-    return holder is not None and holder.fstype in ("cgroup", "cgroup2")
+    for path in paths:
+        holder = mount_holding(mounts, path)
+        if holder is None or holder.fstype not in ("cgroup", "cgroup2"):
+            return False
+    return True

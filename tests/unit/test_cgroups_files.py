@@ -249,3 +249,7 @@ def test_on_cgroupfs_goes_by_the_mount_holding_the_path(tmp_path):
     assert not kept_files.on_cgroupfs("/sys/fs/cgroup/memoryx", str(mountinfo))
     assert not kept_files.on_cgroupfs(str(tmp_path), str(mountinfo))
     assert not kept_files.on_cgroupfs("/", str(tmp_path / "missing"))
+    # Every hierarchy at once, from one read of the table: one path off cgroupfs is enough to say no.
+    assert kept_files.all_on_cgroupfs(["/sys/fs/cgroup/memory/corral", "/sys/fs/cgroup/unified"], str(mountinfo))
+    assert not kept_files.all_on_cgroupfs(["/sys/fs/cgroup/memory/corral", "/sys/fs/cgroup"], str(mountinfo))
+    assert not kept_files.all_on_cgroupfs(["/sys/fs/cgroup/unified"], str(tmp_path / "missing"))
