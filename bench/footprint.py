@@ -11,7 +11,9 @@ bench/daemon_cost.py, measured in the same run.
 from __future__ import annotations
 
 import collections
+import datetime
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from bench.daemon_cost import MIB, probes_only_rss
 SLEEPER = {"image": "busybox:latest", "command": ["sleep", "3600"], "network": "none"}
 CONTAINERS = 20
 _PROBES = re.compile(r"probes (compiled|loaded from the cache) and attached in ([0-9.]+)s")
+_READY = re.compile(r"^(\S+ \S+) INFO corral.daemon: corral \S+ ready on", re.MULTILINE)
 WARM_RESTARTS = 3
 
 
@@ -58,11 +61,16 @@ def measure(*extra: str) -> dict:
     start = time.monotonic()
     with BenchDaemon("--docker-socket", "", "--no-network", *extra, name="footprint") as daemon:
         result: dict = {"ready_seconds": time.monotonic() - start, "warm_ready_seconds": []}
+        result["warm_logged_seconds"] = []
         for _ in range(WARM_RESTARTS):      # the same root: the probes come from its cache
             daemon.stop()
-            start = time.monotonic()
+            start, wall = time.monotonic(), time.time()
             daemon.start()
             result["warm_ready_seconds"].append(time.monotonic() - start)
+            # The daemon's own "ready" line: without the 0.1 s granularity of the start poll.
+            logged = _READY.findall(daemon.log.read_text())[-1]
+            result["warm_logged_seconds"].append(
+                datetime.datetime.strptime(logged, "%Y-%m-%d %H:%M:%S,%f").timestamp() - wall)
         time.sleep(4)       # the first policy pass and metrics collection settle
         result["0"] = breakdown(daemon.pid)
         for index in range(CONTAINERS):
@@ -88,11 +96,14 @@ def run() -> dict:
                             note=", ".join(f"{name} {mib:g}" for name, mib in parts.items()
                                            if name != "VmRSS" and mib >= 1)).to_dict())
         probes = figures["probe_seconds"] or [("no probes", 0.0)] * (1 + WARM_RESTARTS)
-        warm = sorted(figures["warm_ready_seconds"])[len(figures["warm_ready_seconds"]) // 2]
+        warm = statistics.median(figures["warm_ready_seconds"])
+        logged = statistics.median(figures["warm_logged_seconds"])
         for start, seconds, (how, share) in (("cold", figures["ready_seconds"], probes[0]),
                                              ("warm, median", warm, probes[-1])):
             rows.append(Row("footprint", f"exec to API ready, {mode}, {start}", "s", seconds, target="<= 0.5 s",
                             met=seconds <= 0.5, note=f"probes {how} {share:.2f} s").to_dict())
+        rows.append(Row("footprint", f"exec to 'ready' logged, {mode}, warm, median", "s", logged,
+                        target="<= 0.5 s", met=logged <= 0.5, note="the daemon log's timestamp").to_dict())
     return {"daemons": measured, "probes_only_rss_bytes": anchor, "rows": rows}
 
 

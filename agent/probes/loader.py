@@ -256,9 +256,10 @@ class ProbeSet:
         the directories this daemon gave no egress rules, its link is unpinned. Returns the
         events it lost while no daemon ran (also in `events_lost`)."""
         with self._events_lock, self._lock:
-            compiled = self._with_egress()
+            compiled = self._require_loaded()
             if self._pins is None or not self._pins.previous:
-                return 0
+                return 0                        # nothing to retire: no wait for the egress programs
+            self._with_egress()
             late = EventRing(self._count_py_error, lambda event: event)
             lost = self._pins.retire_previous(compiled.ncpus, lambda fd: drain_ring(fd, late.on_event))
             self._ring.push(late.drain())
