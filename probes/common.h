@@ -197,7 +197,7 @@ struct kill_event {
  * it goes above `limit` and again only after a window at or under it (or an empty one). */
 struct rate_limit {
     __u64 limit;                    /* report when the window's count goes above it */
-    __u64 window;                   /* the window counted: bpf_ktime_get_ns() / RATE_WINDOW_NS */
+    __u64 window_end;               /* bpf_ktime_get_ns() at which the window counted ends */
     __u64 count;                    /* calls (bytes, connects) in `window` so far */
     __u64 reported;                 /* 0: armed; else the crossing was reported (a ticket) */
 };

@@ -1,9 +1,9 @@
 /* Rate limits checked in the kernel: per watched container and signal (enum rate_signal), a
  * limit the policy service writes (agent/probes/rate_limits.py) when a container's thresholds
- * change. Each signal counts in fixed windows of RATE_WINDOW_NS (1 s); the first time a
- * window's count goes above the limit one EVENT_RATE goes to the ring buffer, and the report
- * re-arms only after a window ends at or under the limit (or a window passes without any):
- * a storm gives one event, not one per call.
+ * change. Each signal counts in windows of RATE_WINDOW_NS (1 s), each starting at the first
+ * count after the previous one ended; the first time a window's count goes above the limit one
+ * EVENT_RATE goes to the ring buffer, and the report re-arms only after a window ends at or
+ * under the limit (or a window passes without any): a storm gives one event, not one per call.
  *
  * Callers (syscalls.c, network.c, compiled after this file) already hold the container's slot:
  * rate_table_of() is one array lookup and one load of `armed`; only a container with a limit
@@ -38,13 +38,12 @@ static __always_inline void rate_add(struct rate_table *table, __u32 signal, __u
         return;
     struct rate_limit *rate = &table->limits[signal];
     __u64 now = bpf_ktime_get_ns();
-    __u64 window = now / RATE_WINDOW_NS;
-    if (rate->window != window) {
-        /* The window ended: re-arm when it stayed at or under the limit, or was not the one
-         * just before (a whole window passed without a count). */
-        if (rate->count <= rate->limit || rate->window + 1 != window)
+    if (now >= rate->window_end) {
+        /* The window ended (a new one starts with this count: no division on this path). Re-arm
+         * when it stayed at or under the limit, or when a whole window passed without a count. */
+        if (rate->count <= rate->limit || now >= rate->window_end + RATE_WINDOW_NS)
             rate->reported = 0;
-        rate->window = window;
+        rate->window_end = now + RATE_WINDOW_NS;
         rate->count = 0;
     }
     __u64 count = __sync_fetch_and_add(&rate->count, n) + n;

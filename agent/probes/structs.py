@@ -129,7 +129,7 @@ class KillEventC(ct.Structure):
 class RateLimitC(ct.Structure):
     """struct rate_limit (probes/common.h)."""
 
-    _fields_ = [("limit", ct.c_uint64), ("window", ct.c_uint64), ("count", ct.c_uint64),
+    _fields_ = [("limit", ct.c_uint64), ("window_end", ct.c_uint64), ("count", ct.c_uint64),
                 ("reported", ct.c_uint64)]
 
 
