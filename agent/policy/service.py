@@ -24,7 +24,9 @@ evaluated here from the probes' per-cgroup syscall counters: one violation per r
 syscall in each interval where the count went up, with the number of calls. `deny` rules are
 seccomp filters the runtime installs at start (it asks agent.policy.decider.LibraryDecider).
 Syscall `kill` and egress rules are enforced in BPF: see agent/policy/enforcer.py. The API
-views are `queries` (agent/policy/queries.py); file provenance is agent/policy/provenance.py.
+views are `queries` (agent/policy/queries.py); file provenance is agent/policy/provenance.py; what a reload
+reports, agent/policy/reload_report.py; rules that cannot reach observed containers,
+agent/policy/not_applicable.py.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupDriver, CgroupPaths
 from agent.cgroups.watch import PollingWatch, ThresholdWatch, WatchSpec
 from agent.errors import CorralError
-from agent.events import Event, EventLog
+from agent.events import EventLog
 from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
@@ -53,8 +55,10 @@ from agent.policy.kernel_rates import KernelRates, crossed_rules, kernel_limits,
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
+from agent.policy.not_applicable import NotApplicable
 from agent.policy.provenance import Provenance
 from agent.policy.queries import PolicyQueries
+from agent.policy.reload_report import report_reload
 from agent.policy.signals import SignalSample, compute_signals
 from agent.policy.syscall_alerts import syscall_alerts
 from agent.policy.watches import Pace, Watches, near, watch_spec
@@ -112,10 +116,10 @@ class PolicyService:
         self._lock = threading.RLock()          # the tick thread and API threads share engine state
         self._tracked: dict[str, _Tracked] = {}
         self._rate_base: dict[str, ContainerSnapshot] = {}    # snapshot at a container's last crossing
-        self._not_applicable: set[tuple[str, str]] = set()   # (container id, policy) reported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.provenance = Provenance(library.directory)
+        self.not_applicable = NotApplicable(events, self.policy_for)
         self.enforcer = Enforcer(effective=self.policy_for, cgroups=cgroups, events=events, metrics=self.metrics,
                                  executor=executor or ActionExecutor(cgroups, events=events, alert_sink=alert_sink,
                                                                     before_action=before_action),
@@ -208,32 +212,13 @@ class PolicyService:
 
     def reload(self) -> ReloadReport:
         report = self.library.reload()
-        for file, problems in report.failed.items():
-            for problem in problems:
-                log.error("policy %s (the previous version of the file stays in force)", problem)
-            self.events.emit(Event("policy", "load_error", name=file,
-                                   attributes={"problems": [str(p) for p in problems],
-                                               "kept": "previous version" if self._was_loaded(file) else "none"}))
-            self.metrics.load_errors.inc()
-        for file in report.loaded:
-            commit = self.provenance.record(file)
-            log.info("policy file %s loaded", file)
-            self.events.emit(Event("policy", "reload", name=file,
-                                   attributes={"policies": [p.name for p in self.library.policies()
-                                                            if p.source == file],
-                                               "commit": commit or ""}))
-        for file in report.removed:
-            self.provenance.forget(file)
-            log.info("policy file %s removed", file)
-            self.events.emit(Event("policy", "remove", name=file))
+        report_reload(report, library=self.library, events=self.events, provenance=self.provenance,
+                      metrics=self.metrics)
         if report.changed:
             self.metrics.set_loaded(self.library.policies())
             self.apply_live_limits()
             self._resync.set()      # thresholds moved: re-arm (on the policy thread)
         return report
-
-    def _was_loaded(self, file: str) -> bool:
-        return any(p.source == file for p in self.library.policies())
 
     def enforce_running(self) -> None:
         """Push the BPF rules of every running container now, not at the first tick: at start,
@@ -383,27 +368,8 @@ class PolicyService:
     def _running(self) -> list[CatalogEntry]:
         """Running containers, Corral's own (with a cgroup id) and observed ones."""
         running = [c for c in self.catalog.list(running=True) if c.observed or c.cgroup_id]
-        self._report_not_applicable([c for c in running if c.observed])
+        self.not_applicable.report([c for c in running if c.observed])
         return running
-
-    def _report_not_applicable(self, foreign: list[CatalogEntry]) -> None:
-        """Seccomp is installed by the launcher before exec, so a deny rule cannot reach a
-        container Corral did not start: said once per container and policy, never skipped
-        silently."""
-        for container in foreign:
-            effective = self.policy_for(container.name, container.image, container.labels)
-            for entry in effective.syscalls:
-                if entry.action != "deny" or entry.source.mode != "enforce":
-                    continue
-                key = (container.id, entry.source.policy)
-                if key in self._not_applicable:
-                    continue
-                self._not_applicable.add(key)
-                self.events.emit(Event("policy", "not_applicable", container.id, container.name,
-                                       attributes={"policy": entry.source.policy, "rule": entry.source.rule,
-                                                   "action": "deny",
-                                                   "reason": "seccomp applies only to containers "
-                                                             "Corral starts"}))
 
     def _paths_of(self, container_id: str) -> CgroupPaths | None:
         tracked = self._tracked.get(container_id)
