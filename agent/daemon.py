@@ -9,7 +9,6 @@ Containers keep running while the daemon is down and are adopted when it starts 
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 from agent import __version__
 from agent.daemon_config import DaemonConfig, parse_args
 from agent.daemon_metrics import metrics_registry, raise_open_files_limit
-from agent.errors import CorralError
+from agent.daemon_parts import load_probes, registry_options, start_networks, syscall_names
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from agent.policy.prover import EnforcementProver
     from agent.policy.service import PolicyService
     from agent.probes.loader import ProbeSet
+    from agent.registry.options import RegistryOptions
     from agent.services.manager import ServiceManager
 
 log = logging.getLogger("corral.daemon")
@@ -56,6 +56,7 @@ class Daemon:
         self.host_cgroups: CgroupDriver | None = None         # Corral's driver, plus observed containers' cgroups
         self.policy_metrics: PolicyMetrics | None = None      # on the registry, with or without --policies
         self.started_at = time.time()
+        self.syscall_name = syscall_names()     # one cache for the sampler, metrics and policies
 
     def build(self) -> None:
         from agent.catalog.bus import ContainerBus
@@ -83,11 +84,11 @@ class Daemon:
         if not any(f"{i.name}:{i.tag}" == "busybox:latest" for i in self.images.list()):
             self.images.build_busybox()
         if config.probes:
-            self.probes = self._load_probes(launcher)
+            self.probes = load_probes(config, launcher)
             if self.probes is not None:
                 self._stack.append(("probes", self.probes.close))
                 self._stack.append(("probes following", self.bus.subscribe("probes", probes_follow(self.probes))))
-        self.networks = self._start_networks()
+        self.networks = start_networks(config)
         decider = None
         if config.policies:
             from agent.policy.decider import LibraryDecider
@@ -129,7 +130,7 @@ class Daemon:
         self._stack.append(("budget", self.budget.stop))
         from agent.metrics.sampler import Sampler
         # The one reader of cgroup figures and BPF counters: metrics, `corral stats` and policies.
-        self.sampler = Sampler(self.host_cgroups or self.cgroups, self.probes, self._syscall_name())
+        self.sampler = Sampler(self.host_cgroups or self.cgroups, self.probes, self.syscall_name)
         self._start_alerting()
         if config.metrics_addr:
             self._start_metrics()
@@ -168,10 +169,8 @@ class Daemon:
             server.stop()
         self._stack.append(("docker api", stop))
 
-    def registry_options(self):
-        from agent.registry.options import CERT_DIRS, RegistryOptions  # not transport: httpx at first use
-        return RegistryOptions(insecure=self.config.insecure_registries, mirrors=self.config.registry_mirrors,
-                               cert_dirs=self.config.registry_certs_dirs or CERT_DIRS)
+    def registry_options(self) -> RegistryOptions:
+        return registry_options(self.config)
 
     def _adopt_pinned(self) -> None:
         """Push the adopted containers' rules now, then retire what a previous daemon left
@@ -204,19 +203,6 @@ class Daemon:
         services.start()
         self._stack.append(("services", services.close))
 
-    def _start_networks(self):
-        """Bridge networking; nothing to stop at shutdown: containers keep their network."""
-        if not self.config.network:
-            return None
-        from agent.network.manager import NetworkManager
-        try:
-            networks = NetworkManager(self.config.root, default_subnet=self.config.default_subnet)
-            networks.ensure_default()
-        except CorralError as exc:
-            log.error("bridge networking is off: %s; containers can use --net none or --net host", exc)
-            return None
-        return networks
-
     def _start_observer(self) -> None:
         """Observe mode: follow the containers docker, containerd, podman and systemd started."""
         from agent.discovery.foreign_cgroups import ForeignCgroups, HostCgroups
@@ -239,29 +225,11 @@ class Daemon:
         log.info("observing containers below cgroup %s: %d found", self.config.observe_root,
                  len(self.observed.list()))
 
-    def _load_probes(self, launcher: Path):
-        from agent.probes.loader import ProbeOptions, ProbeSet, ensure_mounts
-        ensure_mounts()
-        from agent.probes.pins import pin_dir_of
-        probes = ProbeSet(self.config.probes_dir, ProbeOptions(syscall_latency=self.config.syscall_latency,
-                                                               launcher=str(launcher)),
-                          pin_dir=pin_dir_of(self.config.root), pin=self.config.pin,
-                          owner=str(self.config.root.resolve()), cache_dir=self.config.root / "probe-cache")
-        started = time.monotonic()
-        try:
-            probes.load()
-        except CorralError as exc:
-            log.error("BPF probes are not loaded: %s; containers run unobserved (`corral doctor` says why)", exc)
-            return None
-        log.info("probes %s and attached in %.2fs: %s", "compiled" if probes.cache.compiled else "loaded from the cache",
-                 time.monotonic() - started, ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in probes.status().items()))
-        return probes
-
     def _start_metrics(self) -> None:
         from agent.metrics.collector import ContainerCollector
         from agent.metrics.server import build_registry, serve_metrics
         collector = ContainerCollector(self.watched_containers, self.host_cgroups or self.cgroups, self.probes,
-                                       self.config.metrics, syscall_name=self._syscall_name(),
+                                       self.config.metrics, syscall_name=self.syscall_name,
                                        sampler=self.sampler, budget=self.budget)
         sink = self.alert_sink
         self.registry, self.policy_metrics = metrics_registry(build_registry(collector),
@@ -307,7 +275,7 @@ class Daemon:
                                     alert_sink=self.alert_sink, history=self.signal_history,
                                     before_action=self.incidents.before_action,
                                     watch=kernel_watch(self.cgroups.mode),
-                                    syscall_name=self._syscall_name())
+                                    syscall_name=self.syscall_name)
         self.policy.start()
         self._stack.append(("policies", self.policy.stop))
         self.prover = EnforcementProver.for_policies(
@@ -338,16 +306,6 @@ class Daemon:
         self._stack.append(("alerting", self.alert_sink.stop))
         self._stack.append(("alerting events", self.events.subscribe(EventAlerts(self.alert_sink))))
         log.info("alerts to %s", ", ".join(stats.target for stats in self.alert_sink.stats()))
-
-    @staticmethod
-    def _syscall_name():
-        try:
-            from agent.syscall_table import syscall_name
-        except ImportError:
-            return None
-        # syscall_name reads the header on each call (~1 ms); the sampler asks for every syscall
-        # of every container at each policy evaluation (most of the policy thread's idle CPU).
-        return functools.lru_cache(maxsize=1024)(syscall_name)
 
     def service_figures(self) -> list:
         """Each service's replica counts and connections for /metrics (none before services start)."""

@@ -83,7 +83,7 @@ class ContainerCollector:
 
     def __init__(self, containers: Callable[[], Iterable[WatchedContainer]], cgroups: CgroupDriver,
                  probes: Any | None, options: MetricsOptions | None = None, *,
-                 syscall_name: Callable[[int], str] | None = None, proc_root: str = "/proc",
+                 syscall_name: Callable[[int], str | None] | None = None, proc_root: str = "/proc",
                  clock: Callable[[], float] = time.time, sampler: Sampler | None = None,
                  budget: Budget | None = None) -> None:
         self._containers = containers

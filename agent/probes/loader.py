@@ -1,23 +1,18 @@
 """`ProbeSet`: Corral's probes (probes/*.c), following containers, read when asked.
 
-A facade over one module per job: source.py assembles the C text and its -D flags, cache.py
-has it compiled by BCC in a child process (build.py) once per kernel and source, compiled.py
-loads and attaches the compiled object through bpf() (no bcc in this process), slots.py gives each watched container its counter row,
-attachments.py puts cgroup programs on container directories, enforcement.py holds the kill
-and egress tables, readings.py (over percpu.py's batch I/O) reads the counters, ring.py
-decodes the event ring buffer. It implements the seams of interface.py (`ProbeControl`,
-`ProbeReader`, `ProbeEvents`); double.ProbeDouble is its in-memory stand-in for unit tests.
+A facade over one module per job: source.py (the C text and its -D flags), cache.py (compiled
+by BCC in a child, build.py, once per kernel and source), compiled.py (loaded and attached
+through bpf(); no bcc in this process), slots.py (each watched container's counter row),
+attachments.py (cgroup programs on container directories), enforcement.py (kill and egress
+tables), readings.py over percpu.py (the counters), ring.py (the event ring buffer). It
+implements interface.py's seams; double.ProbeDouble stands in for it in unit tests.
 
-Containers are counted only once `watch()` registered their cgroup id: it gives the container
-a slot (the index of its per-CPU counters) and attaches the cgroup_skb counters to its v2
-directory. Maps are read when asked (at scrape time), never on a timer.
-
-Policy enforcement (probes/enforce.c) is set per watched container: `set_syscall_actions`
-(syscall kill rules, checked in the sys_exit program) and `set_egress` (egress rules, in
-cgroup sock_addr programs attached to the container's directory only while it has rules).
-`unwatch` clears both, `close` detaches everything, except what pins.py keeps in force while
-the daemon is down (with `pin`): a restarted daemon's `adopt_pinned` retires it once its own
-rules are pushed.
+Containers are counted once `watch()` registered their cgroup id; maps are read when asked (at
+scrape time), never on a timer. Enforcement (probes/enforce.c) is set per watched container:
+`set_syscall_actions` (checked in sys_exit), `set_rate_limits`, `set_egress` (cgroup sock_addr
+programs, attached only while the container has rules). `unwatch` clears them, `close` detaches
+everything but what pins.py keeps in force while the daemon is down; a restarted daemon's
+`adopt_pinned` retires that once its own rules are pushed.
 """
 from __future__ import annotations
 
@@ -36,7 +31,7 @@ from agent.probes.attachments import CgroupAttachments
 from agent.probes.cache import ProbeCache
 from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes, drain_ring, load_probes
 from agent.probes.egress import EgressPolicy
-from agent.probes.enforcement import KEPT_GENERATIONS, EnforcementTables
+from agent.probes.enforcement import EnforcementTables
 from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
@@ -48,16 +43,12 @@ from agent.probes.source import (
     PROBE_FILES,
     WATCH_INDEX_SIZE,
     ProbeOptions,
-    Tracepoint,
     build_source,
     cflags,
-    tracepoints,
 )
-from agent.probes.structs import LOST_REASONS, NR_SYSCALLS
+from agent.probes.structs import LOST_REASONS
 
-__all__ = ["KEPT_GENERATIONS", "NR_SYSCALLS", "PROBE_FILES", "WATCH_INDEX_SIZE", "NetCounters", "ProbeOptions",
-           "ProbeSet", "ProcessCounters", "TcpCounters", "Tracepoint", "build_source", "cflags",
-           "ensure_mounts", "tracepoints"]
+__all__ = ["PROBE_FILES", "ProbeOptions", "ProbeSet", "ensure_mounts"]
 
 log = logging.getLogger("corral.probes")
 
