@@ -49,6 +49,9 @@
 #ifndef EGRESS_MAX_POLICIES
 #define EGRESS_MAX_POLICIES 16      /* policies with egress rules selecting one container */
 #endif
+#ifndef RATE_LEVELS
+#define RATE_LEVELS 4               /* thresholds per container and rate signal checked in the kernel */
+#endif
 #ifndef RATE_WINDOW_NS
 #define RATE_WINDOW_NS 1000000000ULL  /* rate limits count per window of this length (1 s) */
 #endif
@@ -193,13 +196,14 @@ struct kill_event {
     char comm[16];
 };
 
-/* One signal's limit in a container's rate_table: a count per window, reported once when
- * it goes above `limit` and again only after a window at or under it (or an empty one). */
+/* One signal's limits in a container's rate_table: up to RATE_LEVELS levels (ascending; unused
+ * ones are ~0), counted in one window. Each level is reported once when the window's count goes
+ * above it, and again only after a window that ended at or under it (or an empty one). */
 struct rate_limit {
-    __u64 limit;                    /* report when the window's count goes above it */
     __u64 window_end;               /* bpf_ktime_get_ns() at which the window counted ends */
-    __u64 count;                    /* calls (bytes, connects) in `window` so far */
-    __u64 reported;                 /* 0: armed; else the crossing was reported (a ticket) */
+    __u64 count;                    /* calls (bytes, connects) in the window so far */
+    __u64 levels[RATE_LEVELS];      /* report when the window's count goes above each */
+    __u64 reported[RATE_LEVELS];    /* per level: 0 armed; else the crossing was reported (a ticket) */
 };
 
 /* Rate limits of one container (rates.c): rate_limits ARRAY[slot]. `armed` is 0 for a
@@ -216,7 +220,7 @@ struct rate_event {
     __u64 cgroup_id;
     __u64 time_ns;
     __u64 count;                    /* in the window, at the crossing */
-    __u64 limit;
+    __u64 limit;                    /* the level crossed */
     __u32 signal;                   /* enum rate_signal */
     __u32 generation;
     char comm[16];                  /* empty with pid 0 */

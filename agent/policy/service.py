@@ -328,7 +328,7 @@ class PolicyService:
         if effective is None:
             effective = {c.id: self.policy_for(c.name, c.image, c.labels) for c in containers}
         wanted: dict[str, tuple[CgroupPaths, WatchSpec]] = {}
-        rates: dict[str, tuple[int, dict[str, int]]] = {}
+        rates: dict[str, tuple[int, dict[str, tuple[int, ...]]]] = {}
         for container in containers:
             policy = effective[container.id]
             if policy.thresholds:

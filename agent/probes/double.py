@@ -37,7 +37,7 @@ class ProbeDouble:
         self.kill: dict[int, dict[int, int]] = {}         # cgroup id -> syscall nr -> signal
         self.egress: dict[int, tuple[EgressPolicy, ...]] = {}
         self.egress_dirs: dict[int, str] = {}
-        self.rate_limits: dict[int, dict[str, int]] = {}  # cgroup id -> signal -> limit armed
+        self.rate_limits: dict[int, dict[str, tuple[int, ...]]] = {}  # cgroup id -> signal -> levels armed
         self.tampered: set[int] = set()          # cgroup ids whose egress programs a test "detached"
         self.generation = 0
         # The maps' contents, as tests set them; readings return them as they are.
@@ -133,7 +133,7 @@ class ProbeDouble:
         self.egress_dirs[cgroup_id] = unified_dir
         return self.generation
 
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
         self._require_watched(cgroup_id)
         armed = armable(validate(limits), self.probe_status)
         if armed:

@@ -64,10 +64,11 @@ class ProbeControl(Protocol):
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
         """Replace its egress rules; returns the update's generation."""
 
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
-        """Replace its rate limits (structs.RATE_SIGNALS name -> count per second; empty clears
-        them): one RateEvent when a 1 s window's count goes above one. Returns the signals
-        armed, those whose probe is attached; the others are not checked in the kernel."""
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
+        """Replace its rate limits (structs.RATE_SIGNALS name -> a count per second, or up to
+        structs.RATE_LEVELS of them; empty clears them): one RateEvent when a 1 s window's count
+        goes above each. Returns the signals armed, those whose probe is attached; the others
+        are not checked in the kernel."""
 
     def enforcement(self) -> dict[str, bool]:
         """Which enforcement is available: {"syscall_kill": ..., "egress": ...}."""

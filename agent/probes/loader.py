@@ -198,13 +198,14 @@ class ProbeSet:
         self._update_pins(compiled)
 
     @_locked
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int]) -> tuple[str, ...]:
-        """Replace the container's rate limits (probes/rates.c): signal -> count per 1 s window,
-        above which one RateEvent is sent. Returns the signals armed (their probe attached)."""
+    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
+        """Replace the container's rate limits (probes/rates.c): signal -> count per 1 s window
+        (or up to RATE_LEVELS of them), above each of which one RateEvent is sent. Returns the
+        signals armed (their probe attached)."""
         compiled = self._require_loaded()
         return self._rates.set(compiled, self._slots.of(cgroup_id), limits)
 
-    def rate_limits_in_kernel(self, cgroup_id: int) -> dict[str, int]:
+    def rate_limits_in_kernel(self, cgroup_id: int) -> dict[str, tuple[int, ...]]:
         """The container's rate limits as the kernel holds them (tests read them back)."""
         with self._lock:
             return self._rates.in_kernel(self._require_loaded(), self._slots.of(cgroup_id))

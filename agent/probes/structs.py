@@ -45,6 +45,8 @@ EVENT_EGRESS = 4
 EVENT_RATE = 5
 
 # enum rate_signal in probes/common.h, in order: index -> the signal name rate limits use.
+# RATE_LEVELS in probes/common.h: limits per container and signal (one per distinct threshold).
+RATE_LEVELS = 4
 RATE_SIGNALS = ("syscalls", "syscall_errors", "tcp_connects", "net_tx_bytes", "net_rx_bytes")
 
 
@@ -129,8 +131,8 @@ class KillEventC(ct.Structure):
 class RateLimitC(ct.Structure):
     """struct rate_limit (probes/common.h)."""
 
-    _fields_ = [("limit", ct.c_uint64), ("window_end", ct.c_uint64), ("count", ct.c_uint64),
-                ("reported", ct.c_uint64)]
+    _fields_ = [("window_end", ct.c_uint64), ("count", ct.c_uint64), ("levels", ct.c_uint64 * RATE_LEVELS),
+                ("reported", ct.c_uint64 * RATE_LEVELS)]
 
 
 class RateTable(ct.Structure):

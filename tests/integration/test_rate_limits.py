@@ -3,7 +3,9 @@ policy wrote into the container's rate_limits row, the probes send one event, an
 acts on it at once, with `--policy-interval 30` (each test's daemon is new, and every wait is
 bounded below the first periodic evaluation, so the sampled path cannot be what acted; the
 violation also says `trigger: kernel`). A container under the limit is left alone, and a hot
-reload that raises the limit rewrites the row: the same storm then does nothing.
+reload that raises the limit rewrites the row: the same storm then does nothing. Two thresholds
+on one signal are two levels of the row: each fires its own rule, with its own actions, from its
+own crossing.
 
 The first test drives the probes alone: the row as the kernel holds it, one event per storm."""
 from __future__ import annotations
@@ -25,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 INTERVAL = "30"
 BEFORE_TICK = 25.0      # seconds: a bound below the first periodic evaluation
 LIMIT = 20000           # syscalls per second
+HIGH = 200000           # a second level: the storm is far above it, the light storm never reaches it
 POLICY = """\
 apiVersion: corral/v1
 kind: Policy
@@ -41,9 +44,20 @@ spec:
   selector: {names: ["storm-alert-*"]}
   thresholds:
     - {name: noisy, signal: syscalls_per_second, above: ABOVE, actions: [alert]}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {name: storm-levels}
+spec:
+  selector: {names: ["storm-levels-*"]}
+  thresholds:
+    - {name: busy, signal: syscalls_per_second, above: ABOVE, actions: [alert]}
+    - {name: runaway, signal: syscalls_per_second, above: HIGH, actions: [kill]}
 """
 # Two syscalls per byte: far above LIMIT per second, for a few seconds; then a mark.
 STORM = "dd if=/dev/zero of=/dev/null bs=1 count=4000000 2>/dev/null"
+# ~80000 calls in all: whatever the windows, one holds more than LIMIT, none more than HIGH.
+LIGHT_STORM = "dd if=/dev/zero of=/dev/null bs=1 count=40000 2>/dev/null"
 
 
 @pytest.fixture
@@ -68,7 +82,7 @@ def test_the_probes_report_one_crossing_per_storm(unified_cgroup):
         probes.watch(cgroup_id, str(unified_cgroup))
         assert probes.set_rate_limits(cgroup_id, {"syscalls": LIMIT, "tcp_connects": 5}) == ("syscalls",
                                                                                                "tcp_connects")
-        assert probes.rate_limits_in_kernel(cgroup_id) == {"syscalls": LIMIT, "tcp_connects": 5}
+        assert probes.rate_limits_in_kernel(cgroup_id) == {"syscalls": (LIMIT,), "tcp_connects": (5,)}
         subprocess.run(["sh", "-c", f'echo $$ > {unified_cgroup}/cgroup.procs && exec "$@"', "sh",
                         "dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"], check=True,
                        capture_output=True)
@@ -83,11 +97,33 @@ def test_the_probes_report_one_crossing_per_storm(unified_cgroup):
         probes.unwatch(cgroup_id, str(unified_cgroup))
 
 
+def test_each_level_of_a_signal_is_reported_once_at_its_own_count(unified_cgroup):
+    from agent.probes.loader import ProbeOptions, ProbeSet
+    cgroup_id = os.stat(unified_cgroup).st_ino
+    with ProbeSet(REPO / "probes", ProbeOptions(), pin=False) as probes:
+        probes.watch(cgroup_id, str(unified_cgroup))
+        assert probes.set_rate_limits(cgroup_id, {"syscalls": (100000, LIMIT)}) == ("syscalls",)
+        assert probes.rate_limits_in_kernel(cgroup_id) == {"syscalls": (LIMIT, 100000)}
+        subprocess.run(["sh", "-c", f'echo $$ > {unified_cgroup}/cgroup.procs && exec "$@"', "sh",
+                        "dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=200000"], check=True,
+                       capture_output=True)
+        seen: list = []
+
+        def both() -> list:
+            seen.extend(e for e in probes.poll_events(100) if type(e).__name__ == "RateEvent")
+            return seen if len(seen) >= 2 else []
+        until(both, "a crossing of each level", timeout=10)
+        time.sleep(0.5)                                 # a third report would be here by now
+        seen.extend(e for e in probes.poll_events(100) if type(e).__name__ == "RateEvent")
+        assert sorted((e.limit, e.count) for e in seen) == [(LIMIT, LIMIT + 1), (100000, 100001)]
+        probes.unwatch(cgroup_id, str(unified_cgroup))
+
+
 @pytest.fixture
 def daemon(tmp_path):
     folder = tmp_path / "policies"
     folder.mkdir()
-    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", str(LIMIT)))
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", str(LIMIT)).replace("HIGH", str(HIGH)))
     with running_daemon("--policies", str(folder), "--policy-interval", INTERVAL) as running:
         running.policies = folder
         running.started = time.monotonic()
@@ -178,9 +214,39 @@ def test_a_reload_that_raises_the_limit_rewrites_it(daemon, tmp_path):
     cid = daemon.out("run", "-d", "--name", "storm-kill-3", "-v", f"{marks}:/marks", "busybox", "sh", "-c",
                      f"until [ -e /marks/go ]; do sleep 0.1; done; {STORM}; touch /marks/done; sleep 600")
     count = reloads(daemon)
-    (daemon.policies / "storm.yaml").write_text(POLICY.replace("ABOVE", "100000000"))
+    (daemon.policies / "storm.yaml").write_text(POLICY.replace("ABOVE", "100000000").replace("HIGH", "200000000"))
     until(lambda: reloads(daemon) > count, "the raised limit reloaded", timeout=10)
     (marks / "go").touch()
     until(lambda: (marks / "done").exists(), "the storm finished under the raised limit", timeout=60)
     assert running(daemon, cid)
     assert policy_events(daemon, cid, "violation") == []
+
+
+def test_two_thresholds_on_one_signal_each_fire_their_action_from_the_kernel(daemon):
+    cid = daemon.out("run", "-d", "--name", "storm-levels-1", "busybox", "sh", "-c",
+                     f"sleep 1; {STORM}; sleep 600")
+    until(lambda: not running(daemon, cid), "the storming container killed at the higher level",
+          timeout=BEFORE_TICK - (time.monotonic() - daemon.started))
+    def both() -> list:
+        found = policy_events(daemon, cid, "violation")
+        return found if len(found) >= 2 else []
+    violations = until(both, "both violations recorded", timeout=5)
+    fired = {v["attributes"]["rule"]: v["attributes"] for v in violations}
+    assert sorted(fired) == ["busy", "runaway"] and len(violations) == 2
+    assert (fired["busy"]["trigger"], fired["busy"]["actions"]) == ("kernel", ["alert"])
+    assert (fired["runaway"]["trigger"], fired["runaway"]["actions"]) == ("kernel", ["kill"])
+    assert LIMIT < fired["busy"]["value"] <= HIGH < fired["runaway"]["value"]   # each at its own crossing
+    assert daemon.inspect(cid)["State"]["ExitCode"] == 137
+
+
+def test_a_storm_between_the_levels_only_alerts(daemon, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cid = daemon.out("run", "-d", "--name", "storm-levels-2", "-v", f"{marks}:/marks", "busybox", "sh", "-c",
+                     f"sleep 1; {LIGHT_STORM}; touch /marks/done; sleep 600")
+    violation = until(lambda: policy_events(daemon, cid, "violation"), "the lower level's violation",
+                      timeout=BEFORE_TICK - (time.monotonic() - daemon.started))[0]
+    assert (violation["attributes"]["rule"], violation["attributes"]["trigger"]) == ("busy", "kernel")
+    until(lambda: (marks / "done").exists(), "the light storm finished", timeout=60)
+    assert running(daemon, cid)
+    assert [v["attributes"]["rule"] for v in policy_events(daemon, cid, "violation")] == ["busy"]

@@ -17,7 +17,7 @@ from agent.cgroups.watch_double import WatchDouble
 from agent.errors import InvalidArgument
 from agent.events import EventLog
 from agent.policy.engine import ContainerRef, Engine
-from agent.policy.kernel_rates import STALE_SECONDS, KernelRates, crossed_rules, kernel_limits
+from agent.policy.kernel_rates import STALE_SECONDS, KernelRates, crossed_rules, kernel_limits, sampled_because
 from agent.policy.library import PolicyLibrary
 from agent.policy.merge import merge
 from agent.policy.model import Policy
@@ -25,7 +25,7 @@ from agent.policy.service import PolicyService
 from agent.policy.signals import SignalSample
 from agent.probes.double import ProbeDouble
 from agent.probes.events import RateEvent
-from agent.probes.rate_limits import encode, validate
+from agent.probes.rate_limits import UNUSED_LEVEL, encode, validate
 from agent.probes.structs import RATE_SIGNALS
 from tests.unit.test_policy_watches import Clock
 
@@ -42,25 +42,48 @@ def rate(count: int, signal: str = "syscalls", time: float = 1000.0, limit: int 
 
 # --- which rules the kernel checks ----------------------------------------------------------------
 
-def test_plain_rate_rules_get_the_lowest_limit_of_their_signal_rounded_down():
+def test_plain_rate_rules_get_a_level_each_of_their_signal_rounded_down():
     policy = effective({"signal": "syscalls_per_second", "above": 5000, "actions": ["kill"]},
                        {"signal": "syscalls_per_second", "above": 1000.5},
+                       {"signal": "syscalls_per_second", "above": 1000},     # the same level once
                        {"signal": "syscalls_per_second", "syscall": "read", "above": 10},   # per syscall: sampled
                        {"signal": "tcp_connects_per_second", "above": 20},
                        {"signal": "network_rx_bytes_per_second", "above": "1Mi"},
                        {"signal": "pids", "above": 5})
-    assert kernel_limits(policy) == {"syscalls": 1000, "tcp_connects": 20, "net_rx_bytes": 1024 * 1024}
+    assert kernel_limits(policy) == {"syscalls": (1000, 5000), "tcp_connects": (20,), "net_rx_bytes": (1024 * 1024,)}
     names = [e.threshold.signal for e in crossed_rules(policy, rate(2000))]
-    assert names == ["syscalls_per_second", "syscalls_per_second"]      # not the per-syscall rule
+    assert names == ["syscalls_per_second"] * 3      # not the per-syscall rule
+    assert [sampled_because(e, policy) for e in policy.thresholds] == [None, None, None, SYSCALL_REASON, None,
+                                                                       None, None]
 
 
-def test_the_probes_validate_limits_and_encode_one_bit_per_signal():
+SYSCALL_REASON = "a per-syscall rate: the probes count it per CPU, which cannot be compared with a limit in the kernel"
+
+
+def test_the_kernel_checks_the_lowest_levels_and_samples_the_rest():
+    levels = [100, 200, 300, 400, 500]
+    policy = effective(*({"name": f"r{above}", "signal": "syscalls_per_second", "above": above} for above in levels),
+                       {"signal": "cpu_percent", "above": 90})
+    assert kernel_limits(policy) == {"syscalls": (100, 200, 300, 400)}
+    reasons = [sampled_because(e, policy) for e in policy.thresholds]
+    assert reasons[:4] == [None] * 4
+    assert reasons[4] == "the kernel checks the lowest 4 levels of a signal; this one is above them"
+    assert reasons[5] is not None and "cpuacct" in reasons[5]
+
+
+def test_the_probes_validate_levels_and_encode_one_bit_per_signal():
     with pytest.raises(InvalidArgument, match="'forks'"):
         validate({"forks": 1})
     with pytest.raises(InvalidArgument, match="rate limit of syscalls"):
         validate({"syscalls": -1})
-    table = encode({"syscalls": 9, "net_tx_bytes": 100}, generation=4)
-    assert table.armed == 0b01001 and table.limits[0].limit == 9 and table.limits[3].limit == 100
+    with pytest.raises(InvalidArgument, match="rate limit of syscalls: expected 1-4 levels, got 5"):
+        validate({"syscalls": (1, 2, 3, 4, 5)})
+    with pytest.raises(InvalidArgument, match="got 'x'"):
+        validate({"syscalls": (1, "x")})
+    assert validate({"syscalls": (500, 9, 500), "tcp_connects": 3}) == {"syscalls": (9, 500), "tcp_connects": (3,)}
+    table = encode({"syscalls": (9, 500), "net_tx_bytes": (100,)}, generation=4)
+    assert table.armed == 0b01001 and list(table.limits[0].levels) == [9, 500, UNUSED_LEVEL, UNUSED_LEVEL]
+    assert table.limits[3].levels[0] == 100 and table.limits[3].levels[1] == UNUSED_LEVEL
     assert table.generation == 4 and encode({}, 4).generation == 0
     assert len(RATE_SIGNALS) == 5
 
@@ -71,7 +94,7 @@ def test_the_double_arms_only_signals_whose_probe_is_attached():
         probes.set_rate_limits(7, {"syscalls": 1})
     probes.watch(7, "/cg/7")
     assert probes.set_rate_limits(7, {"syscalls": 1, "tcp_connects": 2}) == ("syscalls",)
-    assert probes.rate_limits == {7: {"syscalls": 1}}
+    assert probes.rate_limits == {7: {"syscalls": (1,)}}
     probes.unwatch(7, None)
     assert probes.rate_limits == {}
 
@@ -83,14 +106,14 @@ def test_limits_are_written_when_they_change_and_cleared_when_gone():
     original = probes.set_rate_limits
     probes.set_rate_limits = lambda cid, limits: (writes.append(dict(limits)), original(cid, limits))[1]  # type: ignore[method-assign]
     rates = KernelRates(probes)
-    rates.sync({"a": (10, {"syscalls": 100})})
-    rates.sync({"a": (10, {"syscalls": 100})})
-    assert writes == [{"syscalls": 100}]
+    rates.sync({"a": (10, {"syscalls": (100,)})})
+    rates.sync({"a": (10, {"syscalls": (100,)})})
+    assert writes == [{"syscalls": (100,)}]
     rule = effective({"signal": "syscalls_per_second", "above": 100}).thresholds[0]
     higher = effective({"signal": "syscalls_per_second", "above": 500}).thresholds[0]
     assert rates.evented("a", rule) and not rates.evented("a", higher)
-    rates.sync({"a": (10, {"syscalls": 500})})
-    assert probes.rate_limits[10] == {"syscalls": 500} and rates.evented("a", higher)
+    rates.sync({"a": (10, {"syscalls": (100, 500)})})
+    assert probes.rate_limits[10] == {"syscalls": (100, 500)} and rates.evented("a", higher) and rates.evented("a", rule)
     rates.sync({})
     assert probes.rate_limits == {} and not rates.evented("a", higher)
 
@@ -98,11 +121,11 @@ def test_limits_are_written_when_they_change_and_cleared_when_gone():
 def test_a_container_not_watched_yet_is_retried_at_the_next_sync():
     probes = ProbeDouble()
     rates = KernelRates(probes)
-    rates.sync({"a": (10, {"syscalls": 100})})
+    rates.sync({"a": (10, {"syscalls": (100,)})})
     assert probes.rate_limits == {}
     probes.watch(10, "/cg/10")
-    rates.sync({"a": (10, {"syscalls": 100})})
-    assert probes.rate_limits == {10: {"syscalls": 100}}
+    rates.sync({"a": (10, {"syscalls": (100,)})})
+    assert probes.rate_limits == {10: {"syscalls": (100,)}}
 
 
 def test_stale_crossings_are_left_to_sampling():
@@ -180,11 +203,11 @@ def world(tmp_path):
 def test_the_limits_follow_the_policy_and_a_reload(world):
     service, folder, driver, probes, entry, events = world
     service._sync_watches()
-    assert probes.rate_limits == {10: {"syscalls": 1000}}
+    assert probes.rate_limits == {10: {"syscalls": (1000,)}}
     (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", "50000"))
     service.reload()
     service._sync_watches()
-    assert probes.rate_limits == {10: {"syscalls": 50000}}
+    assert probes.rate_limits == {10: {"syscalls": (50000,)}}
 
 
 def test_a_crossing_kills_and_the_violation_says_the_kernel_saw_it(world):
@@ -196,6 +219,25 @@ def test_a_crossing_kills_and_the_violation_says_the_kernel_saw_it(world):
     violation = [e for e in events.since() if e.action == "violation"][0]
     assert violation.attributes["rule"] == "storm" and violation.attributes["trigger"] == "kernel"
     assert service.evaluate_crossing(entry.id, rate(5000, limit=1000)).actions == []
+
+
+def test_two_levels_on_one_signal_each_fire_their_own_action_from_their_crossing(world):
+    service, folder, driver, probes, entry, events = world
+    (folder / "storm.yaml").write_text(POLICY.replace("ABOVE", "5000").replace("name: storm, ", "name: kill, ")
+                                       .replace("actions: [alert, kill]", "actions: [kill]")
+                                       + "    - {name: noisy, signal: syscalls_per_second, above: 1000, "
+                                         "actions: [alert]}\n")
+    service.reload()
+    service._sync_watches()
+    assert probes.rate_limits == {10: {"syscalls": (1000, 5000)}}
+    low = service.evaluate_crossing(entry.id, rate(1001, limit=1000))
+    assert [(a.kind, a.rule) for a in low.actions] == [("alert", "noisy")] and not driver.killed
+    high = service.evaluate_crossing(entry.id, rate(5001, limit=5000))
+    assert [(a.kind, a.rule) for a in high.actions] == [("kill", "kill")]
+    assert entry.cgroup.unified in driver.killed
+    violations = [e.attributes for e in events.since() if e.action == "violation"]
+    assert [(v["rule"], v["value"], v["trigger"]) for v in violations] == [("noisy", 1001.0, "kernel"),
+                                                                          ("kill", 5001.0, "kernel")]
 
 
 def test_a_rate_event_from_the_pump_wakes_the_policy_thread(world):

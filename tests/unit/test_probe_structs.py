@@ -100,6 +100,7 @@ def test_array_lengths_follow_the_c_defaults():
     assert f"#define NR_SYSCALLS {structs.NR_SYSCALLS}" in text
     assert f"#define EGRESS_MAX_RULES {structs.EGRESS_MAX_RULES}" in text
     assert f"#define EGRESS_MAX_POLICIES {structs.EGRESS_MAX_POLICIES}" in text
+    assert f"#define RATE_LEVELS {structs.RATE_LEVELS}" in text
     assert f"#define EGRESS_ALLOW {structs.EGRESS_ALLOW}" in text
     assert f"#define EGRESS_DENY {structs.EGRESS_DENY}" in text
     assert f"#define EGRESS_DEFAULT_RULE {structs.EGRESS_DEFAULT_RULE:#X}".replace("0X", "0x") in text
