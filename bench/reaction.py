@@ -19,12 +19,16 @@ syscall subjects: 20001 calls take a few ms after dd's exec). The time from the 
   kill      the container's unified cgroup.events says `populated 0`
   freeze    its cgroup.events says `frozen 1`
   alert     the webhook's POST naming the container arrives
+  alertmanager  a real Alertmanager (bench/alertmanager.py, the repo's configuration), which the
+            daemon also sends to (`--alertmanager`), notifies its receiver (the bench's second
+            HTTP server) of an alert naming the container: breach -> someone is told
 Each round runs the three subjects in a fresh shuffled order, each after a random fraction of
 the interval, so breaches fall at every phase of the daemon's ticks. Ratios are per round:
 memory's reaction over the pids kill's of the same round.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -35,6 +39,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench import alertmanager
 from bench.common import BenchDaemon, Row, paired_ratios, summary
 
 MEMORY_ABOVE = "64Mi"
@@ -113,6 +118,8 @@ class Webhook:
                     alerts = json.loads(body)
                 except ValueError:
                     return
+                if isinstance(alerts, dict):        # Alertmanager's webhook: {"alerts": [...], ...}
+                    alerts = alerts.get("alerts")
                 for alert in alerts if isinstance(alerts, list) else []:
                     name = alert.get("labels", {}).get("container")
                     if name:
@@ -149,7 +156,7 @@ def _poll(predicate, deadline: float) -> float | None:
     return None
 
 
-def trial(daemon: BenchDaemon, webhook: Webhook, subject: str, number: int) -> dict:
+def trial(daemon: BenchDaemon, webhook: Webhook, subject: str, number: int, receiver: Webhook | None = None) -> dict:
     """One container breaching once; seconds from its mark to the action and to the alert."""
     workload, action = SUBJECTS[subject]
     name = f"bench-{subject}-{number}"
@@ -167,8 +174,12 @@ def trial(daemon: BenchDaemon, webhook: Webhook, subject: str, number: int) -> d
         wanted = "populated 0" if action == "kill" else "frozen 1"
         acted = _poll(lambda: wanted in _read(events) or (action == "kill" and not events.exists()), deadline)
         alerted = _poll(lambda: name in webhook.arrivals, deadline + 5)
+        if receiver is not None:
+            _poll(lambda: name in receiver.arrivals, deadline + 5)
+        told = receiver.arrivals.get(name) if receiver is not None else None
         return {"action": None if acted is None else acted - mark,
-                "alert": None if alerted is None else webhook.arrivals[name] - mark}
+                "alert": None if alerted is None else webhook.arrivals[name] - mark,
+                "alertmanager": None if told is None else told - mark}
     finally:
         if action == "freeze":
             try:
@@ -180,20 +191,25 @@ def trial(daemon: BenchDaemon, webhook: Webhook, subject: str, number: int) -> d
 
 
 def run(trials: int = 5, interval: float = 1.0) -> dict:
-    samples: dict[str, list[float | None]] = {f"{s}:{k}": [] for s in SUBJECTS for k in ("action", "alert")}
-    with Webhook() as webhook:
+    keys = ("action", "alert", "alertmanager") if alertmanager.available() else ("action", "alert")
+    samples: dict[str, list[float | None]] = {f"{s}:{k}": [] for s in SUBJECTS for k in keys}
+    with contextlib.ExitStack() as stack:
+        webhook = stack.enter_context(Webhook())
+        receiver = stack.enter_context(Webhook()) if "alertmanager" in keys else None
+        am_args = ["--alertmanager", stack.enter_context(alertmanager.Alertmanager(receiver.url)).url] \
+            if receiver is not None else []
         policies = Path(tempfile.mkdtemp(prefix="corral-bench-policies-", dir="/var/tmp"))
         (policies / "bench.yaml").write_text(POLICIES)
         try:
             with BenchDaemon("--policies", str(policies), "--policy-interval", str(interval),
-                             "--alert-webhook", webhook.url, name="reaction") as daemon:
+                             "--alert-webhook", webhook.url, *am_args, name="reaction") as daemon:
                 for number in range(trials):
                     for subject in random.sample(list(SUBJECTS), len(SUBJECTS)):
                         # Without a random phase every trial would start just after the previous
                         # one's action, i.e. at the same point of the daemon's interval.
                         time.sleep(random.uniform(0, interval))
-                        measured = trial(daemon, webhook, subject, number)
-                        for key in ("action", "alert"):
+                        measured = trial(daemon, webhook, subject, number, receiver)
+                        for key in keys:
                             samples[f"{subject}:{key}"].append(measured[key])
         finally:
             shutil.rmtree(policies, ignore_errors=True)
@@ -201,10 +217,13 @@ def run(trials: int = 5, interval: float = 1.0) -> dict:
     for subject, (workload, action) in SUBJECTS.items():
         anchor = samples[f"{ANCHORS.get(subject, 'pkill')}:action"]
         evented = subject in ANCHORS
-        for key, limit in (("action", 100), ("alert", 1000)):
+        for key, limit in (("action", 100), ("alert", 1000), ("alertmanager", 1000)):
+            if key not in keys:
+                continue
             raw = samples[f"{subject}:{key}"]
             values = [v * 1e3 for v in raw if v is not None]
-            what = f"{WHAT.get(subject, f'{workload} above threshold')} -> {action if key == 'action' else 'alert'}"
+            told = {"action": action, "alert": "webhook alert", "alertmanager": "Alertmanager's notification"}[key]
+            what = f"{WHAT.get(subject, f'{workload} above threshold')} -> {told}"
             missing = len(raw) - len(values)
             if not values:
                 rows.append(Row("reaction", what, "ms", float("nan"), note=f"never observed in {len(raw)} trials").to_dict())
