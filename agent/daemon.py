@@ -77,7 +77,7 @@ class Daemon:
         self.bus = ContainerBus()
         self._stack.append(("catalogue", self.bus.subscribe("catalogue", self.catalog.apply)))
         self._stack.append(("observed events", self.bus.subscribe("event log", log_observed(self.events))))
-        self.cgroups = detect_driver(io_paths=[str(config.root)])
+        self.cgroups = detect_driver(io_paths=[str(config.root)], device_cache=config.root / "probe-cache" / "devices")
         self._stack.append(("cgroup files", self.cgroups.close))
         self.images = ImageStore(config.root)
         self.images.clear_staging()       # what a daemon killed mid-pull or mid-import left

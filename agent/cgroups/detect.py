@@ -6,8 +6,10 @@ tmpfs that hybrid hosts mount at /sys/fs/cgroup do not have.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
+from agent.cgroups.device_program import DeviceProgram
 from agent.cgroups.driver import CgroupDriver
 from agent.cgroups.hybrid import HybridDriver, find_hierarchy
 from agent.cgroups.v2 import V2Driver
@@ -39,14 +41,17 @@ def cgroup_mode(root: str = "/sys/fs/cgroup") -> str:
 
 
 def detect_driver(root: str = "/sys/fs/cgroup", parent: str = "corral", *,
-                  io_paths: Sequence[str] = ()) -> CgroupDriver:
+                  io_paths: Sequence[str] = (), device_cache: Path | None = None) -> CgroupDriver:
     """The driver for this host's layout; KernelError saying how to fix a layout Corral cannot use.
-    `io_paths`: where containers write, whose disks' block I/O v1 is to count (agent/cgroups/io.py)."""
+    `io_paths`: where containers write, whose disks' block I/O v1 is to count (agent/cgroups/io.py).
+    `device_cache`: where the v2 device program is kept compiled between starts (device_program.py)."""
     mode = cgroup_mode(root)
+    # Made now, loaded at the first container that needs it (never where v1 controls devices).
+    devices = DeviceProgram(cache_dir=device_cache) if device_cache is not None else None
     if mode == "v2":
-        return V2Driver(root, parent)
+        return V2Driver(root, parent, devices=devices)
     if mode == "hybrid":
-        return HybridDriver(root, parent, io_paths=io_paths)
+        return HybridDriver(root, parent, io_paths=io_paths, devices=devices)
     if mode == "v1":
         unified = os.path.join(root, "unified")
         raise KernelError(

@@ -174,3 +174,41 @@ def test_the_v2_device_program_allows_an_exposed_device(v2_driver, tmp_path, loo
                                        f"echo x > {device} || echo write-refused", tmp_path)
     assert result.stdout.decode().splitlines() == [CONTENT.decode(), "write-refused"], result.stderr
     assert b"Operation not permitted" in result.stderr
+
+
+LOAD_AND_REPORT = """
+import json, sys, uuid
+from pathlib import Path
+from agent.cgroups.device_program import DeviceProgram
+from agent.cgroups.devices import container_rules
+from agent.cgroups.driver import Limits
+from agent.cgroups.v2 import V2Driver
+program = DeviceProgram(cache_dir=Path(sys.argv[2]))
+driver = V2Driver(sys.argv[1], parent=f"corral-test-{uuid.uuid4().hex[:8]}", devices=program)
+try:
+    paths = driver.create("c3", Limits())
+    driver.set_devices(paths, container_rules())
+    loaded = program.tables()
+    driver.remove(paths)
+finally:
+    driver.remove_parent()
+    driver.close()
+print(json.dumps({"from_cache": program.from_cache, "tables": loaded, "after": program.tables(),
+                  "bcc": any(name == "bcc" or name.startswith("bcc.") for name in sys.modules)}))
+"""
+
+
+def test_the_v2_device_program_is_compiled_in_a_child_once_and_then_loaded_from_its_cache(v2_driver, tmp_path):
+    """A daemon on pure v2 puts it on every container: it must not map libbcc (~85 MiB) for it,
+    nor compile it again at each start."""
+    import json
+    import sys
+    driver, _program = v2_driver
+    root = os.path.dirname(driver.parent_dir)
+    cache = tmp_path / "device-cache"
+    runs = [json.loads(subprocess.run([sys.executable, "-c", LOAD_AND_REPORT, root, str(cache)], check=True,
+                                      capture_output=True, text=True, timeout=180).stdout) for _ in range(2)]
+    assert [r["from_cache"] for r in runs] == [False, True]
+    assert all(r["tables"] == 1 and r["after"] == 0 and not r["bcc"] for r in runs), runs
+    [kept] = list(cache.glob("*.json"))
+    assert kept.stat().st_mode & 0o777 == 0o600
