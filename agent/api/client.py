@@ -7,7 +7,6 @@ prints exactly what the daemon said.
 """
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 from agent.api.image_client import ImageCalls
@@ -17,6 +16,7 @@ from agent.errors import CorralError, InvalidArgument
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
 if TYPE_CHECKING:
+    import _socket
     from typing import Any
 
 DEFAULT_HOST = "unix:///run/corral/corral.sock"
@@ -117,7 +117,7 @@ class ApiClient(LifecycleCalls, ImageCalls):
         yield from self._frames(response)
 
     def attach(self, ref: str, *, stdin: bool, logs: bool = False,
-               detach_keys: str | None = None) -> tuple[socket.socket, bytes]:
+               detach_keys: str | None = None) -> tuple[_socket.socket, bytes]:
         """The container's output and stdin over an upgraded connection: the socket and the
         first bytes already read. Raw bytes with a terminal, else Docker frames."""
         query: dict[str, Any] = {"stream": True, "stdin": stdin, "stdout": True, "stderr": True, "logs": logs}
@@ -131,7 +131,7 @@ class ApiClient(LifecycleCalls, ImageCalls):
 
     def exec_interactive(self, ref: str, command: list[str], *, env: list[str] | None = None,
                          workdir: str | None = None, tty: bool, stdin: bool,
-                         console_size: tuple[int, int] | None = None) -> tuple[socket.socket, str, bytes]:
+                         console_size: tuple[int, int] | None = None) -> tuple[_socket.socket, str, bytes]:
         """An exec over an upgraded connection: the socket (stdin one way, Docker frames and
         the exit-code frame the other), the exec's id (for resize_exec), the first bytes."""
         body: dict[str, Any] = {"command": list(command), "env": list(env or []), "tty": tty, "stdin": stdin}

@@ -14,7 +14,10 @@ the caller turns both into CorralErrors.
 """
 from __future__ import annotations
 
-import socket
+# The C module under `socket`: `socket` builds its IntEnums (and imports selectors) at import,
+# ~2.5 ms of every `corral` start; a `_socket.socket` has all this client calls (and is the base
+# of `socket.socket`, so a connection handed on works wherever a socket does).
+import _socket
 from collections.abc import Iterator
 
 _RECV_SIZE = 65536
@@ -33,8 +36,8 @@ class Response:
     read to its end or `close()` is called.
     """
 
-    def __init__(self, sock: socket.socket, method: str) -> None:
-        self._sock: socket.socket | None = sock
+    def __init__(self, sock: _socket.socket, method: str) -> None:
+        self._sock: _socket.socket | None = sock
         self._buffer = bytearray()
         self.status, self.reason = self._status_line()
         while self.status == 100:    # "100 Continue" precedes the real answer
@@ -88,7 +91,7 @@ class Response:
             parts.append(data)
         return b"".join(parts)
 
-    def take_connection(self) -> tuple[socket.socket, bytes]:
+    def take_connection(self) -> tuple[_socket.socket, bytes]:
         """After `101 Switching Protocols`: the socket and the bytes already read past the head."""
         sock, self._sock = self._sock, None
         if sock is None:
@@ -196,7 +199,7 @@ def request(path: str, method: str, target: str, *, body: bytes | None = None,
     elif body is not None or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body or b'')}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(path)

@@ -4,7 +4,6 @@ and an error answer raised again as the CorralError the daemon named."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 from agent.api import frames
@@ -13,6 +12,7 @@ from agent.errors import CorralError, DaemonUnavailable, from_dict
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
 if TYPE_CHECKING:
+    import _socket
     from typing import Any
 
 _READ_SIZE = 65536
@@ -57,7 +57,7 @@ class Transport:
             raise CorralError(f"{method} {path}: the daemon answered with invalid JSON: {data[:200]!r}") from None
 
     def _upgrade(self, path: str, *, body: Any = None,
-                 query: dict | None = None) -> tuple[socket.socket, bytes, dict[str, str]]:
+                 query: dict | None = None) -> tuple[_socket.socket, bytes, dict[str, str]]:
         """The connection after `101 UPGRADED`, the bytes already read past it, its headers."""
         response = self._open("POST", path, body=body, query=query,
                               headers={"Connection": "Upgrade", "Upgrade": "tcp"})

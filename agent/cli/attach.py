@@ -40,7 +40,7 @@ def run_attached(args: argparse.Namespace, client: ApiClient, spec: dict) -> int
     if args.tty and args.interactive and not os.isatty(0):
         raise InvalidArgument("-t: the input device is not a terminal",
                               hint="drop -t when stdin is a pipe or a file (`-i` alone passes it)")
-    from agent.cli.registry import create_pulling
+    from agent.cli.run import create_pulling
     container = create_pulling(client, spec, args.pull)
     code = session(client, container["id"], tty=args.tty, stdin=args.interactive,
                    detach_keys=args.detach_keys, start=True)

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 
 from agent.api import frames
 from agent.api.client import ApiClient
-from agent.log_time import NS, parse_log_time, parse_tail
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -30,7 +29,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def logs(args: argparse.Namespace, client: ApiClient) -> int:
     # Times are read here, as docker's CLI reads them, so a duration is back from this moment;
-    # the daemon is sent exact UNIX seconds.nanoseconds.
+    # the daemon is sent exact UNIX seconds.nanoseconds. (Imported here: `run` shares this module.)
+    from agent.log_time import parse_log_time, parse_tail
     now = time.time_ns()
     since = None if args.since is None else _unix(parse_log_time(args.since, now_ns=now, field="--since"))
     until = None if args.until is None else _unix(parse_log_time(args.until, now_ns=now, field="--until"))
@@ -41,6 +41,7 @@ def logs(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def _unix(ns: int) -> str:
+    from agent.log_time import NS
     seconds, fraction = divmod(ns, NS)
     return f"{seconds}.{fraction:09d}"
 

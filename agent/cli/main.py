@@ -71,6 +71,7 @@ class HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
 
 
+@functools.cache    # argparse makes a formatter at every add_argument
 def terminal_columns() -> int:
     """What shutil.get_terminal_size().columns answers: $COLUMNS, else stdout's terminal, else 80."""
     try:
@@ -115,7 +116,13 @@ def build_parser(verb: str | None = None) -> Parser:
     parser.add_argument("--version", action="version", version=f"corral version {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for name in [VERBS[verb]] if verb in VERBS else VERB_MODULES:
-        importlib.import_module(name).register(verbs)
+        module = importlib.import_module(name)
+        # A module whose verbs' parsers are large builds only the one asked for (`run`: ~60 flags).
+        register_one = getattr(module, "register_one", None)
+        if verb in VERBS and register_one is not None:
+            register_one(verbs, verb)
+        else:
+            module.register(verbs)
     for delegated, (_module, help_text) in DELEGATED.items():
         verbs.add_parser(delegated, help=help_text, add_help=False)
     return parser

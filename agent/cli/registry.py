@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from agent.api.client import ApiClient
-from agent.errors import CorralError, InvalidArgument, NotFound, from_dict
+from agent.errors import CorralError, InvalidArgument, from_dict
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -103,20 +103,14 @@ def follow(events: Iterable[dict], quiet: bool, out: IO[str] | None = None) -> d
     return result
 
 
-def create_pulling(client: ApiClient, spec: dict, policy: str, *, start: bool = False) -> dict:
-    """Create (and start) a container, pulling its image first as `--pull` says, like docker run:
-    `missing` pulls only when the daemon does not have the image, `always` every time."""
-    image = spec["image"]
-    if policy == "always":
-        follow(client.pull_image(image, "", credentials_for(image)), quiet=False, out=sys.stderr)
-    try:
-        return client.create_container(spec, start=start)
-    except NotFound as exc:
-        if policy != "missing" or not exc.message.startswith(f"image {image!r} not found"):
-            raise
-    sys.stderr.write(f"Unable to find image {image!r} locally\n")
+def pull_for_create(client: ApiClient, image: str, policy: str) -> None:
+    """The pull before a create (agent/cli/run.py create_pulling): `missing` once the daemon has
+    said it does not have the image, `always` every time, `never` not at all."""
+    if policy == "never":
+        return
+    if policy == "missing":
+        sys.stderr.write(f"Unable to find image {image!r} locally\n")
     follow(client.pull_image(image, "", credentials_for(image)), quiet=False, out=sys.stderr)
-    return client.create_container(spec, start=start)
 
 
 def pull_image(args: argparse.Namespace, client: ApiClient) -> int:

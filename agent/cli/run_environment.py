@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from agent.errors import InvalidArgument
-from agent.units import parse_duration, parse_size
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 _HEALTH_FLAGS = ("health_cmd", "health_interval", "health_timeout", "health_start_period", "health_retries")
 
@@ -44,16 +46,26 @@ def add_environment_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def environment_fields(args: argparse.Namespace, env: list[str]) -> dict[str, Any]:
-    """ContainerSpec fields of these flags, `env` (from -e) after the --env-file entries."""
-    from agent.cli.env_file import read_env_files
-    from agent.runtime.model import Ulimit
-
+    """The body's fields of these flags, `env` (from -e) after the --env-file entries. What
+    parses a flag's values is loaded only when the flag is given (`run`'s start-up time)."""
+    if args.env_file:
+        from agent.cli.env_file import read_env_files
+        env = read_env_files(args.env_file, os.environ) + env
+    ulimits = []
+    if args.ulimit:
+        from agent.runtime.model import Ulimit
+        from agent.schema import to_builtins
+        ulimits = [to_builtins(Ulimit.parse(item)) for item in args.ulimit]
+    shm_size = None
+    if args.shm_size is not None:
+        from agent.units import parse_size
+        shm_size = parse_size(args.shm_size, field="--shm-size")
     return {
-        "env": read_env_files(args.env_file, os.environ) + env,
+        "env": env,
         "group_add": list(args.group_add),
         "init": args.init,
-        "ulimits": [Ulimit.parse(item) for item in args.ulimit],
-        "shm_size": None if args.shm_size is None else parse_size(args.shm_size, field="--shm-size"),
+        "ulimits": ulimits,
+        "shm_size": shm_size,
         "dns": list(args.dns),
         "dns_search": list(args.dns_search),
         "dns_options": list(args.dns_option),
@@ -72,6 +84,8 @@ def healthcheck(args: argparse.Namespace) -> dict | None:
         return {"test": ["NONE"]}
     if not given:
         return None
+
+    from agent.units import parse_duration
 
     def seconds(name: str) -> float | None:
         value = getattr(args, name)

@@ -5,10 +5,10 @@ detached, and the end of stdin passed on as a half-close.
 """
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import signal
-import socket
 import sys
 
 from agent.api import frames
@@ -80,7 +80,7 @@ class WindowFollower:
                 pass
 
 
-def relay(sock: socket.socket, first: bytes, *, tty: bool, stdin: bool, detach_keys: bytes = b"",
+def relay(sock: _socket.socket, first: bytes, *, tty: bool, stdin: bool, detach_keys: bytes = b"",
           on_exit_frame: Callable[[int], None] | None = None, stdin_fd: int = 0) -> bool:
     """Copy between this process's stdio and an attached connection until the other end
     closes; True when the user typed the detach keys (the container goes on)."""
@@ -113,7 +113,7 @@ def relay(sock: socket.socket, first: bytes, *, tty: bool, stdin: bool, detach_k
                 data = os.read(stdin_fd, READ_SIZE)
                 if not data:
                     reading = False
-                    sock.shutdown(socket.SHUT_WR)   # end of input: the container's stdin ends
+                    sock.shutdown(_socket.SHUT_WR)   # end of input: the container's stdin ends
                 else:
                     passed = watch.feed(data)
                     if passed:

@@ -4,11 +4,8 @@ End-to-end cases run main() against a real ApiServer with an in-memory runtime."
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import types
 from pathlib import Path
@@ -18,77 +15,13 @@ import pytest
 from agent.cli import format as fmt
 from agent.cli.events import parse_since
 from agent.cli.main import build_parser, main
-from agent.cli.run import spec_from_args
 from agent.errors import InvalidArgument
-from agent.runtime.model import ContainerSpec, Mount
-from tests.unit.fake_runtime import FakeDaemon
+from tests.unit.cli_support import NO_DAEMON, corral, daemon  # noqa: F401 - daemon is a fixture
 
 ROOT = Path(__file__).parents[2]
-NO_DAEMON = "unix:///tmp/corral-test-nobody-here/corral.sock"
-
-
-@pytest.fixture
-def daemon():
-    with FakeDaemon() as running:
-        yield running
-
-
-def corral(daemon, *argv) -> int:
-    return main(["--host", daemon.host, *argv])
-
-
-def spec_of(*argv, auto_remove=False):
-    return spec_from_args(build_parser().parse_args(["run", *argv]), auto_remove=auto_remove)
 
 
 # Parsing
-
-def test_every_run_flag_reaches_the_spec(monkeypatch):
-    monkeypatch.setenv("FROM_SHELL", "yes")
-    monkeypatch.delenv("NOT_SET", raising=False)
-    spec = spec_of("--name", "web", "-e", "A=1", "--env", "FROM_SHELL", "-e", "NOT_SET", "-w", "/srv",
-                   "-v", "/host:/data:ro", "--volume", "/a:/b", "--hostname", "pony", "--memory", "64m",
-                   "--cpus", "0.5", "--pids-limit", "20", "--net", "backend", "--label", "tier=web",
-                   "-p", "8080:80", "--publish", "127.0.0.1:5353:53/udp",
-                   "-l", "team=", "--entrypoint", "/bin/sh", "busybox", "-c", "echo hi", "--rm")
-    assert spec.name == "web" and spec.image == "busybox"
-    assert spec.command == ["-c", "echo hi", "--rm"]     # everything after IMAGE is the command's
-    assert spec.env == ["A=1", "FROM_SHELL=yes"]
-    assert spec.workdir == "/srv" and spec.hostname == "pony"
-    assert spec.mounts == [Mount(source="/host", target="/data", readonly=True), Mount(source="/a", target="/b")]
-    assert (spec.memory, spec.cpus, spec.pids_limit) == (64 * 1024 * 1024, 0.5, 20)
-    assert spec.network == "backend" and spec.labels == {"tier": "web", "team": ""}
-    assert [str(port) for port in spec.ports] == ["0.0.0.0:8080:80/tcp", "127.0.0.1:5353:53/udp"]
-    assert spec.entrypoint == ["/bin/sh"] and spec.auto_remove is False
-
-
-def test_run_defaults_and_short_flags():
-    spec = spec_of("busybox")
-    assert spec.command == [] and spec.entrypoint is None and spec.mounts == [] and spec.ports == []
-    assert spec.network == ContainerSpec(image="x").network          # the spec's own default
-    spec = spec_of("-m", "1g", "--network", "none", "--entrypoint", "", "busybox")
-    assert spec.memory == 1 << 30 and spec.network == "none" and spec.entrypoint == []
-    assert spec_of("--net", "host", "busybox").network == "host"
-    args = build_parser().parse_args(["run", "-d", "--rm", "busybox", "true"])
-    assert args.detach and args.rm
-
-
-@pytest.mark.parametrize("argv, words", [
-    (["--memory", "64x", "busybox"], ["--memory", "64x"]),
-    (["--cpus", "lots", "busybox"], ["--cpus", "lots"]),
-    (["-v", "rel/ative:/data", "busybox"], ["rel/ative", "volume name"]),
-    (["-v", "data:relative", "busybox"], ["data:relative", "absolute"]),
-    (["-w", "srv", "busybox"], ["workdir", "srv"]),
-    (["--name", "bad name", "busybox"], ["bad name"]),
-    (["--label", "=x", "busybox"], ["--label", "=x"]),
-    (["-p", "80", "busybox"], ["publish", "'80'"]),
-    (["--net", "no such", "busybox"], ["network", "'no such'"]),
-])
-def test_bad_run_flags_fail_in_the_cli_naming_the_value(capsys, argv, words):
-    assert main(["--host", NO_DAEMON, "run", *argv]) == 125   # no daemon needed to say so
-    err = capsys.readouterr().err
-    assert err.startswith("corral: ") and all(word in err for word in words)
-    assert "cannot reach" not in err
 
 
 def test_usage_errors_exit_125_with_a_hint(capsys):
@@ -167,52 +100,6 @@ def test_daemon_and_doctor_are_handed_their_arguments(monkeypatch):
 
 
 # Against a daemon
-
-def test_run_detached_prints_the_full_id_and_asks_the_daemon_to_remove(daemon, capsys):
-    assert corral(daemon, "run", "-d", "--rm", "--name", "web", "busybox", "sleep", "9") == 0
-    cid = capsys.readouterr().out.strip()
-    assert len(cid) == 64 and daemon.runtime.containers[cid].spec.auto_remove is True
-    assert daemon.runtime.containers[cid].spec.command == ["sleep", "9"]
-
-
-def test_run_in_the_foreground_streams_output_and_exits_with_the_code(daemon, capfd):
-    def program(container):
-        def go():
-            daemon.runtime.write_log(container.id, 1, b"hello\n")
-            daemon.runtime.write_log(container.id, 2, b"oops\n")
-            daemon.runtime.finish(container.id, 3)
-        threading.Timer(0.1, go).start()
-
-    daemon.runtime.on_start = program
-    assert corral(daemon, "run", "--rm", "busybox", "sh", "-c", "...") == 3
-    out, err = capfd.readouterr()
-    assert (out, err) == ("hello\n", "oops\n")
-    assert daemon.runtime.containers == {}    # --rm: removed by the CLI after wait
-    create = next(call for call in daemon.runtime.calls if call[0] == "create")
-    assert create[1].auto_remove is False
-
-
-def test_ctrl_c_in_the_foreground_goes_to_the_container(daemon, capsys):
-    previous = signal.getsignal(signal.SIGINT)
-
-    def press_ctrl_c():
-        deadline = time.monotonic() + 10
-        while signal.getsignal(signal.SIGINT) is previous and time.monotonic() < deadline:
-            time.sleep(0.01)   # until the CLI's proxy is in place
-        os.kill(os.getpid(), signal.SIGINT)
-
-    daemon.runtime.on_start = lambda c: threading.Thread(target=press_ctrl_c).start()
-    assert corral(daemon, "run", "busybox", "sleep", "60") == 130   # 128 + SIGINT, from the container
-    assert [call for call in daemon.runtime.calls if call[0] == "kill"][0][2] == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is previous
-
-
-def test_create_and_start(daemon, capsys):
-    assert corral(daemon, "create", "--name", "web", "busybox") == 0
-    cid = capsys.readouterr().out.strip()
-    assert daemon.runtime.containers[cid].state == "created"
-    assert corral(daemon, "start", "web") == 0
-    assert capsys.readouterr().out == "web\n" and daemon.runtime.containers[cid].state == "running"
 
 
 def test_ps_table_quiet_and_json(daemon, capsys):
@@ -342,8 +229,9 @@ FORBIDDEN = ("bcc", "prometheus_client", "pyroute2", "yaml", "psutil", "agent.da
              "agent.api.endpoints",
              # http.client alone costs the CLI ~40 ms of start-up (email.*, ssl): the client has its own
              "http.client", "email", "ssl")
-# Only `run` and `create` need the models, and `stats` and `top` their rows (dataclasses, typing).
-FORBIDDEN_UNLESS_RUN = ("agent.network.model", "agent.runtime.model", "dataclasses", "typing", "inspect")
+# Only `run` and `create` with a flag of its own syntax (-v, -p, --restart...) load the models, and
+# `stats` and `top` their rows (dataclasses, typing); a plain `run` leaves the checks to the daemon.
+MODELS = ("agent.network.model", "agent.runtime.model", "dataclasses", "typing", "inspect")
 
 
 def _modules_after(*argvs: list[str]) -> list[str]:
@@ -373,11 +261,12 @@ def _loaded(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
             and any(m == bad or m.startswith(bad + ".") for bad in forbidden)]
 
 
-def test_verbs_other_than_run_load_no_models():
+def test_verbs_load_no_models():
     modules = _modules_after(["--help"], ["--version"], ["run", "--help"], ["ps"], ["images"], ["events"],
-                             ["version"], ["network", "ls"], ["policy", "ls"])
+                             ["version"], ["network", "ls"], ["policy", "ls"], ["run", "--rm", "-m", "1g", "busybox"],
+                             ["create", "--name", "web", "--net", "none", "-e", "A=1", "busybox", "true"])
     assert "agent.cli.run" in modules and "agent.api.client" in modules
-    assert _loaded(modules, FORBIDDEN + FORBIDDEN_UNLESS_RUN) == []
+    assert _loaded(modules, FORBIDDEN + MODELS) == []
 
 
 def test_the_cli_imports_nothing_heavy():

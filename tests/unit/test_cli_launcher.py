@@ -11,6 +11,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from agent.cli.main import DELEGATED, VERBS
 
 ROOT = Path(__file__).parents[2]
@@ -37,20 +39,26 @@ def launch(*argv: str, then: str = "") -> subprocess.CompletedProcess[str]:
                           timeout=60, cwd="/", env=env)
 
 
-def test_ps_imports_only_the_standard_library_and_corral():
-    result = launch("--host", NO_DAEMON, "ps", then=(
+# What neither `ps` nor a plain `run` needs (site hooks some hosts add import pathlib and re: certifi).
+UNNEEDED = {"typing", "shutil", "pathlib", "datetime", "dataclasses", "inspect", "http", "email", "ssl",
+            "tempfile", "sitecustomize", "certifi", "msgspec", "threading"}
+# Corral's models and their checks: the daemon validates every body (`run` leaves it to it).
+UNNEEDED_OF_CORRAL = ("agent.runtime", "agent.units", "agent.network", "agent.schema", "agent.security",
+                      "agent.userns", "agent.log_time", "agent.cli.registry", "agent.cli.terminal")
+
+
+@pytest.mark.parametrize("argv", [["ps"], ["run", "--rm", "--net", "none", "busybox", "true"]])
+def test_ps_and_run_import_only_the_standard_library_and_corral(argv):
+    result = launch("--host", NO_DAEMON, *argv, then=(
         "code = main()\n"
         "print(code, *sorted(sys.modules))"))
     code, *modules = result.stdout.split()
     assert code == "125", result.stderr        # no daemon: the CLI's own error, after the whole start
+    assert "cannot reach the Corral daemon" in result.stderr     # the body was built: all of `run` but the calls
     outside = [name for name in modules if name.split(".")[0] not in sys.stdlib_module_names
                and name.split(".")[0] not in {"agent", "__main__"} | SITE_HOOKS]
     assert outside == []
-    # What `ps` does not need (site hooks some hosts add import pathlib and re: certifi).
-    unneeded = {"typing", "shutil", "pathlib", "datetime", "dataclasses", "inspect", "http", "email", "ssl",
-                "tempfile", "sitecustomize", "certifi"}
-    assert [name for name in modules if name.split(".")[0] in unneeded
-            or name.startswith(("agent.runtime", "agent.units", "agent.network"))] == []
+    assert [name for name in modules if name.split(".")[0] in UNNEEDED or name.startswith(UNNEEDED_OF_CORRAL)] == []
 
 
 def test_every_verb_s_help_works_through_the_launcher():
