@@ -36,6 +36,7 @@ from agent.network.ports import check_ports
 from agent.network.rendering import hostname_file, hosts_file, resolv_conf, write_hosts
 from agent.network.store import Endpoint, NetworkStore
 from agent.network.subnets import check_overlap, free_subnet
+from agent.network.teardown import Teardown
 
 __all__ = ["DEFAULT_NETWORK", "DEFAULT_SUBNET", "SUBNET_POOL", "VETH_PATTERN", "VETH_PREFIX", "NetworkManager",
            "bridge_of", "host_veth_of", "hostname_file", "hosts_file", "resolv_conf"]
@@ -77,6 +78,7 @@ class NetworkManager:
         self._ready: set[str] = set()   # networks whose bridge and rules this manager has made
         # Host ports published without a container attachment: owner ("service web") -> port.
         self.reserved: dict[str, PortMapping] = {}
+        self.teardown = Teardown(self._detach_exited)
 
     # ---- networks -----------------------------------------------------------------------
 
@@ -131,11 +133,12 @@ class NetworkManager:
                                for a in self.attachments(network.name)}}
 
     def remove_network(self, name: str) -> None:
+        self.teardown.wait()
         with self._lock:
             network = self.get(name)
             if network.name == self.default_network:
                 raise Conflict(f"network {network.name} is the default network and cannot be removed")
-            users = self.attachments(network.name)
+            users = self._attachments(network.name)
             if users:
                 raise Conflict(f"network {network.name} is in use by container(s) "
                                f"{', '.join(sorted(a.container_name for a in users))}",
@@ -153,6 +156,9 @@ class NetworkManager:
         network or its lowest interface (the default route goes via the lowest ethN). Its
         network's peers resolve its name and `aliases` to it. Everything or nothing:
         on failure whatever was made is removed before this raises."""
+        # What an exited container's queued detach still holds: its own records, and an address
+        # or host ports another one may ask for (teardown.py).
+        self.teardown.wait(None if ip is not None or ports else container_id)
         with self._lock:
             name = self._resolve(network_name)
             network = self.ensure_default() if name == self.default_network else self.store.load(name)
@@ -163,7 +169,7 @@ class NetworkManager:
                 raise Conflict(f"container {container_name} is already connected to network {network.name}")
             slot = free_slot(e.attachment.interface for e in present)
             published = list(ports)
-            check_ports(container_name, published, self.attachments(), reserved=self.reserved)
+            check_ports(container_name, published, self._attachments(), reserved=self.reserved)
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:
@@ -198,7 +204,24 @@ class NetworkManager:
         """Remove the container's veth, address, rules and names on `network_name`, or on every
         network (None: the container has stopped or is being removed). When the network holding
         its default route is left and `pid` runs, the next network's gateway takes the route.
-        Detaching twice is not an error."""
+        Detaching twice is not an error; a detach queued at the container's exit does it all."""
+        if network_name is None and self.teardown.pending(container_id):
+            return
+        self.teardown.wait(container_id)
+        self._detach(container_id, network_name, pid=pid)
+
+    def detach_exited(self, container_id: str) -> None:
+        """The container has exited: `detach` from every network, queued (teardown.py)."""
+        self.teardown.submit(container_id)
+
+    def _detach_exited(self, container_id: str) -> None:
+        # Outside the lock: this waits for the kernel's clean-up of the namespace (tens of ms),
+        # which must not hold up other containers' attaches.
+        self.links.remove_links(host_veth_of(container_id, slot) for slot in range(MAX_NETWORKS))
+        self._detach(container_id, None, links_gone=True)
+
+    def _detach(self, container_id: str, network_name: str | None, *, pid: int | None = None,
+                links_gone: bool = False) -> None:
         with self._lock:
             endpoints = self.store.find_endpoints(container_id)
             if network_name is None:
@@ -207,7 +230,8 @@ class NetworkManager:
                 # rules a crash left without their endpoint record go at the next start's reconcile.
                 if any(e.attachment.ports for e in endpoints):
                     self.nat.remove_tagged(container_tag(container_id))
-                self.links.remove_links(host_veth_of(container_id, slot) for slot in range(MAX_NETWORKS))
+                if not links_gone:
+                    self.links.remove_links(host_veth_of(container_id, slot) for slot in range(MAX_NETWORKS))
             else:
                 name = self._resolve(network_name)
                 leaving = [e for e in endpoints if e.attachment.network == name]
@@ -252,12 +276,16 @@ class NetworkManager:
             self.reserved.pop(owner, None)
 
     def attachments(self, network_name: str | None = None) -> list[Attachment]:
-        """Every attachment, or those of one network."""
+        """Every attachment, or those of one network; exited containers' queued detaches done first."""
+        self.teardown.wait()
+        return self._attachments(network_name)
+
+    def _attachments(self, network_name: str | None = None) -> list[Attachment]:
         names = [self._resolve(network_name)] if network_name else [n.name for n in self.list_networks()]
         return [endpoint.attachment for name in names for endpoint in self.store.endpoints(name)]
 
     def hosts_file(self, attachment: Attachment, hostname: str | None = None) -> str:
-        return hosts_file(attachment, self.attachments(attachment.network), hostname)
+        return hosts_file(attachment, self._attachments(attachment.network), hostname)
 
     def hostname_file(self, hostname: str) -> str:
         return hostname_file(hostname)
@@ -371,7 +399,7 @@ class NetworkManager:
         keeper = next((e for e in own if e.hosts_path), None)
         if keeper is None:
             return
-        peers = [a for name in dict.fromkeys(e.attachment.network for e in own) for a in self.attachments(name)]
+        peers = [a for name in dict.fromkeys(e.attachment.network for e in own) for a in self._attachments(name)]
         try:
             write_hosts(Path(keeper.hosts_path or ""), hosts_file([e.attachment for e in own], peers,
                                                                   keeper.hostname, keeper.extra_hosts))

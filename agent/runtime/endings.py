@@ -94,8 +94,11 @@ class Endings:
             if self.cgroups.exists(paths):
                 oom = bool(self.cgroups.stats(paths).oom_kills)
         if container.network and self.networks is not None:
-            # The namespace and its veth are gone; free the address and the host ports, as docker does.
-            quietly(lambda: self.networks.detach(container.id))
+            # The namespace and its veth are going; the address and the host ports are freed, as
+            # docker does, once the kernel has deleted the veth: queued, so the waiters are not
+            # kept waiting for the kernel (agent/network/teardown.py). Queued before they are told,
+            # so a start or rm that follows finds it pending.
+            quietly(lambda: self.networks.detach_exited(container.id))
             container.network, container.extra_attachments = None, []
         container.state = EXITED
         container.exit_code = code

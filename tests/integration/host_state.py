@@ -78,6 +78,16 @@ def leaks(before: HostSnapshot, after: HostSnapshot, known: set[str]) -> list[st
     return found
 
 
+def leaks_after(before: HostSnapshot, root: Path, known: set[str], settle: float = 5.0) -> list[str]:
+    """`leaks` of a snapshot of `root`, taken again until there are none or `settle` seconds
+    have passed: an exited container's veth goes with its network namespace in the kernel's own
+    time, and the daemon deletes it and its rules off the exit path (agent/network/teardown.py)."""
+    deadline = time.monotonic() + settle
+    while (found := leaks(before, snapshot(root), known)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def cgroup_procs(container_id: str) -> list[int]:
     """Pids in a container's unified cgroup (none when it does not exist)."""
     pids: list[int] = []

@@ -24,7 +24,7 @@ def test_churn_leaves_nothing_behind(daemon):
     cycles = churn(daemon.socket, CYCLES)
     assert len(cycles) == CYCLES and sum(c.bridge for c in cycles) == CYCLES // 2
     assert daemon.out("ps", "-a", "-q") == ""
-    assert host_state.leaks(before, host_state.snapshot(daemon.root), set()) == []
+    assert host_state.leaks_after(before, daemon.root, set()) == []
     assert not any(c.container_id in "".join(host_state.cgroup_dirs()) for c in cycles)
     assert host_state.map_entries(host_state.metrics(daemon.metrics_port)) == entries
     fds_after = host_state.settled_fds(pid, fds)

@@ -187,6 +187,6 @@ def test_a_two_service_project_up_scale_exec_run_and_down_leaves_nothing(daemon,
     assert docker.out("network", "ls", "--format", "{{.Name}}").split() == ["bridge", "host", "none"]
     assert docker.out("volume", "ls", "-q") == ""
     assert not (daemon.root / "volumes" / f"{PROJECT}_www").exists()
-    assert host_state.leaks(before, host_state.snapshot(daemon.root), set()) == []
+    assert host_state.leaks_after(before, daemon.root, set()) == []
     assert network["bridge"] not in _bridges() and _bridges() <= bridges_before
     assert not {c for c in _nft_comments() - nft_before if PROJECT in c}

@@ -79,10 +79,17 @@ def nft_rules() -> str:
     return subprocess.run(["nft", "list", "table", "ip", "corral"], capture_output=True, text=True).stdout
 
 
+def settled(daemon) -> None:
+    """The daemon's detaches of exited containers are done: they run off the exit path
+    (agent/network/teardown.py), and listing a network's containers waits for them."""
+    daemon.cli("network", "inspect", "bridge")
+
+
 def test_run_rm_cycles_leave_no_veth_address_or_rule(daemon):
     before_veths, before_rules = veths(), nft_rules().count("corral:container:")
     for _ in range(50):
         daemon.cli("run", "--rm", "-p", f"{free_port()}:80", "busybox", "true")
+    settled(daemon)
     assert veths() == before_veths
     assert nft_rules().count("corral:container:") == before_rules
     addresses = json.loads((daemon.root / "networks" / "corral0" / "addresses.json").read_text())

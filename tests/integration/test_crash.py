@@ -91,7 +91,7 @@ def check(daemon, before: host_state.HostSnapshot, survivor: str, where: str) ->
         else:
             assert procs == [], f"{where}: {container['state']} container {container['id'][:12]} " \
                                 f"still has processes {procs}"
-    leaked = host_state.leaks(before, host_state.snapshot(daemon.root), set(by_id))
+    leaked = host_state.leaks_after(before, daemon.root, set(by_id))
     assert leaked == [], f"{where}: left behind: {leaked}"
     assert not (daemon.root / "quarantine").exists(), f"{where}: something was quarantined"
     text = host_state.metrics(daemon.metrics_port)
@@ -158,12 +158,12 @@ def test_sigkill_at_random_points_loses_nothing(crashing):
     if os.environ.get("CORRAL_CRASH_KEEP_LOG"):
         shutil.copy(crashing.log, os.environ["CORRAL_CRASH_KEEP_LOG"])
     check(crashing, before, survivor, f"seed {SEED}: after the last removal")
-    assert host_state.leaks(before, host_state.snapshot(crashing.root), {survivor}) == []
+    assert host_state.leaks_after(before, crashing.root, {survivor}) == []
     lines = log_lines(crashing, survivor)
     assert lines == list(range(len(lines))) and len(lines) > 100, \
         f"seed {SEED}: the survivor's log lost lines across {kills} daemon kills: {_gaps(lines)}"
     client_of(crashing).remove_container(survivor, force=True)
-    assert host_state.leaks(before, host_state.snapshot(crashing.root), set()) == []
+    assert host_state.leaks_after(before, crashing.root, set()) == []
     assert host_state.map_entries(host_state.metrics(crashing.metrics_port)).get("slots", 0) == 0
 
 
@@ -211,7 +211,7 @@ def test_torn_state_files_are_reported_and_never_stop_the_start(crashing):
         assert [p.name.split(".")[0] for p in quarantined] == [torn]
         ids = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
         assert torn not in ids and ids[kept] == "running"
-        assert host_state.leaks(before, host_state.snapshot(root), set(ids)) == []
+        assert host_state.leaks_after(before, root, set(ids)) == []
         # still fully working: a new bridge container with a published port, the image list
         fresh = client_of(crashing).create_container(
             {"image": "busybox", "command": ["true"], "network": "bridge",
@@ -266,10 +266,10 @@ def test_each_half_done_verb_is_finished_or_undone(crashing):
     assert adopted["state"] == "running" and adopted["pid"] == started_pid
     assert adopted["network"] and adopted["network"]["ports"], "its network attachment was recovered"
     assert not os.path.exists(f"/proc/{removing_pid}"), "the half-removed container's process lives on"
-    assert host_state.leaks(before, host_state.snapshot(crashing.root), {started}) == []
+    assert host_state.leaks_after(before, crashing.root, {started}) == []
     entries = host_state.map_entries(host_state.metrics(crashing.metrics_port))
     assert not entries or entries.get("slots") == 1
     client.stop_container(started, timeout=5)           # under control: its exit is seen
     assert client.inspect_container(started)["State"]["Status"] == "exited"
     client.remove_container(started)
-    assert host_state.leaks(before, host_state.snapshot(crashing.root), set()) == []
+    assert host_state.leaks_after(before, crashing.root, set()) == []

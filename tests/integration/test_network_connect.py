@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.test_container_network import nft_rules, veths
+from tests.integration.test_container_network import nft_rules, settled, veths
 
 pytestmark = pytest.mark.privileged
 
@@ -109,6 +109,7 @@ def test_daemon_restart_keeps_connections_and_rm_leaves_nothing(daemon, networks
     assert f"cv{container_id[:12]}1" not in veths()
     daemon.cli("network", "connect", "conn-b", "steady")
     daemon.cli("rm", "-f", "steady", "other")
+    settled(daemon)
     assert veths() == before_veths
     assert nft_rules().count("corral:container:") == before_rules
     assert leases(daemon, "conn-a") == {} and leases(daemon, "conn-b") == {}

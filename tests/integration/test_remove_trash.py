@@ -46,7 +46,7 @@ def test_run_rm_leaves_nothing(daemon, net):
     result = daemon.cli("run", "--rm", "--net", net, "busybox", "sh", "-c", "echo hi > /x; cat /x")
     assert result.stdout.decode().strip() == "hi"
     known = {c["id"] for c in json.loads(daemon.out("ps", "-a", "--format", "json"))}
-    assert host_state.leaks(before, host_state.snapshot(daemon.root), known) == []
+    assert host_state.leaks_after(before, daemon.root, known) == []
     until(lambda: list((daemon.root / "trash").iterdir()) == [], "the trash is empty", timeout=30)
 
 
