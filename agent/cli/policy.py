@@ -190,6 +190,7 @@ def explanation(answer: dict) -> list[str]:
                 out.append(f"    {rule['action']} {rule['cidr']} ports={rule['ports'] or 'all'} "
                            f"protocol={rule['protocol'] or 'any'} ({rule['rule']})")
     states = {f"{s['policy']}/{s['rule']}": s for s in answer["states"]}
+    detection = {d["rule"]: d for d in answer.get("detection") or []}
     values = (answer.get("signals") or {}).get("values", {})
     syscalls = (answer.get("signals") or {}).get("syscalls", {})
     if effective["thresholds"]:
@@ -209,6 +210,9 @@ def explanation(answer: dict) -> list[str]:
             signal = rule["signal"] + (f"({rule['syscall']})" if rule["syscall"] else "")
             out.append(f"  {rule['rule']}: {signal} > {rule['above']:g} for {rule['for']:g}s "
                        f"-> {', '.join(rule['actions'])}; now {_number(current)}: {phase}")
+            seen = detection.get(rule["rule"])
+            if seen:
+                out.append(f"    checked: {seen['checked']} ({seen['by']}: {seen['detail']})")
     if answer["events"]:
         out.append("Recent policy events:")
         out.extend("  " + event_line(event) for event in answer["events"])

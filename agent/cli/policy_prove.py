@@ -1,6 +1,7 @@
 """`corral policy prove [CONTAINER] [--repair]`: whether the kernel holds each enforcing rule of
 the running containers now, read back from the kernel (agent/policy/prove.py); exit 1 when one
-is not in force, so a CI job or a cron check can act on it."""
+is not in force, so a CI job or a cron check can act on it. Threshold rules are listed with how
+they are seen, `kernel` or `sampled` in the ENFORCED column, and never change the exit status."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="For each enforcing rule of each running container (or of "
                                        "CONTAINER), read the kernel's side back: the kill table, the "
                                        "egress programs and table, the processes' seccomp filter, the "
-                                       "cgroup limits. Exit 1 when a rule is not in force.")
+                                       "cgroup limits. Exit 1 when a rule is not in force. Threshold "
+                                       "rules show `kernel` (the rate_limits row holds their level, or "
+                                       "a cgroup watch is armed) or `sampled`, with the reason.")
     prove.add_argument("container", nargs="?", metavar="CONTAINER", help="id, id prefix or name (default: all)")
     prove.add_argument("--repair", action="store_true",
                        help="put back what the kernel lost, then check again (the daemon does this every "
@@ -42,7 +45,7 @@ def render(proofs: list[dict]) -> str:
         return "no enforcing rules on running containers"
     rows = [("CONTAINER", "POLICY", "RULE", "KIND", "ENFORCED", "REASON")]
     for p in sorted(proofs, key=lambda p: (p["name"], p["policy"], p["rule"], p["kind"])):
-        state = "yes" if p["enforced"] else ("n/a" if not p["applicable"] else "NO")
+        state = p.get("checked") or ("yes" if p["enforced"] else ("n/a" if not p["applicable"] else "NO"))
         rows.append((p["name"], p["policy"], p["rule"], p["kind"], state, p["reason"]))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + ("  " + r[5] if r[5] else "")

@@ -10,6 +10,7 @@ kernel shows it:
 | syscall `deny` | every process in the cgroup runs under a seccomp filter (`Seccomp: 2` in /proc) made with that deny list (the filter's record) |
 | egress | the egress table has rules and every egress program is attached to the container's directory (BPF_PROG_QUERY) |
 | limits | the cgroup's limit is at or below the rule's; `killOrder`: every process's oom_score_adj |
+| threshold | how it is seen, not whether it is enforced (no metric, no exit status): `checked` is `kernel` when the container's rate_limits row holds its level (or its cgroup watch is armed), `sampled` with the reason otherwise (agent/policy/detection.py) |
 
 This module is the pure judgement (`prove`); `prover.EnforcementProver` gathers the evidence,
 exports `corral_policy_enforced` and raises the alert.
@@ -20,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 from agent.cgroups.driver import Limits
-from agent.policy.merge import EffectivePolicy, LimitValue
+from agent.policy.detection import KERNEL, SAMPLED, detect
+from agent.policy.kernel_rates import PROBE_SIGNAL, level_of
+from agent.policy.merge import EffectivePolicy, LimitValue, ThresholdEntry
 from agent.probes.interface import KernelEnforcement
 
 SECCOMP_FILTER = 2          # /proc/PID/status "Seccomp:" mode of a process under a BPF filter
@@ -34,10 +37,11 @@ class RuleProof:
     name: str
     policy: str
     rule: str
-    kind: str                   # syscall_kill | syscall_deny | egress | limits
+    kind: str                   # syscall_kill | syscall_deny | egress | limits | threshold
     enforced: bool
-    reason: str = ""            # why not (or why it does not apply)
+    reason: str = ""            # why not (or why it does not apply); for a threshold, how it is seen
     applicable: bool = True     # False: the kernel cannot hold it for this container (no metric)
+    checked: str = ""           # a threshold: kernel | sampled (detection.Detection.checked)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -61,8 +65,11 @@ class Evidence:
 
 
 def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Evidence,
-          number: Callable[[str], int | None]) -> list[RuleProof]:
-    """Every enforcing rule of `effective`, judged on `evidence` (audit rules enforce nothing)."""
+          number: Callable[[str], int | None],
+          watched: Callable[[ThresholdEntry], bool] = lambda entry: False) -> list[RuleProof]:
+    """Every enforcing rule of `effective`, judged on `evidence` (audit rules enforce nothing);
+    and each threshold rule, checked in the kernel or sampled (`watched`: its cgroup watch is
+    armed)."""
     proofs: list[RuleProof] = []
 
     def add(policy: str, rule: str, kind: str, problem: str | None, applicable: bool = True) -> None:
@@ -98,7 +105,28 @@ def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Ev
     order = effective.kill_order
     if order is not None and order.source.mode == "enforce":
         add(order.source.policy, order.source.rule, "limits", _kill_order_problem(int(order.value), evidence))
+    proofs.extend(_threshold_detection(container_id, name, effective, evidence, watched))
     return proofs
+
+
+def _threshold_detection(container_id: str, name: str, effective: EffectivePolicy, evidence: Evidence,
+                         watched: Callable[[ThresholdEntry], bool]) -> list[RuleProof]:
+    """Each threshold of an enforcing policy: in the kernel (its rate level read back from the
+    container's rate_limits row, or its cgroup watch armed) or sampled, and why."""
+    levels = evidence.kernel.rate_levels if evidence.kernel is not None else {}
+    found = []
+    for entry in effective.thresholds:
+        if entry.source.mode != "enforce":
+            continue
+        signal = PROBE_SIGNAL.get(entry.threshold.signal)
+        held = signal is not None and level_of(entry) in levels.get(signal, ())
+        seen = detect(entry, effective, rate_level_held=held, watched=watched(entry))
+        detail = seen.detail
+        if signal is not None and not held and evidence.kernel is None and seen.checked == SAMPLED:
+            detail += f" ({evidence.probe_error or 'the probes are not loaded'})"
+        found.append(RuleProof(container_id, name, entry.source.policy, entry.source.rule, "threshold",
+                               seen.checked == KERNEL, detail, applicable=False, checked=seen.checked))
+    return found
 
 
 def _kill_problem(syscall: str, signal: int, nr: int | None, evidence: Evidence) -> str | None:

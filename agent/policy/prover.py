@@ -26,7 +26,7 @@ from agent.events import Event, EventLog
 from agent.policy import kill_order
 from agent.policy.canary import Canaries, trials
 from agent.policy.enforcer import Enforcer
-from agent.policy.merge import EffectivePolicy
+from agent.policy.merge import EffectivePolicy, ThresholdEntry
 from agent.policy.prove import Evidence, RuleProof, prove, seccomp_modes
 from agent.probes.interface import ProbeControl
 
@@ -58,6 +58,8 @@ class EnforcementProver:
         self._last: dict[tuple[str, str, str, str], RuleProof] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # (container id, threshold) -> its cgroup watch is armed (the policy service's Watches)
+        self.watched: Callable[[str, ThresholdEntry], bool] = lambda container_id, entry: False
 
     @classmethod
     def for_policies(cls, policies, *, catalog: ContainerCatalog, cgroups: CgroupDriver,
@@ -69,10 +71,12 @@ class EnforcementProver:
         canaries = Canaries(find_launcher())
         enforcer = policies.enforcer
         enforcer.is_canary = canaries.is_canary
-        return cls(catalog=catalog, effective=policies.policy_for, cgroups=cgroups, probes=probes,
-                   enforcer=enforcer, events=events, gauge=policies.metrics.enforced,
-                   number=enforcer.syscall_number, interval=interval, canaries=canaries,
-                   canary_interval=canary_interval)
+        prover = cls(catalog=catalog, effective=policies.policy_for, cgroups=cgroups, probes=probes,
+                     enforcer=enforcer, events=events, gauge=policies.metrics.enforced,
+                     number=enforcer.syscall_number, interval=interval, canaries=canaries,
+                     canary_interval=canary_interval)
+        prover.watched = policies.watches.evented
+        return prover
 
     # --- life cycle -----------------------------------------------------------------------------
 
@@ -121,7 +125,8 @@ class EnforcementProver:
 
     def _prove_one(self, container: CatalogEntry, canary: bool = False) -> list[RuleProof]:
         effective = self._effective(container.name, container.image, dict(container.labels))
-        proofs = prove(container.id, container.name, effective, self._evidence(container), self._number)
+        proofs = prove(container.id, container.name, effective, self._evidence(container), self._number,
+                       lambda entry: self.watched(container.id, entry))
         if canary and self.canaries is not None:
             proofs += self._canary_proofs(container, effective)
         return proofs

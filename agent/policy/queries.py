@@ -1,4 +1,5 @@
-"""The policy views of the API: `policy ls`, `explain`, `replay`, and `unfreeze`.
+"""The policy views of the API: `policy ls`, `explain` (with how each threshold is seen: in the
+kernel or sampled), `replay`, and `unfreeze`.
 
 `PolicyQueries` reads what the service and its Enforcer keep (engine states, signal history,
 BPF rules pushed) and the catalogue, so Corral's own and observed containers are explained
@@ -44,6 +45,8 @@ class PolicyQueries:
         self._clock = clock
         self._known: Callable[[str], bool] | None = None   # syscall table, for replayed files
         self.egress_recorded: Callable[[], bool] = lambda: False   # do the probes record destinations?
+        # how each threshold is seen: in the kernel or sampled (agent/policy/detection.py)
+        self.detections: Callable[[CatalogEntry, EffectivePolicy], list[dict]] = lambda container, effective: []
 
     def list_policies(self) -> dict:
         """Every policy in force with its mode, file, commit and the containers it selects."""
@@ -92,7 +95,8 @@ class PolicyQueries:
                 "effective": effective.to_dict(), "limits_in_force": in_force,
                 "seccomp": self._seccomp_view(container, effective),
                 "enforcement": self.enforcer.bpf_view(container, effective),
-                "states": states, "signals": latest.to_dict() if latest else None,
+                "states": states, "detection": self.detections(container, effective),
+                "signals": latest.to_dict() if latest else None,
                 "events": events[-RECENT_EVENTS:]}
 
     def _seccomp_view(self, container: CatalogEntry, effective: EffectivePolicy) -> dict:

@@ -48,6 +48,7 @@ from agent.events import EventLog
 from agent.metrics.sampler import Sampler
 from agent.metrics.snapshot import ContainerSnapshot
 from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
+from agent.policy.detection import detect
 from agent.policy.enforcer import Enforcer
 from agent.policy.engine import ContainerRef, Engine, Evaluation
 from agent.policy.history import SignalHistory
@@ -131,6 +132,7 @@ class PolicyService:
                                      enforcer=self.enforcer, provenance=self.provenance,
                                      effective=self.policy_for, clock=clock)
         self.queries.egress_recorded = lambda: probes is not None and bool(probes.status().get("tcp_connect"))
+        self.queries.detections = self._detections
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -370,6 +372,12 @@ class PolicyService:
         running = [c for c in self.catalog.list(running=True) if c.observed or c.cgroup_id]
         self.not_applicable.report([c for c in running if c.observed])
         return running
+
+    def _detections(self, container: CatalogEntry, effective: EffectivePolicy) -> list[dict]:
+        """How each threshold of `container` is seen now: in the kernel or sampled (explain)."""
+        return [detect(e, effective, rate_level_held=self.rates.evented(container.id, e),
+                       watched=self.watches.evented(container.id, e), running=container.running).to_dict()
+                for e in effective.thresholds]
 
     def _paths_of(self, container_id: str) -> CgroupPaths | None:
         tracked = self._tracked.get(container_id)

@@ -154,7 +154,8 @@ class ProbeDouble:
         self._require_watched(cgroup_id)
         rules = bool(self.egress.get(cgroup_id))
         missing = ("egress",) if rules and cgroup_id in self.tampered else ()
-        return KernelEnforcement(dict(self.kill.get(cgroup_id, {})), rules, missing)
+        return KernelEnforcement(dict(self.kill.get(cgroup_id, {})), rules, missing,
+                                 dict(self.rate_limits.get(cgroup_id, {})))
 
     def adopt_pinned(self) -> int:
         adopted, self.left_pinned = self.left_pinned, 0

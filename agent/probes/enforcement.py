@@ -17,6 +17,7 @@ from agent.probes.compiled import CompiledProbes
 from agent.probes.egress import EgressPolicy, encode, rule_of
 from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement
+from agent.probes.rate_limits import RateLimits
 from agent.probes.structs import NR_SYSCALLS, EgressTable, KillTable
 
 KEPT_GENERATIONS = 4            # egress updates whose rule names late events can still be given
@@ -76,13 +77,13 @@ class EnforcementTables:
         return self.generation
 
     def in_kernel(self, probes: CompiledProbes, slot: int, unified_dir: str) -> KernelEnforcement:
-        """The slot's kill and egress tables and the egress attachments, as the kernel has them."""
+        """The slot's kill, egress and rate tables and the egress attachments, as the kernel has them."""
         table = probes.table("kill_tables")[ct.c_uint32(slot)]
         kill = {nr: int(signal) for nr, signal in enumerate(table.signal) if signal} if table.armed else {}
         egress = probes.table("egress_tables")[ct.c_uint32(slot)]
         rules = bytes(egress) != bytes(EgressTable())
         missing = self.egress.missing(unified_dir) if rules and self.egress.loaded else ()
-        return KernelEnforcement(kill, rules, missing)
+        return KernelEnforcement(kill, rules, missing, RateLimits.in_kernel(probes, slot))
 
     def forget(self, cgroup_id: int, unified_dir: str | None) -> None:
         """The container is unwatched (its table rows are zeroed with its slot)."""

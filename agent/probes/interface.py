@@ -8,7 +8,7 @@ tests/unit/test_probe_interface.py checks both have every method with the same s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from agent.probes.egress import EgressPolicy
@@ -46,6 +46,8 @@ class KernelEnforcement:
     kill: Mapping[int, int]             # syscall number -> signal, from the armed kill table
     egress_rules: bool                  # the container's egress table has rules
     egress_missing: tuple[str, ...]     # egress programs not attached to its directory
+    # rate signal -> the levels its rate_limits row holds (rate_limits.RateLimits.in_kernel)
+    rate_levels: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @runtime_checkable

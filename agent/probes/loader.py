@@ -199,9 +199,8 @@ class ProbeSet:
 
     @_locked
     def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
-        """Replace the container's rate limits (probes/rates.c): signal -> count per 1 s window
-        (or up to RATE_LEVELS of them), above each of which one RateEvent is sent. Returns the
-        signals armed (their probe attached)."""
+        """Replace the container's rate limits (probes/rates.c): signal -> up to RATE_LEVELS counts per
+        1 s window, above each of which one RateEvent is sent. The signals armed (probe attached)."""
         compiled = self._require_loaded()
         return self._rates.set(compiled, self._slots.of(cgroup_id), limits)
 

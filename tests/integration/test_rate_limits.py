@@ -10,6 +10,7 @@ own crossing.
 The first test drives the probes alone: the row as the kernel holds it, one event per storm."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -53,6 +54,7 @@ spec:
   thresholds:
     - {name: busy, signal: syscalls_per_second, above: ABOVE, actions: [alert]}
     - {name: runaway, signal: syscalls_per_second, above: HIGH, actions: [kill]}
+    - {name: ppid, signal: syscalls_per_second, syscall: getppid, above: 1000000, actions: [alert]}
 """
 # Two syscalls per byte: far above LIMIT per second, for a few seconds; then a mark.
 STORM = "dd if=/dev/zero of=/dev/null bs=1 count=4000000 2>/dev/null"
@@ -250,3 +252,23 @@ def test_a_storm_between_the_levels_only_alerts(daemon, tmp_path):
     until(lambda: (marks / "done").exists(), "the light storm finished", timeout=60)
     assert running(daemon, cid)
     assert [v["attributes"]["rule"] for v in policy_events(daemon, cid, "violation")] == ["busy"]
+
+
+def test_explain_and_prove_show_which_thresholds_the_kernel_checks(daemon):
+    cid = daemon.out("run", "-d", "--name", "storm-levels-3", "busybox", "sleep", "600")
+
+    def detection() -> dict:
+        answer = json.loads(daemon.out("policy", "explain", cid, "--format", "json"))
+        return {d["rule"]: d for d in answer["detection"]}
+    def written() -> dict:
+        found = detection()
+        return found if found["storm-levels/busy"]["checked"] == "kernel" else {}
+    seen = until(written, "the levels written", timeout=10)
+    assert (seen["storm-levels/runaway"]["checked"], seen["storm-levels/runaway"]["by"]) == ("kernel", "rate_limits")
+    assert seen["storm-levels/runaway"]["detail"] == f"syscalls above {HIGH} in a 1 s window"
+    assert seen["storm-levels/ppid"]["checked"] == "sampled" and "per-syscall" in seen["storm-levels/ppid"]["detail"]
+    text = daemon.out("policy", "explain", cid)
+    assert f"    checked: kernel (rate_limits: syscalls above {LIMIT} in a 1 s window)" in text.splitlines()
+    rows = sorted(line.split()[2:5] for line in daemon.out("policy", "prove", cid).splitlines()[1:])
+    assert rows == [["busy", "threshold", "kernel"], ["ppid", "threshold", "sampled"],
+                    ["runaway", "threshold", "kernel"]]
