@@ -47,6 +47,7 @@
 #include "groups.h"
 #include "init.h"
 #include "logfile.h"
+#include "place.h"
 #include "rlimits.h"
 #include "userns.h"
 #include "tty.h"
@@ -127,6 +128,7 @@ struct run_opts {
 	int init;               /* --init: stay as pid 1, reaping (init.c) */
 	struct userns_map userns; /* --userns UID:GID:SIZE (launcher/userns.h); size 0: none */
 	struct console_opts console; /* --tty, --stdin, --attach-socket, --tty-size (tty.h) */
+	struct cgroup_place cgroups; /* --cgroup-procs FILE (repeat; place.h) */
 };
 
 struct exec_opts {
@@ -364,8 +366,10 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 	o->tmpfs = calloc((size_t)argc + 1, sizeof(struct tmpfs_mount));
 	o->group_add = calloc((size_t)argc + 1, sizeof(char *));
 	o->ulimits = calloc((size_t)argc + 1, sizeof(struct ulimit));
+	o->cgroups.procs = calloc((size_t)argc + 1, sizeof(char *));
 	o->caps = DOCKER_CAPS;
-	if (o->env == NULL || o->binds == NULL || o->tmpfs == NULL || o->group_add == NULL || o->ulimits == NULL) {
+	if (o->env == NULL || o->binds == NULL || o->tmpfs == NULL || o->group_add == NULL || o->ulimits == NULL ||
+	    o->cgroups.procs == NULL) {
 		snprintf(msg, size, "usage: out of memory");
 		return -1;
 	}
@@ -440,6 +444,8 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 			o->ntmpfs++;
 		} else if (strcmp(arg, "--init") == 0) {
 			o->init = 1;
+		} else if ((v = opt_value(argc, argv, &i, "--cgroup-procs", &missing))) {
+			o->cgroups.procs[o->cgroups.n++] = absolute(v);
 		} else if (parse_identity_option(argc, argv, &i, &o->group_add[o->ngroup_add], &o->ngroup_add,
 						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
 			if (msg[0])
@@ -1268,6 +1274,30 @@ static void loopback_up(const struct child_ctx *ctx)
 
 /* ------------------------------------------------------------ the container */
 
+/* The root's mounts that need neither the cgroups nor the cgroup namespace: "/" rslave, lo
+ * up, the rootfs bound on itself, /proc, /dev, /sys. Returns the rootfs, O_PATH. */
+static int prepare_root(const struct child_ctx *ctx)
+{
+	const struct run_opts *o = ctx->opts;
+	/* Nothing mounted from here on may propagate to the host. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		child_fail(ctx, errno, "make \"/\" rslave");
+	if (o->net != NET_HOST)
+		loopback_up(ctx);
+
+	/* pivot_root needs a mount point; the bind also keeps host submounts of it. */
+	if (mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+		child_fail(ctx, errno, "bind rootfs \"%s\"", o->rootfs);
+	int rootfd = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		child_fail(ctx, errno, "open rootfs \"%s\"", o->rootfs);
+	if (mount_in_root(rootfd, "/proc", 0, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		child_fail(ctx, errno, "mount proc on \"/proc\"");
+	setup_dev(ctx, rootfd);
+	setup_sys(ctx, rootfd);
+	return rootfd;
+}
+
 /* The container's init (pid 1 of its pid namespace) until it execs the command. */
 static int container_init(void *arg)
 {
@@ -1285,14 +1315,23 @@ static int container_init(void *arg)
 	if (dup2(ctx->devnull, 0) < 0 || dup2(ctx->out_w, 1) < 0 || dup2(ctx->log_w, 2) < 0)
 		child_fail(ctx, errno, "set up stdin/stdout/stderr");
 
+	/* What does not depend on the cgroups is set up while the daemon (or the shim) places
+	 * us in them; in a user namespace we are root only once the shim wrote its maps and
+	 * said go, so there everything waits. */
+	int rootfd = -1;
+	if (!o->userns.size)
+		rootfd = prepare_root(ctx);
 	char go;
 	ssize_t n;
 	while ((n = read(ctx->sync_r, &go, 1)) < 0 && errno == EINTR)
 		;
 	if (n != 1)
 		_exit(1); /* aborted: the shim closed the pipe */
-	if (o->userns.size && userns_become_root() < 0)
-		child_fail(ctx, errno, "become root of the user namespace");
+	if (o->userns.size) {
+		if (userns_become_root() < 0)
+			child_fail(ctx, errno, "become root of the user namespace");
+		rootfd = prepare_root(ctx);
+	}
 
 	/* Our cgroups as the host names them, before the namespace makes them all "/". */
 	static char cgroup_table[8192];
@@ -1304,22 +1343,6 @@ static int container_init(void *arg)
 	close(table_fd);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		child_fail(ctx, errno, "unshare cgroup namespace");
-	/* Nothing mounted from here on may propagate to the host. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-		child_fail(ctx, errno, "make \"/\" rslave");
-	if (o->net != NET_HOST)
-		loopback_up(ctx);
-
-	/* pivot_root needs a mount point; the bind also keeps host submounts of it. */
-	if (mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-		child_fail(ctx, errno, "bind rootfs \"%s\"", o->rootfs);
-	int rootfd = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		child_fail(ctx, errno, "open rootfs \"%s\"", o->rootfs);
-	if (mount_in_root(rootfd, "/proc", 0, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		child_fail(ctx, errno, "mount proc on \"/proc\"");
-	setup_dev(ctx, rootfd);
-	setup_sys(ctx, rootfd);
 	setup_cgroups(ctx, rootfd, cgroup_table);
 	setup_binds(ctx, rootfd);
 	setup_writable(ctx, rootfd);
@@ -1571,7 +1594,7 @@ static int cmd_run(int argc, char **argv)
 		return 1;
 	}
 
-	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
 	if (o.net != NET_HOST)
 		flags |= CLONE_NEWNET;
 	if (o.userns.size)
@@ -1583,7 +1606,12 @@ static int cmd_run(int argc, char **argv)
 		error_line(1, ENOMEM, "clone");
 		return 1;
 	}
-	pid_t pid = clone(container_init, stack + stack_size, flags, &ctx);
+	if (place_prepare(&o.cgroups, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		return 1;
+	}
+	int born_in;
+	pid_t pid = place_clone(&o.cgroups, flags, container_init, &ctx, stack, stack_size, &born_in);
 	if (pid < 0) {
 		error_line(1, errno, "clone");
 		return 1;
@@ -1598,6 +1626,12 @@ static int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	console_shim_side(&console);
+	/* Its cgroups before the daemon learns its pid: the daemon counts it from `pid` on. */
+	if (place_write(&o.cgroups, pid, born_in, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		kill_and_reap(pid);
+		return 1;
+	}
 
 	char line[64];
 	int len = snprintf(line, sizeof(line), "pid %d\n", pid);
@@ -1612,11 +1646,8 @@ static int cmd_run(int argc, char **argv)
 		kill_and_reap(pid);
 		return 1;
 	}
-	if (write(ctx.sync_w, "g", 1) != 1) {
-		error_line(1, errno, "start the container's init");
-		kill_and_reap(pid);
-		return 1;
-	}
+	/* A failed write: the init died setting up its root; its own message says why. */
+	int go_err = write(ctx.sync_w, "g", 1) == 1 ? 0 : errno;
 	close(ctx.sync_w);
 
 	/* Empty EOF: the init exec'd (the write end is CLOEXEC). Anything else: its error. */
@@ -1633,6 +1664,11 @@ static int cmd_run(int argc, char **argv)
 		msg[got] = '\0';
 		kill_and_reap(pid);
 		error_line(1, 0, "%s", msg);
+		return 1;
+	}
+	if (go_err) {
+		kill_and_reap(pid);
+		error_line(1, go_err, "start the container's init");
 		return 1;
 	}
 	write_all(1, "started\n", 8);

@@ -2,7 +2,7 @@
  * corral-launch preparing it, so the syscall counters and kill rules (syscalls.c, enforce.c)
  * skip them until the container's command runs.
  *
- * The daemon places a container's init in its cgroup BEFORE the launcher sets it up
+ * The launcher places a container's init in its cgroups (born in the cgroup2 one) BEFORE it sets it up
  * (unshare, mount, pivot_root, sethostname, capset, prctl, seccomp, execve), and `corral exec`
  * joins the cgroup before it drops capabilities and execs; policy rules and counters are about
  * the container's own program, from the exec of its command on. So, per task (thread id):

@@ -127,6 +127,17 @@ class CgroupDriver(ABC):
     def add_process(self, paths: CgroupPaths, pid: int) -> None:
         """Move `pid` into the container's cgroup (every hierarchy)."""
 
+    def oom_kills(self, paths: CgroupPaths) -> int | None:
+        """The container's OOM kills so far (None: not counted here). The exit path asks only
+        this: a whole `stats()` read ~16 files before the waiters could be told of the exit."""
+        return self.stats(paths).oom_kills
+
+    def placement(self, paths: CgroupPaths) -> list[str]:
+        """The cgroup.procs files a container's init joins, in order, for the launcher to place
+        it (launcher/place.h: born in the cgroup2 one, written into the others). Drivers check
+        that the paths are their own, as add_process does."""
+        return self.procs_files(paths)
+
     @abstractmethod
     def set_limits(self, paths: CgroupPaths, limits: Limits) -> None:
         """Apply new limits to a live cgroup."""

@@ -169,6 +169,19 @@ class HybridDriver(CgroupDriver):
         return [os.path.join(d, "cgroup.procs") for d in _unique(list(paths.controllers.values()))
                 + [paths.unified]]
 
+    def oom_kills(self, paths: CgroupPaths) -> int | None:
+        memory = paths.controllers.get("memory")
+        if memory is None:
+            return None
+        try:
+            return files.keyed_value(files.read_bytes(os.path.join(memory, "memory.oom_control")), b"oom_kill")
+        except OSError:
+            return None
+
+    def placement(self, paths: CgroupPaths) -> list[str]:
+        self._dirs(paths)
+        return self.procs_files(paths)
+
     def add_process(self, paths: CgroupPaths, pid: int) -> None:
         self._dirs(paths)
         for procs in self.procs_files(paths):
@@ -241,8 +254,8 @@ class HybridDriver(CgroupDriver):
     def procs(self, paths: CgroupPaths) -> list[int]:
         """Pids listed in the unified cgroup.procs, in one read: for observers (metrics).
 
-        Every process of a container is in its unified directory too (add_process writes it
-        last, and children inherit every hierarchy), so this is the container's processes;
+        Every process of a container is in its unified directory too (its init is born there or
+        has it written last, and children inherit every hierarchy), so this is the container's processes;
         `pids()` also reads the v1 lists, to find a process that joined only some of them.
         The unified cgroup.procs is a v2 file, which kernfs lists afresh on every read from
         offset 0, so it may be kept open.

@@ -105,6 +105,10 @@ class V2Driver(CgroupDriver):
     def procs_files(self, paths: CgroupPaths) -> list[str]:
         return [os.path.join(paths.unified, "cgroup.procs")]
 
+    def placement(self, paths: CgroupPaths) -> list[str]:
+        self._owned(paths)
+        return self.procs_files(paths)
+
     def add_process(self, paths: CgroupPaths, pid: int) -> None:
         self._owned(paths)
         for procs in self.procs_files(paths):

@@ -15,6 +15,7 @@ import os
 import signal as signals
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from agent.catalog.bus import ContainerBus, ContainerPlaced, ContainerStarted, ContainerStopped
@@ -180,9 +181,9 @@ class Runtime(Endings, ContainerQueries):
         security = of_spec(container.spec)
         request = launch_request(container, directory, self.networks, security,
                                  self._seccomp_filter(container, directory, security), self.volumes.data_dir)
+        request = replace(request, cgroup_procs=self.cgroups.placement(paths))   # the launcher joins them
 
         def place(pid: int) -> None:
-            self.cgroups.add_process(paths, pid)
             self._place(container)
             if networked:
                 attach_all(self.networks, container, pid, directory)

@@ -92,7 +92,7 @@ class Endings:
         if container.cgroup:
             paths = CgroupPaths.from_dict(container.cgroup)
             if self.cgroups.exists(paths):
-                oom = bool(self.cgroups.stats(paths).oom_kills)
+                oom = bool(self.cgroups.oom_kills(paths))
         if container.network and self.networks is not None:
             # The namespace and its veth are going; the address and the host ports are freed, as
             # docker does, once the kernel has deleted the veth: queued, so the waiters are not

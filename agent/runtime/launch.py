@@ -60,6 +60,9 @@ class LaunchRequest:
     open_stdin: bool = False
     attach_socket: Path | None = None
     tty_size: tuple[int, int] | None = None          # rows, columns
+    # The init's cgroup.procs files (launcher/place.h): the launcher places it between its clone
+    # and the `pid` line, on cgroup2 by cloning it there (CLONE_INTO_CGROUP).
+    cgroup_procs: list[str] = field(default_factory=list)
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -89,6 +92,8 @@ class LaunchRequest:
             argv.append("--init")
         if self.userns:
             argv += ["--userns", self.userns]
+        for item in self.cgroup_procs:
+            argv += ["--cgroup-procs", item]
         argv += self._console_argv()
         return argv + ["--", *self.command]
 
@@ -141,7 +146,8 @@ class _Line:
 
 def launch(launcher: Path, request: LaunchRequest, shim_log: Path,
            before_go: Callable[[int], None]) -> Launched:
-    """Spawn the shim, let `before_go(pid)` place the init in its cgroup, then let it exec.
+    """Spawn the shim (which places the init in `request.cgroup_procs` before it reports the
+    pid), let `before_go(pid)` announce it, then let it exec.
 
     On any failure the shim and its child are gone when this raises.
     """

@@ -2,10 +2,11 @@
 command on (and of each `corral exec` command): the launcher's set-up is never killed nor
 counted as the container's (probes/launcher.c).
 
-SETUP_SYSCALLS are the calls corral-launch makes in a container's init after the daemon placed
-it in the container's cgroup and before the command's execve returns (from `strace -f` of the
-launcher running busybox `true`; `launcher_syscalls()` re-derives them when strace is there,
-so a launcher change cannot leave this list behind). Deny rules are seccomp filters the
+SETUP_SYSCALLS are the calls corral-launch makes in a container's init from its clone (it is
+born in the container's cgroup2 directory, CLONE_INTO_CGROUP, and sets up its root while the
+shim writes the v1 ones) until the command's execve returns (from `strace -f` of the launcher
+running busybox `true`; `launcher_syscalls()` re-derives them when strace is there, so a
+launcher change cannot leave this list behind). Deny rules are seccomp filters the
 launcher installs right before execve, so they never applied to set-up.
 """
 from __future__ import annotations
@@ -31,9 +32,10 @@ from tests.integration.test_policies import (  # noqa: F401
 
 pytestmark = pytest.mark.privileged
 
-SETUP_SYSCALLS = ("read", "unshare", "mount", "socket", "ioctl", "close", "openat", "openat2", "mkdirat",
-                  "symlinkat", "fchdir", "pivot_root", "umount2", "chdir", "newfstatat", "sethostname",
-                  "mkdir", "prctl", "capget", "capset", "statfs", "execve")
+SETUP_SYSCALLS = ("rt_sigaction", "rt_sigprocmask", "setsid", "dup2", "read", "unshare", "mount", "socket",
+                  "ioctl", "close", "openat", "openat2", "mkdirat", "symlinkat", "fchdir", "pivot_root",
+                  "umount2", "chdir", "newfstatat", "sethostname", "mkdir", "prctl", "capget", "capset",
+                  "statfs", "execve")
 # `corral exec`: the child writes itself into cgroup.procs, then this before its execve.
 EXEC_SETUP_SYSCALLS = ("write", "close", "chdir", "prctl", "capget", "capset", "execve")
 # busybox `true` itself calls prctl: a kill rule on it must kill the command, not the set-up.
@@ -41,8 +43,8 @@ COMMAND_SYSCALLS = ("prctl",)
 
 
 def launcher_syscalls(tmp: Path) -> set[str]:
-    """The launcher's set-up calls in the init, as strace sees them (between reading `go`
-    and the execve of the command)."""
+    """The launcher's set-up calls in the init, as strace sees them (from its clone to the
+    execve of the command)."""
     launcher = shutil.which("corral-launch") or str(Path(__file__).resolve().parents[2] / ".venv/bin/corral-launch")
     rootfs = build_rootfs(tmp / "rootfs")
     trace = tmp / "trace"
@@ -58,8 +60,7 @@ def launcher_syscalls(tmp: Path) -> set[str]:
     process.stdout.close()
     calls = [m.group(2) for m in (re.match(r"(\d+)\s+(\w+)\(", line) for line in trace.read_text().splitlines())
              if m and int(m.group(1)) == pid]
-    go = max(i for i, name in enumerate(calls) if name == "read")
-    return set(calls[go:calls.index("execve", go) + 1])
+    return set(calls[:calls.index("execve") + 1])
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to list the launcher's calls")

@@ -181,6 +181,24 @@ def test_add_process_writes_every_procs_file(driver):
     assert driver.procs(paths) == [4242]
 
 
+def test_placement_is_every_procs_file_unified_last_and_only_our_own(driver, root):
+    paths = driver.create("web", Limits())
+    assert driver.placement(paths) == driver.procs_files(paths)
+    assert driver.placement(paths)[-1] == f"{paths.unified}/cgroup.procs"
+    foreign = CgroupPaths(unified=str(root / "unified" / "system.slice"), controllers={})
+    with pytest.raises(InvalidArgument, match="only touches cgroups it created"):
+        driver.placement(foreign)
+
+
+def test_oom_kills_reads_only_the_memory_oom_control(driver, kernel):
+    paths = driver.create("web", Limits())
+    assert driver.oom_kills(paths) == 0
+    write(paths.controllers["memory"] + "/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert driver.oom_kills(paths) == 2
+    os.remove(paths.controllers["memory"] + "/memory.oom_control")
+    assert driver.oom_kills(paths) is None
+
+
 def test_procs_lists_the_unified_cgroup_and_pids_every_hierarchy(driver):
     paths = driver.create("web", Limits())
     write(paths.controllers["memory"] + "/cgroup.procs", "7\n")    # joined only the memory hierarchy
