@@ -8,7 +8,9 @@ has no event source and is found by the periodic evaluation, so it is the anchor
 the same run: what sampling gives on this machine now. Syscalls above 20000/s kill
 `bench-skill-*` (a container-wide rate: checked in the kernel, probes/rates.c) and, as its own
 sampled anchor, `bench-sskill-*` (the same storm against a per-syscall rule on `read`, which
-only the periodic evaluation sees).
+only the periodic evaluation sees). `bench-s2kill-*` has two levels on the same signal, an
+alert above 20000/s and a kill above 200000/s: both checked in the kernel, the kill timed at the
+higher level's crossing.
 
 Each workload marks its own breach: it writes 40 MiB of page cache (charged to its memory
 cgroup), touches a file in a directory the bench bind-mounts (the bench polls it every ~1 ms),
@@ -45,6 +47,7 @@ from bench.common import BenchDaemon, Row, paired_ratios, summary
 MEMORY_ABOVE = "64Mi"
 PIDS_ABOVE = 10
 SYSCALLS_ABOVE = 20000
+SYSCALLS_KILL_ABOVE = 40000       # bench-s2kill's second level: close, so the storm reaches it a few ms after the first
 POLICIES = f"""apiVersion: corral/v1
 kind: Policy
 metadata: {{name: bench-mkill}}
@@ -84,6 +87,15 @@ spec:
   selector: {{names: ["bench-sskill-*"]}}
   thresholds:
     - {{name: read-storm, signal: syscalls_per_second, syscall: read, above: {SYSCALLS_ABOVE}, actions: [alert, kill]}}
+---
+apiVersion: corral/v1
+kind: Policy
+metadata: {{name: bench-s2kill}}
+spec:
+  selector: {{names: ["bench-s2kill-*"]}}
+  thresholds:
+    - {{name: busy, signal: syscalls_per_second, above: {SYSCALLS_ABOVE}, actions: [alert]}}
+    - {{name: runaway, signal: syscalls_per_second, above: {SYSCALLS_KILL_ABOVE}, actions: [kill]}}
 """
 FILL = "dd if=/dev/zero of=/tmp/{0} bs=1M count=40 2>/dev/null"
 WORKLOADS = {
@@ -92,10 +104,11 @@ WORKLOADS = {
     "syscalls": "sleep 1; touch /mark/m; dd if=/dev/zero of=/dev/null bs=1 count=1000000000 2>/dev/null",
 }
 SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill": ("pids", "kill"),
-            "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill")}
+            "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill"), "s2kill": ("syscalls", "kill")}
 # subject -> the sampled subject its ratio is taken against (same run, same round)
-ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "sskill"}
+ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "sskill", "s2kill": "sskill"}
 WHAT = {"pkill": "pids above threshold", "skill": "syscalls/s above threshold",
+        "s2kill": "syscalls/s above the second of two levels",
         "sskill": "read calls/s above threshold (sampled)"}
 POLL = 0.001
 TIMEOUT = 15.0
