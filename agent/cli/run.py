@@ -333,11 +333,13 @@ class SignalProxy:
         self._count = 0
 
     def __enter__(self) -> SignalProxy:
-        import threading  # only the foreground run needs it
-
-        if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
+        # Only the main thread may set handlers (ValueError elsewhere: then nothing is proxied);
+        # asked of signal itself, not of threading, which `run` does not import otherwise.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
                 self._previous[number] = signal.signal(number, self._forward)
+            except ValueError:
+                break
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from agent.cli.main import DELEGATED, VERBS
+from tests.unit.fake_runtime import FakeDaemon
 
 ROOT = Path(__file__).parents[2]
 LAUNCHER = ROOT / "scripts" / "corral"
@@ -47,18 +47,34 @@ UNNEEDED_OF_CORRAL = ("agent.runtime", "agent.units", "agent.network", "agent.sc
                       "agent.userns", "agent.log_time", "agent.cli.registry", "agent.cli.terminal")
 
 
-@pytest.mark.parametrize("argv", [["ps"], ["run", "--rm", "--net", "none", "busybox", "true"]])
-def test_ps_and_run_import_only_the_standard_library_and_corral(argv):
-    result = launch("--host", NO_DAEMON, *argv, then=(
+def _outside_and_unneeded(modules: list[str]) -> tuple[list[str], list[str]]:
+    outside = [name for name in modules if name.split(".")[0] not in sys.stdlib_module_names
+               and name.split(".")[0] not in {"agent", "__main__"} | SITE_HOOKS]
+    return outside, [name for name in modules
+                     if name.split(".")[0] in UNNEEDED or name.startswith(UNNEEDED_OF_CORRAL)]
+
+
+def test_ps_imports_only_the_standard_library_and_corral():
+    result = launch("--host", NO_DAEMON, "ps", then=(
         "code = main()\n"
         "print(code, *sorted(sys.modules))"))
     code, *modules = result.stdout.split()
     assert code == "125", result.stderr        # no daemon: the CLI's own error, after the whole start
-    assert "cannot reach the Corral daemon" in result.stderr     # the body was built: all of `run` but the calls
-    outside = [name for name in modules if name.split(".")[0] not in sys.stdlib_module_names
-               and name.split(".")[0] not in {"agent", "__main__"} | SITE_HOOKS]
-    assert outside == []
-    assert [name for name in modules if name.split(".")[0] in UNNEEDED or name.startswith(UNNEEDED_OF_CORRAL)] == []
+    assert _outside_and_unneeded(modules) == ([], [])
+
+
+def test_a_whole_foreground_run_imports_no_models_nor_threading():
+    """`run --rm` from start to exit code (create, logs, wait and remove), against a daemon."""
+    with FakeDaemon() as daemon:
+        daemon.runtime.on_start = lambda container: threading.Timer(
+            0.05, daemon.runtime.finish, (container.id, 3)).start()
+        result = launch("--host", daemon.host, "run", "--rm", "--net", "none", "busybox", "true", then=(
+            "code = main()\n"
+            "print(code, *sorted(sys.modules))"))
+        code, *modules = result.stdout.split()
+        assert code == "3", result.stderr          # the container's exit code: the run went to its end
+        assert daemon.runtime.containers == {}     # --rm
+    assert _outside_and_unneeded(modules) == ([], [])
 
 
 def test_every_verb_s_help_works_through_the_launcher():
