@@ -20,7 +20,6 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from agent.api.workers import Workers
 from agent.errors import TooLarge
 
 REQUEST_TIMEOUT = 10.0       # seconds to send one whole request (and to idle between them)
@@ -143,7 +142,6 @@ class LimitedServerMixIn:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._open = 0
         self._open_lock = threading.Lock()
-        self._workers = Workers(self.process_request_thread)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -154,12 +152,7 @@ class LimitedServerMixIn:
         if busy:
             self._refuse(request)
             return
-        # ThreadingMixIn would start a thread per connection; a warm one takes it (workers.py).
-        self._workers.submit(request, client_address)
-
-    def server_close(self) -> None:
-        self._workers.close()
-        super().server_close()  # type: ignore[misc]
+        super().process_request(request, client_address)  # type: ignore[misc]
 
     def _refuse(self, request: socket.socket) -> None:
         """503 to a client past the cap. Its request is read and dropped for a moment so the close
