@@ -446,6 +446,8 @@ static int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_
 			o->init = 1;
 		} else if ((v = opt_value(argc, argv, &i, "--cgroup-procs", &missing))) {
 			o->cgroups.procs[o->cgroups.n++] = absolute(v);
+		} else if (strcmp(arg, "--cgroup-write") == 0) {
+			o->cgroups.write_only = 1;
 		} else if (parse_identity_option(argc, argv, &i, &o->group_add[o->ngroup_add], &o->ngroup_add,
 						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
 			if (msg[0])

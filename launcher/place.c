@@ -30,7 +30,7 @@ int place_prepare(struct cgroup_place *p, char *msg, size_t size)
 	p->into = -1;
 	p->into_fd = -1;
 	const char *off = getenv("CORRAL_LAUNCH_NO_CLONE_INTO_CGROUP");
-	if (off && strcmp(off, "1") == 0)
+	if (p->write_only || (off && strcmp(off, "1") == 0))
 		return 0;
 	for (int i = 0; i < p->n; i++) {
 		char dir[4096];

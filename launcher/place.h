@@ -4,7 +4,11 @@
  * (clone3 with CLONE_INTO_CGROUP, Linux 5.7+: no migration, so no write of cgroup.procs);
  * every other file (the v1 hierarchies) gets the init's pid written. Where clone3 or
  * CLONE_INTO_CGROUP is refused the init is cloned as before and every file is written.
- * CORRAL_LAUNCH_NO_CLONE_INTO_CGROUP=1 in the environment takes that path (for tests). */
+ * `--cgroup-write`, or CORRAL_LAUNCH_NO_CLONE_INTO_CGROUP=1 in the environment (for tests), takes
+ * that path. The daemon passes --cgroup-write when it starts a container again in the cgroup of
+ * its last run: once a cgroup has been killed through cgroup.kill, the kernel here (6.18)
+ * SIGKILLs every child cloned into it with CLONE_INTO_CGROUP (its fork compares the kill count
+ * of the parent's cgroup with the target's), so only a cgroup never killed is cloned into. */
 #ifndef CORRAL_PLACE_H
 #define CORRAL_PLACE_H
 
@@ -16,6 +20,7 @@ struct cgroup_place {
 	int n;
 	int into;           /* index of the file whose directory the init is cloned into; -1: none */
 	int into_fd;        /* that directory, O_PATH; -1: none */
+	int write_only;     /* --cgroup-write: write every file, clone into none (a reused cgroup) */
 };
 
 /* Picks the cgroup2 directory to clone into (the first file on cgroup2) and opens it. Returns

@@ -174,14 +174,14 @@ class Runtime(Endings, ContainerQueries):
         if container.state in LIVE:
             raise Conflict(f"container {container.name} is already running")
         directory = self.store.directory(container.id)
-        if container.state == EXITED:
-            self._prepare_again(container, directory)
+        reused = container.state == EXITED and self._prepare_again(container, directory)
         paths = CgroupPaths.from_dict(container.cgroup)
         networked = container.spec.network not in ("none", "host")
         security = of_spec(container.spec)
         request = launch_request(container, directory, self.networks, security,
                                  self._seccomp_filter(container, directory, security), self.volumes.data_dir)
-        request = replace(request, cgroup_procs=self.cgroups.placement(paths))   # the launcher joins them
+        # The launcher joins them; a reused cgroup by writes only (launcher/place.h says why).
+        request = replace(request, cgroup_procs=self.cgroups.placement(paths), cgroup_reused=reused)
 
         def place(pid: int) -> None:
             self._place(container)
@@ -322,16 +322,18 @@ class Runtime(Endings, ContainerQueries):
         denied = self.decider.seccomp_denied(container.name, container.spec.image, dict(container.spec.labels))
         return self.filters.install(security, denied, directory)
 
-    def _prepare_again(self, container: Container, directory: Path) -> None:
+    def _prepare_again(self, container: Container, directory: Path) -> bool:
         """An exited container starts again in its own cgroup and root, made again after a
-        reboot; the exit file of its last run goes."""
+        reboot; the exit file of its last run goes. True: the cgroup is its last run's."""
         (directory / "exit").unlink(missing_ok=True)
         paths = CgroupPaths.from_dict(container.cgroup)
-        if not self.cgroups.exists(paths):
+        reused = self.cgroups.exists(paths)
+        if not reused:
             paths = self.cgroups.create(container.id, self._policy_limits(container.name, container.spec))
             self.cgroups.set_devices(paths, device_rules(container.spec))
             container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
         self.rootfs.prepare(container.id, self.images.get(container.image_id), container.userns)
+        return reused
 
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:

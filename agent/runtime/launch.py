@@ -63,6 +63,9 @@ class LaunchRequest:
     # The init's cgroup.procs files (launcher/place.h): the launcher places it between its clone
     # and the `pid` line, on cgroup2 by cloning it there (CLONE_INTO_CGROUP).
     cgroup_procs: list[str] = field(default_factory=list)
+    # The cgroups are the last run's (a start again): written, never cloned into (place.h says
+    # why: a cgroup once killed through cgroup.kill kills what is cloned into it).
+    cgroup_reused: bool = False
 
     def argv(self, launcher: Path) -> list[str]:
         argv = [str(launcher), "run", "--rootfs", str(self.rootfs), "--hostname", self.hostname,
@@ -94,6 +97,8 @@ class LaunchRequest:
             argv += ["--userns", self.userns]
         for item in self.cgroup_procs:
             argv += ["--cgroup-procs", item]
+        if self.cgroup_reused:
+            argv.append("--cgroup-write")
         argv += self._console_argv()
         return argv + ["--", *self.command]
 

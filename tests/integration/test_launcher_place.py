@@ -129,3 +129,34 @@ def test_a_container_of_the_daemon_is_in_every_cgroup_it_records(daemon):
             assert Path(cgroup["controllers"]["pids"], "pids.max").read_text().strip() == "20"
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+def test_a_cgroup_killed_once_is_joined_by_writes_with_cgroup_write(launcher, cgroups):
+    # Once cgroup.kill was written, this kernel SIGKILLs what is cloned into the directory with
+    # CLONE_INTO_CGROUP; the daemon restarts a container in its last run's cgroup this way.
+    (cgroups[""] / "cgroup.kill").write_text("1")
+    shim = launcher.spawn(*procs_options(cgroups), "--cgroup-write", command=["cat", "/proc/self/cgroup"])
+    first = shim.read_line()
+    assert first.startswith("pid "), first
+    lines = cgroup_lines(int(first.split()[1]))
+    assert all(lines[key] == "/" + path.name for key, path in cgroups.items()), lines
+    shim.send("go\n")
+    assert shim.read_line() == "started"
+    assert shim.exit_code() == 0
+
+
+@pytest.mark.parametrize("net", ["none", "bridge"])
+def test_a_container_killed_by_stop_starts_again_in_its_cgroup(daemon, net):
+    cid = daemon.out("run", "-d", "--net", net, "busybox", "sleep", "60")
+    try:
+        unified = daemon.inspect(cid)["Cgroup"]["Paths"].get("unified")
+        daemon.cli("stop", "-t", "0", cid)          # SIGKILL through cgroup.kill
+        daemon.cli("start", cid)
+        record = daemon.inspect(cid)
+        assert record["State"]["Running"], record["State"]
+        assert record["Cgroup"]["Paths"].get("unified") == unified      # the same cgroup, reused
+        assert daemon.out("exec", cid, "echo", "alive") == "alive"
+        daemon.cli("restart", "-t", "0", cid)
+        assert daemon.out("exec", cid, "echo", "again") == "again"
+    finally:
+        daemon.cli("rm", "-f", cid)
