@@ -109,6 +109,13 @@ class V2Driver(CgroupDriver):
         self._owned(paths)
         return self.procs_files(paths)
 
+    def oom_kills(self, paths: CgroupPaths) -> int | None:
+        # One file on the exit path, as HybridDriver reads memory.oom_control: stats() reads ~10.
+        try:
+            return files.keyed_value(files.read_bytes(os.path.join(paths.unified, "memory.events")), b"oom_kill")
+        except OSError:
+            return None
+
     def add_process(self, paths: CgroupPaths, pid: int) -> None:
         self._owned(paths)
         for procs in self.procs_files(paths):

@@ -204,6 +204,15 @@ def test_a_missing_or_malformed_file_empties_only_its_fields(driver):
     assert set(stats.pressure) == {"cpu", "memory"}
 
 
+def test_oom_kills_come_from_memory_events(driver):
+    paths = driver.create("web", Limits())
+    with open(f"{paths.unified}/memory.events", "w") as handle:
+        handle.write("low 0\nhigh 5\nmax 3\noom 2\noom_kill 1\noom_group_kill 0\n")
+    assert driver.oom_kills(paths) == 1
+    os.remove(f"{paths.unified}/memory.events")
+    assert driver.oom_kills(paths) is None         # gone with its cgroup: not an error
+
+
 def test_stats_of_a_removed_cgroup_are_empty_not_an_error(driver):
     stats = driver.stats(driver.paths_for("gone"))
     assert stats.cpu_usage_seconds is None and stats.frozen is None and stats.pressure == {}
