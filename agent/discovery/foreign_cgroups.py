@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from agent.cgroups import files
 from agent.cgroups.driver import CgroupDriver, CgroupPaths, CgroupStats, Limits
-from agent.cgroups.hybrid import HybridDriver, read_hybrid_stats
+from agent.cgroups.hybrid import HybridDriver
+from agent.cgroups.hybrid_stats import read_hybrid_stats
 from agent.cgroups.v2 import V2Driver
 from agent.errors import InvalidArgument, KernelError
 

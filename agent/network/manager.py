@@ -33,6 +33,7 @@ from agent.network.model import (
 )
 from agent.network.nat import NatTable, container_tag, network_rules, network_tag, port_rules
 from agent.network.ports import check_ports
+from agent.network.records import keep_records
 from agent.network.rendering import hostname_file, hosts_file, resolv_conf, write_hosts
 from agent.network.store import Endpoint, NetworkStore
 from agent.network.subnets import check_overlap, free_subnet
@@ -338,28 +339,10 @@ class NetworkManager:
             known = {n.name: n for n in networks}
             for container_id, found in wanted.items():
                 for attachment in found:
-                    self._keep(container_id, attachment, known, tags)
+                    keep_records(self.store, self.nat, container_id, attachment, known, tags)
             for network in networks:
                 self._refresh_hosts(network.name)
             return sorted(stale)
-
-    def _keep(self, container_id: str, attachment: Attachment, known: dict[str, Network], tags: set[str]) -> None:
-        """Reconcile: the records of a live container's attachment, written again if missing."""
-        owner = known.get(attachment.network)
-        if owner is None:
-            log.warning("container %s is attached to network %s, which no longer exists",
-                        container_id[:12], attachment.network)
-            return
-        self.store.allocator(owner).reserve(container_id, attachment.address)
-        try:
-            found = self.store.find_endpoint(container_id, attachment.network)
-        except CorralError as exc:
-            log.error("%s; written again from the container's state", exc)
-            found = None
-        if found is None:
-            self.store.save_endpoint(Endpoint(attachment))
-        if attachment.ports and container_tag(container_id) not in tags:
-            self.nat.add(port_rules(self.nat.name, attachment))
 
     # ---- internals ----------------------------------------------------------------------
 
