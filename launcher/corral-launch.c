@@ -14,46 +14,17 @@
  * line naming the step and the value at fault.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "canary.h"
 #include "exec.h"
+#include "fds.h"
 #include "init.h"
 #include "report.h"
 #include "run.h"
 
 #define VERSION "0.1.0"
-
-/* Make sure fds 0-2 exist, so fds we open later never land on them. */
-static void ensure_std_fds(void)
-{
-	for (int fd = 0; fd < 3; fd++) {
-		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-			int null = open("/dev/null", O_RDWR);
-			if (null >= 0 && null != fd) {
-				dup2(null, fd);
-				close(null);
-			}
-		}
-	}
-}
-
-/* Close every fd the caller leaked to us beyond 0-2 (the shim outlives the daemon). */
-static void close_inherited_fds(void)
-{
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
-	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
-		return;
-	for (int fd = 3; fd < 1024; fd++)
-		close(fd);
-}
 
 int main(int argc, char **argv)
 {

@@ -6,6 +6,10 @@
 
 #include <sys/types.h>
 
+/* A pidfd for pid (readable once it has exited), or -1 where the kernel has none (< 5.3): then
+ * the caller polls waitpid(WNOHANG) instead. */
+int open_pidfd(pid_t pid);
+
 /* waitpid(pid, __WALL), retried on EINTR; 0, or -1 with errno set. */
 int wait_status(pid_t pid, int *status);
 

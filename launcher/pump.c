@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,14 +29,10 @@ static int pump_once(int fd, int stream, struct log_sink *log, char *buf)
 	return 0;
 }
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-
 int pump_until_exit(pid_t pid, int out_r, int err_r, struct log_sink *log)
 {
 	char *buf = malloc(PUMP_CHUNK);
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int pidfd = open_pidfd(pid);
 	int status = 0, exited = 0;
 	int fds[2] = {out_r, err_r};
 	fcntl(out_r, F_SETFL, O_NONBLOCK);

@@ -15,6 +15,9 @@
  *   daemon -> shim: STDIN (bytes for the container's stdin), STDIN_EOF (close it: the
  *                   container reads end-of-file; ignored with a terminal), RESIZE (rows and
  *                   columns, BE16 each).
+ *
+ * Three files implement it: tty.c the terminal, the stdin pipe and the set-up before and after
+ * the clone; attach.c the socket and its clients' frame queues; relay.c the shim's loop.
  */
 #ifndef CORRAL_TTY_H
 #define CORRAL_TTY_H
@@ -77,6 +80,10 @@ const char *console_become(int slave, int uid, unsigned short rows, unsigned sho
 
 /* Send fd over a UNIX socket (SCM_RIGHTS) with one byte; 0 or -1. */
 int console_send_fd(int sock, int fd);
+
+/* Receive the fd console_send_fd sent, without waiting (it was sent before the exec the shim
+ * waited for); the fd (CLOEXEC), or -1 with errno set. */
+int console_recv_fd(int sock);
 
 /* Where the shim's output goes besides the attached clients: the log. */
 typedef void (*console_log_fn)(void *ctx, int stream, const char *data, size_t len);

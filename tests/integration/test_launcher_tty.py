@@ -1,4 +1,4 @@
-"""The shim's terminal, stdin and attach socket (launcher/tty.c), driven as the daemon drives
+"""The shim's terminal, stdin and attach socket (launcher/tty.h: tty.c, attach.c, relay.c), driven as the daemon drives
 them: through agent.runtime.attach's ShimConnection."""
 from __future__ import annotations
 
