@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fds.h"
+#include "logfile.h"
 #include "report.h"
 #include "tty.h"
 
@@ -129,9 +130,7 @@ void client_queue_frame(struct client *c, int type, const void *data, size_t len
 		c->out = grown;
 		c->out_cap = cap;
 	}
-	unsigned char hdr[8] = {(unsigned char)type, 0, 0, 0, (unsigned char)(len >> 24),
-				(unsigned char)(len >> 16), (unsigned char)(len >> 8), (unsigned char)len};
-	memcpy(c->out + c->out_len, hdr, 8);
+	log_frame_header((unsigned char *)c->out + c->out_len, type, len);
 	memcpy(c->out + c->out_len + 8, data, len);
 	c->out_len = need;
 	client_flush(c);

@@ -2,39 +2,18 @@
  * not exist there, as under Docker). */
 #include "groups.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-static int numeric(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
+#include "etcfile.h"
 
-/* The gid of group `name` in /etc/group (a regular file only: a FIFO must not block us). */
+/* The gid of group `name` in /etc/group. */
 static int lookup_group(const char *name, gid_t *gid)
 {
-	int fd = open("/etc/group", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	if (fd < 0)
+	FILE *file = open_etc("/etc/group");
+	if (file == NULL)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return -1;
-	}
-	FILE *file = fdopen(fd, "r");
-	if (file == NULL) {
-		close(fd);
-		return -1;
-	}
 	char *line = NULL;
 	size_t cap = 0;
 	int found = -1;
@@ -63,7 +42,7 @@ int add_groups(const char *const *names, int n, gid_t *groups, int *ngroups, int
 {
 	for (int i = 0; i < n; i++) {
 		gid_t gid;
-		if (numeric(names[i])) {
+		if (all_digits(names[i])) {
 			unsigned long value = strtoul(names[i], NULL, 10);
 			if (strlen(names[i]) > 10 || value > 0xfffffffeUL) {
 				snprintf(msg, size, "group-add \"%s\": gid out of range", names[i]);

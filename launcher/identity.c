@@ -2,24 +2,12 @@
 #define _GNU_SOURCE
 #include "identity.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "etcfile.h"
 #include "groups.h"
-
-static int all_digits(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
 
 /* Split a colon-separated line in place into at most n fields (empty fields kept). */
 static int split_fields(char *line, char **fields, int n)
@@ -35,20 +23,6 @@ static int split_fields(char *line, char **fields, int n)
 		line = colon + 1;
 	}
 	return count;
-}
-
-/* One of the container's /etc files; only a regular file (a FIFO must not block us). */
-static FILE *open_etc(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return NULL;
-	}
-	return fdopen(fd, "r");
 }
 
 /* USER[:GROUP] (names or numbers) as Docker resolves it: a name must be in /etc/passwd, the

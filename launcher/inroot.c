@@ -101,58 +101,48 @@ static unsigned long kept_flags(const char *path)
 	return flags;
 }
 
-int remount_ro_in_root(int rootfd, const char *rel)
+/* Mount on what fd (O_PATH) names, through /proc/self/fd/N, then close fd keeping the mount's
+ * errno; -1 with open's errno when fd is -1. */
+static int mount_on_fd(int fd, const char *src, const char *fstype, unsigned long flags, const char *data)
 {
 	char buf[64];
-	int fd = open_in_root(rootfd, rel, 0);
 	if (fd < 0)
 		return -1;
-	const char *path = fd_path(fd, buf, sizeof(buf));
-	int rc = mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL);
+	int rc = mount(src, fd_path(fd, buf, sizeof(buf)), fstype, flags, data);
 	int err = errno;
 	close(fd);
 	errno = err;
 	return rc;
+}
+
+/* Remount the mount on what fd names read-only, keeping its other flags; closes fd. */
+static int remount_ro_fd(int fd)
+{
+	char buf[64];
+	if (fd < 0)
+		return -1;
+	unsigned long kept = kept_flags(fd_path(fd, buf, sizeof(buf)));
+	return mount_on_fd(fd, NULL, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept, NULL);
+}
+
+int remount_ro_in_root(int rootfd, const char *rel)
+{
+	return remount_ro_fd(open_in_root(rootfd, rel, 0));
 }
 
 int mount_in_root(int rootfd, const char *rel, int as_file, const char *src,
 		  const char *fstype, unsigned long flags, const char *data)
 {
-	char buf[64];
-	int fd = ensure_in_root(rootfd, rel, as_file);
-	if (fd < 0)
-		return -1;
-	int rc = mount(src, fd_path(fd, buf, sizeof(buf)), fstype, flags, data);
-	int err = errno;
-	close(fd);
-	errno = err;
-	return rc;
+	return mount_on_fd(ensure_in_root(rootfd, rel, as_file), src, fstype, flags, data);
 }
 
 int mount_at(int dirfd, const char *name, const char *src, const char *fstype,
 	     unsigned long flags, const char *data)
 {
-	char buf[64];
-	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = mount(src, fd_path(fd, buf, sizeof(buf)), fstype, flags, data);
-	int err = errno;
-	close(fd);
-	errno = err;
-	return rc;
+	return mount_on_fd(openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), src, fstype, flags, data);
 }
 
 int remount_ro_at(int dirfd, const char *name)
 {
-	char buf[64];
-	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	const char *path = fd_path(fd, buf, sizeof(buf));
-	int rc = mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL);
-	int err = errno;
-	close(fd);
-	errno = err;
-	return rc;
+	return remount_ro_fd(openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
 }

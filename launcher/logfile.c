@@ -112,14 +112,21 @@ static void write_index(struct log_sink *log)
 	}
 }
 
+void log_frame_header(unsigned char hdr[8], int stream, size_t len)
+{
+	const unsigned char bytes[8] = {(unsigned char)stream, 0, 0, 0, (unsigned char)(len >> 24),
+					(unsigned char)(len >> 16), (unsigned char)(len >> 8), (unsigned char)len};
+	memcpy(hdr, bytes, sizeof(bytes));
+}
+
 void log_write_frame(struct log_sink *log, int stream, const char *data, size_t len)
 {
 	if (log->fd < 0 || log->failed)
 		return;
 	if (log->index_fd >= 0)
 		write_index(log);
-	unsigned char hdr[8] = {(unsigned char)stream, 0, 0, 0, (unsigned char)(len >> 24),
-				(unsigned char)(len >> 16), (unsigned char)(len >> 8), (unsigned char)len};
+	unsigned char hdr[8];
+	log_frame_header(hdr, stream, len);
 	struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)data, len}};
 	int cnt = 2;
 	struct iovec *v = iov;

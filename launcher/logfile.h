@@ -33,6 +33,10 @@ struct log_sink {
  * (an index that cannot be opened is reported on fd 2 and left out). */
 int log_open(struct log_sink *log, const char *path);
 
+/* The 8-byte header of a Docker stream frame: [stream,0,0,0,len BE32]. The attach socket's
+ * frames (tty.h) have the same. */
+void log_frame_header(unsigned char hdr[8], int stream, size_t len);
+
 /* Append one frame [stream,0,0,0,len BE32] payload, after its index record. A failed write is
  * reported once on fd 2 and the output dropped from then on: a full disk never blocks the
  * container. */
