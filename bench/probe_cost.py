@@ -10,6 +10,10 @@ never gives back the ~60 MiB a compile takes):
                     calls): what a container with kill rules pays over `probes`
   probes_rate_limit the probes, watched, with a syscall rate limit never reached (probes/rates.c):
                     what a container with a kernel-checked rate threshold pays over `probes`
+  probes_syscall_rate_other  the probes, watched, with a per-syscall rate limit on `sync` (never
+                    called): what the other syscalls of a container with per-syscall limits pay
+  probes_syscall_rate  the probes, watched, with a per-syscall rate limit on getppid never
+                    reached: what a limited syscall pays
   empty_enter_exit  empty programs on sys_enter and sys_exit         (anchor of `latency`)
   latency           the probes with syscall latency histograms, watched
 
@@ -43,10 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONFIGS = ("none", "empty_exit", "probes", "probes_unwatched", "probes_kill_rule", "probes_rate_limit",
-           "empty_enter_exit", "latency")
+           "probes_syscall_rate_other", "probes_syscall_rate", "empty_enter_exit", "latency")
 ANCHORS = {"probes": "empty_exit", "probes_unwatched": "empty_exit", "probes_kill_rule": "empty_exit",
-           "probes_rate_limit": "empty_exit",
-           "latency": "empty_enter_exit"}
+           "probes_rate_limit": "empty_exit", "probes_syscall_rate_other": "empty_exit",
+           "probes_syscall_rate": "empty_exit", "latency": "empty_enter_exit"}
 
 LOOP = r"""
 #include <stdio.h>
@@ -124,6 +128,10 @@ def worker(config: str, cgroup: Path, loop: Path, calls: int, reps: int) -> tupl
             probes.set_syscall_actions(cgroup_id, {load_syscall_table().require("sync")})
         if config == "probes_rate_limit":
             probes.set_rate_limits(cgroup_id, {"syscalls": 2**62})
+        if config.startswith("probes_syscall_rate"):
+            from agent.syscall_table import load_syscall_table
+            name = "getppid" if config == "probes_syscall_rate" else "sync"
+            probes.set_rate_limits(cgroup_id, {("syscalls", load_syscall_table().require(name)): 2**62})
         result = run_loop(cgroup, loop, calls, reps)
         inside = program_ns(probes.program_fds()["corral_sys_exit"], cgroup, loop, calls)
         if config != "probes_unwatched":
@@ -159,14 +167,14 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict]:
 
 
 def print_table(rows: dict[str, dict]) -> None:
-    print(f"{'config':18} {'median ns':>10} {'spread':>15} {'added ns':>9} {'in prog':>8} {'x anchor':>9}")
+    print(f"{'config':26} {'median ns':>10} {'spread':>15} {'added ns':>9} {'in prog':>8} {'x anchor':>9}")
     for config, row in rows.items():
         ratio = row.get("ratio_to_anchor")
         ratio_text = f"{ratio:.2f} ({row['anchor']})" if ratio is not None else ""
         spread = f"{row['min_ns']:.0f}-{row['max_ns']:.0f}"
         in_program = row.get("sys_exit_program_ns")
         in_text = f"{in_program:8.1f}" if in_program is not None else " " * 8
-        print(f"{config:18} {row['median_ns']:10.1f} {spread:>15} {row['added_ns']:9.1f} {in_text} {ratio_text}")
+        print(f"{config:26} {row['median_ns']:10.1f} {spread:>15} {row['added_ns']:9.1f} {in_text} {ratio_text}")
 
 
 def measure(rounds: int = 5, calls: int = 500_000, reps: int = 5) -> dict:
@@ -218,6 +226,8 @@ def run(rounds: int = 5, calls: int = 500_000, reps: int = 5) -> dict:
     labels = {"probes": "probes, container watched", "probes_unwatched": "probes, host process (unwatched)",
               "probes_kill_rule": "probes, container watched with a syscall kill rule",
               "probes_rate_limit": "probes, container watched with a syscall rate limit",
+              "probes_syscall_rate_other": "probes, container watched with a per-syscall rate limit on another syscall",
+              "probes_syscall_rate": "probes, container watched with a per-syscall rate limit on the called syscall",
               "latency": "probes + latency histograms, watched", "empty_exit": "anchor: empty sys_exit program",
               "empty_enter_exit": "anchor: empty sys_enter+sys_exit"}
     for config, label in labels.items():

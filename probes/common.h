@@ -50,7 +50,10 @@
 #define EGRESS_MAX_POLICIES 16      /* policies with egress rules selecting one container */
 #endif
 #ifndef RATE_LEVELS
-#define RATE_LEVELS 4               /* thresholds per container and rate signal checked in the kernel */
+#define RATE_LEVELS 8               /* thresholds per container and rate signal checked in the kernel */
+#endif
+#ifndef RATE_SYSCALL_LIMITS
+#define RATE_SYSCALL_LIMITS 16      /* (syscall, calls|errors) rates per container checked in the kernel */
 #endif
 #ifndef RATE_WINDOW_NS
 #define RATE_WINDOW_NS 1000000000ULL  /* rate limits count per window of this length (1 s) */
@@ -109,6 +112,11 @@ enum rate_signal {
     RATE_NET_RX_BYTES = 4,          /* network.c, skb->len entering */
     N_RATE_SIGNALS = 5,
 };
+
+/* Bit N_RATE_SIGNALS of rate_table.armed: the container has per-syscall limits in
+ * syscall_rate_limits; rate_event.nr of a container-wide signal. */
+#define RATE_PER_SYSCALL (1u << N_RATE_SIGNALS)
+#define RATE_ALL_SYSCALLS 0xFFFFFFFFu
 
 /* Value of watch_index: the full cgroup id stored at (id & mask), and its slot. */
 struct watch_entry {
@@ -209,9 +217,18 @@ struct rate_limit {
 /* Rate limits of one container (rates.c): rate_limits ARRAY[slot]. `armed` is 0 for a
  * container without any, so its syscalls pay one array lookup and one load. */
 struct rate_table {
-    __u32 armed;                    /* bit s: signal s (enum rate_signal) has a limit */
+    __u32 armed;                    /* bit s: signal s (enum rate_signal) has a limit; RATE_PER_SYSCALL */
     __u32 generation;               /* changes with every update; events carry it */
     struct rate_limit limits[N_RATE_SIGNALS];
+};
+
+/* Per-syscall rate limits of one container (rates.c): syscall_rate_limits ARRAY[slot], read only
+ * when its rate_table has RATE_PER_SYSCALL. calls[nr] (errors[nr]) is 1 + the index in limits[]
+ * counting the calls (errors) of syscall nr, 0 for a syscall without a limit. */
+struct syscall_rate_table {
+    __u8 calls[NR_SYSCALLS];
+    __u8 errors[NR_SYSCALLS];
+    struct rate_limit limits[RATE_SYSCALL_LIMITS];
 };
 
 struct rate_event {
@@ -223,6 +240,8 @@ struct rate_event {
     __u64 limit;                    /* the level crossed */
     __u32 signal;                   /* enum rate_signal */
     __u32 generation;
+    __u32 nr;                       /* the syscall of a per-syscall limit; RATE_ALL_SYSCALLS otherwise */
+    __u32 pad;
     char comm[16];                  /* empty with pid 0 */
 };
 

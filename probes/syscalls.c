@@ -106,12 +106,14 @@ int corral_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     int failed = ret < 0 && ret >= -4095;
     if (failed)
         count->errors += 1;
-    /* Rate limits (rates.c): one array lookup for a container without any. */
+    /* Rate limits (rates.c): one array lookup for a container without any; the per-syscall
+     * ones a bit test more, and one more lookup only for a container that has some. */
     struct rate_table *rates = rate_table_of(slot);
     if (rates) {
         rate_add(rates, RATE_SYSCALLS, 1, cgroup_id, 1);
         if (failed)
             rate_add(rates, RATE_SYSCALL_ERRORS, 1, cgroup_id, 1);
+        rate_add_syscall(rates, slot, nr, failed, cgroup_id);
     }
 #ifdef SYSCALL_LATENCY
     record_latency(cgroup_id, nr);

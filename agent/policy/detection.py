@@ -3,15 +3,15 @@
 rate levels read back from the kernel). docs/policies.md, "Which thresholds the kernel checks".
 
 A threshold is checked in the kernel by a cgroup watch (memory thresholds, OOM kills, pressure
-triggers: agent/policy/watches.py) or by the probes' rate levels (container-wide rates:
-agent/policy/kernel_rates.py); everything else is sampled, and so is a checkable threshold
+triggers: agent/policy/watches.py) or by the probes' rate levels (container-wide and per-syscall
+rates: agent/policy/kernel_rates.py); everything else is sampled, and so is a checkable threshold
 whose source is not armed now (a probe not attached, a host that refused the watch).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from agent.policy.kernel_rates import PROBE_SIGNAL, level_of, sampled_because
+from agent.policy.kernel_rates import PROBE_SIGNAL, Number, describe_level, level_of, sampled_because
 from agent.policy.merge import EffectivePolicy, ThresholdEntry
 from agent.policy.watches import source_of
 
@@ -34,9 +34,9 @@ class Detection:
 
 
 def detect(entry: ThresholdEntry, effective: EffectivePolicy, *, rate_level_held: bool, watched: bool,
-           running: bool = True) -> Detection:
+           number: Number, running: bool = True) -> Detection:
     """`rate_level_held`: the kernel holds this rule's rate level for the container; `watched`:
-    a cgroup watch for its signal is armed."""
+    a cgroup watch for its signal is armed; `number`: syscall name -> number on this host."""
     rule, signal = str(entry.source), entry.threshold.signal
     if not running:
         return Detection(rule, SAMPLED, "sampling", "the container is not running")
@@ -46,11 +46,10 @@ def detect(entry: ThresholdEntry, effective: EffectivePolicy, *, rate_level_held
             return Detection(rule, KERNEL, f"watch:{watch}", "a cgroup notification at the threshold")
         return Detection(rule, SAMPLED, "sampling",
                          "its cgroup watch is not armed (the host refused the source: the daemon log says which)")
-    why = sampled_because(entry, effective)
+    why = sampled_because(entry, effective, number)
     if signal in PROBE_SIGNAL and why is None:
         if rate_level_held:
-            return Detection(rule, KERNEL, "rate_limits",
-                             f"{PROBE_SIGNAL[signal]} above {level_of(entry)} in a 1 s window")
+            return Detection(rule, KERNEL, "rate_limits", f"{describe_level(entry)} in a 1 s window")
         return Detection(rule, SAMPLED, "sampling",
                          f"the kernel does not hold its level {level_of(entry)}: the probe counting "
                          f"{PROBE_SIGNAL[signal]} is not attached, or the container is not watched by the probes")

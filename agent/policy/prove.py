@@ -10,7 +10,7 @@ kernel shows it:
 | syscall `deny` | every process in the cgroup runs under a seccomp filter (`Seccomp: 2` in /proc) made with that deny list (the filter's record) |
 | egress | the egress table has rules and every egress program is attached to the container's directory (BPF_PROG_QUERY) |
 | limits | the cgroup's limit is at or below the rule's; `killOrder`: every process's oom_score_adj |
-| threshold | how it is seen, not whether it is enforced (no metric, no exit status): `checked` is `kernel` when the container's rate_limits row holds its level (or its cgroup watch is armed), `sampled` with the reason otherwise (agent/policy/detection.py) |
+| threshold | how it is seen, not whether it is enforced (no metric, no exit status): `checked` is `kernel` when the container's rate_limits (or syscall_rate_limits) row holds its level (or its cgroup watch is armed), `sampled` with the reason otherwise (agent/policy/detection.py) |
 
 This module is the pure judgement (`prove`); `prover.EnforcementProver` gathers the evidence,
 exports `corral_policy_enforced` and raises the alert.
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from agent.cgroups.driver import Limits
 from agent.policy.detection import KERNEL, SAMPLED, detect
-from agent.policy.kernel_rates import PROBE_SIGNAL, level_of
+from agent.policy.kernel_rates import PROBE_SIGNAL, kernel_checked, key_of, level_of
 from agent.policy.merge import EffectivePolicy, LimitValue, ThresholdEntry
 from agent.probes.interface import KernelEnforcement
 
@@ -105,22 +105,24 @@ def prove(container_id: str, name: str, effective: EffectivePolicy, evidence: Ev
     order = effective.kill_order
     if order is not None and order.source.mode == "enforce":
         add(order.source.policy, order.source.rule, "limits", _kill_order_problem(int(order.value), evidence))
-    proofs.extend(_threshold_detection(container_id, name, effective, evidence, watched))
+    proofs.extend(_threshold_detection(container_id, name, effective, evidence, watched, number))
     return proofs
 
 
 def _threshold_detection(container_id: str, name: str, effective: EffectivePolicy, evidence: Evidence,
-                         watched: Callable[[ThresholdEntry], bool]) -> list[RuleProof]:
+                         watched: Callable[[ThresholdEntry], bool],
+                         number: Callable[[str], int | None]) -> list[RuleProof]:
     """Each threshold of an enforcing policy: in the kernel (its rate level read back from the
-    container's rate_limits row, or its cgroup watch armed) or sampled, and why."""
+    container's rate_limits or syscall_rate_limits row, or its cgroup watch armed) or sampled, and why."""
     levels = evidence.kernel.rate_levels if evidence.kernel is not None else {}
     found = []
     for entry in effective.thresholds:
         if entry.source.mode != "enforce":
             continue
         signal = PROBE_SIGNAL.get(entry.threshold.signal)
-        held = signal is not None and level_of(entry) in levels.get(signal, ())
-        seen = detect(entry, effective, rate_level_held=held, watched=watched(entry))
+        key = key_of(entry, number) if kernel_checked(entry) else None
+        held = key is not None and level_of(entry) in levels.get(key, ())
+        seen = detect(entry, effective, rate_level_held=held, watched=watched(entry), number=number)
         detail = seen.detail
         if signal is not None and not held and evidence.kernel is None and seen.checked == SAMPLED:
             detail += f" ({evidence.probe_error or 'the probes are not loaded'})"

@@ -4,7 +4,9 @@ the `check` name a field carries in agent.policy.schema, once its type is right)
 They need the host or other fields: syscall names of this architecture (with "did you mean"),
 CIDRs and their host bits, sizes and durations read as numbers, signals, container-name globs
 and image references that can never match, a kill signal only on kill rules, `above:` read by
-its signal's kind, rule names unique within a policy.
+its signal's kind, rule names unique within a policy, at most as many levels per rate as the
+kernel checks (probes/rates.c: RATE_LEVELS distinct `above`s per signal, or per signal of one
+syscall), so every threshold of one policy on these rates is checked in the kernel.
 """
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ from typing import Any
 from agent.errors import InvalidArgument
 from agent.policy.schema import MAX_HOLD, MIN_MEMORY, PER_SYSCALL_SIGNALS, SIGNALS
 from agent.policy.validate import Check, Errors, Path, describe
+from agent.probes.structs import RATE_LEVELS
 from agent.units import parse_duration, parse_signal, parse_size
 
 MAX_SIZE = 1 << 62
+# The rates the probes check in the kernel (agent/policy/kernel_rates.py PROBE_SIGNAL).
+KERNEL_RATES = ("syscalls_per_second", "syscall_errors_per_second", "tcp_connects_per_second",
+                "network_tx_bytes_per_second", "network_rx_bytes_per_second")
 # What a container-name glob may contain: the characters of a name plus glob syntax.
 _NAME_GLOB = re.compile(r"^[a-zA-Z0-9_.*?\[\]!-]+$")
 # An image reference with globs: [host[:port]/]path[:tag][@algo:hex]; path components are
@@ -39,7 +45,7 @@ def checks(syscall_known: Callable[[str], bool] | None = None) -> dict[str, Chec
 
     return {"size": _size, "memory": _memory, "duration": _duration, "cidr": _cidr, "signal": _signal,
             "syscall": syscall, "name_glob": _name_glob, "image": _image, "syscall_rule": _syscall_rule,
-            "threshold": _threshold, "rule_names": _rule_names}
+            "threshold": _threshold, "rule_names": _spec}
 
 
 def size_of(value: int | str) -> int:
@@ -155,6 +161,38 @@ def _threshold(rule: dict, path: Path, errors: Errors) -> None:
     if "syscall" in rule and rule["signal"] not in PER_SYSCALL_SIGNALS:
         errors.add(path + ("syscall",), f"syscall only applies to {' and '.join(PER_SYSCALL_SIGNALS)}")
     _above(rule["above"], rule["signal"], path + ("above",), errors)
+
+
+def _spec(spec: dict, path: Path, errors: Errors) -> None:
+    _rule_names(spec, path, errors)
+    _rate_levels(spec, path, errors)
+
+
+def _rate_levels(spec: dict, path: Path, errors: Errors) -> None:
+    """At most RATE_LEVELS distinct levels (`above` rounded down) per kernel-checked rate and
+    syscall: the kernel holds that many per container, so one policy's are all checked there.
+    Run on the raw spec: what is not a readable threshold is left to the other checks."""
+    thresholds = spec.get("thresholds")
+    levels: dict[tuple[str, str | None], set[int]] = {}
+    for i, rule in enumerate(thresholds if isinstance(thresholds, list) else ()):
+        if not isinstance(rule, dict) or rule.get("signal") not in KERNEL_RATES:
+            continue
+        above = rule.get("above")
+        if isinstance(above, bool) or not isinstance(above, (int, float, str)):
+            continue
+        try:
+            level = math.floor(above_value(above, rule["signal"]))
+        except (InvalidArgument, ValueError, OverflowError):
+            continue
+        syscall = rule.get("syscall") if isinstance(rule.get("syscall"), str) else None
+        seen = levels.setdefault((rule["signal"], syscall), set())
+        seen.add(level)
+        if len(seen) > RATE_LEVELS:
+            what = rule["signal"] + ("" if syscall is None else f" of syscall {syscall}")
+            errors.add(path + ("thresholds", i, "above"),
+                       f"the kernel checks at most {RATE_LEVELS} levels of {what} per container; this is "
+                       f"level {len(seen)} of it in this policy (rules with the same level count once)")
+            seen.discard(level)
 
 
 def _rule_names(spec: dict, path: Path, errors: Errors) -> None:

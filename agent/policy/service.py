@@ -52,7 +52,7 @@ from agent.policy.detection import detect
 from agent.policy.enforcer import Enforcer
 from agent.policy.engine import ContainerRef, Engine, Evaluation
 from agent.policy.history import SignalHistory
-from agent.policy.kernel_rates import KernelRates, crossed_rules, kernel_limits, since_crossing
+from agent.policy.kernel_rates import KernelRates, RateLimitsWanted, crossed_rules, kernel_limits, since_crossing
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
@@ -110,7 +110,7 @@ class PolicyService:
         self.pace = Pace(interval, slow_factor)
         # Without a kernel watch (unit tests, a host without one) every signal is sampled.
         self.watches = Watches(watch or PollingWatch())
-        self.rates = KernelRates(probes)
+        self.rates = KernelRates(probes, number=lambda name: self.enforcer.syscall_number(name))
         self._resync = threading.Event()        # containers or policies changed: re-arm
         self._resync.set()
         self._clock = clock
@@ -300,11 +300,12 @@ class PolicyService:
         container = self.catalog.by_id(container_id)
         if container is None or not container.running:
             return None
-        rules = crossed_rules(self.policy_for(container.name, container.image, container.labels), event)
+        rules = crossed_rules(self.policy_for(container.name, container.image, container.labels), event,
+                              self.rates.number)
         if not rules:
             return None
-        log.info("container %s: %s crossed in the kernel (%d in 1 s, limit %d)", container.name,
-                 event.signal, event.count, event.limit)
+        log.info("container %s: %s%s crossed in the kernel (%d in 1 s, limit %d)", container.name, event.signal,
+                 "" if event.nr is None else f" of {self.enforcer.syscall_label(event.nr)}", event.count, event.limit)
         ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
         with self._lock:
             evaluation = self.engine.cross(ref, rules, float(event.count), event.time)
@@ -313,7 +314,7 @@ class PolicyService:
                 s.phase == "pending" for s in self.engine.states(container.id)):
             # The next evaluation judges these rules on the rate since now: a tick interval that
             # began before the storm would average it down and resolve (then re-fire) the rule.
-            base = self.sampler.snapshots([container], with_syscalls=False, clock=self._clock)[0]
+            base = self.sampler.snapshots([container], with_syscalls=event.nr is not None, clock=self._clock)[0]
             with self._lock:
                 self._rate_base[container.id] = base
         return evaluation
@@ -330,7 +331,7 @@ class PolicyService:
         if effective is None:
             effective = {c.id: self.policy_for(c.name, c.image, c.labels) for c in containers}
         wanted: dict[str, tuple[CgroupPaths, WatchSpec]] = {}
-        rates: dict[str, tuple[int, dict[str, tuple[int, ...]]]] = {}
+        rates: dict[str, tuple[int, RateLimitsWanted]] = {}
         for container in containers:
             policy = effective[container.id]
             if policy.thresholds:
@@ -338,7 +339,7 @@ class PolicyService:
                                         watch_spec(policy, self._memory_limit(container, policy),
                                                    own=not container.observed))
                 if container.cgroup_id:
-                    rates[container.id] = (container.cgroup_id, kernel_limits(policy))
+                    rates[container.id] = (container.cgroup_id, kernel_limits(policy, self.rates.number))
         self.rates.sync(rates)
         return self.watches.sync(wanted)
 
@@ -375,7 +376,7 @@ class PolicyService:
 
     def _detections(self, container: CatalogEntry, effective: EffectivePolicy) -> list[dict]:
         """How each threshold of `container` is seen now: in the kernel or sampled (explain)."""
-        return [detect(e, effective, rate_level_held=self.rates.evented(container.id, e),
+        return [detect(e, effective, rate_level_held=self.rates.evented(container.id, e), number=self.rates.number,
                        watched=self.watches.evented(container.id, e), running=container.running).to_dict()
                 for e in effective.thresholds]
 

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence, TypeVar
 from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.probes.egress import EgressPolicy
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
-from agent.probes.rate_limits import armable, validate
-from agent.probes.structs import NR_SYSCALLS, RATE_SIGNALS
+from agent.probes.rate_limits import Limits, RateKey, armable, order, validate
+from agent.probes.structs import NR_SYSCALLS
 
 DEFAULT_STATUS = {"syscalls": True, "oom": True, "tcp_connect": True, "tcp_retransmit": True,
                   "process_exec": True, "process_fork": True, "process_exit": True, "network": True}
@@ -37,7 +37,9 @@ class ProbeDouble:
         self.kill: dict[int, dict[int, int]] = {}         # cgroup id -> syscall nr -> signal
         self.egress: dict[int, tuple[EgressPolicy, ...]] = {}
         self.egress_dirs: dict[int, str] = {}
-        self.rate_limits: dict[int, dict[str, tuple[int, ...]]] = {}  # cgroup id -> signal -> levels armed
+        self.rate_limits: dict[int, dict[RateKey, tuple[int, ...]]] = {}  # cgroup id -> key -> levels armed
+        self.epochs: dict[int, int] = {}                  # cgroup id -> its watch's number
+        self._watches = 0
         self.tampered: set[int] = set()          # cgroup ids whose egress programs a test "detached"
         self.generation = 0
         # The maps' contents, as tests set them; readings return them as they are.
@@ -92,10 +94,14 @@ class ProbeDouble:
         if cgroup_id not in self.watched and len(self.watched) >= self.max_containers:
             raise Conflict(f"cannot watch cgroup {cgroup_id}: all {self.max_containers} "
                            "probe slots are in use", hint="raise ProbeOptions.max_containers")
+        if cgroup_id not in self.watched:
+            self._watches += 1
+            self.epochs[cgroup_id] = self._watches
         self.watched[cgroup_id] = unified_dir
 
     def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
         self.watched.pop(cgroup_id, None)
+        self.epochs.pop(cgroup_id, None)
         self.kill.pop(cgroup_id, None)
         self.egress.pop(cgroup_id, None)
         self.egress_dirs.pop(cgroup_id, None)
@@ -133,14 +139,17 @@ class ProbeDouble:
         self.egress_dirs[cgroup_id] = unified_dir
         return self.generation
 
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
+    def set_rate_limits(self, cgroup_id: int, limits: Limits) -> tuple[RateKey, ...]:
         self._require_watched(cgroup_id)
         armed = armable(validate(limits), self.probe_status)
         if armed:
             self.rate_limits[cgroup_id] = armed
         else:
             self.rate_limits.pop(cgroup_id, None)
-        return tuple(signal for signal in RATE_SIGNALS if signal in armed)
+        return tuple(sorted(armed, key=order))
+
+    def watch_epoch(self, cgroup_id: int) -> int | None:
+        return self.epochs.get(cgroup_id)
 
     def enforcement(self) -> dict[str, bool]:
         return {"syscall_kill": not self.closed and bool(self.probe_status.get("syscalls")),

@@ -21,6 +21,7 @@ from agent.probes.structs import (
     EVENT_KILL,
     EVENT_OOM,
     EVENT_RATE,
+    RATE_ALL_SYSCALLS,
     RATE_SIGNALS,
     EgressEventC,
     ExecEventC,
@@ -91,7 +92,8 @@ class EgressEvent:
 @dataclass(frozen=True)
 class RateEvent:
     """A watched container's count of `signal` (agent/probes/structs.py RATE_SIGNALS) went above
-    the limit set by ProbeSet.set_rate_limits within one 1 s window: `count` when it did."""
+    the limit set by ProbeSet.set_rate_limits within one 1 s window: `count` when it did. `nr`:
+    the syscall of a per-syscall limit (the calls or errors of that syscall alone), else None."""
 
     cgroup_id: int
     pid: int             # 0 for bytes (counted in softirq context)
@@ -101,6 +103,7 @@ class RateEvent:
     limit: int
     generation: int
     time: float
+    nr: int | None = None
 
 
 class DecodeError(ValueError):
@@ -140,7 +143,8 @@ class EventDecoder:
             if raw.signal >= len(RATE_SIGNALS):
                 raise DecodeError(f"rate event with signal {raw.signal}")
             return RateEvent(raw.cgroup_id, raw.pid, _text(raw.comm), RATE_SIGNALS[raw.signal], raw.count,
-                             raw.limit, raw.generation, self._time(raw.time_ns))
+                             raw.limit, raw.generation, self._time(raw.time_ns),
+                             None if raw.nr == RATE_ALL_SYSCALLS else raw.nr)
         raise DecodeError(f"unknown event type {kind}")
 
     def _time(self, monotonic_ns: int) -> float:

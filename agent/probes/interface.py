@@ -13,6 +13,7 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from agent.probes.egress import EgressPolicy
 from agent.probes.events import EgressEvent, ExecEvent, KillEvent, OomEvent, RateEvent
+from agent.probes.rate_limits import Limits, RateKey
 
 ProbeEvent = OomEvent | ExecEvent | KillEvent | EgressEvent | RateEvent
 
@@ -46,8 +47,9 @@ class KernelEnforcement:
     kill: Mapping[int, int]             # syscall number -> signal, from the armed kill table
     egress_rules: bool                  # the container's egress table has rules
     egress_missing: tuple[str, ...]     # egress programs not attached to its directory
-    # rate signal -> the levels its rate_limits row holds (rate_limits.RateLimits.in_kernel)
-    rate_levels: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # rate signal, or (signal, syscall number) -> the levels its rate_limits (syscall_rate_limits)
+    # row holds (rate_limits.RateLimits.in_kernel)
+    rate_levels: Mapping[RateKey, tuple[int, ...]] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -66,11 +68,17 @@ class ProbeControl(Protocol):
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
         """Replace its egress rules; returns the update's generation."""
 
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
-        """Replace its rate limits (structs.RATE_SIGNALS name -> a count per second, or up to
+    def set_rate_limits(self, cgroup_id: int, limits: Limits) -> tuple[RateKey, ...]:
+        """Replace its rate limits (a structs.RATE_SIGNALS name, or ("syscalls" or
+        "syscall_errors", syscall number) for one syscall -> a count per second, or up to
         structs.RATE_LEVELS of them; empty clears them): one RateEvent when a 1 s window's count
-        goes above each. Returns the signals armed, those whose probe is attached; the others
-        are not checked in the kernel."""
+        goes above each. Returns the keys armed, those whose probe is attached; the others are
+        not checked in the kernel."""
+
+    def watch_epoch(self, cgroup_id: int) -> int | None:
+        """A number that changes whenever the container's slot is (re)assigned, the probes
+        reloaded included (its rows then start empty: limits must be written again); None
+        when it is not watched."""
 
     def enforcement(self) -> dict[str, bool]:
         """Which enforcement is available: {"syscall_kill": ..., "egress": ...}."""

@@ -36,7 +36,7 @@ from agent.probes.events import EgressEvent
 from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
 from agent.probes.mounts import ensure_mounts
 from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement, sweep_orphans
-from agent.probes.rate_limits import RateLimits
+from agent.probes.rate_limits import Limits, RateKey, RateLimits
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
 from agent.probes.source import (
@@ -198,16 +198,18 @@ class ProbeSet:
         self._update_pins(compiled)
 
     @_locked
-    def set_rate_limits(self, cgroup_id: int, limits: Mapping[str, int | Sequence[int]]) -> tuple[str, ...]:
-        """Replace the container's rate limits (probes/rates.c): signal -> up to RATE_LEVELS counts per
-        1 s window, above each of which one RateEvent is sent. The signals armed (probe attached)."""
-        compiled = self._require_loaded()
-        return self._rates.set(compiled, self._slots.of(cgroup_id), limits)
+    def set_rate_limits(self, cgroup_id: int, limits: Limits) -> tuple[RateKey, ...]:
+        """Replace the container's rate limits (probes/rates.c; interface.ProbeControl says how)."""
+        return self._rates.set(self._require_loaded(), self._slots.of(cgroup_id), limits)
 
-    def rate_limits_in_kernel(self, cgroup_id: int) -> dict[str, tuple[int, ...]]:
+    @_locked
+    def watch_epoch(self, cgroup_id: int) -> int | None:
+        return self._slots.epoch(cgroup_id)
+
+    @_locked
+    def rate_limits_in_kernel(self, cgroup_id: int) -> dict[RateKey, tuple[int, ...]]:
         """The container's rate limits as the kernel holds them (tests read them back)."""
-        with self._lock:
-            return self._rates.in_kernel(self._require_loaded(), self._slots.of(cgroup_id))
+        return self._rates.in_kernel(self._require_loaded(), self._slots.of(cgroup_id))
 
     @_locked
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:

@@ -30,6 +30,10 @@ class Slots:
         self.max_containers = max_containers
         self._mask = index_mask
         self.by_cgroup: dict[int, int] = {}      # cgroup id -> slot
+        # cgroup id -> the acquisition that gave it its slot: numbered across reloads (clear()
+        # keeps the count), so a slot given again never has the epoch of an earlier one.
+        self._epochs: dict[int, int] = {}
+        self._acquired = 0
 
     def __contains__(self, cgroup_id: int) -> bool:
         return cgroup_id in self.by_cgroup
@@ -40,6 +44,9 @@ class Slots:
             raise InvalidArgument(f"cgroup {cgroup_id} is not watched by the probes",
                                   hint="call ProbeSet.watch() first (the runtime does at start)")
         return slot
+
+    def epoch(self, cgroup_id: int) -> int | None:
+        return self._epochs.get(cgroup_id)
 
     def acquire(self, probes: CompiledProbes, cgroup_id: int) -> int:
         """The container's slot, zeroed and registered in the index on first use."""
@@ -53,11 +60,14 @@ class Slots:
         zero(probes, slot)
         self._register(probes, cgroup_id, slot)
         self.by_cgroup[cgroup_id] = slot
+        self._acquired += 1
+        self._epochs[cgroup_id] = self._acquired
         return slot
 
     def release(self, probes: CompiledProbes, cgroup_id: int, latency: bool) -> None:
         """Free the slot and every map entry keyed by the container's cgroup id."""
         slot = self.by_cgroup.pop(cgroup_id, None)
+        self._epochs.pop(cgroup_id, None)
         if slot is None:
             return
         self._unregister(probes, cgroup_id)
@@ -76,6 +86,7 @@ class Slots:
 
     def clear(self) -> None:
         self.by_cgroup.clear()
+        self._epochs.clear()
 
     def _register(self, probes: CompiledProbes, cgroup_id: int, slot: int) -> None:
         index_table, overflow = probes.table("watch_index"), probes.table("watch_overflow")
@@ -110,4 +121,6 @@ def zero(probes: CompiledProbes, slot: int) -> None:
         percpu.zero_range(probes.table(name), ctype, ncpus, slot, 1)
     probes.table("kill_tables")[ct.c_uint32(slot)] = KillTable()
     probes.table("egress_tables")[ct.c_uint32(slot)] = EgressTable()
+    # syscall_rate_limits is read only under rate_limits' RATE_PER_SYSCALL bit: its row is
+    # written whole before that bit is set, so an old row is never read.
     probes.table("rate_limits")[ct.c_uint32(slot)] = RateTable()

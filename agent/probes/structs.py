@@ -46,8 +46,13 @@ EVENT_RATE = 5
 
 # enum rate_signal in probes/common.h, in order: index -> the signal name rate limits use.
 # RATE_LEVELS in probes/common.h: limits per container and signal (one per distinct threshold).
-RATE_LEVELS = 4
+RATE_LEVELS = 8
 RATE_SIGNALS = ("syscalls", "syscall_errors", "tcp_connects", "net_tx_bytes", "net_rx_bytes")
+# RATE_SYSCALL_LIMITS: (syscall, calls or errors) limits per container; RATE_PER_SYSCALL: the bit
+# of rate_table.armed saying it has some; RATE_ALL_SYSCALLS: rate_event.nr of a container-wide one.
+RATE_SYSCALL_LIMITS = 16
+RATE_PER_SYSCALL = 1 << len(RATE_SIGNALS)
+RATE_ALL_SYSCALLS = 0xFFFFFFFF
 
 
 class WatchEntry(ct.Structure):
@@ -142,12 +147,20 @@ class RateTable(ct.Structure):
                 ("limits", RateLimitC * len(RATE_SIGNALS))]
 
 
+class SyscallRateTable(ct.Structure):
+    """struct syscall_rate_table (probes/common.h)."""
+
+    _fields_ = [("calls", ct.c_uint8 * NR_SYSCALLS), ("errors", ct.c_uint8 * NR_SYSCALLS),
+                ("limits", RateLimitC * RATE_SYSCALL_LIMITS)]
+
+
 class RateEventC(ct.Structure):
     """struct rate_event (probes/common.h)."""
 
     _fields_ = [("type", ct.c_uint32), ("pid", ct.c_uint32), ("cgroup_id", ct.c_uint64),
                 ("time_ns", ct.c_uint64), ("count", ct.c_uint64), ("limit", ct.c_uint64),
-                ("signal", ct.c_uint32), ("generation", ct.c_uint32), ("comm", ct.c_char * 16)]
+                ("signal", ct.c_uint32), ("generation", ct.c_uint32), ("nr", ct.c_uint32),
+                ("pad", ct.c_uint32), ("comm", ct.c_char * 16)]
 
 
 class EgressRuleC(ct.Structure):
@@ -194,5 +207,6 @@ MIRRORS = {
     "egress_event": EgressEventC,
     "rate_limit": RateLimitC,
     "rate_table": RateTable,
+    "syscall_rate_table": SyscallRateTable,
     "rate_event": RateEventC,
 }

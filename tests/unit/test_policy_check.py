@@ -210,3 +210,15 @@ def test_ls_says_whether_a_broken_file_has_a_version_in_force(capsys):
     assert err == ["broken, never loaded: /p/new.yaml", "  /p/new.yaml:1:1: (file): empty file",
                    "broken, previous version kept: /p/web.yaml",
                    "  /p/web.yaml:5:20: spec.limits.memory: expected a size"]
+
+
+def test_a_policy_holds_at_most_the_levels_the_kernel_checks_per_rate(tmp_path):
+    rules = "".join(f"    - {{signal: syscalls_per_second, above: {n * 100}}}\n" for n in range(1, 10))
+    rules += "    - {signal: syscalls_per_second, above: 800.5}\n"            # level 800 again: counted once
+    rules += "".join(f"    - {{signal: syscalls_per_second, syscall: openat, above: {n}}}\n" for n in range(1, 9))
+    path = write(tmp_path, "levels.yaml", "apiVersion: corral/v1\nkind: Policy\nmetadata: {name: levels}\n"
+                                          f"spec:\n  thresholds:\n{rules}")
+    problems = check_paths([path], syscall_known=KNOWN)
+    assert [(p.path, p.message) for p in problems] == [
+        ("spec.thresholds[8].above", "the kernel checks at most 8 levels of syscalls_per_second per container; "
+                                     "this is level 9 of it in this policy (rules with the same level count once)")]

@@ -85,9 +85,11 @@ def test_rate_signals_follow_the_c_enum():
 def test_a_rate_event_decodes():
     raw = structs.RateEventC(type=structs.EVENT_RATE, pid=8, cgroup_id=99, time_ns=2_000_000_000, count=5001,
                              limit=5000, signal=structs.RATE_SIGNALS.index("tcp_connects"), generation=3,
-                             comm=b"dd")
+                             nr=structs.RATE_ALL_SYSCALLS, comm=b"dd")
     event = EventDecoder(boot_offset=100.0).decode(bytes(raw))
     assert event == RateEvent(99, 8, "dd", "tcp_connects", 5001, 5000, 3, 102.0)
+    raw.signal, raw.nr = structs.RATE_SIGNALS.index("syscalls"), 0          # a per-syscall limit: read
+    assert EventDecoder(boot_offset=100.0).decode(bytes(raw)).nr == 0
     raw.signal = 9
     with pytest.raises(DecodeError, match="signal 9"):
         EventDecoder().decode(bytes(raw))

@@ -28,13 +28,14 @@ def test_explain_says_which_thresholds_the_kernel_checks_and_why_the_others_are_
     seen = {d["rule"]: (d["checked"], d["by"], d["detail"]) for d in answer["detection"]}
     assert seen["storm/runaway"] == ("kernel", "rate_limits", "syscalls above 5000 in a 1 s window")
     assert seen["storm/busy"] == ("kernel", "rate_limits", "syscalls above 1000 in a 1 s window")
-    assert seen["storm/per-read"][:2] == ("sampled", "sampling") and "per-syscall" in seen["storm/per-read"][2]
+    assert seen["storm/per-read"] == ("kernel", "rate_limits", "syscalls of read above 50 in a 1 s window")
     assert seen["storm/hot"][:2] == ("sampled", "sampling") and "cpuacct" in seen["storm/hot"][2]
     assert seen["storm/big"] == ("kernel", "watch:memory", "a cgroup notification at the threshold")
     assert [d["rule"] for d in answer["detection"]] == [t["rule"] for t in answer["effective"]["thresholds"]]
     lines = explanation(answer)
     assert "    checked: kernel (rate_limits: syscalls above 5000 in a 1 s window)" in lines
-    assert any(line.startswith("    checked: sampled (sampling: a per-syscall rate") for line in lines)
+    assert "    checked: kernel (rate_limits: syscalls of read above 50 in a 1 s window)" in lines
+    assert any(line.startswith("    checked: sampled (sampling: no probe counts CPU time") for line in lines)
 
 
 def test_explain_of_a_container_whose_probe_is_not_attached_says_sampled(world):  # noqa: F811
@@ -47,7 +48,8 @@ def test_explain_of_a_container_whose_probe_is_not_attached_says_sampled(world):
 
 def test_a_stopped_container_is_sampled_by_nothing():
     policy = effective({"name": "busy", "signal": "syscalls_per_second", "above": 1000})
-    seen = detect(policy.thresholds[0], policy, rate_level_held=True, watched=False, running=False)
+    seen = detect(policy.thresholds[0], policy, rate_level_held=True, watched=False, running=False,
+                  number=lambda name: None)
     assert (seen.checked, seen.detail) == ("sampled", "the container is not running")
 
 
@@ -68,6 +70,14 @@ def test_prove_reads_each_rate_level_back_from_the_kernel():
         ["busy", "threshold", "kernel"], ["hot", "threshold", "sampled"], ["runaway", "threshold", "sampled"]]
     audit = effective({"name": "busy", "signal": "syscalls_per_second", "above": 1000}, mode="audit")
     assert prove("c1", "web-1", audit, Evidence(kernel), lambda name: None) == []
+
+
+def test_prove_reads_a_per_syscall_level_back_from_the_kernel():
+    policy = effective({"name": "reads", "signal": "syscalls_per_second", "syscall": "read", "above": 50},
+                       {"name": "read-errors", "signal": "syscall_errors_per_second", "syscall": "read", "above": 5})
+    kernel = KernelEnforcement({}, False, (), {("syscalls", 0): (50,)})      # the errors row is lost
+    proofs = prove("c1", "web-1", policy, Evidence(kernel), {"read": 0}.get)
+    assert {p.rule: p.checked for p in proofs} == {"reads": "kernel", "read-errors": "sampled"}
 
 
 def test_prove_without_probes_says_why_the_rates_are_sampled():
