@@ -18,6 +18,7 @@ from agent.api.observed_endpoints import ObservedEndpoints
 from agent.api.policy_endpoints import PolicyEndpoints
 from agent.api.registry_endpoints import RegistryEndpoints
 from agent.api.routes import Router
+from agent.api.run_endpoints import RunEndpoints
 from agent.api.service_endpoints import ServiceEndpoints
 from agent.api.stats_endpoints import StatsEndpoints
 from agent.api.volume_endpoints import VolumeEndpoints
@@ -42,6 +43,7 @@ def route_groups(daemon: Any) -> list[Callable[[Router], None]]:
         LifecycleEndpoints(Lifecycle(daemon.runtime), Pruning(daemon.runtime)).register,
         AttachEndpoints(daemon.terminals).register,
         ExecEndpoints(daemon.terminals).register,
+        RunEndpoints(daemon.runtime).register,
         VolumeEndpoints(daemon.runtime.volumes).register,
         FileEndpoints(ContainerFiles(daemon.runtime.store, daemon.runtime.rootfs, daemon.images,
                                      daemon.runtime.volumes)).register,

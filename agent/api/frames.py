@@ -2,15 +2,18 @@
 
 Each frame is an 8-byte header `[stream, 0, 0, 0, length (uint32 big-endian)]` followed by
 `length` bytes of payload. Stream 1 is stdout, 2 is stderr; Corral adds stream 3 as the last
-frame of an exec, carrying the command's exit code as ASCII digits, so one HTTP response can
-carry both the output and the status. The launcher writes log files in this same format, so the
+frame of an exec or a run (`POST /v1/containers/run`), carrying the exit code as ASCII digits,
+so one HTTP response can carry both the output and the status; or, when the daemon failed after
+the answer's head had gone out, the error as a JSON object (`{"error": ..., "message": ...}`, an
+error answer's body), which the client raises as that error. The launcher writes log files in this same format, so the
 daemon can send them unchanged.
 """
 from __future__ import annotations
 
+import json
 import struct
 
-from agent.errors import CorralError
+from agent.errors import CorralError, from_dict
 
 STDIN, STDOUT, STDERR, EXIT = 0, 1, 2, 3
 MEDIA_TYPE = "application/vnd.corral.raw-stream"
@@ -32,11 +35,24 @@ def encode_exit(code: int) -> bytes:
     return encode(EXIT, str(int(code)).encode("ascii"))
 
 
+def encode_error(error: dict) -> bytes:
+    """The final frame of a stream whose work failed after the answer's head (CorralError.to_dict())."""
+    return encode(EXIT, json.dumps(error).encode())
+
+
 def decode_exit(payload: bytes) -> int:
+    """The exit code of a stream-3 frame; an error frame is raised as the daemon's CorralError."""
+    if payload.startswith(b"{"):
+        try:
+            error = json.loads(payload)
+        except ValueError:
+            error = None
+        if isinstance(error, dict) and "message" in error:
+            raise from_dict(error)
     try:
         return int(payload.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        raise CorralError(f"exec stream: exit frame carries {payload!r}, not an exit code") from None
+        raise CorralError(f"exit frame carries {payload!r}, not an exit code") from None
 
 
 class FrameDecoder:

@@ -41,7 +41,7 @@ def run_attached(args: argparse.Namespace, client: ApiClient, spec: dict) -> int
         raise InvalidArgument("-t: the input device is not a terminal",
                               hint="drop -t when stdin is a pipe or a file (`-i` alone passes it)")
     from agent.cli.run import create_pulling
-    container = create_pulling(client, spec, args.pull)
+    container = create_pulling(client, spec, args, lambda: client.create_container(spec))
     code = session(client, container["id"], tty=args.tty, stdin=args.interactive,
                    detach_keys=args.detach_keys, start=True)
     if args.rm and code is not None:

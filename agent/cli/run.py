@@ -9,6 +9,7 @@ import signal
 import sys
 
 from agent.api.client import ApiClient
+from agent.api.run_client import run_container as run_stream
 from agent.cli.logs import copy_frames
 from agent.cli.run_environment import add_environment_arguments, environment_fields
 from agent.errors import CorralError, InvalidArgument, NotFound
@@ -16,9 +17,9 @@ from agent.errors import CorralError, InvalidArgument, NotFound
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from types import FrameType
-    from typing import Any, Callable
+    from typing import Any, Callable, TypeVar
 
-    from agent.runtime.model import ContainerSpec
+    T = TypeVar("T")
 
 # Ctrl-C is passed on to the container; this many in a row give up waiting for it.
 _INTERRUPTS_TO_DETACH = 3
@@ -40,12 +41,12 @@ def register_one(verbs: argparse._SubParsersAction, verb: str) -> None:
         run.add_argument("--detach-keys", metavar="KEYS",
                          help="keys that detach from a terminal, like ctrl-a,x (default: ctrl-p,ctrl-q)")
         add_spec_arguments(run, rm_help="remove the container when it exits")
-        run.set_defaults(func=run_container)
+        run.set_defaults(func=run_container, flag_table=flag_table(run))
     else:
         create = verbs.add_parser("create", help="create a container without starting it",
                                   description="Create a container and print its id; `corral start` starts it.")
         add_spec_arguments(create, rm_help="have the daemon remove the container when it exits")
-        create.set_defaults(func=create_container)
+        create.set_defaults(func=create_container, flag_table=flag_table(create))
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None:
@@ -250,75 +251,81 @@ def terminal_fields(args: argparse.Namespace) -> dict[str, Any]:
             "console_size": list(size) if size else None}
 
 
-def spec_from_args(args: argparse.Namespace, *, auto_remove: bool) -> ContainerSpec:
-    """The ContainerSpec the daemon makes of the flags' body, validated as it validates it."""
-    from agent.runtime.model import ContainerSpec
-    return ContainerSpec.from_dict(body_from_args(args, auto_remove=auto_remove))
+# The flags of the body's fields whose dest has another name; every other field is set by the
+# flag whose dest is the field's name (--workdir: workdir). The flags themselves are read from
+# the parser (`flag_table`), so a hint names what `--help` shows.
+_FIELD_DESTS = {
+    "env": ("env", "env_file"), "mounts": ("volume", "mount"), "network": ("net",),
+    "networks": ("net", "network_alias"), "ports": ("publish",), "labels": ("label",), "devices": ("device",),
+    "ulimits": ("ulimit",), "dns_options": ("dns_option",), "extra_hosts": ("add_host",),
+    "restart_policy": ("restart",), "healthcheck": ("health_cmd", "health_interval", "health_timeout",
+                                                    "health_start_period", "health_retries", "no_healthcheck"),
+}
 
 
-# The flag that sets each field of the body, for the daemon's errors (which name the field).
-_FLAGS = {"image": "IMAGE", "command": "CMD", "name": "--name", "env": "-e/--env-file", "workdir": "-w",
-          "mounts": "-v/--mount", "hostname": "--hostname", "memory": "-m", "cpus": "--cpus",
-          "pids_limit": "--pids-limit", "network": "--net", "networks": "--net/--network-alias",
-          "ports": "-p", "labels": "-l", "entrypoint": "--entrypoint", "devices": "--device",
-          "cap_add": "--cap-add", "cap_drop": "--cap-drop", "security_opt": "--security-opt",
-          "tmpfs": "--tmpfs", "user": "-u", "group_add": "--group-add", "ulimits": "--ulimit",
-          "shm_size": "--shm-size", "dns": "--dns", "dns_search": "--dns-search", "dns_options": "--dns-option",
-          "extra_hosts": "--add-host", "userns": "--userns", "healthcheck": "--health-*",
-          "restart_policy": "--restart", "stop_signal": "--stop-signal", "stop_timeout": "--stop-timeout"}
+def flag_table(parser: argparse.ArgumentParser) -> dict[str, tuple[str, Any]]:
+    """dest -> (its first option string, or a positional's metavar; its default)."""
+    return {action.dest: (action.option_strings[0] if action.option_strings else str(action.metavar), action.default)
+            for action in parser._actions if action.dest != "help"}
 
 
-def flag_of(exc: CorralError) -> CorralError:
-    """The daemon's error about a body field, with the flag that set it as the hint."""
+def flag_of(exc: CorralError, args: argparse.Namespace) -> CorralError:
+    """The daemon's error about a body field, with the flag that set it as the hint: the flags
+    of the field given on this command line, else every flag that can set it."""
+    table: dict[str, tuple[str, Any]] = getattr(args, "flag_table", {})
     if isinstance(exc, InvalidArgument) and exc.field and not exc.hint:
         root = exc.field.split("[", 1)[0].split(".", 1)[0]
-        if root in _FLAGS:
-            exc.hint = f"given by {_FLAGS[root]}"
+        dests = [dest for dest in _FIELD_DESTS.get(root, (root,)) if dest in table]
+        given = [dest for dest in dests if getattr(args, dest, None) != table[dest][1]]
+        if dests:
+            exc.hint = "given by " + "/".join(table[dest][0] for dest in given or dests)
     return exc
 
 
-def create_pulling(client: ApiClient, body: dict, pull: str, *, start: bool = False) -> dict:
-    """Create (and start) a container, pulling its image first as `--pull` says, like docker run
-    (agent/cli/registry.py, loaded only to pull); an invalid-argument error names the flag."""
+def create_pulling(client: ApiClient, body: dict, args: argparse.Namespace, create: Callable[[], T]) -> T:
+    """`create()` (a create, a create+start or a run), pulling the image first as `--pull`
+    says, like docker run (agent/cli/registry.py, loaded only to pull); an invalid-argument
+    error names the flag."""
     try:
-        if pull == "missing":
+        if args.pull == "missing":
             try:
-                return client.create_container(body, start=start)
+                return create()
             except NotFound as exc:
                 if not exc.message.startswith(f"image {body['image']!r} not found"):
                     raise
         from agent.cli.registry import pull_for_create
-        pull_for_create(client, body["image"], pull)
-        return client.create_container(body, start=start)
+        pull_for_create(client, body["image"], args.pull)
+        return create()
     except CorralError as exc:
-        raise flag_of(exc) from None
+        raise flag_of(exc, args) from None
 
 
 def create_container(args: argparse.Namespace, client: ApiClient) -> int:
-    container = create_pulling(client, body_from_args(args, auto_remove=args.rm), args.pull)
+    body = body_from_args(args, auto_remove=args.rm)
+    container = create_pulling(client, body, args, lambda: client.create_container(body))
     print(container["id"])
     return 0
 
 
 def run_container(args: argparse.Namespace, client: ApiClient) -> int:
-    # In the foreground the CLI removes the container itself after `wait`, so the exit code
-    # is read before the container is gone; detached, only the daemon is there to do it.
+    # In the foreground the daemon removes the container once it has exited, after it has read
+    # the exit code and before it sends it (`remove`); detached, it removes it at its exit.
     body = body_from_args(args, auto_remove=args.detach and args.rm)
     if (args.interactive or args.tty) and not args.detach:
         from agent.cli.attach import run_attached
         return run_attached(args, client, body)
-    container = create_pulling(client, body, args.pull, start=True)
-    container_id = container["id"]
     if args.detach:
-        print(container_id)
+        container = create_pulling(client, body, args, lambda: client.create_container(body, start=True))
+        print(container["id"])
         return 0
+    # One request: create, start, the output as it comes, then the exit code (agent/api/run_endpoints.py).
+    container_id, stream = create_pulling(client, body, args, lambda: run_stream(client, body, remove=args.rm))
     with SignalProxy(client, container_id):
-        copy_frames(client.logs(container_id, follow=True))
-        # With --rm the daemon removes it (and its anonymous volumes, as docker's --rm) once it
-        # has exited, before it answers: one round trip for wait and remove.
-        result = client.wait_container(container_id, remove=args.rm)
-    code = result.get("exit_code")
-    return 125 if code is None else code
+        code = copy_frames(stream)
+    if code is None:
+        raise CorralError(f"container {container_id[:12]}: the daemon's answer ended without its exit code",
+                          hint="the daemon may have stopped; check its log")
+    return code
 
 
 class SignalProxy:

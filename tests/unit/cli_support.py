@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cli.main import main
+from agent.cli.main import build_parser, main
 from tests.unit.fake_runtime import FakeDaemon
 
 NO_DAEMON = "unix:///tmp/corral-test-nobody-here/corral.sock"
@@ -18,3 +18,11 @@ def daemon():
 
 def corral(daemon, *argv) -> int:
     return main(["--host", daemon.host, *argv])
+
+
+def spec_of(*argv: str, auto_remove: bool = False):
+    """The ContainerSpec the daemon makes of the body `corral run ARGV` sends, validated as the
+    daemon validates it (the CLI itself never builds one: agent/cli/run.py body_from_args)."""
+    from agent.cli.run import body_from_args
+    from agent.runtime.model import ContainerSpec
+    return ContainerSpec.from_dict(body_from_args(build_parser().parse_args(["run", *argv]), auto_remove=auto_remove))

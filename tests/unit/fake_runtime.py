@@ -225,11 +225,12 @@ class FakeDaemon:
         self.info = {"cgroup_driver": "hybrid", "root": str(self.dir), "probes": {"oom": "attached"}}
         from agent.api.attach_endpoints import AttachEndpoints
         from agent.api.exec_endpoints import ExecEndpoints
+        from agent.api.run_endpoints import RunEndpoints
         from agent.runtime.terminals import Terminals
         terminals = Terminals(self.runtime)   # type: ignore[arg-type]
         server_options.setdefault("extra_routes", [])
         server_options["extra_routes"] = [*server_options["extra_routes"], ExecEndpoints(terminals).register,
-                                          AttachEndpoints(terminals).register]
+                                          AttachEndpoints(terminals).register, RunEndpoints(self.runtime).register]
         self.server = ApiServer(self.socket, self.runtime, self.events, lambda: dict(self.info),
                                 **server_options)
         self.client = ApiClient(self.host)

@@ -77,6 +77,17 @@ def test_a_whole_foreground_run_imports_no_models_nor_threading():
     assert _outside_and_unneeded(modules) == ([], [])
 
 
+def test_version_builds_no_verb_s_parser():
+    """`corral --version` answers before any verb: none of their modules is imported."""
+    result = launch("--version", then=(
+        "code = main()\n"
+        "print(code, *sorted(sys.modules))"))
+    assert result.stdout.startswith("corral version "), result.stderr
+    code, *modules = result.stdout.split("\n", 1)[1].split()
+    assert code == "0"
+    assert [name for name in modules if name.startswith("agent.cli.")] == ["agent.cli.format", "agent.cli.main"]
+
+
 def test_every_verb_s_help_works_through_the_launcher():
     def help_of(verb: str) -> tuple[str, int, str]:
         result = launch(verb, "--help")

@@ -13,13 +13,10 @@ import time
 import pytest
 
 from agent.cli.main import build_parser, main
-from agent.cli.run import body_from_args, spec_from_args
+from agent.cli.run import body_from_args
+from agent.errors import NotFound
 from agent.runtime.model import ContainerSpec, Mount
-from tests.unit.cli_support import NO_DAEMON, corral, daemon  # noqa: F401 - daemon is a fixture
-
-
-def spec_of(*argv, auto_remove=False):
-    return spec_from_args(build_parser().parse_args(["run", *argv]), auto_remove=auto_remove)
+from tests.unit.cli_support import NO_DAEMON, corral, daemon, spec_of  # noqa: F401 - daemon is a fixture
 
 
 def test_every_run_flag_reaches_the_spec(monkeypatch):
@@ -117,24 +114,63 @@ def test_run_in_the_foreground_streams_output_and_exits_with_the_code(daemon, ca
     assert corral(daemon, "run", "--rm", "busybox", "sh", "-c", "...") == 3
     out, err = capfd.readouterr()
     assert (out, err) == ("hello\n", "oops\n")
-    assert daemon.runtime.containers == {}    # --rm: removed by the CLI after wait
+    assert daemon.runtime.containers == {}    # --rm: removed by the daemon before it sent the code
     create = next(call for call in daemon.runtime.calls if call[0] == "create")
     assert create[1].auto_remove is False
 
 
-def test_ctrl_c_in_the_foreground_goes_to_the_container(daemon, capsys):
-    previous = signal.getsignal(signal.SIGINT)
+def test_a_foreground_run_is_one_request(daemon, capfd, monkeypatch):
+    """create, start, the output, the exit code and the --rm in one POST /v1/containers/run."""
+    from agent.api import transport
+    sent = []
+
+    def counted(path, method, target, **kwargs):
+        sent.append(f"{method} {target}")
+        return request(path, method, target, **kwargs)
+    request = transport.request
+    monkeypatch.setattr(transport, "request", counted)
+    daemon.runtime.on_start = lambda c: threading.Timer(0.05, daemon.runtime.finish, (c.id, 0)).start()
+    assert corral(daemon, "run", "--rm", "busybox", "true") == 0
+    assert sent == ["POST /v1/containers/run?remove=true"]
+    assert daemon.runtime.containers == {}
+
+
+def test_a_daemon_failure_after_the_start_is_printed_and_exits_125(daemon, capfd, monkeypatch):
+    def lost(ref, **_kwargs):
+        raise NotFound(f"container {ref} was removed while waiting for it")
+    monkeypatch.setattr(daemon.runtime, "wait", lost)
+    daemon.runtime.on_start = lambda c: threading.Timer(0.05, daemon.runtime.finish, (c.id, 0)).start()
+    assert corral(daemon, "run", "--rm", "busybox", "true") == 125
+    err = capfd.readouterr().err
+    assert err.startswith("corral: container ") and "was removed while waiting" in err
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["-e", "=x"], "hint: given by -e\n"),
+    (["--env-file", "/dev/null", "-e", "=x"], "hint: given by -e/--env-file\n"),
+    (["--health-cmd", "true", "--health-retries", "0"], "hint: given by --health-cmd/--health-retries\n"),
+])
+def test_the_hint_names_the_flags_given_for_the_field(daemon, capsys, argv, hint):
+    """The flags come from the parser's own definitions (agent/cli/run.py flag_table)."""
+    assert corral(daemon, "run", *argv, "busybox") == 125
+    assert capsys.readouterr().err.endswith(hint)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_in_the_foreground_go_to_the_container(daemon, capsys, number):
+    previous = signal.getsignal(number)
 
     def press_ctrl_c():
         deadline = time.monotonic() + 10
-        while signal.getsignal(signal.SIGINT) is previous and time.monotonic() < deadline:
+        while signal.getsignal(number) is previous and time.monotonic() < deadline:
             time.sleep(0.01)   # until the CLI's proxy is in place
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), number)
 
     daemon.runtime.on_start = lambda c: threading.Thread(target=press_ctrl_c).start()
-    assert corral(daemon, "run", "busybox", "sleep", "60") == 130   # 128 + SIGINT, from the container
-    assert [call for call in daemon.runtime.calls if call[0] == "kill"][0][2] == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is previous
+    assert corral(daemon, "run", "--rm", "busybox", "sleep", "60") == 128 + number   # from the container
+    assert [call for call in daemon.runtime.calls if call[0] == "kill"][0][2] == number
+    assert signal.getsignal(number) is previous
+    assert daemon.runtime.containers == {}      # --rm after the signalled exit
 
 
 def test_create_and_start(daemon, capsys):

@@ -18,8 +18,6 @@ from agent.catalog.catalog import ContainerCatalog
 from agent.catalog.entry import CatalogEntry
 from agent.cgroups.driver import CgroupPaths
 from agent.cli import format as fmt
-from agent.cli.main import build_parser
-from agent.cli.run import spec_from_args
 from agent.errors import InvalidArgument, NotFound
 from agent.events import EventLog
 from agent.health.metrics import HealthCollector
@@ -32,6 +30,7 @@ from agent.policy.check import load_text
 from agent.policy.signals import compute_signals
 from agent.runtime.model import Container, ContainerSpec
 from agent.runtime.service import ExecProcess
+from tests.unit.cli_support import spec_of
 
 CHECK = HealthCheck(command=["true"], interval=1.0, timeout=1.0, start_period=10.0, retries=3)
 
@@ -309,10 +308,6 @@ def test_the_metric_has_one_series_per_status():
 
 
 # The CLI and the policies
-
-def spec_of(*argv: str) -> ContainerSpec:
-    return spec_from_args(build_parser().parse_args(["run", *argv]), auto_remove=False)
-
 
 def test_health_flags_reach_the_spec():
     spec = spec_of("--health-cmd", "curl -f localhost", "--health-interval", "10s", "--health-timeout", "500ms",

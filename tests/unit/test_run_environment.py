@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from agent.cli.env_file import parse_env_file, read_env_files
-from agent.cli.main import build_parser
-from agent.cli.run import spec_from_args
 from agent.errors import InvalidArgument
 from agent.runtime import environment
 from agent.runtime.model import ContainerSpec, Ulimit
-
-
-def spec_of(*argv: str) -> ContainerSpec:
-    return spec_from_args(build_parser().parse_args(["run", *argv]), auto_remove=False)
-
+from tests.unit.cli_support import spec_of
 
 # --env-file
 
