@@ -2,13 +2,16 @@
 `run` and `exec` share."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from collections.abc import Iterable
 
 from agent.api import frames
 from agent.api.client import ApiClient
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

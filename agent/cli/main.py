@@ -8,8 +8,6 @@ their modules are imported only when asked for, so `corral ps` never loads BCC.
 """
 from __future__ import annotations
 
-import argparse
-import functools
 import importlib
 import os
 import sys
@@ -17,11 +15,13 @@ import sys
 from agent import __version__
 from agent.api.client import DEFAULT_HOST, ApiClient
 from agent.cli.format import error_text
-from agent.errors import CorralError, InvalidArgument
+from agent.errors import CorralError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Any
+
+    from agent.cli.parser import Parser
 
 # Each verb's module (its `register(verbs)` adds the verb's parser): `corral VERB` imports and
 # registers only that one, since building every verb's parser costs ~20 ms, more than the rest of
@@ -61,55 +61,11 @@ _GLOBAL_FLAGS = ("--debug", "-D")
 EXIT_INTERRUPTED = 130
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's, with the terminal's width found without shutil. argparse builds a formatter at
-    every add_argument (to check the metavar) and asks shutil.get_terminal_size for the width,
-    importing shutil (with bz2, lzma and fnmatch: ~1.7 ms of `corral ps`) to print nothing."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
-
-
-@functools.cache    # argparse makes a formatter at every add_argument
-def terminal_columns() -> int:
-    """What shutil.get_terminal_size().columns answers: $COLUMNS, else stdout's terminal, else 80."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors are CorralErrors too, so they print and exit like every other (125)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)    # every verb's parser is a Parser too
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        raise InvalidArgument(message, hint=f"see `{self.prog} --help`")
-
-
-def _ask_gettext_once() -> None:
-    """argparse translates each of its words through gettext.gettext, which looks for .mo files
-    on disk at every call: ~2 ms of stat calls for the parsers of one verb, a twentieth of `corral
-    ps`. A message's translation does not change within a process, so each is asked for once."""
-    translate = getattr(argparse, "_")  # noqa: B009 - argparse's type stubs do not declare `_`
-    if not hasattr(translate, "cache_info"):
-        setattr(argparse, "_", functools.lru_cache(maxsize=None)(translate))  # noqa: B010
-
-
 def build_parser(verb: str | None = None) -> Parser:
     """The parser of every verb, or of `verb` alone when it is one (a faster start), or of none
     for `--version`, which answers before any verb is looked at (every verb's parser is ~20 ms)."""
-    _ask_gettext_once()
+    from agent.cli.parser import Parser, ask_gettext_once
+    ask_gettext_once()
     parser = Parser(prog="corral", description="Run and watch containers through the Corral daemon.")
     parser.add_argument("-H", "--host", default=None,
                         help=f"daemon socket (default: $CORRAL_HOST or {DEFAULT_HOST})")
@@ -127,6 +83,29 @@ def build_parser(verb: str | None = None) -> Parser:
     for delegated, (_module, help_text) in DELEGATED.items() if verb != "--version" else ():
         verbs.add_parser(delegated, help=help_text, add_help=False)
     return parser
+
+
+def quick_args(argv: list[str], verb_at: int) -> Namespace | None:
+    """The arguments of a verb whose module parses a plain command line itself
+    (`parse_quickly`: `run` and `create`, agent/cli/quick_parse.py), or None: then argparse."""
+    parse_quickly = getattr(importlib.import_module(VERBS[argv[verb_at]]), "parse_quickly", None)
+    values = None if parse_quickly is None else parse_quickly(argv[verb_at], argv[verb_at + 1:])
+    if values is None:
+        return None
+    host, words = None, argv[:verb_at]      # the global options split_verb found
+    for index, word in enumerate(words):
+        if word in _GLOBAL_WITH_VALUE:
+            host = words[index + 1]
+        elif word.startswith("--host="):
+            host = word[len("--host="):]
+    return Namespace(host=host, debug=any(word in _GLOBAL_FLAGS for word in words), verb=argv[verb_at], **values)
+
+
+class Namespace:
+    """What argparse.Namespace is to a verb's function: the values as attributes."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
 
 
 def split_verb(argv: list[str]) -> int:
@@ -156,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
                 site.main()
             module = importlib.import_module(DELEGATED[argv[verb_at]][0])
             return int(module.main(argv[verb_at + 1:]) or 0)
-        parser = build_parser(argv[verb_at] if verb_at < len(argv) else None)
-        args = parser.parse_args(argv)
-        if args.verb is None:
-            parser.print_help()
-            return 0
+        verb = argv[verb_at] if verb_at < len(argv) else None
+        # argparse.Namespace, or the quick parse's (attributes alike)
+        args: Any = quick_args(argv, verb_at) if verb in VERBS else None
+        if args is None:
+            parser = build_parser(verb)
+            args = parser.parse_args(argv)
+            if args.verb is None:
+                parser.print_help()
+                return 0
         client = ApiClient(args.host or os.environ.get("CORRAL_HOST") or DEFAULT_HOST)
         return int(args.func(args, client))
     except SystemExit as exc:   # --help and --version, and a delegated main that exits

@@ -3,19 +3,21 @@ daemon validates it), and the foreground run that streams the output, proxies Ct
 container and exits with its code."""
 from __future__ import annotations
 
-import argparse
+import _signal
 import os
-import signal
 import sys
 
 from agent.api.client import ApiClient
 from agent.api.run_client import run_container as run_stream
 from agent.cli.logs import copy_frames
-from agent.cli.run_environment import add_environment_arguments, environment_fields
+from agent.cli.run_environment import environment_fields
+from agent.cli.run_flags import RM_HELP, flag_table, flags_of
 from agent.errors import CorralError, InvalidArgument, NotFound
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import argparse
+    import signal
     from types import FrameType
     from typing import Any, Callable, TypeVar
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 
 # Ctrl-C is passed on to the container; this many in a row give up waiting for it.
 _INTERRUPTS_TO_DETACH = 3
+# The signals passed on to the container (docker's --sig-proxy), by the names the API takes.
+_SIGNAL_NAMES = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -31,87 +35,34 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def register_one(verbs: argparse._SubParsersAction, verb: str) -> None:
-    """`run` or `create` alone (agent/cli/main.py): each has ~60 flags, half of `run`'s start-up
-    in parsers."""
+    """`run` or `create` alone (agent/cli/main.py), from the table of their flags
+    (agent/cli/run_flags.py); a plain command line of either is parsed without argparse
+    (`parse_quickly`)."""
     if verb == "run":
-        run = verbs.add_parser("run", help="create and start a container",
-                               description="Create and start a container. In the foreground its output is "
-                                           "streamed and corral exits with its exit code.")
-        run.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-        run.add_argument("--detach-keys", metavar="KEYS",
-                         help="keys that detach from a terminal, like ctrl-a,x (default: ctrl-p,ctrl-q)")
-        add_spec_arguments(run, rm_help="remove the container when it exits")
-        run.set_defaults(func=run_container, flag_table=flag_table(run))
+        parser = verbs.add_parser("run", help="create and start a container",
+                                  description="Create and start a container. In the foreground its output is "
+                                              "streamed and corral exits with its exit code.")
     else:
-        create = verbs.add_parser("create", help="create a container without starting it",
+        parser = verbs.add_parser("create", help="create a container without starting it",
                                   description="Create a container and print its id; `corral start` starts it.")
-        add_spec_arguments(create, rm_help="have the daemon remove the container when it exits")
-        create.set_defaults(func=create_container, flag_table=flag_table(create))
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for group, names, options in flags_of(verb):
+        target = parser if group is None else groups.get(group) or groups.setdefault(
+            group, parser.add_argument_group(group))
+        target.add_argument(*names, **({**options, "help": RM_HELP[verb]} if names == ("--rm",) else options))
+    parser.set_defaults(func=VERB_FUNCS[verb], flag_table=flag_table(flags_of(verb)))
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser, *, rm_help: str) -> None:
-    parser.add_argument("--rm", action="store_true", help=rm_help)
-    parser.add_argument("-i", "--interactive", action="store_true",
-                        help="keep stdin open: this terminal's input (or a pipe) goes to the container")
-    parser.add_argument("-t", "--tty", action="store_true",
-                        help="give the container a terminal (its size follows this window)")
-    parser.add_argument("--name", help="container name (default: a generated adjective_animal)")
-    parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
-                        help="set an environment variable; a bare K takes the value from this shell")
-    parser.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
-    parser.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:CTR[:ro]",
-                        help="bind mount a host directory (/host/dir:/ctr), mount a volume (NAME:/ctr, created "
-                             "and filled from the image on first use) or a new anonymous volume (/ctr)")
-    parser.add_argument("--mount", action="append", default=[], metavar="type=...,target=...",
-                        help="docker's --mount: type=bind|volume|tmpfs,source=,target=,readonly,volume-nocopy,"
-                             "tmpfs-size=,tmpfs-mode= (docs/volumes.md)")
-    parser.add_argument("--device", action="append", default=[], metavar="HOST[:CTR[:rwm]]",
-                        help="expose a host device node (repeat for more); others cannot be opened")
-    parser.add_argument("--hostname", metavar="H", help="hostname inside the container (default: short id)")
-    parser.add_argument("-m", "--memory", metavar="SIZE", help="memory limit, like 64m or 1g")
-    parser.add_argument("--cpus", metavar="N", help="CPU limit, like 0.5")
-    parser.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of processes")
-    parser.add_argument("--net", "--network", dest="net", action="append", metavar="NET",
-                        help="none (only lo), host, bridge (the default network) or a network's name "
-                             "(repeat to join several)")
-    parser.add_argument("--network-alias", action="append", default=[], metavar="NAME",
-                        help="another name the first network's containers reach it by (repeat)")
-    parser.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/udp]",
-                        help="publish a container port on the host, like 8080:80 (repeat for more)")
-    parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V",
-                        help="set a label (repeat for more)")
-    parser.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint ('' clears it)")
-    security = parser.add_argument_group("security (docs/security.md)")
-    security.add_argument("--cap-add", action="append", default=[], metavar="CAP",
-                          help="add a capability, like NET_ADMIN, or ALL (repeat for more)")
-    security.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
-                          help="drop a capability, like NET_RAW, or ALL (repeat for more)")
-    security.add_argument("--privileged", action="store_true",
-                          help="every capability, no seccomp profile, /sys and cgroups writable: no isolation "
-                               "from the host's kernel")
-    security.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                          help="seccomp=unconfined, seccomp=PROFILE.json (Docker's format) or no-new-privileges")
-    security.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
-    security.add_argument("--tmpfs", action="append", default=[], metavar="DIR[:OPTS]",
-                          help="mount a tmpfs, like /run or /tmp:size=64m,mode=1777 (repeat for more)")
-    security.add_argument("-u", "--user", metavar="USER[:GROUP]",
-                          help="user to run as: a name from the image's /etc/passwd or a uid, optionally :group")
-    add_environment_arguments(parser)
-    security.add_argument("--userns", choices=("auto", "host"), default=None,
-                          help="auto: container root is an unprivileged host uid from a range of its own "
-                               "(/etc/subuid, user corral); host: the host's ids. Default: the daemon's "
-                               "--userns (host unless set). Unlike Docker, per container")
-    lifecycle = parser.add_argument_group("life cycle (docs/cli.md)")
-    lifecycle.add_argument("--restart", metavar="POLICY", default="no",
-                           help="restart policy: no (default), always, unless-stopped or on-failure[:N]")
-    lifecycle.add_argument("--stop-signal", metavar="SIGNAL", help="signal `stop` sends first (default TERM)")
-    lifecycle.add_argument("--stop-timeout", type=int, metavar="SECS",
-                           help="seconds `stop` waits before SIGKILL (default 10; -1 waits for ever)")
-    parser.add_argument("--pull", choices=("missing", "always", "never"), default="missing",
-                        help="pull the image before creating: missing (default), always or never")
-    parser.add_argument("image", metavar="IMAGE", help="image name, like busybox or busybox:latest")
-    parser.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER,
-                        help="command and arguments (default: the image's)")
+def parse_quickly(verb: str, words: list[str]) -> dict[str, Any] | None:
+    """`corral run|create WORDS` as parse_args would make it, without argparse, or None where
+    argparse must decide (--help, an abbreviation, an error, an unusual form): main() then
+    builds the parser."""
+    from agent.cli.quick_parse import parse
+    flags = flags_of(verb)
+    values = parse(flags, words)
+    if values is None:
+        return None
+    return {**values, "func": VERB_FUNCS[verb], "flag_table": flag_table(flags)}
 
 
 def env_items(items: list[str]) -> list[str]:
@@ -263,12 +214,6 @@ _FIELD_DESTS = {
 }
 
 
-def flag_table(parser: argparse.ArgumentParser) -> dict[str, tuple[str, Any]]:
-    """dest -> (its first option string, or a positional's metavar; its default)."""
-    return {action.dest: (action.option_strings[0] if action.option_strings else str(action.metavar), action.default)
-            for action in parser._actions if action.dest != "help"}
-
-
 def flag_of(exc: CorralError, args: argparse.Namespace) -> CorralError:
     """The daemon's error about a body field, with the flag that set it as the hint: the flags
     of the field given on this command line, else every flag that can set it."""
@@ -336,22 +281,23 @@ class SignalProxy:
         self._client = client
         self._container_id = container_id
         # What signal.signal() returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python).
+        # `_signal`, not `signal`, which builds its enums at import (and imports enum): ~3 ms of `run`.
         self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
         self._count = 0
 
     def __enter__(self) -> SignalProxy:
         # Only the main thread may set handlers (ValueError elsewhere: then nothing is proxied);
         # asked of signal itself, not of threading, which `run` does not import otherwise.
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in _SIGNAL_NAMES:
             try:
-                self._previous[number] = signal.signal(number, self._forward)
+                self._previous[number] = _signal.signal(number, self._forward)
             except ValueError:
                 break
         return self
 
     def __exit__(self, *exc_info) -> None:
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            _signal.signal(number, handler)
         self._previous.clear()
 
     def _forward(self, number: int, _frame) -> None:
@@ -361,6 +307,9 @@ class SignalProxy:
                   file=sys.stderr)
             raise KeyboardInterrupt
         try:
-            self._client.kill_container(self._container_id, signal=signal.Signals(number).name)
+            self._client.kill_container(self._container_id, signal=_SIGNAL_NAMES[number])
         except CorralError:
             pass   # it exited meanwhile: the wait that follows reports how
+
+
+VERB_FUNCS = {"run": run_container, "create": create_container}

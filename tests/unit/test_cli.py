@@ -282,7 +282,8 @@ def test_the_verb_table_names_each_module_s_verbs():
     import argparse
     import importlib
 
-    from agent.cli.main import VERB_MODULES, VERBS, Parser
+    from agent.cli.main import VERB_MODULES, VERBS
+    from agent.cli.parser import Parser
     registered = {}
     for module in VERB_MODULES:
         verbs = Parser(prog="corral").add_subparsers()

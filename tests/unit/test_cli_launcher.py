@@ -75,6 +75,9 @@ def test_a_whole_foreground_run_imports_no_models_nor_threading():
         assert code == "3", result.stderr          # the container's exit code: the run went to its end
         assert daemon.runtime.containers == {}     # --rm
     assert _outside_and_unneeded(modules) == ([], [])
+    # A plain command line is parsed without argparse (agent/cli/quick_parse.py), nor gettext,
+    # and the signals are proxied through _signal, without signal's enums.
+    assert {"argparse", "gettext", "locale", "signal", "agent.cli.parser"} & set(modules) == set()
 
 
 def test_version_builds_no_verb_s_parser():
@@ -85,7 +88,8 @@ def test_version_builds_no_verb_s_parser():
     assert result.stdout.startswith("corral version "), result.stderr
     code, *modules = result.stdout.split("\n", 1)[1].split()
     assert code == "0"
-    assert [name for name in modules if name.startswith("agent.cli.")] == ["agent.cli.format", "agent.cli.main"]
+    assert [name for name in modules if name.startswith("agent.cli.")] == ["agent.cli.format", "agent.cli.main",
+                                                                          "agent.cli.parser"]
 
 
 def test_every_verb_s_help_works_through_the_launcher():
