@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent.api.image_client import ImageCalls
+from agent.api.keepalive import KeptConnection
 from agent.api.lifecycle_client import LifecycleCalls
 from agent.api.transport import _filters, _ref, _stat_of
 from agent.errors import CorralError, InvalidArgument
@@ -37,7 +38,8 @@ def socket_path_of(host: str) -> str:
 
 
 class ApiClient(LifecycleCalls, ImageCalls):
-    """A client of the daemon at `host`. Holds no connection: each call opens its own.
+    """A client of the daemon at `host`. JSON calls share one kept connection (HTTP keep-alive,
+    agent/api/keepalive.py); each stream opens its own. `close()` (or `with`) closes the kept one.
     The life-cycle routes' methods are in agent/api/lifecycle_client.py, the images' in
     agent/api/image_client.py, the requests under them in agent/api/transport.py."""
 
@@ -45,6 +47,17 @@ class ApiClient(LifecycleCalls, ImageCalls):
         self.host = host
         self._path = socket_path_of(host)
         self._timeout = timeout   # None: `wait` and `stop` may take as long as the container does
+        self._kept = KeptConnection(self._path)
+
+    def close(self) -> None:
+        """Close the kept connection (a later call opens a new one)."""
+        self._kept.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # The daemon
 

@@ -7,7 +7,12 @@
 - a body over the limit is 413 (then a lingering close), a target over MAX_TARGET bytes is 414, headers over MAX_HEADER_BYTES are 431, and the errors
   the stdlib parser itself raises (bad request line, 414, 431, 501) get the JSON error body;
 - once the request is read the deadline is lifted, so a long stream (logs --follow) or a
-  connection taken over by a handler (the Docker API's hijack) is the handler's to time.
+  connection taken over by a handler (the Docker API's hijack) is the handler's to time;
+- kept connections (HTTP/1.1 keep-alive: `ApiClient`, docker-py, the docker CLI): one idles at
+  most KEEPALIVE_TIMEOUT for its next request, serves at most MAX_REQUESTS_PER_CONNECTION, and
+  is closed first when the connection cap is reached (the idle one waiting longest makes room
+  for the new client) and when the server stops. So idle clients never hold the cap, and no
+  thread waits longer than KEEPALIVE_TIMEOUT for a request that may never come.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ from typing import Any
 
 from agent.errors import TooLarge
 
-REQUEST_TIMEOUT = 10.0       # seconds to send one whole request (and to idle between them)
+REQUEST_TIMEOUT = 10.0       # seconds to send one whole request
+KEEPALIVE_TIMEOUT = 5.0      # seconds a kept connection idles for its next request (Apache's default)
+MAX_REQUESTS_PER_CONNECTION = 1000    # then `Connection: close` (nginx's keepalive_requests)
 BACKLOG = 1024               # the kernel caps it at net.core.somaxconn (4096 here)
 MAX_CONNECTIONS = 512        # one thread each; more than this is 503 Service Unavailable
 MAX_TARGET = 8192            # bytes of path and query
@@ -67,10 +74,44 @@ class LimitedHandler(BaseHTTPRequestHandler):
         super().setup()
         self._reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self._reader, 65536)
+        self._served = 0          # requests answered on this connection
 
     def handle_one_request(self) -> None:
-        self._reader.deadline = time.monotonic() + self.server.request_timeout  # type: ignore[attr-defined]
-        super().handle_one_request()
+        timeout: float = self.server.request_timeout  # type: ignore[attr-defined]
+        if self._served:
+            # A kept connection: it may wait KEEPALIVE_TIMEOUT for its next request line, and the
+            # server may end that wait (drain) when it runs short of connections or stops.
+            if not self.server.wait_idle(self):     # type: ignore[attr-defined]
+                self.close_connection = True
+                return
+            timeout = min(timeout, KEEPALIVE_TIMEOUT)
+        self._reader.deadline = time.monotonic() + timeout
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.end_idle(self)     # type: ignore[attr-defined]
+        self._served += 1
+
+    def parse_request(self) -> bool:
+        """The request line is in: the connection is busy, and the rest of the request (headers,
+        body) has the whole REQUEST_TIMEOUT."""
+        if self._served:
+            self.server.end_idle(self)     # type: ignore[attr-defined]
+            self._reader.deadline = time.monotonic() + self.server.request_timeout  # type: ignore[attr-defined]
+        parsed = super().parse_request()
+        if parsed and self._served + 1 >= MAX_REQUESTS_PER_CONNECTION:
+            self.close_connection = True
+        return parsed
+
+    def drain(self) -> None:
+        """End the wait for a next request (the server needs the slot, or stops). SHUT_RD and
+        not a close: a request already in the socket is still read and answered (this side
+        reads what is queued before it sees the end), a client sending later gets EPIPE and
+        sends it on a new connection (agent/api/keepalive.py)."""
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass     # already closed
 
     def request_read(self) -> None:
         """The request is in: lift the deadline for the handler and its response."""
@@ -142,17 +183,50 @@ class LimitedServerMixIn:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._open = 0
         self._open_lock = threading.Lock()
+        self._idle: dict[LimitedHandler, None] = {}    # kept connections waiting, longest first
+        self._closing = False
         super().__init__(*args, **kwargs)
 
+    def wait_idle(self, handler: LimitedHandler) -> bool:
+        """A kept connection is about to wait for its next request; False: close it instead."""
+        with self._open_lock:
+            if self._closing:
+                return False
+            self._idle[handler] = None
+            return True
+
+    def end_idle(self, handler: LimitedHandler) -> None:
+        with self._open_lock:
+            self._idle.pop(handler, None)
+
     def process_request(self, request: Any, client_address: Any) -> None:
+        drained = None
         with self._open_lock:
             busy = self._open >= self.max_connections
+            if busy and self._idle:
+                # The cap is reached but a kept connection is only idling: it makes room. Its
+                # thread ends as soon as it sees the end of its input, so the count is over the
+                # cap by one for that moment only.
+                drained = next(iter(self._idle))
+                del self._idle[drained]
+                busy = False
             if not busy:
                 self._open += 1
+        if drained is not None:
+            drained.drain()
         if busy:
             self._refuse(request)
             return
         super().process_request(request, client_address)  # type: ignore[misc]
+
+    def server_close(self) -> None:
+        """Also end the kept connections' waits: a stopped server answers no more requests."""
+        with self._open_lock:
+            self._closing = True
+            idle, self._idle = list(self._idle), {}
+        for handler in idle:
+            handler.drain()
+        super().server_close()  # type: ignore[misc]
 
     def _refuse(self, request: socket.socket) -> None:
         """503 to a client past the cap. Its request is read and dropped for a moment so the close

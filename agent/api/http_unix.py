@@ -6,8 +6,10 @@ wants a CLI run within 0.15x of `podman run`). The other end is always our own s
 (agent/api/server.py, `BaseHTTPRequestHandler` with HTTP/1.1), so this speaks only what that
 server sends: a status line and headers, then a body framed by Content-Length, by chunked
 transfer-encoding (the logs, exec and events streams), or by the end of the connection; or
-`101` after which the connection is the caller's (attach). One request per connection, with
-`Connection: close` (or `Upgrade`), as the client never reuses one.
+`101` after which the connection is the caller's (attach). `request` sends one request per
+connection, with `Connection: close` (or `Upgrade`): streams and uploads. A plain request and
+answer may instead go over a kept connection (agent/api/keepalive.py): its `Response` then hands
+the socket back through `release` once the body has been read to its end.
 
 Failures are OSError (the socket) or ProtocolError (an answer that is not HTTP as expected);
 the caller turns both into CorralErrors.
@@ -18,7 +20,7 @@ from __future__ import annotations
 # ~2.5 ms of every `corral` start; a `_socket.socket` has all this client calls (and is the base
 # of `socket.socket`, so a connection handed on works wherever a socket does).
 import _socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _RECV_SIZE = 65536
 _MAX_LINE = 65536      # a status, header or chunk-size line longer than this is not our server
@@ -29,16 +31,26 @@ class ProtocolError(Exception):
     """The peer's answer broke HTTP/1.1 framing: no status line, a bad chunk size, cut short."""
 
 
+class ClosedBeforeAnswer(ProtocolError):
+    """The connection ended before the first byte of an answer (a kept connection the server
+    closed, or a server that died with the request)."""
+
+
 class Response:
     """The status and headers of one answer; the body is read with `read1` or `read`.
 
     `headers` maps lower-case names to values. The connection closes when the body has been
-    read to its end or `close()` is called.
+    read to its end or `close()` is called; with `release`, a body read to its end instead hands
+    the socket to `release` when the server keeps the connection open (no `Connection: close`,
+    a body framed by its length or chunks, nothing read past it).
     """
 
-    def __init__(self, sock: _socket.socket, method: str) -> None:
+    def __init__(self, sock: _socket.socket, method: str,
+                 release: Callable[[_socket.socket], None] | None = None) -> None:
         self._sock: _socket.socket | None = sock
         self._buffer = bytearray()
+        self._received = False
+        self._release = release
         self.status, self.reason = self._status_line()
         while self.status == 100:    # "100 Continue" precedes the real answer
             self._headers()
@@ -50,6 +62,8 @@ class Response:
         if self.status == 101:                    # upgraded: the connection is the caller's now
             self._done = True
             return
+        if "close" in self.headers.get("connection", "").lower():
+            self._release = None
         if self.status in (204, 304) or 100 <= self.status < 200 or method == "HEAD":
             self._length = 0
         elif not self._chunked and "content-length" in self.headers:
@@ -59,9 +73,11 @@ class Response:
                 raise ProtocolError(f"Content-Length {self.headers['content-length']!r} is not a number") from None
             if self._length < 0:
                 raise ProtocolError(f"Content-Length {self._length} is negative")
+        elif not self._chunked:
+            self._release = None                  # framed by the end of the connection
         self._done = False
         if self._length == 0:
-            self.close()
+            self._end()
 
     # The body
 
@@ -81,7 +97,7 @@ class Response:
             raise ProtocolError(f"the answer ended {self._length} bytes short of its Content-Length")
         self._length -= len(data)
         if self._length == 0:
-            self.close()
+            self._end()
         return data
 
     def read(self) -> bytes:
@@ -107,6 +123,16 @@ class Response:
         if sock is not None:
             sock.close()
 
+    def _end(self) -> None:
+        """The body has been read to its end: the connection goes back to `release` or closes."""
+        release, self._release = self._release, None
+        if release is None or self._buffer or self._sock is None:
+            self.close()
+            return
+        self._done = True
+        sock, self._sock = self._sock, None
+        release(sock)
+
     def _read_chunked(self, size: int) -> bytes:
         if self._chunk_left == 0:
             line = self._line()
@@ -117,7 +143,7 @@ class Response:
             if self._chunk_left == 0:
                 while self._line():              # trailers, up to the blank line
                     pass
-                self.close()
+                self._end()
                 return b""
         want = min(size, self._chunk_left)
         data = self._take(want) or self._recv_at_most(want)
@@ -154,7 +180,10 @@ class Response:
                 raise ProtocolError(f"a line of the answer is longer than {_MAX_LINE} bytes")
             data = self._recv()
             if not data:
+                if not self._received:
+                    raise ClosedBeforeAnswer("the connection closed before the answer began")
                 raise ProtocolError("the connection closed before the answer was complete")
+            self._received = True
             self._buffer += data
         line = bytes(self._buffer[:end]).rstrip(b"\r")
         del self._buffer[:end + 1]
@@ -189,20 +218,9 @@ def request(path: str, method: str, target: str, *, body: bytes | None = None,
     answers before taking it all (an error), its answer is read all the same. Raises OSError
     (FileNotFoundError, ConnectionRefusedError, PermissionError when connecting) or ProtocolError.
     """
-    lines = [f"{method} {target} HTTP/1.1"]
-    if "Connection" not in (headers or {}):
-        lines.append("Connection: close")
-    for name, value in (headers or {}).items():
-        lines.append(f"{name}: {value}")
-    if chunks is not None:
-        lines.append("Transfer-Encoding: chunked")
-    elif body is not None or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body or b'')}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    head = head_of(method, target, headers, body, chunked=chunks is not None, keep_alive=False)
+    sock = connect(path, timeout)
     try:
-        sock.settimeout(timeout)
-        sock.connect(path)
         sock.sendall(head + body if body else head)
         if chunks is not None:
             try:
@@ -216,3 +234,30 @@ def request(path: str, method: str, target: str, *, body: bytes | None = None,
     except BaseException:
         sock.close()
         raise
+
+
+def head_of(method: str, target: str, headers: dict[str, str] | None, body: bytes | None, *,
+            chunked: bool, keep_alive: bool) -> bytes:
+    """The request line and headers; `Connection: close` unless kept alive or set by the caller."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    if not keep_alive and "Connection" not in (headers or {}):
+        lines.append("Connection: close")
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    elif body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def connect(path: str, timeout: float | None) -> _socket.socket:
+    """A new connection to the server on the UNIX socket `path`."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

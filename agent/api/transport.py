@@ -1,6 +1,7 @@
 """The transport under ApiClient: one HTTP request over the daemon's UNIX socket per call,
 its answer decoded (JSON, JSON lines, Docker frames, raw chunks or an upgraded connection),
-and an error answer raised again as the CorralError the daemon named."""
+and an error answer raised again as the CorralError the daemon named. JSON calls go over the
+client's kept connection (agent/api/keepalive.py); streams and upgrades over their own."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 from agent.api import frames
 from agent.api.http_unix import ProtocolError, Response, request
+from agent.api.keepalive import KeptConnection
 from agent.errors import CorralError, DaemonUnavailable, from_dict
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing, ~4 ms of every CLI start
@@ -36,13 +38,14 @@ def _filters(filters: dict | None) -> dict:
 
 class Transport:
     """The requests every group of ApiClient's methods is written with. ApiClient sets
-    `_path` (the socket) and `_timeout`."""
+    `_path` (the socket), `_timeout` and `_kept` (its kept connection)."""
 
     _path: str
     _timeout: float | None
+    _kept: KeptConnection
 
     def _json(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Any:
-        response = self._open(method, path, body=body, query=query)
+        response = self._open(method, path, body=body, query=query, kept=True)
         try:
             data = response.read()
         except (ProtocolError, OSError) as exc:
@@ -67,7 +70,10 @@ class Transport:
         return (*response.take_connection(), response.headers)
 
     def _open(self, method: str, path: str, *, body: Any = None, query: dict | None = None,
-              headers: dict[str, str] | None = None, chunks: Iterator[bytes] | None = None) -> Response:
+              headers: dict[str, str] | None = None, chunks: Iterator[bytes] | None = None,
+              kept: bool = False) -> Response:
+        """Send the request and read the answer's head; `kept`: over the kept connection (a
+        plain answer the caller reads to its end), else over a connection of its own."""
         target = path
         if query:
             target += "?" + "&".join(f"{_percent(str(k))}={_percent(_query_value(v))}" for k, v in query.items())
@@ -77,8 +83,11 @@ class Transport:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
-            response = request(self._path, method, target, body=payload, headers=headers, timeout=self._timeout,
-                               chunks=chunks)
+            if kept:
+                response = self._kept.request(method, target, body=payload, headers=headers, timeout=self._timeout)
+            else:
+                response = request(self._path, method, target, body=payload, headers=headers,
+                                   timeout=self._timeout, chunks=chunks)
         except (FileNotFoundError, ConnectionRefusedError):
             raise DaemonUnavailable(
                 f"cannot reach the Corral daemon at unix://{self._path}",

@@ -241,6 +241,7 @@ class FakeDaemon:
 
     def __exit__(self, *exc_info) -> None:
         import shutil
+        self.client.close()
         self.server.stop()
         self.events.close()
         shutil.rmtree(self.dir, ignore_errors=True)
