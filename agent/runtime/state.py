@@ -13,8 +13,8 @@ Only a power loss can undo a save, and it also kills every container, so only th
 completes a container's creation is fsync'd (`durable=True`, file and directories, ~0.4 ms):
 it is the record that owns what the container keeps on disk. That generation is kept until a
 later durable one replaces it, so a torn newer generation always has a good one beneath it.
-`run` overlaps those fsyncs with the launch (`sync_later`, PendingSync) and answers only
-once they are done.
+`run` overlaps those fsyncs with the launch (`sync_later`, PendingSync, in the one thread of
+agent/runtime/state_sync.py) and answers only once they are done.
 Later saves (start, exit, removing) may be lost to a power loss: reconcile corrects a stale
 state from what is (or is not) running. A directory with no state file (a create cut short)
 and one whose every generation is unreadable are listed for the reconciler (`no_state`,
@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.atomic_file import sync_directory
-from agent.errors import Conflict, InvalidArgument, KernelError, NotFound
+from agent.errors import Conflict, InvalidArgument, NotFound
 from agent.runtime.model import Container
+from agent.runtime.state_sync import PendingSync, StateSyncer
 
 if TYPE_CHECKING:
     from agent.runtime.trash import Trash
@@ -60,36 +61,6 @@ def _generations(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-class PendingSync:
-    """The fsyncs of one durable save (the file's data, then the directories naming it), in a
-    thread of their own: an ext4 journal commit, 1-3 ms under load, overlapped with the launch.
-    It holds open descriptors, not paths: a --rm container may exit and go to the trash first."""
-
-    def __init__(self, fds: tuple[int, ...]) -> None:
-        self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._sync, args=(fds,), name="state-sync", daemon=True)
-        self._thread.start()
-
-    def _sync(self, fds: tuple[int, ...]) -> None:
-        try:
-            for index, fd in enumerate(fds):
-                if index == 0:
-                    os.fdatasync(fd)     # the state file: its data (the entry is the directories')
-                else:
-                    os.fsync(fd)
-        except OSError as exc:
-            self._error = exc
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def wait(self) -> None:
-        """Until the save is durable; KernelError when it could not be made so."""
-        self._thread.join()
-        if self._error is not None:
-            raise KernelError(f"saving container state durably: {self._error.strerror}")
-
-
 class ContainerStore:
     """The containers the daemon knows, kept on disk and indexed in memory."""
 
@@ -103,6 +74,7 @@ class ContainerStore:
         self.load_errors: list[str] = []
         self.no_state: list[str] = []           # ids of directories without any state file
         self.unreadable: dict[str, list[str]] = {}   # id -> why each of its state files is unreadable
+        self._syncer = StateSyncer()            # the fsyncs of `sync_later` saves
         self._load()
 
     def _load(self) -> None:
@@ -166,7 +138,7 @@ class ContainerStore:
                     for opened in fds:
                         os.close(opened)
                     raise
-                pending = PendingSync(tuple(fds))      # it closes them
+                pending = self._syncer.submit(tuple(fds))      # it closes them
             else:
                 os.close(fd)
                 if durable:

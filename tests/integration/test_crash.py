@@ -167,6 +167,27 @@ def test_sigkill_at_random_points_loses_nothing(crashing):
     assert host_state.map_entries(host_state.metrics(crashing.metrics_port)).get("slots", 0) == 0
 
 
+def test_a_create_that_answered_survives_a_kill_at_once(crashing):
+    """The create's record is durable before create (and create with start, whose fsyncs run
+    beside the launch) answer: a daemon SIGKILLed as soon as the answer is in knows the
+    container after its restart. The same client goes on across the restarts: its kept
+    connection is found closed and replaced."""
+    client = client_of(crashing)
+    known = {}
+    for start in (False, True):
+        created = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"},
+                                          start=start)["id"]
+        kill_and_restart(crashing)
+        known[created] = "running" if start else "created"
+    try:
+        states = {c["id"]: c["state"] for c in client.list_containers(all=True)}
+        assert {ref: states.get(ref) for ref in known} == known
+    finally:
+        for ref in known:
+            client.remove_container(ref, force=True)
+        client.close()
+
+
 def _ignoring_errors(action, *args) -> None:
     try:
         action(*args)
