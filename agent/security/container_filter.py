@@ -45,10 +45,13 @@ class ContainerFilters:
         profile, profile_digest = self._profile(settings.seccomp)
         source = self.cache.path_for(profile, profile_digest, settings.caps, denied)
         try:
-            tmp = directory / f".{FILTER_FILE}.new"
-            tmp.unlink(missing_ok=True)
-            os.link(source, tmp)            # a hard link: no copy, and the cache may be pruned
-            os.replace(tmp, path)
+            try:
+                os.link(source, path)       # a hard link: no copy, and the cache may be pruned
+            except FileExistsError:         # a start again: replaced in one step
+                tmp = directory / f".{FILTER_FILE}.new"
+                tmp.unlink(missing_ok=True)
+                os.link(source, tmp)
+                os.replace(tmp, path)
         except OSError as exc:
             raise KernelError(f"cannot link the seccomp filter into {directory}: {exc.strerror}") from None
         _write_record(directory, record)

@@ -106,6 +106,20 @@ def test_import_with_config_and_lookup_by_name_id_and_prefix(store, tmp_path):
     assert ImageStore(store.dir.parent).get("team/app:1.0") == image
 
 
+def test_a_record_is_parsed_once_and_again_when_another_process_changes_it(store, tmp_path):
+    first = store.import_tarball(write_tar(tmp_path / "r.tar", ROOTFS), "team/app:1.0")
+    assert store.get("team/app:1.0") is store.get("team/app:1.0"), "the same version is parsed once"
+    # Another process (a second store on the same root) gives the name to new content.
+    other = ImageStore(store.dir.parent)
+    second = other.import_tarball(write_tar(tmp_path / "s.tar", [member("etc/other", "x")]), "team/app:1.0")
+    assert second.id != first.id
+    assert store.get("team/app:1.0") == second
+    assert store.get(first.id).id == first.id           # the old content, untagged now
+    other.remove("team/app:1.0", in_use_by=[])
+    with pytest.raises(NotFound):
+        store.get("team/app:1.0")
+
+
 def test_get_unknown_image_names_it_and_says_what_to_do(store):
     with pytest.raises(NotFound) as info:
         store.get("nosuch:1.0")
