@@ -10,7 +10,6 @@ daemon can send them unchanged.
 """
 from __future__ import annotations
 
-import json
 import struct
 
 from agent.errors import CorralError, from_dict
@@ -37,12 +36,14 @@ def encode_exit(code: int) -> bytes:
 
 def encode_error(error: dict) -> bytes:
     """The final frame of a stream whose work failed after the answer's head (CorralError.to_dict())."""
+    import json  # not at the top: the CLI imports this module and reads JSON only on errors
     return encode(EXIT, json.dumps(error).encode())
 
 
 def decode_exit(payload: bytes) -> int:
     """The exit code of a stream-3 frame; an error frame is raised as the daemon's CorralError."""
     if payload.startswith(b"{"):
+        import json
         try:
             error = json.loads(payload)
         except ValueError:

@@ -4,10 +4,9 @@ and an error answer raised again as the CorralError the daemon named. JSON calls
 client's kept connection (agent/api/keepalive.py); streams and upgrades over their own."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from agent.api import frames
+from agent.api import frames, json_body
 from agent.api.http_unix import ProtocolError, Response, request
 from agent.api.keepalive import KeptConnection
 from agent.errors import CorralError, DaemonUnavailable, from_dict
@@ -33,7 +32,10 @@ def _ref(ref: str) -> str:
 
 def _filters(filters: dict | None) -> dict:
     """The `filters` query parameter (docker's JSON) when there are any."""
-    return {"filters": json.dumps(filters, separators=(",", ":"))} if filters else {}
+    if not filters:
+        return {}
+    import json  # here and below: only where JSON is needed (agent/api/json_body.py says why)
+    return {"filters": json.dumps(filters, separators=(",", ":"))}
 
 
 class Transport:
@@ -54,6 +56,7 @@ class Transport:
             response.close()
         if response.status == 204 or not data:
             return None
+        import json
         try:
             return json.loads(data)
         except ValueError:
@@ -80,7 +83,7 @@ class Transport:
         headers = {"Host": "corral", "Accept": "application/json", **(headers or {})}
         payload = None
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = json_body.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
             if kept:
@@ -125,6 +128,7 @@ class Transport:
 
     def _lines(self, method: str, path: str, *, body: Any = None, query: dict | None = None) -> Iterator[dict]:
         """A JSON-lines stream, one object per line as it arrives."""
+        import json
         response = self._open(method, path, body=body, query=query)
         pending = b""
         try:
@@ -153,6 +157,7 @@ def _query_value(value: Any) -> str:
 
 def _stat_of(response: Response) -> dict:
     import base64
+    import json
     header = response.headers.get("x-docker-container-path-stat", "")
     try:
         return json.loads(base64.b64decode(header)) if header else {}
@@ -161,6 +166,7 @@ def _stat_of(response: Response) -> dict:
 
 
 def _error_of(response: Response) -> CorralError:
+    import json
     try:
         data = response.read()
     except (ProtocolError, OSError):

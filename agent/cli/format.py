@@ -2,8 +2,9 @@
 "Up 3 minutes", "Exited (137) 2 seconds ago", sizes like "4.26MB" and quoted, cut commands."""
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _COLUMN_GAP = "   "
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -149,7 +150,10 @@ def event_line(event: dict) -> str:
 
 
 def _plain(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    import json  # not at the top: every `corral` imports this module for its errors, and json imports re
+    return json.dumps(value)
 
 
 def key_values(data: object, indent: int = 0) -> str:

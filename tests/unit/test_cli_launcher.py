@@ -75,9 +75,11 @@ def test_a_whole_foreground_run_imports_no_models_nor_threading():
         assert code == "3", result.stderr          # the container's exit code: the run went to its end
         assert daemon.runtime.containers == {}     # --rm
     assert _outside_and_unneeded(modules) == ([], [])
-    # A plain command line is parsed without argparse (agent/cli/quick_parse.py), nor gettext,
-    # and the signals are proxied through _signal, without signal's enums.
-    assert {"argparse", "gettext", "locale", "signal", "agent.cli.parser"} & set(modules) == set()
+    # A plain command line is parsed without argparse (agent/cli/quick_parse.py), nor gettext;
+    # the signals are proxied through _signal, without signal's enums; the body is written
+    # without json (agent/api/json_body.py), so neither re nor enum is imported.
+    assert {"argparse", "gettext", "locale", "signal", "agent.cli.parser", "json", "re", "enum"} \
+        & set(modules) == set()
 
 
 def test_version_builds_no_verb_s_parser():
