@@ -6,11 +6,12 @@ with an alert posted by `--alert-webhook` to an HTTP server in the bench; `pids`
 `bench-pkill-*` the same way. Memory is watched by the kernel (agent/cgroups/watch.py); `pids`
 has no event source and is found by the periodic evaluation, so it is the anchor measured in
 the same run: what sampling gives on this machine now. Syscalls above 20000/s kill
-`bench-skill-*` (a container-wide rate: checked in the kernel, probes/rates.c) and, as its own
-sampled anchor, `bench-sskill-*` (the same storm against a per-syscall rule on `read`, which
-only the periodic evaluation sees). `bench-s2kill-*` has two levels on the same signal, an
-alert above 20000/s and a kill above 200000/s: both checked in the kernel, the kill timed at the
-higher level's crossing.
+`bench-skill-*` (a container-wide rate: checked in the kernel, probes/rates.c), read calls above
+20000/s kill `bench-sskill-*` (a per-syscall rule on `read`: checked in the kernel too, in
+syscall_rate_limits), and, as their own sampled anchor, `bench-ckill-*` (the same storm against a
+`cpu_percent` rule, which only the periodic evaluation sees). `bench-s2kill-*` has two levels on
+the same signal, an alert above 20000/s and a kill above 40000/s: both checked in the kernel, the
+kill timed at the higher level's crossing.
 
 Each workload marks its own breach: it writes 40 MiB of page cache (charged to its memory
 cgroup), touches a file in a directory the bench bind-mounts (the bench polls it every ~1 ms),
@@ -48,6 +49,7 @@ MEMORY_ABOVE = "64Mi"
 PIDS_ABOVE = 10
 SYSCALLS_ABOVE = 20000
 SYSCALLS_KILL_ABOVE = 40000       # bench-s2kill's second level: close, so the storm reaches it a few ms after the first
+CPU_ABOVE = 50                    # bench-ckill (% of one CPU): the storm keeps a CPU busy, far above it after one tick
 POLICIES = f"""apiVersion: corral/v1
 kind: Policy
 metadata: {{name: bench-mkill}}
@@ -90,6 +92,14 @@ spec:
 ---
 apiVersion: corral/v1
 kind: Policy
+metadata: {{name: bench-ckill}}
+spec:
+  selector: {{names: ["bench-ckill-*"]}}
+  thresholds:
+    - {{name: cpu-storm, signal: cpu_percent, above: {CPU_ABOVE}, actions: [alert, kill]}}
+---
+apiVersion: corral/v1
+kind: Policy
 metadata: {{name: bench-s2kill}}
 spec:
   selector: {{names: ["bench-s2kill-*"]}}
@@ -104,12 +114,14 @@ WORKLOADS = {
     "syscalls": "sleep 1; touch /mark/m; dd if=/dev/zero of=/dev/null bs=1 count=1000000000 2>/dev/null",
 }
 SUBJECTS = {"mkill": ("memory", "kill"), "mfreeze": ("memory", "freeze"), "pkill": ("pids", "kill"),
-            "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill"), "s2kill": ("syscalls", "kill")}
+            "skill": ("syscalls", "kill"), "sskill": ("syscalls", "kill"), "s2kill": ("syscalls", "kill"),
+            "ckill": ("syscalls", "kill")}
 # subject -> the sampled subject its ratio is taken against (same run, same round)
-ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "sskill", "s2kill": "sskill"}
+ANCHORS = {"mkill": "pkill", "mfreeze": "pkill", "skill": "ckill", "s2kill": "ckill", "sskill": "ckill"}
 WHAT = {"pkill": "pids above threshold", "skill": "syscalls/s above threshold",
         "s2kill": "syscalls/s above the second of two levels",
-        "sskill": "read calls/s above threshold (sampled)"}
+        "sskill": "read calls/s above threshold (kernel-checked per-syscall rule)",
+        "ckill": "cpu % of the same storm above threshold (sampled)"}
 POLL = 0.001
 TIMEOUT = 15.0
 
