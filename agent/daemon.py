@@ -89,8 +89,8 @@ class Daemon:
                 self._stack.append(("probes", self.probes.close))
                 self._stack.append(("probes following", self.bus.subscribe("probes", probes_follow(self.probes))))
         self.networks = start_networks(config)
-        if self.networks is not None:     # exited containers' queued detaches finished at stop
-            self._stack.append(("network teardown", self.networks.teardown.close))
+        if self.networks is not None:     # exited containers' queued detaches finished, the pool let go
+            self._stack.append(("networks", self.networks.close))
         decider = None
         if config.policies:
             from agent.policy.decider import LibraryDecider

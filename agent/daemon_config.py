@@ -36,6 +36,7 @@ class DaemonConfig:
     series_budget: int = 0             # --series-budget: series per scrape (0: none)
     network: bool = True
     default_subnet: str = "10.213.0.0/16"
+    netns_pool: int = 4                # --netns-pool: network namespaces made ahead (agent/network/pool.py); 0: off
     metrics: MetricsOptions = field(default_factory=MetricsOptions)   # --syscall-metrics, --drop-*
     dump_bpf: bool = False
     log_level: str = "info"
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no bridge networking (containers may use --net none or host)")
     parser.add_argument("--default-subnet", default="10.213.0.0/16", metavar="CIDR",
                         help="subnet of the default network corral0 (default %(default)s)")
+    parser.add_argument("--netns-pool", type=_pool_size, default=4, metavar="N",
+                        help="network namespaces made ahead for bridge containers, each with its veth, so a "
+                             "start only takes one (docs/networking.md; default %(default)s, 0: off)")
     parser.add_argument("--syscall-metrics", default="all", help="all | top:N | none (default %(default)s)")
     parser.add_argument("--syscall-latency", action="store_true",
                         help="per-container syscall latency histograms (costs several times more than counting)")
@@ -159,6 +163,20 @@ def parse_mirrors(values: list[str]) -> dict[str, tuple[str, ...]]:
                                   "like docker.io=127.0.0.1:5000")
         mirrors[registry] = (*mirrors.get(registry, ()), host)
     return mirrors
+
+
+class _BadValue(argparse.ArgumentTypeError, ValueError):
+    """argparse shows its text for a flag; agent/config.py, which catches ValueError, for a key."""
+
+
+def _pool_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise _BadValue(f"--netns-pool {text!r}: expected a count from 0 (off) to 64")
+    return value
 
 
 def _size(text: str) -> int:

@@ -49,7 +49,7 @@ def start_networks(config: DaemonConfig) -> NetworkManager | None:
         return None
     from agent.network.manager import NetworkManager
     try:
-        networks = NetworkManager(config.root, default_subnet=config.default_subnet)
+        networks = NetworkManager(config.root, default_subnet=config.default_subnet, netns_pool=config.netns_pool)
         networks.ensure_default()
     except CorralError as exc:
         log.error("bridge networking is off: %s; containers can use --net none or --net host", exc)

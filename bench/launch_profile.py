@@ -9,10 +9,13 @@ shared bridge nor the integration lock), and per round, in a shuffled order:
             daemon, no cgroup, no overlay
   crun      `crun run` of the same rootfs (bench/launch.py's anchor, from its helper)
 
-    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE] [--net bridge]
+    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE] [--net bridge] [--pool N]
 
 `--net bridge` runs the API subjects on the default bridge network (veth, address, routes; the
 daemon then has its network, so run it under the integration lock); the anchors stay as they are.
+
+`--pool N` gives the daemon `--netns-pool N` (0: each bridge start makes its namespace, as before
+the pool; agent/network/pool.py), so both can be measured alternately.
 
 `--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra cycles run, and
 prints the daemon's hottest frames (self and total) from the collapsed stacks.
@@ -85,9 +88,11 @@ def hottest(raw: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def run(rounds: int = 30, spy: Path | None = None, network: str = "none") -> dict:
+def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: int | None = None) -> dict:
     split: dict[str, list[float]] = {}
-    flags = ("--no-network", "--no-probes") if network == "none" else ("--no-probes",)
+    flags: tuple[str, ...] = ("--no-network", "--no-probes") if network == "none" else ("--no-probes",)
+    if pool is not None:
+        flags += ("--netns-pool", str(pool))
     with BenchDaemon(*flags, name="launchprof") as daemon:
         anchors = OciAnchors(daemon.root, daemon.root / "anchors")
         try:
@@ -124,7 +129,8 @@ def main(argv: list[str]) -> int:
     if spy is not None and not (VENV_BIN / "py-spy").exists():
         sys.exit("bench.launch_profile --spy: py-spy is not in the venv (`.venv/bin/pip install py-spy`)")
     network = argv[argv.index("--net") + 1] if "--net" in argv else "none"
-    result = run(rounds, spy, network)
+    pool = int(argv[argv.index("--pool") + 1]) if "--pool" in argv else None
+    result = run(rounds, spy, network, pool)
     for row in result["rows"]:
         print(f"{row['figure']:<22} {row['median']:8.2f} ms  p25-p75 {row['p25']:.2f}-{row['p75']:.2f}"
               f"  {row['ratio']:.2f}x crun ({row['ratio_p25']:.2f}-{row['ratio_p75']:.2f})")

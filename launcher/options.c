@@ -145,8 +145,10 @@ int parse_run(int argc, char **argv, struct run_opts *o, char *msg, size_t size)
 				o->net = NET_HOST;
 			else if (strcmp(v, "new") == 0)
 				o->net = NET_NEW;
+			else if (strncmp(v, "join:/", 6) == 0)
+				o->net = NET_JOIN, o->net_join = v + 5;
 			else {
-				snprintf(msg, size, "usage: --net \"%s\": expected none, host or new", v);
+				snprintf(msg, size, "usage: --net \"%s\": expected none, host, new or join:PATH", v);
 				return -1;
 			}
 		} else if ((v = opt_value(argc, argv, &i, "--env", &missing))) {

@@ -14,7 +14,7 @@
 #include "tty.h"
 #include "userns.h"
 
-enum net_mode { NET_NONE, NET_HOST, NET_NEW };
+enum net_mode { NET_NONE, NET_HOST, NET_NEW, NET_JOIN };
 
 struct bind {
 	const char *src;
@@ -34,6 +34,7 @@ struct run_opts {
 	const char *rootfs;
 	const char *hostname;
 	enum net_mode net;
+	const char *net_join; /* --net join:PATH: the namespace to be born in (netjoin.h) */
 	char **env; /* NULL-terminated */
 	const char *workdir;
 	struct bind *binds;

@@ -14,6 +14,7 @@
 #include "exitstatus.h"
 #include "handshake.h"
 #include "logfile.h"
+#include "netjoin.h"
 #include "options.h"
 #include "place.h"
 #include "pump.h"
@@ -70,7 +71,7 @@ int cmd_run(int argc, char **argv)
 	}
 
 	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-	if (o.net != NET_HOST)
+	if (o.net != NET_HOST && o.net != NET_JOIN)
 		flags |= CLONE_NEWNET;
 	if (o.userns.size)
 		flags |= CLONE_NEWUSER;
@@ -85,10 +86,22 @@ int cmd_run(int argc, char **argv)
 		error_line(1, 0, "%s", msg);
 		return 1;
 	}
+	struct netjoin join;
+	if (o.net == NET_JOIN && netjoin_enter(o.net_join, &join, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		return 1;
+	}
 	int born_in;
 	pid_t pid = place_clone(&o.cgroups, flags, container_init, &ctx, stack, stack_size, &born_in);
+	int clone_err = errno;
+	if (o.net == NET_JOIN && netjoin_leave(&join, msg, sizeof(msg)) < 0) {
+		error_line(1, 0, "%s", msg);
+		if (pid > 0)
+			kill_and_reap(pid);
+		return 1;
+	}
 	if (pid < 0) {
-		error_line(1, errno, "clone");
+		error_line(1, clone_err, "clone");
 		return 1;
 	}
 	close(ctx.sync_r);

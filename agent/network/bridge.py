@@ -26,6 +26,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.errors import KernelError
 from agent.network.model import mac_of
+from agent.network.prepared import PreparedNamespace, claim, prepare
 
 CLONE_NEWNET = 0x40000000
 PROC = "/proc"
@@ -181,6 +182,16 @@ class Links:
                     raise
         finally:
             os.close(netns)
+
+    def prepare_namespace(self, bridge: str, tag: str) -> PreparedNamespace:
+        """A network namespace made ahead, its veth's host end on `bridge` (prepared.py)."""
+        return prepare(bridge, tag)
+
+    def claim_endpoint(self, prepared: PreparedNamespace, *, bridge: str, host_veth: str, address: str,
+                       prefix: int, mac: str, gateway: str | None) -> None:
+        """`create_endpoint` for a container that joined `prepared`: its eth0 is already there.
+        On failure the caller closes `prepared`, and the kernel deletes the pair with it."""
+        claim(prepared, bridge=bridge, host_veth=host_veth, address=address, prefix=prefix, mac=mac, gateway=gateway)
 
     def set_default_route(self, pid: int, gateway: str) -> None:
         """Point the default route of `pid`'s namespace at `gateway` (its first network left,

@@ -1,6 +1,7 @@
 """Names of Corral's interfaces: the host end of a container's veth on each of its networks
-(`cv` + short id + slot, within IFNAMSIZ), the slot (ethN) a new attachment takes, and the
-bridge of a user network."""
+(`cv` + short id + slot, within IFNAMSIZ), the host end of a prepared namespace's veth while it
+waits in the pool (`cpool` + the daemon's tag + 6 random hex digits; prepared.py), the slot
+(ethN) a new attachment takes, and the bridge of a user network."""
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +14,17 @@ from agent.network.store import Endpoint
 
 VETH_PREFIX = "cv"
 VETH_PATTERN = re.compile(VETH_PREFIX + r"[0-9a-f]{12}[1-9]?")
+POOL_PREFIX = "cpool"
+
+
+def pool_tag(root: object) -> str:
+    """4 hex digits of the daemon's root: daemons sharing a bridge (tests, benches) each find
+    only their own pool items, and a daemon started again on its root finds its last run's."""
+    return hashlib.sha256(str(root).encode()).hexdigest()[:4]
+
+
+def pool_pattern(tag: str) -> re.Pattern:
+    return re.compile(POOL_PREFIX + tag + r"[0-9a-f]{6}")
 
 
 def host_veth_of(container_id: str, slot: int = 0) -> str:

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from agent.errors import Conflict, CorralError, InvalidArgument, NotFound
-from agent.network.interfaces import VETH_PATTERN, VETH_PREFIX, bridge_of, free_slot, host_veth_of, slot_of
+from agent.network.interfaces import (
+    VETH_PATTERN,
+    VETH_PREFIX,
+    bridge_of,
+    free_slot,
+    host_veth_of,
+    pool_pattern,
+    pool_tag,
+    slot_of,
+)
 from agent.network.ipam import gateway_of
 from agent.network.model import (
     MAX_NETWORKS,
@@ -32,8 +41,9 @@ from agent.network.model import (
     parse_subnet,
 )
 from agent.network.nat import NatTable, container_tag, network_rules, network_tag, port_rules
+from agent.network.pool import NamespacePool
 from agent.network.ports import check_ports
-from agent.network.records import keep_records
+from agent.network.records import free_stale_records, keep_records, remove_stale_rules
 from agent.network.rendering import hostname_file, hosts_file, resolv_conf, write_hosts
 from agent.network.store import Endpoint, NetworkStore
 from agent.network.subnets import check_overlap, free_subnet
@@ -59,7 +69,7 @@ class NetworkManager:
                  default_subnet: str = DEFAULT_SUBNET, subnet_pool: str = SUBNET_POOL,
                  table: str = "corral", links: Any = None, nat: NatTable | None = None,
                  host_resolv: Path = Path("/etc/resolv.conf"),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, netns_pool: int = 0) -> None:
         self.directory = Path(root) / "networks"
         self.store = NetworkStore(self.directory)
         self.default_network = check_network_name(default_network)
@@ -80,6 +90,14 @@ class NetworkManager:
         # Host ports published without a container attachment: owner ("service web") -> port.
         self.reserved: dict[str, PortMapping] = {}
         self.teardown = Teardown(self._detach_exited)
+        # Namespaces made ahead for starts on a bridge (pool.py); filled once reconcile is done.
+        self.pool_tag = pool_tag(root)
+        self.pool = NamespacePool(netns_pool, lambda: self.links.prepare_namespace(self.default_network, self.pool_tag))
+
+    def close(self) -> None:
+        """At the daemon's stop: queued detaches finished, the pool's namespaces let go."""
+        self.pool.close()
+        self.teardown.close()
 
     # ---- networks -----------------------------------------------------------------------
 
@@ -151,12 +169,13 @@ class NetworkManager:
     def attach(self, container_id: str, container_name: str, pid: int, network_name: str,
                ports: Sequence[PortMapping] = (), *, hostname: str | None = None,
                hosts_path: Path | None = None, extra_hosts: Sequence[str] = (),
-               aliases: Sequence[str] = (), ip: str | None = None) -> Attachment:
+               aliases: Sequence[str] = (), ip: str | None = None, prepared: Any = None) -> Attachment:
         """Give the container (its init is `pid`) an interface on the network, an address (`ip`,
         else the next free one), its published ports, and the default route if this is its first
         network or its lowest interface (the default route goes via the lowest ethN). Its
         network's peers resolve its name and `aliases` to it. Everything or nothing:
-        on failure whatever was made is removed before this raises."""
+        on failure whatever was made is removed before this raises. `prepared`: the pool's namespace
+        the container joined (pool.py), whose eth0 this network takes if it is the first."""
         # What an exited container's queued detach still holds: its own records, and an address
         # or host ports another one may ask for (teardown.py).
         self.teardown.wait(None if ip is not None or ports else container_id)
@@ -181,10 +200,16 @@ class NetworkManager:
                                         address=address, prefix=network.prefix, mac=mac_of(address),
                                         gateway=network.gateway, interface=f"eth{slot}", ports=published,
                                         aliases=list(dict.fromkeys(aliases)))
-                self.links.create_endpoint(pid=pid, bridge=network.bridge, host_veth=attachment.host_veth,
-                                           address=address, prefix=network.prefix, mac=attachment.mac,
-                                           gateway=network.gateway, interface=attachment.interface,
-                                           default_route=all(slot < slot_of(e) for e in present))
+                default_route = all(slot < slot_of(e) for e in present)
+                if prepared is not None and slot == 0:
+                    self.links.claim_endpoint(prepared, bridge=network.bridge, host_veth=attachment.host_veth,
+                                              address=address, prefix=network.prefix, mac=attachment.mac,
+                                              gateway=network.gateway if default_route else None)
+                else:
+                    self.links.create_endpoint(pid=pid, bridge=network.bridge, host_veth=attachment.host_veth,
+                                               address=address, prefix=network.prefix, mac=attachment.mac,
+                                               gateway=network.gateway, interface=attachment.interface,
+                                               default_route=default_route)
                 undo.append(lambda: self.links.remove_link(attachment.host_veth))
                 if published:
                     self.nat.add(port_rules(self.nat.name, attachment))
@@ -309,40 +334,26 @@ class NetworkManager:
             networks = self.list_networks()
             for network in networks:
                 self._ensure_kernel(network, again=True)
-            stale: set[str] = set()
-            for network in networks:
-                allocator = self.store.allocator(network)
-                try:
-                    allocator.addresses()
-                except CorralError as exc:   # rebuilt below from the running containers
-                    log.error("%s; rebuilding it from the running containers", exc)
-                    allocator.path.rename(allocator.path.with_name(allocator.path.name + ".torn"))
-                for container_id in allocator.addresses():
-                    if (network.name, container_id) not in pairs:
-                        stale.add(container_id)
-                        allocator.release(container_id)
-                for path in self.store.endpoint_paths(network.name):
-                    if (network.name, path.stem) not in pairs:
-                        stale.add(path.stem)
-                        path.unlink(missing_ok=True)
+            stale = free_stale_records(self.store, networks, pairs)
             kept = {a.host_veth for found in wanted.values() for a in found}
+            # A previous run's pool items (the kernel deletes them once their namespace is
+            # freed, which may still be under way); this run's are made after this.
+            self.links.remove_links(self.links.veths(pool_pattern(self.pool_tag), [n.bridge for n in networks]))
             for name in self.links.veths(VETH_PATTERN, [n.bridge for n in networks]):
                 if name not in kept:
                     stale.add(name[len(VETH_PREFIX):len(VETH_PREFIX) + 12])
                     self.links.remove_link(name)
             published = {cid for cid, found in wanted.items() if any(a.ports for a in found)}
             tags = self.nat.tags()
-            for tag in tags:
-                if tag.startswith("corral:container:") and tag.split(":", 2)[2] not in published:
-                    stale.add(tag.split(":", 2)[2])
-                    self.nat.remove_tagged(tag)
+            stale |= remove_stale_rules(self.nat, tags, published)
             known = {n.name: n for n in networks}
             for container_id, found in wanted.items():
                 for attachment in found:
                     keep_records(self.store, self.nat, container_id, attachment, known, tags)
             for network in networks:
                 self._refresh_hosts(network.name)
-            return sorted(stale)
+        self.pool.start()
+        return sorted(stale)
 
     # ---- internals ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""Reconcile's repair of a live container's network records (NetworkManager.reconcile): its
-address reserved, its endpoint record and its published ports' rules written again where a
-crash or a damaged file lost them.
+"""Reconcile's records (NetworkManager.reconcile): addresses, endpoint records and published
+ports' rules no running container claims are freed; a live container's address is reserved and
+its endpoint record and rules are written again where a crash or a damaged file lost them.
 """
 from __future__ import annotations
 
@@ -32,3 +32,36 @@ def keep_records(store: NetworkStore, nat: NatTable, container_id: str, attachme
         store.save_endpoint(Endpoint(attachment))
     if attachment.ports and container_tag(container_id) not in tags:
         nat.add(port_rules(nat.name, attachment))
+
+
+def free_stale_records(store: NetworkStore, networks: list[Network], pairs: set[tuple[str, str]]) -> set[str]:
+    """Free the address and endpoint record of each (network, container) not in `pairs`; the
+    ids of the containers they were. A torn address file is set aside, to be rebuilt from the
+    running containers (keep_records)."""
+    stale: set[str] = set()
+    for network in networks:
+        allocator = store.allocator(network)
+        try:
+            allocator.addresses()
+        except CorralError as exc:
+            log.error("%s; rebuilding it from the running containers", exc)
+            allocator.path.rename(allocator.path.with_name(allocator.path.name + ".torn"))
+        for container_id in allocator.addresses():
+            if (network.name, container_id) not in pairs:
+                stale.add(container_id)
+                allocator.release(container_id)
+        for path in store.endpoint_paths(network.name):
+            if (network.name, path.stem) not in pairs:
+                stale.add(path.stem)
+                path.unlink(missing_ok=True)
+    return stale
+
+
+def remove_stale_rules(nat: NatTable, tags: set[str], published: set[str]) -> set[str]:
+    """Remove the port rules of containers not in `published`; their ids."""
+    stale = set()
+    for tag in tags:
+        if tag.startswith("corral:container:") and tag.split(":", 2)[2] not in published:
+            stale.add(tag.split(":", 2)[2])
+            nat.remove_tagged(tag)
+    return stale

@@ -79,15 +79,26 @@ def _ports(container: Container, endpoint: NetworkEndpoint) -> list:
     return list(container.spec.ports) if _key(endpoint.network) == _key(container.spec.network) else []
 
 
-def attach_all(networks: Any, container: Container, pid: int, directory: Path) -> None:
-    """At start: attach the container (its init is `pid`) to each of its networks; the caller
-    detaches them all when this raises."""
+def take_namespace(networks: Any, container: Container) -> Any:
+    """A network namespace made ahead for the container's start (agent/network/pool.py), or None:
+    the pool is empty or off, the container is on no network (it keeps `lo` only), or it has a
+    user namespace (its network namespace must be owned by it, for its root to bind low ports
+    or configure it: the launcher makes one)."""
+    if container.userns or not wanted(container):
+        return None
+    return networks.pool.take()
+
+
+def attach_all(networks: Any, container: Container, pid: int, directory: Path, prepared: Any = None) -> None:
+    """At start: attach the container (its init is `pid`) to each of its networks, the first
+    through `prepared` when it joined one (take_namespace); the caller detaches them all when
+    this raises."""
     made: list[Attachment] = []
     for endpoint in wanted(container):
         made.append(networks.attach(container.id, container.name, pid, endpoint.network, _ports(container, endpoint),
                                     hostname=container.hostname, hosts_path=directory / "hosts",
                                     extra_hosts=container.spec.extra_hosts, aliases=endpoint.aliases,
-                                    ip=endpoint.ip))
+                                    ip=endpoint.ip, prepared=prepared if not made else None))
         set_attachments(container, made)
     if not made:          # disconnected from every network: localhost still resolves
         from agent.network.rendering import LOCALHOST_LINES

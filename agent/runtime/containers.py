@@ -25,7 +25,7 @@ from agent.errors import Conflict, InvalidArgument, KernelError
 from agent.events import Event, EventLog
 from agent.images.rootfs import RootfsManager
 from agent.images.store import ImageStore
-from agent.runtime.connections import attach_all, set_attachments
+from agent.runtime.connections import attach_all, set_attachments, take_namespace
 from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
@@ -183,10 +183,15 @@ class Runtime(Endings, ContainerQueries):
         # The launcher joins them; a reused cgroup by writes only (launcher/place.h says why).
         request = replace(request, cgroup_procs=self.cgroups.placement(paths), cgroup_reused=reused)
 
+        # A namespace made ahead (agent/network/pool.py), which the launcher joins; else its own.
+        prepared = take_namespace(self.networks, container) if networked else None
+        if prepared is not None:
+            request = replace(request, network=f"join:{prepared.path}")
+
         def place(pid: int) -> None:
             self._place(container)
             if networked:
-                attach_all(self.networks, container, pid, directory)
+                attach_all(self.networks, container, pid, directory, prepared)
 
         try:
             launched = launch(self.launcher, request, directory / "shim.log", place)
@@ -196,6 +201,9 @@ class Runtime(Endings, ContainerQueries):
                 quietly(lambda: self.networks.detach(container.id))
             set_attachments(container, [])
             raise
+        finally:
+            if prepared is not None:      # the init holds it now, or it goes with its veth
+                prepared.close()
         container.pid = launched.pid
         container.shim_pid = launched.shim_pid
         container.state = RUNNING

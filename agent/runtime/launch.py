@@ -38,7 +38,7 @@ class LaunchRequest:
     rootfs: Path
     command: list[str]
     hostname: str
-    network: str                       # none | host | new
+    network: str                       # none | host | new | join:PATH (a namespace made ahead)
     env: list[str]
     workdir: str
     binds: list[str] = field(default_factory=list)   # SRC:DST[:ro]

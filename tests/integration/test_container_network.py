@@ -71,8 +71,11 @@ def test_containers_on_a_user_network_reach_each_other_by_name(daemon):
 
 
 def veths() -> set[str]:
+    """The host's veths but the daemons' pool items (`cpool...`: made ahead and replaced as
+    containers take them; test_netns_pool.py checks those)."""
     out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return {name for name in names if not name.startswith("cpool")}
 
 
 def nft_rules() -> str:

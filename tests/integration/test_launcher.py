@@ -134,6 +134,31 @@ def test_net_none_has_only_lo_and_it_is_up(launcher):
     assert int(names_and_flags[-1], 16) & 0x1, "lo is not up"
 
 
+def test_net_join_puts_the_init_in_that_namespace_and_the_shim_back_in_its_own(launcher):
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "60"])
+    try:
+        wait_until(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+                   "the holder's namespace")
+        target = f"/proc/{holder.pid}/ns/net"
+        subprocess.run(["nsenter", f"--net={target}", "ip", "link", "add", "joined0", "type", "veth",
+                        "peer", "name", "joined1"], check=True)
+        seen = {}
+
+        def before_go(pid: int) -> None:      # born in it: the daemon configures it right after `pid`
+            seen["init"] = os.readlink(f"/proc/{pid}/ns/net")
+            seen["shim"] = os.readlink(f"/proc/{launcher.shims[-1].process.pid}/ns/net")
+
+        shim = launcher.start("--net", f"join:{target}", command=sh("ls /sys/class/net"), before_go=before_go)
+        shim.wait()
+        assert shim.exit_code() == 0 and shim.stdout().split() == ["joined0", "joined1", "lo"]
+        assert seen["init"] == os.readlink(target) and seen["shim"] == os.readlink("/proc/self/ns/net")
+        bad = launcher.spawn("--net", "join:/nonexistent/netns", command=["true"])
+        assert bad.read_line() == 'error --net join: open "/nonexistent/netns": No such file or directory'
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_environment_is_exactly_the_given_one_and_workdir_is_created(launcher):
     shim = launcher.start("--env", "GREETING=hello world", "--env", "PATH=/bin", "--workdir", "/work/here",
                           command=sh("pwd; env"), env={"CORRAL_TEST_LEAK": "1"})
@@ -245,7 +270,7 @@ def test_a_missing_command_is_one_error_line_and_nothing_runs(launcher):
 
 def test_a_bad_option_is_one_error_line(launcher):
     shim = launcher.spawn("--net", "bridge", command=["true"])
-    assert shim.read_line() == 'error usage: --net "bridge": expected none, host or new'
+    assert shim.read_line() == 'error usage: --net "bridge": expected none, host, new or join:PATH'
     assert shim.wait() == 1
 
 

@@ -1,0 +1,103 @@
+"""A small pool of prepared network namespaces (prepared.py), refilled off the start's path.
+
+`take` hands out a ready item or None (the pool is empty or off: the start makes its namespace
+as before) and wakes the refill thread, which makes items until the pool holds `size` again.
+Nothing ever comes back: an item is one container's. `close` (the daemon's stop) lets go of
+every item; the kernel deletes them. Size 0 turns the pool off: no thread, `take` is None.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from typing import Callable, Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+
+class Item(Protocol):
+    def close(self) -> None: ...
+
+
+T = TypeVar("T", bound=Item)
+
+
+class NamespacePool(Generic[T]):
+    """Up to `size` items from `make`, made by one thread of its own (started by `start` or the
+    first `take`). A failed `make` is logged and retried at the next `take`, not in a loop."""
+
+    def __init__(self, size: int, make: Callable[[], T]) -> None:
+        if size < 0:
+            raise ValueError(f"netns pool size {size}: expected 0 (off) or more")
+        self.size = size
+        self._make = make
+        self._items: collections.deque[T] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.made = 0           # items made since start (the tests' view of the refill)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def start(self) -> None:
+        """Begin filling (the daemon calls this after reconcile removed a previous run's items)."""
+        with self._lock:
+            if self.size == 0 or self._closed or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="netns-pool", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def take(self) -> T | None:
+        if self.size == 0:
+            return None
+        with self._lock:
+            item = self._items.popleft() if self._items else None
+        self.start()
+        self._wake.set()
+        return item
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+        with self._lock:
+            items, self._items = list(self._items), collections.deque()
+        for item in items:
+            item.close()
+
+    def _run(self) -> None:
+        try:
+            # Behind the starts it serves: the kernel's part of a refill yields to them.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    if len(self._items) >= self.size:
+                        break
+                try:
+                    item = self._make()
+                except Exception as exc:  # the start falls back to a namespace of its own
+                    log.warning("cannot prepare a network namespace for the pool: %s; starts make their own "
+                                "until the next try", exc)
+                    break
+                with self._lock:
+                    if not self._closed:
+                        self._items.append(item)
+                        self.made += 1
+                        continue
+                item.close()
+                return

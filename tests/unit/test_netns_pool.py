@@ -1,0 +1,179 @@
+"""The pool of prepared network namespaces (agent/network/pool.py) with items from a double,
+the start's rtnetlink messages (rtnl.py) against the kernel headers' layouts, and the network
+manager's use of both (a claimed namespace, reconcile of a previous run's pool veths). The
+kernel side runs for real in tests/integration/test_netns_pool.py."""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from agent.errors import KernelError
+from agent.network import rtnl
+from agent.network.interfaces import pool_pattern, pool_tag
+from agent.network.manager import NetworkManager
+from agent.network.pool import NamespacePool
+from tests.unit.test_network_manager import CID, OTHER, LinksDouble, NatDouble
+
+
+class Item:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Maker:
+    def __init__(self) -> None:
+        self.made: list[Item] = []
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def __call__(self) -> Item:
+        with self.lock:
+            if self.fail:
+                raise KernelError("no namespaces today")
+            self.made.append(Item(len(self.made)))
+            return self.made[-1]
+
+
+def filled(pool: NamespacePool, size: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(pool) != size:
+        assert time.monotonic() < deadline, f"the pool never held {size}"
+        time.sleep(0.005)
+
+
+def test_size_0_is_off():
+    maker = Maker()
+    pool = NamespacePool(0, maker)
+    pool.start()
+    assert pool.take() is None and maker.made == [] and pool._thread is None
+    with pytest.raises(ValueError, match="netns pool size -1"):
+        NamespacePool(-1, maker)
+
+
+def test_take_hands_out_each_item_once_and_the_pool_refills_to_its_size():
+    maker = Maker()
+    pool = NamespacePool(3, maker)
+    pool.start()
+    filled(pool, 3)
+    taken = [pool.take() for _ in range(3)]
+    assert [i.number for i in taken if i] == [0, 1, 2]
+    filled(pool, 3)
+    more = [pool.take() for _ in range(2)]
+    assert {i.number for i in more if i} <= {3, 4, 5} and len({id(i) for i in taken + more}) == 5
+    filled(pool, 3)
+    assert len(maker.made) == 3 + 5                                     # the size, then one per take
+    pool.close()
+    assert all(i.closed for i in maker.made if i not in taken + more) and len(pool) == 0
+    assert not any(i.closed for i in taken + more)                      # a taken item is its taker's
+
+
+def test_the_first_take_starts_the_pool_and_a_failure_waits_for_the_next_take():
+    maker = Maker()
+    maker.fail = True
+    pool = NamespacePool(2, maker)
+    assert pool.take() is None                  # started now, and failing: the start makes its own
+    deadline = time.monotonic() + 10
+    while pool._wake.is_set() or pool._thread is None:     # the failed round is over
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    maker.fail = False
+    pool.take()                                 # wakes the refill
+    filled(pool, 2)
+    assert len(maker.made) == 2
+    pool.close()
+
+
+def test_rtnl_layouts_mirror_the_kernel_headers():
+    # linux/netlink.h nlmsghdr 16, linux/rtnetlink.h ifinfomsg 16 / ifaddrmsg 8 / rtmsg 12
+    assert (rtnl._HEADER.size, rtnl._IFINFO.size, rtnl._IFADDR.size, rtnl._RTMSG.size) == (16, 16, 8, 12)
+    assert rtnl._attr(3, b"eth0\0") == struct.pack("=HH", 9, 3) + b"eth0\0" + b"\0\0\0"
+
+
+class FakeSocket:
+    """Records each request and acknowledges it (error 0, or `error`)."""
+
+    def __init__(self, error: int = 0) -> None:
+        self.sent: list[bytes] = []
+        self.error = error
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        seq = struct.unpack_from("=I", self.sent[-1], 8)[0]
+        return rtnl._HEADER.pack(36, rtnl.NLMSG_ERROR, 0, seq, 0) + struct.pack("=i", -self.error) + self.sent[-1][:16]
+
+    def close(self) -> None:
+        pass
+
+
+def fake_rtnl(error: int = 0) -> tuple[rtnl.Rtnl, FakeSocket]:
+    fake = FakeSocket(error)
+    made = rtnl.Rtnl.__new__(rtnl.Rtnl)
+    made._sock, made._seq = fake, 0      # type: ignore[assignment]
+    return made, fake
+
+
+def test_rtnl_requests_carry_the_start_settings():
+    made, fake = fake_rtnl()
+    made.set_link(7, name="cvabc", mac="02:42:0a:d5:00:02", master=3, up=True)
+    made.add_address(2, "10.213.0.2", 16)
+    made.add_default_route(2, "10.213.0.1")
+    link, address, route = fake.sent
+    assert struct.unpack_from("=HH", link, 4) == (rtnl.RTM_NEWLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK)
+    assert rtnl._IFINFO.unpack_from(link, 16) == (socket.AF_UNSPEC, 0, 7, rtnl.IFF_UP, rtnl.IFF_UP)
+    assert b"cvabc\0" in link and bytes.fromhex("02420ad50002") in link and struct.pack("=HHI", 8, 10, 3) in link
+    assert rtnl._IFADDR.unpack_from(address, 16) == (socket.AF_INET, 16, 0, 0, 2)
+    assert address.count(socket.inet_aton("10.213.0.2")) == 2                    # local and address
+    assert struct.pack("=HH", 8, rtnl.RTA_GATEWAY) + socket.inet_aton("10.213.0.1") in route
+    assert struct.pack("=HHI", 8, rtnl.RTA_OIF, 2) in route
+
+
+def test_an_rtnl_error_names_the_step():
+    made, _ = fake_rtnl(error=17)
+    with pytest.raises(KernelError, match="cannot add the address of eth0: File exists"):
+        made.add_address(2, "10.213.0.2", 16, what="cannot add the address of eth0")
+
+
+class PoolLinks(LinksDouble):
+    """LinksDouble with prepared namespaces: the pool's veth on a bridge, claimed by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[dict] = []
+
+    def prepare_namespace(self, bridge, tag):
+        name = f"cpool{tag}{len(self.host_veths):06x}"
+        self.host_veths[name] = bridge
+        return Item(len(self.claims))
+
+    def claim_endpoint(self, prepared, **settings):
+        self.claims.append(settings)
+        self.host_veths[settings["host_veth"]] = settings["bridge"]
+
+
+def test_a_claimed_namespace_is_the_first_network_only_and_reconcile_removes_old_pool_veths(tmp_path):
+    links = PoolLinks()
+    manager = NetworkManager(tmp_path, links=links, nat=NatDouble(), host_resolv=tmp_path / "none")
+    manager.create_network("back", "10.214.2.0/24")
+    prepared = Item(0)
+    manager.attach(CID, "web", 1, "bridge", prepared=prepared)
+    manager.attach(CID, "web", 1, "back", prepared=prepared)        # eth1: a veth of its own
+    assert [c["host_veth"] for c in links.claims] == [f"cv{CID[:12]}"]
+    assert links.claims[0]["gateway"] == "10.213.0.1" and f"cv{CID[:12]}1" in links.host_veths
+    mine, others = f"cpool{pool_tag(tmp_path)}00beef", "cpool0000000000"
+    links.host_veths.update({mine: "corral0", others: "corral0"})
+    manager.reconcile({CID: []})
+    assert mine not in links.host_veths and others in links.host_veths   # another daemon's are not ours
+    assert pool_pattern(pool_tag(tmp_path)).fullmatch(mine)
+    manager.detach(OTHER)
+    manager.close()
