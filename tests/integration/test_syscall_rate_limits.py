@@ -88,6 +88,35 @@ def test_a_per_syscall_limit_is_reported_with_its_syscall_once_per_level(unified
         probes.unwatch(cgroup_id, str(unified_cgroup))
 
 
+# 300 failing openat calls (ENOENT), far fewer successful ones.
+FAILING_OPENS = """
+import os
+for _ in range(300):
+    try:
+        os.open("/nonexistent-corral-test", os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+"""
+
+
+def test_the_errors_of_one_syscall_are_counted_apart_from_its_calls(unified_cgroup):  # noqa: F811
+    from agent.probes.loader import ProbeOptions, ProbeSet
+    from agent.syscall_table import load_syscall_table
+    openat = load_syscall_table().require("openat")
+    cgroup_id = os.stat(unified_cgroup).st_ino
+    with ProbeSet(REPO / "probes", ProbeOptions(), pin=False) as probes:
+        probes.watch(cgroup_id, str(unified_cgroup))
+        probes.set_rate_limits(cgroup_id, {("syscall_errors", openat): 200, ("syscalls", openat): 10**6})
+        storm_in(unified_cgroup, "python3", "-c", FAILING_OPENS)
+        seen: list = []
+        until(lambda: rate_events(probes, seen, 1), "the openat errors' crossing", timeout=10)
+        time.sleep(0.5)
+        rate_events(probes, seen, 0)
+        # One event: the errors' level (the shell's and python's own failed opens count too).
+        assert [(e.signal, e.nr, e.limit, e.count) for e in seen] == [("syscall_errors", openat, 200, 201)]
+        probes.unwatch(cgroup_id, str(unified_cgroup))
+
+
 def test_eight_levels_of_one_signal_are_each_reported_once(unified_cgroup):  # noqa: F811
     from agent.probes.loader import ProbeOptions, ProbeSet
     cgroup_id = os.stat(unified_cgroup).st_ino
