@@ -243,12 +243,18 @@ def test_idle_kept_connections_make_room_at_the_cap(daemon):
             sock.sendall(GET_VERSION)
             answer(sock)
         wait_for(lambda: len(server_state(daemon)._idle) == 2, "both connections idling")
-        # A third client is served, not told 503: the connection idling longest made room.
+        # A third client is served, not told 503: one of the idle connections made room (the
+        # one idling longest: which one that is depends on when each thread began to wait).
         with ApiClient(daemon.host) as client:
             assert client.version()["version"]
-        assert kept[0].recv(1) == b""
-        kept[1].sendall(GET_VERSION)                  # the other one still serves
-        assert answer(kept[1])[0].startswith(b"HTTP/1.1 200")
+        served = []
+        for sock in kept:
+            try:
+                sock.sendall(GET_VERSION)
+                served.append(answer(sock)[0].startswith(b"HTTP/1.1 200"))
+            except (BrokenPipeError, AssertionError):   # drained: EPIPE, or its end
+                served.append(False)
+        assert sorted(served) == [False, True]
     finally:
         for sock in kept:
             sock.close()
