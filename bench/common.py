@@ -189,7 +189,9 @@ class BenchDaemon:
         self.root = Path(tempfile.mkdtemp(prefix=f"{BENCH_PREFIX}{name}-", dir="/var/tmp"))
         self.socket = self.root / "corral.sock"
         self.metrics_port = free_port()
-        self.extra = list(extra)
+        # CORRAL_BENCH_DAEMON_ARGS adds daemon flags to every bench's daemon, e.g. "--netns-pool 0"
+        # to measure a bench before and after a feature in alternate runs.
+        self.extra = [*extra, *os.environ.get("CORRAL_BENCH_DAEMON_ARGS", "").split()]
         self.log = self.root / "daemon.log"
         self.process: subprocess.Popen | None = None
         self.created: set[str] = set()    # every container id the bench made here

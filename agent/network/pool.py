@@ -1,7 +1,9 @@
 """A small pool of prepared network namespaces (prepared.py), refilled off the start's path.
 
 `take` hands out a ready item or None (the pool is empty or off: the start makes its namespace
-as before) and wakes the refill thread, which makes items until the pool holds `size` again.
+as before); `refill`, called once that start is done, wakes the refill thread, which makes items
+until the pool holds `size` again: making a namespace and a veth takes the kernel's rtnl lock and
+~5 ms of a CPU, which the start it would compete with does not wait for that way.
 Nothing ever comes back: an item is one container's. `close` (the daemon's stop) lets go of
 every item; the kernel deletes them. Size 0 turns the pool off: no thread, `take` is None.
 """
@@ -25,7 +27,7 @@ T = TypeVar("T", bound=Item)
 
 class NamespacePool(Generic[T]):
     """Up to `size` items from `make`, made by one thread of its own (started by `start` or the
-    first `take`). A failed `make` is logged and retried at the next `take`, not in a loop."""
+    first `take`). A failed `make` is logged and retried at the next `refill`, not in a loop."""
 
     def __init__(self, size: int, make: Callable[[], T]) -> None:
         if size < 0:
@@ -53,13 +55,18 @@ class NamespacePool(Generic[T]):
         self._wake.set()
 
     def take(self) -> T | None:
+        """A ready item, or None; the first take starts the pool (a manager without reconcile)."""
         if self.size == 0:
             return None
         with self._lock:
             item = self._items.popleft() if self._items else None
         self.start()
-        self._wake.set()
         return item
+
+    def refill(self) -> None:
+        """Make up for what was taken (after the start that took it: see the module docstring)."""
+        if self.size:
+            self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

@@ -204,6 +204,7 @@ class Runtime(Endings, ContainerQueries):
         finally:
             if prepared is not None:      # the init holds it now, or it goes with its veth
                 prepared.close()
+                self.networks.pool.refill()
         container.pid = launched.pid
         container.shim_pid = launched.shim_pid
         container.state = RUNNING

@@ -64,9 +64,11 @@ def test_take_hands_out_each_item_once_and_the_pool_refills_to_its_size():
     pool.start()
     filled(pool, 3)
     taken = [pool.take() for _ in range(3)]
-    assert [i.number for i in taken if i] == [0, 1, 2]
+    assert [i.number for i in taken if i] == [0, 1, 2] and pool.take() is None
+    pool.refill()
     filled(pool, 3)
     more = [pool.take() for _ in range(2)]
+    pool.refill()
     assert {i.number for i in more if i} <= {3, 4, 5} and len({id(i) for i in taken + more}) == 5
     filled(pool, 3)
     assert len(maker.made) == 3 + 5                                     # the size, then one per take
@@ -85,7 +87,7 @@ def test_the_first_take_starts_the_pool_and_a_failure_waits_for_the_next_take():
         assert time.monotonic() < deadline
         time.sleep(0.005)
     maker.fail = False
-    pool.take()                                 # wakes the refill
+    pool.refill()
     filled(pool, 2)
     assert len(maker.made) == 2
     pool.close()
