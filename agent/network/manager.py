@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 DEFAULT_NETWORK = "corral0"
 DEFAULT_SUBNET = "10.213.0.0/16"
 SUBNET_POOL = "10.214.0.0/16"        # user networks without --subnet get the next free /24
+POOL_START_DELAY = 1.0               # seconds after reconcile before the netns pool fills (pool.py)
 
 
 class NetworkManager:
@@ -352,7 +353,7 @@ class NetworkManager:
                     keep_records(self.store, self.nat, container_id, attachment, known, tags)
             for network in networks:
                 self._refresh_hosts(network.name)
-        self.pool.start()
+        self.pool.start(delay=POOL_START_DELAY)
         return sorted(stale)
 
     # ---- internals ----------------------------------------------------------------------

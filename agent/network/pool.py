@@ -45,14 +45,15 @@ class NamespacePool(Generic[T]):
         with self._lock:
             return len(self._items)
 
-    def start(self) -> None:
-        """Begin filling (the daemon calls this after reconcile removed a previous run's items)."""
+    def start(self, delay: float = 0.0) -> None:
+        """Begin filling, after `delay` seconds unless a start needs it sooner (the daemon calls
+        this once reconcile removed a previous run's items, with a delay: its own start to
+        ready comes first)."""
         with self._lock:
             if self.size == 0 or self._closed or self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name="netns-pool", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(delay,), name="netns-pool", daemon=True)
             self._thread.start()
-        self._wake.set()
 
     def take(self) -> T | None:
         """A ready item, or None; the first take starts the pool (a manager without reconcile)."""
@@ -80,12 +81,14 @@ class NamespacePool(Generic[T]):
         for item in items:
             item.close()
 
-    def _run(self) -> None:
+    def _run(self, delay: float) -> None:
         try:
             # Behind the starts it serves: the kernel's part of a refill yields to them.
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         except OSError:
             pass
+        self._wake.wait(delay)          # a refill or close ends it early
+        self._wake.set()
         while True:
             self._wake.wait()
             self._wake.clear()
