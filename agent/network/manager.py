@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -337,11 +338,14 @@ class NetworkManager:
                 self._ensure_kernel(network, again=True)
             stale = free_stale_records(self.store, networks, pairs)
             kept = {a.host_veth for found in wanted.values() for a in found}
-            # A previous run's pool items (the kernel deletes them once their namespace is
-            # freed, which may still be under way); this run's are made after this.
-            self.links.remove_links(self.links.veths(pool_pattern(self.pool_tag), [n.bridge for n in networks]))
-            for name in self.links.veths(VETH_PATTERN, [n.bridge for n in networks]):
-                if name not in kept:
+            # With a previous run's pool items (the kernel deletes them once their namespace is
+            # freed, which may still be under way); this run's are made after this. One dump.
+            pool = pool_pattern(self.pool_tag)
+            found = self.links.veths(re.compile(f"{VETH_PATTERN.pattern}|{pool.pattern}"),
+                                     [n.bridge for n in networks])
+            self.links.remove_links(name for name in found if pool.fullmatch(name))
+            for name in found:
+                if VETH_PATTERN.fullmatch(name) and name not in kept:
                     stale.add(name[len(VETH_PREFIX):len(VETH_PREFIX) + 12])
                     self.links.remove_link(name)
             published = {cid for cid, found in wanted.items() if any(a.ports for a in found)}
