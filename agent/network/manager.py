@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -94,7 +93,8 @@ class NetworkManager:
         self.teardown = Teardown(self._detach_exited)
         # Namespaces made ahead for starts on a bridge (pool.py); filled once reconcile is done.
         self.pool_tag = pool_tag(root)
-        self.pool = NamespacePool(netns_pool, lambda: self.links.prepare_namespace(self.default_network, self.pool_tag))
+        self.pool = NamespacePool(netns_pool, lambda: self.links.prepare_namespace(self.default_network, self.pool_tag),
+                                  before_fill=self._remove_old_pool)
 
     def close(self) -> None:
         """At the daemon's stop: queued detaches finished, the pool's namespaces let go."""
@@ -338,14 +338,8 @@ class NetworkManager:
                 self._ensure_kernel(network, again=True)
             stale = free_stale_records(self.store, networks, pairs)
             kept = {a.host_veth for found in wanted.values() for a in found}
-            # With a previous run's pool items (the kernel deletes them once their namespace is
-            # freed, which may still be under way); this run's are made after this. One dump.
-            pool = pool_pattern(self.pool_tag)
-            found = self.links.veths(re.compile(f"{VETH_PATTERN.pattern}|{pool.pattern}"),
-                                     [n.bridge for n in networks])
-            self.links.remove_links(name for name in found if pool.fullmatch(name))
-            for name in found:
-                if VETH_PATTERN.fullmatch(name) and name not in kept:
+            for name in self.links.veths(VETH_PATTERN, [n.bridge for n in networks]):
+                if name not in kept:
                     stale.add(name[len(VETH_PREFIX):len(VETH_PREFIX) + 12])
                     self.links.remove_link(name)
             published = {cid for cid, found in wanted.items() if any(a.ports for a in found)}
@@ -375,6 +369,13 @@ class NetworkManager:
         if network_tag(network.name) not in self.nat.tags():
             self.nat.add(network_rules(self.nat.name, network))
         self._ready.add(network.name)
+
+    def _remove_old_pool(self) -> None:
+        """A previous run's pool veths, by the pool's thread before it fills: the kernel deletes
+        them itself once their namespaces are freed, and a `link del` meanwhile waits for that
+        (tens of ms), which the daemon's start to ready must not."""
+        bridges = [n.bridge for n in self.list_networks()]
+        self.links.remove_links(self.links.veths(pool_pattern(self.pool_tag), bridges))
 
     def _forget_network(self, network: Network) -> None:
         self._ready.discard(network.name)

@@ -29,11 +29,12 @@ class NamespacePool(Generic[T]):
     """Up to `size` items from `make`, made by one thread of its own (started by `start` or the
     first `take`). A failed `make` is logged and retried at the next `refill`, not in a loop."""
 
-    def __init__(self, size: int, make: Callable[[], T]) -> None:
+    def __init__(self, size: int, make: Callable[[], T], before_fill: Callable[[], None] | None = None) -> None:
         if size < 0:
             raise ValueError(f"netns pool size {size}: expected 0 (off) or more")
         self.size = size
         self._make = make
+        self._before_fill = before_fill       # once, in the thread, before the first item
         self._items: collections.deque[T] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -89,6 +90,11 @@ class NamespacePool(Generic[T]):
             pass
         self._wake.wait(delay)          # a refill or close ends it early
         self._wake.set()
+        if self._before_fill is not None:
+            try:
+                self._before_fill()
+            except Exception:  # what it leaves, the kernel removes with the namespaces
+                log.exception("removing the previous run's pool veths failed")
         while True:
             self._wake.wait()
             self._wake.clear()

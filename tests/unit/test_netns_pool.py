@@ -1,6 +1,6 @@
 """The pool of prepared network namespaces (agent/network/pool.py) with items from a double,
 the start's rtnetlink messages (rtnl.py) against the kernel headers' layouts, and the network
-manager's use of both (a claimed namespace, reconcile of a previous run's pool veths). The
+manager's use of both (a claimed namespace, a previous run's pool veths removed before the fill). The
 kernel side runs for real in tests/integration/test_netns_pool.py."""
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ class PoolLinks(LinksDouble):
         self.host_veths[settings["host_veth"]] = settings["bridge"]
 
 
-def test_a_claimed_namespace_is_the_first_network_only_and_reconcile_removes_old_pool_veths(tmp_path):
+def test_a_claimed_namespace_is_the_first_network_only_and_old_pool_veths_are_removed(tmp_path):
     links = PoolLinks()
     manager = NetworkManager(tmp_path, links=links, nat=NatDouble(), host_resolv=tmp_path / "none")
     manager.create_network("back", "10.214.2.0/24")
@@ -174,7 +174,7 @@ def test_a_claimed_namespace_is_the_first_network_only_and_reconcile_removes_old
     assert links.claims[0]["gateway"] == "10.213.0.1" and f"cv{CID[:12]}1" in links.host_veths
     mine, others = f"cpool{pool_tag(tmp_path)}00beef", "cpool0000000000"
     links.host_veths.update({mine: "corral0", others: "corral0"})
-    manager.reconcile({CID: []})
+    manager._remove_old_pool()                                       # the pool thread, before it fills
     assert mine not in links.host_veths and others in links.host_veths   # another daemon's are not ours
     assert pool_pattern(pool_tag(tmp_path)).fullmatch(mine)
     manager.detach(OTHER)
