@@ -113,7 +113,11 @@ class KeptConnection:
         # A forked child closes only its own descriptor: the parent's connection stays open.
         if pid == os.getpid() and time.monotonic() - since <= REUSE_SECONDS:
             try:
-                sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
+                # Non-blocking for the peek: a socket with a timeout would first poll for up to
+                # that timeout (CPython waits before each recv), MSG_DONTWAIT notwithstanding.
+                # _exchange sets the request's timeout again.
+                sock.settimeout(0.0)
+                sock.recv(1, _socket.MSG_PEEK)
             except BlockingIOError:
                 return sock      # open, and nothing unasked-for waiting on it
             except OSError:

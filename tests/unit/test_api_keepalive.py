@@ -83,6 +83,19 @@ def test_json_calls_share_one_connection(daemon):
         client.close()
 
 
+def test_a_client_with_a_timeout_reuses_its_connection_without_waiting(daemon):
+    """The peek that checks a kept connection must not wait: a socket with a timeout polls for
+    that long before a recv, MSG_DONTWAIT or not, and then the connection was dropped as dead
+    (every reused call of a client with a timeout stalled for the whole timeout)."""
+    client = ApiClient(daemon.host, timeout=1.0)
+    try:
+        for _ in range(3):
+            assert client.version()["version"]
+        assert client._kept.opened == 1
+    finally:
+        client.close()
+
+
 def test_streams_do_not_take_the_kept_connection(daemon):
     client = ApiClient(daemon.host)
     try:
