@@ -94,32 +94,32 @@ int container_init(void *arg)
 		mask_paths(ctx);
 	struct identity id = {0};
 	char msg[MSG_MAX];
-	if (resolve_identity(o->user, o->group_add, o->ngroup_add, &id, msg, sizeof(msg)) < 0)
+	if (resolve_identity(o->proc.user, o->proc.group_add, o->proc.ngroup_add, &id, msg, sizeof(msg)) < 0)
 		child_fail(ctx, 0, "%s", msg);
 	if (id.set)
-		default_home(o->env, &id);
+		default_home(o->proc.env, &id);
 	if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0)
 		child_fail(ctx, errno, "sethostname \"%s\"", o->hostname);
-	if (o->workdir) {
-		if (mkdir_p(o->workdir) < 0)
-			child_fail(ctx, errno, "create workdir \"%s\"", o->workdir);
-		if (chdir(o->workdir) < 0)
-			child_fail(ctx, errno, "chdir \"%s\"", o->workdir);
+	if (o->proc.workdir) {
+		if (mkdir_p(o->proc.workdir) < 0)
+			child_fail(ctx, errno, "create workdir \"%s\"", o->proc.workdir);
+		if (chdir(o->proc.workdir) < 0)
+			child_fail(ctx, errno, "chdir \"%s\"", o->proc.workdir);
 	}
 	const char *limit = NULL;
-	if (apply_ulimits(o->ulimits, o->nulimits, &limit) < 0)
+	if (apply_ulimits(o->proc.ulimits, o->proc.nulimits, &limit) < 0)
 		child_fail(ctx, errno, "set ulimit %s", limit);
-	const char *console_step = console_take(&o->console, ctx->console, id.set ? (int)id.uid : -1);
+	const char *console_step = console_take(&o->proc.console, ctx->console, id.set ? (int)id.uid : -1);
 	if (console_step)
 		child_fail(ctx, errno, "%s", console_step);
 	int err = 0;
-	const char *step = drop_capabilities(o->caps, &id, &err);
+	const char *step = drop_capabilities(o->proc.caps, &id, &err);
 	if (step)
 		child_fail(ctx, err, "%s", step);
 	if (install_seccomp(ctx->filter) < 0)
-		child_fail(ctx, errno, "install seccomp filter \"%s\"", o->seccomp_file);
+		child_fail(ctx, errno, "install seccomp filter \"%s\"", o->proc.seccomp_file);
 	if (o->init && become_init(ctx->err_w) < 0)
 		child_fail(ctx, errno, "fork the command under --init");
-	err = exec_command(o->argv, o->env);
-	child_fail(ctx, err, "exec \"%s\"", o->argv[0]);
+	err = exec_command(o->proc.argv, o->proc.env);
+	child_fail(ctx, err, "exec \"%s\"", o->proc.argv[0]);
 }

@@ -29,101 +29,39 @@
 
 struct exec_opts {
 	pid_t pid;
-	char **env;
-	const char *workdir;
-	const char **cgroup_procs;
-	int ncgroup_procs;
-	const char *seccomp_file;
-	char **argv;
-	uint64_t caps;
-	const char *user;
-	const char **group_add;
-	int ngroup_add;
-	struct ulimit *ulimits;
-	int nulimits;
-	int tty;                     /* --tty: a terminal of the container's devpts, sent on fd 1 */
-	unsigned short rows, cols;   /* --tty-size */
+	struct process_opts proc; /* --tty: a terminal of the container's devpts, sent on fd 1 */
 };
+
+#define EXEC_USAGE "exec --pid PID [options] -- CMD [ARG...]"
+
+/* `exec`'s own option, --pid (verb_option). */
+static int exec_option(int argc, char **argv, int *i, void *opts, int *missing, char *msg, size_t size)
+{
+	struct exec_opts *o = opts;
+	const char *v = opt_value(argc, argv, i, "--pid", missing);
+	if (v == NULL)
+		return 0;
+	char *end;
+	long pid = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || pid <= 0 || pid > INT_MAX) {
+		snprintf(msg, size, "usage: --pid \"%s\": expected a process id", v);
+		return -1;
+	}
+	o->pid = (pid_t)pid;
+	return 1;
+}
 
 static int parse_exec(int argc, char **argv, struct exec_opts *o, char *msg, size_t size)
 {
-	int nenv = 0, missing = 0;
-	memset(o, 0, sizeof(*o));
-	o->env = calloc((size_t)argc + 1, sizeof(char *));
-	o->cgroup_procs = calloc((size_t)argc + 1, sizeof(char *));
-	o->group_add = calloc((size_t)argc + 1, sizeof(char *));
-	o->ulimits = calloc((size_t)argc + 1, sizeof(struct ulimit));
-	o->caps = DOCKER_CAPS;
-	if (o->env == NULL || o->cgroup_procs == NULL || o->group_add == NULL || o->ulimits == NULL) {
-		snprintf(msg, size, "usage: out of memory");
+	o->pid = 0;
+	int i = parse_options(argc, argv, &o->proc, exec_option, o, EXEC_USAGE, msg, size);
+	if (i < 0)
 		return -1;
-	}
-	int i;
-	for (i = 2; i < argc; i++) {
-		const char *v;
-		const char *arg = argv[i];
-		if (strcmp(arg, "--") == 0) {
-			i++;
-			break;
-		} else if ((v = opt_value(argc, argv, &i, "--pid", &missing))) {
-			char *end;
-			long pid = strtol(v, &end, 10);
-			if (*v == '\0' || *end != '\0' || pid <= 0 || pid > INT_MAX) {
-				snprintf(msg, size, "usage: --pid \"%s\": expected a process id", v);
-				return -1;
-			}
-			o->pid = (pid_t)pid;
-		} else if ((v = opt_value(argc, argv, &i, "--env", &missing))) {
-			if (strchr(v, '=') == NULL || v[0] == '=') {
-				snprintf(msg, size, "usage: --env \"%s\": expected KEY=VALUE", v);
-				return -1;
-			}
-			o->env[nenv++] = (char *)v;
-		} else if ((v = opt_value(argc, argv, &i, "--workdir", &missing))) {
-			o->workdir = v;
-		} else if ((v = opt_value(argc, argv, &i, "--cgroup-procs", &missing))) {
-			o->cgroup_procs[o->ncgroup_procs++] = v;
-		} else if ((v = opt_value(argc, argv, &i, "--seccomp", &missing))) {
-			o->seccomp_file = v;
-		} else if ((v = opt_value(argc, argv, &i, "--caps", &missing))) {
-			if (parse_caps(v, &o->caps) < 0) {
-				snprintf(msg, size, "usage: --caps \"%s\": expected a capability mask like 0xa80425fb", v);
-				return -1;
-			}
-		} else if ((v = opt_value(argc, argv, &i, "--user", &missing))) {
-			o->user = v;
-		} else if (parse_identity_option(argc, argv, &i, &o->group_add[o->ngroup_add], &o->ngroup_add,
-						 &o->ulimits[o->nulimits], &o->nulimits, &missing, msg, size)) {
-			if (msg[0])
-				return -1;
-		} else if (strcmp(arg, "--tty") == 0) {
-			o->tty = 1;
-		} else if ((v = opt_value(argc, argv, &i, "--tty-size", &missing))) {
-			struct console_opts size_of = {0};
-			if (console_parse_size(v, &size_of) < 0) {
-				snprintf(msg, size, "usage: --tty-size \"%s\": expected ROWS,COLS", v);
-				return -1;
-			}
-			o->rows = size_of.rows;
-			o->cols = size_of.cols;
-		} else {
-			if (missing)
-				snprintf(msg, size, "usage: option \"%s\" needs a value", arg);
-			else
-				snprintf(msg, size, "usage: unknown option \"%s\" (exec --pid PID [options] -- CMD [ARG...])", arg);
-			return -1;
-		}
-	}
 	if (o->pid == 0) {
 		snprintf(msg, size, "usage: --pid PID is required");
 		return -1;
 	}
-	if (i >= argc) {
-		snprintf(msg, size, "usage: no command: exec --pid PID [options] -- CMD [ARG...]");
-		return -1;
-	}
-	o->argv = argv + i;
-	return 0;
+	return process_command(argc, argv, i, &o->proc, EXEC_USAGE, msg, size);
 }
 
 /* The one global: a signal handler has no other way to reach the child's pid. */
@@ -147,7 +85,7 @@ int cmd_exec(int argc, char **argv)
 	struct seccomp_prog filter;
 	char msg[MSG_MAX];
 	if (parse_exec(argc, argv, &o, msg, sizeof(msg)) < 0 ||
-	    read_seccomp(o.seccomp_file, &filter, msg, sizeof(msg)) < 0) {
+	    read_seccomp(o.proc.seccomp_file, &filter, msg, sizeof(msg)) < 0) {
 		error_line(2, 0, "%s", msg);
 		return 125;
 	}
@@ -170,11 +108,11 @@ int cmd_exec(int argc, char **argv)
 			nsfd[i] = -1;
 		}
 	}
-	int *cgfd = calloc((size_t)o.ncgroup_procs + 1, sizeof(int));
-	for (int i = 0; cgfd && i < o.ncgroup_procs; i++) {
-		cgfd[i] = open(o.cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+	int *cgfd = calloc((size_t)o.proc.cgroups.n + 1, sizeof(int));
+	for (int i = 0; cgfd && i < o.proc.cgroups.n; i++) {
+		cgfd[i] = open(o.proc.cgroups.procs[i], O_WRONLY | O_CLOEXEC);
 		if (cgfd[i] < 0) {
-			error_line(2, errno, "open cgroup \"%s\"", o.cgroup_procs[i]);
+			error_line(2, errno, "open cgroup \"%s\"", o.proc.cgroups.procs[i]);
 			return 125;
 		}
 	}
@@ -194,7 +132,7 @@ int cmd_exec(int argc, char **argv)
 	}
 
 	int master = -1, slave = -1;
-	const char *console_step = o.tty ? console_open(&master, &slave) : NULL;
+	const char *console_step = o.proc.console.tty ? console_open(&master, &slave) : NULL;
 	if (console_step) {
 		error_line(2, errno, "%s", console_step);
 		return 125;
@@ -218,47 +156,47 @@ int cmd_exec(int argc, char **argv)
 	}
 	if (pid == 0) {
 		reset_signals();
-		for (int i = 0; i < o.ncgroup_procs; i++) {
+		for (int i = 0; i < o.proc.cgroups.n; i++) {
 			if (write(cgfd[i], "0", 1) != 1) {
-				error_line(2, errno, "join cgroup \"%s\"", o.cgroup_procs[i]);
+				error_line(2, errno, "join cgroup \"%s\"", o.proc.cgroups.procs[i]);
 				_exit(125);
 			}
 			close(cgfd[i]);
 		}
-		if (o.workdir && chdir(o.workdir) < 0) {
-			error_line(2, errno, "chdir \"%s\"", o.workdir);
+		if (o.proc.workdir && chdir(o.proc.workdir) < 0) {
+			error_line(2, errno, "chdir \"%s\"", o.proc.workdir);
 			_exit(126);
 		}
 		struct identity id = {0};
 		char reason[MSG_MAX];
-		if (resolve_identity(o.user, o.group_add, o.ngroup_add, &id, reason, sizeof(reason)) < 0) {
+		if (resolve_identity(o.proc.user, o.proc.group_add, o.proc.ngroup_add, &id, reason, sizeof(reason)) < 0) {
 			error_line(2, 0, "%s", reason);
 			_exit(126);
 		}
 		const char *limit = NULL;
-		if (apply_ulimits(o.ulimits, o.nulimits, &limit) < 0) {
+		if (apply_ulimits(o.proc.ulimits, o.proc.nulimits, &limit) < 0) {
 			error_line(2, errno, "set ulimit %s", limit);
 			_exit(126);
 		}
 		if (id.set)
-			default_home(o.env, &id);
+			default_home(o.proc.env, &id);
 		if (master >= 0 && (setsid() < 0 || (console_step = console_become(slave, id.set ? (int)id.uid : -1,
-										    o.rows, o.cols)))) {
+										    o.proc.console.rows, o.proc.console.cols)))) {
 			error_line(2, errno, "%s", console_step ? console_step : "setsid");
 			_exit(126);
 		}
 		int err = 0;
-		const char *step = drop_capabilities(o.caps, &id, &err);
+		const char *step = drop_capabilities(o.proc.caps, &id, &err);
 		if (step) {
 			error_line(2, err, "%s", step);
 			_exit(126);
 		}
 		if (install_seccomp(&filter) < 0) {
-			error_line(2, errno, "install seccomp filter \"%s\"", o.seccomp_file);
+			error_line(2, errno, "install seccomp filter \"%s\"", o.proc.seccomp_file);
 			_exit(126);
 		}
-		err = exec_command(o.argv, o.env);
-		error_line(2, err, "exec \"%s\"", o.argv[0]);
+		err = exec_command(o.proc.argv, o.proc.env);
+		error_line(2, err, "exec \"%s\"", o.proc.argv[0]);
 		_exit(err == ENOENT ? 127 : 126);
 	}
 	exec_child_pid = pid;

@@ -86,10 +86,10 @@ void setup_writable(const struct child_ctx *ctx, int rootfd)
 			child_fail(ctx, errno, "mount tmpfs on \"%s\"", o->tmpfs[i].dst);
 	if (!o->read_only)
 		return;
-	if (o->workdir) { /* made now: it cannot be made once the root is read-only */
-		int fd = ensure_in_root(rootfd, o->workdir, 0);
+	if (o->proc.workdir) { /* made now: it cannot be made once the root is read-only */
+		int fd = ensure_in_root(rootfd, o->proc.workdir, 0);
 		if (fd < 0)
-			child_fail(ctx, errno, "create workdir \"%s\"", o->workdir);
+			child_fail(ctx, errno, "create workdir \"%s\"", o->proc.workdir);
 		close(fd);
 	}
 	if (remount_ro_in_root(rootfd, "/") < 0)

@@ -34,7 +34,7 @@ int cmd_run(int argc, char **argv)
 	struct seccomp_prog filter;
 	char msg[MSG_MAX];
 	if (parse_run(argc, argv, &o, msg, sizeof(msg)) < 0 ||
-	    read_seccomp(o.seccomp_file, &filter, msg, sizeof(msg)) < 0) {
+	    read_seccomp(o.proc.seccomp_file, &filter, msg, sizeof(msg)) < 0) {
 		error_line(1, 0, "%s", msg);
 		return 1;
 	}
@@ -65,7 +65,7 @@ int cmd_run(int argc, char **argv)
 	}
 	struct console_ends console;
 	ctx.console = &console;
-	if (console_prepare(&o.console, &console, msg, sizeof(msg)) < 0) {
+	if (console_prepare(&o.proc.console, &console, msg, sizeof(msg)) < 0) {
 		error_line(1, 0, "%s", msg);
 		return 1;
 	}
@@ -82,7 +82,7 @@ int cmd_run(int argc, char **argv)
 		error_line(1, ENOMEM, "clone");
 		return 1;
 	}
-	if (place_prepare(&o.cgroups, msg, sizeof(msg)) < 0) {
+	if (place_prepare(&o.proc.cgroups, msg, sizeof(msg)) < 0) {
 		error_line(1, 0, "%s", msg);
 		return 1;
 	}
@@ -92,7 +92,7 @@ int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	int born_in;
-	pid_t pid = place_clone(&o.cgroups, flags, container_init, &ctx, stack, stack_size, &born_in);
+	pid_t pid = place_clone(&o.proc.cgroups, flags, container_init, &ctx, stack, stack_size, &born_in);
 	int clone_err = errno;
 	if (o.net == NET_JOIN && netjoin_leave(&join, msg, sizeof(msg)) < 0) {
 		error_line(1, 0, "%s", msg);
@@ -115,7 +115,7 @@ int cmd_run(int argc, char **argv)
 	}
 	console_shim_side(&console);
 	/* Its cgroups before the daemon learns its pid: the daemon counts it from `pid` on. */
-	if (place_write(&o.cgroups, pid, born_in, msg, sizeof(msg)) < 0) {
+	if (place_write(&o.proc.cgroups, pid, born_in, msg, sizeof(msg)) < 0) {
 		error_line(1, 0, "%s", msg);
 		kill_and_reap(pid);
 		return 1;
@@ -130,8 +130,8 @@ int cmd_run(int argc, char **argv)
 		note(errno, "chdir \"/\"");
 
 	int code;
-	if (o.console.tty || o.console.open_stdin || o.console.socket_path) {
-		struct console_pump pump = {.opts = &o.console, .ends = &console, .out_r = ctx.out_r,
+	if (o.proc.console.tty || o.proc.console.open_stdin || o.proc.console.socket_path) {
+		struct console_pump pump = {.opts = &o.proc.console, .ends = &console, .out_r = ctx.out_r,
 					    .err_r = ctx.log_r, .log_fd = log.fd, .log = log_output, .log_ctx = &log};
 		code = console_pump_until_exit(pid, &pump);
 	} else {
