@@ -4,8 +4,9 @@ A facade over one module per job: source.py (the C text and its -D flags), cache
 by BCC in a child, build.py, once per kernel and source), compiled.py (loaded and attached
 through bpf(); no bcc in this process), slots.py (each watched container's counter row),
 attachments.py (cgroup programs on container directories), enforcement.py (kill and egress
-tables), readings.py over percpu.py (the counters), ring.py (the event ring buffer). It
-implements interface.py's seams; double.ProbeDouble stands in for it in unit tests.
+tables), readings.py over percpu.py (the counters; ProbeSet's methods that read them are
+reading_methods.py), ring.py (the event ring buffer). It implements interface.py's seams;
+double.ProbeDouble stands in for it in unit tests.
 
 Containers are counted once `watch()` registered their cgroup id; maps are read when asked (at
 scrape time), never on a timer. Enforcement (probes/enforce.c) is set per watched container:
@@ -17,13 +18,12 @@ everything but what pins.py keeps in force while the daemon is down; a restarted
 from __future__ import annotations
 
 import ctypes as ct
-import functools
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, cast
+from typing import Iterable, Mapping, Sequence
 
 from agent.errors import CorralError, InvalidArgument, KernelError
 from agent.probes import cgroup_programs, percpu, readings, setup_exemption
@@ -33,10 +33,12 @@ from agent.probes.compiled import EGRESS_PROGRAMS, SKB_PROGRAMS, CompiledProbes,
 from agent.probes.egress import EgressPolicy
 from agent.probes.enforcement import EnforcementTables
 from agent.probes.events import EgressEvent
-from agent.probes.interface import KernelEnforcement, NetCounters, ProbeEvent, ProcessCounters, TcpCounters
+from agent.probes.interface import KernelEnforcement, ProbeEvent
+from agent.probes.locking import locked
 from agent.probes.mounts import ensure_mounts
 from agent.probes.pins import LINK, PINNED_MAPS, PinnedEnforcement, sweep_orphans
 from agent.probes.rate_limits import Limits, RateKey, RateLimits
+from agent.probes.reading_methods import ProbeReadings
 from agent.probes.ring import EventRing
 from agent.probes.slots import Slots
 from agent.probes.source import (
@@ -52,20 +54,10 @@ __all__ = ["PROBE_FILES", "ProbeOptions", "ProbeSet", "ensure_mounts"]
 
 log = logging.getLogger("corral.probes")
 
-_Method = TypeVar("_Method", bound=Callable[..., Any])
 HEARTBEAT_NS = 500_000_000          # how often poll_events tells the programs a daemon reads
 
 
-def _locked(method: _Method) -> _Method:
-    """Run a ProbeSet method under the set's lock."""
-    @functools.wraps(method)
-    def wrapper(self: ProbeSet, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return cast(_Method, wrapper)
-
-
-class ProbeSet:
+class ProbeSet(ProbeReadings):
     """The loaded probes of one daemon: load once, watch/unwatch containers, read, close."""
 
     def __init__(self, probes_dir: Path, options: ProbeOptions,
@@ -88,8 +80,7 @@ class ProbeSet:
         self._status: dict[str, bool] = {}
         self._py_errors: dict[str, int] = {}
         self._slots = Slots(options.max_containers, watch_index_size - 1)
-        # The raw syscall counters last read per container, so unchanged ones are not summed again.
-        self._syscall_memo: readings.SyscallMemo = {}
+        self._syscall_memo = {}                 # reading_methods.py
         self._skb = CgroupAttachments("probe network", SKB_PROGRAMS, lambda: self._count_py_error("network"))
         self._enforcement = EnforcementTables(
             CgroupAttachments("egress enforcement", EGRESS_PROGRAMS, lambda: self._count_py_error("egress")))
@@ -111,7 +102,7 @@ class ProbeSet:
         """The final BPF C text, with the -D flags it is compiled with."""
         return f"/* cflags: {' '.join(self._flags)} */\n{self._source}"
 
-    @_locked
+    @locked
     def load(self) -> None:
         if self._compiled is not None:
             return
@@ -150,7 +141,7 @@ class ProbeSet:
 
     # -- watching ------------------------------------------------------------------------------
 
-    @_locked
+    @locked
     def watch(self, cgroup_id: int, unified_dir: str) -> None:
         compiled = self._require_loaded()
         try:
@@ -167,7 +158,7 @@ class ProbeSet:
             except KernelError as error:        # counted; the container is watched without them
                 log.warning("probe network: cannot count traffic of cgroup %s: %s", cgroup_id, error)
 
-    @_locked
+    @locked
     def unwatch(self, cgroup_id: int, unified_dir: str | None) -> None:
         compiled = self._with_egress()
         self._skb.detach(cgroup_id, unified_dir)
@@ -188,7 +179,7 @@ class ProbeSet:
             return {"syscall_kill": bool(loaded and self._status.get("syscalls")),
                     "egress": bool(loaded and self._enforcement.egress.loaded)}
 
-    @_locked
+    @locked
     def set_syscall_actions(self, cgroup_id: int, kill: Iterable[int] | Mapping[int, int]) -> None:
         """Replace the container's syscall kill rules: syscall numbers (SIGKILL), or a mapping
         number -> signal. Empty clears them. The signal goes to the calling process when the
@@ -197,21 +188,21 @@ class ProbeSet:
         self._enforcement.set_kill(compiled, self._slots.of(cgroup_id), cgroup_id, kill)
         self._update_pins(compiled)
 
-    @_locked
+    @locked
     def set_rate_limits(self, cgroup_id: int, limits: Limits) -> tuple[RateKey, ...]:
         """Replace the container's rate limits (probes/rates.c; interface.ProbeControl says how)."""
         return self._rates.set(self._require_loaded(), self._slots.of(cgroup_id), limits)
 
-    @_locked
+    @locked
     def watch_epoch(self, cgroup_id: int) -> int | None:
         return self._slots.epoch(cgroup_id)
 
-    @_locked
+    @locked
     def rate_limits_in_kernel(self, cgroup_id: int) -> dict[RateKey, tuple[int, ...]]:
         """The container's rate limits as the kernel holds them (tests read them back)."""
         return self._rates.in_kernel(self._require_loaded(), self._slots.of(cgroup_id))
 
-    @_locked
+    @locked
     def set_egress(self, cgroup_id: int, unified_dir: str, policies: Sequence[EgressPolicy]) -> int:
         """Replace the container's egress rules (one EgressPolicy per selecting policy, enforcing
         and audit ones) and return the update's generation. The sock_addr programs are attached
@@ -261,7 +252,7 @@ class ProbeSet:
                     self._enforcement.egress.detach_leftovers(directory)
             return lost
 
-    @_locked
+    @locked
     def events_lost(self) -> dict[str, int]:
         """Events that found the ring buffer full, by reason: `ring_full` (read too slowly)
         and `daemon_down` (no daemon read; an earlier generation's included once retired)."""
@@ -271,57 +262,15 @@ class ProbeSet:
         result["daemon_down"] += self._pins.adopted_lost if self._pins is not None else 0
         return result
 
-    @_locked
+    @locked
     def egress_attached(self) -> dict[int, str]:
         """cgroup id -> directory, for every container whose egress programs are attached."""
         return dict(self._enforcement.egress.dirs)
 
-    @_locked
+    @locked
     def enforcement_in_kernel(self, cgroup_id: int, unified_dir: str) -> KernelEnforcement:
         compiled = self._with_egress()
         return self._enforcement.in_kernel(compiled, self._slots.of(cgroup_id), unified_dir)
-
-    # -- readings ------------------------------------------------------------------------------
-
-    @_locked
-    def syscall_counts(self) -> dict[int, dict[int, tuple[int, int]]]:
-        return readings.syscall_counts(self._require_loaded(), self._slots.by_cgroup, self._syscall_memo)
-
-    @_locked
-    def syscall_latency(self) -> dict[int, dict[int, list[int]]]:
-        compiled = self._require_loaded()
-        if not self.options.syscall_latency:
-            return {}
-        return readings.syscall_latency(compiled, self._slots.by_cgroup)
-
-    @_locked
-    def network(self) -> dict[int, NetCounters]:
-        return readings.network(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
-
-    @_locked
-    def tcp(self) -> dict[int, TcpCounters]:
-        return readings.tcp(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
-
-    @_locked
-    def tcp_destinations(self) -> dict[int, dict[tuple[str, int], int]]:
-        return readings.tcp_destinations(self._require_loaded(), self._slots.by_cgroup)
-
-    @_locked
-    def processes(self) -> dict[int, ProcessCounters]:
-        return readings.processes(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
-
-    @_locked
-    def oom_kills(self) -> dict[int, int]:
-        return readings.oom_kills(self._require_loaded(), self._slots.by_cgroup, self.options.max_containers)
-
-    @_locked
-    def map_entries(self) -> dict[str, int]:
-        """Entries held for watched cgroups in each keyed map: all 0 once every container is
-        gone, which is what leak checks look at."""
-        compiled = self._require_loaded()
-        result = readings.map_entries(compiled, self._slots.by_cgroup, self.options.syscall_latency)
-        result.update(setup_exemption.entries(compiled.table("launcher_tasks"), compiled.table("setup_tasks")))
-        return result
 
     # -- events --------------------------------------------------------------------------------
 
@@ -348,14 +297,14 @@ class ProbeSet:
 
     # -- health --------------------------------------------------------------------------------
 
-    @_locked
+    @locked
     def status(self) -> dict[str, bool]:
         return dict(self._status)
 
     def _count_py_error(self, probe: str) -> None:
         self._py_errors[probe] = self._py_errors.get(probe, 0) + 1
 
-    @_locked
+    @locked
     def errors(self) -> dict[str, int]:
         result = {name: 0 for name in self._status}
         if self._compiled is not None:
