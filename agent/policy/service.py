@@ -5,7 +5,8 @@ thresholds on snapshots and acts; the composition of the parts that do each job.
 package with a thread. That thread blocks in the kernel watch's epoll (agent/cgroups/watch.py)
 and wakes for whichever comes first:
 - a kernel event of one container (a memory threshold crossed, an OOM kill, a pressure
-  trigger): that container alone is evaluated at once (`evaluate_container`);
+  trigger): that container alone is evaluated at once (`evaluate_container`, in
+  agent/policy/event_evaluation.py with `evaluate_crossing`);
 - a rate limit crossed in the probes (agent/policy/kernel_rates.py), which the probe event pump
   hands over: the rules of that signal advance at once (`evaluate_crossing`);
 - a container started or stopped (the bus) or a policy change: watches are re-armed;
@@ -33,7 +34,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
@@ -51,8 +51,9 @@ from agent.policy.actions import ActionExecutor, AlertSink, BeforeAction
 from agent.policy.detection import detect
 from agent.policy.enforcer import Enforcer
 from agent.policy.engine import ContainerRef, Engine, Evaluation
+from agent.policy.event_evaluation import MIN_RATE_WINDOW, KernelEventEvaluation, Tracked
 from agent.policy.history import SignalHistory
-from agent.policy.kernel_rates import KernelRates, RateLimitsWanted, crossed_rules, kernel_limits, since_crossing
+from agent.policy.kernel_rates import KernelRates, RateLimitsWanted, kernel_limits, since_crossing
 from agent.policy.library import PolicyLibrary, ReloadReport
 from agent.policy.merge import EffectivePolicy, merge, selecting
 from agent.policy.metrics import PolicyMetrics
@@ -69,19 +70,9 @@ from agent.probes.interface import Probes
 log = logging.getLogger("corral.policy")
 
 RELOAD_EVERY = 1.0       # seconds between checks of the policy folder (at most the interval)
-MIN_RATE_WINDOW = 0.5    # an event's evaluation computes rates only over at least this long
 
 
-@dataclass(frozen=True)
-class _Tracked:
-    """What the service remembers of a container between ticks."""
-
-    ref: ContainerRef
-    paths: CgroupPaths
-    snapshot: ContainerSnapshot
-
-
-class PolicyService:
+class PolicyService(KernelEventEvaluation):
     """Policies in force in the daemon; `start()` runs the tick thread, `stop()` ends it."""
 
     def __init__(self, library: PolicyLibrary, *, catalog: ContainerCatalog, cgroups: CgroupDriver,
@@ -115,7 +106,7 @@ class PolicyService:
         self._resync.set()
         self._clock = clock
         self._lock = threading.RLock()          # the tick thread and API threads share engine state
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, Tracked] = {}
         self._rate_base: dict[str, ContainerSnapshot] = {}    # snapshot at a container's last crossing
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -254,7 +245,7 @@ class PolicyService:
                 ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
                 previous = self._tracked.get(container.id)
                 sample = compute_signals(previous.snapshot if previous else None, snapshot)
-                self._tracked[container.id] = _Tracked(ref, container.cgroup, snapshot)
+                self._tracked[container.id] = Tracked(ref, container.cgroup, snapshot)
                 self.history.record(ref, sample, syscall_totals=snapshot.by_syscall,
                                     tcp_destinations=destinations.get(container.id))
                 base = self._rate_base.pop(container.id, None)
@@ -271,53 +262,6 @@ class PolicyService:
             evaluations.extend(self._forget_gone(set(by_id)))
         self.pace.settle(close)
         return evaluations
-
-    def evaluate_container(self, container_id: str) -> Evaluation | None:
-        """A kernel event of one container: evaluate it alone, now. Rates are computed from the
-        last periodic snapshot when it is at least MIN_RATE_WINDOW old (unknown otherwise, which
-        leaves their rules alone); that snapshot is kept, so the next tick's rates span its
-        whole interval."""
-        container = self.catalog.by_id(container_id)
-        if container is None or not container.running:
-            return None
-        effective = self.policy_for(container.name, container.image, container.labels)
-        if not effective.thresholds:
-            return None
-        snapshot = self.sampler.snapshots([container], with_syscalls=False, clock=self._clock)[0]
-        ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
-        with self._lock:
-            previous = self._tracked.get(container.id)
-            base = previous.snapshot if previous and snapshot.time - previous.snapshot.time >= MIN_RATE_WINDOW else None
-            if previous is None:
-                self._tracked[container.id] = _Tracked(ref, container.cgroup, snapshot)
-            evaluation = self.engine.evaluate(ref, effective, compute_signals(base, snapshot))
-            self.enforcer.run_actions(evaluation, self._paths_of)
-        return evaluation
-
-    def evaluate_crossing(self, container_id: str, event: RateEvent) -> Evaluation | None:
-        """The kernel saw a rate limit crossed (`event.count` in one 1 s window): the rules of
-        that signal it is above advance now (Engine.cross), without a snapshot."""
-        container = self.catalog.by_id(container_id)
-        if container is None or not container.running:
-            return None
-        rules = crossed_rules(self.policy_for(container.name, container.image, container.labels), event,
-                              self.rates.number)
-        if not rules:
-            return None
-        log.info("container %s: %s%s crossed in the kernel (%d in 1 s, limit %d)", container.name, event.signal,
-                 "" if event.nr is None else f" of {self.enforcer.syscall_label(event.nr)}", event.count, event.limit)
-        ref = ContainerRef(container.id, container.name, container.image, dict(container.labels))
-        with self._lock:
-            evaluation = self.engine.cross(ref, rules, float(event.count), event.time)
-            self.enforcer.run_actions(evaluation, lambda cid: self._paths_of(cid) or container.cgroup)
-        if evaluation.violations and not any(a.kind == "kill" for a in evaluation.actions) or any(
-                s.phase == "pending" for s in self.engine.states(container.id)):
-            # The next evaluation judges these rules on the rate since now: a tick interval that
-            # began before the storm would average it down and resolve (then re-fire) the rule.
-            base = self.sampler.snapshots([container], with_syscalls=event.nr is not None, clock=self._clock)[0]
-            with self._lock:
-                self._rate_base[container.id] = base
-        return evaluation
 
     def _sync_watches(self, containers: list[CatalogEntry] | None = None,
                       effective: dict[str, EffectivePolicy] | None = None) -> list[str]:
@@ -388,7 +332,7 @@ class PolicyService:
         container = self.catalog.by_id(container_id)
         return (container.started_at if container is not None else 0.0) or default
 
-    def _gone(self, tracked: _Tracked) -> Evaluation:
+    def _gone(self, tracked: Tracked) -> Evaluation:
         """A container stopped or was removed: its firing rules resolve (alerts are resolved;
         nothing is left to restore or thaw), then its state is dropped."""
         evaluation = self.engine.gone(tracked.ref, self._clock())
