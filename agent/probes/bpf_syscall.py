@@ -90,17 +90,24 @@ def create_array(value_size: int, entries: int = 1) -> int:
     return create_map(BPF_MAP_TYPE_ARRAY, 4, value_size, entries)
 
 
-def map_info(fd: int) -> dict[str, int | str]:
-    """What the kernel holds of a map: type, id, key_size, value_size, max_entries, flags, name."""
-    info = (ct.c_uint8 * _MAP_INFO_SIZE)()
+def object_info(fd: int, size: int) -> bytes:
+    """BPF_OBJ_GET_INFO_BY_FD: the first `size` bytes of the kernel's info struct of the map,
+    program or link behind `fd` (struct bpf_map_info, bpf_prog_info, ...)."""
+    info = (ct.c_uint8 * size)()
     attr = new_attr()
     put(attr, 0, ct.c_uint32, fd)
-    put(attr, 4, ct.c_uint32, _MAP_INFO_SIZE)
+    put(attr, 4, ct.c_uint32, size)
     put(attr, 8, ct.c_uint64, ct.addressof(info))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
-    words = [int.from_bytes(bytes(info[i:i + 4]), "little") for i in range(0, 24, 4)]
+    return bytes(info)
+
+
+def map_info(fd: int) -> dict[str, int | str]:
+    """What the kernel holds of a map: type, id, key_size, value_size, max_entries, flags, name."""
+    info = object_info(fd, _MAP_INFO_SIZE)
+    words = [int.from_bytes(info[i:i + 4], "little") for i in range(0, 24, 4)]
     result: dict[str, int | str] = dict(zip(("type", "id", "key_size", "value_size", "max_entries", "flags"), words))
-    result["name"] = bytes(info[24:40]).split(b"\0", 1)[0].decode(errors="replace")
+    result["name"] = info[24:40].split(b"\0", 1)[0].decode(errors="replace")
     return result
 
 

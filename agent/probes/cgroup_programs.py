@@ -15,7 +15,7 @@ import os
 
 from agent.errors import KernelError
 from agent.probes.bpf_syscall import bpf as _bpf
-from agent.probes.bpf_syscall import new_attr
+from agent.probes.bpf_syscall import new_attr, object_info
 from agent.probes.bpf_syscall import put as _put
 
 CGROUP_INET_INGRESS = 0
@@ -27,7 +27,7 @@ CGROUP_UDP6_SENDMSG = 15
 BPF_F_ALLOW_MULTI = 1 << 1
 
 _BPF_PROG_ATTACH, _BPF_PROG_DETACH = 8, 9
-_BPF_PROG_GET_FD_BY_ID, _BPF_OBJ_GET_INFO_BY_FD, _BPF_PROG_QUERY = 13, 15, 16
+_BPF_PROG_GET_FD_BY_ID, _BPF_PROG_QUERY = 13, 16
 _PROG_INFO_SIZE = 80             # struct bpf_prog_info up to and including name[16]
 _PROG_INFO_ID, _PROG_INFO_NAME = 4, 64
 
@@ -61,13 +61,7 @@ def attached_programs(directory: str, attach_type: int) -> list[int]:
 
 
 def _program_info(prog_fd: int) -> bytes:
-    info = (ct.c_uint8 * _PROG_INFO_SIZE)()
-    attr = new_attr()
-    _put(attr, 0, ct.c_uint32, prog_fd)
-    _put(attr, 4, ct.c_uint32, _PROG_INFO_SIZE)
-    _put(attr, 8, ct.c_uint64, ct.addressof(info))
-    _bpf(_BPF_OBJ_GET_INFO_BY_FD, attr)
-    return bytes(info)
+    return object_info(prog_fd, _PROG_INFO_SIZE)
 
 
 def program_id(prog_fd: int) -> int:
