@@ -100,7 +100,8 @@ void client_flush(struct client *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			client_drop(c);
+			c->deaf = 1;
+			c->out_len = 0;
 			return;
 		}
 		memmove(c->out, c->out + n, c->out_len - (size_t)n);
@@ -110,7 +111,7 @@ void client_flush(struct client *c)
 
 void client_queue_frame(struct client *c, int type, const void *data, size_t len)
 {
-	if (c->fd < 0)
+	if (c->fd < 0 || c->deaf)
 		return;
 	size_t need = c->out_len + 8 + len;
 	if (need > CLIENT_OUT_MAX) {

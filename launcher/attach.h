@@ -13,6 +13,12 @@
 
 struct client {
 	int fd; /* -1: free slot */
+	/* It reads no more (a send failed: it closed, or shut its reading side): nothing is queued
+	 * for it any more, but what it sent before is still read and handled, up to its end. The
+	 * daemon sends a RESIZE and closes at once: dropping it at the failed send of the next
+	 * output would lose that size (the shell's redraw after the previous resize is such
+	 * output). */
+	int deaf;
 	char *out;
 	size_t out_len, out_cap;
 	unsigned char *in; /* one frame from the daemon, being read */
@@ -29,7 +35,8 @@ void attach_remove_socket(void);
 /* Close c and free its buffers; its slot is free again. */
 void client_drop(struct client *c);
 
-/* Send what is queued for c without blocking; a client that went away is dropped. */
+/* Send what is queued for c without blocking; a client that went away becomes deaf (its
+ * input is still read until its end, where it is dropped). */
 void client_flush(struct client *c);
 
 /* Queue the frame [type,0,0,0,len BE32] data for c and send what it can take now. */

@@ -3,6 +3,7 @@ them: through agent.runtime.attach's ShimConnection."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -72,6 +73,27 @@ def test_a_terminal_is_the_containers_stdio_and_the_shim_keeps_it(launcher):
     assert {stream for stream, _ in frames} == {1}
     assert b"done-42\r\n" in b"".join(data for _, data in frames)
     assert not (launcher.tmp / SOCKET_NAME).exists()
+
+
+def test_a_resize_from_a_client_that_closed_at_once_is_applied_with_output_waiting(launcher):
+    """The daemon resizes on a connection of its own: RESIZE, then close at once. When output
+    waits in the same turn of the shim's loop (the shell's redraw after a resize: `docker
+    attach` sends rows+1, cols+1, then the size), sending it to that closed client fails; the
+    client must still have its RESIZE read, or the terminal keeps the older size."""
+    shim = launcher.start("--tty", "--attach-socket", str(launcher.tmp / SOCKET_NAME), "--tty-size", "24,80",
+                          command=["/bin/sh", "-c", "while :; do stty size; usleep 20000; done"])
+    watcher = connect_shim(launcher.tmp)
+    read_until(watcher, b"24 80")
+    for rows, cols in ((26, 91), (25, 90), (41, 121), (40, 120)):
+        resizer = connect_shim(launcher.tmp)            # greeted: one of the shim's clients now
+        os.kill(shim.process.pid, signal.SIGSTOP)       # its next turn sees output and RESIZE at once
+        try:
+            time.sleep(0.1)                             # the shell prints its size meanwhile
+            resizer.resize(rows, cols)
+            resizer.close()
+        finally:
+            os.kill(shim.process.pid, signal.SIGCONT)
+        read_until(watcher, b"%d %d" % (rows, cols))
 
 
 def test_stdin_without_a_terminal_reaches_end_of_file(launcher):
