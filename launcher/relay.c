@@ -1,9 +1,9 @@
 /*
- * The shim's loop with a terminal, a stdin pipe or an attach socket (tty.h,
- * console_pump_until_exit): one poll(2) over the init's output (the terminal's master, or its
- * stdout and stderr pipes), the stdin being written, the listening socket, every client and
- * the init's pidfd, until the init has exited; then the rest of the output, the socket
- * removed, EXIT to every client.
+ * The shim's loop (tty.h, console_pump_until_exit): one poll(2) over the init's output (the
+ * terminal's master, or its stdout and stderr pipes), the stdin being written, the listening
+ * socket, every client and the init's pidfd (without one, waitpid every 100 ms), until the init
+ * has exited; then the rest of the output, the socket removed, EXIT to every client. Without
+ * --tty, --stdin and --attach-socket that is the pipes into the log and the pidfd alone.
  *
  * Input from clients goes through one buffer of STDIN_MAX: a client whose frame does not fit
  * is not read until it does, so a container that does not read its stdin slows the client

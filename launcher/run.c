@@ -17,7 +17,6 @@
 #include "netjoin.h"
 #include "options.h"
 #include "place.h"
-#include "pump.h"
 #include "report.h"
 #include "seccomp.h"
 #include "tty.h"
@@ -129,14 +128,9 @@ int cmd_run(int argc, char **argv)
 	if (chdir("/") < 0)
 		note(errno, "chdir \"/\"");
 
-	int code;
-	if (o.proc.console.tty || o.proc.console.open_stdin || o.proc.console.socket_path) {
-		struct console_pump pump = {.opts = &o.proc.console, .ends = &console, .out_r = ctx.out_r,
-					    .err_r = ctx.log_r, .log_fd = log.fd, .log = log_output, .log_ctx = &log};
-		code = console_pump_until_exit(pid, &pump);
-	} else {
-		code = pump_until_exit(pid, ctx.out_r, ctx.log_r, &log);
-	}
+	struct console_pump pump = {.opts = &o.proc.console, .ends = &console, .out_r = ctx.out_r,
+				    .err_r = ctx.log_r, .log_fd = log.fd, .log = log_output, .log_ctx = &log};
+	int code = console_pump_until_exit(pid, &pump);
 	if (o.exit_file && write_exit_file(o.exit_file, code) < 0) {
 		note(errno, "write exit file \"%s\" (exit code %d)", o.exit_file, code);
 		return 1;

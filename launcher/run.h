@@ -1,7 +1,7 @@
 /* `corral-launch run [options] -- CMD [ARG...]`: parse the options, clone the container's
  * init into new namespaces and its cgroups (place.h), start it (handshake.h), then stay as its
- * shim: pump its output (pump.h, or tty.h with a terminal, stdin or attach socket) and record
- * its exit code (exitstatus.h). */
+ * shim: relay its output to the log (and its terminal, stdin and attach socket when asked for;
+ * tty.h) and record its exit code (exitstatus.h). */
 #ifndef CORRAL_RUN_H
 #define CORRAL_RUN_H
 
