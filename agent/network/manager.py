@@ -44,7 +44,7 @@ from agent.network.nat import NatTable, container_tag, network_rules, network_ta
 from agent.network.pool import NamespacePool
 from agent.network.ports import check_ports
 from agent.network.records import free_stale_records, keep_records, remove_stale_rules
-from agent.network.rendering import hostname_file, hosts_file, resolv_conf, write_hosts
+from agent.network.rendering import hostname_file, hosts_file, refresh_hosts, resolv_conf, write_container_hosts
 from agent.network.store import Endpoint, NetworkStore
 from agent.network.subnets import check_overlap, free_subnet
 from agent.network.teardown import Teardown
@@ -220,12 +220,12 @@ class NetworkManager:
                                                   tuple(extra_hosts)))
                 undo.append(lambda: self.store.remove_endpoint(network.name, container_id))
                 if hosts_path is not None:
-                    self._write_hosts(container_id, strict=True)
+                    write_container_hosts(self.store, container_id, strict=True)
             except BaseException:
                 for step in reversed(undo):
                     _quietly(step)
                 raise
-            self._refresh_hosts(network.name, skip=container_id)
+            refresh_hosts(self.store, network.name, skip=container_id)
             return attachment
 
     def detach(self, container_id: str, network_name: str | None = None, *, pid: int | None = None) -> None:
@@ -274,10 +274,10 @@ class NetworkManager:
                 except NotFound:
                     pass
                 self.store.remove_endpoint(network, container_id)
-                self._refresh_hosts(network)
+                refresh_hosts(self.store, network)
             staying = [e for e in endpoints if e not in leaving]
             if network_name is not None and staying:
-                self._write_hosts(container_id)
+                write_container_hosts(self.store, container_id)
                 if leaving and endpoints[0] in leaving and pid is not None:   # it held the default route
                     self.links.set_default_route(pid, staying[0].attachment.gateway)
 
@@ -290,7 +290,7 @@ class NetworkManager:
                 self.store.save_endpoint(dataclasses.replace(found, attachment=attachment))
                 renamed.append(attachment)
             for attachment in renamed:
-                self._refresh_hosts(attachment.network)
+                refresh_hosts(self.store, attachment.network)
             return renamed
 
     def reserve_port(self, owner: str, port: PortMapping) -> None:
@@ -350,7 +350,7 @@ class NetworkManager:
                 for attachment in found:
                     keep_records(self.store, self.nat, container_id, attachment, known, tags)
             for network in networks:
-                self._refresh_hosts(network.name)
+                refresh_hosts(self.store, network.name)
         self.pool.start(delay=POOL_START_DELAY)
         return sorted(stale)
 
@@ -385,28 +385,6 @@ class NetworkManager:
 
     def _check_overlap(self, network: Network) -> None:
         check_overlap(network, self.store.networks(), self.links.routes())
-
-    def _refresh_hosts(self, network_name: str, skip: str | None = None) -> None:
-        """Rewrite the hosts file of every container of the network (best effort: a container
-        whose file is gone is being removed)."""
-        for endpoint in self.store.endpoints(network_name):
-            if endpoint.hosts_path and endpoint.attachment.container_id != skip:
-                self._write_hosts(endpoint.attachment.container_id)
-
-    def _write_hosts(self, container_id: str, *, strict: bool = False) -> None:
-        """The container's hosts file: itself and its peers on each of its networks."""
-        own = self.store.find_endpoints(container_id)
-        keeper = next((e for e in own if e.hosts_path), None)
-        if keeper is None:
-            return
-        peers = [a for name in dict.fromkeys(e.attachment.network for e in own) for a in self._attachments(name)]
-        try:
-            write_hosts(Path(keeper.hosts_path or ""), hosts_file([e.attachment for e in own], peers,
-                                                                  keeper.hostname, keeper.extra_hosts))
-        except CorralError as exc:
-            if strict:
-                raise
-            log.warning("cannot update the hosts file of container %s: %s", keeper.attachment.container_name, exc)
 
 
 def _quietly(step: Callable[[], object]) -> None:

@@ -1,14 +1,19 @@
 """The name-resolution files a container on a network gets: /etc/hosts (itself and the
 other containers of each of its networks, with their aliases there), /etc/hostname and
-/etc/resolv.conf."""
+/etc/resolv.conf; and the hosts files kept current from the endpoint records (store.py) as
+containers come and go."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 from typing import Sequence
 
-from agent.errors import KernelError
+from agent.errors import CorralError, KernelError
 from agent.network.model import Attachment
+from agent.network.store import NetworkStore
+
+log = logging.getLogger(__name__)
 
 LOCALHOST_LINES = ("127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                    "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
@@ -78,3 +83,27 @@ def write_hosts(path: Path, text: str) -> None:
             handle.write(text)
     except OSError as exc:
         raise KernelError(f"cannot write the hosts file {path}: {exc.strerror}") from exc
+
+
+def refresh_hosts(store: NetworkStore, network_name: str, skip: str | None = None) -> None:
+    """Rewrite the hosts file of every container of the network (best effort: a container
+    whose file is gone is being removed)."""
+    for endpoint in store.endpoints(network_name):
+        if endpoint.hosts_path and endpoint.attachment.container_id != skip:
+            write_container_hosts(store, endpoint.attachment.container_id)
+
+
+def write_container_hosts(store: NetworkStore, container_id: str, *, strict: bool = False) -> None:
+    """The container's hosts file: itself and its peers on each of its networks."""
+    own = store.find_endpoints(container_id)
+    keeper = next((e for e in own if e.hosts_path), None)
+    if keeper is None:
+        return
+    peers = [e.attachment for name in dict.fromkeys(e.attachment.network for e in own) for e in store.endpoints(name)]
+    try:
+        write_hosts(Path(keeper.hosts_path or ""), hosts_file([e.attachment for e in own], peers,
+                                                              keeper.hostname, keeper.extra_hosts))
+    except CorralError as exc:
+        if strict:
+            raise
+        log.warning("cannot update the hosts file of container %s: %s", keeper.attachment.container_name, exc)
