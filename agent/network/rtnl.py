@@ -1,11 +1,13 @@
-"""A few rtnetlink requests encoded by hand, for the start of a container from a pooled namespace.
+"""A few rtnetlink requests encoded by hand: the pool's items (pool.py, prepared.py) and the
+deletion of container veths.
 
-pyroute2 (bridge.py) builds and decodes each message in Python, ~0.5 ms apiece here, and a
-start from the pool needs five: the host end renamed and up (and moved to another bridge), the
-container's eth0 given its MAC and brought up, its address, its default route. These are fixed
-layouts of a few dozen bytes (linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h), so they are
-packed with `struct` and each answer is read only for its error: ~30 us a request. The pool's
-refill (a veth pair with its peer in a new namespace, a lookup) uses them too, so the thread that
+pyroute2 (bridge.py) builds and decodes each message in Python, ~0.5 ms apiece here, and opening
+its socket costs ~1 ms. A start from the pool needs one to five requests (the host end renamed
+and up, or moved to another bridge; eth0's MAC and link, its address, its default route), a
+container's exit one link deletion per possible veth. These are fixed layouts of a few dozen
+bytes (linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h), so they are packed with `struct`
+and each answer is read only for its error: ~30 us a request. The pool's refill (a veth pair
+with its peer in a new namespace, lookups, eth0's settings) uses them too, so the thread that
 refills it holds the GIL for microseconds, not milliseconds, while a start runs beside it.
 
 `Rtnl` wraps one NETLINK_ROUTE socket; a socket acts in the network namespace it was opened in,
@@ -13,6 +15,7 @@ which is how the pool reaches inside a namespace without entering it (pool.py).
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -20,7 +23,7 @@ import struct
 from agent.errors import KernelError
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE = 16, 17, 18, 20, 21, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
 IFF_UP = 0x1
@@ -63,8 +66,9 @@ class Rtnl:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def _request(self, kind: int, flags: int, body: bytes, what: str) -> bytes:
-        """Send one request; the answer's body (a get's), or b"" for an acknowledgement."""
+    def _request(self, kind: int, flags: int, body: bytes, what: str, ignore: tuple[int, ...] = ()) -> bytes:
+        """Send one request; the answer's body (a get's), or b"" for an acknowledgement (or an
+        error whose errno is in `ignore`)."""
         self._seq += 1
         ack = 0 if kind == RTM_GETLINK else NLM_F_ACK     # a get's answer is its acknowledgement
         message = _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | ack | flags, self._seq, 0) + body
@@ -77,7 +81,7 @@ class Rtnl:
                     continue                  # a late answer to a request that failed before
                 if answer_kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", answer, _HEADER.size)[0]
-                    if code:
+                    if code and code not in ignore:
                         raise KernelError(f"{what}: {os.strerror(code)}")
                     return b""
                 return answer[_HEADER.size:]
@@ -89,6 +93,12 @@ class Rtnl:
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
         answer = self._request(RTM_GETLINK, 0, body, f"cannot find interface {name}")
         return int(_IFINFO.unpack_from(answer)[2])
+
+    def del_link(self, name: str) -> None:
+        """RTM_DELLINK by name (a veth takes its peer with it); a missing link is not an error.
+        While the kernel is deleting the link with its namespace this waits for that (rtnl lock)."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(name))
+        self._request(RTM_DELLINK, 0, body, f"cannot delete interface {name}", ignore=(errno.ENODEV, errno.ENOENT))
 
     def add_veth(self, name: str, *, master: int, peer: str, peer_netns: int, what: str = "") -> None:
         """RTM_NEWLINK: a veth pair, `name` here on bridge `master` (down), `peer` in the
@@ -115,10 +125,18 @@ class Rtnl:
 
     def add_address(self, index: int, address: str, prefix: int, *, what: str = "") -> None:
         """RTM_NEWADDR: `address/prefix` on the link (its subnet's route comes with it)."""
+        self._address(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, index, address, prefix,
+                      what or f"cannot add {address}/{prefix}")
+
+    def del_address(self, index: int, address: str, prefix: int, *, what: str = "") -> None:
+        """RTM_DELADDR: `address/prefix` off the link (its subnet's route goes with it)."""
+        self._address(RTM_DELADDR, 0, index, address, prefix, what or f"cannot remove {address}/{prefix}")
+
+    def _address(self, kind: int, flags: int, index: int, address: str, prefix: int, what: str) -> None:
         packed = socket.inet_aton(address)
         body = (_IFADDR.pack(socket.AF_INET, prefix, 0, RT_SCOPE_UNIVERSE, index)
                 + _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed))
-        self._request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, what or f"cannot add {address}/{prefix}")
+        self._request(kind, flags, body, what)
 
     def add_default_route(self, index: int, gateway: str, *, what: str = "") -> None:
         """RTM_NEWROUTE: the default route via `gateway` out of the link."""

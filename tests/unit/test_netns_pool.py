@@ -130,7 +130,8 @@ def test_rtnl_requests_carry_the_start_settings():
     made.set_link(7, name="cvabc", mac="02:42:0a:d5:00:02", master=3, up=True)
     made.add_address(2, "10.213.0.2", 16)
     made.add_default_route(2, "10.213.0.1")
-    link, address, route = fake.sent
+    made.del_address(2, "10.213.0.2", 16)
+    link, address, route, gone = fake.sent
     assert struct.unpack_from("=HH", link, 4) == (rtnl.RTM_NEWLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK)
     assert rtnl._IFINFO.unpack_from(link, 16) == (socket.AF_UNSPEC, 0, 7, rtnl.IFF_UP, rtnl.IFF_UP)
     assert b"cvabc\0" in link and bytes.fromhex("02420ad50002") in link and struct.pack("=HHI", 8, 10, 3) in link
@@ -138,12 +139,24 @@ def test_rtnl_requests_carry_the_start_settings():
     assert address.count(socket.inet_aton("10.213.0.2")) == 2                    # local and address
     assert struct.pack("=HH", 8, rtnl.RTA_GATEWAY) + socket.inet_aton("10.213.0.1") in route
     assert struct.pack("=HHI", 8, rtnl.RTA_OIF, 2) in route
+    assert struct.unpack_from("=HH", gone, 4) == (rtnl.RTM_DELADDR, rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK)
+    assert gone[16:] == address[16:]                                            # the same address, taken off
 
 
 def test_an_rtnl_error_names_the_step():
     made, _ = fake_rtnl(error=17)
     with pytest.raises(KernelError, match="cannot add the address of eth0: File exists"):
         made.add_address(2, "10.213.0.2", 16, what="cannot add the address of eth0")
+
+
+def test_a_link_deleted_by_name_may_be_gone_already():
+    made, fake = fake_rtnl(error=19)                                            # ENODEV
+    made.del_link("cvabababababab")
+    assert struct.unpack_from("=HH", fake.sent[0], 4) == (rtnl.RTM_DELLINK, rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK)
+    assert rtnl._IFINFO.unpack_from(fake.sent[0], 16)[2] == 0 and b"cvabababababab\0" in fake.sent[0]
+    busy, _ = fake_rtnl(error=16)
+    with pytest.raises(KernelError, match="cannot delete interface cvx: Device or resource busy"):
+        busy.del_link("cvx")
 
 
 class PoolLinks(LinksDouble):
