@@ -26,7 +26,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.errors import KernelError
 from agent.network.model import mac_of
-from agent.network.prepared import PreparedNamespace, claim, prepare
+from agent.network.prepared import Endpoint, PreparedNamespace, claim, prepare
 from agent.network.rtnl import Rtnl
 
 CLONE_NEWNET = 0x40000000
@@ -184,9 +184,10 @@ class Links:
         finally:
             os.close(netns)
 
-    def prepare_namespace(self, bridge: str, tag: str) -> PreparedNamespace:
-        """A network namespace made ahead, its veth's host end on `bridge` (prepared.py)."""
-        return prepare(bridge, tag)
+    def prepare_namespace(self, bridge: str, name: str, endpoint: Endpoint | None = None) -> PreparedNamespace:
+        """A network namespace made ahead, its veth's host end `name` on `bridge`, eth0 given
+        `endpoint` (prepared.py)."""
+        return prepare(bridge, name, endpoint)
 
     def claim_endpoint(self, prepared: PreparedNamespace, *, bridge: str, host_veth: str, address: str,
                        prefix: int, mac: str, gateway: str | None) -> None:

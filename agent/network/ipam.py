@@ -70,6 +70,17 @@ class AddressAllocator:
                 addresses[container_id] = address
                 self._write(addresses)
 
+    def hand_over(self, holder: str, container_id: str) -> str | None:
+        """Give `holder`'s address to `container_id` (which lets go of any other it held), in one
+        locked change: a pool item's address to the container that takes it (pooled.py). None,
+        and nothing changed, when `holder` holds none."""
+        with self._locked() as addresses:
+            address = addresses.pop(holder, None)
+            if address is not None:
+                addresses[container_id] = address
+                self._write(addresses)
+            return address
+
     def release(self, container_id: str) -> None:
         """Give the container's address back; releasing twice is not an error."""
         with self._locked() as addresses:

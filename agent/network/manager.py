@@ -25,7 +25,6 @@ from agent.network.interfaces import (
     bridge_of,
     free_slot,
     host_veth_of,
-    pool_pattern,
     pool_tag,
     slot_of,
 )
@@ -42,7 +41,9 @@ from agent.network.model import (
 )
 from agent.network.nat import NatTable, container_tag, network_rules, network_tag, port_rules
 from agent.network.pool import NamespacePool
+from agent.network.pooled import make_item, remove_old_pool, take_address
 from agent.network.ports import check_ports
+from agent.network.prepared import PreparedNamespace
 from agent.network.records import free_stale_records, keep_records, remove_stale_rules
 from agent.network.rendering import hostname_file, hosts_file, refresh_hosts, resolv_conf, write_container_hosts
 from agent.network.store import Endpoint, NetworkStore
@@ -93,8 +94,8 @@ class NetworkManager:
         self.teardown = Teardown(self._detach_exited)
         # Namespaces made ahead for starts on a bridge (pool.py); filled once reconcile is done.
         self.pool_tag = pool_tag(root)
-        self.pool = NamespacePool(netns_pool, lambda: self.links.prepare_namespace(self.default_network, self.pool_tag),
-                                  before_fill=self._remove_old_pool)
+        self.pool = NamespacePool(netns_pool, self._make_pool_item,
+                                  before_fill=lambda: remove_old_pool(self.links, self.list_networks(), self.pool_tag))
 
     def close(self) -> None:
         """At the daemon's stop: queued detaches finished, the pool's namespaces let go."""
@@ -195,7 +196,8 @@ class NetworkManager:
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:
-                address = allocator.allocate(container_id, ip)
+                address = (take_address(self.store, network, prepared if slot == 0 else None, container_id, ip)
+                           or allocator.allocate(container_id, ip))
                 undo.append(lambda: allocator.release(container_id))
                 attachment = Attachment(network=network.name, container_id=container_id,
                                         container_name=container_name, host_veth=host_veth_of(container_id, slot),
@@ -370,12 +372,9 @@ class NetworkManager:
             self.nat.add(network_rules(self.nat.name, network))
         self._ready.add(network.name)
 
-    def _remove_old_pool(self) -> None:
-        """A previous run's pool veths, by the pool's thread before it fills: the kernel deletes
-        them itself once their namespaces are freed, and a `link del` meanwhile waits for that
-        (tens of ms), which the daemon's start to ready must not."""
-        bridges = [n.bridge for n in self.list_networks()]
-        self.links.remove_links(self.links.veths(pool_pattern(self.pool_tag), bridges))
+    def _make_pool_item(self) -> PreparedNamespace:
+        """An item of the pool, ready for the default network (pooled.py)."""
+        return make_item(self.store, self.links, self.store.load(self.default_network), self.pool_tag)
 
     def _forget_network(self, network: Network) -> None:
         self._ready.discard(network.name)

@@ -1,5 +1,5 @@
-"""Reconcile's records (NetworkManager.reconcile): addresses, endpoint records and published
-ports' rules no running container claims are freed; a live container's address is reserved and
+"""Reconcile's records (NetworkManager.reconcile): addresses (those a crash left held for pool
+items too), endpoint records and published ports' rules no running container claims are freed; a live container's address is reserved and
 its endpoint record and rules are written again where a crash or a damaged file lost them.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 from agent.errors import CorralError
 from agent.network.model import Attachment, Network
 from agent.network.nat import NatTable, container_tag, port_rules
+from agent.network.pooled import is_holder
 from agent.network.store import Endpoint, NetworkStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def free_stale_records(store: NetworkStore, networks: list[Network], pairs: set[
             allocator.path.rename(allocator.path.with_name(allocator.path.name + ".torn"))
         for container_id in allocator.addresses():
             if (network.name, container_id) not in pairs:
-                stale.add(container_id)
+                if not is_holder(container_id):      # a pool item's, which a crash left (pooled.py)
+                    stale.add(container_id)
                 allocator.release(container_id)
         for path in store.endpoint_paths(network.name):
             if (network.name, path.stem) not in pairs:

@@ -47,6 +47,16 @@ def pool_veths(daemon) -> set[str]:
     return {name for line in out.splitlines() if (name := line.split(":")[1].strip().split("@")[0]).startswith(prefix)}
 
 
+def held_addresses(daemon) -> dict[str, str]:
+    """The default network's allocator: holder (container id, or `pool:` and an item's veth) -> address."""
+    path = daemon.root / "networks" / "corral0" / "addresses.json"
+    return json.loads(path.read_text())["addresses"] if path.exists() else {}
+
+
+def pool_held(daemon) -> dict[str, str]:
+    return {key: address for key, address in held_addresses(daemon).items() if key.startswith("pool:")}
+
+
 def full(daemon, size: int = 4) -> set[str]:
     """The daemon's pool once it holds `size` namespaces and as many veths."""
     def ready() -> set[str] | None:
@@ -57,6 +67,8 @@ def full(daemon, size: int = 4) -> set[str]:
 
 def test_a_container_from_the_pool_has_its_address_peers_and_published_port(daemon, tmp_path):
     pool = full(daemon)
+    items = pool_held(daemon)
+    assert len(items) == 4 and len(set(items.values())) == 4    # each item holds an address of its own
     (tmp_path / "index.html").write_text("from the pool\n")
     port = free_port()
     daemon.cli("run", "-d", "--name", "pooled-web", "--network-alias", "www", "-p", f"{port}:80",
@@ -65,7 +77,8 @@ def test_a_container_from_the_pool_has_its_address_peers_and_published_port(daem
         info = daemon.inspect("pooled-web")
         assert namespace_of(info["State"]["Pid"]) in pool        # it joined one made ahead
         address = info["NetworkSettings"]["IPAddress"]
-        assert address.startswith("10.213.")
+        assert address in items.values()                          # the one made ahead with its namespace
+        assert held_addresses(daemon)[info["Id"]] == address and address not in pool_held(daemon).values()
         out = daemon.out("exec", "pooled-web", "sh", "-c", "ip -o -4 addr show eth0; ip route; "
                                                            "cat /sys/class/net/eth0/address")
         assert f"inet {address}/16" in out and "default via 10.213.0.1" in out
@@ -105,6 +118,9 @@ def test_a_user_network_container_takes_from_the_pool_and_reaches_its_peer(daemo
         daemon.cli("run", "-d", "--name", "pserver", "--net", "poolnet", "busybox", "sh", "-c",
                    "while true; do echo pool-pong | nc -l -p 7000; done")
         assert namespace_of(daemon.inspect("pserver")["State"]["Pid"]) in pool
+        # The item's default-network address was freed, not kept by the container or lost.
+        until(lambda: set(held_addresses(daemon)) == set(pool_held(daemon)) and len(pool_held(daemon)) == 4,
+              "the default network holds the four items' addresses only")
         out = until(lambda: daemon.out("run", "--rm", "--net", "poolnet", "busybox", "nc", "pserver", "7000"),
                     "the peer answers")
         assert out == "pool-pong"
@@ -122,6 +138,9 @@ def test_a_daemon_killed_with_sigkill_leaves_no_pool_namespace_or_veth():
         full(daemon)
         old_veths = pool_veths(daemon)
         daemon.cli("run", "-d", "--name", "survivor", *SLEEPER)
+        survivor = daemon.inspect("survivor")
+        until(lambda: len(pool_held(daemon)) == 4, "the pool holds four addresses again")
+        old_items = pool_held(daemon)
         daemon.process.kill()                                     # no clean shutdown
         daemon.process.wait()
         daemon.process = None
@@ -129,11 +148,15 @@ def test_a_daemon_killed_with_sigkill_leaves_no_pool_namespace_or_veth():
         daemon.start()
         full(daemon)
         assert not old_veths & pool_veths(daemon)
+        now = held_addresses(daemon)         # the killed daemon's items' addresses were freed, the survivor's kept
+        assert not set(old_items) & set(now) and now[survivor["Id"]] == survivor["NetworkSettings"]["IPAddress"]
+        assert len(pool_held(daemon)) == 4 and len(set(now.values())) == len(now)
         assert daemon.out("exec", "survivor", "ls", "/sys/class/net").split() == ["eth0", "lo"]
         daemon.remove_all()
         settled(daemon)
         daemon.stop()
         until(lambda: not pool_veths(daemon), "the pool's veths go with the stopped daemon")
+        assert pool_held(daemon) == {}                             # a clean stop frees the items' addresses
 
 
 def test_pool_size_0_starts_bridge_containers_as_before():

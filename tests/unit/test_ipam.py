@@ -31,6 +31,16 @@ def test_released_addresses_are_reused(tmp_path):
     assert ipam.allocate("d") == "10.251.0.3"
 
 
+def test_hand_over_moves_a_holders_address_to_a_container_once(tmp_path):
+    ipam = AddressAllocator(tmp_path / "a.json", "10.251.0.0/24")
+    item = ipam.allocate("pool:cpoolaaaa000001")
+    ipam.allocate("stale")                                   # what a container held before goes
+    assert ipam.hand_over("pool:cpoolaaaa000001", "stale") == item
+    assert ipam.addresses() == {"stale": item}
+    assert ipam.hand_over("pool:cpoolaaaa000001", "other") is None     # handed over once
+    assert ipam.addresses() == {"stale": item} and ipam.allocate("other") == "10.251.0.3"
+
+
 def test_state_persists_across_instances(tmp_path):
     path = tmp_path / "a.json"
     AddressAllocator(path, "10.251.0.0/24").allocate("one")

@@ -149,6 +149,20 @@ def test_an_rtnl_error_names_the_step():
         made.add_address(2, "10.213.0.2", 16, what="cannot add the address of eth0")
 
 
+class Prepared:
+    """prepared.PreparedNamespace without a kernel: its veth's name, eth0's settings, the release."""
+
+    def __init__(self, host_veth: str, endpoint=None) -> None:
+        self.host_veth, self.endpoint, self.release = host_veth, endpoint, None
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
 def test_a_link_deleted_by_name_may_be_gone_already():
     made, fake = fake_rtnl(error=19)                                            # ENODEV
     made.del_link("cvabababababab")
@@ -166,29 +180,96 @@ class PoolLinks(LinksDouble):
         super().__init__()
         self.claims: list[dict] = []
 
-    def prepare_namespace(self, bridge, tag):
-        name = f"cpool{tag}{len(self.host_veths):06x}"
+    def prepare_namespace(self, bridge, name, endpoint=None):
         self.host_veths[name] = bridge
-        return Item(len(self.claims))
+        return Prepared(name, endpoint)
 
     def claim_endpoint(self, prepared, **settings):
+        made = prepared.endpoint
+        settings["ready"] = made is not None and (made.address, made.mac) == (settings["address"], settings["mac"])
         self.claims.append(settings)
-        self.host_veths[settings["host_veth"]] = settings["bridge"]
+        self.host_veths[settings["host_veth"]] = self.host_veths.pop(prepared.host_veth, settings["bridge"])
+
+
+def pool_manager(tmp_path, size: int = 2, links: PoolLinks | None = None) -> NetworkManager:
+    manager = NetworkManager(tmp_path, links=links or PoolLinks(), nat=NatDouble(), host_resolv=tmp_path / "none",
+                             netns_pool=size)
+    manager.reconcile({})
+    manager.pool.refill()                                            # now, not a second after reconcile
+    filled(manager.pool, size)
+    return manager
+
+
+def held(manager: NetworkManager, network: str = "corral0") -> dict[str, str]:
+    return manager.store.allocator(manager.store.load(network)).addresses()
 
 
 def test_a_claimed_namespace_is_the_first_network_only_and_old_pool_veths_are_removed(tmp_path):
     links = PoolLinks()
     manager = NetworkManager(tmp_path, links=links, nat=NatDouble(), host_resolv=tmp_path / "none")
     manager.create_network("back", "10.214.2.0/24")
-    prepared = Item(0)
+    prepared = Prepared("cpool0000000001")
     manager.attach(CID, "web", 1, "bridge", prepared=prepared)
     manager.attach(CID, "web", 1, "back", prepared=prepared)        # eth1: a veth of its own
-    assert [c["host_veth"] for c in links.claims] == [f"cv{CID[:12]}"]
+    assert [c["host_veth"] for c in links.claims] == [f"cv{CID[:12]}"] and not links.claims[0]["ready"]
     assert links.claims[0]["gateway"] == "10.213.0.1" and f"cv{CID[:12]}1" in links.host_veths
     mine, others = f"cpool{pool_tag(tmp_path)}00beef", "cpool0000000000"
     links.host_veths.update({mine: "corral0", others: "corral0"})
-    manager._remove_old_pool()                                       # the pool thread, before it fills
+    manager.pool._before_fill()                                      # the pool thread, before it fills
     assert mine not in links.host_veths and others in links.host_veths   # another daemon's are not ours
     assert pool_pattern(pool_tag(tmp_path)).fullmatch(mine)
     manager.detach(OTHER)
     manager.close()
+
+
+def test_a_pool_item_holds_its_address_until_a_container_takes_it_and_no_one_else_gets_it(tmp_path):
+    manager = pool_manager(tmp_path)
+    items = dict(held(manager))
+    assert len(items) == 2 and all(key.startswith("pool:cpool") for key in items)
+    assert sorted(items.values()) == ["10.213.0.2", "10.213.0.3"]
+    own = manager.attach(OTHER, "db", 1, "bridge")                   # no item: the next free address
+    assert own.address == "10.213.0.4"
+    prepared = manager.pool.take()
+    taken = manager.attach(CID, "web", 2, "bridge", prepared=prepared)
+    assert taken.address == prepared.endpoint.address and manager.links.claims[-1]["ready"]
+    assert held(manager)[CID] == taken.address and "pool:" + prepared.host_veth not in held(manager)
+    prepared.close()                                                 # after the start: the address stays the container's
+    assert held(manager)[CID] == taken.address
+    manager.detach(CID)
+    assert taken.address not in held(manager).values()
+    manager.close()
+    assert held(manager) == {OTHER: "10.213.0.4"}                    # the daemon's stop frees the items' addresses
+
+
+def test_an_item_taken_for_a_fixed_address_or_another_network_is_reconfigured_and_its_address_freed(tmp_path):
+    manager = pool_manager(tmp_path, size=1)
+    manager.create_network("back", "10.214.2.0/24")
+    prepared = manager.pool.take()
+    item_address = prepared.endpoint.address
+    attachment = manager.attach(CID, "web", 1, "back", prepared=prepared)
+    claim = manager.links.claims[-1]
+    assert attachment.address == "10.214.2.2" and not claim["ready"] and claim["gateway"] == "10.214.2.1"
+    assert item_address in held(manager).values()                    # until the item is closed
+    prepared.close()
+    assert item_address not in held(manager).values()
+    manager.pool.refill()
+    filled(manager.pool, 1)
+    fixed = manager.pool.take()
+    got = manager.attach(OTHER, "db", 2, "bridge", ip="10.213.0.9", prepared=fixed)
+    assert got.address == "10.213.0.9" and not manager.links.claims[-1]["ready"]
+    fixed.close()
+    assert set(held(manager).values()) == {"10.213.0.9", *(v for k, v in held(manager).items() if k.startswith("pool:"))}
+    manager.close()
+
+
+def test_addresses_held_for_a_crashed_daemons_pool_items_are_freed_at_the_next_start(tmp_path):
+    crashed = pool_manager(tmp_path, size=3)
+    crashed.attach(CID, "web", 1, "bridge", prepared=crashed.pool.take())
+    live = crashed.store.find_endpoint(CID).attachment
+    assert len(held(crashed)) == 3
+    # No close: the process died. The next daemon on the same root reconciles.
+    restarted = NetworkManager(tmp_path, links=crashed.links, nat=crashed.nat, host_resolv=tmp_path / "none",
+                               netns_pool=3)
+    assert restarted.reconcile({CID: live}) == []                    # a pool item is not a container's leftover
+    assert held(restarted) == {CID: live.address}
+    restarted.close()
