@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -76,11 +77,20 @@ def _is_loopback(server: str) -> bool:
 
 
 def write_hosts(path: Path, text: str) -> None:
-    """Rewrite a container's hosts file in place (truncate and write), not by rename: the file
-    is bind-mounted into the container, and a bind mount follows the inode."""
+    """Rewrite a container's hosts file in place, not by rename: the file is bind-mounted into
+    the container, and a bind mount follows the inode. Written over from offset 0 and then cut to
+    its length, not truncated to 0 first: ext4 flushes a file truncated to 0 and written again when
+    it is closed (auto_da_alloc), ~0.2 ms against ~0.01 ms here, on every start and every peer's."""
+    data = text.encode()
     try:
-        with open(path, "w") as handle:
-            handle.write(text)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(fd, data[done:], done)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise KernelError(f"cannot write the hosts file {path}: {exc.strerror}") from exc
 

@@ -198,3 +198,14 @@ def test_slots_fill_the_lowest_free_ethN_and_stop_at_ten():
     with pytest.raises(Conflict, match="10 networks at most"):
         free_slot([f"eth{n}" for n in range(10)])
     assert VETH_PATTERN.fullmatch(host_veth_of(CID, 9)) and not VETH_PATTERN.fullmatch(host_veth_of(CID) + "0")
+
+
+def test_a_hosts_file_is_rewritten_in_place_whatever_its_new_length(tmp_path):
+    from agent.network.rendering import write_hosts
+    path = tmp_path / "hosts"
+    write_hosts(path, "10.213.0.2\tweb\n10.213.0.3\tdb\n")
+    inode = path.stat().st_ino                      # the container's bind mount follows it
+    write_hosts(path, "10.213.0.2\tweb\n")
+    assert path.read_text() == "10.213.0.2\tweb\n" and path.stat().st_ino == inode
+    write_hosts(path, "10.213.0.2\tweb\n10.213.0.4\tcache api\n")
+    assert path.read_text() == "10.213.0.2\tweb\n10.213.0.4\tcache api\n" and path.stat().st_ino == inode
