@@ -192,7 +192,8 @@ class NetworkManager:
                 raise Conflict(f"container {container_name} is already connected to network {network.name}")
             slot = free_slot(e.attachment.interface for e in present)
             published = list(ports)
-            check_ports(container_name, published, self._attachments(), reserved=self.reserved)
+            if published:           # every container's records read: only for a container that publishes
+                check_ports(container_name, published, self._attachments(), reserved=self.reserved)
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from agent.errors import CorralError, KernelError
 from agent.network.model import Attachment
-from agent.network.store import NetworkStore
+from agent.network.store import Endpoint, NetworkStore
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +97,24 @@ def write_hosts(path: Path, text: str) -> None:
 
 def refresh_hosts(store: NetworkStore, network_name: str, skip: str | None = None) -> None:
     """Rewrite the hosts file of every container of the network (best effort: a container
-    whose file is gone is being removed)."""
-    for endpoint in store.endpoints(network_name):
+    whose file is gone is being removed). Each network's records are read once for all of them."""
+    read: dict[str, list[Endpoint]] = {}
+    for endpoint in _endpoints(store, network_name, read):
         if endpoint.hosts_path and endpoint.attachment.container_id != skip:
-            write_container_hosts(store, endpoint.attachment.container_id)
+            write_container_hosts(store, endpoint.attachment.container_id, read=read)
 
 
-def write_container_hosts(store: NetworkStore, container_id: str, *, strict: bool = False) -> None:
-    """The container's hosts file: itself and its peers on each of its networks."""
+def write_container_hosts(store: NetworkStore, container_id: str, *, strict: bool = False,
+                          read: dict[str, list[Endpoint]] | None = None) -> None:
+    """The container's hosts file: itself and its peers on each of its networks (`read`: the
+    networks' records already read, by network)."""
     own = store.find_endpoints(container_id)
     keeper = next((e for e in own if e.hosts_path), None)
     if keeper is None:
         return
-    peers = [e.attachment for name in dict.fromkeys(e.attachment.network for e in own) for e in store.endpoints(name)]
+    read = {} if read is None else read
+    peers = [e.attachment for name in dict.fromkeys(e.attachment.network for e in own)
+             for e in _endpoints(store, name, read)]
     try:
         write_hosts(Path(keeper.hosts_path or ""), hosts_file([e.attachment for e in own], peers,
                                                               keeper.hostname, keeper.extra_hosts))
@@ -117,3 +122,9 @@ def write_container_hosts(store: NetworkStore, container_id: str, *, strict: boo
         if strict:
             raise
         log.warning("cannot update the hosts file of container %s: %s", keeper.attachment.container_name, exc)
+
+
+def _endpoints(store: NetworkStore, network: str, read: dict[str, list[Endpoint]]) -> list[Endpoint]:
+    if network not in read:
+        read[network] = store.endpoints(network)
+    return read[network]
