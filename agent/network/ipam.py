@@ -17,7 +17,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from agent.atomic_file import write_atomically
 from agent.errors import Conflict, CorralError, KernelError
@@ -36,9 +36,10 @@ class AddressAllocator:
         self.subnet = ipaddress.IPv4Network(subnet)
         self.gateway = ipaddress.IPv4Address(gateway_of(subnet))
 
-    def allocate(self, container_id: str, wanted: str | None = None) -> str:
+    def allocate(self, container_id: str, wanted: str | None = None, *, avoid: Collection[str] = ()) -> str:
         """The container's address: the one it already has, else `wanted` (which must be a free
-        container address of the subnet), else the lowest free one."""
+        container address of the subnet), else the lowest free one, not one of `avoid` if another
+        is free (those exited containers will want back: pooled.py)."""
         if wanted is not None:
             self.reserve(container_id, wanted)
             return wanted
@@ -46,11 +47,12 @@ class AddressAllocator:
             if container_id in addresses:
                 return addresses[container_id]
             taken = set(addresses.values())
-            for host in self.subnet.hosts():
-                if host != self.gateway and str(host) not in taken:
-                    addresses[container_id] = str(host)
-                    self._write(addresses)
-                    return str(host)
+            for skip in (taken | set(avoid), taken):
+                for host in self.subnet.hosts():
+                    if host != self.gateway and str(host) not in skip:
+                        addresses[container_id] = str(host)
+                        self._write(addresses)
+                        return str(host)
         raise Conflict(f"network subnet {self.subnet} has no free address left "
                        f"({len(taken)} containers hold one)",
                        hint="remove stopped containers, or create a network with a larger --subnet")

@@ -41,9 +41,8 @@ from agent.network.model import (
 )
 from agent.network.nat import NatTable, container_tag, network_rules, network_tag, port_rules
 from agent.network.pool import NamespacePool
-from agent.network.pooled import make_item, remove_old_pool, take_address
+from agent.network.pooled import Previous, address_for, make_item, remove_old_pool
 from agent.network.ports import check_ports
-from agent.network.prepared import PreparedNamespace
 from agent.network.records import free_stale_records, keep_records, remove_stale_rules
 from agent.network.rendering import hostname_file, hosts_file, refresh_hosts, resolv_conf, write_container_hosts
 from agent.network.store import Endpoint, NetworkStore
@@ -92,10 +91,13 @@ class NetworkManager:
         # Host ports published without a container attachment: owner ("service web") -> port.
         self.reserved: dict[str, PortMapping] = {}
         self.teardown = Teardown(self._detach_exited)
+        self.previous = Previous()
         # Namespaces made ahead for starts on a bridge (pool.py); filled once reconcile is done.
         self.pool_tag = pool_tag(root)
-        self.pool = NamespacePool(netns_pool, self._make_pool_item,
-                                  before_fill=lambda: remove_old_pool(self.links, self.list_networks(), self.pool_tag))
+        self.pool = NamespacePool(
+            netns_pool, lambda: make_item(self.store, self.links, self.store.load(self.default_network), self.pool_tag,
+                                          avoid=self.previous.addresses(self.default_network)),
+            before_fill=lambda: remove_old_pool(self.links, self.list_networks(), self.pool_tag))
 
     def close(self) -> None:
         """At the daemon's stop: queued detaches finished, the pool's namespaces let go."""
@@ -197,8 +199,8 @@ class NetworkManager:
             undo: list[Callable[[], object]] = []     # each step's result is of no interest
             allocator = self.store.allocator(network)
             try:
-                address = (take_address(self.store, network, prepared if slot == 0 else None, container_id, ip)
-                           or allocator.allocate(container_id, ip))
+                address = address_for(self.store, network, allocator, prepared if slot == 0 else None, container_id,
+                                      ip, self.previous.take(container_id, network.name))
                 undo.append(lambda: allocator.release(container_id))
                 attachment = Attachment(network=network.name, container_id=container_id,
                                         container_name=container_name, host_veth=host_veth_of(container_id, slot),
@@ -236,8 +238,10 @@ class NetworkManager:
         network (None: the container has stopped or is being removed). When the network holding
         its default route is left and `pid` runs, the next network's gateway takes the route.
         Detaching twice is not an error; a detach queued at the container's exit does it all."""
-        if network_name is None and self.teardown.pending(container_id):
-            return
+        if network_name is None:
+            self.previous.forget(container_id)      # removed (or its start failed): no next start
+            if self.teardown.pending(container_id):
+                return
         self.teardown.wait(container_id)
         self._detach(container_id, network_name, pid=pid)
 
@@ -272,6 +276,8 @@ class NetworkManager:
                     self.links.remove_link(endpoint.attachment.host_veth)
             for endpoint in leaving:
                 network = endpoint.attachment.network
+                if links_gone:                      # exited: its next start takes the address back
+                    self.previous.remember(container_id, network, endpoint.attachment.address)
                 try:
                     self.store.allocator(self.store.load(network)).release(container_id)
                 except NotFound:
@@ -372,10 +378,6 @@ class NetworkManager:
         if network_tag(network.name) not in self.nat.tags():
             self.nat.add(network_rules(self.nat.name, network))
         self._ready.add(network.name)
-
-    def _make_pool_item(self) -> PreparedNamespace:
-        """An item of the pool, ready for the default network (pooled.py)."""
-        return make_item(self.store, self.links, self.store.load(self.default_network), self.pool_tag)
 
     def _forget_network(self, network: Network) -> None:
         self._ready.discard(network.name)

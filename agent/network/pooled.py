@@ -12,10 +12,14 @@ every other address no running container holds (records.py).
 """
 from __future__ import annotations
 
+import collections
 import os
-from typing import Any
+import threading
+from typing import Any, Collection
 
+from agent.errors import Conflict
 from agent.network.interfaces import POOL_PREFIX, pool_pattern
+from agent.network.ipam import AddressAllocator
 from agent.network.model import Network, mac_of
 from agent.network.prepared import Endpoint, PreparedNamespace
 from agent.network.store import NetworkStore
@@ -23,11 +27,12 @@ from agent.network.store import NetworkStore
 HOLDER = "pool:"       # an allocator key that is a pool item's, not a container's
 
 
-def make_item(store: NetworkStore, links: Any, network: Network, tag: str) -> PreparedNamespace:
-    """A pool item on `network`'s bridge with an address of it held and set on eth0."""
+def make_item(store: NetworkStore, links: Any, network: Network, tag: str, avoid: Collection[str] = ()) -> PreparedNamespace:
+    """A pool item on `network`'s bridge with an address of it held and set on eth0 (not one of
+    `avoid` if another is free: those exited containers get back at their next start)."""
     name = POOL_PREFIX + tag + os.urandom(3).hex()
     allocator = store.allocator(network)
-    address = allocator.allocate(HOLDER + name)
+    address = allocator.allocate(HOLDER + name, avoid=avoid)
     try:
         item = links.prepare_namespace(network.bridge, name, Endpoint(address, network.prefix, mac_of(address),
                                                                       network.gateway))
@@ -49,6 +54,49 @@ def take_address(store: NetworkStore, network: Network, prepared: PreparedNamesp
     if address is not None:
         prepared.release = None            # the container's now: its detach frees it
     return address
+
+
+def address_for(store: NetworkStore, network: Network, allocator: AddressAllocator, prepared: PreparedNamespace | None,
+                container_id: str, ip: str | None, previous: str | None) -> str:
+    """A container's address on `network` at an attach: `ip` if asked for; else the one it had
+    before its exit (`previous`), if still free: a container started again gets its address back,
+    as before the pool; else the item's; else the lowest free one."""
+    if ip is None and previous is not None:
+        try:
+            return allocator.allocate(container_id, previous)
+        except Conflict:
+            pass                            # taken meanwhile
+    return take_address(store, network, prepared, container_id, ip) or allocator.allocate(container_id, ip)
+
+
+class Previous:
+    """The address each exited container had on each network (kept for its next start), for
+    the last `size` exits: a container removed right after its exit may leave one behind.
+    Thread-safe: the teardown thread remembers, starts take, the pool's thread avoids them."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._held: collections.OrderedDict[str, dict[str, str]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, container_id: str, network: str, address: str) -> None:
+        with self._lock:
+            self._held.setdefault(container_id, {})[network] = address
+            self._held.move_to_end(container_id)
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+
+    def take(self, container_id: str, network: str) -> str | None:
+        with self._lock:
+            return self._held.get(container_id, {}).pop(network, None)
+
+    def addresses(self, network: str) -> set[str]:
+        with self._lock:
+            return {held[network] for held in self._held.values() if network in held}
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._held.pop(container_id, None)
 
 
 def is_holder(key: str) -> bool:

@@ -96,7 +96,8 @@ def test_run_rm_cycles_leave_no_veth_address_or_rule(daemon):
     assert veths() == before_veths
     assert nft_rules().count("corral:container:") == before_rules
     addresses = json.loads((daemon.root / "networks" / "corral0" / "addresses.json").read_text())
-    assert addresses["addresses"] == {}
+    # Only the pool's items hold one (test_netns_pool.py), at most one each.
+    assert all(key.startswith("pool:cpool") for key in addresses["addresses"]) and len(addresses["addresses"]) <= 4
 
 
 def test_daemon_restart_keeps_published_ports(daemon):

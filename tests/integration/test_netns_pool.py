@@ -111,6 +111,21 @@ def test_the_pool_refills_and_never_hands_a_namespace_out_twice(daemon):
     settled(daemon)
 
 
+def test_a_container_started_again_gets_its_address_back_from_a_full_pool(daemon):
+    full(daemon)
+    daemon.cli("run", "-d", "--name", "again", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
+    try:
+        assert daemon.out("wait", "again").strip() == "0"
+        full(daemon)                       # the refill after its start took another address
+        daemon.cli("start", "again")
+        assert daemon.out("wait", "again").strip() == "0"
+        lines = [line.split()[3] for line in daemon.out("logs", "again").splitlines()]
+        assert len(lines) == 2 and lines[0] == lines[1]
+    finally:
+        daemon.cli("rm", "-f", "again")
+    settled(daemon)
+
+
 def test_a_user_network_container_takes_from_the_pool_and_reaches_its_peer(daemon):
     pool = full(daemon)
     daemon.cli("network", "create", "--subnet", "10.252.9.0/24", "poolnet")

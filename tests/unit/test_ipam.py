@@ -41,6 +41,14 @@ def test_hand_over_moves_a_holders_address_to_a_container_once(tmp_path):
     assert ipam.addresses() == {"stale": item} and ipam.allocate("other") == "10.251.0.3"
 
 
+def test_allocate_avoids_addresses_exited_containers_want_back_while_others_are_free(tmp_path):
+    ipam = AddressAllocator(tmp_path / "a.json", "10.251.0.0/29")    # .2-.6
+    assert ipam.allocate("item1", avoid={"10.251.0.2", "10.251.0.3"}) == "10.251.0.4"
+    for name in ("b", "c", "d", "e"):
+        ipam.allocate(name, avoid={"10.251.0.2"})
+    assert ipam.addresses()["e"] == "10.251.0.2"                       # nothing else left: avoided no more
+
+
 def test_state_persists_across_instances(tmp_path):
     path = tmp_path / "a.json"
     AddressAllocator(path, "10.251.0.0/24").allocate("one")

@@ -273,3 +273,26 @@ def test_addresses_held_for_a_crashed_daemons_pool_items_are_freed_at_the_next_s
     assert restarted.reconcile({CID: live}) == []                    # a pool item is not a container's leftover
     assert held(restarted) == {CID: live.address}
     restarted.close()
+
+
+def test_a_container_started_again_gets_its_address_back_unless_taken_and_rm_forgets_it(tmp_path):
+    manager = pool_manager(tmp_path, size=2)
+    first = manager.pool.take()
+    address = manager.attach(CID, "web", 1, "bridge", prepared=first).address
+    first.close()
+    manager._detach_exited(CID)                                      # its exit (the teardown thread)
+    manager.pool.refill()
+    filled(manager.pool, 2)
+    again = manager.pool.take()
+    assert manager.attach(CID, "web", 2, "bridge", prepared=again).address == address
+    assert not manager.links.claims[-1]["ready"]                     # eth0 given the old address instead
+    again.close()
+    assert again.endpoint.address not in held(manager).values()      # the item's address freed
+    manager._detach_exited(CID)
+    manager.attach(OTHER, "db", 3, "bridge", ip=address)             # taken meanwhile
+    third = manager.pool.take()
+    assert manager.attach(CID, "web", 4, "bridge", prepared=third).address == third.endpoint.address
+    manager._detach_exited(CID)
+    manager.detach(CID)                                              # rm: no next start to keep it for
+    assert manager.previous.take(CID, "corral0") is None
+    manager.close()
