@@ -1,7 +1,11 @@
 """Launch: start-to-exit of `/bin/true` in the busybox image, Corral against the anchors.
 
 Subjects, each timed from the bench process, one of each per round in a shuffled order:
-  api_none     ApiClient: create(start=true) + wait + remove, --net none     (vs crun)
+  api_run_none the API's own one-request launch, `POST /v1/containers/run?remove=true` (what
+               `corral run --rm` sends), --net none: create, start, the output, the exit code
+               once the container is removed                                (vs crun)
+  api_none     ApiClient: create(start=true) + wait + remove, --net none: three requests, the
+               docker-style path, kept for reference
   api_bridge   the same on the default bridge network (veth, IP, nft rules)
   cli_none     `corral run --rm --net none busybox /bin/true` as a subprocess (vs podman)
   cli_bridge   `corral run --rm busybox /bin/true` (the default network)
@@ -183,6 +187,26 @@ def api_cycle(daemon: BenchDaemon, network: str) -> float:
     return elapsed
 
 
+def api_run_cycle(daemon: BenchDaemon, network: str) -> float:
+    """`POST /v1/containers/run?remove=true` of /bin/true, read to its status frame (sent once the
+    container is removed): one request, as `corral run --rm` makes it."""
+    from agent.api.frames import decode_exit
+    from agent.api.run_client import run_container
+    client = daemon.client()
+    start = time.perf_counter()
+    container_id, stream = run_container(client, {"image": BUSYBOX, "command": ["/bin/true"], "network": network},
+                                         remove=True)
+    daemon.created.add(container_id)
+    code = None
+    for number, data in stream:
+        if number == 3:
+            code = decode_exit(data)
+    elapsed = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"/bin/true through the run route exited {code}")
+    return elapsed
+
+
 def run(rounds: int = 20) -> dict:
     rows = []
     raw: dict = {}
@@ -190,6 +214,7 @@ def run(rounds: int = 20) -> dict:
         anchors = OciAnchors(daemon.root, daemon.root / "anchors")
         try:
             subjects = {
+                "api_run_none": lambda: api_run_cycle(daemon, "none"),
                 "api_none": lambda: api_cycle(daemon, "none"),
                 "api_bridge": lambda: api_cycle(daemon, "bridge"),
                 "cli_none": lambda: timed_command([CORRAL, "run", "--rm", "--net", "none", BUSYBOX, "/bin/true"],
@@ -209,8 +234,10 @@ def run(rounds: int = 20) -> dict:
             problems = anchors.close()
     ms = 1e3
     crun, podman_s = samples["crun"], samples.get("podman")
-    rows.append(row_from("launch", "API run /bin/true, --net none", "ms", samples["api_none"], scale=ms,
-                         anchor_name="crun", anchor_values=crun, target="<= 1.0x crun", limit=1.0))
+    rows.append(row_from("launch", "API run /bin/true, --net none (one request)", "ms", samples["api_run_none"],
+                         scale=ms, anchor_name="crun", anchor_values=crun, target="<= 1.0x crun", limit=1.0))
+    rows.append(row_from("launch", "API create+wait+rm /bin/true, --net none", "ms", samples["api_none"], scale=ms,
+                         anchor_name="crun", anchor_values=crun))
     rows.append(row_from("launch", "API run /bin/true, bridge", "ms", samples["api_bridge"], scale=ms,
                          anchor_name="crun", anchor_values=crun))
     for name, label in (("cli_none", "CLI run --rm, --net none"), ("cli_bridge", "CLI run --rm, bridge")):

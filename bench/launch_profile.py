@@ -4,6 +4,8 @@ One daemon of its own (`--no-network --no-probes`, own --root and socket, so it 
 shared bridge nor the integration lock), and per round, in a shuffled order:
   phases    create (start=false), start, wait, remove: four API calls, each timed by the client
   cycle     create(start=true) + wait + remove: what `bench launch` times as api_none
+  run       `POST /v1/containers/run?remove=true` read to its status frame: one request, what
+            `bench launch` times as api_run_none (the --net none target's subject)
   launcher  `corral-launch run --net none` of /bin/true on a copy of the busybox rootfs, fed `go`
             on stdin: the C launcher alone (namespaces, mounts, pivot_root, exec, reap), no
             daemon, no cgroup, no overlay
@@ -17,7 +19,7 @@ daemon then has its network, so run it under the integration lock); the anchors 
 `--pool N` gives the daemon `--netns-pool N` (0: each bridge start makes its namespace, as before
 the pool; agent/network/pool.py), so both can be measured alternately.
 
-`--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra cycles run, and
+`--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra `run` cycles run, and
 prints the daemon's hottest frames (self and total) from the collapsed stacks.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench.common import VENV_BIN, BenchDaemon, interleave, row_from
-from bench.launch import BUSYBOX, OciAnchors, api_cycle
+from bench.launch import BUSYBOX, OciAnchors, api_cycle, api_run_cycle
 
 
 def spec(network: str) -> dict:
@@ -97,6 +99,7 @@ def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: 
         anchors = OciAnchors(daemon.root, daemon.root / "anchors")
         try:
             subjects = {"phases": lambda: phases(daemon, split, network), "cycle": lambda: api_cycle(daemon, network),
+                        "run": lambda: api_run_cycle(daemon, network),
                         "launcher": lambda: launcher_alone(anchors.rootfs), "crun": anchors.crun}
             samples = interleave(subjects, rounds, warmup=2)
             for name in split:                       # drop the warm-up rounds' phases
@@ -108,7 +111,7 @@ def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: 
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 time.sleep(1.0)
                 for _ in range(rounds * 3):
-                    api_cycle(daemon, network)
+                    api_run_cycle(daemon, network)
                 recorder.send_signal(2)
                 recorder.wait(timeout=60)
                 report = hottest(spy)
@@ -119,7 +122,7 @@ def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: 
     rows = [row_from("launch-profile", f"API {name}", "ms", values, scale=ms, anchor_name="crun", anchor_values=crun)
             for name, values in split.items()]
     rows += [row_from("launch-profile", name, "ms", samples[name], scale=ms, anchor_name="crun", anchor_values=crun)
-             for name in ("phases", "cycle", "launcher", "crun")]
+             for name in ("phases", "cycle", "run", "launcher", "crun")]
     return {"rows": [r.to_dict() for r in rows], "spy": report}
 
 
