@@ -10,9 +10,14 @@ daemon failed after the head was sent, the error as a JSON object (agent/api/fra
 that has read it finds the container gone. The `Corral-Container-Id` header names the
 container, for the signals the client passes on (`POST /v1/containers/{ref}/kill`).
 
+`remove` makes the container a --rm one (`auto_remove`, as docker's foreground `run --rm` sets
+AutoRemove): the daemon removes it at its exit whether or not the client still reads, and its
+record says so from its first save, so a daemon killed after the exit finishes the removal at
+restart (agent/runtime/reconcile.py) and neither the exit nor the removal is saved on the way.
+
 This is `create?start=1` + `logs?follow=1` + `wait?remove=1` of the same container without
-their three round trips. A client that goes away early leaves the container as it was, as if it
-had stopped following the log: running, or removed once the stream reached its exit.
+their three round trips. A client that goes away early leaves the container as if it had
+stopped following the log: running (removed at its exit with `remove`).
 """
 from __future__ import annotations
 
@@ -20,11 +25,13 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import msgspec
+
 from agent.api import frames
 from agent.api.routes import Request, Response, Router
 from agent.errors import CorralError, NotFound
 from agent.runtime.logs import LogQuery
-from agent.runtime.model import ContainerSpec
+from agent.runtime.model import Container, ContainerSpec
 from agent.runtime.service import RuntimeService
 from agent.schema import Object
 
@@ -45,20 +52,32 @@ class RunEndpoints:
         router.add("POST", "/v1/containers/run", self.run_container, query=RunQuery, body=ContainerSpec)
 
     def run_container(self, request: Request) -> Response:
-        container = self._runtime.run(request.decode(ContainerSpec))
+        spec = request.decode(ContainerSpec)
+        remove = request.args.remove
+        if remove and not spec.auto_remove:
+            spec = msgspec.structs.replace(spec, auto_remove=True)    # checked again: not with --restart
+        container = self._runtime.run(spec)
         return Response(status=200, content_type=frames.MEDIA_TYPE,
-                        stream=run_frames(self._runtime, container.id, remove=request.args.remove),
+                        stream=run_frames(self._runtime, container, remove=remove),
                         headers={CONTAINER_ID_HEADER: container.id})
 
 
-def run_frames(runtime: RuntimeService, container_id: str, *, remove: bool) -> Iterator[bytes]:
+def run_frames(runtime: RuntimeService, container: Container, *, remove: bool) -> Iterator[bytes]:
     """The container's output as frames until it exits, then its status frame. An error after
-    the head is the last frame, since the status line has gone out already."""
+    the head is the last frame, since the status line has gone out already. `container` is the
+    runtime's record (what `run` returned), which keeps its exit once the container is gone."""
+    container_id = container.id
     try:
         yield from runtime.logs(container_id, query=LogQuery(follow=True))
-        container = runtime.wait(container_id)
+        try:
+            container = runtime.wait(container_id)
+        except NotFound:
+            if not remove:
+                raise
+            # Removed at its exit already (--rm): `container` holds the exit it was removed with.
         if remove:
-            with contextlib.suppress(NotFound):      # removed by someone else: what was asked
+            # Until the removal at its exit is done (or done here, if that one failed).
+            with contextlib.suppress(NotFound):      # removed meanwhile: what was asked
                 runtime.remove(container_id, volumes=True)
         if container.exit_code is None:
             raise CorralError(f"container {container_id[:12]} ended without an exit code",

@@ -130,7 +130,10 @@ class Runtime(Endings, ContainerQueries):
         try:
             container, device_rules = plan_container(spec, image, self.networks, self.store.names())
             container_id = container.id
-            self.userns.add(container, self.store)       # with its user-namespace range, if any
+            # Its name reserved and its directory made (nothing saved yet): a crash from here to
+            # the save leaves a directory without state, which reconcile removes with the cgroup
+            # and root of that id. With its user-namespace range, if any.
+            self.userns.add(container, self.store)
             undo.append(lambda: self.store.delete(container_id))
             paths = self.cgroups.create(container_id, self._policy_limits(container.name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
@@ -141,7 +144,7 @@ class Runtime(Endings, ContainerQueries):
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
             self.volumes.fill(container, rootfs)         # empty volumes get the image's content
-            # The record that owns what is on disk.
+            # Its first record, durable: it owns what is on disk.
             pending = self.store.save(container, durable=True, sync_later=sync_later)
         except BaseException:
             for step in reversed(undo):

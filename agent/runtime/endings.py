@@ -106,7 +106,11 @@ class Endings:
         container.finished_at = finished
         container.pid = None
         container.shim_pid = None
-        self.store.save(container)
+        if not container.spec.auto_remove:
+            # A --rm container is removed next (_on_exit): its record on disk still says running,
+            # and a daemon killed before the removal's end records the exit and removes it at
+            # restart (reconcile's "running, no shim"), so this save would only be undone.
+            self.store.save(container)
         with self._changed:
             self._changed.notify_all()
         self.bus.publish(ContainerStopped(self.entry(container)))
@@ -135,10 +139,22 @@ class Endings:
 
     def _destroy(self, container: Container, volumes: bool = False) -> None:
         """Remove everything a container owns: network, probes' entries, rootfs, cgroup, state,
-        and with `volumes` its anonymous volumes (`rm -v`, `--rm`). Marked `removing` first, so
-        a daemon killed half-way finishes the removal at restart; once its directory is in the
-        trash, the trash is what finishes it."""
-        if container.state != REMOVING:
+        and with `volumes` its anonymous volumes (`rm -v`, `--rm`). One removal at a time per
+        container (a --rm container's exit and the run route's or a user's `rm` may meet): the
+        second finds it gone and does nothing.
+
+        The commit point, after which the trash finishes what is left, is the rename of its
+        directory into the trash. Before it, a daemon killed half-way finishes the removal at
+        restart: a container is marked `removing` first, but for an exited --rm container,
+        whose record (running, as the exit is not saved, or exited) the reconciler finishes as
+        a removal anyway (docker's AutoRemove at its restart), so that save is skipped."""
+        with self.network_lock(container.id):
+            current = self.store.by_id(container.id)
+            if current is not None:
+                self._destroy_now(current, volumes)
+
+    def _destroy_now(self, container: Container, volumes: bool) -> None:
+        if container.state != REMOVING and not (container.spec.auto_remove and container.state == EXITED):
             container.state = REMOVING
             self.store.save(container)
         if self.networks is not None and container.spec.network not in ("none", "host"):

@@ -1,25 +1,31 @@
 """At daemon start: make the state on disk agree with what really runs, whatever the daemon was
 doing when it died (SIGKILL, OOM kill, power loss).
 
-Every verb orders its steps so that a record on disk always names what exists on the host:
-create saves the record before it makes the cgroup and the overlay, remove marks the record
-`removing` before it undoes anything and deletes the record last, start saves `running` only
-after the launcher reported `started`. Each step below handles one way a verb can be cut short:
+Every verb orders its steps so that what it makes on the host is found from a directory or a
+record on disk: create makes the container's directory before the cgroup and the overlay and
+writes its first record (durable) once they exist; remove marks the record `removing` before it
+undoes anything (an exited --rm container's record, `running` or `exited`, already says it goes)
+and renames the directory into the trash last; start saves `running` only after the launcher
+reported `started`; a --rm container's exit is not saved, its removal follows. Each step below
+handles one way a verb can be cut short:
 
-  no state file       create cut short before its first save: cgroup, overlay and directory removed
+  no state file       create cut short before its save: cgroup, overlay and directory removed
   unreadable state    every generation torn or garbage: processes killed, cgroup removed, overlay
                       unmounted, the directory moved to <root>/quarantine/ for a person, logged
   removing            remove cut short: the removal is finished
-  created, no cgroup  create cut short after its first save: everything it made is removed
-  or no rootfs
+  exited, --rm        its removal cut short (or an earlier version's record): the removal is
+                      finished, anonymous volumes too, as docker's AutoRemove at its restart
+  created, no cgroup  a record of an earlier version, whose create saved before making them:
+  or no rootfs        everything it made is removed
   created, live shim  start cut short after the launch: the container is adopted as running
   created, no shim    start cut short before the launch finished: processes left in its cgroup
                       are killed; after a reboot the cgroup and overlay are made again
   running, live shim  adopted: its exit is watched and its cgroup given to the probes again
   (or paused)         (a paused one stays paused: its cgroup is still frozen)
-  running, no shim    it exited while the daemon was down (or the host rebooted): the exit is
-                      recorded (code from the launcher's exit file), leftover processes killed,
-                      --rm honoured; its restart policy, once the daemon is up, may start it again
+  running, no shim    it exited while the daemon was down (or the host rebooted), or a --rm
+                      container's removal was cut short: the exit is recorded (code from the
+                      launcher's exit file), leftover processes killed, --rm honoured (the
+                      removal finished); its restart policy, once the daemon is up, may start it
   network             veths, addresses, endpoint records and nft rules of containers that are not
                       running are removed; those of running ones made again where missing
 
@@ -39,7 +45,7 @@ from typing import TYPE_CHECKING
 from agent.cgroups.driver import CgroupPaths
 from agent.errors import CorralError
 from agent.network.model import Attachment
-from agent.runtime.model import CREATED, LIVE, REMOVING, RUNNING, Container
+from agent.runtime.model import CREATED, EXITED, LIVE, REMOVING, RUNNING, Container
 from agent.runtime.plan import device_rules
 
 if TYPE_CHECKING:
@@ -109,7 +115,7 @@ class Reconciler:
     # ---- steps ----------------------------------------------------------------------------
 
     def _classify(self, container: Container, shims: dict[str, int]) -> str:
-        if container.state == REMOVING:
+        if container.state == REMOVING or self._exited_rm(container):
             return "removal finished"
         if container.state == CREATED:
             if not container.cgroup or not container.rootfs:
@@ -124,6 +130,9 @@ class Reconciler:
         if container.state == REMOVING:
             self._kill(container)
             runtime._destroy(container)
+        elif self._exited_rm(container):
+            self._kill(container)
+            runtime._destroy(container, volumes=True)
         elif container.state == CREATED:
             if not container.cgroup or not container.rootfs:
                 self._remove_cgroup(self.cgroups.paths_for(container.id))
@@ -139,6 +148,10 @@ class Reconciler:
             else:
                 self._kill(container)
                 runtime._on_exit(container.id)
+
+    @staticmethod
+    def _exited_rm(container: Container) -> bool:
+        return container.state == EXITED and container.spec.auto_remove
 
     def _shim_of(self, container: Container, shims: dict[str, int]) -> bool:
         return bool(container.shim_pid) and shims.get(container.id) == container.shim_pid

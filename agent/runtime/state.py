@@ -10,12 +10,14 @@ name, as docker does.
 
 Durability: a daemon killed at any point loses nothing (the page cache keeps every write).
 Only a power loss can undo a save, and it also kills every container, so only the save that
-completes a container's creation is fsync'd (`durable=True`, file and directories, ~0.4 ms):
-it is the record that owns what the container keeps on disk. That generation is kept until a
+completes a container's creation, its first (`add` only reserves the name and makes the
+directory), is fsync'd (`durable=True`, file and directories, ~0.4 ms): it is the record that
+owns what the container keeps on disk. That generation is kept until a
 later durable one replaces it, so a torn newer generation always has a good one beneath it.
 `run` overlaps those fsyncs with the launch (`sync_later`, PendingSync, in the one thread of
 agent/runtime/state_sync.py) and answers only once they are done.
-Later saves (start, exit, removing) may be lost to a power loss: reconcile corrects a stale
+Later saves (start, exit, removing; a --rm container's exit and removal are not saved at all,
+agent/runtime/endings.py) may be lost to a power loss: reconcile corrects a stale
 state from what is (or is not) running. A directory with no state file (a create cut short)
 and one whose every generation is unreadable are listed for the reconciler (`no_state`,
 `unreadable`), which cleans or quarantines them; nothing here deletes them.
@@ -118,7 +120,7 @@ class ContainerStore:
             directory = self.directory(container.id)
             generation = self._generation.get(container.id, 0) + 1
             if generation == 1:
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.mkdir(exist_ok=True)        # made by `add`, unless a test saves directly
             path = directory / f"state.{generation}.json"
             data = json.dumps(container.to_dict(), separators=(",", ":")).encode()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -161,13 +163,17 @@ class ContainerStore:
         return pending
 
     def add(self, container: Container) -> None:
-        """Save a new container; Conflict when its name is taken."""
+        """Reserve a new container's name and make its directory; Conflict when the name is taken.
+        Nothing is written: its first save is the create's durable one, once its cgroup and root
+        exist. Until then a crash leaves a directory without state (`no_state`), which the
+        reconciler removes with the cgroup and root of that id."""
         with self._lock:
             for other in self._containers.values():
                 if other.name == container.name:
                     raise Conflict(f"container name {container.name!r} is already used by {other.id[:12]}",
                                    hint=f"remove it with `corral rm {container.name}` or choose another --name")
-            self.save(container)
+            self.directory(container.id).mkdir()
+            self._containers[container.id] = container
 
     def rename(self, container: Container, name: str) -> None:
         """Give a container a new name; Conflict when another has it."""
@@ -205,6 +211,11 @@ class ContainerStore:
     def names(self) -> set[str]:
         with self._lock:
             return {c.name for c in self._containers.values()}
+
+    def by_id(self, container_id: str) -> Container | None:
+        """The container of exactly this id, if the store has it."""
+        with self._lock:
+            return self._containers.get(container_id)
 
     def get(self, ref: str) -> Container:
         """By full id, name, or unique id prefix."""

@@ -51,7 +51,7 @@ class UsernsAllocator:
 
     def add(self, container, store) -> None:
         """Give a new `container` its range when its mode is auto, and add it to the runtime's
-        `store` (which saves it) as one step, so two creates never choose the same range."""
+        `store` (which reserves its name) as one step, so two creates never choose the same range."""
         with self.lock:
             if mode_of(container.spec, self.default) == AUTO:
                 container.userns = self.allocate(in_use(store.all())).to_dict()

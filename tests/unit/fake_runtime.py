@@ -60,6 +60,10 @@ class FakeRuntime:
             self._changed.notify_all()
         self.events.emit(Event("container", "die", container.id, container.name,
                                attributes={"exit_code": code}))
+        if container.spec.auto_remove:           # as the runtime's exit path removes a --rm container
+            with self._changed:
+                self.containers.pop(container.id, None)
+                self._changed.notify_all()
 
     def write_log(self, ref: str, stream: int, data: bytes) -> None:
         with self._changed:

@@ -14,7 +14,7 @@ import pytest
 
 from agent.cli.main import build_parser, main
 from agent.cli.run import body_from_args
-from agent.errors import NotFound
+from agent.errors import KernelError
 from agent.runtime.model import ContainerSpec, Mount
 from tests.unit.cli_support import NO_DAEMON, corral, daemon, spec_of  # noqa: F401 - daemon is a fixture
 
@@ -115,8 +115,9 @@ def test_run_in_the_foreground_streams_output_and_exits_with_the_code(daemon, ca
     out, err = capfd.readouterr()
     assert (out, err) == ("hello\n", "oops\n")
     assert daemon.runtime.containers == {}    # --rm: removed by the daemon before it sent the code
+    # The CLI asks the run route for `remove`, which makes it a --rm container on the daemon's side.
     create = next(call for call in daemon.runtime.calls if call[0] == "create")
-    assert create[1].auto_remove is False
+    assert create[1].auto_remove is True
 
 
 def test_a_foreground_run_is_one_request(daemon, capfd, monkeypatch):
@@ -137,12 +138,12 @@ def test_a_foreground_run_is_one_request(daemon, capfd, monkeypatch):
 
 def test_a_daemon_failure_after_the_start_is_printed_and_exits_125(daemon, capfd, monkeypatch):
     def lost(ref, **_kwargs):
-        raise NotFound(f"container {ref} was removed while waiting for it")
+        raise KernelError(f"container {ref}: its exit could not be read")
     monkeypatch.setattr(daemon.runtime, "wait", lost)
     daemon.runtime.on_start = lambda c: threading.Timer(0.05, daemon.runtime.finish, (c.id, 0)).start()
     assert corral(daemon, "run", "--rm", "busybox", "true") == 125
     err = capfd.readouterr().err
-    assert err.startswith("corral: container ") and "was removed while waiting" in err
+    assert err.startswith("corral: container ") and "its exit could not be read" in err
 
 
 @pytest.mark.parametrize("argv, hint", [

@@ -45,6 +45,23 @@ def test_remove_takes_it_away_before_the_exit_code(daemon):
     assert ("remove", cid, False, "volumes") in daemon.runtime.calls
 
 
+def test_remove_makes_it_a_rm_container_whose_exit_survives_its_removal(daemon):
+    """The daemon removes it at its exit (docker's AutoRemove); the status frame still carries
+    the exit code when that removal came before the route's wait."""
+    finish_with(daemon, 3, out=b"y")
+    cid, stream = run_container(daemon.client, {"image": "busybox"}, remove=True)
+    assert list(stream) == [(1, b"y"), (3, b"3")]
+    assert daemon.runtime.calls[0][1].auto_remove is True
+    assert daemon.runtime.containers == {}
+
+
+def test_remove_with_a_restart_policy_is_refused_before_any_frame(daemon):
+    with pytest.raises(InvalidArgument, match="--restart always and --rm") as caught:
+        run_container(daemon.client, {"image": "busybox", "restart_policy": {"name": "always"}}, remove=True)
+    assert caught.value.field == "restart_policy"
+    assert daemon.runtime.containers == {}
+
+
 @pytest.mark.parametrize("body, error, words", [
     ({"image": "nosuch"}, NotFound, "'nosuch' not found"),
     ({"image": "busybox", "workdir": "srv"}, InvalidArgument, "workdir"),

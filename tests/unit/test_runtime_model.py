@@ -54,10 +54,17 @@ def container(cid, name):
     return Container(id=cid, name=name, spec=ContainerSpec(image="busybox"), image_id="i", created_at=1.0)
 
 
+def added(store: ContainerStore, new: Container) -> Container:
+    """`add` then the create's durable save, as Runtime.create does."""
+    store.add(new)
+    store.save(new, durable=True)
+    return new
+
+
 def test_store_resolves_ids_prefixes_and_names(tmp_path):
     store = ContainerStore(tmp_path)
-    store.add(container("abc123", "one"))
-    store.add(container("abd456", "two"))
+    added(store, container("abc123", "one"))
+    added(store, container("abd456", "two"))
     assert store.get("one").id == "abc123"
     assert store.get("abd").name == "two"
     assert store.get("abc123").name == "one"
@@ -77,6 +84,7 @@ def test_store_reads_the_newest_generation_that_parses(tmp_path):
     store = ContainerStore(tmp_path)
     one = container("abc123", "one")
     store.add(one)
+    store.save(one)
     one.state = "running"
     store.save(one)
     one.state = "exited"
@@ -113,18 +121,18 @@ def test_store_keeps_the_durable_generation_under_later_ones(tmp_path):
     one = container("abc123", "one")
     store.add(one)
     one.rootfs = "/r"
-    store.save(one, durable=True)              # the record completing the create
+    store.save(one, durable=True)              # the record completing the create, its first
     for state in ("running", "exited", "removing"):
         one.state = state
         store.save(one)
     directory = tmp_path / "containers" / "abc123"
-    assert sorted(p.name for p in directory.iterdir()) == ["state.2.json", "state.4.json", "state.5.json"]
-    for name in ("state.4.json", "state.5.json"):    # every later generation torn (a power loss)
+    assert sorted(p.name for p in directory.iterdir()) == ["state.1.json", "state.3.json", "state.4.json"]
+    for name in ("state.3.json", "state.4.json"):    # every later generation torn (a power loss)
         (directory / name).write_bytes(b"\0" * 10)
     again = ContainerStore(tmp_path)
     assert again.get("one").rootfs == "/r" and again.get("one").state == "created"
     again.save(again.get("one"))
-    assert "state.6.json" in os.listdir(directory)
+    assert "state.5.json" in os.listdir(directory)
 
 
 def test_store_lists_directories_without_state_and_unreadable_ones(tmp_path):
@@ -141,9 +149,27 @@ def test_store_lists_directories_without_state_and_unreadable_ones(tmp_path):
     assert moved.parent == tmp_path / "quarantine"
 
 
+def test_store_add_reserves_the_name_and_makes_the_directory_but_writes_nothing(tmp_path):
+    """The create's durable save is the first on disk; until it, a restart finds a directory
+    without state (reconcile's `no_state`: cgroup, root and directory removed)."""
+    store = ContainerStore(tmp_path)
+    one = container("abc123", "one")
+    store.add(one)
+    directory = tmp_path / "containers" / "abc123"
+    assert directory.is_dir() and list(directory.iterdir()) == []
+    assert store.get("one") is one and store.by_id("abc123") is one
+    with pytest.raises(Conflict, match="already used by abc123"):
+        store.add(container("def456", "one"))
+    assert not (tmp_path / "containers" / "def456").exists()
+    assert ContainerStore(tmp_path).no_state == ["abc123"]
+    store.save(one, durable=True)
+    assert os.listdir(directory) == ["state.1.json"]
+    assert ContainerStore(tmp_path).get("one").id == "abc123"
+
+
 def test_store_refuses_a_state_file_naming_another_container(tmp_path):
     store = ContainerStore(tmp_path)
-    store.add(container("abc123", "one"))
+    added(store, container("abc123", "one"))
     os.rename(tmp_path / "containers" / "abc123", tmp_path / "containers" / "zzz")
     assert list(ContainerStore(tmp_path).unreadable) == ["zzz"]
 

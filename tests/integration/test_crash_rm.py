@@ -1,0 +1,158 @@
+"""The daemon SIGKILLed in the windows of a --rm container's life that save nothing: a create's
+reserved name and directory before its one (durable) save, an exit that is not saved, a removal
+whose commit point is the rename into the trash. After the restart nothing of such a container
+is left (no cgroup, mount, state directory, record or anonymous volume), and a --rm container
+whose removal was cut short is gone (docker's AutoRemove at its restart).
+
+Seeded as tests/integration/test_crash.py: CORRAL_CRASH_SEED=<seed> replays the same kill times.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from agent.api.client import ApiClient
+from agent.api.frames import decode_exit
+from agent.api.run_client import run_container
+from tests.integration import host_state
+from tests.integration.corral_daemon import running_daemon, until
+
+pytestmark = pytest.mark.privileged
+
+SEED = int(os.environ.get("CORRAL_CRASH_SEED") or random.SystemRandom().randrange(1 << 31))
+ROUNDS = 16
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]
+# --net none: nothing of the bridge is involved; an anonymous volume, which --rm removes too.
+RM_SPEC = {"image": "busybox", "network": "none", "auto_remove": True, "mounts": [{"type": "volume", "target": "/data"}]}
+
+
+@pytest.fixture(scope="module")
+def crashing():
+    with running_daemon() as daemon:
+        yield daemon
+
+
+def client_of(daemon) -> ApiClient:
+    return ApiClient(f"unix://{daemon.socket}", timeout=30)
+
+
+def kill_daemon(daemon) -> None:
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    daemon.process = None
+
+
+def run_to_exit(client: ApiClient, spec: dict) -> int:
+    """The run route with remove, read to its status frame."""
+    _cid, stream = run_container(client, spec, remove=True)
+    codes = [decode_exit(data) for number, data in stream if number == 3]
+    return codes[-1]
+
+
+def volumes(daemon) -> set[str]:
+    return {v["name"] for v in client_of(daemon).list_volumes()}
+
+
+def nothing_left(daemon, before: host_state.HostSnapshot, volumes_before: set[str], where: str) -> None:
+    """No container listed but created ones that never ran, nothing of any other on the host."""
+    listed = {c["id"]: c["state"] for c in client_of(daemon).list_containers(all=True)}
+    assert set(listed.values()) <= {"created"}, f"{where}: left listed: {listed}"
+    assert host_state.leaks_after(before, daemon.root, set(listed)) == [], where
+    for container_id in listed:
+        client_of(daemon).remove_container(container_id, volumes=True)
+    assert host_state.leaks_after(before, daemon.root, set()) == [], f"{where}: after removing the created ones"
+    until(lambda: volumes(daemon) <= volumes_before, f"{where}: anonymous volumes of --rm containers removed")
+
+
+def started_rm_container(client: ApiClient) -> tuple[str, int]:
+    created = client.create_container({**RM_SPEC, "command": SLEEPER}, start=True)["id"]
+    return created, client.inspect_container(created)["State"]["Pid"]
+
+
+def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_restart(crashing):
+    """Written while the daemon is down, as each window leaves it: the exit unsaved (its record
+    says running), with its root already unmounted and its cgroup already removed (the removal
+    cut short before the trash rename), and an older version's `exited` record."""
+    client = client_of(crashing)
+    before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
+    unsaved_exit, pid_one = started_rm_container(client)
+    half_removed, pid_two = started_rm_container(client)
+    exited_record, pid_three = started_rm_container(client)
+    kept = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"}, start=True)["id"]
+    kill_daemon(crashing)
+    for pid in (pid_one, pid_two, pid_three):       # they exit while the daemon is down
+        os.kill(pid, signal.SIGKILL)
+    for container_id in (unsaved_exit, half_removed, exited_record):
+        until(lambda: (crashing.root / "containers" / container_id / "exit").exists(), "the shim's exit file")
+    subprocess.run(["umount", str(crashing.root / "containers" / half_removed / "rootfs")], check=True)
+    for path in host_state.cgroup_dirs():
+        if path.endswith(half_removed):       # empty once the kernel has killed the rest of its pid namespace
+            until(lambda: _rmdir(path), f"rmdir {path}")
+    directory = crashing.root / "containers" / exited_record
+    newest = max(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
+    newest.write_text(newest.read_text().replace('"state":"running"', '"state":"exited"'))
+    assert '"state":"exited"' in newest.read_text()
+    crashing.start()
+    listed = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
+    assert listed == {kept: "running"}
+    assert host_state.leaks_after(before, crashing.root, {kept}) == []
+    client_of(crashing).remove_container(kept, force=True)
+    assert host_state.leaks_after(before, crashing.root, set()) == []
+    until(lambda: volumes(crashing) <= volumes_before, "the --rm containers' anonymous volumes removed")
+
+
+def test_a_kill_right_after_the_run_routes_answer_leaves_nothing(crashing):
+    """The status frame comes once the removal's commit point (the trash rename) is passed: a
+    kill at once leaves the trash to the next start, and no record."""
+    before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
+    for _ in range(3):
+        assert run_to_exit(client_of(crashing), {**RM_SPEC, "command": ["true"]}) == 0
+        kill_daemon(crashing)
+        crashing.start()
+        nothing_left(crashing, before, volumes_before, "killed right after the answer")
+
+
+def test_sigkill_at_random_points_of_the_run_route_leaves_nothing(crashing):
+    """Kills spread over the run route with remove (create, start, exit, removal) of /bin/true
+    and of a --rm container the daemon removes at its exit."""
+    rng = random.Random(SEED)
+    before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
+    durations = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run_to_exit(client_of(crashing), {**RM_SPEC, "command": ["true"]})
+        durations.append(time.perf_counter() - started)
+    window = 1.25 * sorted(durations)[1]
+    for number in range(ROUNDS):
+        delay = rng.uniform(0, window)
+        where = f"seed {SEED} (CORRAL_CRASH_SEED={SEED} replays the kill times), round {number}: " \
+                f"killed {delay * 1e3:.1f} ms after the request (window {window * 1e3:.0f} ms)"
+        request = threading.Thread(target=_ignoring_errors, args=(run_to_exit, client_of(crashing),
+                                                                  {**RM_SPEC, "command": ["true"]}), daemon=True)
+        request.start()
+        time.sleep(delay)
+        kill_daemon(crashing)
+        request.join(timeout=30)
+        crashing.start()
+        nothing_left(crashing, before, volumes_before, where)
+
+
+def _rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
+
+
+def _ignoring_errors(action, *args) -> None:
+    try:
+        action(*args)
+    except Exception:  # the daemon died under the request: whatever it answered does not matter
+        pass
