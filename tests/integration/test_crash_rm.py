@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -89,11 +90,12 @@ def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_rest
     for pid in (pid_one, pid_two, pid_three):       # they exit while the daemon is down
         os.kill(pid, signal.SIGKILL)
     for container_id in (unsaved_exit, half_removed, exited_record):
-        until(lambda: (crashing.root / "containers" / container_id / "exit").exists(), "the shim's exit file")
+        exit_file = crashing.root / "containers" / container_id / "exit"
+        until(exit_file.exists, f"the shim's exit file {exit_file}")
     subprocess.run(["umount", str(crashing.root / "containers" / half_removed / "rootfs")], check=True)
     for path in host_state.cgroup_dirs():
         if path.endswith(half_removed):       # empty once the kernel has killed the rest of its pid namespace
-            until(lambda: _rmdir(path), f"rmdir {path}")
+            until(partial(_rmdir, path), f"rmdir {path}")
     directory = crashing.root / "containers" / exited_record
     newest = max(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
     newest.write_text(newest.read_text().replace('"state":"running"', '"state":"exited"'))
