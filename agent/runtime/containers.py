@@ -30,7 +30,7 @@ from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
-from agent.runtime.launch import launch
+from agent.runtime.launch import SHIM_LOG, launch
 from agent.runtime.model import EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
 from agent.runtime.queries import ContainerQueries
@@ -197,7 +197,7 @@ class Runtime(Endings, ContainerQueries):
                 attach_all(self.networks, container, pid, directory, prepared)
 
         try:
-            launched = launch(self.launcher, request, directory / "shim.log", place)
+            launched = launch(self.launcher, request, directory / SHIM_LOG, place)
         except BaseException:
             quietly(lambda: self.bus.publish(ContainerStopped(self.entry(container), aborted=True)))
             if networked:
@@ -214,7 +214,11 @@ class Runtime(Endings, ContainerQueries):
         container.exit_code, container.error, container.oom_killed = None, None, False
         container.restart_count += 1 if by_policy else 0
         container.started_at = time.time()
-        self.store.save(container)
+        if not container.spec.auto_remove:
+            # A --rm container's start is not saved: a daemon killed while it runs finds its
+            # live shim (reconcile adopts it), and killed after its exit finds `created` with
+            # its shim.log, which reconcile finishes as the exit and removal this run would do.
+            self.store.save(container)
         self.bus.publish(ContainerStarted(self.entry(container)))
         self.events.emit(Event("container", "start", container.id, container.name,
                                attributes={"image": container.spec.image, "pid": launched.pid}))

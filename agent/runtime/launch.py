@@ -18,6 +18,9 @@ from agent.errors import KernelError, LaunchError
 
 # How long the launcher may take to report each step before the daemon gives up on it.
 STEP_TIMEOUT = 15.0
+# In the container's directory: the launcher's own messages (its stderr), made at each start
+# before the launcher is spawned; reconcile reads its presence as "a start was attempted".
+SHIM_LOG = "shim.log"
 
 
 def find_launcher() -> Path:

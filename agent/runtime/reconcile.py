@@ -6,7 +6,8 @@ record on disk: create makes the container's directory before the cgroup and the
 writes its first record (durable) once they exist; remove marks the record `removing` before it
 undoes anything (an exited --rm container's record, `running` or `exited`, already says it goes)
 and renames the directory into the trash last; start saves `running` only after the launcher
-reported `started`; a --rm container's exit is not saved, its removal follows. Each step below
+reported `started` (a --rm container's start and exit are not saved at all: its record stays
+`created` until it is removed, reconcile telling a started one by its shim.log). Each step below
 handles one way a verb can be cut short:
 
   no state file       create cut short before its save: cgroup, overlay and directory removed
@@ -17,7 +18,11 @@ handles one way a verb can be cut short:
                       finished, anonymous volumes too, as docker's AutoRemove at its restart
   created, no cgroup  a record of an earlier version, whose create saved before making them:
   or no rootfs        everything it made is removed
-  created, live shim  start cut short after the launch: the container is adopted as running
+  created, live shim  start cut short after the launch (or a --rm container, whose start is not
+                      saved, running): the container is adopted as running
+  created, --rm, no   a --rm container started (its directory holds the launcher's log) whose
+  shim, shim.log      run ended or was cut short while the daemon was down: the exit is recorded
+                      and the removal done, as for "running, no shim"
   created, no shim    start cut short before the launch finished: processes left in its cgroup
                       are killed; after a reboot the cgroup and overlay are made again
   running, live shim  adopted: its exit is watched and its cgroup given to the probes again
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING
 from agent.cgroups.driver import CgroupPaths
 from agent.errors import CorralError
 from agent.network.model import Attachment
+from agent.runtime.launch import SHIM_LOG
 from agent.runtime.model import CREATED, EXITED, LIVE, REMOVING, RUNNING, Container
 from agent.runtime.plan import device_rules
 
@@ -120,7 +126,9 @@ class Reconciler:
         if container.state == CREATED:
             if not container.cgroup or not container.rootfs:
                 return "create cut short (removed)"
-            return "start cut short (adopted)" if container.id in shims else "created"
+            if container.id in shims:
+                return "start cut short (adopted)"
+            return "exited while down" if self._started_rm(container) else "created"
         if container.state in LIVE:
             return "adopted" if self._shim_of(container, shims) else "exited while down"
         return "unchanged"
@@ -139,6 +147,9 @@ class Reconciler:
                 runtime._destroy(container)
             elif container.id in shims:
                 self._adopt_started(container, shims[container.id])
+            elif self._started_rm(container):
+                self._kill(container)
+                runtime._on_exit(container.id)
             else:
                 self._kill(container)
                 self._repair(container)
@@ -152,6 +163,11 @@ class Reconciler:
     @staticmethod
     def _exited_rm(container: Container) -> bool:
         return container.state == EXITED and container.spec.auto_remove
+
+    def _started_rm(self, container: Container) -> bool:
+        """A --rm container whose start is not saved (agent/runtime/containers.py) was started
+        when its directory holds the launcher's log."""
+        return container.spec.auto_remove and (self.store.directory(container.id) / SHIM_LOG).exists()
 
     def _shim_of(self, container: Container, shims: dict[str, int]) -> bool:
         return bool(container.shim_pid) and shims.get(container.id) == container.shim_pid

@@ -8,6 +8,7 @@ Seeded as tests/integration/test_crash.py: CORRAL_CRASH_SEED=<seed> replays the 
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -77,36 +78,52 @@ def started_rm_container(client: ApiClient) -> tuple[str, int]:
 
 
 def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_restart(crashing):
-    """Written while the daemon is down, as each window leaves it: the exit unsaved (its record
-    says running), with its root already unmounted and its cgroup already removed (the removal
-    cut short before the trash rename), and an older version's `exited` record."""
+    """Each --rm container exits while the daemon is down, its record as each window leaves it:
+    `created` (its start and exit are not saved), the same with its root already unmounted and
+    its cgroup already removed (the removal cut short before the trash rename), `running` (saved
+    by a rename or a stop) and `exited` (an earlier version's). A --rm container created and
+    never started stays; a plain container keeps running."""
     client = client_of(crashing)
     before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
-    unsaved_exit, pid_one = started_rm_container(client)
-    half_removed, pid_two = started_rm_container(client)
-    exited_record, pid_three = started_rm_container(client)
+    rm_containers = {name: started_rm_container(client) for name in ("created", "half removed", "running", "exited")}
+    never_started = client.create_container({**RM_SPEC, "command": SLEEPER})["id"]
     kept = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"}, start=True)["id"]
     kill_daemon(crashing)
-    for pid in (pid_one, pid_two, pid_three):       # they exit while the daemon is down
+    for _container_id, pid in rm_containers.values():
         os.kill(pid, signal.SIGKILL)
-    for container_id in (unsaved_exit, half_removed, exited_record):
+    for container_id, _pid in rm_containers.values():
         exit_file = crashing.root / "containers" / container_id / "exit"
         until(exit_file.exists, f"the shim's exit file {exit_file}")
+        assert _state_on_disk(crashing.root, container_id)["state"] == "created"
+    half_removed = rm_containers["half removed"][0]
     subprocess.run(["umount", str(crashing.root / "containers" / half_removed / "rootfs")], check=True)
     for path in host_state.cgroup_dirs():
         if path.endswith(half_removed):       # empty once the kernel has killed the rest of its pid namespace
             until(partial(_rmdir, path), f"rmdir {path}")
-    directory = crashing.root / "containers" / exited_record
-    newest = max(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
-    newest.write_text(newest.read_text().replace('"state":"running"', '"state":"exited"'))
-    assert '"state":"exited"' in newest.read_text()
+    for state in ("running", "exited"):
+        _rewrite_state(crashing.root, rm_containers[state][0], state=state)
     crashing.start()
     listed = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
-    assert listed == {kept: "running"}
-    assert host_state.leaks_after(before, crashing.root, {kept}) == []
+    assert listed == {kept: "running", never_started: "created"}
+    assert host_state.leaks_after(before, crashing.root, set(listed)) == []
     client_of(crashing).remove_container(kept, force=True)
+    client_of(crashing).remove_container(never_started, volumes=True)
     assert host_state.leaks_after(before, crashing.root, set()) == []
     until(lambda: volumes(crashing) <= volumes_before, "the --rm containers' anonymous volumes removed")
+
+
+def _state_on_disk(root, container_id: str) -> dict:
+    directory = root / "containers" / container_id
+    newest = max(directory.glob("state.*.json"), key=lambda p: int(p.name.split(".")[1]))
+    return json.loads(newest.read_text())
+
+
+def _rewrite_state(root, container_id: str, **changes) -> None:
+    """Write a newer state generation with `changes`, as a daemon would have saved it."""
+    directory = root / "containers" / container_id
+    newest = max(int(p.name.split(".")[1]) for p in directory.glob("state.*.json"))
+    data = {**_state_on_disk(root, container_id), **changes}
+    (directory / f"state.{newest + 1}.json").write_text(json.dumps(data))
 
 
 def test_a_kill_right_after_the_run_routes_answer_leaves_nothing(crashing):

@@ -1,7 +1,13 @@
-"""The reconciler's reading of /proc, against a fixture tree."""
+"""The reconciler's reading of /proc, against a fixture tree, and its reading of records."""
 from pathlib import Path
+from types import SimpleNamespace
 
-from agent.runtime.reconcile import child_in, live_shims
+import pytest
+
+from agent.runtime.launch import SHIM_LOG
+from agent.runtime.model import Container, ContainerSpec
+from agent.runtime.reconcile import Reconciler, child_in, live_shims
+from agent.runtime.state import ContainerStore
 
 
 def _process(proc: Path, pid: int, argv: list[str], ppid: int = 1) -> None:
@@ -26,3 +32,29 @@ def test_the_init_is_the_shims_child_in_the_cgroup(tmp_path):
     _process(proc, 21, ["sleep"], ppid=20)
     assert child_in([21, 20, 99], 10, proc) == 20
     assert child_in([21], 10, proc) is None
+
+
+@pytest.mark.parametrize("state, auto_remove, shim_log, shim, step", [
+    ("removing", False, False, None, "removal finished"),
+    ("exited", True, True, None, "removal finished"),             # a --rm container's removal cut short
+    ("exited", False, True, None, "unchanged"),
+    ("created", True, True, 40, "start cut short (adopted)"),     # a --rm container's start is not saved
+    ("created", True, True, None, "exited while down"),           # ... nor its exit
+    ("created", True, False, None, "created"),                    # `create --rm`, never started
+    ("created", False, True, None, "created"),                    # a start cut short: made again
+    ("running", True, True, None, "exited while down"),
+    ("running", False, True, 40, "adopted"),
+])
+def test_each_record_is_classified_by_what_its_verb_leaves(tmp_path, state, auto_remove, shim_log, shim, step):
+    """The table at the top of agent/runtime/reconcile.py, for the records a --rm container's
+    unsaved start, exit and removal leave beside the others."""
+    store = ContainerStore(tmp_path)
+    container = Container(id="abc", name="one", spec=ContainerSpec(image="busybox", auto_remove=auto_remove),
+                          image_id="i", created_at=1.0, cgroup={"unified": "/x"}, rootfs="/r", state=state,
+                          shim_pid=40 if state == "running" else None)
+    store.add(container)
+    store.save(container, durable=True)
+    if shim_log:
+        (store.directory("abc") / SHIM_LOG).write_text("")
+    reconciler = Reconciler(SimpleNamespace(store=store, cgroups=None))     # type: ignore[arg-type]
+    assert reconciler._classify(container, {"abc": shim} if shim else {}) == step
