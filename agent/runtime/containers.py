@@ -100,17 +100,16 @@ class Runtime(Endings, ContainerQueries):
     # ---- verbs ----------------------------------------------------------------------------
 
     def run(self, spec: ContainerSpec) -> Container:
-        known = {volume.name for volume in self.volumes.store.list()}
         # The create's durable save syncs while the container launches; `run` answers only once
         # the record is durable, as `create` does.
-        container, pending = self._create(spec, sync_later=True)
+        container, pending, made = self._create(spec, sync_later=True)
         try:
             started = self.start_container(container.id)
         except BaseException:
             if pending is not None:
                 quietly(pending.wait)               # before its directory goes to the trash
             self._destroy(self.store.get(container.id), volumes=True)
-            self.volumes.discard_unused(container, known)    # named volumes this run made
+            self.volumes.discard_unused(made)       # named volumes this run made
             raise
         if pending is not None:
             try:
@@ -123,7 +122,9 @@ class Runtime(Endings, ContainerQueries):
     def create(self, spec: ContainerSpec) -> Container:
         return self._create(spec, sync_later=False)[0]
 
-    def _create(self, spec: ContainerSpec, *, sync_later: bool) -> tuple[Container, PendingSync | None]:
+    def _create(self, spec: ContainerSpec, *,
+                sync_later: bool) -> tuple[Container, PendingSync | None, builtins.list[str]]:
+        """The container, its durable save if `sync_later`, and the volumes this create made."""
         image = self.images.get(spec.image)
         spec, new_volumes = self.volumes.claim(spec, image)     # anonymous volumes named, named ones made
         undo = [lambda: self.volumes.discard(new_volumes)]
@@ -152,7 +153,7 @@ class Runtime(Endings, ContainerQueries):
             raise
         self.events.emit(Event("container", "create", container.id, container.name,
                                attributes={"image": spec.image}))
-        return container, pending
+        return container, pending, new_volumes
 
     def start(self, ref: str) -> Container:
         """The user's start: as docker's, it forgets an earlier stop and the restart count."""

@@ -217,3 +217,19 @@ def test_cp_tells_container_paths_from_host_paths(text, expected):
 
 def test_reclaimed_space_in_dockers_units():
     assert [human_bytes(n) for n in (0, 999, 1500, 12_300_000)] == ["0B", "999B", "1.5kB", "12.3MB"]
+
+
+def test_a_failed_run_discards_the_volumes_it_made_that_no_container_uses(tmp_path):
+    from agent.events import EventLog
+    from agent.runtime.model import Container, ContainerSpec
+    from agent.runtime.state import ContainerStore
+    from agent.runtime.volumes import Volumes
+    store = ContainerStore(tmp_path)
+    volumes = Volumes(VolumeStore(tmp_path), store, EventLog(tmp_path / "events.jsonl"))
+    for name in ("made", "taken", "older"):
+        volumes.store.create(name)
+    user = Container(id="abc", name="user", image_id="i", created_at=1.0, spec=ContainerSpec(
+        image="busybox", mounts=[Mount(type="volume", source="taken", target="/t")]))
+    store.add(user)
+    volumes.discard_unused(["made", "taken", "gone"])       # "gone": removed with the container already
+    assert sorted(v.name for v in volumes.store.list()) == ["older", "taken"]
