@@ -68,6 +68,7 @@ class Runtime(Endings, ContainerQueries):
         # Start, connect and disconnect of one container, one at a time (striped by id: starts of
         # different containers need not wait for each other).
         self._network_locks = [threading.RLock() for _ in range(16)]
+        self._removal_locks = [threading.RLock() for _ in range(16)]    # agent/runtime/endings.py
         self.decider: PolicyDecider = decider or NoPolicies()
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)

@@ -46,6 +46,10 @@ class Endings:
     volumes: Volumes
     trash: Trash
     _changed: threading.Condition
+    # One removal at a time per container, striped by id. Not the start lock (network_lock),
+    # which the exit path holds while it unmounts an exited root (a sync of the upper
+    # filesystem): a `rm` right after the exit need not wait for that.
+    _removal_locks: list[threading.RLock]
 
     def entry(self, container: Container) -> CatalogEntry:
         raise NotImplementedError
@@ -148,7 +152,7 @@ class Endings:
         restart: a container is marked `removing` first, but for an exited --rm container,
         whose record (running, as the exit is not saved, or exited) the reconciler finishes as
         a removal anyway (docker's AutoRemove at its restart), so that save is skipped."""
-        with self.network_lock(container.id):
+        with self._removal_locks[hash(container.id) % len(self._removal_locks)]:
             current = self.store.by_id(container.id)
             if current is not None:
                 self._destroy_now(current, volumes)
