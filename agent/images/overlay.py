@@ -67,6 +67,17 @@ def mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, target: Path,
                           hint=f"options were {options}")
 
 
+def clear_volatile_mark(work: Path) -> None:
+    """Remove what a `volatile` overlay left in its work directory (`work/incompat/volatile`),
+    which makes the kernel refuse every later mount of it ("overlay with incompat feature
+    'volatile' cannot be mounted"); the kernel's docs say to throw that directory away. The
+    work directory is the overlay's scratch space: nothing else is kept there."""
+    inner = work / "work"
+    if (inner / "incompat" / "volatile").exists():
+        from agent.images.extract import remove_tree
+        remove_tree(inner)
+
+
 def _umount2(target: Path, lazy_if_busy: bool) -> int:
     """umount2(2); the errno, 0 on success."""
     libc = _libc()

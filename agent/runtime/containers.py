@@ -140,7 +140,7 @@ class Runtime(Endings, ContainerQueries):
             paths = self.cgroups.create(container_id, self._policy_limits(container.name, spec))
             undo.append(lambda: self.cgroups.remove(paths))
             self.cgroups.set_devices(paths, device_rules)
-            rootfs = self.rootfs.prepare(container_id, image, container.userns)
+            rootfs = self.rootfs.prepare(container_id, image, container.userns, volatile=spec.auto_remove)
             undo.append(lambda: self.rootfs.release(container_id))
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
@@ -350,7 +350,8 @@ class Runtime(Endings, ContainerQueries):
             paths = self.cgroups.create(container.id, self._policy_limits(container.name, container.spec))
             self.cgroups.set_devices(paths, device_rules(container.spec))
             container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
-        self.rootfs.prepare(container.id, self.images.get(container.image_id), container.userns)
+        self.rootfs.prepare(container.id, self.images.get(container.image_id), container.userns,
+                            volatile=container.spec.auto_remove)
         return reused
 
     def _signal(self, container: Container, signal: int) -> None:

@@ -196,7 +196,8 @@ class Reconciler:
             container.cgroup = paths.to_dict()
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             self.store.save(container)
-        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), container.userns)
+        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), container.userns,
+                                    volatile=container.spec.auto_remove)
 
     def _forget_dir(self, container_id: str) -> None:
         self._remove_cgroup(self.cgroups.paths_for(container_id))

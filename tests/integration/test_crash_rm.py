@@ -90,7 +90,12 @@ def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_rest
     rm_containers = {name: started_rm_container(client) for name in ("created", "half removed", "running", "exited")}
     never_started = client.create_container({**RM_SPEC, "command": SLEEPER})["id"]
     kept = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"}, start=True)["id"]
+    assert "volatile" in _mount_options(crashing.root, never_started), "a --rm root is never synced"
+    assert "volatile" not in _mount_options(crashing.root, kept)
     kill_daemon(crashing)
+    # As after a reboot: its root unmounted; mounted again at the restart despite the mark a
+    # volatile overlay leaves in its work directory.
+    subprocess.run(["umount", str(crashing.root / "containers" / never_started / "rootfs")], check=True)
     for _container_id, pid in rm_containers.values():
         os.kill(pid, signal.SIGKILL)
     for container_id, _pid in rm_containers.values():
@@ -107,11 +112,23 @@ def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_rest
     crashing.start()
     listed = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
     assert listed == {kept: "running", never_started: "created"}
+    assert "volatile" in _mount_options(crashing.root, never_started), "its root was mounted again"
     assert host_state.leaks_after(before, crashing.root, set(listed)) == []
     client_of(crashing).remove_container(kept, force=True)
     client_of(crashing).remove_container(never_started, volumes=True)
     assert host_state.leaks_after(before, crashing.root, set()) == []
     until(lambda: volumes(crashing) <= volumes_before, "the --rm containers' anonymous volumes removed")
+
+
+def _mount_options(root, container_id: str) -> str:
+    """The super options of the mount at the container's root ("" when none)."""
+    target = str(root / "containers" / container_id / "rootfs")
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            if fields[4] == target:
+                return fields[-1]
+    return ""
 
 
 def _state_on_disk(root, container_id: str) -> dict:

@@ -392,3 +392,16 @@ def test_is_mounted_reads_escaped_mountinfo(tmp_path):
     info.write_text(f"36 35 98:0 / /mnt1 rw - ext4 /dev/a rw\n40 36 0:5 / {escaped} rw - overlay overlay rw\n")
     assert is_mounted(target, info)
     assert not is_mounted(tmp_path, info)
+
+
+def test_the_mark_of_a_volatile_overlay_is_cleared_and_nothing_else(tmp_path):
+    from agent.images.overlay import clear_volatile_mark
+    work = tmp_path / "work"
+    (work / "work" / "incompat" / "volatile").mkdir(parents=True)
+    (work / "work" / "incompat" / "volatile" / "dirty").write_text("")
+    clear_volatile_mark(work)
+    assert work.is_dir() and not (work / "work").exists()
+    (work / "work").mkdir()                  # a plain overlay's scratch: left as it is
+    clear_volatile_mark(work)
+    assert (work / "work").is_dir()
+    clear_volatile_mark(tmp_path / "missing")
