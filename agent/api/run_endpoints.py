@@ -11,9 +11,10 @@ that has read it finds the container gone. The `Corral-Container-Id` header name
 container, for the signals the client passes on (`POST /v1/containers/{ref}/kill`).
 
 `remove` makes the container a --rm one (`auto_remove`, as docker's foreground `run --rm` sets
-AutoRemove): the daemon removes it at its exit whether or not the client still reads, and its
-record says so from its first save, so a daemon killed after the exit finishes the removal at
-restart (agent/runtime/reconcile.py) and neither the exit nor the removal is saved on the way.
+AutoRemove), held (Runtime.run's `hold`) until its log is read here: removed at its exit
+whether or not the client still reads, and its record says so from its first save, so a daemon
+killed after the exit finishes the removal at restart (agent/runtime/reconcile.py) and neither
+its start, its exit nor its removal is saved on the way.
 
 This is `create?start=1` + `logs?follow=1` + `wait?remove=1` of the same container without
 their three round trips. A client that goes away early leaves the container as if it had
@@ -56,7 +57,8 @@ class RunEndpoints:
         remove = request.args.remove
         if remove and not spec.auto_remove:
             spec = msgspec.structs.replace(spec, auto_remove=True)    # checked again: not with --restart
-        container = self._runtime.run(spec)
+        # Held: removed at its exit only once its log is read here (or the client went away).
+        container = self._runtime.run(spec, hold=remove)
         return Response(status=200, content_type=frames.MEDIA_TYPE,
                         stream=run_frames(self._runtime, container, remove=remove),
                         headers={CONTAINER_ID_HEADER: container.id})
@@ -74,9 +76,8 @@ def run_frames(runtime: RuntimeService, container: Container, *, remove: bool) -
         except NotFound:
             if not remove:
                 raise
-            # Removed at its exit already (--rm): `container` holds the exit it was removed with.
+            # Removed by someone else's rm: `container` holds the exit it was removed with.
         if remove:
-            # Until the removal at its exit is done (or done here, if that one failed).
             with contextlib.suppress(NotFound):      # removed meanwhile: what was asked
                 runtime.remove(container_id, volumes=True)
         if container.exit_code is None:
@@ -89,4 +90,10 @@ def run_frames(runtime: RuntimeService, container: Container, *, remove: bool) -
         logging.getLogger(__name__).exception("run of container %s failed after its start", container_id)
         status = frames.encode_error(CorralError(f"internal error: {type(exc).__name__}: {exc}",
                                                  hint="the daemon's log may say more").to_dict())
+    finally:
+        if remove:      # also when the client went away early: removed at its exit, as --rm says
+            try:
+                runtime.release(container_id)
+            except Exception:  # noqa: BLE001 - the status frame (or the closing) goes on; the log keeps it
+                logging.getLogger(__name__).exception("removing container %s after its run failed", container_id)
     yield status

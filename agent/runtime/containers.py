@@ -69,6 +69,7 @@ class Runtime(Endings, ContainerQueries):
         # different containers need not wait for each other).
         self._network_locks = [threading.RLock() for _ in range(16)]
         self._removal_locks = [threading.RLock() for _ in range(16)]    # agent/runtime/endings.py
+        self._held: set[str] = set()        # `run(hold=True)` until `release`
         self.decider: PolicyDecider = decider or NoPolicies()
         self._changed = threading.Condition()
         self._exits = ExitWatcher(self._on_exit)
@@ -100,15 +101,19 @@ class Runtime(Endings, ContainerQueries):
 
     # ---- verbs ----------------------------------------------------------------------------
 
-    def run(self, spec: ContainerSpec) -> Container:
+    def run(self, spec: ContainerSpec, *, hold: bool = False) -> Container:
         # The create's durable save syncs while the container launches; `run` answers only once
         # the record is durable, as `create` does.
         container, pending, made = self._create(spec, sync_later=True)
+        if hold:
+            # Before its start: the exit path must find it held (its log is still to be read).
+            self._held.add(container.id)
         try:
             started = self.start_container(container.id)
         except BaseException:
             if pending is not None:
                 quietly(pending.wait)               # before its directory goes to the trash
+            self._held.discard(container.id)
             self._destroy(self.store.get(container.id), volumes=True)
             self.volumes.discard_unused(made)       # named volumes this run made
             raise
@@ -119,6 +124,12 @@ class Runtime(Endings, ContainerQueries):
                 quietly(lambda: self.remove(container.id, force=True, volumes=True))
                 raise
         return started
+
+    def release(self, container_id: str) -> None:
+        self._held.discard(container_id)
+        container = self.store.by_id(container_id)
+        if container is not None and container.spec.auto_remove and container.state == EXITED:
+            self._destroy(container, volumes=True)      # it exited while held
 
     def create(self, spec: ContainerSpec) -> Container:
         return self._create(spec, sync_later=False)[0]

@@ -50,6 +50,8 @@ class Endings:
     # which the exit path holds while it unmounts an exited root (a sync of the upper
     # filesystem): a `rm` right after the exit need not wait for that.
     _removal_locks: list[threading.RLock]
+    # Ids of --rm containers whose removal at exit waits for `release` (Runtime.run's `hold`).
+    _held: set[str]
 
     def entry(self, container: Container) -> CatalogEntry:
         raise NotImplementedError
@@ -64,7 +66,8 @@ class Endings:
             return
         self._record_exit(container)
         if container.spec.auto_remove:
-            quietly(lambda: self._destroy(self.store.get(container_id), volumes=True))
+            if container_id not in self._held:      # else `release` (or the holder's rm) removes it
+                quietly(lambda: self._destroy(self.store.get(container_id), volumes=True))
         else:
             quietly(lambda: self._unmount_exited(container_id))
 

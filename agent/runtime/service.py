@@ -29,8 +29,13 @@ class ExecProcess:
 
 
 class RuntimeService(Protocol):
-    def run(self, spec: ContainerSpec) -> Container:
-        """Create and start; on any failure nothing is left behind and the error is raised."""
+    def run(self, spec: ContainerSpec, *, hold: bool = False) -> Container:
+        """Create and start; on any failure nothing is left behind and the error is raised.
+        `hold`: a --rm container is not removed at its exit until `release` (the caller reads
+        its log first, then removes it)."""
+
+    def release(self, container_id: str) -> None:
+        """End a `run`'s hold: a --rm container that has exited meanwhile is removed now."""
 
     def create(self, spec: ContainerSpec) -> Container: ...
 

@@ -49,6 +49,7 @@ class FakeRuntime:
         self.on_start = None                   # called with each started container: its "program"
         self._changed = threading.Condition()
         self._serial = 0
+        self.held: set[str] = set()            # run(hold=True) until release
 
     # helpers for tests
 
@@ -60,7 +61,7 @@ class FakeRuntime:
             self._changed.notify_all()
         self.events.emit(Event("container", "die", container.id, container.name,
                                attributes={"exit_code": code}))
-        if container.spec.auto_remove:           # as the runtime's exit path removes a --rm container
+        if container.spec.auto_remove and container.id not in self.held:   # as the runtime's exit path
             with self._changed:
                 self.containers.pop(container.id, None)
                 self._changed.notify_all()
@@ -73,10 +74,19 @@ class FakeRuntime:
 
     # RuntimeService
 
-    def run(self, spec: ContainerSpec) -> Container:
+    def run(self, spec: ContainerSpec, *, hold: bool = False) -> Container:
         self.calls.append(("run", spec))
         container = self.create(spec)
+        if hold:
+            self.held.add(container.id)
         return self.start(container.id)
+
+    def release(self, container_id: str) -> None:
+        self.calls.append(("release", container_id))
+        self.held.discard(container_id)
+        container = self.containers.get(container_id)
+        if container is not None and container.spec.auto_remove and container.state == EXITED:
+            del self.containers[container_id]
 
     def create(self, spec: ContainerSpec) -> Container:
         self.calls.append(("create", spec))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -45,14 +46,27 @@ def test_remove_takes_it_away_before_the_exit_code(daemon):
     assert ("remove", cid, False, "volumes") in daemon.runtime.calls
 
 
-def test_remove_makes_it_a_rm_container_whose_exit_survives_its_removal(daemon):
-    """The daemon removes it at its exit (docker's AutoRemove); the status frame still carries
-    the exit code when that removal came before the route's wait."""
+def test_remove_makes_it_a_rm_container_held_until_its_log_is_read(daemon):
+    """A --rm container (docker's AutoRemove), which the exit path leaves to the route until
+    its output has been sent: a fast exit loses none of it."""
     finish_with(daemon, 3, out=b"y")
     cid, stream = run_container(daemon.client, {"image": "busybox"}, remove=True)
     assert list(stream) == [(1, b"y"), (3, b"3")]
     assert daemon.runtime.calls[0][1].auto_remove is True
-    assert daemon.runtime.containers == {}
+    assert daemon.runtime.containers == {} and daemon.runtime.held == set()
+    assert ("release", cid) in daemon.runtime.calls
+
+
+def test_a_client_gone_early_leaves_a_rm_container_to_be_removed_at_its_exit(daemon):
+    daemon.runtime.on_start = lambda container: None          # runs until finished below
+    cid, stream = run_container(daemon.client, {"image": "busybox"}, remove=True)
+    stream.close()                                            # the client goes away
+    assert cid in daemon.runtime.containers                   # still running
+    daemon.runtime.finish(cid, 0)
+    deadline = time.monotonic() + 10
+    while daemon.runtime.containers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert daemon.runtime.containers == {} and daemon.runtime.held == set(), "removed at its exit"
 
 
 def test_remove_with_a_restart_policy_is_refused_before_any_frame(daemon):
