@@ -6,10 +6,11 @@ time goes"). Now the runtime unmounts the container's root, then renames its who
 (`<root>/containers/<id>`, one rename on one filesystem) to `<root>/trash/<id>.<n>`, and a
 thread of its own has `rm -rf` delete it (what piles up meanwhile in one process).
 
-The rename is the commit point. Before it, the record is on disk (state `removing`, which the
-reconciler finishes at the next start); after it, nothing names the files but the trash, which
-the deleter empties at every start. So a daemon killed mid-delete loses nothing (the container
-was being removed) and leaks nothing (the next start deletes the rest).
+The rename is the commit point. Before it, the record is on disk (state `removing`, or the
+record of an exited --rm container, whose exit is not saved, which the reconciler also finishes
+as a removal at the next start); after it, nothing names the files but the trash, which the
+deleter empties at every start. So a daemon killed mid-delete loses nothing (the container was
+being removed) and leaks nothing (the next start deletes the rest).
 
 Nothing is ever deleted through a mount point: the runtime unmounts before it renames, and an
 entry found at start (a crash may have left anything) has whatever is mounted below it unmounted
