@@ -64,7 +64,7 @@ def test_a_client_gone_early_leaves_a_rm_container_to_be_removed_at_its_exit(dae
     assert cid in daemon.runtime.containers                   # still running
     daemon.runtime.finish(cid, 0)
     deadline = time.monotonic() + 10
-    while daemon.runtime.containers and time.monotonic() < deadline:
+    while (daemon.runtime.containers or daemon.runtime.held) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert daemon.runtime.containers == {} and daemon.runtime.held == set(), "removed at its exit"
 
