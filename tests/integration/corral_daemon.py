@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent.api.client import ApiClient
+
 VENV_BIN = Path(sys.executable).parent
 CORRAL = str(VENV_BIN / "corral")
 
@@ -72,6 +74,16 @@ class CorralDaemon:
             code = self.process.wait()
         self.process = None
         return code
+
+    def kill(self) -> None:
+        """SIGKILL the daemon, as a crash would; `start()` brings it back on the same root."""
+        assert self.process is not None, "the daemon is not running"
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def client(self, timeout: float = 30) -> ApiClient:
+        return ApiClient(f"unix://{self.socket}", timeout=timeout)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None
             ) -> subprocess.CompletedProcess:

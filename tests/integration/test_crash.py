@@ -12,7 +12,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import threading
 import time
 
@@ -38,14 +37,8 @@ def crashing():
         yield daemon
 
 
-def client_of(daemon) -> ApiClient:
-    return ApiClient(f"unix://{daemon.socket}", timeout=30)
-
-
 def kill_and_restart(daemon) -> None:
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
-    daemon.process = None
+    daemon.kill()
     daemon.start()
 
 
@@ -77,7 +70,7 @@ def act(verb: str, client: ApiClient, subject: str | None) -> None:
 
 def check(daemon, before: host_state.HostSnapshot, survivor: str, where: str) -> None:
     """Every invariant, against the host."""
-    containers = client_of(daemon).list_containers(all=True)
+    containers = daemon.client().list_containers(all=True)
     by_id = {c["id"]: c for c in containers}
     assert by_id.get(survivor, {}).get("state") == "running", f"{where}: the survivor is {by_id.get(survivor)}"
     running = 0
@@ -127,15 +120,15 @@ def log_lines(daemon, container_id: str) -> list[int]:
 def test_sigkill_at_random_points_loses_nothing(crashing):
     rng = random.Random(SEED)
     before = host_state.snapshot(crashing.root)
-    windows = calibrate(client_of(crashing))
-    survivor = client_of(crashing).create_container(
+    windows = calibrate(crashing.client())
+    survivor = crashing.client().create_container(
         {"image": "busybox", "command": COUNTER, "network": "bridge",
          "ports": [{"host_port": free_port(), "container_port": 8080}]}, start=True)["id"]
     rounds = [verb for verb in VERBS for _ in range(ROUNDS_PER_VERB)]
     rng.shuffle(rounds)
     kills = 0
     for number, verb in enumerate(rounds):
-        client = client_of(crashing)
+        client = crashing.client()
         subject = prepare(verb, client)
         delay = rng.uniform(0, windows[verb])
         where = f"seed {SEED} (CORRAL_CRASH_SEED={SEED} replays the same kill times), round {number}: {verb} " \
@@ -147,7 +140,7 @@ def test_sigkill_at_random_points_loses_nothing(crashing):
         kills += 1
         request.join(timeout=30)
         check(crashing, before, survivor, where)
-        client = client_of(crashing)
+        client = crashing.client()
         for container in client.list_containers(all=True):     # rm after a restart cleans too
             if container["id"] != survivor:
                 client.remove_container(container["id"], force=True)
@@ -162,7 +155,7 @@ def test_sigkill_at_random_points_loses_nothing(crashing):
     lines = log_lines(crashing, survivor)
     assert lines == list(range(len(lines))) and len(lines) > 100, \
         f"seed {SEED}: the survivor's log lost lines across {kills} daemon kills: {_gaps(lines)}"
-    client_of(crashing).remove_container(survivor, force=True)
+    crashing.client().remove_container(survivor, force=True)
     assert host_state.leaks_after(before, crashing.root, set()) == []
     assert host_state.map_entries(host_state.metrics(crashing.metrics_port)).get("slots", 0) == 0
 
@@ -172,7 +165,7 @@ def test_a_create_that_answered_survives_a_kill_at_once(crashing):
     beside the launch) answer: a daemon SIGKILLed as soon as the answer is in knows the
     container after its restart. The same client goes on across the restarts: its kept
     connection is found closed and replaced."""
-    client = client_of(crashing)
+    client = crashing.client()
     known = {}
     for start in (False, True):
         created = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"},
@@ -203,16 +196,14 @@ def test_torn_state_files_are_reported_and_never_stop_the_start(crashing):
     """Garbage in a container's every state generation, a network's address and endpoint files
     and an image record: the daemon starts, names each file in its log, quarantines the
     container (its process killed, nothing of it left) and keeps working."""
-    client = client_of(crashing)
+    client = crashing.client()
     before = host_state.snapshot(crashing.root)
     torn = client.create_container({"image": "busybox", "command": SLEEPER, "network": "bridge",
                                     "ports": [{"host_port": free_port(), "container_port": 80}]}, start=True)["id"]
     kept = client.create_container({"image": "busybox", "command": SLEEPER, "network": "bridge"}, start=True)["id"]
     torn_pid = client.inspect_container(torn)["State"]["Pid"]
     root = crashing.root
-    crashing.process.send_signal(signal.SIGKILL)
-    crashing.process.wait()
-    crashing.process = None
+    crashing.kill()
     for state in (root / "containers" / torn).glob("state.*.json"):
         state.write_bytes(b'{"id": "' + torn.encode() + b'", "na')           # torn mid-write
     network = root / "networks" / "corral0"
@@ -230,14 +221,14 @@ def test_torn_state_files_are_reported_and_never_stop_the_start(crashing):
         assert not os.path.exists(f"/proc/{torn_pid}"), "the quarantined container's process lives on"
         quarantined = list((root / "quarantine").iterdir())
         assert [p.name.split(".")[0] for p in quarantined] == [torn]
-        ids = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
+        ids = {c["id"]: c["state"] for c in crashing.client().list_containers(all=True)}
         assert torn not in ids and ids[kept] == "running"
         assert host_state.leaks_after(before, root, set(ids)) == []
         # still fully working: a new bridge container with a published port, the image list
-        fresh = client_of(crashing).create_container(
+        fresh = crashing.client().create_container(
             {"image": "busybox", "command": ["true"], "network": "bridge",
              "ports": [{"host_port": free_port(), "container_port": 80}]}, start=True)["id"]
-        assert client_of(crashing).wait_container(fresh)["exit_code"] == 0
+        assert crashing.client().wait_container(fresh)["exit_code"] == 0
         addresses = json.loads((network / "addresses.json").read_text())["addresses"]
         assert kept in addresses
         assert "busybox" in crashing.out("images")
@@ -261,7 +252,7 @@ def test_each_half_done_verb_is_finished_or_undone(crashing):
     """Deterministic versions of the kills the random test may or may not hit: the state each
     verb leaves when the daemon dies between two of its steps, written into the state files of
     real containers while the daemon is down."""
-    client = client_of(crashing)
+    client = crashing.client()
     before = host_state.snapshot(crashing.root)
     spec = {"image": "busybox", "command": SLEEPER, "network": "bridge",
             "ports": [{"host_port": free_port(), "container_port": 80}]}
@@ -271,16 +262,14 @@ def test_each_half_done_verb_is_finished_or_undone(crashing):
     removing_pid = client.inspect_container(removing)["State"]["Pid"]
     half_created = client.create_container({**spec, "ports": []})["id"]     # create: record incomplete
     no_state = client.create_container({**spec, "ports": []})["id"]         # create: before the 1st save
-    crashing.process.send_signal(signal.SIGKILL)
-    crashing.process.wait()
-    crashing.process = None
+    crashing.kill()
     _rewrite_state(crashing.root, started, state="created", pid=None, shim_pid=None, started_at=None, network=None)
     _rewrite_state(crashing.root, removing, state="removing")
     _rewrite_state(crashing.root, half_created, cgroup=None, cgroup_id=None, rootfs=None)
     for state in (crashing.root / "containers" / no_state).glob("state.*.json"):
         state.unlink()
     crashing.start()
-    client = client_of(crashing)
+    client = crashing.client()
     by_id = {c["id"]: c for c in client.list_containers(all=True)}
     assert set(by_id) == {started}, f"only the started container remains: {by_id}"
     adopted = by_id[started]

@@ -40,16 +40,6 @@ def crashing():
         yield daemon
 
 
-def client_of(daemon) -> ApiClient:
-    return ApiClient(f"unix://{daemon.socket}", timeout=30)
-
-
-def kill_daemon(daemon) -> None:
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
-    daemon.process = None
-
-
 def run_to_exit(client: ApiClient, spec: dict) -> int:
     """The run route with remove, read to its status frame."""
     _cid, stream = run_container(client, spec, remove=True)
@@ -58,17 +48,17 @@ def run_to_exit(client: ApiClient, spec: dict) -> int:
 
 
 def volumes(daemon) -> set[str]:
-    return {v["Name"] for v in client_of(daemon).list_volumes()}
+    return {v["Name"] for v in daemon.client().list_volumes()}
 
 
 def nothing_left(daemon, before: host_state.HostSnapshot, volumes_before: set[str] | None, where: str) -> None:
     """No container listed but created ones that never ran, nothing of any other on the host;
     with `volumes_before`, no new volume either."""
-    listed = {c["id"]: c["state"] for c in client_of(daemon).list_containers(all=True)}
+    listed = {c["id"]: c["state"] for c in daemon.client().list_containers(all=True)}
     assert set(listed.values()) <= {"created"}, f"{where}: left listed: {listed}"
     assert host_state.leaks_after(before, daemon.root, set(listed)) == [], where
     for container_id in listed:
-        client_of(daemon).remove_container(container_id, volumes=True)
+        daemon.client().remove_container(container_id, volumes=True)
     assert host_state.leaks_after(before, daemon.root, set()) == [], f"{where}: after removing the created ones"
     if volumes_before is not None:
         until(lambda: volumes(daemon) <= volumes_before, f"{where}: anonymous volumes of --rm containers removed")
@@ -85,14 +75,14 @@ def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_rest
     its cgroup already removed (the removal cut short before the trash rename), `running` (saved
     by a rename or a stop) and `exited` (an earlier version's). A --rm container created and
     never started stays; a plain container keeps running."""
-    client = client_of(crashing)
+    client = crashing.client()
     before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
     rm_containers = {name: started_rm_container(client) for name in ("created", "half removed", "running", "exited")}
     never_started = client.create_container({**RM_SPEC, "command": SLEEPER})["id"]
     kept = client.create_container({"image": "busybox", "command": SLEEPER, "network": "none"}, start=True)["id"]
     assert "volatile" in _mount_options(crashing.root, never_started), "a --rm root is never synced"
     assert "volatile" not in _mount_options(crashing.root, kept)
-    kill_daemon(crashing)
+    crashing.kill()
     # As after a reboot: its root unmounted; mounted again at the restart despite the mark a
     # volatile overlay leaves in its work directory.
     subprocess.run(["umount", str(crashing.root / "containers" / never_started / "rootfs")], check=True)
@@ -110,12 +100,12 @@ def test_a_rm_container_whose_exit_and_removal_were_cut_short_is_gone_after_rest
     for state in ("running", "exited"):
         _rewrite_state(crashing.root, rm_containers[state][0], state=state)
     crashing.start()
-    listed = {c["id"]: c["state"] for c in client_of(crashing).list_containers(all=True)}
+    listed = {c["id"]: c["state"] for c in crashing.client().list_containers(all=True)}
     assert listed == {kept: "running", never_started: "created"}
     assert "volatile" in _mount_options(crashing.root, never_started), "its root was mounted again"
     assert host_state.leaks_after(before, crashing.root, set(listed)) == []
-    client_of(crashing).remove_container(kept, force=True)
-    client_of(crashing).remove_container(never_started, volumes=True)
+    crashing.client().remove_container(kept, force=True)
+    crashing.client().remove_container(never_started, volumes=True)
     assert host_state.leaks_after(before, crashing.root, set()) == []
     until(lambda: volumes(crashing) <= volumes_before, "the --rm containers' anonymous volumes removed")
 
@@ -150,8 +140,8 @@ def test_a_kill_right_after_the_run_routes_answer_leaves_nothing(crashing):
     kill at once leaves the trash to the next start, and no record."""
     before, volumes_before = host_state.snapshot(crashing.root), volumes(crashing)
     for _ in range(3):
-        assert run_to_exit(client_of(crashing), {**RM_SPEC, "command": ["true"]}) == 0
-        kill_daemon(crashing)
+        assert run_to_exit(crashing.client(), {**RM_SPEC, "command": ["true"]}) == 0
+        crashing.kill()
         crashing.start()
         nothing_left(crashing, before, volumes_before, "killed right after the answer")
 
@@ -166,18 +156,18 @@ def test_sigkill_at_random_points_of_the_run_route_leaves_nothing(crashing):
     durations = []
     for _ in range(3):
         started = time.perf_counter()
-        run_to_exit(client_of(crashing), {**RM_SPEC, "command": ["true"]})
+        run_to_exit(crashing.client(), {**RM_SPEC, "command": ["true"]})
         durations.append(time.perf_counter() - started)
     window = 1.25 * sorted(durations)[1]
     for number in range(ROUNDS):
         delay = rng.uniform(0, window)
         where = f"seed {SEED} (CORRAL_CRASH_SEED={SEED} replays the kill times), round {number}: " \
                 f"killed {delay * 1e3:.1f} ms after the request (window {window * 1e3:.0f} ms)"
-        request = threading.Thread(target=_ignoring_errors, args=(run_to_exit, client_of(crashing),
+        request = threading.Thread(target=_ignoring_errors, args=(run_to_exit, crashing.client(),
                                                                   {**RM_SPEC, "command": ["true"]}), daemon=True)
         request.start()
         time.sleep(delay)
-        kill_daemon(crashing)
+        crashing.kill()
         request.join(timeout=30)
         crashing.start()
         nothing_left(crashing, before, None, where)

@@ -97,9 +97,7 @@ def test_a_killed_shim_or_daemon_leaves_a_readable_log(daemon):
     daemon.cli("run", "-d", "--name", "survivor", "busybox", "sh", "-c",
                "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.05; done")
     until(lambda: "line5" in daemon.out("logs", "survivor"), "some output")
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
-    daemon.process = None
+    daemon.kill()
     daemon.start()
     until(lambda: "line40" in daemon.out("logs", "survivor"), "output after the daemon's restart")
     init = daemon.inspect("survivor")["State"]["Pid"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import signal
 
 import pytest
 
@@ -57,9 +56,7 @@ def test_what_a_crash_left_in_the_trash_is_deleted_at_the_next_start(daemon):
     base = daemon.root / "containers" / cid
     (base / "upper" / "written").write_text("x" * 4096)
     assert mounts_below(base), "a created container has its root mounted"
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
-    daemon.process = None
+    daemon.kill()
     for cgroup in glob.glob(f"/sys/fs/cgroup/*/corral/{cid}") + glob.glob(f"/sys/fs/cgroup/corral/{cid}"):
         os.rmdir(cgroup)          # as the removal does before it renames
     (daemon.root / "trash").mkdir(exist_ok=True)
