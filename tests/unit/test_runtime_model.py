@@ -167,6 +167,30 @@ def test_store_add_reserves_the_name_and_makes_the_directory_but_writes_nothing(
     assert ContainerStore(tmp_path).get("one").id == "abc123"
 
 
+def test_a_save_cut_short_leaves_a_part_file_that_reads_as_no_state(tmp_path, monkeypatch):
+    """A daemon killed inside a save (here: the write fails half-way) leaves no short state file,
+    which a restart would take as unreadable and quarantine: its first generation missing, the
+    directory is a create cut short."""
+    store = ContainerStore(tmp_path)
+    one = container("abc123", "one")
+    store.add(one)
+    real_write = os.write
+
+    def half_write(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise KeyboardInterrupt     # stands for the SIGKILL: nothing after it runs
+
+    monkeypatch.setattr(os, "write", half_write)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(one, durable=True)
+    monkeypatch.setattr(os, "write", real_write)
+    directory = tmp_path / "containers" / "abc123"
+    assert os.listdir(directory) == []          # the part file is removed when the save fails
+    (directory / ".state.1.json.part").write_text('{"id": "abc123", "na')    # as a SIGKILL leaves it
+    again = ContainerStore(tmp_path)
+    assert again.no_state == ["abc123"] and not again.unreadable
+
+
 def test_store_refuses_a_state_file_naming_another_container(tmp_path):
     store = ContainerStore(tmp_path)
     added(store, container("abc123", "one"))
