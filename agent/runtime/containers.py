@@ -30,6 +30,7 @@ from agent.runtime.decider import NoPolicies, PolicyDecider
 from agent.runtime.endings import Endings, quietly
 from agent.runtime.execs import start_exec
 from agent.runtime.exits import ExitWatcher
+from agent.runtime.image_verbs import ImageVerbs
 from agent.runtime.launch import SHIM_LOG, launch
 from agent.runtime.model import EXITED, LIVE, PAUSED, RUNNING, Container, ContainerSpec
 from agent.runtime.plan import device_rules, launch_request, merge_env, plan_container, requested_limits
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # The container's seccomp filter (profile + policies' deny rules), in its state directory.
 SECCOMP_FILE = FILTER_FILE
-class Runtime(Endings, ContainerQueries):
+class Runtime(Endings, ContainerQueries, ImageVerbs):
     """Implements agent.runtime.service.RuntimeService."""
 
     def __init__(self, *, root: Path, images: ImageStore, rootfs: RootfsManager,
@@ -318,26 +319,6 @@ class Runtime(Endings, ContainerQueries):
                                    attributes={"command": command}))
         return process
 
-    # ---- images, through the runtime because it knows which containers use them ---------
-
-    def list_images(self) -> builtins.list:
-        return self.images.list()
-
-    def import_image(self, path: str, reference: str):
-        source = Path(path)
-        if not source.exists():
-            raise InvalidArgument(f"image source {path!r} does not exist on the daemon's host")
-        image = self.images.import_oci_layout(source, reference) if source.is_dir() \
-            else self.images.import_tarball(source, reference)
-        self.events.emit(Event("image", "import", image.id, f"{image.name}:{image.tag}"))
-        return image
-
-    def remove_image(self, ref: str) -> None:
-        image = self.images.get(ref)
-        users = [c.name for c in self.store.all() if c.image_id == image.id]
-        self.images.remove(ref, in_use_by=users)
-        self.events.emit(Event("image", "delete", image.id, ref))
-
     # ---- internals -----------------------------------------------------------------------
 
     def _policy_limits(self, name: str, spec: ContainerSpec) -> Limits:
@@ -355,15 +336,19 @@ class Runtime(Endings, ContainerQueries):
         """An exited container starts again in its own cgroup and root, made again after a
         reboot; the exit file of its last run goes. True: the cgroup is its last run's."""
         (directory / "exit").unlink(missing_ok=True)
-        paths = CgroupPaths.from_dict(container.cgroup)
-        reused = self.cgroups.exists(paths)
-        if not reused:
+        return not self._make_again(container)
+
+    def _make_again(self, container: Container) -> bool:
+        """Its cgroup made again if it is gone (a reboot, a removal cut short) and its root
+        mounted if it is not; True when the cgroup was made (the record then needs a save)."""
+        made = not self.cgroups.exists(CgroupPaths.from_dict(container.cgroup or {}))
+        if made:
             paths = self.cgroups.create(container.id, self._policy_limits(container.name, container.spec))
-            self.cgroups.set_devices(paths, device_rules(container.spec))
+            self.cgroups.set_devices(paths, device_rules(container.spec))     # the device list is the cgroup's
             container.cgroup, container.cgroup_id = paths.to_dict(), self.cgroups.cgroup_id(paths)
         self.rootfs.prepare(container.id, self.images.get(container.image_id), container.userns,
                             volatile=container.spec.auto_remove)
-        return reused
+        return made
 
     def _signal(self, container: Container, signal: int) -> None:
         if container.pid is None:

@@ -52,7 +52,6 @@ from agent.errors import CorralError
 from agent.network.model import Attachment
 from agent.runtime.launch import SHIM_LOG
 from agent.runtime.model import CREATED, EXITED, LIVE, REMOVING, RUNNING, Container
-from agent.runtime.plan import device_rules
 
 if TYPE_CHECKING:
     from agent.runtime.containers import Runtime
@@ -189,15 +188,8 @@ class Reconciler:
 
     def _repair(self, container: Container) -> None:
         """A created container whose cgroup or overlay is gone (a reboot) gets them again."""
-        paths = CgroupPaths.from_dict(container.cgroup or {})
-        if not self.cgroups.exists(paths):
-            paths = self.cgroups.create(container.id, self.runtime._policy_limits(container.name, container.spec))
-            self.cgroups.set_devices(paths, device_rules(container.spec))     # the device list is the cgroup's
-            container.cgroup = paths.to_dict()
-            container.cgroup_id = self.cgroups.cgroup_id(paths)
+        if self.runtime._make_again(container):
             self.store.save(container)
-        self.runtime.rootfs.prepare(container.id, self.runtime.images.get(container.image_id), container.userns,
-                                    volatile=container.spec.auto_remove)
 
     def _forget_dir(self, container_id: str) -> None:
         self._remove_cgroup(self.cgroups.paths_for(container_id))
