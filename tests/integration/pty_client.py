@@ -52,6 +52,19 @@ class PtyClient:
         shown, _, self.seen = self.seen.partition(needle)
         return shown + needle
 
+    def expect_size(self, rows: int, cols: int, timeout: float = TIMEOUT) -> bytes:
+        """Type `stty size` into the shell until it shows `rows cols`. A resize travels apart
+        from the typed input (its own API request, as with Docker), so a command typed right
+        after the window changed may still see the old size; a person sees the redraw first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.send(b"stty size\r")
+            try:
+                return self.expect(b"%d %d" % (rows, cols), timeout=min(1.0, deadline - time.monotonic()))
+            except AssertionError:
+                if time.monotonic() >= deadline:
+                    raise
+
     def wait(self, timeout: float = TIMEOUT) -> int:
         """The CLI's exit code (what it still shows is read, so it never blocks writing)."""
         deadline = time.monotonic() + timeout

@@ -99,8 +99,7 @@ def test_exec_it_in_a_terminal_follows_its_size(docker, terminal):
     shell.send(b"stty size\r")
     shell.expect(b"30 100")
     shell.resize(40, 120)                   # SIGWINCH to the CLI, which resizes the exec
-    shell.send(b"stty size\r")
-    shell.expect(b"40 120")
+    shell.expect_size(40, 120)
     shell.send(b"exit 5\r")
     assert shell.wait() == 5
     assert _running(docker, "box")
@@ -138,8 +137,7 @@ def test_attach_relays_the_terminal_and_detach_keys_leave_it_running(docker, ter
     shell = terminal("attach", "att", rows=25, cols=90)
     shell.send(b"echo attached-$((1 + 1))\r")
     shell.expect(b"attached-2")
-    shell.send(b"stty size\r")
-    shell.expect(b"25 90")                  # docker attach resizes to its terminal
+    shell.expect_size(25, 90)               # docker attach resizes to its terminal
     shell.send(b"\x10\x11")                 # ctrl-p ctrl-q
     shell.wait()
     assert _running(docker, "att")
@@ -181,8 +179,7 @@ def test_debians_older_client_in_a_terminal(daemon, tmp_path):
     shell = PtyClient(daemon, "exec", "-it", "old", "sh", rows=21, cols=77, program=[older.path], env=older.env)
     try:
         shell.expect(PROMPT)
-        shell.send(b"stty size\r")
-        shell.expect(b"21 77")                   # API 1.41 sends no ConsoleSize: the CLI resizes after start
+        shell.expect_size(21, 77)                # API 1.41 sends no ConsoleSize: the CLI resizes after start
         shell.send(b"exit 2\r")
         assert shell.wait() == 2
     finally:

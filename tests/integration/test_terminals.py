@@ -58,9 +58,7 @@ def test_detach_with_ctrl_p_ctrl_q_and_attach_back(daemon, terminals):
     shown = again.expect(b"30 100")
     assert b"still-here" in shown
     again.resize(41, 132)                    # the window changes: SIGWINCH, then a resize call
-    again.expect(PROMPT)
-    again.send(b"stty size\r")
-    again.expect(b"41 132")
+    again.expect_size(41, 132)
     again.send(b"exit 3\r")
     assert again.wait() == 3
     # A terminal's log is one stream of the bytes it showed, CRLF and all.
@@ -141,9 +139,7 @@ def test_exec_it_gives_a_terminal_of_the_containers(daemon, terminals):
         shown = term.expect(b"25 90")
         assert b"/dev/pts/" in shown
         term.resize(31, 111)
-        term.expect(PROMPT)
-        term.send(b"stty size\r")
-        term.expect(b"31 111")
+        term.expect_size(31, 111)
         term.send(b"exit 4\r")
         assert term.wait() == 4
         piped = daemon.cli("exec", "-i", "host-of-exec", "sh", "-c", "cat; exit 2", input=b"through a pipe\n",
