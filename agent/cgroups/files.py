@@ -258,8 +258,10 @@ def check_name(name: str, what: str = "cgroup name") -> str:
     return name
 
 
-def make_dir(path: str, *, exist_ok: bool) -> bool:
-    """mkdir; True when this call made it. KernelError otherwise (EEXIST unless exist_ok)."""
+def make_dir(path: str, *, exist_ok: bool, parent: bool = False) -> bool:
+    """mkdir; True when this call made it. KernelError otherwise (EEXIST unless exist_ok).
+    With `parent`, a missing parent directory is made first (only then: a create's mkdir of each
+    hierarchy's parent answered EEXIST at every launch)."""
     try:
         os.mkdir(path)
         return True
@@ -267,6 +269,11 @@ def make_dir(path: str, *, exist_ok: bool) -> bool:
         if exist_ok:
             return False
         raise
+    except FileNotFoundError as err:
+        if not parent:
+            raise KernelError(f"cannot create cgroup {path}: {err.strerror}", hint=_hint_for(err)) from err
+        make_dir(os.path.dirname(os.path.normpath(path)), exist_ok=True)
+        return make_dir(path, exist_ok=exist_ok)
     except OSError as err:
         raise KernelError(f"cannot create cgroup {path}: {err.strerror}",
                           hint=_hint_for(err)) from err
@@ -278,6 +285,25 @@ def remove_cgroups(dirs: list[str], open_files: OpenFiles | None, *, timeout: fl
         if open_files is not None:
             open_files.forget(path)
         remove_tree(path, timeout=timeout)
+
+
+def remove_empty_cgroups(dirs: list[str], open_files: OpenFiles | None) -> bool:
+    """rmdir each directory (a missing one is fine) while each is empty; False at the first that
+    is busy (a process or a child cgroup in it), which the caller then empties and removes. An
+    exited container's cgroups are empty: this is its whole removal, without the listing of
+    every cgroup.procs and every directory that emptying them first took."""
+    for path in dirs:
+        if open_files is not None:
+            open_files.forget(path)
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            if err.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                return False
+            raise KernelError(f"cannot remove cgroup {path}: {err.strerror}") from err
+    return True
 
 
 def remove_tree(path: str, *, timeout: float) -> None:

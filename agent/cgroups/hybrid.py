@@ -133,11 +133,9 @@ class HybridDriver(CgroupDriver):
                                        f"mount -t cgroup -o {controller} cgroup {self.root}/{controller}")
         made: list[str] = []
         try:
-            for parent in self.parent_dirs():
-                files.make_dir(parent, exist_ok=True)
             for path in self._dirs(paths):
                 try:
-                    files.make_dir(path, exist_ok=False)
+                    files.make_dir(path, exist_ok=False, parent=True)
                 except FileExistsError:
                     raise Conflict(f"cgroup {path} already exists",
                                    hint="a container of that name was not cleaned up; remove it first") from None
@@ -306,6 +304,8 @@ class HybridDriver(CgroupDriver):
         dirs = self._dirs(paths)
         if self._devices is not None and paths.unified:
             self._devices.release(paths.unified)
+        if files.remove_empty_cgroups(dirs, self._open_files):
+            return
         if self.pids(paths):
             self.kill(paths)
         files.remove_cgroups(dirs, self._open_files, timeout=self.remove_timeout)

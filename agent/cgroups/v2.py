@@ -173,7 +173,7 @@ class V2Driver(CgroupDriver):
         path = self._owned(paths)
         if self._devices is not None:
             self._devices.release(path)
-        if not os.path.isdir(path):
+        if files.remove_empty_cgroups([path], self._open_files):
             return
         if self.pids(paths):
             self.kill(paths)

@@ -90,6 +90,26 @@ def test_make_dir(tmp_path):
         files.make_dir(str(tmp_path / "no" / "such"), exist_ok=True)
 
 
+def test_make_dir_makes_a_missing_parent_only_when_asked(tmp_path):
+    path = str(tmp_path / "corral" / "c")
+    assert files.make_dir(path, exist_ok=False, parent=True) is True
+    assert files.make_dir(str(tmp_path / "corral" / "d"), exist_ok=False, parent=True) is True
+    with pytest.raises(KernelError, match="cannot create cgroup"):      # the hierarchy itself is gone
+        files.make_dir(str(tmp_path / "no" / "such" / "c"), exist_ok=False, parent=True)
+
+
+def test_empty_cgroups_are_removed_and_a_busy_one_is_left_to_the_caller(tmp_path, monkeypatch):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    dirs = [str(tmp_path / name) for name in ("a", "missing", "b")]
+    assert files.remove_empty_cgroups(dirs, None) is True
+    assert sorted(os.listdir(tmp_path)) == ["c"]
+    (tmp_path / "c" / "child").mkdir()                    # a child cgroup: rmdir answers EBUSY on cgroupfs
+    monkeypatch.setattr(files.os, "rmdir", BusyRmdir(busy_times=1))
+    assert files.remove_empty_cgroups([str(tmp_path / "c")], None) is False
+    assert (tmp_path / "c" / "child").exists()
+
+
 def test_remove_tree_removes_children_first_and_ignores_missing(tmp_path):
     (tmp_path / "c" / "sub" / "deeper").mkdir(parents=True)
     files.remove_tree(str(tmp_path / "c"), timeout=0)
