@@ -185,8 +185,9 @@ class BenchDaemon:
     --root under /var/tmp, its own socket and metrics port. A context manager: on the way out
     every container it has is removed, it is stopped and its root deleted, even on failure."""
 
-    def __init__(self, *extra: str, name: str = "daemon") -> None:
-        self.root = Path(tempfile.mkdtemp(prefix=f"{BENCH_PREFIX}{name}-", dir="/var/tmp"))
+    def __init__(self, *extra: str, name: str = "daemon", parent: str = "/var/tmp") -> None:
+        # `parent`: where its --root goes; /var/tmp is on the root filesystem, as /var/lib/corral is.
+        self.root = Path(tempfile.mkdtemp(prefix=f"{BENCH_PREFIX}{name}-", dir=parent))
         self.socket = self.root / "corral.sock"
         self.metrics_port = free_port()
         # CORRAL_BENCH_DAEMON_ARGS adds daemon flags to every bench's daemon, e.g. "--netns-pool 0"

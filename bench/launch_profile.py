@@ -11,13 +11,17 @@ shared bridge nor the integration lock), and per round, in a shuffled order:
             daemon, no cgroup, no overlay
   crun      `crun run` of the same rootfs (bench/launch.py's anchor, from its helper)
 
-    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE] [--net bridge] [--pool N]
+    .venv/bin/python -m bench.launch_profile [ROUNDS] [--spy FILE] [--net bridge] [--pool N] [--root-parent DIR]
 
 `--net bridge` runs the API subjects on the default bridge network (veth, address, routes; the
 daemon then has its network, so run it under the integration lock); the anchors stay as they are.
 
 `--pool N` gives the daemon `--netns-pool N` (0: each bridge start makes its namespace, as before
 the pool; agent/network/pool.py), so both can be measured alternately.
+
+`--root-parent DIR` puts the daemon's --root below DIR (default /var/tmp, on the root filesystem as
+/var/lib/corral is): `--root-parent /dev/shm` takes the filesystem out of the figure (bench/README.md:
+the ext4 journal's stalls).
 
 `--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra `run` cycles run, and
 prints the daemon's hottest frames (self and total) from the collapsed stacks.
@@ -90,12 +94,13 @@ def hottest(raw: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: int | None = None) -> dict:
+def run(rounds: int = 30, spy: Path | None = None, network: str = "none", pool: int | None = None,
+        root_parent: str = "/var/tmp") -> dict:
     split: dict[str, list[float]] = {}
     flags: tuple[str, ...] = ("--no-network", "--no-probes") if network == "none" else ("--no-probes",)
     if pool is not None:
         flags += ("--netns-pool", str(pool))
-    with BenchDaemon(*flags, name="launchprof") as daemon:
+    with BenchDaemon(*flags, name="launchprof", parent=root_parent) as daemon:
         anchors = OciAnchors(daemon.root, daemon.root / "anchors")
         try:
             subjects = {"phases": lambda: phases(daemon, split, network), "cycle": lambda: api_cycle(daemon, network),
@@ -133,7 +138,8 @@ def main(argv: list[str]) -> int:
         sys.exit("bench.launch_profile --spy: py-spy is not in the venv (`.venv/bin/pip install py-spy`)")
     network = argv[argv.index("--net") + 1] if "--net" in argv else "none"
     pool = int(argv[argv.index("--pool") + 1]) if "--pool" in argv else None
-    result = run(rounds, spy, network, pool)
+    root_parent = argv[argv.index("--root-parent") + 1] if "--root-parent" in argv else "/var/tmp"
+    result = run(rounds, spy, network, pool, root_parent)
     for row in result["rows"]:
         print(f"{row['figure']:<22} {row['median']:8.2f} ms  p25-p75 {row['p25']:.2f}-{row['p75']:.2f}"
               f"  {row['ratio']:.2f}x crun ({row['ratio_p25']:.2f}-{row['ratio_p75']:.2f})")

@@ -104,8 +104,11 @@ class Runtime(Endings, ContainerQueries, ImageVerbs):
 
     def run(self, spec: ContainerSpec, *, hold: bool = False) -> Container:
         # The create's durable save syncs while the container launches; `run` answers only once
-        # the record is durable, as `create` does.
-        container, pending, made = self._create(spec, sync_later=True)
+        # the record is durable, as `create` does. A --rm container's is not synced: whatever of
+        # it a machine crash leaves (no record, an empty one, or a running one without its shim),
+        # reconcile removes, as its exit would have; a daemon crash loses no written page. Its
+        # three fsyncs were each a journal commit that the launch's own file creations queued behind.
+        container, pending, made = self._create(spec, sync_later=True, durable=not spec.auto_remove)
         if hold:
             # Before its start: the exit path must find it held (its log is still to be read).
             self._held.add(container.id)
@@ -135,8 +138,8 @@ class Runtime(Endings, ContainerQueries, ImageVerbs):
     def create(self, spec: ContainerSpec) -> Container:
         return self._create(spec, sync_later=False)[0]
 
-    def _create(self, spec: ContainerSpec, *,
-                sync_later: bool) -> tuple[Container, PendingSync | None, builtins.list[str]]:
+    def _create(self, spec: ContainerSpec, *, sync_later: bool,
+                durable: bool = True) -> tuple[Container, PendingSync | None, builtins.list[str]]:
         """The container, its durable save if `sync_later`, and the volumes this create made."""
         image = self.images.get(spec.image)
         spec, new_volumes = self.volumes.claim(spec, image)     # anonymous volumes named, named ones made
@@ -158,8 +161,8 @@ class Runtime(Endings, ContainerQueries, ImageVerbs):
             container.cgroup_id = self.cgroups.cgroup_id(paths)
             container.rootfs = str(rootfs)
             self.volumes.fill(container, rootfs)         # empty volumes get the image's content
-            # Its first record, durable: it owns what is on disk.
-            pending = self.store.save(container, durable=True, sync_later=sync_later)
+            # Its first record (durable unless `run` of a --rm one): it owns what is on disk.
+            pending = self.store.save(container, durable=durable, sync_later=sync_later)
         except BaseException:
             for step in reversed(undo):
                 quietly(step)

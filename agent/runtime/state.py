@@ -52,11 +52,13 @@ log = logging.getLogger(__name__)
 
 
 def _generations(directory: Path) -> list[tuple[int, Path]]:
-    """State files of one container, newest first."""
+    """State files of one container, newest first. An empty one is no generation: it is a save
+    that was not synced (a --rm container's, `Runtime.run`) whose data never reached the disk
+    before the machine went down; a save the daemon itself was killed in leaves a `.part`."""
     found = []
     for entry in os.scandir(directory):
         match = _GENERATION.match(entry.name)
-        if match:
+        if match and entry.stat().st_size > 0:
             found.append((int(match.group(1)), Path(entry.path)))
         elif entry.name == _LEGACY:
             found.append((0, Path(entry.path)))

@@ -135,6 +135,28 @@ def _rewrite_state(root, container_id: str, **changes) -> None:
     (directory / f"state.{newest + 1}.json").write_text(json.dumps(data))
 
 
+def test_a_run_rm_containers_record_emptied_by_a_machine_crash_leaves_nothing(crashing):
+    """`run` does not sync a --rm container's record: a machine crash ends the container, and
+    reconcile removes whatever of it is found. As a reboot leaves it (its processes and root
+    gone, the unsynced record empty), the restarted daemon removes its directory and cgroup."""
+    client = crashing.client()
+    before = host_state.snapshot(crashing.root)
+    container_id, _stream = run_container(client, {"image": "busybox", "network": "none", "command": SLEEPER},
+                                          remove=True)
+    directory = crashing.root / "containers" / container_id
+    pid = client.inspect_container(container_id)["State"]["Pid"]
+    crashing.kill()
+    os.kill(pid, signal.SIGKILL)
+    until((directory / "exit").exists, "the shim's exit file")
+    subprocess.run(["umount", str(directory / "rootfs")], check=True)
+    for state in directory.glob("state.*.json"):
+        state.write_bytes(b"")
+    crashing.start()
+    assert crashing.client().list_containers(all=True) == []
+    assert not directory.exists()
+    assert host_state.leaks_after(before, crashing.root, set()) == []
+
+
 def test_a_kill_right_after_the_run_routes_answer_leaves_nothing(crashing):
     """The status frame comes once the removal's commit point (the trash rename) is passed: a
     kill at once leaves the trash to the next start, and no record."""

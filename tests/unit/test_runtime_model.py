@@ -191,6 +191,23 @@ def test_a_save_cut_short_leaves_a_part_file_that_reads_as_no_state(tmp_path, mo
     assert again.no_state == ["abc123"] and not again.unreadable
 
 
+def test_an_empty_state_file_is_no_generation(tmp_path):
+    """A save that was not synced (a --rm container's first) whose data a machine crash lost
+    leaves an empty file: alone it reads as a create cut short, and under a newer empty one the
+    older generation is used, neither quarantined."""
+    store = ContainerStore(tmp_path)
+    one, two = container("abc123", "one"), container("def456", "two")
+    store.add(one)
+    store.save(one)
+    added(store, two)
+    store.save(two)
+    (tmp_path / "containers" / "abc123" / "state.1.json").write_bytes(b"")
+    (tmp_path / "containers" / "def456" / "state.3.json").write_bytes(b"")
+    again = ContainerStore(tmp_path)
+    assert again.no_state == ["abc123"] and not again.unreadable and not again.load_errors
+    assert again.get("two").id == "def456"
+
+
 def test_store_refuses_a_state_file_naming_another_container(tmp_path):
     store = ContainerStore(tmp_path)
     added(store, container("abc123", "one"))
@@ -198,7 +215,7 @@ def test_store_refuses_a_state_file_naming_another_container(tmp_path):
     assert list(ContainerStore(tmp_path).unreadable) == ["zzz"]
 
 
-@pytest.mark.parametrize("garbage", [b"", b"5", b"[]", b'{"id": 1}', b"\xff\xfe", b'{"spec": null}'])
+@pytest.mark.parametrize("garbage", [b"5", b"[]", b'{"id": 1}', b"\xff\xfe", b'{"spec": null}'])
 def test_store_lists_any_garbage_as_unreadable(tmp_path, garbage):
     directory = tmp_path / "containers" / "abc"
     directory.mkdir(parents=True)
