@@ -72,11 +72,15 @@ class RootfsManager:
                     path.mkdir(mode=mode)
                     created.append(path)
             if upper in created:
-                # The overlay's "/" takes its owner and mode from upper, so copy the image's.
-                top = os.stat(lowers[-1])
+                # The overlay's "/" takes its owner and mode from upper, so copy the image's
+                # (each change is an ext4 journal handle on the launch's path: only if it differs).
+                top, made = os.stat(lowers[-1]), os.stat(upper)
                 mapped = idmap or IdRange(0, 0, 0)
-                os.chown(upper, mapped.host_uid(top.st_uid), mapped.host_gid(top.st_gid))
-                os.chmod(upper, stat.S_IMODE(top.st_mode))
+                owner = (mapped.host_uid(top.st_uid), mapped.host_gid(top.st_gid))
+                if owner != (made.st_uid, made.st_gid):
+                    os.chown(upper, *owner)
+                if stat.S_IMODE(top.st_mode) != stat.S_IMODE(made.st_mode):
+                    os.chmod(upper, stat.S_IMODE(top.st_mode))
             clear_volatile_mark(work)
             if idmap is None or userns is None:
                 mount_overlay(lowers, upper, work, rootfs, "volatile" if volatile else "")
