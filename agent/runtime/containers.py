@@ -107,7 +107,7 @@ class Runtime(Endings, ContainerQueries, ImageVerbs):
         # the record is durable, as `create` does. A --rm container's is not synced: whatever of
         # it a machine crash leaves (no record, an empty one, or a running one without its shim),
         # reconcile removes, as its exit would have; a daemon crash loses no written page. Its
-        # three fsyncs were each a journal commit that the launch's own file creations queued behind.
+        # three fsyncs were each a synchronous write to the disk on the launch's path.
         container, pending, made = self._create(spec, sync_later=True, durable=not spec.auto_remove)
         if hold:
             # Before its start: the exit path must find it held (its log is still to be read).
