@@ -73,7 +73,7 @@ class RootfsManager:
                     created.append(path)
             if upper in created:
                 # The overlay's "/" takes its owner and mode from upper, so copy the image's
-                # (each change is an ext4 journal handle on the launch's path: only if it differs).
+                # (each change is a metadata write on the launch's path: only where it differs).
                 top, made = os.stat(lowers[-1]), os.stat(upper)
                 mapped = idmap or IdRange(0, 0, 0)
                 owner = (mapped.host_uid(top.st_uid), mapped.host_gid(top.st_gid))
