@@ -20,8 +20,8 @@ daemon then has its network, so run it under the integration lock); the anchors 
 the pool; agent/network/pool.py), so both can be measured alternately.
 
 `--root-parent DIR` puts the daemon's --root below DIR (default /var/tmp, on the root filesystem as
-/var/lib/corral is): `--root-parent /dev/shm` takes the filesystem out of the figure (bench/README.md:
-the ext4 journal's stalls).
+/var/lib/corral is): `--root-parent /dev/shm` takes the filesystem out of the figure (bench/README.md,
+"Launch and the filesystem").
 
 `--spy FILE` runs `py-spy record -r 500 --format raw` on the daemon while extra `run` cycles run, and
 prints the daemon's hottest frames (self and total) from the collapsed stacks.

@@ -4,9 +4,9 @@ Each save writes a new generation, `state.<n>.json`, and removes generation n-2;
 newest generation that parses wins. Each generation is written as `.state.<n>.json.part` and
 renamed to its own new name, so a daemon killed mid-save leaves a `.part` file (ignored), never a
 short state file; no save renames over an existing file: on ext4 that forces the data to disk
-(auto_da_alloc), which made every save cost ~0.5 ms instead of ~0.1 ms. The in-memory index is rebuilt from the directories at start,
-which is what makes the daemon restartable. Lookups accept a full id, a unique id prefix, or a
-name, as docker does.
+(auto_da_alloc), which made every save cost ~0.5 ms instead of ~0.1 ms. The in-memory index is
+rebuilt from the directories at start, which is what makes the daemon restartable. Lookups
+accept a full id, a unique id prefix, or a name, as docker does.
 
 Durability: a daemon killed at any point loses nothing (the page cache keeps every write).
 Only a power loss can undo a save, and it also kills every container, so only the save that
@@ -15,7 +15,9 @@ directory), is fsync'd (`durable=True`, file and directories, ~0.4 ms): it is th
 owns what the container keeps on disk. That generation is kept until a
 later durable one replaces it, so a torn newer generation always has a good one beneath it.
 `run` overlaps those fsyncs with the launch (`sync_later`, PendingSync, in the one thread of
-agent/runtime/state_sync.py) and answers only once they are done.
+agent/runtime/state_sync.py) and answers only once they are done; a --rm container's first
+save in `run` is not synced at all (a power loss ends it, and reconcile removes what is left,
+an empty state file counting as none).
 Later saves (start, exit, removing; a --rm container's exit and removal are not saved at all,
 agent/runtime/endings.py) may be lost to a power loss: reconcile corrects a stale
 state from what is (or is not) running. A directory with no state file (a create cut short)

@@ -154,6 +154,8 @@ def test_a_run_rm_containers_record_emptied_by_a_machine_crash_leaves_nothing(cr
     crashing.start()
     assert crashing.client().list_containers(all=True) == []
     assert not directory.exists()
+    quarantine = crashing.root / "quarantine"       # an empty record is a create cut short, not unreadable
+    assert not (quarantine / container_id).exists() and container_id not in str(list(quarantine.glob("*")))
     assert host_state.leaks_after(before, crashing.root, set()) == []
 
 
