@@ -127,6 +127,20 @@ def settled_fds(pid: int, baseline: int, timeout: float = 10.0) -> int:
     return count
 
 
+def steady_fds(pid: int, quiet: float = 1.0, timeout: float = 15.0) -> int:
+    """The daemon's open fds once the count has not changed for `quiet` seconds: a baseline
+    taken while its network-namespace pool refills (agent/network/pool.py) is short of the items
+    being made, which a later count then reads as a leak."""
+    deadline = time.monotonic() + timeout
+    count, since = open_fds(pid), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = open_fds(pid)
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:

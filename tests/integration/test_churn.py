@@ -18,7 +18,7 @@ def test_churn_leaves_nothing_behind(daemon):
     pid = daemon.process.pid
     churn(daemon.socket, 10)      # warm-up: the bridge, nft table and lazily opened files exist
     before = host_state.snapshot(daemon.root)
-    fds = host_state.settled_fds(pid, 0, timeout=0.5)
+    fds = host_state.steady_fds(pid)
     rss = host_state.rss_bytes(pid)
     entries = host_state.map_entries(host_state.metrics(daemon.metrics_port))
     cycles = churn(daemon.socket, CYCLES)
